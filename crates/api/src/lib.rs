@@ -1,0 +1,49 @@
+//! weft-api: typed Istio configuration resources (the ten supported kinds) and a
+//! position-aware YAML loader.
+//!
+//! Entry points: [`load_str`] and [`load_path`] return a [`LoadResult`] with typed
+//! [`Resource`]s, located [`LoadError`]s and [`Skipped`] non-Istio documents.
+//!
+//! ```
+//! let yaml = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\n\
+//!             spec:\n  servers:\n  - port: {number: 80, name: http, protocol: HTTP}\n    \
+//!             hosts: ['*']\n    bogus: 1\n";
+//! let result = weft_api::load_str(yaml, "gw.yaml");
+//! assert!(result.resources.is_empty());
+//! assert_eq!(
+//!     result.errors[0].to_string(),
+//!     "gw.yaml:8:5: unknown field `bogus` in Gateway.spec.servers[0]; expected one of \
+//!      `port`, `bind`, `hosts`, `tls`, `name`, `defaultEndpoint`"
+//! );
+//! ```
+#![forbid(unsafe_code)]
+
+mod common;
+mod connection_pool;
+mod de;
+mod destination_rule;
+mod gateway;
+mod load_balancer;
+mod loader;
+mod resource;
+mod security;
+mod service_entry;
+mod sidecar;
+mod telemetry;
+mod validate;
+mod virtual_service;
+mod yaml;
+
+pub use common::*;
+pub use connection_pool::*;
+pub use destination_rule::*;
+pub use gateway::*;
+pub use load_balancer::*;
+pub use loader::{load_path, load_str, LoadError, LoadResult, Skipped};
+pub use resource::*;
+pub use security::*;
+pub use service_entry::*;
+pub use sidecar::*;
+pub use telemetry::*;
+pub use validate::{valid_duration, validate_all, ValidationError};
+pub use virtual_service::*;

@@ -1,0 +1,251 @@
+//! Positions of documents and errors reported by the loader.
+
+use weft_api::{load_str, Kind, LoadError, MtlsMode, Spec};
+
+fn only_error(errors: &[LoadError]) -> &LoadError {
+    assert_eq!(
+        errors.len(),
+        1,
+        "expected exactly one error, got {errors:#?}"
+    );
+    &errors[0]
+}
+
+const THREE_DOCS_UNKNOWN_FIELD: &str = "\
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: gw
+spec:
+  servers: []
+---
+# a comment before the second document
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata:
+  name: dr
+spec:
+  host: reviews
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata:
+  name: vs
+  namespace: prod
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination:
+        host: reviews
+    foo: 1
+";
+
+#[test]
+fn unknown_field_three_documents_in_is_reported_at_its_line_and_column() {
+    let result = load_str(THREE_DOCS_UNKNOWN_FIELD, "three.yaml");
+    let err = only_error(&result.errors);
+    assert_eq!((err.line, err.column), (27, 5), "{err}");
+    assert_eq!(err.file, "three.yaml");
+    assert!(
+        err.message
+            .starts_with("unknown field `foo` in VirtualService.spec.http[0]; expected one of"),
+        "{err}"
+    );
+    assert!(err.message.contains("`route`"), "{err}");
+    assert!(err
+        .to_string()
+        .starts_with("three.yaml:27:5: unknown field `foo`"));
+    // The two good documents still load, with their own sources.
+    let lines: Vec<(Kind, usize)> = result
+        .resources
+        .iter()
+        .map(|r| (r.kind, r.source.line))
+        .collect();
+    assert_eq!(lines, [(Kind::Gateway, 1), (Kind::DestinationRule, 9)]);
+}
+
+#[test]
+fn wrong_enum_value_is_reported_at_the_value() {
+    let text = "\
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: pa
+spec:
+  mtls:
+    mode: STRICTER
+";
+    let result = load_str(text, "pa.yaml");
+    let err = only_error(&result.errors);
+    assert_eq!((err.line, err.column), (7, 11), "{err}");
+    assert_eq!(
+        err.message,
+        "unknown value `STRICTER` at PeerAuthentication.spec.mtls.mode; \
+         expected one of `UNSET`, `DISABLE`, `PERMISSIVE`, `STRICT`"
+    );
+    assert!(result.resources.is_empty());
+}
+
+#[test]
+fn wrong_type_is_reported_at_the_value() {
+    let text = "\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: se}
+spec:
+  hosts: [a.example.com]
+  ports:
+  - number: eighty
+    name: http
+";
+    let err = only_error(&load_str(text, "se.yaml").errors).clone();
+    assert_eq!((err.line, err.column), (7, 13), "{err}");
+    assert!(
+        err.message.contains("ServiceEntry.spec.ports[0].number"),
+        "{err}"
+    );
+}
+
+#[test]
+fn broken_second_document_does_not_stop_the_others() {
+    let text = "\
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: one
+spec:
+  mtls: {mode: STRICT}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: two
+spec:
+  mtls: {mode: STRICT
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: three
+spec:
+  portLevelMtls:
+    8080: {mode: DISABLE}
+";
+    let result = load_str(text, "multi.yaml");
+    let err = only_error(&result.errors);
+    assert!(err.message.starts_with("invalid YAML"), "{err}");
+    assert!((8..=14).contains(&err.line), "{err}");
+    let names: Vec<&str> = result.resources.iter().map(|r| r.name()).collect();
+    assert_eq!(names, ["one", "three"]);
+    assert_eq!(result.resources[1].source.line, 15);
+    let Spec::PeerAuthentication(pa) = &result.resources[1].spec else {
+        panic!("not a PeerAuthentication");
+    };
+    assert_eq!(pa.port_level_mtls[&8080].mode, Some(MtlsMode::Disable));
+}
+
+#[test]
+fn type_error_in_second_document_does_not_stop_the_others() {
+    let text = "\
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: a}
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: b}
+spec:
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: '*'
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: c}
+";
+    let result = load_str(text, "gw.yaml");
+    let err = only_error(&result.errors);
+    assert_eq!((err.line, err.column), (11, 12), "{err}");
+    let names: Vec<&str> = result.resources.iter().map(|r| r.name()).collect();
+    assert_eq!(names, ["a", "c"]);
+}
+
+#[test]
+fn missing_name_and_bad_kind_and_version_are_errors() {
+    let text = "\
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  namespace: x
+---
+apiVersion: networking.istio.io/v1
+kind: Gatway
+metadata: {name: a}
+---
+apiVersion: networking.istio.io/v2
+kind: Gateway
+metadata: {name: a}
+---
+apiVersion: security.istio.io/v1
+kind: Gateway
+metadata: {name: a}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: svc}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: k8s-gw}
+";
+    let result = load_str(text, "mixed.yaml");
+    let found: Vec<(usize, usize)> = result.errors.iter().map(|e| (e.line, e.column)).collect();
+    assert_eq!(
+        found,
+        [(3, 1), (7, 7), (10, 13), (15, 7)],
+        "{:#?}",
+        result.errors
+    );
+    assert!(result.errors[0].message.contains("metadata.name"));
+    assert!(result.errors[1].message.contains("unknown kind `Gatway`"));
+    assert!(result.errors[2].message.contains("unsupported apiVersion"));
+    assert!(result.errors[3].message.contains("networking.istio.io"));
+    assert!(result.resources.is_empty());
+    let skipped: Vec<(&str, usize)> = result
+        .skipped
+        .iter()
+        .map(|s| (s.kind.as_str(), s.source.line))
+        .collect();
+    assert_eq!(skipped, [("Service", 18), ("Gateway", 22)]);
+}
+
+#[test]
+fn empty_documents_and_comments_are_ignored() {
+    let text = "# header\n---\n---\n# nothing\n...\n---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: default}\nspec:\n  outboundTrafficPolicy: {}\n";
+    let result = load_str(text, "s.yaml");
+    assert!(result.errors.is_empty(), "{:?}", result.errors);
+    assert_eq!(result.resources.len(), 1);
+    assert_eq!(result.resources[0].source.line, 7);
+    assert_eq!(result.resources[0].key(), "Sidecar/default/default");
+    assert!(load_str("", "e.yaml").resources.is_empty());
+    assert!(load_str("", "e.yaml").errors.is_empty());
+}
+
+#[test]
+fn unknown_top_level_and_metadata_fields() {
+    let text = "\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: a
+  labelz: {}
+spec:
+  host: a
+";
+    let err = only_error(&load_str(text, "m.yaml").errors).clone();
+    assert_eq!((err.line, err.column), (5, 3), "{err}");
+    assert!(err
+        .message
+        .starts_with("unknown field `labelz` in DestinationRule.metadata"));
+}

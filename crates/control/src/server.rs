@@ -1,0 +1,87 @@
+//! The gRPC service proxies talk to: the config stream (hello, pushes, ACK/NACK) and the
+//! CA (CSR in, SPIFFE certificate out, identity decided from the registry).
+
+use crate::state::State;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{info, warn};
+use weft_api::Spec;
+use weft_identity::{Ca, SpiffeId};
+use weft_protocol::{pb, Mesh};
+
+/// The Mesh service.
+pub struct MeshService {
+    pub state: Arc<State>,
+    pub ca: Arc<Ca>,
+    pub cert_ttl: Duration,
+}
+
+type PushStream = Pin<Box<dyn Stream<Item = Result<pb::ConfigPush, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Mesh for MeshService {
+    type StreamConfigStream = PushStream;
+
+    async fn stream_config(&self, req: Request<Streaming<pb::ProxyMessage>>) -> Result<Response<PushStream>, Status> {
+        let mut inbound = req.into_inner();
+        let first = inbound.message().await?.ok_or_else(|| Status::invalid_argument("stream closed before hello"))?;
+        let Some(pb::proxy_message::Msg::Hello(node)) = first.msg else {
+            return Err(Status::invalid_argument("the first message on the config stream must be hello"));
+        };
+        let (tx, rx) = mpsc::channel(16);
+        let state = self.state.clone();
+        let proxy = node.id.clone();
+        let id = state.connect(node, tx);
+        tokio::spawn(async move {
+            loop {
+                match inbound.message().await {
+                    Ok(Some(pb::ProxyMessage { msg: Some(pb::proxy_message::Msg::Ack(ack)) })) => {
+                        if ack.accepted {
+                            info!(%proxy, version = %ack.version, "ACK");
+                        } else {
+                            warn!(%proxy, version = %ack.version, error = %ack.error, "NACK: proxy rejected config and keeps its last good one");
+                        }
+                    }
+                    Ok(Some(_)) => warn!(%proxy, "unexpected message on config stream"),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            state.disconnect(id);
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn create_certificate(&self, req: Request<pb::CertificateRequest>) -> Result<Response<pb::CertificateResponse>, Status> {
+        let req = req.into_inner();
+        let node = req.node.ok_or_else(|| Status::invalid_argument("certificate request without node"))?;
+        let resources = self.state.resources();
+        let sa = resources
+            .iter()
+            .find_map(|r| match &r.spec {
+                Spec::WorkloadEntry(we) if r.name() == node.workload && r.namespace() == node.namespace => {
+                    Some(we.service_account.clone().unwrap_or_else(|| "default".into()))
+                }
+                _ => None,
+            })
+            .ok_or_else(|| {
+                Status::permission_denied(format!(
+                    "no WorkloadEntry {}/{} in the mesh config; a proxy gets an identity only for a registered workload",
+                    node.namespace, node.workload
+                ))
+            })?;
+        let id = SpiffeId::new(&self.state.trust_domain, &node.namespace, &sa).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let issued = self.ca.sign_csr(&req.csr_pem, &id, self.cert_ttl).map_err(|e| Status::invalid_argument(format!("CSR rejected: {e}")))?;
+        info!(proxy = %node.id, identity = %id, "certificate issued");
+        Ok(Response::new(pb::CertificateResponse {
+            cert_chain_pem: issued.cert_chain_pem,
+            root_pem: issued.root_pem,
+            spiffe_id: id.to_string(),
+            not_after_unix: issued.not_after.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0),
+        }))
+    }
+}

@@ -1,0 +1,113 @@
+//! The control plane's state, under one lock: the last good resources, the connected
+//! proxies, and what each was last sent. Any change (config reload, proxy connect or
+//! disconnect) recompiles every proxy and pushes only configs that changed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+use weft_api::Resource;
+use weft_model::{compile, LiveProxy, ProxyConfig, ProxyRef, Registry, Role};
+use weft_protocol::{encode_config, pb};
+
+/// Sender half of one proxy's push stream.
+pub type PushTx = mpsc::Sender<Result<pb::ConfigPush, tonic::Status>>;
+
+struct Conn {
+    node: pb::Node,
+    tx: PushTx,
+    last_sent: Option<ProxyConfig>,
+}
+
+struct Inner {
+    resources: Arc<Vec<Resource>>,
+    conns: HashMap<u64, Conn>,
+    next_conn: u64,
+    version: u64,
+}
+
+/// Shared control-plane state.
+pub struct State {
+    inner: Mutex<Inner>,
+    pub trust_domain: String,
+}
+
+impl State {
+    pub fn new(resources: Vec<Resource>, trust_domain: &str) -> Arc<State> {
+        Arc::new(State {
+            inner: Mutex::new(Inner { resources: Arc::new(resources), conns: HashMap::new(), next_conn: 0, version: 0 }),
+            trust_domain: trust_domain.into(),
+        })
+    }
+
+    /// The last good resources.
+    pub fn resources(&self) -> Arc<Vec<Resource>> {
+        self.inner.lock().expect("state poisoned").resources.clone()
+    }
+
+    /// Replaces the resources (already validated) and pushes what changed.
+    pub fn set_resources(&self, resources: Vec<Resource>) {
+        let mut inner = self.inner.lock().expect("state poisoned");
+        inner.resources = Arc::new(resources);
+        self.push_all(&mut inner);
+    }
+
+    /// Registers a proxy stream; returns its id.
+    pub fn connect(&self, node: pb::Node, tx: PushTx) -> u64 {
+        let mut inner = self.inner.lock().expect("state poisoned");
+        let id = inner.next_conn;
+        inner.next_conn += 1;
+        info!(proxy = %node.id, inbound = %node.inbound_addr, "proxy connected");
+        inner.conns.insert(id, Conn { node, tx, last_sent: None });
+        self.push_all(&mut inner);
+        id
+    }
+
+    /// Forgets a proxy stream (its endpoints leave every other proxy's config).
+    pub fn disconnect(&self, id: u64) {
+        let mut inner = self.inner.lock().expect("state poisoned");
+        if let Some(c) = inner.conns.remove(&id) {
+            info!(proxy = %c.node.id, "proxy disconnected");
+        }
+        self.push_all(&mut inner);
+    }
+
+    /// Number of connected proxies.
+    pub fn connected(&self) -> usize {
+        self.inner.lock().expect("state poisoned").conns.len()
+    }
+
+    fn push_all(&self, inner: &mut Inner) {
+        let live: Vec<LiveProxy> = inner
+            .conns
+            .values()
+            .map(|c| LiveProxy { workload: c.node.workload.clone(), namespace: c.node.namespace.clone(), inbound_addr: c.node.inbound_addr.clone() })
+            .collect();
+        let registry = Registry::build(&inner.resources, &live);
+        let resources = inner.resources.clone();
+        let mut version = inner.version;
+        for conn in inner.conns.values_mut() {
+            let role = if conn.node.role == "gateway" { Role::Gateway } else { Role::Sidecar };
+            let proxy = ProxyRef { role, workload: conn.node.workload.clone(), namespace: conn.node.namespace.clone() };
+            let cfg = match compile(&resources, &registry, &self.trust_domain, &proxy) {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    warn!(proxy = %conn.node.id, error = %e, "cannot compile a config for this proxy");
+                    continue;
+                }
+            };
+            if conn.last_sent.as_ref() == Some(&cfg) {
+                continue;
+            }
+            version += 1;
+            let push = encode_config(&version.to_string(), &cfg);
+            if conn.tx.try_send(Ok(push)).is_ok() {
+                conn.last_sent = Some(cfg);
+            } else {
+                warn!(proxy = %conn.node.id, "push stream full or closed; will resend on the next change");
+                conn.last_sent = None;
+            }
+        }
+        inner.version = version;
+    }
+}

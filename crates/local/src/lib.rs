@@ -1,0 +1,12 @@
+//! Local meshes without Kubernetes: `weft up DIR` and `weft demo` (the built-in NECPGAME
+//! example), the process supervisor behind them, and `weft status`.
+#![forbid(unsafe_code)]
+
+pub mod examples;
+pub mod mesh;
+pub mod plan;
+pub mod process;
+pub mod routes;
+pub mod status;
+
+pub use mesh::{up, TrafficOptions, UpOptions};

@@ -1,0 +1,358 @@
+//! The compiler: (resources, registry, proxy) -> that proxy's [`ProxyConfig`].
+//! Pure: no I/O, no clocks. Gateway listeners come from Gateways whose selector matches the
+//! gateway workload; routes from VirtualServices (first match wins); clusters from the
+//! registry and DestinationRules (subsets, load balancer).
+
+use crate::config::*;
+use crate::registry::{fqdn, selects, spiffe_id, Registry};
+use crate::report;
+use std::collections::{BTreeMap, BTreeSet};
+use weft_api::{Resource, SimpleLb, Spec, VirtualService};
+
+/// Which proxy to compile for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyRef {
+    pub role: Role,
+    /// WorkloadEntry name and namespace.
+    pub workload: String,
+    pub namespace: String,
+}
+
+/// A proxy's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Sidecar,
+    Gateway,
+}
+
+/// Why a proxy cannot get a config.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CompileError {
+    #[error("no WorkloadEntry {namespace}/{name} in the config: add one for this proxy's workload")]
+    UnknownWorkload { namespace: String, name: String },
+}
+
+/// Compiles the config of one proxy.
+pub fn compile(
+    resources: &[Resource],
+    registry: &Registry,
+    trust_domain: &str,
+    proxy: &ProxyRef,
+) -> Result<ProxyConfig, CompileError> {
+    let key = (proxy.namespace.clone(), proxy.workload.clone());
+    let Some(workload) = registry.workloads.get(&key) else {
+        return Err(CompileError::UnknownWorkload { namespace: proxy.namespace.clone(), name: proxy.workload.clone() });
+    };
+    let mut b = Builder { resources, registry, cfg: ProxyConfig::default(), used: BTreeSet::new() };
+    match proxy.role {
+        Role::Gateway => b.gateway(&workload.labels),
+        Role::Sidecar => {
+            b.outbound(&proxy.namespace);
+            b.cfg.inbound = Some(Inbound {
+                workload: workload.name.clone(),
+                namespace: workload.namespace.clone(),
+                identity: spiffe_id(trust_domain, &workload.namespace, &workload.service_account),
+                trust_domain: trust_domain.to_string(),
+                services: registry.services_of(&workload.namespace, &workload.name),
+                version: workload.labels.get("version").cloned(),
+            });
+        }
+    }
+    b.clusters(trust_domain);
+    let used = b.used;
+    let mut cfg = b.cfg;
+    cfg.not_enforced = report::not_enforced(resources)
+        .into_iter()
+        .filter(|n| used.contains(&n.resource) || policy_applies(n, &proxy.namespace))
+        .collect();
+    Ok(cfg)
+}
+
+fn policy_applies(n: &NotEnforced, ns: &str) -> bool {
+    let mut parts = n.resource.split('/');
+    let (kind, rns) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let policy = matches!(kind, "PeerAuthentication" | "AuthorizationPolicy" | "RequestAuthentication" | "Telemetry" | "Sidecar");
+    policy && (rns == ns || rns == "istio-system")
+}
+
+struct Builder<'a> {
+    resources: &'a [Resource],
+    registry: &'a Registry,
+    cfg: ProxyConfig,
+    /// Keys of resources that shaped this config (for not-enforced reporting).
+    used: BTreeSet<String>,
+}
+
+fn origin(r: &Resource) -> String {
+    format!("{} ({}:{})", r.key(), r.source.file, r.source.line)
+}
+
+/// Does a Gateway server host (`host`, `*`, `*.suffix`, `ns/host`) admit a VirtualService host?
+fn server_host_admits(server_host: &str, vs_host: &str) -> bool {
+    let h = server_host.rsplit_once('/').map(|(_, h)| h).unwrap_or(server_host);
+    if h == "*" || h == vs_host {
+        return true;
+    }
+    match (h.strip_prefix('*'), vs_host.strip_prefix('*')) {
+        (Some(suffix), Some(vs_suffix)) => vs_suffix.ends_with(suffix),
+        (Some(suffix), None) => vs_host.ends_with(suffix),
+        (None, Some(vs_suffix)) => h.ends_with(vs_suffix),
+        (None, None) => false,
+    }
+}
+
+impl<'a> Builder<'a> {
+    fn virtual_services(&self) -> impl Iterator<Item = (&'a Resource, &'a VirtualService)> {
+        self.resources.iter().filter_map(|r| match &r.spec {
+            Spec::VirtualService(vs) => Some((r, vs)),
+            _ => None,
+        })
+    }
+
+    fn gateway(&mut self, labels: &BTreeMap<String, String>) {
+        // port -> (server hosts, gateway names "ns/name")
+        let mut ports: BTreeMap<u32, (Vec<String>, BTreeSet<String>)> = BTreeMap::new();
+        for r in self.resources {
+            let Spec::Gateway(gw) = &r.spec else { continue };
+            if gw.selector.is_empty() || !selects(&gw.selector, labels) {
+                continue;
+            }
+            self.used.insert(r.key());
+            for server in &gw.servers {
+                let Some(port) = &server.port else { continue };
+                // TLS servers are reported as not enforced; never serve them as plaintext.
+                if server.tls.is_some() {
+                    continue;
+                }
+                let entry = ports.entry(port.number).or_default();
+                entry.0.extend(server.hosts.iter().cloned());
+                entry.1.insert(format!("{}/{}", r.namespace(), r.name()));
+            }
+        }
+        for (port, (server_hosts, gateways)) in ports {
+            let mut table = RouteTable::default();
+            for (r, vs) in self.virtual_services() {
+                let bound = vs.gateways.iter().any(|g| {
+                    let full = if g.contains('/') { g.clone() } else { format!("{}/{}", r.namespace(), g) };
+                    gateways.contains(&full)
+                });
+                if !bound {
+                    continue;
+                }
+                let domains: Vec<String> = vs
+                    .hosts
+                    .iter()
+                    .filter(|h| server_hosts.iter().any(|s| server_host_admits(s, h)))
+                    .cloned()
+                    .collect();
+                if domains.is_empty() {
+                    continue;
+                }
+                self.used.insert(r.key());
+                let routes = self.vs_routes(r, vs);
+                table.virtual_hosts.push(VirtualHost { name: r.key(), domains, routes });
+            }
+            let name = format!("gateway_{port}");
+            self.cfg.listeners.push(Listener { name: name.clone(), kind: ListenerKind::Gateway, port, route_table: name.clone() });
+            self.cfg.routes.insert(name, table);
+        }
+    }
+
+    fn outbound(&mut self, proxy_ns: &str) {
+        let mut table = RouteTable::default();
+        let services: Vec<_> = self.registry.services.values().cloned().collect();
+        for svc in services {
+            let mut domains = vec![svc.host.clone()];
+            if let Some(short) = svc.host.strip_suffix(".svc.cluster.local") {
+                domains.push(format!("{short}.svc"));
+                domains.push(short.to_string());
+                if svc.namespace == proxy_ns {
+                    if let Some((name, _)) = short.split_once('.') {
+                        domains.push(name.to_string());
+                    }
+                }
+            }
+            let mesh_vs = self.virtual_services().find(|(r, vs)| {
+                let on_mesh = vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh");
+                on_mesh && vs.hosts.iter().any(|h| fqdn(h, r.namespace()) == svc.host)
+            });
+            let routes = match mesh_vs {
+                Some((r, vs)) => {
+                    self.used.insert(r.key());
+                    self.vs_routes(r, vs)
+                }
+                None => {
+                    let port = svc.ports.first().copied().unwrap_or(80);
+                    let cluster = cluster_name(port, None, &svc.host);
+                    vec![Route {
+                        name: format!("default/{}", svc.host),
+                        matches: Vec::new(),
+                        destinations: vec![WeightedCluster { cluster, weight: 100 }],
+                        timeout_ms: None,
+                        origin: "default route (no VirtualService)".into(),
+                    }]
+                }
+            };
+            table.virtual_hosts.push(VirtualHost { name: svc.host.clone(), domains, routes });
+        }
+        self.cfg.listeners.push(Listener { name: "outbound".into(), kind: ListenerKind::Outbound, port: 0, route_table: "outbound".into() });
+        self.cfg.routes.insert("outbound".into(), table);
+    }
+
+    fn vs_routes(&self, r: &Resource, vs: &VirtualService) -> Vec<Route> {
+        let ns = r.namespace();
+        vs.http
+            .iter()
+            .enumerate()
+            .map(|(i, http)| {
+                let matches = http.r#match.iter().map(convert_match).collect();
+                let total = http.route.len();
+                let destinations = http
+                    .route
+                    .iter()
+                    .map(|d| {
+                        let host = fqdn(&d.destination.host, ns);
+                        let port = d.destination.port.as_ref().and_then(|p| p.number).unwrap_or_else(|| {
+                            self.registry.services.get(&host).and_then(|s| s.ports.first().copied()).unwrap_or(80)
+                        });
+                        // Weights are relative; a single destination gets everything.
+                        let weight = if total == 1 { 100 } else { d.weight.unwrap_or(0).max(0) as u32 };
+                        WeightedCluster { cluster: cluster_name(port, d.destination.subset.as_deref(), &host), weight }
+                    })
+                    .collect();
+                Route {
+                    name: http.name.clone().unwrap_or_else(|| format!("{}/http[{i}]", r.name())),
+                    matches,
+                    destinations,
+                    timeout_ms: http.timeout.as_deref().and_then(parse_duration_ms),
+                    origin: origin(r),
+                }
+            })
+            .collect()
+    }
+
+    /// Builds every cluster the routes refer to, with endpoints and LB policy.
+    fn clusters(&mut self, trust_domain: &str) {
+        let names: BTreeSet<String> = self
+            .cfg
+            .routes
+            .values()
+            .flat_map(|t| t.virtual_hosts.iter())
+            .flat_map(|v| v.routes.iter())
+            .flat_map(|r| r.destinations.iter().map(|d| d.cluster.clone()))
+            .collect();
+        for name in names {
+            let Some((port, subset, host)) = parse_cluster_name(&name) else { continue };
+            let svc = self.registry.services.get(&host);
+            let namespace = svc.map(|s| s.namespace.clone()).unwrap_or_default();
+            let (subset_labels, lb) = self.destination_rule(&host, &namespace, subset.as_deref());
+            let mut endpoints = Vec::new();
+            for key in svc.map(|s| s.workloads.as_slice()).unwrap_or_default() {
+                let Some(w) = self.registry.workloads.get(key) else { continue };
+                let Some(addr) = &w.inbound_addr else { continue };
+                if !selects(&subset_labels, &w.labels) {
+                    continue;
+                }
+                endpoints.push(Endpoint {
+                    address: addr.clone(),
+                    identity: spiffe_id(trust_domain, &w.namespace, &w.service_account),
+                    workload: w.name.clone(),
+                    version: w.labels.get("version").cloned(),
+                });
+            }
+            self.cfg.clusters.insert(name.clone(), Cluster { name, service: host, namespace, port, subset, lb, endpoints });
+        }
+    }
+
+    /// Subset labels and LB policy from the DestinationRule for `host` (one in the
+    /// service's namespace wins over others).
+    fn destination_rule(&mut self, host: &str, svc_ns: &str, subset: Option<&str>) -> (BTreeMap<String, String>, LbPolicy) {
+        let mut rules: Vec<&Resource> = self
+            .resources
+            .iter()
+            .filter(|r| matches!(&r.spec, Spec::DestinationRule(dr) if fqdn(&dr.host, r.namespace()) == host))
+            .collect();
+        rules.sort_by_key(|r| r.namespace() != svc_ns);
+        let Some(r) = rules.first() else { return (BTreeMap::new(), LbPolicy::default()) };
+        let Spec::DestinationRule(dr) = &r.spec else { unreachable!() };
+        self.used.insert(r.key());
+        let mut lb = lb_of(dr.traffic_policy.as_ref()).unwrap_or_default();
+        let mut labels = BTreeMap::new();
+        if let Some(name) = subset {
+            if let Some(s) = dr.subsets.iter().find(|s| s.name == name) {
+                labels = s.labels.clone();
+                lb = lb_of(s.traffic_policy.as_ref()).unwrap_or(lb);
+            } else {
+                // An unknown subset selects nothing: Istio answers 503 (no healthy upstream).
+                labels.insert("weft.dev/unknown-subset".into(), name.to_string());
+            }
+        }
+        (labels, lb)
+    }
+}
+
+fn lb_of(tp: Option<&weft_api::TrafficPolicy>) -> Option<LbPolicy> {
+    match tp?.load_balancer.as_ref()?.simple? {
+        SimpleLb::RoundRobin => Some(LbPolicy::RoundRobin),
+        SimpleLb::Random => Some(LbPolicy::Random),
+        SimpleLb::LeastConn | SimpleLb::LeastRequest => Some(LbPolicy::LeastRequest),
+        // PASSTHROUGH is reported as not enforced; UNSPECIFIED means the default.
+        SimpleLb::Unspecified | SimpleLb::Passthrough => None,
+    }
+}
+
+fn convert_string_match(m: &weft_api::StringMatch) -> Option<StringMatcher> {
+    if let Some(v) = &m.exact {
+        Some(StringMatcher::Exact(v.clone()))
+    } else if let Some(v) = &m.prefix {
+        Some(StringMatcher::Prefix(v.clone()))
+    } else {
+        m.regex.as_ref().map(|v| StringMatcher::Regex(v.clone()))
+    }
+}
+
+fn convert_match(m: &weft_api::HttpMatchRequest) -> RouteMatch {
+    RouteMatch {
+        uri: m.uri.as_ref().and_then(convert_string_match),
+        method: m.method.as_ref().and_then(convert_string_match),
+        authority: m.authority.as_ref().and_then(convert_string_match),
+        headers: m
+            .headers
+            .iter()
+            .filter_map(|(k, v)| Some(HeaderMatcher { name: k.to_ascii_lowercase(), matcher: convert_string_match(v)? }))
+            .collect(),
+        ignore_uri_case: m.ignore_uri_case.unwrap_or(false),
+    }
+}
+
+/// Envoy's cluster naming: `outbound|<port>|<subset>|<host>`.
+pub fn cluster_name(port: u32, subset: Option<&str>, host: &str) -> String {
+    format!("outbound|{port}|{}|{host}", subset.unwrap_or(""))
+}
+
+fn parse_cluster_name(name: &str) -> Option<(u32, Option<String>, String)> {
+    let mut it = name.splitn(4, '|');
+    let _ = it.next()?;
+    let port = it.next()?.parse().ok()?;
+    let subset = it.next()?;
+    let host = it.next()?;
+    Some((port, (!subset.is_empty()).then(|| subset.to_string()), host.to_string()))
+}
+
+/// Parses an Istio duration (`1h`, `5m`, `2s`, `0.5s`, `250ms`) to milliseconds.
+pub fn parse_duration_ms(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1000.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60_000.0)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3_600_000.0)
+    } else {
+        return None;
+    };
+    let v: f64 = num.parse().ok()?;
+    (v >= 0.0 && v.is_finite()).then(|| (v * mult).round() as u64)
+}

@@ -1,0 +1,167 @@
+//! The compiled, per-proxy configuration: what the control plane pushes and a proxy runs.
+//! Plain data (serde), independent of how it is transported.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Everything one proxy needs: listeners, routes, clusters (with endpoints), its inbound side.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ProxyConfig {
+    /// Listeners that accept plaintext HTTP from apps or clients (gateway ports, sidecar outbound).
+    pub listeners: Vec<Listener>,
+    /// Route tables, by name.
+    pub routes: BTreeMap<String, RouteTable>,
+    /// Upstream clusters, by name (`outbound|port|subset|host`).
+    pub clusters: BTreeMap<String, Cluster>,
+    /// The sidecar's inbound side; `None` for gateways.
+    pub inbound: Option<Inbound>,
+    /// Resources (or fields) that reach this proxy but whose semantics weft does not enforce yet.
+    pub not_enforced: Vec<NotEnforced>,
+}
+
+/// Where a listener sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListenerKind {
+    /// A gateway server port (Gateway `servers[].port`).
+    Gateway,
+    /// The sidecar's outbound listener, where its app sends requests for mesh services.
+    Outbound,
+}
+
+/// A plaintext HTTP listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Listener {
+    /// e.g. `gateway_80` or `outbound`.
+    pub name: String,
+    pub kind: ListenerKind,
+    /// The port the config asks for (Gateway server port); the proxy may map it to another
+    /// local port (loopback meshes bind port 0 and report the mapping). 0 for outbound.
+    pub port: u32,
+    /// Name of the route table in [`ProxyConfig::routes`].
+    pub route_table: String,
+}
+
+/// Virtual hosts of one listener; chosen by the request's authority.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct RouteTable {
+    pub virtual_hosts: Vec<VirtualHost>,
+}
+
+/// The routes for a set of domains. Domains: exact host, `host:port`, `*.suffix`, or `*`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct VirtualHost {
+    pub name: String,
+    pub domains: Vec<String>,
+    /// Ordered; the first route whose match applies wins.
+    pub routes: Vec<Route>,
+}
+
+/// One HTTP route: any of `matches` (none = match everything) sends to the weighted clusters.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Route {
+    /// Stable name for logs and debugging: the HTTPRoute name or `<vs>/http[i]`.
+    pub name: String,
+    pub matches: Vec<RouteMatch>,
+    pub destinations: Vec<WeightedCluster>,
+    /// Whole-request timeout in milliseconds (VirtualService `timeout`); none = no timeout.
+    pub timeout_ms: Option<u64>,
+    /// `Kind/namespace/name` of the resource the route came from, and its file:line.
+    pub origin: String,
+}
+
+/// A request matcher: every present condition must hold.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct RouteMatch {
+    pub uri: Option<StringMatcher>,
+    pub method: Option<StringMatcher>,
+    pub authority: Option<StringMatcher>,
+    pub headers: Vec<HeaderMatcher>,
+    pub ignore_uri_case: bool,
+}
+
+/// Istio's StringMatch, after validation (exactly one form).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StringMatcher {
+    Exact(String),
+    Prefix(String),
+    /// RE2 syntax, applied to the whole value.
+    Regex(String),
+}
+
+/// A header condition; names are lower-case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeaderMatcher {
+    pub name: String,
+    pub matcher: StringMatcher,
+}
+
+/// A destination cluster with its share of traffic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WeightedCluster {
+    pub cluster: String,
+    pub weight: u32,
+}
+
+/// Load-balancing policy (DestinationRule `loadBalancer.simple`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LbPolicy {
+    RoundRobin,
+    /// Istio's default; LEAST_CONN is an alias.
+    #[default]
+    LeastRequest,
+    Random,
+}
+
+/// An upstream service (optionally one subset of it, on one port).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Cluster {
+    pub name: String,
+    /// FQDN of the service, e.g. `inventory.necpgame.svc.cluster.local`.
+    pub service: String,
+    pub namespace: String,
+    pub port: u32,
+    pub subset: Option<String>,
+    pub lb: LbPolicy,
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// One upstream workload, reached over mesh mTLS at its sidecar's inbound address.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// `host:port` of the peer sidecar's inbound listener.
+    pub address: String,
+    /// The SPIFFE id the peer must present.
+    pub identity: String,
+    /// WorkloadEntry name and labels (for metrics).
+    pub workload: String,
+    pub version: Option<String>,
+}
+
+/// The sidecar's inbound side: who it is and what it accepts.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Inbound {
+    pub workload: String,
+    pub namespace: String,
+    /// This workload's SPIFFE id.
+    pub identity: String,
+    /// Only peers with certificates from this trust domain are accepted (STRICT mTLS).
+    pub trust_domain: String,
+    /// Services this workload backs (for `destination_service` in metrics).
+    pub services: Vec<String>,
+    pub version: Option<String>,
+}
+
+/// Something the user configured that weft loads but does not enforce yet. Reported, never
+/// silently ignored.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NotEnforced {
+    /// `Kind/namespace/name`.
+    pub resource: String,
+    /// `file:line`.
+    pub location: String,
+    /// What is not enforced, e.g. `trafficPolicy.outlierDetection`.
+    pub what: String,
+}

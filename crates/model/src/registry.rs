@@ -1,0 +1,138 @@
+//! The service registry, built from Istio's own kinds: ServiceEntry (hosts, ports,
+//! workloadSelector) + WorkloadEntry (labels, serviceAccount), joined with the proxies that
+//! are live right now (which tell where each workload's sidecar listens).
+
+use std::collections::BTreeMap;
+use weft_api::{Resource, Spec};
+
+/// A sidecar or gateway the control plane currently has a stream with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveProxy {
+    pub workload: String,
+    pub namespace: String,
+    /// `host:port` of the sidecar's mTLS inbound listener; empty for gateways.
+    pub inbound_addr: String,
+}
+
+/// A workload (WorkloadEntry) and where its sidecar is, if it is live.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workload {
+    pub name: String,
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+    pub service_account: String,
+    pub inbound_addr: Option<String>,
+    /// `file:line` of the WorkloadEntry.
+    pub location: String,
+}
+
+/// A mesh service (one ServiceEntry host).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Service {
+    /// Fully qualified host.
+    pub host: String,
+    pub namespace: String,
+    /// Service port numbers, in declaration order.
+    pub ports: Vec<u32>,
+    /// Keys into [`Registry::workloads`] of the workloads that back it.
+    pub workloads: Vec<(String, String)>,
+}
+
+/// All services and workloads, keyed for lookup.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Registry {
+    pub services: BTreeMap<String, Service>,
+    /// Keyed by (namespace, name).
+    pub workloads: BTreeMap<(String, String), Workload>,
+}
+
+/// Istio's short-name rule: a host without dots is in the namespace of the config object.
+pub fn fqdn(host: &str, namespace: &str) -> String {
+    if host.contains('.') || host == "*" {
+        host.to_string()
+    } else {
+        format!("{host}.{namespace}.svc.cluster.local")
+    }
+}
+
+/// `spiffe://<td>/ns/<ns>/sa/<sa>`.
+pub fn spiffe_id(trust_domain: &str, namespace: &str, service_account: &str) -> String {
+    format!("spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}")
+}
+
+/// True when every selector label is present with the same value.
+pub fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+impl Registry {
+    /// Builds the registry. Only MESH_INTERNAL (or unset location) ServiceEntries with a
+    /// workloadSelector contribute mesh services; others are reported as not enforced.
+    pub fn build(resources: &[Resource], live: &[LiveProxy]) -> Registry {
+        let mut reg = Registry::default();
+        for r in resources {
+            if let Spec::WorkloadEntry(we) = &r.spec {
+                let ns = r.namespace().to_string();
+                let inbound_addr = live
+                    .iter()
+                    .find(|p| p.workload == r.name() && p.namespace == ns && !p.inbound_addr.is_empty())
+                    .map(|p| p.inbound_addr.clone());
+                reg.workloads.insert(
+                    (ns.clone(), r.name().to_string()),
+                    Workload {
+                        name: r.name().to_string(),
+                        namespace: ns,
+                        labels: we.labels.clone(),
+                        service_account: we.service_account.clone().unwrap_or_else(|| "default".into()),
+                        inbound_addr,
+                        location: format!("{}:{}", r.source.file, r.source.line),
+                    },
+                );
+            }
+        }
+        for r in resources {
+            let Spec::ServiceEntry(se) = &r.spec else { continue };
+            if matches!(se.location, Some(weft_api::Location::MeshExternal)) {
+                continue;
+            }
+            let Some(sel) = &se.workload_selector else { continue };
+            let ns = r.namespace();
+            let workloads: Vec<(String, String)> = reg
+                .workloads
+                .iter()
+                .filter(|((wns, _), w)| wns == ns && selects(&sel.labels, &w.labels))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for host in &se.hosts {
+                let host = fqdn(host, ns);
+                let svc = reg.services.entry(host.clone()).or_insert_with(|| Service {
+                    host,
+                    namespace: ns.to_string(),
+                    ports: Vec::new(),
+                    workloads: Vec::new(),
+                });
+                for p in &se.ports {
+                    if !svc.ports.contains(&p.number) {
+                        svc.ports.push(p.number);
+                    }
+                }
+                for w in &workloads {
+                    if !svc.workloads.contains(w) {
+                        svc.workloads.push(w.clone());
+                    }
+                }
+            }
+        }
+        reg
+    }
+
+    /// Services backed by the given workload.
+    pub fn services_of(&self, namespace: &str, name: &str) -> Vec<String> {
+        let key = (namespace.to_string(), name.to_string());
+        self.services
+            .values()
+            .filter(|s| s.workloads.contains(&key))
+            .map(|s| s.host.clone())
+            .collect()
+    }
+}

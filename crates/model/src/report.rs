@@ -1,0 +1,103 @@
+//! What weft loads but does not enforce yet, found by comparing each resource's fields
+//! against the subset the compiler implements. Reported by name at startup and on every
+//! reload — never silently ignored, never claimed.
+
+use crate::config::NotEnforced;
+use serde_json::Value;
+use weft_api::{Resource, Spec};
+
+/// Every resource or field in `resources` whose semantics weft does not implement yet.
+pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
+    let mut out = Vec::new();
+    for r in resources {
+        let mut push = |what: String| {
+            out.push(NotEnforced {
+                resource: r.key(),
+                location: format!("{}:{}", r.source.file, r.source.line),
+                what,
+            })
+        };
+        match &r.spec {
+            Spec::VirtualService(vs) => {
+                extra_keys(&json(vs), "", &["hosts", "gateways", "http"], &mut push);
+                for (i, h) in vs.http.iter().enumerate() {
+                    let p = format!("http[{i}].");
+                    extra_keys(&json(h), &p, &["name", "match", "route", "timeout"], &mut push);
+                    for (j, m) in h.r#match.iter().enumerate() {
+                        let p = format!("http[{i}].match[{j}].");
+                        extra_keys(&json(m), &p, &["name", "uri", "method", "authority", "headers", "ignoreUriCase"], &mut push);
+                    }
+                    for (j, d) in h.route.iter().enumerate() {
+                        extra_keys(&json(d), &format!("http[{i}].route[{j}]."), &["destination", "weight"], &mut push);
+                    }
+                }
+            }
+            Spec::DestinationRule(dr) => {
+                extra_keys(&json(dr), "", &["host", "trafficPolicy", "subsets"], &mut push);
+                if let Some(tp) = &dr.traffic_policy {
+                    traffic_policy(&json(tp), "trafficPolicy.", &mut push);
+                }
+                for (i, s) in dr.subsets.iter().enumerate() {
+                    if let Some(tp) = &s.traffic_policy {
+                        traffic_policy(&json(tp), &format!("subsets[{i}].trafficPolicy."), &mut push);
+                    }
+                }
+            }
+            Spec::Gateway(gw) => {
+                for (i, s) in gw.servers.iter().enumerate() {
+                    extra_keys(&json(s), &format!("servers[{i}]."), &["port", "hosts", "name"], &mut push);
+                }
+            }
+            Spec::ServiceEntry(se) => {
+                if matches!(se.location, Some(weft_api::Location::MeshExternal)) {
+                    push("location MESH_EXTERNAL (egress to external services)".into());
+                } else if se.workload_selector.is_none() {
+                    push("a MESH_INTERNAL ServiceEntry without workloadSelector".into());
+                }
+                extra_keys(&json(se), "", &["hosts", "ports", "location", "workloadSelector", "resolution"], &mut push);
+            }
+            Spec::WorkloadEntry(we) => {
+                extra_keys(&json(we), "", &["address", "ports", "labels", "serviceAccount"], &mut push);
+            }
+            Spec::PeerAuthentication(pa) => {
+                let mode = pa.mtls.as_ref().and_then(|m| m.mode);
+                if !matches!(mode, None | Some(weft_api::MtlsMode::Strict) | Some(weft_api::MtlsMode::Unset)) {
+                    push(format!("mtls.mode {mode:?} (weft enforces STRICT mTLS everywhere)"));
+                }
+                if !pa.port_level_mtls.is_empty() {
+                    push("portLevelMtls".into());
+                }
+            }
+            Spec::AuthorizationPolicy(_) => push("AuthorizationPolicy (authorization)".into()),
+            Spec::RequestAuthentication(_) => push("RequestAuthentication (JWT)".into()),
+            Spec::Telemetry(_) => push("Telemetry".into()),
+            Spec::Sidecar(_) => push("Sidecar (egress/ingress scoping)".into()),
+        }
+    }
+    out
+}
+
+fn traffic_policy(v: &Value, prefix: &str, push: &mut impl FnMut(String)) {
+    extra_keys(v, prefix, &["loadBalancer"], push);
+    if let Some(lb) = v.get("loadBalancer") {
+        extra_keys(lb, &format!("{prefix}loadBalancer."), &["simple"], push);
+        if lb.get("simple").and_then(Value::as_str) == Some("PASSTHROUGH") {
+            push(format!("{prefix}loadBalancer.simple PASSTHROUGH"));
+        }
+    }
+}
+
+fn extra_keys(v: &Value, prefix: &str, enforced: &[&str], push: &mut impl FnMut(String)) {
+    if let Value::Object(map) = v {
+        for k in map.keys() {
+            if !enforced.contains(&k.as_str()) {
+                push(format!("{prefix}{k}"));
+            }
+        }
+    }
+}
+
+/// Serializes any API struct to JSON for field inspection.
+fn json<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or_default()
+}

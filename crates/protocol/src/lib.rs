@@ -1,0 +1,27 @@
+//! The control <-> proxy gRPC API: generated types and service stubs for `proto/weft.proto`,
+//! plus the conversion between a `ConfigPush` and the model's `ProxyConfig`.
+#![forbid(unsafe_code)]
+
+#[allow(clippy::all, missing_docs)]
+pub mod pb {
+    tonic::include_proto!("weft.v1");
+}
+
+pub use pb::mesh_client::MeshClient;
+pub use pb::mesh_server::{Mesh, MeshServer};
+
+use weft_model::ProxyConfig;
+
+/// Encodes a compiled config for the wire.
+pub fn encode_config(version: &str, config: &ProxyConfig) -> pb::ConfigPush {
+    pb::ConfigPush {
+        version: version.to_string(),
+        config_json: serde_json::to_vec(config).expect("ProxyConfig always serializes"),
+    }
+}
+
+/// Decodes a pushed config; the error says what in the payload is wrong.
+pub fn decode_config(push: &pb::ConfigPush) -> Result<ProxyConfig, String> {
+    serde_json::from_slice(&push.config_json)
+        .map_err(|e| format!("config {} does not decode: {e}", push.version))
+}

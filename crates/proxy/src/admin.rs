@@ -1,0 +1,61 @@
+//! The proxy's admin endpoint (Envoy's admin on 15000 and stats on 15090, merged): Prometheus
+//! metrics, config dump, readiness, certificate info, bound listeners.
+
+use crate::outbound::full;
+use crate::upstream::Body;
+use crate::Shared;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+use tokio::net::TcpListener;
+
+/// Serves admin requests until the task is aborted.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(req, &shared)) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+        });
+    }
+}
+
+fn json(v: serde_json::Value) -> Response<Body> {
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(full(serde_json::to_string_pretty(&v).unwrap_or_default()))
+        .expect("static response parts are valid")
+}
+
+fn handle(req: Request<Incoming>, shared: &Shared) -> Response<Body> {
+    match req.uri().path() {
+        "/stats/prometheus" | "/metrics" => Response::builder()
+            .header("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")
+            .body(full(shared.metrics.render()))
+            .expect("static response parts are valid"),
+        "/config_dump" => {
+            let rt = shared.runtime.load();
+            json(serde_json::json!({ "version": rt.version, "config": rt.config }))
+        }
+        "/ready" | "/healthz/ready" => {
+            if shared.runtime.load().version.is_empty() {
+                crate::local_response(StatusCode::SERVICE_UNAVAILABLE, "no config from the control plane yet")
+            } else {
+                Response::new(full("ready\n"))
+            }
+        }
+        "/certs" => {
+            let creds = shared.tls.current.load();
+            let not_after = creds.identity.not_after().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            json(serde_json::json!({ "identity": creds.identity.spiffe_id().to_string(), "not_after_unix": not_after }))
+        }
+        "/listeners" => json(serde_json::to_value(&*shared.bound.lock().expect("bound poisoned")).unwrap_or_default()),
+        _ => crate::local_response(StatusCode::NOT_FOUND, "admin paths: /stats/prometheus /config_dump /ready /certs /listeners"),
+    }
+}

@@ -1,0 +1,185 @@
+//! Plaintext HTTP listeners that route to the mesh: a gateway's server ports and a sidecar's
+//! outbound listener. accept -> route (first match wins) -> weighted cluster -> LB pick ->
+//! pooled mTLS HTTP/2 to the peer sidecar, retrying connect failures on other endpoints
+//! (Istio's default policy retries connect-failure twice).
+
+use crate::metrics::{service_name_ns, RequestLabels};
+use crate::runtime::RequestView;
+use crate::upstream::Body;
+use crate::{local_response, Shared, PEER_HEADER};
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tracing::{debug, warn, Instrument};
+
+/// Istio's default: up to 2 retries on connect failure.
+const CONNECT_ATTEMPTS: usize = 3;
+
+/// Hop-by-hop headers never forwarded (and forbidden in HTTP/2).
+const HOP_BY_HOP: &[&str] = &["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer"];
+
+/// Serves one listener until its task is aborted.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, route_table: String) {
+    let table: Arc<str> = route_table.into();
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let table = table.clone();
+        let span = tracing::info_span!("downstream_conn", listener = %table, peer = %peer);
+        tokio::spawn(
+            async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let shared = shared.clone();
+                    let table = table.clone();
+                    async move { Ok::<_, std::convert::Infallible>(handle(req, &shared, &table).await) }
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
+                    debug!(error = %e, "downstream connection ended with error");
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
+async fn handle(req: Request<Incoming>, shared: &Shared, table: &str) -> Response<Body> {
+    let start = Instant::now();
+    let mut labels = RequestLabels {
+        reporter: "source".into(),
+        source_workload: shared.node.workload.clone(),
+        source_workload_namespace: shared.node.namespace.clone(),
+        source_principal: shared.identity_uri(),
+        source_version: shared.own_version(),
+        request_protocol: "http".into(),
+        connection_security_policy: "unknown".into(),
+        ..Default::default()
+    };
+    let (resp, flags) = route_and_forward(req, shared, table, &mut labels).await;
+    labels.response_code = resp.status().as_u16().to_string();
+    labels.response_flags = flags.to_string();
+    shared.metrics.record(&labels, start.elapsed());
+    resp
+}
+
+async fn route_and_forward(req: Request<Incoming>, shared: &Shared, table: &str, labels: &mut RequestLabels) -> (Response<Body>, &'static str) {
+    let runtime = shared.runtime.load_full();
+    let authority = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string))
+        .unwrap_or_default();
+    let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
+    let Some(vhost) = runtime.tables.get(table).and_then(|t| t.vhost(&authority)) else {
+        return (local_response(StatusCode::NOT_FOUND, &format!("no route: no virtual host for authority {authority:?}")), "NR");
+    };
+    let view = RequestView { path: &path, method: req.method().as_str(), authority: &authority, headers: req.headers() };
+    let Some(route) = vhost.route(&view) else {
+        return (local_response(StatusCode::NOT_FOUND, &format!("no route: nothing in {} matches {path}", vhost.name)), "NR");
+    };
+    let Some(cluster) = route.pick_cluster().and_then(|c| runtime.clusters.get(c)) else {
+        return (local_response(StatusCode::SERVICE_UNAVAILABLE, &format!("route {} has no destination with weight", route.spec.name)), "NR");
+    };
+    labels.destination_service = cluster.spec.service.clone();
+    let (name, ns) = service_name_ns(&cluster.spec.service);
+    labels.destination_service_name = name;
+    labels.destination_service_namespace = ns;
+    let timeout = route.spec.timeout_ms.map(Duration::from_millis);
+
+    let (mut parts, body) = req.into_parts();
+    let downstream_version = parts.version;
+    for h in HOP_BY_HOP {
+        parts.headers.remove(*h);
+    }
+    parts.headers.remove(header::HOST);
+    if !parts.headers.contains_key("x-request-id") {
+        let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+        parts.headers.insert("x-request-id", HeaderValue::from_str(&id).expect("hex is a valid header"));
+    }
+    let peer = format!(
+        "source_workload={};source_namespace={};source_version={};destination_service={}",
+        shared.node.workload,
+        shared.node.namespace,
+        shared.own_version(),
+        cluster.spec.service
+    );
+    parts.headers.insert(PEER_HEADER, HeaderValue::from_str(&peer).unwrap_or(HeaderValue::from_static("")));
+    parts.uri = match Uri::builder().scheme("http").authority(authority.as_str()).path_and_query(path.as_str()).build() {
+        Ok(u) => u,
+        Err(e) => return (local_response(StatusCode::BAD_REQUEST, &format!("bad authority {authority:?}: {e}")), "DPE"),
+    };
+    parts.version = http::Version::HTTP_2;
+
+    // Connect (retrying connect failures on other picks) before the body is committed.
+    let mut last_err = None;
+    let mut chosen = None;
+    for _ in 0..CONNECT_ATTEMPTS {
+        let Some(pick) = cluster.lb.pick() else {
+            return (local_response(StatusCode::SERVICE_UNAVAILABLE, &format!("no healthy upstream in {}", cluster.spec.name)), "UH");
+        };
+        match shared.pool.get(&pick.endpoint.address, &pick.endpoint.identity).await {
+            Ok(sender) => {
+                chosen = Some((pick, sender));
+                break;
+            }
+            Err(e) => {
+                warn!(cluster = %cluster.spec.name, error = %e, "upstream connect failed");
+                shared.pool.evict(&pick.endpoint.address);
+                last_err = Some(e);
+            }
+        }
+    }
+    let Some((pick, mut sender)) = chosen else {
+        let msg = last_err.map(|e| e.to_string()).unwrap_or_default();
+        return (local_response(StatusCode::SERVICE_UNAVAILABLE, &format!("upstream connect error: {msg}")), "UF");
+    };
+    labels.destination_workload = pick.endpoint.workload.clone();
+    labels.destination_workload_namespace = cluster.spec.namespace.clone();
+    labels.destination_principal = pick.endpoint.identity.clone();
+    labels.destination_version = pick.endpoint.version.clone().unwrap_or_else(|| "unknown".into());
+
+    let upstream_req = Request::from_parts(parts, body.boxed());
+    let fut = sender.send_request(upstream_req);
+    let result = match timeout {
+        Some(t) => match tokio::time::timeout(t, fut).await {
+            Ok(r) => r,
+            Err(_) => return (local_response(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"), "UT"),
+        },
+        None => fut.await,
+    };
+    let addr = pick.endpoint.address.clone();
+    drop(pick);
+    match result {
+        Ok(resp) => {
+            let (mut parts, body) = resp.into_parts();
+            parts.version = downstream_version;
+            for h in HOP_BY_HOP {
+                parts.headers.remove(*h);
+            }
+            (Response::from_parts(parts, body.boxed()), "-")
+        }
+        Err(e) => {
+            warn!(error = %e, upstream = %cluster.spec.name, "upstream request failed");
+            shared.pool.evict(&addr);
+            (local_response(StatusCode::SERVICE_UNAVAILABLE, &format!("upstream reset: {e}")), "UC")
+        }
+    }
+}
+
+/// A body from bytes, for locally generated responses.
+pub fn full(b: impl Into<Bytes>) -> Body {
+    http_body_util::Full::new(b.into()).map_err(|never| match never {}).boxed()
+}

@@ -1,0 +1,241 @@
+//! The runtime form of a pushed [`ProxyConfig`]: validated, regexes compiled, virtual hosts
+//! indexed, LB state per cluster. Built off the hot path on every push and swapped in
+//! atomically; a config that fails to build is NACKed and never replaces the running one.
+
+use crate::lb::LbState;
+use regex::Regex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use weft_model::{Cluster, ProxyConfig, Route, RouteMatch, StringMatcher};
+
+/// A compiled string matcher.
+#[derive(Debug)]
+pub enum Matcher {
+    Exact(String),
+    Prefix(String),
+    Regex(Regex),
+}
+
+impl Matcher {
+    fn build(m: &StringMatcher, ignore_case: bool) -> Result<Matcher, String> {
+        Ok(match m {
+            StringMatcher::Exact(s) if ignore_case => Matcher::Exact(s.to_ascii_lowercase()),
+            StringMatcher::Prefix(s) if ignore_case => Matcher::Prefix(s.to_ascii_lowercase()),
+            StringMatcher::Exact(s) => Matcher::Exact(s.clone()),
+            StringMatcher::Prefix(s) => Matcher::Prefix(s.clone()),
+            StringMatcher::Regex(r) => {
+                let anchored = format!("^(?:{r})$");
+                let anchored = if ignore_case { format!("(?i){anchored}") } else { anchored };
+                Matcher::Regex(Regex::new(&anchored).map_err(|e| format!("regex {r:?}: {e}"))?)
+            }
+        })
+    }
+
+    /// Envoy semantics: exact/prefix case-sensitive, regex over the whole value.
+    pub fn matches(&self, v: &str) -> bool {
+        match self {
+            Matcher::Exact(s) => v == s,
+            Matcher::Prefix(s) => v.starts_with(s.as_str()),
+            Matcher::Regex(r) => r.is_match(v),
+        }
+    }
+}
+
+/// A compiled request match.
+#[derive(Debug)]
+pub struct CompiledMatch {
+    uri: Option<Matcher>,
+    method: Option<Matcher>,
+    authority: Option<Matcher>,
+    headers: Vec<(String, Matcher)>,
+    ignore_uri_case: bool,
+}
+
+/// What a route match looks at.
+pub struct RequestView<'a> {
+    pub path: &'a str,
+    pub method: &'a str,
+    pub authority: &'a str,
+    pub headers: &'a http::HeaderMap,
+}
+
+impl CompiledMatch {
+    fn build(m: &RouteMatch) -> Result<CompiledMatch, String> {
+        let opt = |m: &Option<StringMatcher>, ic| m.as_ref().map(|m| Matcher::build(m, ic)).transpose();
+        Ok(CompiledMatch {
+            uri: opt(&m.uri, m.ignore_uri_case)?,
+            method: opt(&m.method, false)?,
+            authority: opt(&m.authority, false)?,
+            headers: m
+                .headers
+                .iter()
+                .map(|h| Ok((h.name.clone(), Matcher::build(&h.matcher, false)?)))
+                .collect::<Result<_, String>>()?,
+            ignore_uri_case: m.ignore_uri_case,
+        })
+    }
+
+    pub fn matches(&self, req: &RequestView) -> bool {
+        if let Some(m) = &self.uri {
+            // Istio matches the path without the query string.
+            let path = req.path.split('?').next().unwrap_or("");
+            let ok = if self.ignore_uri_case { m.matches(&path.to_ascii_lowercase()) } else { m.matches(path) };
+            if !ok {
+                return false;
+            }
+        }
+        if self.method.as_ref().is_some_and(|m| !m.matches(req.method)) {
+            return false;
+        }
+        if self.authority.as_ref().is_some_and(|m| !m.matches(req.authority)) {
+            return false;
+        }
+        self.headers.iter().all(|(name, m)| {
+            req.headers.get(name).and_then(|v| v.to_str().ok()).is_some_and(|v| m.matches(v))
+        })
+    }
+}
+
+/// A compiled route.
+#[derive(Debug)]
+pub struct RuntimeRoute {
+    pub spec: Route,
+    matches: Vec<CompiledMatch>,
+    total_weight: u32,
+}
+
+impl RuntimeRoute {
+    /// Weighted pick of a destination cluster name.
+    pub fn pick_cluster(&self) -> Option<&str> {
+        if self.total_weight == 0 {
+            return None;
+        }
+        let mut n = fastrand::u32(0..self.total_weight);
+        for d in &self.spec.destinations {
+            if n < d.weight {
+                return Some(&d.cluster);
+            }
+            n -= d.weight;
+        }
+        None
+    }
+}
+
+/// A compiled virtual host.
+#[derive(Debug)]
+pub struct RuntimeVhost {
+    pub name: String,
+    domains: Vec<String>,
+    pub routes: Vec<RuntimeRoute>,
+}
+
+/// A route table, looked up by authority.
+#[derive(Debug, Default)]
+pub struct RuntimeTable {
+    pub vhosts: Vec<RuntimeVhost>,
+}
+
+impl RuntimeTable {
+    /// Envoy's domain order: exact, then longest suffix wildcard, then `*`.
+    pub fn vhost(&self, authority: &str) -> Option<&RuntimeVhost> {
+        let host = strip_port(authority).to_ascii_lowercase();
+        let mut best: Option<(&RuntimeVhost, usize)> = None;
+        for v in &self.vhosts {
+            for d in &v.domains {
+                let score = if *d == host || *d == authority {
+                    usize::MAX
+                } else if d == "*" {
+                    1
+                } else if let Some(suffix) = d.strip_prefix('*') {
+                    if host.ends_with(suffix) { 1 + suffix.len() } else { 0 }
+                } else {
+                    0
+                };
+                if score > 0 && best.is_none_or(|(_, s)| score > s) {
+                    best = Some((v, score));
+                }
+            }
+        }
+        best.map(|(v, _)| v)
+    }
+}
+
+/// Drops `:port` from an authority (keeps IPv6 brackets intact).
+pub fn strip_port(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority.split_once(']').map(|(h, _)| &authority[..h.len() + 1]).unwrap_or(authority);
+    }
+    authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority)
+}
+
+impl RuntimeVhost {
+    /// First matching route wins.
+    pub fn route(&self, req: &RequestView) -> Option<&RuntimeRoute> {
+        self.routes.iter().find(|r| r.matches.is_empty() || r.matches.iter().any(|m| m.matches(req)))
+    }
+}
+
+/// A cluster with its live LB state.
+#[derive(Debug)]
+pub struct RuntimeCluster {
+    pub spec: Cluster,
+    pub lb: Arc<LbState>,
+}
+
+/// Everything the data path reads, swapped as one unit.
+#[derive(Debug, Default)]
+pub struct Runtime {
+    pub version: String,
+    pub config: ProxyConfig,
+    pub tables: HashMap<String, RuntimeTable>,
+    pub clusters: HashMap<String, RuntimeCluster>,
+}
+
+impl Runtime {
+    /// Validates and compiles a pushed config. LB state of clusters whose spec did not
+    /// change is carried over from `previous`.
+    pub fn build(version: &str, config: ProxyConfig, previous: &Runtime) -> Result<Runtime, String> {
+        let mut tables = HashMap::new();
+        for (name, table) in &config.routes {
+            let mut vhosts = Vec::new();
+            for v in &table.virtual_hosts {
+                let mut routes = Vec::new();
+                for r in &v.routes {
+                    for d in &r.destinations {
+                        if !config.clusters.contains_key(&d.cluster) {
+                            return Err(format!("route {} refers to unknown cluster {}", r.name, d.cluster));
+                        }
+                    }
+                    let matches = r
+                        .matches
+                        .iter()
+                        .map(CompiledMatch::build)
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| format!("route {}: {e}", r.name))?;
+                    let total_weight = r.destinations.iter().map(|d| d.weight).sum();
+                    routes.push(RuntimeRoute { spec: r.clone(), matches, total_weight });
+                }
+                let domains = v.domains.iter().map(|d| d.to_ascii_lowercase()).collect();
+                vhosts.push(RuntimeVhost { name: v.name.clone(), domains, routes });
+            }
+            tables.insert(name.clone(), RuntimeTable { vhosts });
+        }
+        for l in &config.listeners {
+            if !tables.contains_key(&l.route_table) {
+                return Err(format!("listener {} refers to unknown route table {}", l.name, l.route_table));
+            }
+        }
+        let clusters = config
+            .clusters
+            .iter()
+            .map(|(name, c)| {
+                let lb = match previous.clusters.get(name) {
+                    Some(old) if old.spec == *c => old.lb.clone(),
+                    _ => Arc::new(LbState::new(c)),
+                };
+                (name.clone(), RuntimeCluster { spec: c.clone(), lb })
+            })
+            .collect();
+        Ok(Runtime { version: version.to_string(), config, tables, clusters })
+    }
+}

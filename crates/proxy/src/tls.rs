@@ -1,0 +1,73 @@
+//! The proxy's current workload identity and the rustls configs derived from it. The
+//! certificate comes from the control plane's CA via a CSR (the private key never leaves
+//! this process) and is renewed at half its lifetime; configs are rebuilt on every renewal.
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use weft_identity::{Identity, PeerCheck, SpiffeId, WorkloadKey};
+use weft_protocol::{pb, MeshClient};
+
+/// ALPN for mesh connections between proxies.
+pub const MESH_ALPN: &[u8] = b"h2";
+
+/// One generation of credentials.
+pub struct Credentials {
+    pub identity: Identity,
+    pub server: Arc<rustls::ServerConfig>,
+    /// Client configs by the peer identity they insist on.
+    clients: Mutex<HashMap<String, Arc<rustls::ClientConfig>>>,
+}
+
+impl Credentials {
+    fn new(identity: Identity) -> anyhow::Result<Credentials> {
+        let server = weft_identity::server_config(&identity, &[MESH_ALPN])?;
+        Ok(Credentials { identity, server, clients: Mutex::new(HashMap::new()) })
+    }
+
+    /// A client config that accepts only a peer presenting `peer` (a SPIFFE id).
+    pub fn client_for(&self, peer: &str) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+        let mut clients = self.clients.lock().expect("client config cache poisoned");
+        if let Some(c) = clients.get(peer) {
+            return Ok(c.clone());
+        }
+        let id = SpiffeId::parse(peer).with_context(|| format!("endpoint identity {peer:?}"))?;
+        let cfg = weft_identity::client_config(&self.identity, PeerCheck::Exact(vec![id]), &[MESH_ALPN])?;
+        clients.insert(peer.to_string(), cfg.clone());
+        Ok(cfg)
+    }
+}
+
+/// The live credentials, swapped atomically on renewal.
+pub struct TlsState {
+    pub current: ArcSwap<Credentials>,
+}
+
+/// Asks the control plane's CA for a certificate for `node`.
+pub async fn fetch(client: &mut MeshClient<tonic::transport::Channel>, node: &pb::Node) -> anyhow::Result<Credentials> {
+    let key = WorkloadKey::generate();
+    // The CA decides the identity from its registry; the CSR's own name is only a hint.
+    let hint = SpiffeId::new("cluster.local", &node.namespace, &node.workload).context("workload name is not a valid SPIFFE path segment")?;
+    let csr_pem = key.csr_pem(&hint)?;
+    let resp = client
+        .create_certificate(pb::CertificateRequest { node: Some(node.clone()), csr_pem })
+        .await
+        .map_err(|s| anyhow::anyhow!("control plane refused the certificate request: {}", s.message()))?
+        .into_inner();
+    let identity = Identity::new(key, &resp.cert_chain_pem, &resp.root_pem)?;
+    Credentials::new(identity)
+}
+
+/// How long to wait before renewing: half the remaining lifetime, at least 1 s.
+pub fn renew_after(not_after: SystemTime) -> Duration {
+    let left = not_after.duration_since(SystemTime::now()).unwrap_or_default();
+    (left / 2).max(Duration::from_secs(1))
+}
+
+impl TlsState {
+    pub fn new(creds: Credentials) -> Arc<TlsState> {
+        Arc::new(TlsState { current: ArcSwap::from_pointee(creds) })
+    }
+}

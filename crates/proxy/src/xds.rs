@@ -1,0 +1,66 @@
+//! The config stream: say hello, apply each push (build the runtime form, bind new gateway
+//! ports, swap atomically), answer ACK or NACK. On any stream failure the proxy keeps
+//! serving its last good config and reconnects with backoff.
+
+use crate::runtime::Runtime;
+use crate::{Event, Shared};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tracing::{info, warn};
+use weft_protocol::{decode_config, pb, MeshClient};
+
+/// Runs forever: (re)connects to the control plane and applies pushes.
+pub async fn run(shared: Arc<Shared>, control: String) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match session(&shared, &control).await {
+            Ok(()) => info!(control = %control, "config stream closed by the control plane; reconnecting"),
+            Err(e) => warn!(control = %control, error = %e, "config stream failed; serving last good config and reconnecting"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+        if shared.runtime.load().version.is_empty() {
+            backoff = backoff.min(Duration::from_millis(500));
+        }
+    }
+}
+
+async fn session(shared: &Arc<Shared>, control: &str) -> anyhow::Result<()> {
+    let mut client = MeshClient::connect(format!("http://{control}")).await?;
+    let (tx, rx) = mpsc::channel(8);
+    tx.send(pb::ProxyMessage { msg: Some(pb::proxy_message::Msg::Hello(shared.node.clone())) }).await?;
+    let mut pushes = client.stream_config(ReceiverStream::new(rx)).await?.into_inner();
+    info!(control = %control, "connected to control plane");
+    shared.emit(Event::Connected { control: control.to_string() });
+    while let Some(push) = pushes.message().await? {
+        let ack = match apply(shared, &push).await {
+            Ok(()) => {
+                info!(version = %push.version, "config applied");
+                pb::Ack { version: push.version.clone(), accepted: true, error: String::new() }
+            }
+            Err(error) => {
+                warn!(version = %push.version, %error, "config rejected (NACK); keeping the last good config");
+                pb::Ack { version: push.version.clone(), accepted: false, error }
+            }
+        };
+        tx.send(pb::ProxyMessage { msg: Some(pb::proxy_message::Msg::Ack(ack)) }).await?;
+    }
+    Ok(())
+}
+
+async fn apply(shared: &Arc<Shared>, push: &pb::ConfigPush) -> Result<(), String> {
+    let config = decode_config(push)?;
+    let previous = shared.runtime.load_full();
+    let runtime = Runtime::build(&push.version, config, &previous)?;
+    // Bind gateway ports before the routes that need them go live.
+    crate::listeners::reconcile(shared, &runtime.config).await?;
+    for n in &runtime.config.not_enforced {
+        if !previous.config.not_enforced.contains(n) {
+            warn!(resource = %n.resource, location = %n.location, what = %n.what, "configured but not enforced yet");
+        }
+    }
+    shared.runtime.store(Arc::new(runtime));
+    Ok(())
+}

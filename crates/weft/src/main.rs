@@ -1,0 +1,324 @@
+//! The `weft` binary: command-line parsing and wiring only; every behaviour lives in the
+//! crates (control, proxy, local, demo, api).
+#![forbid(unsafe_code)]
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "weft", version, about = "A service mesh that speaks Istio's API: control plane, proxies and local meshes in one binary")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the control plane (istiod's role): config folder -> proxies, plus the CA.
+    Control(ControlArgs),
+    /// Run a proxy (Envoy's role) as a sidecar or a gateway.
+    Proxy(ProxyArgs),
+    /// Run a whole mesh on this machine from a folder of Istio YAML.
+    Up(UpArgs),
+    /// Run the built-in NECPGAME example mesh with generated traffic.
+    Demo(DemoArgs),
+    /// The built-in demo workload: an HTTP echo service.
+    DemoApp(DemoAppArgs),
+    /// List the processes of a running local mesh.
+    Status(StatusArgs),
+    /// Validate Istio YAML files or folders (`-` for stdin).
+    Analyze(AnalyzeArgs),
+}
+
+#[derive(clap::Args)]
+struct ControlArgs {
+    /// Folder of Istio YAML to serve and watch.
+    #[arg(long)]
+    config: PathBuf,
+    /// Folder for the CA root and other state.
+    #[arg(long, default_value = ".weft/control")]
+    state_dir: PathBuf,
+    /// gRPC listen address (port 0 picks a free port; the bound one is printed).
+    #[arg(long, default_value = "127.0.0.1:15012")]
+    listen: SocketAddr,
+    #[arg(long, default_value = "cluster.local")]
+    trust_domain: String,
+    /// Use this CA certificate (PEM) instead of a generated root; needs --ca-key.
+    #[arg(long, requires = "ca_key")]
+    ca_cert: Option<PathBuf>,
+    /// Private key (PKCS#8 PEM) of --ca-cert.
+    #[arg(long, requires = "ca_cert")]
+    ca_key: Option<PathBuf>,
+    /// Lifetime of workload certificates, in seconds (renewed at half-life).
+    #[arg(long, default_value_t = 86400)]
+    cert_ttl_secs: u64,
+    /// Exit when stdin closes (set by `weft up` for its children).
+    #[arg(long)]
+    exit_with_parent: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Sidecar,
+    Gateway,
+}
+
+#[derive(clap::Args)]
+struct ProxyArgs {
+    #[arg(long, value_enum)]
+    role: RoleArg,
+    /// Name of the WorkloadEntry this proxy fronts.
+    #[arg(long)]
+    workload: String,
+    #[arg(long, default_value = "default")]
+    namespace: String,
+    /// Control plane address.
+    #[arg(long, default_value = "127.0.0.1:15012")]
+    control: String,
+    /// The local app's address (sidecars).
+    #[arg(long)]
+    app: Option<String>,
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_ip: IpAddr,
+    /// Bind a gateway port to a fixed address: `80=0.0.0.0:8080` (repeatable).
+    #[arg(long = "port", value_parser = parse_port_map)]
+    ports: Vec<(u32, SocketAddr)>,
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
+    #[arg(long)]
+    inbound_listen: Option<SocketAddr>,
+    #[arg(long)]
+    outbound_listen: Option<SocketAddr>,
+    #[arg(long)]
+    exit_with_parent: bool,
+}
+
+fn parse_port_map(s: &str) -> Result<(u32, SocketAddr), String> {
+    let (port, addr) = s.split_once('=').ok_or("expected PORT=ADDR, e.g. 80=127.0.0.1:8080")?;
+    Ok((port.parse().map_err(|e| format!("port {port:?}: {e}"))?, addr.parse().map_err(|e| format!("address {addr:?}: {e}"))?))
+}
+
+#[derive(clap::Args)]
+struct UpArgs {
+    /// Folder of Istio YAML (services, workloads, routes, policies).
+    dir: PathBuf,
+    /// Folder for logs, the CA and mesh.json (default .weft/<folder name>).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Generate traffic through the gateway with a live per-route summary.
+    #[arg(long)]
+    traffic: bool,
+    #[command(flatten)]
+    traffic_opts: TrafficArgs,
+    #[arg(long, default_value = "cluster.local")]
+    trust_domain: String,
+}
+
+#[derive(clap::Args)]
+struct TrafficArgs {
+    /// Requests per second of generated traffic.
+    #[arg(long, default_value_t = 50)]
+    rps: u32,
+    /// Run this many seconds, print the final table, exit 0 only if success >= 99%.
+    #[arg(long)]
+    duration: Option<u64>,
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    #[arg(long, default_value = ".weft/demo")]
+    state_dir: PathBuf,
+    #[command(flatten)]
+    traffic_opts: TrafficArgs,
+}
+
+#[derive(clap::Args)]
+struct DemoAppArgs {
+    #[arg(long)]
+    service: String,
+    #[arg(long, default_value = "v1")]
+    version: String,
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    #[arg(long)]
+    identity: Option<String>,
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Fraction of requests answered 503 (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    error_rate: f64,
+    #[arg(long)]
+    exit_with_parent: bool,
+}
+
+#[derive(clap::Args)]
+struct StatusArgs {
+    #[arg(long)]
+    state_dir: PathBuf,
+    #[arg(long, value_enum, default_value = "text")]
+    output: Output,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct AnalyzeArgs {
+    /// Files or folders; `-` reads stdin.
+    #[arg(required = true)]
+    paths: Vec<String>,
+}
+
+/// Resolves on Ctrl-C, SIGTERM, or (with `exit_with_parent`) when stdin closes.
+async fn shutdown_signal(exit_with_parent: bool) {
+    let stdin_closed = async {
+        if exit_with_parent {
+            let mut buf = [0u8; 64];
+            let mut stdin = tokio::io::stdin();
+            while tokio::io::AsyncReadExt::read(&mut stdin, &mut buf).await.is_ok_and(|n| n > 0) {}
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        _ = stdin_closed => {}
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("WEFT_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli).await {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(e) => {
+            eprintln!("weft: error: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.cmd {
+        Cmd::Control(a) => {
+            let opts = weft_control::ControlOptions {
+                config_dir: a.config,
+                state_dir: a.state_dir,
+                listen: a.listen,
+                trust_domain: a.trust_domain,
+                ca_files: a.ca_cert.zip(a.ca_key),
+                cert_ttl: Duration::from_secs(a.cert_ttl_secs),
+            };
+            weft_control::run(opts, shutdown_signal(a.exit_with_parent)).await?;
+            Ok(0)
+        }
+        Cmd::Proxy(a) => {
+            let opts = weft_proxy::ProxyOptions {
+                role: match a.role {
+                    RoleArg::Sidecar => weft_proxy::Role::Sidecar,
+                    RoleArg::Gateway => weft_proxy::Role::Gateway,
+                },
+                workload: a.workload,
+                namespace: a.namespace,
+                control: a.control,
+                app: a.app,
+                bind_ip: a.bind_ip,
+                port_map: a.ports.into_iter().collect::<HashMap<_, _>>(),
+                admin_listen: a.admin_listen,
+                inbound_listen: a.inbound_listen,
+                outbound_listen: a.outbound_listen,
+            };
+            if matches!(opts.role, weft_proxy::Role::Sidecar) && opts.app.is_none() {
+                bail!("a sidecar needs --app HOST:PORT (where its local app listens)");
+            }
+            weft_proxy::run(opts, shutdown_signal(a.exit_with_parent)).await?;
+            Ok(0)
+        }
+        Cmd::Up(a) => {
+            let name = a.dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "mesh".into());
+            let opts = weft_local::UpOptions {
+                config_dir: a.dir.clone(),
+                state_dir: a.state_dir.unwrap_or_else(|| PathBuf::from(".weft").join(name)),
+                weft: std::env::current_exe().context("locating the weft executable")?,
+                trust_domain: a.trust_domain,
+                traffic: (a.traffic || a.traffic_opts.duration.is_some()).then(|| traffic(&a.traffic_opts)),
+            };
+            Ok(weft_local::up(opts, shutdown_signal(false)).await? as u8)
+        }
+        Cmd::Demo(a) => {
+            let config_dir = a.state_dir.join("config");
+            weft_local::examples::write_necpgame(&config_dir)?;
+            let opts = weft_local::UpOptions {
+                config_dir,
+                state_dir: a.state_dir,
+                weft: std::env::current_exe().context("locating the weft executable")?,
+                trust_domain: "cluster.local".into(),
+                traffic: Some(traffic(&a.traffic_opts)),
+            };
+            Ok(weft_local::up(opts, shutdown_signal(false)).await? as u8)
+        }
+        Cmd::DemoApp(a) => {
+            let mut cfg = weft_demo::DemoAppConfig::new(a.service, a.version);
+            cfg.listen = a.listen;
+            cfg.identity = a.identity;
+            cfg.latency = Duration::from_millis(a.latency_ms);
+            cfg.error_rate = a.error_rate;
+            let (addr, serve) = weft_demo::bind_demo_app_until(cfg, shutdown_signal(a.exit_with_parent)).await?;
+            println!("{}", serde_json::json!({"event": "ready", "role": "app", "address": addr.to_string()}));
+            serve.await?;
+            Ok(0)
+        }
+        Cmd::Status(a) => {
+            println!("{}", weft_local::status::status_command(&a.state_dir, matches!(a.output, Output::Json))?);
+            Ok(0)
+        }
+        Cmd::Analyze(a) => analyze(&a.paths),
+    }
+}
+
+fn traffic(t: &TrafficArgs) -> weft_local::TrafficOptions {
+    weft_local::TrafficOptions { rps: t.rps, duration: t.duration.map(Duration::from_secs) }
+}
+
+fn analyze(paths: &[String]) -> anyhow::Result<u8> {
+    let mut errors = Vec::new();
+    let mut count = 0;
+    for p in paths {
+        let loaded = if p == "-" {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).context("reading stdin")?;
+            weft_api::load_str(&text, "<stdin>")
+        } else {
+            weft_api::load_path(std::path::Path::new(p))
+        };
+        count += loaded.resources.len();
+        errors.extend(loaded.errors.iter().map(|e| e.to_string()));
+        errors.extend(weft_api::validate_all(&loaded.resources).iter().map(|e| e.to_string()));
+    }
+    for e in &errors {
+        println!("error: {e}");
+    }
+    println!("{count} resources, {} errors", errors.len());
+    Ok(if errors.is_empty() { 0 } else { 1 })
+}
