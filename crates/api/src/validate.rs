@@ -81,8 +81,9 @@ fn validate(r: &Resource) -> Vec<String> {
     let mut errs = Vec::new();
     match &r.spec {
         Spec::VirtualService(vs) => {
-            if vs.hosts.is_empty() {
-                errs.push("spec.hosts: at least one host is required".into());
+            // A VirtualService without hosts can only be a delegate, and delegates bind no gateways.
+            if vs.hosts.is_empty() && !vs.gateways.is_empty() {
+                errs.push("spec.hosts: at least one host is required (only a delegate VirtualService may omit hosts, and it must not set gateways)".into());
             }
             for (i, h) in vs.http.iter().enumerate() {
                 for (j, m) in h.r#match.iter().enumerate() {

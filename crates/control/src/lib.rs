@@ -37,9 +37,17 @@ pub struct ControlOptions {
 #[derive(Debug, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    Ready { role: &'static str, grpc: String, resources: usize },
-    ConfigApplied { resources: usize },
-    ConfigRejected { errors: Vec<String> },
+    Ready {
+        role: &'static str,
+        grpc: String,
+        resources: usize,
+    },
+    ConfigApplied {
+        resources: usize,
+    },
+    ConfigRejected {
+        errors: Vec<String>,
+    },
 }
 
 pub(crate) fn emit(e: &Event) {
@@ -50,7 +58,11 @@ pub(crate) fn emit(e: &Event) {
 /// not load (with every error at file:line:col) or the CA cannot be set up.
 pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let resources = watch::load(&opts.config_dir).map_err(|errors| {
-        anyhow::anyhow!("the mesh config in {} does not load:\n  {}", opts.config_dir.display(), errors.join("\n  "))
+        anyhow::anyhow!(
+            "the mesh config in {} does not load:\n  {}",
+            opts.config_dir.display(),
+            errors.join("\n  ")
+        )
     })?;
     watch::report_not_enforced(&resources, None);
     let ca = match &opts.ca_files {
@@ -60,12 +72,22 @@ pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> an
     .context("setting up the mesh CA")?;
     let count = resources.len();
     let state = state::State::new(resources, &opts.trust_domain);
-    let listener = tokio::net::TcpListener::bind(opts.listen).await.with_context(|| format!("binding the control plane on {}", opts.listen))?;
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("binding the control plane on {}", opts.listen))?;
     let addr = listener.local_addr()?;
     info!(grpc = %addr, resources = count, "control plane ready");
-    let service = server::MeshService { state: state.clone(), ca: Arc::new(ca), cert_ttl: opts.cert_ttl };
+    let service = server::MeshService {
+        state: state.clone(),
+        ca: Arc::new(ca),
+        cert_ttl: opts.cert_ttl,
+    };
     let watcher = tokio::spawn(watch::run(opts.config_dir.clone(), state));
-    emit(&Event::Ready { role: "control", grpc: addr.to_string(), resources: count });
+    emit(&Event::Ready {
+        role: "control",
+        grpc: addr.to_string(),
+        resources: count,
+    });
     let result = tonic::transport::Server::builder()
         .add_service(weft_protocol::MeshServer::new(service))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)

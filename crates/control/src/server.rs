@@ -27,11 +27,19 @@ type PushStream = Pin<Box<dyn Stream<Item = Result<pb::ConfigPush, Status>> + Se
 impl Mesh for MeshService {
     type StreamConfigStream = PushStream;
 
-    async fn stream_config(&self, req: Request<Streaming<pb::ProxyMessage>>) -> Result<Response<PushStream>, Status> {
+    async fn stream_config(
+        &self,
+        req: Request<Streaming<pb::ProxyMessage>>,
+    ) -> Result<Response<PushStream>, Status> {
         let mut inbound = req.into_inner();
-        let first = inbound.message().await?.ok_or_else(|| Status::invalid_argument("stream closed before hello"))?;
+        let first = inbound
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("stream closed before hello"))?;
         let Some(pb::proxy_message::Msg::Hello(node)) = first.msg else {
-            return Err(Status::invalid_argument("the first message on the config stream must be hello"));
+            return Err(Status::invalid_argument(
+                "the first message on the config stream must be hello",
+            ));
         };
         let (tx, rx) = mpsc::channel(16);
         let state = self.state.clone();
@@ -40,7 +48,9 @@ impl Mesh for MeshService {
         tokio::spawn(async move {
             loop {
                 match inbound.message().await {
-                    Ok(Some(pb::ProxyMessage { msg: Some(pb::proxy_message::Msg::Ack(ack)) })) => {
+                    Ok(Some(pb::ProxyMessage {
+                        msg: Some(pb::proxy_message::Msg::Ack(ack)),
+                    })) => {
                         if ack.accepted {
                             info!(%proxy, version = %ack.version, "ACK");
                         } else {
@@ -56,9 +66,14 @@ impl Mesh for MeshService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn create_certificate(&self, req: Request<pb::CertificateRequest>) -> Result<Response<pb::CertificateResponse>, Status> {
+    async fn create_certificate(
+        &self,
+        req: Request<pb::CertificateRequest>,
+    ) -> Result<Response<pb::CertificateResponse>, Status> {
         let req = req.into_inner();
-        let node = req.node.ok_or_else(|| Status::invalid_argument("certificate request without node"))?;
+        let node = req
+            .node
+            .ok_or_else(|| Status::invalid_argument("certificate request without node"))?;
         let resources = self.state.resources();
         let sa = resources
             .iter()
@@ -74,14 +89,22 @@ impl Mesh for MeshService {
                     node.namespace, node.workload
                 ))
             })?;
-        let id = SpiffeId::new(&self.state.trust_domain, &node.namespace, &sa).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let issued = self.ca.sign_csr(&req.csr_pem, &id, self.cert_ttl).map_err(|e| Status::invalid_argument(format!("CSR rejected: {e}")))?;
+        let id = SpiffeId::new(&self.state.trust_domain, &node.namespace, &sa)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let issued = self
+            .ca
+            .sign_csr(&req.csr_pem, &id, self.cert_ttl)
+            .map_err(|e| Status::invalid_argument(format!("CSR rejected: {e}")))?;
         info!(proxy = %node.id, identity = %id, "certificate issued");
         Ok(Response::new(pb::CertificateResponse {
             cert_chain_pem: issued.cert_chain_pem,
             root_pem: issued.root_pem,
             spiffe_id: id.to_string(),
-            not_after_unix: issued.not_after.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0),
+            not_after_unix: issued
+                .not_after
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0),
         }))
     }
 }

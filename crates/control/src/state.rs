@@ -35,7 +35,12 @@ pub struct State {
 impl State {
     pub fn new(resources: Vec<Resource>, trust_domain: &str) -> Arc<State> {
         Arc::new(State {
-            inner: Mutex::new(Inner { resources: Arc::new(resources), conns: HashMap::new(), next_conn: 0, version: 0 }),
+            inner: Mutex::new(Inner {
+                resources: Arc::new(resources),
+                conns: HashMap::new(),
+                next_conn: 0,
+                version: 0,
+            }),
             trust_domain: trust_domain.into(),
         })
     }
@@ -58,7 +63,14 @@ impl State {
         let id = inner.next_conn;
         inner.next_conn += 1;
         info!(proxy = %node.id, inbound = %node.inbound_addr, "proxy connected");
-        inner.conns.insert(id, Conn { node, tx, last_sent: None });
+        inner.conns.insert(
+            id,
+            Conn {
+                node,
+                tx,
+                last_sent: None,
+            },
+        );
         self.push_all(&mut inner);
         id
     }
@@ -81,14 +93,26 @@ impl State {
         let live: Vec<LiveProxy> = inner
             .conns
             .values()
-            .map(|c| LiveProxy { workload: c.node.workload.clone(), namespace: c.node.namespace.clone(), inbound_addr: c.node.inbound_addr.clone() })
+            .map(|c| LiveProxy {
+                workload: c.node.workload.clone(),
+                namespace: c.node.namespace.clone(),
+                inbound_addr: c.node.inbound_addr.clone(),
+            })
             .collect();
         let registry = Registry::build(&inner.resources, &live);
         let resources = inner.resources.clone();
         let mut version = inner.version;
         for conn in inner.conns.values_mut() {
-            let role = if conn.node.role == "gateway" { Role::Gateway } else { Role::Sidecar };
-            let proxy = ProxyRef { role, workload: conn.node.workload.clone(), namespace: conn.node.namespace.clone() };
+            let role = if conn.node.role == "gateway" {
+                Role::Gateway
+            } else {
+                Role::Sidecar
+            };
+            let proxy = ProxyRef {
+                role,
+                workload: conn.node.workload.clone(),
+                namespace: conn.node.namespace.clone(),
+            };
             let cfg = match compile(&resources, &registry, &self.trust_domain, &proxy) {
                 Ok(cfg) => cfg,
                 Err(e) => {

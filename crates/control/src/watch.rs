@@ -16,7 +16,11 @@ use weft_api::Resource;
 pub fn load(dir: &Path) -> Result<Vec<Resource>, Vec<String>> {
     let loaded = weft_api::load_path(dir);
     let mut errors: Vec<String> = loaded.errors.iter().map(|e| e.to_string()).collect();
-    errors.extend(weft_api::validate_all(&loaded.resources).iter().map(|e| e.to_string()));
+    errors.extend(
+        weft_api::validate_all(&loaded.resources)
+            .iter()
+            .map(|e| e.to_string()),
+    );
     if errors.is_empty() {
         Ok(loaded.resources)
     } else {
@@ -37,19 +41,20 @@ pub fn report_not_enforced(resources: &[Resource], previous: Option<&[Resource]>
 /// Watches `dir` until the task is dropped; pushes each good reload.
 pub async fn run(dir: PathBuf, state: Arc<State>) {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut watcher = match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res {
-            if !ev.kind.is_access() {
-                let _ = tx.send(());
+    let mut watcher =
+        match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if let Ok(ev) = res {
+                if !ev.kind.is_access() {
+                    let _ = tx.send(());
+                }
             }
-        }
-    }) {
-        Ok(w) => w,
-        Err(e) => {
-            error!(error = %e, "cannot watch the config folder; changes will not be picked up");
-            return;
-        }
-    };
+        }) {
+            Ok(w) => w,
+            Err(e) => {
+                error!(error = %e, "cannot watch the config folder; changes will not be picked up");
+                return;
+            }
+        };
     if let Err(e) = watcher.watch(&dir, RecursiveMode::Recursive) {
         error!(dir = %dir.display(), error = %e, "cannot watch the config folder; changes will not be picked up");
         return;
@@ -67,7 +72,9 @@ pub async fn run(dir: PathBuf, state: Arc<State>) {
                 report_not_enforced(&resources, Some(&previous));
                 info!(resources = resources.len(), "config reloaded");
                 state.set_resources(resources);
-                crate::emit(&Event::ConfigApplied { resources: state.resources().len() });
+                crate::emit(&Event::ConfigApplied {
+                    resources: state.resources().len(),
+                });
             }
             Err(errors) => {
                 for e in &errors {

@@ -99,14 +99,35 @@ impl Mesh {
         };
         let mut procs = vec![mk("control".into(), Role::Control, None, None)];
         for g in &plan.gateways {
-            procs.push(mk(format!("gateway-{}.{}", g.name, g.namespace), Role::Gateway, Some((g.name.clone(), g.namespace.clone())), None));
+            procs.push(mk(
+                format!("gateway-{}.{}", g.name, g.namespace),
+                Role::Gateway,
+                Some((g.name.clone(), g.namespace.clone())),
+                None,
+            ));
         }
         for w in &plan.workloads {
             let wl = Some((w.name.clone(), w.namespace.clone()));
-            procs.push(mk(format!("app-{}.{}", w.name, w.namespace), Role::App, wl.clone(), Some(w.app.clone())));
-            procs.push(mk(format!("sidecar-{}.{}", w.name, w.namespace), Role::Sidecar, wl, None));
+            procs.push(mk(
+                format!("app-{}.{}", w.name, w.namespace),
+                Role::App,
+                wl.clone(),
+                Some(w.app.clone()),
+            ));
+            procs.push(mk(
+                format!("sidecar-{}.{}", w.name, w.namespace),
+                Role::Sidecar,
+                wl,
+                None,
+            ));
         }
-        Mesh { opts, procs, tx, rx, shutting_down: false }
+        Mesh {
+            opts,
+            procs,
+            tx,
+            rx,
+            shutting_down: false,
+        }
     }
 
     fn control_addr(&self) -> String {
@@ -114,7 +135,10 @@ impl Mesh {
     }
 
     fn app_addr(&self, workload: &(String, String)) -> Option<String> {
-        let p = self.procs.iter().find(|p| p.role == Role::App && p.workload.as_ref() == Some(workload))?;
+        let p = self
+            .procs
+            .iter()
+            .find(|p| p.role == Role::App && p.workload.as_ref() == Some(workload))?;
         match &p.app {
             Some(App::Command { address, .. }) => Some(address.clone()),
             _ => field(&p.ready, "address"),
@@ -141,19 +165,45 @@ impl Mesh {
                 self.opts.trust_domain.clone(),
             ],
             Role::Gateway | Role::Sidecar => {
-                let mut a = vec![s("proxy"), s("--role"), s(p.role.as_str()), s("--workload"), name.clone(), s("--namespace"), ns.clone()];
-                a.extend([s("--control"), self.control_addr(), s("--admin-listen"), prev("admin")]);
+                let mut a = vec![
+                    s("proxy"),
+                    s("--role"),
+                    s(p.role.as_str()),
+                    s("--workload"),
+                    name.clone(),
+                    s("--namespace"),
+                    ns.clone(),
+                ];
+                a.extend([
+                    s("--control"),
+                    self.control_addr(),
+                    s("--admin-listen"),
+                    prev("admin"),
+                ]);
                 for (port, addr) in &p.listeners {
                     a.extend([s("--port"), format!("{port}={addr}")]);
                 }
                 if p.role == Role::Sidecar {
                     let app = self.app_addr(&(name, ns)).unwrap_or_default();
-                    a.extend([s("--app"), app, s("--inbound-listen"), prev("inbound"), s("--outbound-listen"), prev("outbound")]);
+                    a.extend([
+                        s("--app"),
+                        app,
+                        s("--inbound-listen"),
+                        prev("inbound"),
+                        s("--outbound-listen"),
+                        prev("outbound"),
+                    ]);
                 }
                 a
             }
             Role::App => match &p.app {
-                Some(App::Demo { service, version, latency, error_rate, identity }) => vec![
+                Some(App::Demo {
+                    service,
+                    version,
+                    latency,
+                    error_rate,
+                    identity,
+                }) => vec![
                     s("demo-app"),
                     s("--service"),
                     service.clone(),
@@ -168,7 +218,9 @@ impl Mesh {
                     s("--listen"),
                     prev("address"),
                 ],
-                Some(App::Command { command, .. }) => return (PathBuf::from("/bin/sh"), vec![s("-c"), command.clone()]),
+                Some(App::Command { command, .. }) => {
+                    return (PathBuf::from("/bin/sh"), vec![s("-c"), command.clone()])
+                }
                 None => vec![],
             },
         };
@@ -181,33 +233,66 @@ impl Mesh {
         let p = &mut self.procs[i];
         p.generation += 1;
         let log = process::log_path(&self.opts.state_dir, &p.name);
-        p.running = Some(process::spawn(&p.name, p.generation, &program, &args, &log, self.tx.clone())?);
+        p.running = Some(process::spawn(
+            &p.name,
+            p.generation,
+            &program,
+            &args,
+            &log,
+            self.tx.clone(),
+        )?);
         Ok(())
     }
 
     fn handle(&mut self, msg: Msg) {
         match msg {
-            Msg::Event { name, generation, event } => {
-                let Some(p) = self.procs.iter_mut().find(|p| p.name == name && p.generation == generation) else { return };
+            Msg::Event {
+                name,
+                generation,
+                event,
+            } => {
+                let Some(p) = self
+                    .procs
+                    .iter_mut()
+                    .find(|p| p.name == name && p.generation == generation)
+                else {
+                    return;
+                };
                 match event.get("event").and_then(Value::as_str) {
                     Some("ready") => p.ready = Some(event),
                     Some("listener") => {
-                        if let (Some(port), Some(addr)) = (event["port"].as_u64(), event["address"].as_str()) {
+                        if let (Some(port), Some(addr)) =
+                            (event["port"].as_u64(), event["address"].as_str())
+                        {
                             p.listeners.insert(port as u32, addr.to_string());
                         }
                     }
                     Some("config_rejected") => {
-                        eprintln!("weft: config change rejected; the last good config stays in force:");
+                        eprintln!(
+                            "weft: config change rejected; the last good config stays in force:"
+                        );
                         for e in event["errors"].as_array().into_iter().flatten() {
                             eprintln!("  {}", e.as_str().unwrap_or_default());
                         }
                     }
-                    Some("config_applied") => eprintln!("weft: config reloaded ({} resources)", event["resources"]),
+                    Some("config_applied") => {
+                        eprintln!("weft: config reloaded ({} resources)", event["resources"])
+                    }
                     _ => {}
                 }
             }
-            Msg::Exited { name, generation, status } => {
-                let Some(i) = self.procs.iter().position(|p| p.name == name && p.generation == generation) else { return };
+            Msg::Exited {
+                name,
+                generation,
+                status,
+            } => {
+                let Some(i) = self
+                    .procs
+                    .iter()
+                    .position(|p| p.name == name && p.generation == generation)
+                else {
+                    return;
+                };
                 self.procs[i].running = None;
                 if self.shutting_down {
                     return;
@@ -215,16 +300,30 @@ impl Mesh {
                 let p = &mut self.procs[i];
                 let now = Instant::now();
                 p.exits.push_back(now);
-                while p.exits.front().is_some_and(|t| now.duration_since(*t) > Duration::from_secs(30)) {
+                while p
+                    .exits
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(30))
+                {
                     p.exits.pop_front();
                 }
                 if p.exits.len() > 5 {
                     p.given_up = true;
-                    eprintln!("weft: {} {} exited ({status}) 6 times in 30s; not restarting it. Logs: {}", p.role.as_str(), p.name, process::log_path(&self.opts.state_dir, &p.name).display());
+                    eprintln!(
+                        "weft: {} {} exited ({status}) 6 times in 30s; not restarting it. Logs: {}",
+                        p.role.as_str(),
+                        p.name,
+                        process::log_path(&self.opts.state_dir, &p.name).display()
+                    );
                     return;
                 }
                 p.restarts += 1;
-                eprintln!("weft: {} {} exited ({status}); restarting it (restart #{})", p.role.as_str(), p.name, p.restarts);
+                eprintln!(
+                    "weft: {} {} exited ({status}); restarting it (restart #{})",
+                    p.role.as_str(),
+                    p.name,
+                    p.restarts
+                );
                 if let Err(e) = self.start(i) {
                     eprintln!("weft: restarting {name} failed: {e:#}");
                 }
@@ -234,11 +333,21 @@ impl Mesh {
     }
 
     /// Processes messages until `cond` holds, or fails after `timeout`.
-    async fn wait_for(&mut self, what: &str, timeout: Duration, cond: impl Fn(&Mesh) -> bool) -> anyhow::Result<()> {
+    async fn wait_for(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        cond: impl Fn(&Mesh) -> bool,
+    ) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
         while !cond(self) {
             if let Some(p) = self.procs.iter().find(|p| p.given_up) {
-                bail!("{} {} keeps exiting; see {}", p.role.as_str(), p.name, process::log_path(&self.opts.state_dir, &p.name).display());
+                bail!(
+                    "{} {} keeps exiting; see {}",
+                    p.role.as_str(),
+                    p.name,
+                    process::log_path(&self.opts.state_dir, &p.name).display()
+                );
             }
             tokio::select! {
                 msg = self.rx.recv() => self.handle(msg.expect("the supervisor holds a sender")),
@@ -254,22 +363,43 @@ impl Mesh {
         if matches!(self.procs[i].app, Some(App::Command { .. })) {
             return Ok(());
         }
-        self.wait_for(&format!("{name} to start"), START_TIMEOUT, |m| m.procs[i].ready.is_some()).await
+        self.wait_for(&format!("{name} to start"), START_TIMEOUT, |m| {
+            m.procs[i].ready.is_some()
+        })
+        .await
     }
 
     /// Every gateway listens, and knows an endpoint for every running sidecar.
     async fn converge(&mut self) -> anyhow::Result<()> {
         self.wait_for("gateways to receive their config", START_TIMEOUT, |m| {
-            m.procs.iter().filter(|p| p.role == Role::Gateway).all(|p| !p.listeners.is_empty())
+            m.procs
+                .iter()
+                .filter(|p| p.role == Role::Gateway)
+                .all(|p| !p.listeners.is_empty())
         })
         .await?;
-        let inbound: Vec<String> = self.procs.iter().filter(|p| p.role == Role::Sidecar).filter_map(|p| field(&p.ready, "inbound")).collect();
-        let admins: Vec<String> = self.procs.iter().filter(|p| p.role == Role::Gateway).filter_map(|p| field(&p.ready, "admin")).collect();
+        let inbound: Vec<String> = self
+            .procs
+            .iter()
+            .filter(|p| p.role == Role::Sidecar)
+            .filter_map(|p| field(&p.ready, "inbound"))
+            .collect();
+        let admins: Vec<String> = self
+            .procs
+            .iter()
+            .filter(|p| p.role == Role::Gateway)
+            .filter_map(|p| field(&p.ready, "admin"))
+            .collect();
         let deadline = Instant::now() + Duration::from_secs(10);
         for admin in admins {
             loop {
-                let dump = crate::status::http_get(&admin, "/config_dump").await.unwrap_or_default();
-                let missing: Vec<&String> = inbound.iter().filter(|a| !dump.contains(a.as_str())).collect();
+                let dump = crate::status::http_get(&admin, "/config_dump")
+                    .await
+                    .unwrap_or_default();
+                let missing: Vec<&String> = inbound
+                    .iter()
+                    .filter(|a| !dump.contains(a.as_str()))
+                    .collect();
                 if missing.is_empty() {
                     break;
                 }
@@ -302,9 +432,19 @@ impl Mesh {
                         .and_then(Value::as_object)
                         .map(|o| {
                             o.iter()
-                                .filter(|(k, v)| ["grpc", "admin", "inbound", "outbound", "address"].contains(&k.as_str()) && v.is_string())
-                                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                                .chain(p.listeners.iter().map(|(port, a)| (format!("port {port}"), a.clone())))
+                                .filter(|(k, v)| {
+                                    ["grpc", "admin", "inbound", "outbound", "address"]
+                                        .contains(&k.as_str())
+                                        && v.is_string()
+                                })
+                                .map(|(k, v)| {
+                                    (k.clone(), v.as_str().unwrap_or_default().to_string())
+                                })
+                                .chain(
+                                    p.listeners
+                                        .iter()
+                                        .map(|(port, a)| (format!("port {port}"), a.clone())),
+                                )
                                 .collect()
                         })
                         .unwrap_or_default(),
@@ -318,7 +458,15 @@ impl Mesh {
     }
 
     fn gateway_urls(&self) -> Vec<(u32, String)> {
-        self.procs.iter().filter(|p| p.role == Role::Gateway).flat_map(|p| p.listeners.iter().map(|(port, a)| (*port, format!("http://{a}")))).collect()
+        self.procs
+            .iter()
+            .filter(|p| p.role == Role::Gateway)
+            .flat_map(|p| {
+                p.listeners
+                    .iter()
+                    .map(|(port, a)| (*port, format!("http://{a}")))
+            })
+            .collect()
     }
 
     async fn shutdown(&mut self) {
@@ -328,7 +476,11 @@ impl Mesh {
                 r.kill();
             }
         }
-        let _ = self.wait_for("processes to stop", Duration::from_secs(5), |m| m.procs.iter().all(|p| p.running.is_none())).await;
+        let _ = self
+            .wait_for("processes to stop", Duration::from_secs(5), |m| {
+                m.procs.iter().all(|p| p.running.is_none())
+            })
+            .await;
         let _ = self.write_status();
     }
 }
@@ -337,12 +489,22 @@ impl Mesh {
 pub async fn up(opts: UpOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<i32> {
     let loaded = weft_api::load_path(&opts.config_dir);
     let mut errors: Vec<String> = loaded.errors.iter().map(|e| e.to_string()).collect();
-    errors.extend(weft_api::validate_all(&loaded.resources).iter().map(|e| e.to_string()));
+    errors.extend(
+        weft_api::validate_all(&loaded.resources)
+            .iter()
+            .map(|e| e.to_string()),
+    );
     if !errors.is_empty() {
-        bail!("the mesh config in {} does not load:\n  {}", opts.config_dir.display(), errors.join("\n  "));
+        bail!(
+            "the mesh config in {} does not load:\n  {}",
+            opts.config_dir.display(),
+            errors.join("\n  ")
+        );
     }
-    let plan = crate::plan::plan(&loaded.resources, &opts.trust_domain).map_err(|e| anyhow::anyhow!("{}", e.join("\n")))?;
-    std::fs::create_dir_all(opts.state_dir.join("logs")).with_context(|| format!("creating {}", opts.state_dir.display()))?;
+    let plan = crate::plan::plan(&loaded.resources, &opts.trust_domain)
+        .map_err(|e| anyhow::anyhow!("{}", e.join("\n")))?;
+    std::fs::create_dir_all(opts.state_dir.join("logs"))
+        .with_context(|| format!("creating {}", opts.state_dir.display()))?;
     let mut mesh = Mesh::new(opts.clone(), &plan);
     tokio::pin!(shutdown);
     let started = async {
@@ -365,8 +527,18 @@ pub async fn up(opts: UpOptions, shutdown: impl Future<Output = ()>) -> anyhow::
     let mut traffic = None;
     if let (Some(t), Some((_, url))) = (&opts.traffic, mesh.gateway_urls().first()) {
         let routes = crate::routes::load_routes(&loaded.resources);
-        let target = url.trim_start_matches("http://").parse().context("gateway address")?;
-        let cfg = weft_demo::LoadConfig { target, routes, rps: t.rps, concurrency: 8, duration: t.duration, report_every: Duration::from_secs(1) };
+        let target = url
+            .trim_start_matches("http://")
+            .parse()
+            .context("gateway address")?;
+        let cfg = weft_demo::LoadConfig {
+            target,
+            routes,
+            rps: t.rps,
+            concurrency: 8,
+            duration: t.duration,
+            report_every: Duration::from_secs(1),
+        };
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(weft_demo::run_load(cfg, std::io::stdout(), async move {
             let _ = stop_rx.await;
@@ -392,7 +564,11 @@ pub async fn up(opts: UpOptions, shutdown: impl Future<Output = ()>) -> anyhow::
     if let Some((task, stop)) = traffic {
         let _ = stop.send(());
         if let Ok(Ok(summary)) = task.await {
-            println!("\nfinal ({:.1}s):\n{}", summary.elapsed.as_secs_f64(), weft_demo::render_table(&summary));
+            println!(
+                "\nfinal ({:.1}s):\n{}",
+                summary.elapsed.as_secs_f64(),
+                weft_demo::render_table(&summary)
+            );
         }
     }
     eprintln!("weft: stopping the mesh");
@@ -402,7 +578,11 @@ pub async fn up(opts: UpOptions, shutdown: impl Future<Output = ()>) -> anyhow::
 
 fn print_summary(mesh: &Mesh) {
     let status = mesh.status();
-    println!("weft: mesh up from {} (state: {})", mesh.opts.config_dir.display(), mesh.opts.state_dir.display());
+    println!(
+        "weft: mesh up from {} (state: {})",
+        mesh.opts.config_dir.display(),
+        mesh.opts.state_dir.display()
+    );
     print!("{}", crate::status::render(&status));
     for (port, url) in mesh.gateway_urls() {
         println!("gateway port {port}: {url}");

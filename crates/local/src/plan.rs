@@ -9,7 +9,13 @@ use weft_api::{Resource, Spec};
 #[derive(Debug, Clone, PartialEq)]
 pub enum App {
     /// The built-in demo workload (`weft demo-app`).
-    Demo { service: String, version: String, latency: Duration, error_rate: f64, identity: String },
+    Demo {
+        service: String,
+        version: String,
+        latency: Duration,
+        error_rate: f64,
+        identity: String,
+    },
     /// A user command (`weft.dev/command`, run by `sh -c`) listening on `weft.dev/app-address`.
     Command { command: String, address: String },
 }
@@ -37,7 +43,9 @@ pub struct Plan {
 }
 
 fn parse_latency(s: &str) -> Result<Duration, String> {
-    weft_model::parse_duration_ms(s).map(Duration::from_millis).ok_or_else(|| format!("{s:?} is not a duration like 5ms or 1s"))
+    weft_model::parse_duration_ms(s)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{s:?} is not a duration like 5ms or 1s"))
 }
 
 /// Reads the plan; errors name the WorkloadEntry (file:line) and the bad annotation.
@@ -45,52 +53,94 @@ pub fn plan(resources: &[Resource], trust_domain: &str) -> Result<Plan, Vec<Stri
     let mut plan = Plan::default();
     let mut errors = Vec::new();
     for r in resources {
-        let Spec::WorkloadEntry(we) = &r.spec else { continue };
+        let Spec::WorkloadEntry(we) = &r.spec else {
+            continue;
+        };
         let a = &r.metadata.annotations;
-        let at = format!("{}:{}: WorkloadEntry {}/{}", r.source.file, r.source.line, r.namespace(), r.name());
+        let at = format!(
+            "{}:{}: WorkloadEntry {}/{}",
+            r.source.file,
+            r.source.line,
+            r.namespace(),
+            r.name()
+        );
         if a.get("weft.dev/role").map(String::as_str) == Some("gateway") {
-            plan.gateways.push(Gateway { name: r.name().into(), namespace: r.namespace().into() });
+            plan.gateways.push(Gateway {
+                name: r.name().into(),
+                namespace: r.namespace().into(),
+            });
             continue;
         }
         let app = match a.get("weft.dev/run").map(String::as_str) {
             None => continue,
             Some("demo-app") => {
-                let latency = match a.get("weft.dev/demo-latency").map(|s| parse_latency(s)).transpose() {
+                let latency = match a
+                    .get("weft.dev/demo-latency")
+                    .map(|s| parse_latency(s))
+                    .transpose()
+                {
                     Ok(l) => l.unwrap_or_default(),
                     Err(e) => {
                         errors.push(format!("{at}: weft.dev/demo-latency: {e}"));
                         continue;
                     }
                 };
-                let error_rate = match a.get("weft.dev/demo-error-rate").map(|s| s.parse::<f64>()).transpose() {
+                let error_rate = match a
+                    .get("weft.dev/demo-error-rate")
+                    .map(|s| s.parse::<f64>())
+                    .transpose()
+                {
                     Ok(Some(v)) if (0.0..=1.0).contains(&v) => v,
                     Ok(None) => 0.0,
                     _ => {
-                        errors.push(format!("{at}: weft.dev/demo-error-rate must be a number from 0 to 1"));
+                        errors.push(format!(
+                            "{at}: weft.dev/demo-error-rate must be a number from 0 to 1"
+                        ));
                         continue;
                     }
                 };
                 App::Demo {
-                    service: we.labels.get("app").cloned().unwrap_or_else(|| r.name().into()),
-                    version: we.labels.get("version").cloned().unwrap_or_else(|| "v1".into()),
+                    service: we
+                        .labels
+                        .get("app")
+                        .cloned()
+                        .unwrap_or_else(|| r.name().into()),
+                    version: we
+                        .labels
+                        .get("version")
+                        .cloned()
+                        .unwrap_or_else(|| "v1".into()),
                     latency,
                     error_rate,
-                    identity: weft_model::spiffe_id(trust_domain, r.namespace(), we.service_account.as_deref().unwrap_or("default")),
+                    identity: weft_model::spiffe_id(
+                        trust_domain,
+                        r.namespace(),
+                        we.service_account.as_deref().unwrap_or("default"),
+                    ),
                 }
             }
             Some("command") => match (a.get("weft.dev/command"), a.get("weft.dev/app-address")) {
-                (Some(c), Some(addr)) => App::Command { command: c.clone(), address: addr.clone() },
+                (Some(c), Some(addr)) => App::Command {
+                    command: c.clone(),
+                    address: addr.clone(),
+                },
                 _ => {
                     errors.push(format!("{at}: weft.dev/run: command needs weft.dev/command and weft.dev/app-address"));
                     continue;
                 }
             },
             Some(other) => {
-                errors.push(format!("{at}: weft.dev/run: {other:?} is not one of demo-app, command"));
+                errors.push(format!(
+                    "{at}: weft.dev/run: {other:?} is not one of demo-app, command"
+                ));
                 continue;
             }
         };
-        plan.workloads.push(Workload { name: r.name().into(), namespace: r.namespace().into(), app });
+        plan.workloads.push(Workload {
+            name: r.name().into(),
+            namespace: r.namespace().into(),
+            app,
+        });
     }
     if errors.is_empty() {
         Ok(plan)

@@ -14,9 +14,17 @@ use tokio::sync::mpsc;
 #[derive(Debug)]
 pub enum Msg {
     /// A JSON event line from the child's stdout.
-    Event { name: String, generation: u64, event: Value },
+    Event {
+        name: String,
+        generation: u64,
+        event: Value,
+    },
     /// The child exited.
-    Exited { name: String, generation: u64, status: String },
+    Exited {
+        name: String,
+        generation: u64,
+        status: String,
+    },
 }
 
 /// A running child.
@@ -39,7 +47,14 @@ impl Running {
 }
 
 /// Spawns `program args`, logging stderr to `log` and sending events/exit to `tx`.
-pub fn spawn(name: &str, generation: u64, program: &Path, args: &[String], log: &Path, tx: mpsc::UnboundedSender<Msg>) -> anyhow::Result<Running> {
+pub fn spawn(
+    name: &str,
+    generation: u64,
+    program: &Path,
+    args: &[String],
+    log: &Path,
+    tx: mpsc::UnboundedSender<Msg>,
+) -> anyhow::Result<Running> {
     let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -64,7 +79,11 @@ pub fn spawn(name: &str, generation: u64, program: &Path, args: &[String], log: 
         while let Ok(Some(line)) = lines.next_line().await {
             if let Ok(event) = serde_json::from_str::<Value>(&line) {
                 if event.get("event").is_some() {
-                    let _ = events.send(Msg::Event { name: owned.clone(), generation, event });
+                    let _ = events.send(Msg::Event {
+                        name: owned.clone(),
+                        generation,
+                        event,
+                    });
                 }
             }
         }
@@ -82,9 +101,18 @@ pub fn spawn(name: &str, generation: u64, program: &Path, args: &[String], log: 
             Ok(s) => s.to_string(),
             Err(e) => format!("unknown ({e})"),
         };
-        let _ = tx.send(Msg::Exited { name: owned, generation, status });
+        let _ = tx.send(Msg::Exited {
+            name: owned,
+            generation,
+            status,
+        });
     });
-    Ok(Running { pid, generation, _stdin: stdin, kill: Some(kill_tx) })
+    Ok(Running {
+        pid,
+        generation,
+        _stdin: stdin,
+        kill: Some(kill_tx),
+    })
 }
 
 /// `<state>/logs/<name>.log`

@@ -9,15 +9,30 @@ use weft_demo::LoadRoute;
 pub fn load_routes(resources: &[Resource]) -> Vec<LoadRoute> {
     let mut out = Vec::new();
     for r in resources {
-        let Spec::VirtualService(vs) = &r.spec else { continue };
+        let Spec::VirtualService(vs) = &r.spec else {
+            continue;
+        };
         if vs.gateways.is_empty() || vs.gateways.iter().all(|g| g == "mesh") {
             continue;
         }
-        let host = vs.hosts.iter().find(|h| !h.contains('*')).cloned().unwrap_or_else(|| "localhost".into());
+        let host = vs
+            .hosts
+            .iter()
+            .find(|h| !h.contains('*'))
+            .cloned()
+            .unwrap_or_else(|| "localhost".into());
         for (i, http) in vs.http.iter().enumerate() {
-            let base = http.name.clone().unwrap_or_else(|| format!("{}[{i}]", r.name()));
+            let base = http
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{}[{i}]", r.name()));
             if http.r#match.is_empty() {
-                out.push(LoadRoute { name: base.clone(), authority: host.clone(), path: "/".into(), headers: vec![] });
+                out.push(LoadRoute {
+                    name: base.clone(),
+                    authority: host.clone(),
+                    path: "/".into(),
+                    headers: vec![],
+                });
             }
             for m in &http.r#match {
                 let path = match &m.uri {
@@ -28,8 +43,11 @@ pub fn load_routes(resources: &[Resource]) -> Vec<LoadRoute> {
                         (None, None) => continue,
                     },
                 };
-                let headers: Vec<(String, String)> =
-                    m.headers.iter().filter_map(|(k, v)| v.exact.clone().map(|e| (k.clone(), e))).collect();
+                let headers: Vec<(String, String)> = m
+                    .headers
+                    .iter()
+                    .filter_map(|(k, v)| v.exact.clone().map(|e| (k.clone(), e)))
+                    .collect();
                 if headers.len() != m.headers.len() {
                     continue;
                 }
@@ -37,7 +55,12 @@ pub fn load_routes(resources: &[Resource]) -> Vec<LoadRoute> {
                     Some(n) => format!("{base}/{n}"),
                     None => base.clone(),
                 };
-                out.push(LoadRoute { name, authority: host.clone(), path, headers });
+                out.push(LoadRoute {
+                    name,
+                    authority: host.clone(),
+                    path,
+                    headers,
+                });
             }
         }
     }

@@ -28,7 +28,8 @@ pub struct MeshStatus {
 /// Writes `<state>/mesh.json` atomically.
 pub fn write(state_dir: &Path, status: &MeshStatus) -> anyhow::Result<()> {
     let tmp = state_dir.join("mesh.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(status)?).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::write(&tmp, serde_json::to_vec_pretty(status)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, state_dir.join("mesh.json")).context("replacing mesh.json")?;
     Ok(())
 }
@@ -36,8 +37,14 @@ pub fn write(state_dir: &Path, status: &MeshStatus) -> anyhow::Result<()> {
 /// Reads `<state>/mesh.json`.
 pub fn read(state_dir: &Path) -> anyhow::Result<MeshStatus> {
     let path = state_dir.join("mesh.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("no mesh state at {} (is `weft up` running with this --state-dir?)", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a weft mesh state file", path.display()))
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "no mesh state at {} (is `weft up` running with this --state-dir?)",
+            path.display()
+        )
+    })?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a weft mesh state file", path.display()))
 }
 
 /// Is `pid` a live process? (Linux: /proc)
@@ -47,15 +54,30 @@ pub fn alive(pid: u32) -> bool {
 
 /// A text table of the processes.
 pub fn render(status: &MeshStatus) -> String {
-    let mut out = format!("{:<8} {:<44} {:>8} {:<8} {:>8}  addresses\n", "ROLE", "NAME", "PID", "STATE", "RESTARTS");
+    let mut out = format!(
+        "{:<8} {:<44} {:>8} {:<8} {:>8}  addresses\n",
+        "ROLE", "NAME", "PID", "STATE", "RESTARTS"
+    );
     for p in &status.processes {
         let state = match p.pid {
             Some(pid) if alive(pid) => "running",
             _ => "stopped",
         };
-        let addrs: Vec<String> = p.addresses.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let addrs: Vec<String> = p
+            .addresses
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         let pid = p.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
-        out.push_str(&format!("{:<8} {:<44} {:>8} {:<8} {:>8}  {}\n", p.role, p.name, pid, state, p.restarts, addrs.join(" ")));
+        out.push_str(&format!(
+            "{:<8} {:<44} {:>8} {:<8} {:>8}  {}\n",
+            p.role,
+            p.name,
+            pid,
+            state,
+            p.restarts,
+            addrs.join(" ")
+        ));
     }
     out
 }
@@ -66,20 +88,38 @@ pub fn status_command(state_dir: &Path, json: bool) -> anyhow::Result<String> {
     if json {
         let mut v = serde_json::to_value(&status)?;
         v["supervisor_running"] = alive(status.supervisor_pid).into();
-        for (p, s) in v["processes"].as_array_mut().into_iter().flatten().zip(&status.processes) {
+        for (p, s) in v["processes"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+            .zip(&status.processes)
+        {
             p["running"] = s.pid.is_some_and(alive).into();
         }
         return Ok(serde_json::to_string_pretty(&v)?);
     }
-    let sup = if alive(status.supervisor_pid) { "running" } else { "not running" };
-    Ok(format!("mesh from {} (supervisor pid {} {sup})\n{}", status.config_dir, status.supervisor_pid, render(&status)))
+    let sup = if alive(status.supervisor_pid) {
+        "running"
+    } else {
+        "not running"
+    };
+    Ok(format!(
+        "mesh from {} (supervisor pid {} {sup})\n{}",
+        status.config_dir,
+        status.supervisor_pid,
+        render(&status)
+    ))
 }
 
 /// Minimal HTTP/1.0 GET against a local admin endpoint; the body as text.
 pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
     let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).await?;
-    Ok(buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+    Ok(buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default())
 }

@@ -28,7 +28,9 @@ pub enum Role {
 /// Why a proxy cannot get a config.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CompileError {
-    #[error("no WorkloadEntry {namespace}/{name} in the config: add one for this proxy's workload")]
+    #[error(
+        "no WorkloadEntry {namespace}/{name} in the config: add one for this proxy's workload"
+    )]
     UnknownWorkload { namespace: String, name: String },
 }
 
@@ -41,9 +43,17 @@ pub fn compile(
 ) -> Result<ProxyConfig, CompileError> {
     let key = (proxy.namespace.clone(), proxy.workload.clone());
     let Some(workload) = registry.workloads.get(&key) else {
-        return Err(CompileError::UnknownWorkload { namespace: proxy.namespace.clone(), name: proxy.workload.clone() });
+        return Err(CompileError::UnknownWorkload {
+            namespace: proxy.namespace.clone(),
+            name: proxy.workload.clone(),
+        });
     };
-    let mut b = Builder { resources, registry, cfg: ProxyConfig::default(), used: BTreeSet::new() };
+    let mut b = Builder {
+        resources,
+        registry,
+        cfg: ProxyConfig::default(),
+        used: BTreeSet::new(),
+    };
     match proxy.role {
         Role::Gateway => b.gateway(&workload.labels),
         Role::Sidecar => {
@@ -71,7 +81,14 @@ pub fn compile(
 fn policy_applies(n: &NotEnforced, ns: &str) -> bool {
     let mut parts = n.resource.split('/');
     let (kind, rns) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let policy = matches!(kind, "PeerAuthentication" | "AuthorizationPolicy" | "RequestAuthentication" | "Telemetry" | "Sidecar");
+    let policy = matches!(
+        kind,
+        "PeerAuthentication"
+            | "AuthorizationPolicy"
+            | "RequestAuthentication"
+            | "Telemetry"
+            | "Sidecar"
+    );
     policy && (rns == ns || rns == "istio-system")
 }
 
@@ -89,7 +106,10 @@ fn origin(r: &Resource) -> String {
 
 /// Does a Gateway server host (`host`, `*`, `*.suffix`, `ns/host`) admit a VirtualService host?
 fn server_host_admits(server_host: &str, vs_host: &str) -> bool {
-    let h = server_host.rsplit_once('/').map(|(_, h)| h).unwrap_or(server_host);
+    let h = server_host
+        .rsplit_once('/')
+        .map(|(_, h)| h)
+        .unwrap_or(server_host);
     if h == "*" || h == vs_host {
         return true;
     }
@@ -133,7 +153,11 @@ impl<'a> Builder<'a> {
             let mut table = RouteTable::default();
             for (r, vs) in self.virtual_services() {
                 let bound = vs.gateways.iter().any(|g| {
-                    let full = if g.contains('/') { g.clone() } else { format!("{}/{}", r.namespace(), g) };
+                    let full = if g.contains('/') {
+                        g.clone()
+                    } else {
+                        format!("{}/{}", r.namespace(), g)
+                    };
                     gateways.contains(&full)
                 });
                 if !bound {
@@ -150,10 +174,19 @@ impl<'a> Builder<'a> {
                 }
                 self.used.insert(r.key());
                 let routes = self.vs_routes(r, vs);
-                table.virtual_hosts.push(VirtualHost { name: r.key(), domains, routes });
+                table.virtual_hosts.push(VirtualHost {
+                    name: r.key(),
+                    domains,
+                    routes,
+                });
             }
             let name = format!("gateway_{port}");
-            self.cfg.listeners.push(Listener { name: name.clone(), kind: ListenerKind::Gateway, port, route_table: name.clone() });
+            self.cfg.listeners.push(Listener {
+                name: name.clone(),
+                kind: ListenerKind::Gateway,
+                port,
+                route_table: name.clone(),
+            });
             self.cfg.routes.insert(name, table);
         }
     }
@@ -187,15 +220,27 @@ impl<'a> Builder<'a> {
                     vec![Route {
                         name: format!("default/{}", svc.host),
                         matches: Vec::new(),
-                        destinations: vec![WeightedCluster { cluster, weight: 100 }],
+                        destinations: vec![WeightedCluster {
+                            cluster,
+                            weight: 100,
+                        }],
                         timeout_ms: None,
                         origin: "default route (no VirtualService)".into(),
                     }]
                 }
             };
-            table.virtual_hosts.push(VirtualHost { name: svc.host.clone(), domains, routes });
+            table.virtual_hosts.push(VirtualHost {
+                name: svc.host.clone(),
+                domains,
+                routes,
+            });
         }
-        self.cfg.listeners.push(Listener { name: "outbound".into(), kind: ListenerKind::Outbound, port: 0, route_table: "outbound".into() });
+        self.cfg.listeners.push(Listener {
+            name: "outbound".into(),
+            kind: ListenerKind::Outbound,
+            port: 0,
+            route_table: "outbound".into(),
+        });
         self.cfg.routes.insert("outbound".into(), table);
     }
 
@@ -212,16 +257,35 @@ impl<'a> Builder<'a> {
                     .iter()
                     .map(|d| {
                         let host = fqdn(&d.destination.host, ns);
-                        let port = d.destination.port.as_ref().and_then(|p| p.number).unwrap_or_else(|| {
-                            self.registry.services.get(&host).and_then(|s| s.ports.first().copied()).unwrap_or(80)
-                        });
+                        let port = d
+                            .destination
+                            .port
+                            .as_ref()
+                            .and_then(|p| p.number)
+                            .unwrap_or_else(|| {
+                                self.registry
+                                    .services
+                                    .get(&host)
+                                    .and_then(|s| s.ports.first().copied())
+                                    .unwrap_or(80)
+                            });
                         // Weights are relative; a single destination gets everything.
-                        let weight = if total == 1 { 100 } else { d.weight.unwrap_or(0).max(0) as u32 };
-                        WeightedCluster { cluster: cluster_name(port, d.destination.subset.as_deref(), &host), weight }
+                        let weight = if total == 1 {
+                            100
+                        } else {
+                            d.weight.unwrap_or(0).max(0) as u32
+                        };
+                        WeightedCluster {
+                            cluster: cluster_name(port, d.destination.subset.as_deref(), &host),
+                            weight,
+                        }
                     })
                     .collect();
                 Route {
-                    name: http.name.clone().unwrap_or_else(|| format!("{}/http[{i}]", r.name())),
+                    name: http
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| format!("{}/http[{i}]", r.name())),
                     matches,
                     destinations,
                     timeout_ms: http.timeout.as_deref().and_then(parse_duration_ms),
@@ -242,14 +306,20 @@ impl<'a> Builder<'a> {
             .flat_map(|r| r.destinations.iter().map(|d| d.cluster.clone()))
             .collect();
         for name in names {
-            let Some((port, subset, host)) = parse_cluster_name(&name) else { continue };
+            let Some((port, subset, host)) = parse_cluster_name(&name) else {
+                continue;
+            };
             let svc = self.registry.services.get(&host);
             let namespace = svc.map(|s| s.namespace.clone()).unwrap_or_default();
             let (subset_labels, lb) = self.destination_rule(&host, &namespace, subset.as_deref());
             let mut endpoints = Vec::new();
             for key in svc.map(|s| s.workloads.as_slice()).unwrap_or_default() {
-                let Some(w) = self.registry.workloads.get(key) else { continue };
-                let Some(addr) = &w.inbound_addr else { continue };
+                let Some(w) = self.registry.workloads.get(key) else {
+                    continue;
+                };
+                let Some(addr) = &w.inbound_addr else {
+                    continue;
+                };
                 if !selects(&subset_labels, &w.labels) {
                     continue;
                 }
@@ -260,21 +330,41 @@ impl<'a> Builder<'a> {
                     version: w.labels.get("version").cloned(),
                 });
             }
-            self.cfg.clusters.insert(name.clone(), Cluster { name, service: host, namespace, port, subset, lb, endpoints });
+            self.cfg.clusters.insert(
+                name.clone(),
+                Cluster {
+                    name,
+                    service: host,
+                    namespace,
+                    port,
+                    subset,
+                    lb,
+                    endpoints,
+                },
+            );
         }
     }
 
     /// Subset labels and LB policy from the DestinationRule for `host` (one in the
     /// service's namespace wins over others).
-    fn destination_rule(&mut self, host: &str, svc_ns: &str, subset: Option<&str>) -> (BTreeMap<String, String>, LbPolicy) {
+    fn destination_rule(
+        &mut self,
+        host: &str,
+        svc_ns: &str,
+        subset: Option<&str>,
+    ) -> (BTreeMap<String, String>, LbPolicy) {
         let mut rules: Vec<&Resource> = self
             .resources
             .iter()
             .filter(|r| matches!(&r.spec, Spec::DestinationRule(dr) if fqdn(&dr.host, r.namespace()) == host))
             .collect();
         rules.sort_by_key(|r| r.namespace() != svc_ns);
-        let Some(r) = rules.first() else { return (BTreeMap::new(), LbPolicy::default()) };
-        let Spec::DestinationRule(dr) = &r.spec else { unreachable!() };
+        let Some(r) = rules.first() else {
+            return (BTreeMap::new(), LbPolicy::default());
+        };
+        let Spec::DestinationRule(dr) = &r.spec else {
+            unreachable!()
+        };
         self.used.insert(r.key());
         let mut lb = lb_of(dr.traffic_policy.as_ref()).unwrap_or_default();
         let mut labels = BTreeMap::new();
@@ -319,7 +409,12 @@ fn convert_match(m: &weft_api::HttpMatchRequest) -> RouteMatch {
         headers: m
             .headers
             .iter()
-            .filter_map(|(k, v)| Some(HeaderMatcher { name: k.to_ascii_lowercase(), matcher: convert_string_match(v)? }))
+            .filter_map(|(k, v)| {
+                Some(HeaderMatcher {
+                    name: k.to_ascii_lowercase(),
+                    matcher: convert_string_match(v)?,
+                })
+            })
             .collect(),
         ignore_uri_case: m.ignore_uri_case.unwrap_or(false),
     }
@@ -336,7 +431,11 @@ fn parse_cluster_name(name: &str) -> Option<(u32, Option<String>, String)> {
     let port = it.next()?.parse().ok()?;
     let subset = it.next()?;
     let host = it.next()?;
-    Some((port, (!subset.is_empty()).then(|| subset.to_string()), host.to_string()))
+    Some((
+        port,
+        (!subset.is_empty()).then(|| subset.to_string()),
+        host.to_string(),
+    ))
 }
 
 /// Parses an Istio duration (`1h`, `5m`, `2s`, `0.5s`, `250ms`) to milliseconds.

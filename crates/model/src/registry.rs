@@ -75,7 +75,9 @@ impl Registry {
                 let ns = r.namespace().to_string();
                 let inbound_addr = live
                     .iter()
-                    .find(|p| p.workload == r.name() && p.namespace == ns && !p.inbound_addr.is_empty())
+                    .find(|p| {
+                        p.workload == r.name() && p.namespace == ns && !p.inbound_addr.is_empty()
+                    })
                     .map(|p| p.inbound_addr.clone());
                 reg.workloads.insert(
                     (ns.clone(), r.name().to_string()),
@@ -83,7 +85,10 @@ impl Registry {
                         name: r.name().to_string(),
                         namespace: ns,
                         labels: we.labels.clone(),
-                        service_account: we.service_account.clone().unwrap_or_else(|| "default".into()),
+                        service_account: we
+                            .service_account
+                            .clone()
+                            .unwrap_or_else(|| "default".into()),
                         inbound_addr,
                         location: format!("{}:{}", r.source.file, r.source.line),
                     },
@@ -91,11 +96,15 @@ impl Registry {
             }
         }
         for r in resources {
-            let Spec::ServiceEntry(se) = &r.spec else { continue };
+            let Spec::ServiceEntry(se) = &r.spec else {
+                continue;
+            };
             if matches!(se.location, Some(weft_api::Location::MeshExternal)) {
                 continue;
             }
-            let Some(sel) = &se.workload_selector else { continue };
+            let Some(sel) = &se.workload_selector else {
+                continue;
+            };
             let ns = r.namespace();
             let workloads: Vec<(String, String)> = reg
                 .workloads

@@ -22,30 +22,66 @@ pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
                 extra_keys(&json(vs), "", &["hosts", "gateways", "http"], &mut push);
                 for (i, h) in vs.http.iter().enumerate() {
                     let p = format!("http[{i}].");
-                    extra_keys(&json(h), &p, &["name", "match", "route", "timeout"], &mut push);
+                    extra_keys(
+                        &json(h),
+                        &p,
+                        &["name", "match", "route", "timeout"],
+                        &mut push,
+                    );
                     for (j, m) in h.r#match.iter().enumerate() {
                         let p = format!("http[{i}].match[{j}].");
-                        extra_keys(&json(m), &p, &["name", "uri", "method", "authority", "headers", "ignoreUriCase"], &mut push);
+                        extra_keys(
+                            &json(m),
+                            &p,
+                            &[
+                                "name",
+                                "uri",
+                                "method",
+                                "authority",
+                                "headers",
+                                "ignoreUriCase",
+                            ],
+                            &mut push,
+                        );
                     }
                     for (j, d) in h.route.iter().enumerate() {
-                        extra_keys(&json(d), &format!("http[{i}].route[{j}]."), &["destination", "weight"], &mut push);
+                        extra_keys(
+                            &json(d),
+                            &format!("http[{i}].route[{j}]."),
+                            &["destination", "weight"],
+                            &mut push,
+                        );
                     }
                 }
             }
             Spec::DestinationRule(dr) => {
-                extra_keys(&json(dr), "", &["host", "trafficPolicy", "subsets"], &mut push);
+                extra_keys(
+                    &json(dr),
+                    "",
+                    &["host", "trafficPolicy", "subsets"],
+                    &mut push,
+                );
                 if let Some(tp) = &dr.traffic_policy {
                     traffic_policy(&json(tp), "trafficPolicy.", &mut push);
                 }
                 for (i, s) in dr.subsets.iter().enumerate() {
                     if let Some(tp) = &s.traffic_policy {
-                        traffic_policy(&json(tp), &format!("subsets[{i}].trafficPolicy."), &mut push);
+                        traffic_policy(
+                            &json(tp),
+                            &format!("subsets[{i}].trafficPolicy."),
+                            &mut push,
+                        );
                     }
                 }
             }
             Spec::Gateway(gw) => {
                 for (i, s) in gw.servers.iter().enumerate() {
-                    extra_keys(&json(s), &format!("servers[{i}]."), &["port", "hosts", "name"], &mut push);
+                    extra_keys(
+                        &json(s),
+                        &format!("servers[{i}]."),
+                        &["port", "hosts", "name"],
+                        &mut push,
+                    );
                 }
             }
             Spec::ServiceEntry(se) => {
@@ -54,15 +90,36 @@ pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
                 } else if se.workload_selector.is_none() {
                     push("a MESH_INTERNAL ServiceEntry without workloadSelector".into());
                 }
-                extra_keys(&json(se), "", &["hosts", "ports", "location", "workloadSelector", "resolution"], &mut push);
+                extra_keys(
+                    &json(se),
+                    "",
+                    &[
+                        "hosts",
+                        "ports",
+                        "location",
+                        "workloadSelector",
+                        "resolution",
+                    ],
+                    &mut push,
+                );
             }
             Spec::WorkloadEntry(we) => {
-                extra_keys(&json(we), "", &["address", "ports", "labels", "serviceAccount"], &mut push);
+                extra_keys(
+                    &json(we),
+                    "",
+                    &["address", "ports", "labels", "serviceAccount"],
+                    &mut push,
+                );
             }
             Spec::PeerAuthentication(pa) => {
                 let mode = pa.mtls.as_ref().and_then(|m| m.mode);
-                if !matches!(mode, None | Some(weft_api::MtlsMode::Strict) | Some(weft_api::MtlsMode::Unset)) {
-                    push(format!("mtls.mode {mode:?} (weft enforces STRICT mTLS everywhere)"));
+                if !matches!(
+                    mode,
+                    None | Some(weft_api::MtlsMode::Strict) | Some(weft_api::MtlsMode::Unset)
+                ) {
+                    push(format!(
+                        "mtls.mode {mode:?} (weft enforces STRICT mTLS everywhere)"
+                    ));
                 }
                 if !pa.port_level_mtls.is_empty() {
                     push("portLevelMtls".into());

@@ -14,14 +14,18 @@ use tokio::net::TcpListener;
 /// Serves admin requests until the task is aborted.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
                 async move { Ok::<_, std::convert::Infallible>(handle(req, &shared)) }
             });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
         });
     }
 }
@@ -36,7 +40,10 @@ fn json(v: serde_json::Value) -> Response<Body> {
 fn handle(req: Request<Incoming>, shared: &Shared) -> Response<Body> {
     match req.uri().path() {
         "/stats/prometheus" | "/metrics" => Response::builder()
-            .header("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")
+            .header(
+                "content-type",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )
             .body(full(shared.metrics.render()))
             .expect("static response parts are valid"),
         "/config_dump" => {
@@ -45,17 +52,33 @@ fn handle(req: Request<Incoming>, shared: &Shared) -> Response<Body> {
         }
         "/ready" | "/healthz/ready" => {
             if shared.runtime.load().version.is_empty() {
-                crate::local_response(StatusCode::SERVICE_UNAVAILABLE, "no config from the control plane yet")
+                crate::local_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no config from the control plane yet",
+                )
             } else {
                 Response::new(full("ready\n"))
             }
         }
         "/certs" => {
             let creds = shared.tls.current.load();
-            let not_after = creds.identity.not_after().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            json(serde_json::json!({ "identity": creds.identity.spiffe_id().to_string(), "not_after_unix": not_after }))
+            let not_after = creds
+                .identity
+                .not_after()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            json(
+                serde_json::json!({ "identity": creds.identity.spiffe_id().to_string(), "not_after_unix": not_after }),
+            )
         }
-        "/listeners" => json(serde_json::to_value(&*shared.bound.lock().expect("bound poisoned")).unwrap_or_default()),
-        _ => crate::local_response(StatusCode::NOT_FOUND, "admin paths: /stats/prometheus /config_dump /ready /certs /listeners"),
+        "/listeners" => json(
+            serde_json::to_value(&*shared.bound.lock().expect("bound poisoned"))
+                .unwrap_or_default(),
+        ),
+        _ => crate::local_response(
+            StatusCode::NOT_FOUND,
+            "admin paths: /stats/prometheus /config_dump /ready /certs /listeners",
+        ),
     }
 }

@@ -18,13 +18,16 @@ use tracing::{debug, Instrument};
 /// Accepts peer connections until the task is aborted.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     loop {
-        let Ok((tcp, peer)) = listener.accept().await else { continue };
+        let Ok((tcp, peer)) = listener.accept().await else {
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let shared = shared.clone();
         let span = tracing::info_span!("inbound_conn", peer = %peer, peer_identity = tracing::field::Empty);
         tokio::spawn(
             async move {
-                let acceptor = tokio_rustls::TlsAcceptor::from(shared.tls.current.load().server.clone());
+                let acceptor =
+                    tokio_rustls::TlsAcceptor::from(shared.tls.current.load().server.clone());
                 let tls = match acceptor.accept(tcp).await {
                     Ok(t) => t,
                     Err(e) => {
@@ -48,7 +51,9 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
                 let svc = hyper::service::service_fn(move |req| {
                     let shared = shared.clone();
                     let peer_id = peer_id.clone();
-                    async move { Ok::<_, std::convert::Infallible>(handle(req, &shared, &peer_id).await) }
+                    async move {
+                        Ok::<_, std::convert::Infallible>(handle(req, &shared, &peer_id).await)
+                    }
                 });
                 let builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
                 if let Err(e) = builder.serve_connection(TokioIo::new(tls), svc).await {
@@ -90,7 +95,10 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer_id: &str) -> Respo
     labels.destination_service_namespace = ns;
 
     let xfcc = format!("By={};URI={}", shared.identity_uri(), peer_id);
-    parts.headers.insert("x-forwarded-client-cert", HeaderValue::from_str(&xfcc).unwrap_or(HeaderValue::from_static("")));
+    parts.headers.insert(
+        "x-forwarded-client-cert",
+        HeaderValue::from_str(&xfcc).unwrap_or(HeaderValue::from_static("")),
+    );
     let authority = parts.uri.authority().map(|a| a.to_string());
     if let Some(a) = &authority {
         if let Ok(v) = HeaderValue::from_str(a) {
@@ -99,22 +107,42 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer_id: &str) -> Respo
     }
     let downstream_version = parts.version;
     let app = shared.app_addr.as_deref().unwrap_or("127.0.0.1:0");
-    let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
     parts.uri = match format!("http://{app}{pq}").parse::<Uri>() {
         Ok(u) => u,
         Err(e) => return local_response(StatusCode::BAD_REQUEST, &format!("bad path: {e}")),
     };
     parts.version = http::Version::HTTP_11;
-    let (resp, flags) = match shared.app_client.request(Request::from_parts(parts, body.boxed())).await {
+    let (resp, flags) = match shared
+        .app_client
+        .request(Request::from_parts(parts, body.boxed()))
+        .await
+    {
         Ok(resp) => {
             let (mut p, b) = resp.into_parts();
             p.version = downstream_version;
-            for h in ["connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-connection"] {
+            for h in [
+                "connection",
+                "keep-alive",
+                "transfer-encoding",
+                "upgrade",
+                "proxy-connection",
+            ] {
                 p.headers.remove(h);
             }
             (Response::from_parts(p, b.boxed()), "-")
         }
-        Err(e) => (local_response(StatusCode::SERVICE_UNAVAILABLE, &format!("local app at {app} unreachable: {e}")), "UF"),
+        Err(e) => (
+            local_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("local app at {app} unreachable: {e}"),
+            ),
+            "UF",
+        ),
     };
     labels.response_code = resp.status().as_u16().to_string();
     labels.response_flags = flags.into();

@@ -33,7 +33,11 @@ impl LbState {
             policy: c.lb,
             endpoints: c.endpoints.clone(),
             cursor: AtomicUsize::new(fastrand::usize(..c.endpoints.len().max(1))),
-            active: c.endpoints.iter().map(|_| Arc::new(AtomicU64::new(0))).collect(),
+            active: c
+                .endpoints
+                .iter()
+                .map(|_| Arc::new(AtomicU64::new(0)))
+                .collect(),
         }
     }
 
@@ -54,11 +58,18 @@ impl LbState {
                     b += 1;
                 }
                 let load = |i: usize| self.active[i].load(Ordering::Relaxed);
-                if load(b) < load(a) { b } else { a }
+                if load(b) < load(a) {
+                    b
+                } else {
+                    a
+                }
             }
         };
         self.active[i].fetch_add(1, Ordering::Relaxed);
-        Some(Pick { endpoint: self.endpoints[i].clone(), active: self.active[i].clone() })
+        Some(Pick {
+            endpoint: self.endpoints[i].clone(),
+            active: self.active[i].clone(),
+        })
     }
 }
 
@@ -69,7 +80,12 @@ mod tests {
     fn cluster(policy: LbPolicy, n: usize) -> Cluster {
         Cluster {
             lb: policy,
-            endpoints: (0..n).map(|i| Endpoint { address: format!("127.0.0.1:{}", 1000 + i), ..Default::default() }).collect(),
+            endpoints: (0..n)
+                .map(|i| Endpoint {
+                    address: format!("127.0.0.1:{}", 1000 + i),
+                    ..Default::default()
+                })
+                .collect(),
             ..Default::default()
         }
     }
@@ -77,7 +93,9 @@ mod tests {
     #[test]
     fn round_robin_cycles_through_all() {
         let lb = LbState::new(&cluster(LbPolicy::RoundRobin, 3));
-        let mut seen: Vec<String> = (0..6).map(|_| lb.pick().unwrap().endpoint.address).collect();
+        let mut seen: Vec<String> = (0..6)
+            .map(|_| lb.pick().unwrap().endpoint.address.clone())
+            .collect();
         assert_eq!(seen[0..3], seen[3..6]);
         seen.sort();
         seen.dedup();
@@ -97,6 +115,8 @@ mod tests {
 
     #[test]
     fn empty_cluster_has_no_pick() {
-        assert!(LbState::new(&cluster(LbPolicy::RoundRobin, 0)).pick().is_none());
+        assert!(LbState::new(&cluster(LbPolicy::RoundRobin, 0))
+            .pick()
+            .is_none());
     }
 }

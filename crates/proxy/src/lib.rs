@@ -77,9 +77,23 @@ pub struct ProxyOptions {
 #[derive(Debug, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    Ready { role: String, workload: String, namespace: String, identity: String, admin: String, inbound: Option<String>, outbound: Option<String> },
-    Listener { name: String, port: u32, address: String },
-    Connected { control: String },
+    Ready {
+        role: String,
+        workload: String,
+        namespace: String,
+        identity: String,
+        admin: String,
+        inbound: Option<String>,
+        outbound: Option<String>,
+    },
+    Listener {
+        name: String,
+        port: u32,
+        address: String,
+    },
+    Connected {
+        control: String,
+    },
 }
 
 /// State shared by every listener and task of one proxy.
@@ -105,7 +119,13 @@ impl Shared {
 
     /// The `version` label of this workload, from the config.
     pub fn own_version(&self) -> String {
-        self.runtime.load().config.inbound.as_ref().and_then(|i| i.version.clone()).unwrap_or_else(|| "unknown".into())
+        self.runtime
+            .load()
+            .config
+            .inbound
+            .as_ref()
+            .and_then(|i| i.version.clone())
+            .unwrap_or_else(|| "unknown".into())
     }
 
     /// Prints a lifecycle event line.
@@ -146,7 +166,12 @@ async fn connect_control(control: &str) -> MeshClient<tonic::transport::Channel>
 pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     weft_identity::install_default_provider();
     let mut node = pb::Node {
-        id: format!("{}~{}.{}", opts.role.as_str(), opts.workload, opts.namespace),
+        id: format!(
+            "{}~{}.{}",
+            opts.role.as_str(),
+            opts.workload,
+            opts.namespace
+        ),
         role: opts.role.as_str().into(),
         workload: opts.workload.clone(),
         namespace: opts.namespace.clone(),
@@ -154,21 +179,32 @@ pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyh
         build_version: env!("CARGO_PKG_VERSION").into(),
     };
     let mut client = connect_control(&opts.control).await;
-    let creds = tls::fetch(&mut client, &node).await.context("getting this workload's certificate")?;
+    let creds = tls::fetch(&mut client, &node)
+        .await
+        .context("getting this workload's certificate")?;
     info!(identity = %creds.identity.spiffe_id(), "certificate issued");
     let tls = tls::TlsState::new(creds);
 
     let any: SocketAddr = (opts.bind_ip, 0).into();
     let bind = |a: Option<SocketAddr>, what: &'static str| async move {
         let a = a.unwrap_or(any);
-        TcpListener::bind(a).await.with_context(|| format!("binding the {what} listener on {a}"))
+        TcpListener::bind(a)
+            .await
+            .with_context(|| format!("binding the {what} listener on {a}"))
     };
     let admin = bind(opts.admin_listen, "admin").await?;
     let (inbound, outbound) = match opts.role {
-        Role::Sidecar => (Some(bind(opts.inbound_listen, "inbound").await?), Some(bind(opts.outbound_listen, "outbound").await?)),
+        Role::Sidecar => (
+            Some(bind(opts.inbound_listen, "inbound").await?),
+            Some(bind(opts.outbound_listen, "outbound").await?),
+        ),
         Role::Gateway => (None, None),
     };
-    let addr = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.to_string());
+    let addr = |l: &Option<TcpListener>| {
+        l.as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.to_string())
+    };
     node.inbound_addr = addr(&inbound).unwrap_or_default();
     let shared = Arc::new(Shared {
         node,
@@ -177,7 +213,9 @@ pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyh
         pool: upstream::PeerPool::new(tls.clone()),
         tls: tls.clone(),
         app_addr: opts.app.clone(),
-        app_client: Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build_http(),
+        app_client: Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build_http(),
         bound: Mutex::new(BTreeMap::new()),
         gateway_tasks: tokio::sync::Mutex::new(HashMap::new()),
         port_map: opts.port_map.clone(),
@@ -198,7 +236,11 @@ pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyh
         tasks.push(tokio::spawn(inbound::serve(l, shared.clone())));
     }
     if let Some(l) = outbound {
-        tasks.push(tokio::spawn(outbound::serve(l, shared.clone(), "outbound".into())));
+        tasks.push(tokio::spawn(outbound::serve(
+            l,
+            shared.clone(),
+            "outbound".into(),
+        )));
     }
     emit(&ready);
     tasks.push(tokio::spawn(xds::run(shared.clone(), opts.control.clone())));
@@ -225,7 +267,9 @@ async fn renew(shared: Arc<Shared>, control: String) {
                 info!(identity = %creds.identity.spiffe_id(), "certificate renewed");
                 shared.tls.current.store(Arc::new(creds));
             }
-            Err(e) => warn!(error = %e, "certificate renewal failed; keeping the current certificate"),
+            Err(e) => {
+                warn!(error = %e, "certificate renewal failed; keeping the current certificate")
+            }
         }
     }
 }

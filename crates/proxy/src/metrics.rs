@@ -49,23 +49,41 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         // Istio's default buckets for request duration (ms).
         let duration = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.5, 1., 5., 10., 25., 50., 100., 250., 500., 1000., 2500., 5000., 10000., 30000., 60000., 300000., 600000., 1800000., 3600000.])
+            Histogram::new([
+                0.5, 1., 5., 10., 25., 50., 100., 250., 500., 1000., 2500., 5000., 10000., 30000.,
+                60000., 300000., 600000., 1800000., 3600000.,
+            ])
         });
-        registry.register("istio_requests", "Requests handled by this proxy", requests.clone());
-        registry.register("istio_request_duration_milliseconds", "Request duration", duration.clone());
-        Metrics { registry, requests, duration }
+        registry.register(
+            "istio_requests",
+            "Requests handled by this proxy",
+            requests.clone(),
+        );
+        registry.register(
+            "istio_request_duration_milliseconds",
+            "Request duration",
+            duration.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            duration,
+        }
     }
 
     /// Records one finished (or failed) request.
     pub fn record(&self, labels: &RequestLabels, elapsed: Duration) {
         self.requests.get_or_create(labels).inc();
-        self.duration.get_or_create(labels).observe(elapsed.as_secs_f64() * 1000.0);
+        self.duration
+            .get_or_create(labels)
+            .observe(elapsed.as_secs_f64() * 1000.0);
     }
 
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
         out
     }
 }

@@ -21,7 +21,15 @@ use tracing::{debug, warn, Instrument};
 const CONNECT_ATTEMPTS: usize = 3;
 
 /// Hop-by-hop headers never forwarded (and forbidden in HTTP/2).
-const HOP_BY_HOP: &[&str] = &["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer"];
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+];
 
 /// Serves one listener until its task is aborted.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, route_table: String) {
@@ -74,24 +82,62 @@ async fn handle(req: Request<Incoming>, shared: &Shared, table: &str) -> Respons
     resp
 }
 
-async fn route_and_forward(req: Request<Incoming>, shared: &Shared, table: &str, labels: &mut RequestLabels) -> (Response<Body>, &'static str) {
+async fn route_and_forward(
+    req: Request<Incoming>,
+    shared: &Shared,
+    table: &str,
+    labels: &mut RequestLabels,
+) -> (Response<Body>, &'static str) {
     let runtime = shared.runtime.load_full();
     let authority = req
         .uri()
         .authority()
         .map(|a| a.as_str().to_string())
-        .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string))
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
         .unwrap_or_default();
-    let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_string();
     let Some(vhost) = runtime.tables.get(table).and_then(|t| t.vhost(&authority)) else {
-        return (local_response(StatusCode::NOT_FOUND, &format!("no route: no virtual host for authority {authority:?}")), "NR");
+        return (
+            local_response(
+                StatusCode::NOT_FOUND,
+                &format!("no route: no virtual host for authority {authority:?}"),
+            ),
+            "NR",
+        );
     };
-    let view = RequestView { path: &path, method: req.method().as_str(), authority: &authority, headers: req.headers() };
+    let view = RequestView {
+        path: &path,
+        method: req.method().as_str(),
+        authority: &authority,
+        headers: req.headers(),
+    };
     let Some(route) = vhost.route(&view) else {
-        return (local_response(StatusCode::NOT_FOUND, &format!("no route: nothing in {} matches {path}", vhost.name)), "NR");
+        return (
+            local_response(
+                StatusCode::NOT_FOUND,
+                &format!("no route: nothing in {} matches {path}", vhost.name),
+            ),
+            "NR",
+        );
     };
     let Some(cluster) = route.pick_cluster().and_then(|c| runtime.clusters.get(c)) else {
-        return (local_response(StatusCode::SERVICE_UNAVAILABLE, &format!("route {} has no destination with weight", route.spec.name)), "NR");
+        return (
+            local_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("route {} has no destination with weight", route.spec.name),
+            ),
+            "NR",
+        );
     };
     labels.destination_service = cluster.spec.service.clone();
     let (name, ns) = service_name_ns(&cluster.spec.service);
@@ -107,7 +153,10 @@ async fn route_and_forward(req: Request<Incoming>, shared: &Shared, table: &str,
     parts.headers.remove(header::HOST);
     if !parts.headers.contains_key("x-request-id") {
         let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-        parts.headers.insert("x-request-id", HeaderValue::from_str(&id).expect("hex is a valid header"));
+        parts.headers.insert(
+            "x-request-id",
+            HeaderValue::from_str(&id).expect("hex is a valid header"),
+        );
     }
     let peer = format!(
         "source_workload={};source_namespace={};source_version={};destination_service={}",
@@ -116,10 +165,26 @@ async fn route_and_forward(req: Request<Incoming>, shared: &Shared, table: &str,
         shared.own_version(),
         cluster.spec.service
     );
-    parts.headers.insert(PEER_HEADER, HeaderValue::from_str(&peer).unwrap_or(HeaderValue::from_static("")));
-    parts.uri = match Uri::builder().scheme("http").authority(authority.as_str()).path_and_query(path.as_str()).build() {
+    parts.headers.insert(
+        PEER_HEADER,
+        HeaderValue::from_str(&peer).unwrap_or(HeaderValue::from_static("")),
+    );
+    parts.uri = match Uri::builder()
+        .scheme("http")
+        .authority(authority.as_str())
+        .path_and_query(path.as_str())
+        .build()
+    {
         Ok(u) => u,
-        Err(e) => return (local_response(StatusCode::BAD_REQUEST, &format!("bad authority {authority:?}: {e}")), "DPE"),
+        Err(e) => {
+            return (
+                local_response(
+                    StatusCode::BAD_REQUEST,
+                    &format!("bad authority {authority:?}: {e}"),
+                ),
+                "DPE",
+            )
+        }
     };
     parts.version = http::Version::HTTP_2;
 
@@ -128,9 +193,19 @@ async fn route_and_forward(req: Request<Incoming>, shared: &Shared, table: &str,
     let mut chosen = None;
     for _ in 0..CONNECT_ATTEMPTS {
         let Some(pick) = cluster.lb.pick() else {
-            return (local_response(StatusCode::SERVICE_UNAVAILABLE, &format!("no healthy upstream in {}", cluster.spec.name)), "UH");
+            return (
+                local_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!("no healthy upstream in {}", cluster.spec.name),
+                ),
+                "UH",
+            );
         };
-        match shared.pool.get(&pick.endpoint.address, &pick.endpoint.identity).await {
+        match shared
+            .pool
+            .get(&pick.endpoint.address, &pick.endpoint.identity)
+            .await
+        {
             Ok(sender) => {
                 chosen = Some((pick, sender));
                 break;
@@ -144,19 +219,34 @@ async fn route_and_forward(req: Request<Incoming>, shared: &Shared, table: &str,
     }
     let Some((pick, mut sender)) = chosen else {
         let msg = last_err.map(|e| e.to_string()).unwrap_or_default();
-        return (local_response(StatusCode::SERVICE_UNAVAILABLE, &format!("upstream connect error: {msg}")), "UF");
+        return (
+            local_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("upstream connect error: {msg}"),
+            ),
+            "UF",
+        );
     };
     labels.destination_workload = pick.endpoint.workload.clone();
     labels.destination_workload_namespace = cluster.spec.namespace.clone();
     labels.destination_principal = pick.endpoint.identity.clone();
-    labels.destination_version = pick.endpoint.version.clone().unwrap_or_else(|| "unknown".into());
+    labels.destination_version = pick
+        .endpoint
+        .version
+        .clone()
+        .unwrap_or_else(|| "unknown".into());
 
     let upstream_req = Request::from_parts(parts, body.boxed());
     let fut = sender.send_request(upstream_req);
     let result = match timeout {
         Some(t) => match tokio::time::timeout(t, fut).await {
             Ok(r) => r,
-            Err(_) => return (local_response(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"), "UT"),
+            Err(_) => {
+                return (
+                    local_response(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
+                    "UT",
+                )
+            }
         },
         None => fut.await,
     };
@@ -174,12 +264,20 @@ async fn route_and_forward(req: Request<Incoming>, shared: &Shared, table: &str,
         Err(e) => {
             warn!(error = %e, upstream = %cluster.spec.name, "upstream request failed");
             shared.pool.evict(&addr);
-            (local_response(StatusCode::SERVICE_UNAVAILABLE, &format!("upstream reset: {e}")), "UC")
+            (
+                local_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!("upstream reset: {e}"),
+                ),
+                "UC",
+            )
         }
     }
 }
 
 /// A body from bytes, for locally generated responses.
 pub fn full(b: impl Into<Bytes>) -> Body {
-    http_body_util::Full::new(b.into()).map_err(|never| match never {}).boxed()
+    http_body_util::Full::new(b.into())
+        .map_err(|never| match never {})
+        .boxed()
 }

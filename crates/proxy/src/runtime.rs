@@ -25,7 +25,11 @@ impl Matcher {
             StringMatcher::Prefix(s) => Matcher::Prefix(s.clone()),
             StringMatcher::Regex(r) => {
                 let anchored = format!("^(?:{r})$");
-                let anchored = if ignore_case { format!("(?i){anchored}") } else { anchored };
+                let anchored = if ignore_case {
+                    format!("(?i){anchored}")
+                } else {
+                    anchored
+                };
                 Matcher::Regex(Regex::new(&anchored).map_err(|e| format!("regex {r:?}: {e}"))?)
             }
         })
@@ -61,7 +65,8 @@ pub struct RequestView<'a> {
 
 impl CompiledMatch {
     fn build(m: &RouteMatch) -> Result<CompiledMatch, String> {
-        let opt = |m: &Option<StringMatcher>, ic| m.as_ref().map(|m| Matcher::build(m, ic)).transpose();
+        let opt =
+            |m: &Option<StringMatcher>, ic| m.as_ref().map(|m| Matcher::build(m, ic)).transpose();
         Ok(CompiledMatch {
             uri: opt(&m.uri, m.ignore_uri_case)?,
             method: opt(&m.method, false)?,
@@ -79,7 +84,11 @@ impl CompiledMatch {
         if let Some(m) = &self.uri {
             // Istio matches the path without the query string.
             let path = req.path.split('?').next().unwrap_or("");
-            let ok = if self.ignore_uri_case { m.matches(&path.to_ascii_lowercase()) } else { m.matches(path) };
+            let ok = if self.ignore_uri_case {
+                m.matches(&path.to_ascii_lowercase())
+            } else {
+                m.matches(path)
+            };
             if !ok {
                 return false;
             }
@@ -87,11 +96,18 @@ impl CompiledMatch {
         if self.method.as_ref().is_some_and(|m| !m.matches(req.method)) {
             return false;
         }
-        if self.authority.as_ref().is_some_and(|m| !m.matches(req.authority)) {
+        if self
+            .authority
+            .as_ref()
+            .is_some_and(|m| !m.matches(req.authority))
+        {
             return false;
         }
         self.headers.iter().all(|(name, m)| {
-            req.headers.get(name).and_then(|v| v.to_str().ok()).is_some_and(|v| m.matches(v))
+            req.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| m.matches(v))
         })
     }
 }
@@ -147,7 +163,11 @@ impl RuntimeTable {
                 } else if d == "*" {
                     1
                 } else if let Some(suffix) = d.strip_prefix('*') {
-                    if host.ends_with(suffix) { 1 + suffix.len() } else { 0 }
+                    if host.ends_with(suffix) {
+                        1 + suffix.len()
+                    } else {
+                        0
+                    }
                 } else {
                     0
                 };
@@ -163,15 +183,23 @@ impl RuntimeTable {
 /// Drops `:port` from an authority (keeps IPv6 brackets intact).
 pub fn strip_port(authority: &str) -> &str {
     if authority.starts_with('[') {
-        return authority.split_once(']').map(|(h, _)| &authority[..h.len() + 1]).unwrap_or(authority);
+        return authority
+            .split_once(']')
+            .map(|(h, _)| &authority[..h.len() + 1])
+            .unwrap_or(authority);
     }
-    authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority)
+    authority
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or(authority)
 }
 
 impl RuntimeVhost {
     /// First matching route wins.
     pub fn route(&self, req: &RequestView) -> Option<&RuntimeRoute> {
-        self.routes.iter().find(|r| r.matches.is_empty() || r.matches.iter().any(|m| m.matches(req)))
+        self.routes
+            .iter()
+            .find(|r| r.matches.is_empty() || r.matches.iter().any(|m| m.matches(req)))
     }
 }
 
@@ -194,7 +222,11 @@ pub struct Runtime {
 impl Runtime {
     /// Validates and compiles a pushed config. LB state of clusters whose spec did not
     /// change is carried over from `previous`.
-    pub fn build(version: &str, config: ProxyConfig, previous: &Runtime) -> Result<Runtime, String> {
+    pub fn build(
+        version: &str,
+        config: ProxyConfig,
+        previous: &Runtime,
+    ) -> Result<Runtime, String> {
         let mut tables = HashMap::new();
         for (name, table) in &config.routes {
             let mut vhosts = Vec::new();
@@ -203,7 +235,10 @@ impl Runtime {
                 for r in &v.routes {
                     for d in &r.destinations {
                         if !config.clusters.contains_key(&d.cluster) {
-                            return Err(format!("route {} refers to unknown cluster {}", r.name, d.cluster));
+                            return Err(format!(
+                                "route {} refers to unknown cluster {}",
+                                r.name, d.cluster
+                            ));
                         }
                     }
                     let matches = r
@@ -213,16 +248,27 @@ impl Runtime {
                         .collect::<Result<_, _>>()
                         .map_err(|e| format!("route {}: {e}", r.name))?;
                     let total_weight = r.destinations.iter().map(|d| d.weight).sum();
-                    routes.push(RuntimeRoute { spec: r.clone(), matches, total_weight });
+                    routes.push(RuntimeRoute {
+                        spec: r.clone(),
+                        matches,
+                        total_weight,
+                    });
                 }
                 let domains = v.domains.iter().map(|d| d.to_ascii_lowercase()).collect();
-                vhosts.push(RuntimeVhost { name: v.name.clone(), domains, routes });
+                vhosts.push(RuntimeVhost {
+                    name: v.name.clone(),
+                    domains,
+                    routes,
+                });
             }
             tables.insert(name.clone(), RuntimeTable { vhosts });
         }
         for l in &config.listeners {
             if !tables.contains_key(&l.route_table) {
-                return Err(format!("listener {} refers to unknown route table {}", l.name, l.route_table));
+                return Err(format!(
+                    "listener {} refers to unknown route table {}",
+                    l.name, l.route_table
+                ));
             }
         }
         let clusters = config
@@ -233,9 +279,106 @@ impl Runtime {
                     Some(old) if old.spec == *c => old.lb.clone(),
                     _ => Arc::new(LbState::new(c)),
                 };
-                (name.clone(), RuntimeCluster { spec: c.clone(), lb })
+                (
+                    name.clone(),
+                    RuntimeCluster {
+                        spec: c.clone(),
+                        lb,
+                    },
+                )
             })
             .collect();
-        Ok(Runtime { version: version.to_string(), config, tables, clusters })
+        Ok(Runtime {
+            version: version.to_string(),
+            config,
+            tables,
+            clusters,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weft_model::{HeaderMatcher, RouteTable, VirtualHost, WeightedCluster};
+
+    fn config(domains: &[(&str, &str)], m: RouteMatch) -> ProxyConfig {
+        let mut cfg = ProxyConfig::default();
+        let mut table = RouteTable::default();
+        for (name, domain) in domains {
+            table.virtual_hosts.push(VirtualHost {
+                name: name.to_string(),
+                domains: vec![domain.to_string()],
+                routes: vec![Route {
+                    name: format!("r-{name}"),
+                    matches: vec![m.clone()],
+                    destinations: vec![WeightedCluster { cluster: "c".into(), weight: 1 }],
+                    ..Default::default()
+                }],
+            });
+        }
+        cfg.routes.insert("t".into(), table);
+        cfg.clusters.insert("c".into(), Cluster { name: "c".into(), ..Default::default() });
+        cfg
+    }
+
+    fn view<'a>(path: &'a str, headers: &'a http::HeaderMap) -> RequestView<'a> {
+        RequestView { path, method: "GET", authority: "x", headers }
+    }
+
+    #[test]
+    fn domain_precedence_exact_then_longest_suffix_then_any() {
+        let cfg = config(&[("any", "*"), ("suffix", "*.example.com"), ("exact", "api.example.com")], RouteMatch::default());
+        let rt = Runtime::build("1", cfg, &Runtime::default()).unwrap();
+        let t = &rt.tables["t"];
+        assert_eq!(t.vhost("api.example.com:8080").unwrap().name, "exact");
+        assert_eq!(t.vhost("web.example.com").unwrap().name, "suffix");
+        assert_eq!(t.vhost("elsewhere.org").unwrap().name, "any");
+    }
+
+    #[test]
+    fn regex_matches_whole_path_without_query() {
+        let m = RouteMatch { uri: Some(StringMatcher::Regex("/items/[0-9]+".into())), ..Default::default() };
+        let rt = Runtime::build("1", config(&[("a", "*")], m), &Runtime::default()).unwrap();
+        let vh = rt.tables["t"].vhost("x").unwrap();
+        let h = http::HeaderMap::new();
+        assert!(vh.route(&view("/items/42?full=1", &h)).is_some());
+        assert!(vh.route(&view("/items/42/extra", &h)).is_none(), "regex applies to the whole path");
+    }
+
+    #[test]
+    fn headers_and_ignore_uri_case() {
+        let m = RouteMatch {
+            uri: Some(StringMatcher::Prefix("/API".into())),
+            ignore_uri_case: true,
+            headers: vec![HeaderMatcher { name: "x-tier".into(), matcher: StringMatcher::Exact("premium".into()) }],
+            ..Default::default()
+        };
+        let rt = Runtime::build("1", config(&[("a", "*")], m), &Runtime::default()).unwrap();
+        let vh = rt.tables["t"].vhost("x").unwrap();
+        let mut h = http::HeaderMap::new();
+        assert!(vh.route(&view("/api/x", &h)).is_none(), "header missing");
+        h.insert("x-tier", "premium".parse().unwrap());
+        assert!(vh.route(&view("/api/x", &h)).is_some());
+        assert!(vh.route(&view("/other", &h)).is_none());
+    }
+
+    #[test]
+    fn bad_config_is_rejected_with_a_reason() {
+        let m = RouteMatch { uri: Some(StringMatcher::Regex("([".into())), ..Default::default() };
+        let err = Runtime::build("1", config(&[("a", "*")], m), &Runtime::default()).unwrap_err();
+        assert!(err.contains("regex"), "{err}");
+        let mut cfg = config(&[("a", "*")], RouteMatch::default());
+        cfg.clusters.clear();
+        let err = Runtime::build("2", cfg, &Runtime::default()).unwrap_err();
+        assert!(err.contains("unknown cluster c"), "{err}");
+    }
+
+    #[test]
+    fn lb_state_survives_unchanged_clusters() {
+        let cfg = config(&[("a", "*")], RouteMatch::default());
+        let first = Runtime::build("1", cfg.clone(), &Runtime::default()).unwrap();
+        let second = Runtime::build("2", cfg, &first).unwrap();
+        assert!(Arc::ptr_eq(&first.clusters["c"].lb, &second.clusters["c"].lb));
     }
 }

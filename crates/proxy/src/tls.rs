@@ -24,7 +24,11 @@ pub struct Credentials {
 impl Credentials {
     fn new(identity: Identity) -> anyhow::Result<Credentials> {
         let server = weft_identity::server_config(&identity, &[MESH_ALPN])?;
-        Ok(Credentials { identity, server, clients: Mutex::new(HashMap::new()) })
+        Ok(Credentials {
+            identity,
+            server,
+            clients: Mutex::new(HashMap::new()),
+        })
     }
 
     /// A client config that accepts only a peer presenting `peer` (a SPIFFE id).
@@ -34,7 +38,8 @@ impl Credentials {
             return Ok(c.clone());
         }
         let id = SpiffeId::parse(peer).with_context(|| format!("endpoint identity {peer:?}"))?;
-        let cfg = weft_identity::client_config(&self.identity, PeerCheck::Exact(vec![id]), &[MESH_ALPN])?;
+        let cfg =
+            weft_identity::client_config(&self.identity, PeerCheck::Exact(vec![id]), &[MESH_ALPN])?;
         clients.insert(peer.to_string(), cfg.clone());
         Ok(cfg)
     }
@@ -46,15 +51,27 @@ pub struct TlsState {
 }
 
 /// Asks the control plane's CA for a certificate for `node`.
-pub async fn fetch(client: &mut MeshClient<tonic::transport::Channel>, node: &pb::Node) -> anyhow::Result<Credentials> {
+pub async fn fetch(
+    client: &mut MeshClient<tonic::transport::Channel>,
+    node: &pb::Node,
+) -> anyhow::Result<Credentials> {
     let key = WorkloadKey::generate();
     // The CA decides the identity from its registry; the CSR's own name is only a hint.
-    let hint = SpiffeId::new("cluster.local", &node.namespace, &node.workload).context("workload name is not a valid SPIFFE path segment")?;
+    let hint = SpiffeId::new("cluster.local", &node.namespace, &node.workload)
+        .context("workload name is not a valid SPIFFE path segment")?;
     let csr_pem = key.csr_pem(&hint)?;
     let resp = client
-        .create_certificate(pb::CertificateRequest { node: Some(node.clone()), csr_pem })
+        .create_certificate(pb::CertificateRequest {
+            node: Some(node.clone()),
+            csr_pem,
+        })
         .await
-        .map_err(|s| anyhow::anyhow!("control plane refused the certificate request: {}", s.message()))?
+        .map_err(|s| {
+            anyhow::anyhow!(
+                "control plane refused the certificate request: {}",
+                s.message()
+            )
+        })?
         .into_inner();
     let identity = Identity::new(key, &resp.cert_chain_pem, &resp.root_pem)?;
     Credentials::new(identity)
@@ -62,12 +79,16 @@ pub async fn fetch(client: &mut MeshClient<tonic::transport::Channel>, node: &pb
 
 /// How long to wait before renewing: half the remaining lifetime, at least 1 s.
 pub fn renew_after(not_after: SystemTime) -> Duration {
-    let left = not_after.duration_since(SystemTime::now()).unwrap_or_default();
+    let left = not_after
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
     (left / 2).max(Duration::from_secs(1))
 }
 
 impl TlsState {
     pub fn new(creds: Credentials) -> Arc<TlsState> {
-        Arc::new(TlsState { current: ArcSwap::from_pointee(creds) })
+        Arc::new(TlsState {
+            current: ArcSwap::from_pointee(creds),
+        })
     }
 }

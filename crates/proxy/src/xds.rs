@@ -16,8 +16,12 @@ pub async fn run(shared: Arc<Shared>, control: String) {
     let mut backoff = Duration::from_millis(100);
     loop {
         match session(&shared, &control).await {
-            Ok(()) => info!(control = %control, "config stream closed by the control plane; reconnecting"),
-            Err(e) => warn!(control = %control, error = %e, "config stream failed; serving last good config and reconnecting"),
+            Ok(()) => {
+                info!(control = %control, "config stream closed by the control plane; reconnecting")
+            }
+            Err(e) => {
+                warn!(control = %control, error = %e, "config stream failed; serving last good config and reconnecting")
+            }
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -30,22 +34,41 @@ pub async fn run(shared: Arc<Shared>, control: String) {
 async fn session(shared: &Arc<Shared>, control: &str) -> anyhow::Result<()> {
     let mut client = MeshClient::connect(format!("http://{control}")).await?;
     let (tx, rx) = mpsc::channel(8);
-    tx.send(pb::ProxyMessage { msg: Some(pb::proxy_message::Msg::Hello(shared.node.clone())) }).await?;
-    let mut pushes = client.stream_config(ReceiverStream::new(rx)).await?.into_inner();
+    tx.send(pb::ProxyMessage {
+        msg: Some(pb::proxy_message::Msg::Hello(shared.node.clone())),
+    })
+    .await?;
+    let mut pushes = client
+        .stream_config(ReceiverStream::new(rx))
+        .await?
+        .into_inner();
     info!(control = %control, "connected to control plane");
-    shared.emit(Event::Connected { control: control.to_string() });
+    shared.emit(Event::Connected {
+        control: control.to_string(),
+    });
     while let Some(push) = pushes.message().await? {
         let ack = match apply(shared, &push).await {
             Ok(()) => {
                 info!(version = %push.version, "config applied");
-                pb::Ack { version: push.version.clone(), accepted: true, error: String::new() }
+                pb::Ack {
+                    version: push.version.clone(),
+                    accepted: true,
+                    error: String::new(),
+                }
             }
             Err(error) => {
                 warn!(version = %push.version, %error, "config rejected (NACK); keeping the last good config");
-                pb::Ack { version: push.version.clone(), accepted: false, error }
+                pb::Ack {
+                    version: push.version.clone(),
+                    accepted: false,
+                    error,
+                }
             }
         };
-        tx.send(pb::ProxyMessage { msg: Some(pb::proxy_message::Msg::Ack(ack)) }).await?;
+        tx.send(pb::ProxyMessage {
+            msg: Some(pb::proxy_message::Msg::Ack(ack)),
+        })
+        .await?;
     }
     Ok(())
 }

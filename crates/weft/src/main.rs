@@ -10,7 +10,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "weft", version, about = "A service mesh that speaks Istio's API: control plane, proxies and local meshes in one binary")]
+#[command(
+    name = "weft",
+    version,
+    about = "A service mesh that speaks Istio's API: control plane, proxies and local meshes in one binary"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -98,8 +102,13 @@ struct ProxyArgs {
 }
 
 fn parse_port_map(s: &str) -> Result<(u32, SocketAddr), String> {
-    let (port, addr) = s.split_once('=').ok_or("expected PORT=ADDR, e.g. 80=127.0.0.1:8080")?;
-    Ok((port.parse().map_err(|e| format!("port {port:?}: {e}"))?, addr.parse().map_err(|e| format!("address {addr:?}: {e}"))?))
+    let (port, addr) = s
+        .split_once('=')
+        .ok_or("expected PORT=ADDR, e.g. 80=127.0.0.1:8080")?;
+    Ok((
+        port.parse().map_err(|e| format!("port {port:?}: {e}"))?,
+        addr.parse().map_err(|e| format!("address {addr:?}: {e}"))?,
+    ))
 }
 
 #[derive(clap::Args)]
@@ -182,12 +191,16 @@ async fn shutdown_signal(exit_with_parent: bool) {
         if exit_with_parent {
             let mut buf = [0u8; 64];
             let mut stdin = tokio::io::stdin();
-            while tokio::io::AsyncReadExt::read(&mut stdin, &mut buf).await.is_ok_and(|n| n > 0) {}
+            while tokio::io::AsyncReadExt::read(&mut stdin, &mut buf)
+                .await
+                .is_ok_and(|n| n > 0)
+            {}
         } else {
             std::future::pending::<()>().await;
         }
     };
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
@@ -198,7 +211,10 @@ async fn shutdown_signal(exit_with_parent: bool) {
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if std::env::var("WEFT_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();
     } else {
@@ -256,13 +272,20 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Cmd::Up(a) => {
-            let name = a.dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "mesh".into());
+            let name = a
+                .dir
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_else(|| "mesh".into());
             let opts = weft_local::UpOptions {
                 config_dir: a.dir.clone(),
-                state_dir: a.state_dir.unwrap_or_else(|| PathBuf::from(".weft").join(name)),
+                state_dir: a
+                    .state_dir
+                    .unwrap_or_else(|| PathBuf::from(".weft").join(name)),
                 weft: std::env::current_exe().context("locating the weft executable")?,
                 trust_domain: a.trust_domain,
-                traffic: (a.traffic || a.traffic_opts.duration.is_some()).then(|| traffic(&a.traffic_opts)),
+                traffic: (a.traffic || a.traffic_opts.duration.is_some())
+                    .then(|| traffic(&a.traffic_opts)),
             };
             Ok(weft_local::up(opts, shutdown_signal(false)).await? as u8)
         }
@@ -284,13 +307,20 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             cfg.identity = a.identity;
             cfg.latency = Duration::from_millis(a.latency_ms);
             cfg.error_rate = a.error_rate;
-            let (addr, serve) = weft_demo::bind_demo_app_until(cfg, shutdown_signal(a.exit_with_parent)).await?;
-            println!("{}", serde_json::json!({"event": "ready", "role": "app", "address": addr.to_string()}));
+            let (addr, serve) =
+                weft_demo::bind_demo_app_until(cfg, shutdown_signal(a.exit_with_parent)).await?;
+            println!(
+                "{}",
+                serde_json::json!({"event": "ready", "role": "app", "address": addr.to_string()})
+            );
             serve.await?;
             Ok(0)
         }
         Cmd::Status(a) => {
-            println!("{}", weft_local::status::status_command(&a.state_dir, matches!(a.output, Output::Json))?);
+            println!(
+                "{}",
+                weft_local::status::status_command(&a.state_dir, matches!(a.output, Output::Json))?
+            );
             Ok(0)
         }
         Cmd::Analyze(a) => analyze(&a.paths),
@@ -298,7 +328,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
 }
 
 fn traffic(t: &TrafficArgs) -> weft_local::TrafficOptions {
-    weft_local::TrafficOptions { rps: t.rps, duration: t.duration.map(Duration::from_secs) }
+    weft_local::TrafficOptions {
+        rps: t.rps,
+        duration: t.duration.map(Duration::from_secs),
+    }
 }
 
 fn analyze(paths: &[String]) -> anyhow::Result<u8> {
@@ -307,14 +340,19 @@ fn analyze(paths: &[String]) -> anyhow::Result<u8> {
     for p in paths {
         let loaded = if p == "-" {
             let mut text = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).context("reading stdin")?;
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .context("reading stdin")?;
             weft_api::load_str(&text, "<stdin>")
         } else {
             weft_api::load_path(std::path::Path::new(p))
         };
         count += loaded.resources.len();
         errors.extend(loaded.errors.iter().map(|e| e.to_string()));
-        errors.extend(weft_api::validate_all(&loaded.resources).iter().map(|e| e.to_string()));
+        errors.extend(
+            weft_api::validate_all(&loaded.resources)
+                .iter()
+                .map(|e| e.to_string()),
+        );
     }
     for e in &errors {
         println!("error: {e}");
