@@ -82,7 +82,11 @@ pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> an
         ca: Arc::new(ca),
         cert_ttl: opts.cert_ttl,
     };
-    let watcher = tokio::spawn(watch::run(opts.config_dir.clone(), state));
+    let watcher = tokio::spawn(watch::run(opts.config_dir.clone(), state.clone()));
+    let grace = tokio::spawn(async move {
+        tokio::time::sleep(state::RECONNECT_GRACE).await;
+        state.push_now();
+    });
     emit(&Event::Ready {
         role: "control",
         grpc: addr.to_string(),
@@ -93,5 +97,6 @@ pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> an
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;
     watcher.abort();
+    grace.abort();
     result.context("control plane gRPC server")
 }

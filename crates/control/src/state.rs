@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 use weft_api::Resource;
@@ -30,7 +31,13 @@ struct Inner {
 pub struct State {
     inner: Mutex<Inner>,
     pub trust_domain: String,
+    started: Instant,
 }
+
+/// After a (re)start, proxies that already serve a config are not pushed to for this long,
+/// so they keep their complete config while the other proxies reconnect (their backoff is
+/// at most 2 s).
+pub const RECONNECT_GRACE: Duration = Duration::from_secs(3);
 
 impl State {
     pub fn new(resources: Vec<Resource>, trust_domain: &str) -> Arc<State> {
@@ -42,6 +49,7 @@ impl State {
                 version: 0,
             }),
             trust_domain: trust_domain.into(),
+            started: Instant::now(),
         })
     }
 
@@ -89,7 +97,14 @@ impl State {
         self.inner.lock().expect("state poisoned").conns.len()
     }
 
+    /// Pushes to everyone (called once the reconnect grace has passed).
+    pub fn push_now(&self) {
+        let mut inner = self.inner.lock().expect("state poisoned");
+        self.push_all(&mut inner);
+    }
+
     fn push_all(&self, inner: &mut Inner) {
+        let in_grace = self.started.elapsed() < RECONNECT_GRACE;
         let live: Vec<LiveProxy> = inner
             .conns
             .values()
@@ -103,6 +118,9 @@ impl State {
         let resources = inner.resources.clone();
         let mut version = inner.version;
         for conn in inner.conns.values_mut() {
+            if in_grace && !conn.node.config_version.is_empty() && conn.last_sent.is_none() {
+                continue;
+            }
             let role = if conn.node.role == "gateway" {
                 Role::Gateway
             } else {

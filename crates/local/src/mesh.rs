@@ -503,6 +503,13 @@ pub async fn up(opts: UpOptions, shutdown: impl Future<Output = ()>) -> anyhow::
     }
     let plan = crate::plan::plan(&loaded.resources, &opts.trust_domain)
         .map_err(|e| anyhow::anyhow!("{}", e.join("\n")))?;
+    let not_enforced = weft_model::not_enforced(&loaded.resources);
+    if !not_enforced.is_empty() {
+        eprintln!("weft: loaded but not enforced yet ({} items; weft does not implement these semantics yet):", not_enforced.len());
+        for n in &not_enforced {
+            eprintln!("  {} ({}): {}", n.resource, n.location, n.what);
+        }
+    }
     std::fs::create_dir_all(opts.state_dir.join("logs"))
         .with_context(|| format!("creating {}", opts.state_dir.display()))?;
     let mut mesh = Mesh::new(opts.clone(), &plan);

@@ -177,6 +177,7 @@ pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyh
         namespace: opts.namespace.clone(),
         inbound_addr: String::new(),
         build_version: env!("CARGO_PKG_VERSION").into(),
+        config_version: String::new(),
     };
     let mut client = connect_control(&opts.control).await;
     let creds = tls::fetch(&mut client, &node)
