@@ -188,91 +188,81 @@ async fn route_and_forward(
     };
     parts.version = http::Version::HTTP_2;
 
-    // Connect (retrying connect failures on other picks) before the body is committed.
-    let mut last_err = None;
-    let mut chosen = None;
+    // Up to CONNECT_ATTEMPTS picks: a connect failure, or a pooled connection that turns out
+    // dead before the request was written, is retried on another pick (the request is
+    // recovered intact, so this is safe for any method). Anything after that is final.
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut req = Some(Request::from_parts(parts, body.boxed()));
+    let mut last_err = String::new();
     for _ in 0..CONNECT_ATTEMPTS {
         let Some(pick) = cluster.lb.pick() else {
-            return (
-                local_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &format!("no healthy upstream in {}", cluster.spec.name),
-                ),
-                "UH",
-            );
+            let msg = format!("no healthy upstream in {}", cluster.spec.name);
+            return (local_response(StatusCode::SERVICE_UNAVAILABLE, &msg), "UH");
         };
-        match shared
-            .pool
-            .get(&pick.endpoint.address, &pick.endpoint.identity)
-            .await
-        {
-            Ok(sender) => {
-                chosen = Some((pick, sender));
-                break;
-            }
+        let addr = pick.endpoint.address.clone();
+        let mut sender = match shared.pool.get(&addr, &pick.endpoint.identity).await {
+            Ok(s) => s,
             Err(e) => {
                 warn!(cluster = %cluster.spec.name, error = %e, "upstream connect failed");
-                shared.pool.evict(&pick.endpoint.address);
-                last_err = Some(e);
+                shared.pool.evict(&addr);
+                last_err = e.to_string();
+                continue;
+            }
+        };
+        labels.destination_workload = pick.endpoint.workload.clone();
+        labels.destination_workload_namespace = cluster.spec.namespace.clone();
+        labels.destination_principal = pick.endpoint.identity.clone();
+        labels.destination_version = pick
+            .endpoint
+            .version
+            .clone()
+            .unwrap_or_else(|| "unknown".into());
+        let fut = sender.try_send_request(req.take().expect("request is present until sent"));
+        let result = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, fut).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return (
+                        local_response(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
+                        "UT",
+                    )
+                }
+            },
+            None => fut.await,
+        };
+        match result {
+            Ok(resp) => {
+                let (mut parts, body) = resp.into_parts();
+                parts.version = downstream_version;
+                for h in HOP_BY_HOP {
+                    parts.headers.remove(*h);
+                }
+                return (Response::from_parts(parts, body.boxed()), "-");
+            }
+            Err(mut e) => {
+                shared.pool.evict(&addr);
+                match e.take_message() {
+                    Some(unsent) => {
+                        debug!(error = %e.error(), upstream = %addr, "pooled connection was dead; retrying on another pick");
+                        last_err = e.error().to_string();
+                        req = Some(unsent);
+                    }
+                    None => {
+                        warn!(error = %e.error(), upstream = %cluster.spec.name, "upstream request failed");
+                        let msg = format!("upstream reset: {}", e.error());
+                        return (local_response(StatusCode::SERVICE_UNAVAILABLE, &msg), "UC");
+                    }
+                }
             }
         }
     }
-    let Some((pick, mut sender)) = chosen else {
-        let msg = last_err.map(|e| e.to_string()).unwrap_or_default();
-        return (
-            local_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!("upstream connect error: {msg}"),
-            ),
-            "UF",
-        );
-    };
-    labels.destination_workload = pick.endpoint.workload.clone();
-    labels.destination_workload_namespace = cluster.spec.namespace.clone();
-    labels.destination_principal = pick.endpoint.identity.clone();
-    labels.destination_version = pick
-        .endpoint
-        .version
-        .clone()
-        .unwrap_or_else(|| "unknown".into());
-
-    let upstream_req = Request::from_parts(parts, body.boxed());
-    let fut = sender.send_request(upstream_req);
-    let result = match timeout {
-        Some(t) => match tokio::time::timeout(t, fut).await {
-            Ok(r) => r,
-            Err(_) => {
-                return (
-                    local_response(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
-                    "UT",
-                )
-            }
-        },
-        None => fut.await,
-    };
-    let addr = pick.endpoint.address.clone();
-    drop(pick);
-    match result {
-        Ok(resp) => {
-            let (mut parts, body) = resp.into_parts();
-            parts.version = downstream_version;
-            for h in HOP_BY_HOP {
-                parts.headers.remove(*h);
-            }
-            (Response::from_parts(parts, body.boxed()), "-")
-        }
-        Err(e) => {
-            warn!(error = %e, upstream = %cluster.spec.name, "upstream request failed");
-            shared.pool.evict(&addr);
-            (
-                local_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &format!("upstream reset: {e}"),
-                ),
-                "UC",
-            )
-        }
-    }
+    (
+        local_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("upstream connect error: {last_err}"),
+        ),
+        "UF",
+    )
 }
 
 /// A body from bytes, for locally generated responses.

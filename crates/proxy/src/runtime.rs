@@ -312,23 +312,44 @@ mod tests {
                 routes: vec![Route {
                     name: format!("r-{name}"),
                     matches: vec![m.clone()],
-                    destinations: vec![WeightedCluster { cluster: "c".into(), weight: 1 }],
+                    destinations: vec![WeightedCluster {
+                        cluster: "c".into(),
+                        weight: 1,
+                    }],
                     ..Default::default()
                 }],
             });
         }
         cfg.routes.insert("t".into(), table);
-        cfg.clusters.insert("c".into(), Cluster { name: "c".into(), ..Default::default() });
+        cfg.clusters.insert(
+            "c".into(),
+            Cluster {
+                name: "c".into(),
+                ..Default::default()
+            },
+        );
         cfg
     }
 
     fn view<'a>(path: &'a str, headers: &'a http::HeaderMap) -> RequestView<'a> {
-        RequestView { path, method: "GET", authority: "x", headers }
+        RequestView {
+            path,
+            method: "GET",
+            authority: "x",
+            headers,
+        }
     }
 
     #[test]
     fn domain_precedence_exact_then_longest_suffix_then_any() {
-        let cfg = config(&[("any", "*"), ("suffix", "*.example.com"), ("exact", "api.example.com")], RouteMatch::default());
+        let cfg = config(
+            &[
+                ("any", "*"),
+                ("suffix", "*.example.com"),
+                ("exact", "api.example.com"),
+            ],
+            RouteMatch::default(),
+        );
         let rt = Runtime::build("1", cfg, &Runtime::default()).unwrap();
         let t = &rt.tables["t"];
         assert_eq!(t.vhost("api.example.com:8080").unwrap().name, "exact");
@@ -338,12 +359,18 @@ mod tests {
 
     #[test]
     fn regex_matches_whole_path_without_query() {
-        let m = RouteMatch { uri: Some(StringMatcher::Regex("/items/[0-9]+".into())), ..Default::default() };
+        let m = RouteMatch {
+            uri: Some(StringMatcher::Regex("/items/[0-9]+".into())),
+            ..Default::default()
+        };
         let rt = Runtime::build("1", config(&[("a", "*")], m), &Runtime::default()).unwrap();
         let vh = rt.tables["t"].vhost("x").unwrap();
         let h = http::HeaderMap::new();
         assert!(vh.route(&view("/items/42?full=1", &h)).is_some());
-        assert!(vh.route(&view("/items/42/extra", &h)).is_none(), "regex applies to the whole path");
+        assert!(
+            vh.route(&view("/items/42/extra", &h)).is_none(),
+            "regex applies to the whole path"
+        );
     }
 
     #[test]
@@ -351,7 +378,10 @@ mod tests {
         let m = RouteMatch {
             uri: Some(StringMatcher::Prefix("/API".into())),
             ignore_uri_case: true,
-            headers: vec![HeaderMatcher { name: "x-tier".into(), matcher: StringMatcher::Exact("premium".into()) }],
+            headers: vec![HeaderMatcher {
+                name: "x-tier".into(),
+                matcher: StringMatcher::Exact("premium".into()),
+            }],
             ..Default::default()
         };
         let rt = Runtime::build("1", config(&[("a", "*")], m), &Runtime::default()).unwrap();
@@ -365,7 +395,10 @@ mod tests {
 
     #[test]
     fn bad_config_is_rejected_with_a_reason() {
-        let m = RouteMatch { uri: Some(StringMatcher::Regex("([".into())), ..Default::default() };
+        let m = RouteMatch {
+            uri: Some(StringMatcher::Regex("([".into())),
+            ..Default::default()
+        };
         let err = Runtime::build("1", config(&[("a", "*")], m), &Runtime::default()).unwrap_err();
         assert!(err.contains("regex"), "{err}");
         let mut cfg = config(&[("a", "*")], RouteMatch::default());
@@ -379,6 +412,9 @@ mod tests {
         let cfg = config(&[("a", "*")], RouteMatch::default());
         let first = Runtime::build("1", cfg.clone(), &Runtime::default()).unwrap();
         let second = Runtime::build("2", cfg, &first).unwrap();
-        assert!(Arc::ptr_eq(&first.clusters["c"].lb, &second.clusters["c"].lb));
+        assert!(Arc::ptr_eq(
+            &first.clusters["c"].lb,
+            &second.clusters["c"].lb
+        ));
     }
 }
