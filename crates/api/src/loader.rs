@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 use crate::de;
+use crate::positions::Positions;
 use crate::resource::{Kind, ObjectMeta, Resource, Source, Spec, ISTIO_GROUPS};
 use crate::yaml::{self, Node, Pos, Value};
 
@@ -298,6 +299,7 @@ impl DocLoader<'_> {
             metadata: metadata?,
             spec: spec?,
             source,
+            positions: Positions::from_node(root),
         })))
     }
 

@@ -9,8 +9,8 @@ use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    AuthorizationPolicy, DestinationRule, Gateway, PeerAuthentication, RequestAuthentication,
-    ServiceEntry, Sidecar, Telemetry, VirtualService, WorkloadEntry,
+    AuthorizationPolicy, DestinationRule, Gateway, PeerAuthentication, Positions,
+    RequestAuthentication, ServiceEntry, Sidecar, Telemetry, VirtualService, WorkloadEntry,
 };
 
 /// API group of the networking kinds.
@@ -230,6 +230,8 @@ pub struct Resource {
     pub metadata: ObjectMeta,
     pub spec: Spec,
     pub source: Source,
+    /// Where each node was written (empty for resources built in code).
+    pub positions: Positions,
 }
 
 impl Resource {
@@ -246,6 +248,24 @@ impl Resource {
     /// `Kind/namespace/name`.
     pub fn key(&self) -> String {
         format!("{}/{}/{}", self.kind, self.namespace(), self.name())
+    }
+
+    /// 1-based (line, column) of the node at `path` (`spec.http[0].match[1].uri.exact`,
+    /// `metadata.name`, `spec.subsets[2]`), falling back to the nearest written
+    /// ancestor, then to `(source.line, 1)`.
+    pub fn position_of(&self, path: &str) -> (usize, usize) {
+        self.positions
+            .nearest(path)
+            .unwrap_or((self.source.line, 1))
+    }
+
+    /// 1-based (line, column) of the KEY of the mapping entry at `path` (for
+    /// "unknown/forbidden field" messages); for a sequence item, the item itself.
+    /// Falls back like [`Resource::position_of`].
+    pub fn key_position_of(&self, path: &str) -> (usize, usize) {
+        self.positions
+            .nearest_key(path)
+            .unwrap_or((self.source.line, 1))
     }
 }
 

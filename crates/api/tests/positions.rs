@@ -249,3 +249,110 @@ spec:
         .message
         .starts_with("unknown field `labelz` in DestinationRule.metadata"));
 }
+
+// ---------------------------------------------------------------------------
+// Node positions of loaded resources and validation errors located by them.
+
+const THREE_DOCS_BAD_WEIGHT: &str = "\
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec:
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ['*.example.com']
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: dr}
+spec:
+  host: reviews
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: vs
+  namespace: prod
+spec:
+  hosts: [reviews]
+  http:
+  - match:
+    - uri:
+        exact: /a
+    route:
+    - destination: {host: reviews, subset: v1}
+      weight: 10
+    - destination: {host: reviews, subset: v2}
+      weight:   -5
+";
+
+#[test]
+fn position_of_finds_every_node_and_falls_back_to_ancestors() {
+    let result = load_str(THREE_DOCS_BAD_WEIGHT, "w.yaml");
+    assert!(result.errors.is_empty(), "{:?}", result.errors);
+    let vs = &result.resources[2];
+    assert_eq!(vs.position_of("metadata.name"), (18, 9));
+    assert_eq!(vs.key_position_of("metadata.name"), (18, 3));
+    assert_eq!(vs.position_of("spec.http[0].match[0].uri.exact"), (25, 16));
+    assert_eq!(
+        vs.key_position_of("spec.http[0].match[0].uri.exact"),
+        (25, 9)
+    );
+    assert_eq!(vs.position_of("spec.http[0].route[1]"), (29, 7));
+    assert_eq!(
+        vs.position_of("spec.http[0].route[1].destination.subset"),
+        (29, 44)
+    );
+    // Missing nodes fall back to the nearest written ancestor...
+    assert_eq!(
+        vs.position_of("spec.http[0].route[1].destination.port.number"),
+        (29, 20)
+    );
+    assert_eq!(
+        vs.position_of("spec.http[0].timeout"),
+        vs.position_of("spec.http[0]")
+    );
+    assert_eq!(vs.position_of("spec.tcp[3]"), vs.position_of("spec"));
+    // ...and, for a resource built in code, to its source line.
+    let mut built = vs.clone();
+    built.positions = Default::default();
+    assert_eq!(built.position_of("spec.hosts[0]"), (vs.source.line, 1));
+    // Positions never affect equality.
+    assert_eq!(&built, vs);
+    let gw = &result.resources[0];
+    assert_eq!(gw.position_of("spec.servers[0].hosts[0]"), (7, 13));
+    assert_eq!(gw.position_of("spec.servers[0].port.number"), (6, 20));
+}
+
+#[test]
+fn validation_error_in_third_document_points_at_the_offending_field() {
+    let result = load_str(THREE_DOCS_BAD_WEIGHT, "w.yaml");
+    assert!(result.errors.is_empty(), "{:?}", result.errors);
+    let errors = weft_api::validate_all(&result.resources);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    let e = &errors[0];
+    assert_eq!((e.line, e.column), (30, 17), "{e}");
+    assert_eq!(e.path, "spec.http[0].route[1].weight");
+    assert_eq!(e.resource, "VirtualService/prod/vs");
+    assert_eq!(
+        e.to_string(),
+        "w.yaml:30:17: VirtualService/prod/vs: spec.http[0].route[1].weight: weight -5 is negative: \
+         weights are relative shares, use 0 or more"
+    );
+}
+
+#[test]
+fn missing_field_errors_point_at_the_parent_key() {
+    let text = "\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-all, namespace: foo}
+spec:
+  action: DENY
+";
+    let result = load_str(text, "ap.yaml");
+    let errors = weft_api::validate_all(&result.resources);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!((errors[0].line, errors[0].column), (5, 3), "{}", errors[0]);
+    assert!(errors[0].message.contains("DENY action without rules"));
+}

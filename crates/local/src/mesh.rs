@@ -22,6 +22,8 @@ pub struct UpOptions {
     /// The weft executable children are started from.
     pub weft: PathBuf,
     pub trust_domain: String,
+    /// A user-given CA (cert, key) for the control plane instead of a generated root.
+    pub ca_files: Option<(PathBuf, PathBuf)>,
     pub traffic: Option<TrafficOptions>,
 }
 
@@ -163,7 +165,12 @@ impl Mesh {
                 prev("grpc"),
                 s("--trust-domain"),
                 self.opts.trust_domain.clone(),
-            ],
+            ]
+            .into_iter()
+            .chain(self.opts.ca_files.iter().flat_map(|(c, k)| {
+                [s("--ca-cert"), c.display().to_string(), s("--ca-key"), k.display().to_string()]
+            }))
+            .collect(),
             Role::Gateway | Role::Sidecar => {
                 let mut a = vec![
                     s("proxy"),

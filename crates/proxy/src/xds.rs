@@ -35,7 +35,10 @@ async fn session(shared: &Arc<Shared>, control: &str) -> anyhow::Result<()> {
     let mut client = MeshClient::connect(format!("http://{control}")).await?;
     let (tx, rx) = mpsc::channel(8);
     tx.send(pb::ProxyMessage {
-        msg: Some(pb::proxy_message::Msg::Hello(shared.node.clone())),
+        msg: Some(pb::proxy_message::Msg::Hello(pb::Node {
+            config_version: shared.runtime.load().version.clone(),
+            ..shared.node.clone()
+        })),
     })
     .await?;
     let mut pushes = client

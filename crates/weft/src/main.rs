@@ -125,6 +125,12 @@ struct UpArgs {
     traffic_opts: TrafficArgs,
     #[arg(long, default_value = "cluster.local")]
     trust_domain: String,
+    /// Use this CA certificate (PEM) for the mesh instead of a generated root; needs --ca-key.
+    #[arg(long, requires = "ca_key")]
+    ca_cert: Option<PathBuf>,
+    /// Private key (PKCS#8 PEM) of --ca-cert.
+    #[arg(long, requires = "ca_cert")]
+    ca_key: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -183,6 +189,12 @@ struct AnalyzeArgs {
     /// Files or folders; `-` reads stdin.
     #[arg(required = true)]
     paths: Vec<String>,
+    /// `text`: rustc-style diagnostics; `json`: an array of findings (summary on stderr).
+    #[arg(long, value_enum, default_value = "text")]
+    output: Output,
+    /// Exit 1 when a finding is at or above this severity.
+    #[arg(long, default_value = "error", value_parser = ["error", "warning", "info"])]
+    fail_threshold: String,
 }
 
 /// Resolves on Ctrl-C, SIGTERM, or (with `exit_with_parent`) when stdin closes.
@@ -284,6 +296,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     .unwrap_or_else(|| PathBuf::from(".weft").join(name)),
                 weft: std::env::current_exe().context("locating the weft executable")?,
                 trust_domain: a.trust_domain,
+                ca_files: a.ca_cert.zip(a.ca_key),
                 traffic: (a.traffic || a.traffic_opts.duration.is_some())
                     .then(|| traffic(&a.traffic_opts)),
             };
@@ -297,6 +310,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 state_dir: a.state_dir,
                 weft: std::env::current_exe().context("locating the weft executable")?,
                 trust_domain: "cluster.local".into(),
+                ca_files: None,
                 traffic: Some(traffic(&a.traffic_opts)),
             };
             Ok(weft_local::up(opts, shutdown_signal(false)).await? as u8)
@@ -323,7 +337,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             );
             Ok(0)
         }
-        Cmd::Analyze(a) => analyze(&a.paths),
+        Cmd::Analyze(a) => analyze(&a),
     }
 }
 
@@ -334,29 +348,23 @@ fn traffic(t: &TrafficArgs) -> weft_local::TrafficOptions {
     }
 }
 
-fn analyze(paths: &[String]) -> anyhow::Result<u8> {
-    let mut errors = Vec::new();
-    let mut count = 0;
-    for p in paths {
-        let loaded = if p == "-" {
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
-                .context("reading stdin")?;
-            weft_api::load_str(&text, "<stdin>")
-        } else {
-            weft_api::load_path(std::path::Path::new(p))
-        };
-        count += loaded.resources.len();
-        errors.extend(loaded.errors.iter().map(|e| e.to_string()));
-        errors.extend(
-            weft_api::validate_all(&loaded.resources)
-                .iter()
-                .map(|e| e.to_string()),
-        );
-    }
-    for e in &errors {
-        println!("error: {e}");
-    }
-    println!("{count} resources, {} errors", errors.len());
-    Ok(if errors.is_empty() { 0 } else { 1 })
+fn analyze(a: &AnalyzeArgs) -> anyhow::Result<u8> {
+    use std::io::IsTerminal;
+    let opts = weft_analyze::cli::Options {
+        paths: a.paths.clone(),
+        format: match a.output {
+            Output::Text => weft_analyze::cli::Format::Human,
+            Output::Json => weft_analyze::cli::Format::Json,
+        },
+        fail_threshold: a.fail_threshold.parse().map_err(anyhow::Error::msg)?,
+        color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let (mut stdin, mut stdout, mut stderr) =
+        (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    Ok(weft_analyze::cli::run(
+        &opts,
+        &mut stdin,
+        &mut stdout,
+        &mut stderr,
+    ))
 }

@@ -1,0 +1,80 @@
+//! weft-analyze: `weft analyze` — cross-resource analysis of Istio configuration.
+//!
+//! [`analyze`] runs every check over typed resources (pure, no I/O); [`findings_for`]
+//! also turns the loader's and the validator's errors into findings. Each finding has a
+//! stable code (see [`CODES`]), a severity, the resource, `file:line:column`, a message
+//! and a suggestion. [`render`] prints them like rustc or as JSON, and [`cli`] is the
+//! whole `weft analyze` command.
+//!
+//! ```
+//! let yaml = "apiVersion: networking.istio.io/v1\nkind: VirtualService\n\
+//!             metadata: {name: api, namespace: shop}\n\
+//!             spec:\n  hosts: [shop.example.com]\n  gateways: [missing-gw]\n  \
+//!             http:\n  - route:\n    - destination: {host: shop.example.com}\n";
+//! let loaded = weft_api::load_str(yaml, "vs.yaml");
+//! let findings = weft_analyze::findings_for(&loaded);
+//! assert!(findings.iter().any(|f| f.code == "WA0101")); // unknown gateway
+//! assert!(findings.iter().any(|f| f.code == "WA0102")); // unknown destination host
+//! ```
+#![forbid(unsafe_code)]
+
+mod checks;
+pub mod cli;
+mod finding;
+mod index;
+mod position;
+pub mod render;
+mod similar;
+
+pub use finding::*;
+
+use weft_api::{LoadResult, Resource};
+
+/// Runs every cross-resource check. Findings are sorted by file, line, column and code.
+pub fn analyze(resources: &[Resource]) -> Vec<Finding> {
+    let ix = index::Index::build(resources);
+    let mut out = Vec::new();
+    checks::run_all(&ix, &mut out);
+    sort(&mut out);
+    out
+}
+
+/// Load errors, validation errors and the cross-resource analysis of what loaded.
+pub fn findings_for(loaded: &LoadResult) -> Vec<Finding> {
+    let mut out: Vec<Finding> = loaded
+        .errors
+        .iter()
+        .map(|e| Finding {
+            code: LOAD_ERROR,
+            severity: Severity::Error,
+            resource: None,
+            file: e.file.clone(),
+            line: e.line,
+            column: e.column,
+            message: e.message.clone(),
+            suggestion: None,
+        })
+        .collect();
+    for e in weft_api::validate_all(&loaded.resources) {
+        let (line, column) = position::validation_position(&e);
+        out.push(Finding {
+            code: VALIDATION_ERROR,
+            severity: Severity::Error,
+            resource: Some(e.resource.clone()),
+            file: e.file.clone(),
+            line,
+            column,
+            message: e.message.clone(),
+            suggestion: None,
+        });
+    }
+    out.extend(analyze(&loaded.resources));
+    sort(&mut out);
+    out
+}
+
+fn sort(findings: &mut [Finding]) {
+    findings.sort_by(|a, b| {
+        (&a.file, a.line, a.column, a.code).cmp(&(&b.file, b.line, b.column, b.code))
+    });
+}

@@ -1,0 +1,127 @@
+//! Semantic validation of loaded resources, following Istio's own rules (see the
+//! per-kind modules). Every problem is reported at the `file:line:col` of the
+//! offending field, with its path and what to do about it.
+
+mod authorization_policy;
+mod common;
+mod destination_rule;
+mod gateway;
+mod headers;
+mod http_policies;
+mod security;
+mod service_entry;
+mod sidecar;
+mod telemetry;
+mod virtual_service;
+mod workload_entry;
+
+pub use common::valid_duration;
+
+use crate::{Resource, Spec};
+
+/// A validation problem, located at the offending field of its resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationError {
+    pub file: String,
+    /// 1-based line of the offending field (of the resource when it was not written).
+    pub line: usize,
+    /// 1-based column of the offending field.
+    pub column: usize,
+    /// `Kind/namespace/name`.
+    pub resource: String,
+    /// Path of the offending field (`spec.http[0].route[1].weight`).
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}: {}: {}",
+            self.file, self.line, self.column, self.resource, self.path, self.message
+        )
+    }
+}
+
+impl std::error::Error for ValidationError {}
+
+/// Problems found in one resource, before they are located.
+#[derive(Default)]
+pub(crate) struct Errs {
+    items: Vec<(String, String, bool)>,
+}
+
+impl Errs {
+    /// A problem with the value at `path`.
+    pub fn at(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.items.push((path.into(), message.into(), false));
+    }
+
+    /// A problem with the presence of the field at `path` (located at its key).
+    pub fn key(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.items.push((path.into(), message.into(), true));
+    }
+}
+
+/// Validates every resource; an empty result means all are valid.
+pub fn validate_all(resources: &[Resource]) -> Vec<ValidationError> {
+    let mut out = Vec::new();
+    for r in resources {
+        let mut errs = Errs::default();
+        validate(r, &mut errs);
+        for (path, message, at_key) in errs.items {
+            let (line, column) = if at_key {
+                r.key_position_of(&path)
+            } else {
+                r.position_of(&path)
+            };
+            out.push(ValidationError {
+                file: r.source.file.clone(),
+                line,
+                column,
+                resource: r.key(),
+                path,
+                message,
+            });
+        }
+    }
+    out
+}
+
+fn validate(r: &Resource, errs: &mut Errs) {
+    match &r.spec {
+        Spec::VirtualService(vs) => virtual_service::validate(r, vs, errs),
+        Spec::DestinationRule(dr) => destination_rule::validate(r, dr, errs),
+        Spec::Gateway(gw) => gateway::validate(gw, errs),
+        Spec::ServiceEntry(se) => service_entry::validate(r, se, errs),
+        Spec::WorkloadEntry(we) => workload_entry::validate(we, errs),
+        Spec::Sidecar(sc) => sidecar::validate(sc, errs),
+        Spec::PeerAuthentication(pa) => security::peer_authentication(r, pa, errs),
+        Spec::AuthorizationPolicy(ap) => authorization_policy::validate(r, ap, errs),
+        Spec::RequestAuthentication(ra) => security::request_authentication(r, ra, errs),
+        Spec::Telemetry(t) => telemetry::validate(t, errs),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn double_match_and_zero_weights_are_rejected() {
+        let yaml = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: a, namespace: x}\nspec:\n  hosts: [a]\n  http:\n  - match:\n    - uri: {exact: /a, prefix: /b}\n    route:\n    - destination: {host: a}\n      weight: 0\n    - destination: {host: b}\n      weight: 0\n";
+        let loaded = crate::load_str(yaml, "t.yaml");
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        let errs = validate_all(&loaded.resources);
+        let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errs.len(), 2, "{text:?}");
+        assert!(
+            text[0].starts_with(
+                "t.yaml:8:12: VirtualService/x/a: spec.http[0].match[0].uri: only one of"
+            ),
+            "{text:?}"
+        );
+        assert!(text[1].contains("at least one needs a weight"), "{text:?}");
+    }
+}

@@ -1,0 +1,142 @@
+//! ServiceEntry rules: hosts, addresses, ports, resolution/location combinations,
+//! endpoints and workloadSelector.
+
+use std::collections::BTreeSet;
+
+use super::common::{export_to, host, is_ip_or_cidr, port, selector_labels};
+use super::workload_entry::{entry, Address};
+use super::Errs;
+use crate::{Resolution, Resource, ServiceEntry};
+
+const PROTOCOLS: &[&str] = &[
+    "HTTP", "HTTPS", "GRPC", "GRPC-WEB", "HTTP2", "MONGO", "TCP", "TLS", "UDP", "REDIS", "MYSQL",
+];
+
+pub(super) fn validate(r: &Resource, se: &ServiceEntry, errs: &mut Errs) {
+    let resolution = se.resolution.unwrap_or(Resolution::None);
+    if se.hosts.is_empty() {
+        errs.key("spec", "spec.hosts: Required value: list at least one host");
+    }
+    for (i, h) in se.hosts.iter().enumerate() {
+        let at = format!("spec.hosts[{i}]");
+        if h == "*" {
+            errs.at(
+                &at,
+                "hostname cannot be wildcard `*`: use a domain such as *.example.com",
+            );
+        } else {
+            host(errs, &at, h);
+        }
+    }
+    let wildcard_host = se.hosts.iter().any(|h| h.starts_with('*'));
+    for (i, a) in se.addresses.iter().enumerate() {
+        let at = format!("spec.addresses[{i}]");
+        if !is_ip_or_cidr(a) {
+            errs.at(
+                &at,
+                format!("address {a:?} must be an IP address or CIDR range"),
+            );
+        } else if a.contains('/') && !matches!(resolution, Resolution::None | Resolution::Static) {
+            errs.at(
+                &at,
+                "CIDR addresses are allowed only for NONE/STATIC resolution types",
+            );
+        }
+    }
+    let mut numbers = BTreeSet::new();
+    let mut names = BTreeSet::new();
+    for (i, p) in se.ports.iter().enumerate() {
+        let at = format!("spec.ports[{i}]");
+        port(errs, &format!("{at}.number"), p.number);
+        if !numbers.insert(p.number) {
+            errs.at(
+                format!("{at}.number"),
+                format!("port number cannot be duplicated ({} used twice)", p.number),
+            );
+        }
+        if p.name.is_empty() {
+            errs.key(&at, "port name is required");
+        } else if !names.insert(p.name.as_str()) {
+            errs.at(
+                format!("{at}.name"),
+                format!(
+                    "spec.ports[{i}].name: Duplicate value: {:?}; port names must be unique",
+                    p.name
+                ),
+            );
+        }
+        if let Some(proto) = &p.protocol {
+            if !PROTOCOLS.contains(&proto.to_ascii_uppercase().as_str()) {
+                errs.at(
+                    format!("{at}.protocol"),
+                    format!("unknown port protocol {proto:?}"),
+                );
+            }
+        }
+        if let Some(tp) = p.target_port {
+            port(errs, &format!("{at}.targetPort"), tp);
+        }
+    }
+    if se.workload_selector.is_some() && !se.endpoints.is_empty() {
+        errs.key(
+            "spec.workloadSelector",
+            "only one of WorkloadSelector or Endpoints can be set",
+        );
+    }
+    if let Some(ws) = &se.workload_selector {
+        selector_labels(errs, "spec.workloadSelector.labels", &ws.labels);
+    }
+    match resolution {
+        Resolution::None if !se.endpoints.is_empty() => {
+            errs.key(
+                "spec.endpoints",
+                "NONE mode cannot set endpoints: use resolution STATIC or DNS",
+            );
+        }
+        Resolution::DnsRoundRobin if se.endpoints.len() > 1 => {
+            errs.key(
+                "spec.endpoints",
+                "DNS_ROUND_ROBIN mode cannot have multiple endpoints; use DNS",
+            );
+        }
+        Resolution::DynamicDns => {
+            if !se.hosts.iter().all(|h| h.starts_with("*.")) {
+                errs.key(
+                    "spec.resolution",
+                    "resolution DYNAMIC_DNS requires wildcard hosts (*.example.com)",
+                );
+            }
+            if !se.addresses.is_empty() || !se.endpoints.is_empty() {
+                errs.key(
+                    "spec.resolution",
+                    "resolution DYNAMIC_DNS cannot have addresses or endpoints",
+                );
+            }
+        }
+        Resolution::Dns | Resolution::DnsRoundRobin if se.endpoints.is_empty() && wildcard_host => {
+            errs.key("spec.resolution", "resolution DNS without endpoints resolves the hosts, so they must be FQDNs without wildcards");
+        }
+        _ => {}
+    }
+    let port_names: BTreeSet<&str> = se.ports.iter().map(|p| p.name.as_str()).collect();
+    for (i, ep) in se.endpoints.iter().enumerate() {
+        let at = format!("spec.endpoints[{i}]");
+        let kind = entry(errs, &at, ep);
+        if resolution == Resolution::Static && kind == Some(Address::Dns) {
+            let a = ep.address.as_deref().unwrap_or_default();
+            errs.at(format!("{at}.address"), format!("resolution STATIC requires IP (or unix socket) endpoint addresses; {a:?} given"));
+        }
+        if kind == Some(Address::Uds) && se.ports.len() != 1 {
+            errs.key(&at, "a unix socket endpoint needs exactly one service port");
+        }
+        for name in ep.ports.keys() {
+            if !port_names.contains(name.as_str()) {
+                errs.key(
+                    format!("{at}.ports.{name}"),
+                    format!("endpoint port name {name:?} is not defined in spec.ports"),
+                );
+            }
+        }
+    }
+    export_to(errs, &se.export_to, r.namespace(), true);
+}
