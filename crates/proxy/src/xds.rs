@@ -15,7 +15,7 @@ use weft_protocol::{decode_config, pb, MeshClient};
 pub async fn run(shared: Arc<Shared>, control: String) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match session(&shared, &control).await {
+        match session(&shared, &control, &mut backoff).await {
             Ok(()) => {
                 info!(control = %control, "config stream closed by the control plane; reconnecting")
             }
@@ -31,7 +31,11 @@ pub async fn run(shared: Arc<Shared>, control: String) {
     }
 }
 
-async fn session(shared: &Arc<Shared>, control: &str) -> anyhow::Result<()> {
+async fn session(
+    shared: &Arc<Shared>,
+    control: &str,
+    backoff: &mut Duration,
+) -> anyhow::Result<()> {
     let mut client = MeshClient::connect(format!("http://{control}")).await?;
     let (tx, rx) = mpsc::channel(8);
     tx.send(pb::ProxyMessage {
@@ -46,6 +50,8 @@ async fn session(shared: &Arc<Shared>, control: &str) -> anyhow::Result<()> {
         .await?
         .into_inner();
     info!(control = %control, "connected to control plane");
+    // A working session resets the backoff: the next outage starts with quick retries.
+    *backoff = Duration::from_millis(100);
     shared.emit(Event::Connected {
         control: control.to_string(),
     });

@@ -29,7 +29,9 @@ const POLL: Duration = Duration::from_millis(20);
 static SERIAL: Mutex<()> = Mutex::new(());
 
 pub fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Polls `f` until it returns `Some`, panicking with `what` after `timeout`.
@@ -39,7 +41,10 @@ pub fn poll_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Optio
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(POLL);
     }
 }
@@ -56,10 +61,15 @@ pub struct TempDir {
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("weft-e2e-{tag}-{}-{n}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+        let path =
+            std::env::temp_dir().join(format!("weft-e2e-{tag}-{}-{n}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
         TempDir { path }
     }
 
@@ -80,7 +90,9 @@ impl Drop for TempDir {
 
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("reading {}: {e}", from.display())) {
+    for entry in
+        std::fs::read_dir(from).unwrap_or_else(|e| panic!("reading {}: {e}", from.display()))
+    {
         let entry = entry.unwrap();
         let target = to.join(entry.file_name());
         if entry.file_type().unwrap().is_dir() {
@@ -98,7 +110,10 @@ pub fn examples_dir() -> PathBuf {
 /// Replaces `path` atomically (write a hidden temp file next to it, then rename), the way
 /// editors and `kubectl`-style tools do. The hidden name keeps the loader from reading it.
 pub fn replace_file(path: &Path, contents: &str) {
-    let tmp = path.with_file_name(format!(".{}.tmp", path.file_name().unwrap().to_string_lossy()));
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name().unwrap().to_string_lossy()
+    ));
     std::fs::write(&tmp, contents).unwrap();
     std::fs::rename(&tmp, path).unwrap();
 }
@@ -148,7 +163,13 @@ impl Pipe {
     }
 
     /// Waits until `pred` returns `Some` for the text from byte `from` on.
-    pub fn wait_for<T>(&self, what: &str, from: usize, timeout: Duration, pred: impl Fn(&str) -> Option<T>) -> T {
+    pub fn wait_for<T>(
+        &self,
+        what: &str,
+        from: usize,
+        timeout: Duration,
+        pred: impl Fn(&str) -> Option<T>,
+    ) -> T {
         let deadline = Instant::now() + timeout;
         let mut guard = self.state.lock().unwrap();
         loop {
@@ -156,16 +177,41 @@ impl Pipe {
                 return v;
             }
             let now = Instant::now();
-            assert!(!guard.1, "the process closed its output before {what}; it wrote:\n{}", guard.0);
-            assert!(now < deadline, "timed out after {timeout:?} waiting for {what}; output so far:\n{}", guard.0);
+            assert!(
+                !guard.1,
+                "the process closed its output before {what}; it wrote:\n{}",
+                guard.0
+            );
+            assert!(
+                now < deadline,
+                "timed out after {timeout:?} waiting for {what}; output so far:\n{}",
+                guard.0
+            );
             guard = self.changed.wait_timeout(guard, deadline - now).unwrap().0;
         }
+    }
+
+    /// Waits until the writer closed the pipe (the process and its children exited).
+    pub fn wait_closed(&self, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.state.lock().unwrap();
+        while !guard.1 {
+            let now = Instant::now();
+            assert!(
+                now < deadline,
+                "timed out after {timeout:?} waiting for the output to close"
+            );
+            guard = self.changed.wait_timeout(guard, deadline - now).unwrap().0;
+        }
+        guard.0.clone()
     }
 
     /// Waits until the text from byte `from` on contains every one of `needles`.
     pub fn wait_contains(&self, from: usize, timeout: Duration, needles: &[&str]) -> String {
         let what = format!("output containing {needles:?}");
-        self.wait_for(&what, from, timeout, |t| needles.iter().all(|n| t.contains(n)).then(|| t.to_string()))
+        self.wait_for(&what, from, timeout, |t| {
+            needles.iter().all(|n| t.contains(n)).then(|| t.to_string())
+        })
     }
 }
 
@@ -173,14 +219,20 @@ impl Pipe {
 // Processes
 
 pub fn signal(pid: u32, sig: &str) {
-    let status = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().expect("running kill");
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("running kill");
     assert!(status.success(), "kill -{sig} {pid} failed");
 }
 
 /// Is `pid` a live (not zombie) process?
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
         Err(_) => false,
     }
 }
@@ -192,7 +244,12 @@ pub struct ChildGuard {
 
 impl ChildGuard {
     pub fn spawn(cmd: &mut Command) -> (ChildGuard, Captured, Captured) {
-        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("starting weft");
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting weft");
         let stdout: ChildStdout = child.stdout.take().unwrap();
         let stderr: ChildStderr = child.stderr.take().unwrap();
         (ChildGuard { child }, Pipe::pump(stdout), Pipe::pump(stderr))
@@ -200,7 +257,9 @@ impl ChildGuard {
 
     /// Waits for exit, failing after `timeout`.
     pub fn wait_timeout(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        poll_until("the process to exit", timeout, || self.child.try_wait().unwrap())
+        poll_until("the process to exit", timeout, || {
+            self.child.try_wait().unwrap()
+        })
     }
 
     /// SIGTERM, wait up to `grace`, then SIGKILL; always reaps.
@@ -228,7 +287,11 @@ impl Drop for ChildGuard {
 }
 
 pub fn run(program: &str, args: &[&str]) -> Output {
-    Command::new(program).args(args).stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("running {program}: {e}"))
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {program}: {e}"))
 }
 
 pub fn curl(args: &[&str]) -> Output {
@@ -263,22 +326,42 @@ impl Mesh {
         let config_dir = dir.path().join("config");
         let state_dir = dir.path().join("state");
         copy_dir(&examples_dir(), &config_dir);
-        let (child, stdout, stderr) = ChildGuard::spawn(Command::new(WEFT).arg("up").arg(&config_dir).arg("--state-dir").arg(&state_dir));
-        let mut mesh = Mesh { child, stdout, stderr, ready: Value::Null, config_dir, state_dir, _dir: dir, _serial: serial };
+        let (child, stdout, stderr) = ChildGuard::spawn(
+            Command::new(WEFT)
+                .arg("up")
+                .arg(&config_dir)
+                .arg("--state-dir")
+                .arg(&state_dir),
+        );
+        let mut mesh = Mesh {
+            child,
+            stdout,
+            stderr,
+            ready: Value::Null,
+            config_dir,
+            state_dir,
+            _dir: dir,
+            _serial: serial,
+        };
         let started = Instant::now();
         let stderr = mesh.stderr.clone();
-        mesh.ready = mesh.stdout.wait_for("mesh_ready", 0, MESH_READY_TIMEOUT, |text| {
-            text.lines()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .find(|v| v["event"] == "mesh_ready")
-                .or_else(|| {
-                    // Fail fast (with the reason) if `weft up` already exited.
-                    let err = stderr.text();
-                    assert!(!err.contains("weft: error"), "weft up failed:\n{err}");
-                    None
-                })
-        });
-        eprintln!("[{tag}] mesh ready in {:.2}s", started.elapsed().as_secs_f64());
+        mesh.ready = mesh
+            .stdout
+            .wait_for("mesh_ready", 0, MESH_READY_TIMEOUT, |text| {
+                text.lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .find(|v| v["event"] == "mesh_ready")
+                    .or_else(|| {
+                        // Fail fast (with the reason) if `weft up` already exited.
+                        let err = stderr.text();
+                        assert!(!err.contains("weft: error"), "weft up failed:\n{err}");
+                        None
+                    })
+            });
+        eprintln!(
+            "[{tag}] mesh ready in {:.2}s",
+            started.elapsed().as_secs_f64()
+        );
         mesh
     }
 
@@ -290,17 +373,26 @@ impl Mesh {
     }
 
     pub fn addr(&self, name: &str, key: &str) -> String {
-        self.process(name)["addresses"][key].as_str().unwrap_or_else(|| panic!("{name} has no {key} address")).to_string()
+        self.process(name)["addresses"][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} has no {key} address"))
+            .to_string()
     }
 
     pub fn pid(&self, name: &str) -> u32 {
-        self.process(name)["pid"].as_u64().unwrap_or_else(|| panic!("{name} has no pid")) as u32
+        self.process(name)["pid"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name} has no pid")) as u32
     }
 
     /// `127.0.0.1:P` of the gateway's port 80.
     pub fn gateway(&self) -> String {
-        let url = self.ready["gateways"]["80"].as_str().expect("gateway port 80 in mesh_ready");
-        url.strip_prefix("http://").expect("http:// URL").to_string()
+        let url = self.ready["gateways"]["80"]
+            .as_str()
+            .expect("gateway port 80 in mesh_ready");
+        url.strip_prefix("http://")
+            .expect("http:// URL")
+            .to_string()
     }
 
     pub fn gateway_admin(&self) -> String {
@@ -308,18 +400,42 @@ impl Mesh {
     }
 
     pub fn names(&self) -> Vec<String> {
-        self.ready["processes"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_string()).collect()
+        self.ready["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
     }
 
     /// `weft status --state-dir S --output json`.
     pub fn status_json(&self) -> Value {
-        let out = run(WEFT, &["status", "--state-dir", self.state_dir.to_str().unwrap(), "--output", "json"]);
-        assert!(out.status.success(), "weft status failed: {}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("weft status --output json is not JSON ({e}): {}", stdout_of(&out)))
+        let out = run(
+            WEFT,
+            &[
+                "status",
+                "--state-dir",
+                self.state_dir.to_str().unwrap(),
+                "--output",
+                "json",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "weft status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "weft status --output json is not JSON ({e}): {}",
+                stdout_of(&out)
+            )
+        })
     }
 
     pub fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.state_dir.join("logs").join(format!("{name}.log"))).unwrap_or_default()
+        std::fs::read_to_string(self.state_dir.join("logs").join(format!("{name}.log")))
+            .unwrap_or_default()
     }
 
     pub fn config_file(&self, name: &str) -> PathBuf {
@@ -328,10 +444,23 @@ impl Mesh {
 
     /// Every pid the mesh ever reported (mesh_ready plus the current mesh.json).
     fn all_pids(&self) -> Vec<u32> {
-        let mut pids: Vec<u32> = self.ready["processes"].as_array().into_iter().flatten().filter_map(|p| p["pid"].as_u64()).map(|p| p as u32).collect();
+        let mut pids: Vec<u32> = self.ready["processes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["pid"].as_u64())
+            .map(|p| p as u32)
+            .collect();
         if let Ok(text) = std::fs::read_to_string(self.state_dir.join("mesh.json")) {
             if let Ok(v) = serde_json::from_str::<Value>(&text) {
-                pids.extend(v["processes"].as_array().into_iter().flatten().filter_map(|p| p["pid"].as_u64()).map(|p| p as u32));
+                pids.extend(
+                    v["processes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|p| p["pid"].as_u64())
+                        .map(|p| p as u32),
+                );
             }
         }
         pids
@@ -349,9 +478,16 @@ impl Drop for Mesh {
         }
         let left: Vec<u32> = pids.iter().copied().filter(|p| alive(*p)).collect();
         if std::thread::panicking() {
-            eprintln!("--- weft up stderr ---\n{}\n--- logs: {} ---", self.stderr.text(), self.state_dir.join("logs").display());
+            eprintln!(
+                "--- weft up stderr ---\n{}\n--- logs: {} ---",
+                self.stderr.text(),
+                self.state_dir.join("logs").display()
+            );
         } else {
-            assert!(left.is_empty(), "mesh processes still running after weft up stopped: {left:?}");
+            assert!(
+                left.is_empty(),
+                "mesh processes still running after weft up stopped: {left:?}"
+            );
         }
     }
 }
@@ -368,7 +504,10 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn version(&self) -> &str {
@@ -376,7 +515,8 @@ impl Resp {
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("response body is not JSON ({e}): {}", self.body))
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("response body is not JSON ({e}): {}", self.body))
     }
 }
 
@@ -391,10 +531,18 @@ impl HttpConn {
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
         s.set_write_timeout(Some(Duration::from_secs(10)))?;
         s.set_nodelay(true)?;
-        Ok(HttpConn { addr: addr.to_string(), reader: BufReader::new(s) })
+        Ok(HttpConn {
+            addr: addr.to_string(),
+            reader: BufReader::new(s),
+        })
     }
 
-    pub fn get(&mut self, host: &str, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Resp> {
+    pub fn get(
+        &mut self,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> std::io::Result<Resp> {
         let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: weft-e2e\r\n");
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
@@ -405,7 +553,12 @@ impl HttpConn {
     }
 
     /// Like `get`, reconnecting once if the kept-alive connection was closed under us.
-    pub fn get_retry_closed(&mut self, host: &str, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Resp> {
+    pub fn get_retry_closed(
+        &mut self,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> std::io::Result<Resp> {
         match self.get(host, path, headers) {
             Ok(r) => Ok(r),
             Err(_) => {
@@ -418,7 +571,10 @@ impl HttpConn {
     fn read_line(&mut self) -> std::io::Result<String> {
         let mut line = String::new();
         if self.reader.read_line(&mut line)? == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            ));
         }
         Ok(line.trim_end_matches(['\r', '\n']).to_string())
     }
@@ -437,15 +593,23 @@ impl HttpConn {
             if line.is_empty() {
                 break;
             }
-            let (k, v) = line.split_once(':').ok_or_else(|| bad(format!("bad header {line:?}")))?;
+            let (k, v) = line
+                .split_once(':')
+                .ok_or_else(|| bad(format!("bad header {line:?}")))?;
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
-        let get = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+        let get = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.clone())
+        };
         let mut body = Vec::new();
         if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
             loop {
                 let size = self.read_line()?;
-                let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16).map_err(|e| bad(format!("chunk size: {e}")))?;
+                let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+                    .map_err(|e| bad(format!("chunk size: {e}")))?;
                 let mut chunk = vec![0; size + 2];
                 self.reader.read_exact(&mut chunk)?;
                 if size == 0 {
@@ -454,13 +618,19 @@ impl HttpConn {
                 body.extend_from_slice(&chunk[..size]);
             }
         } else if let Some(len) = get("content-length") {
-            let len: usize = len.parse().map_err(|e| bad(format!("content-length: {e}")))?;
+            let len: usize = len
+                .parse()
+                .map_err(|e| bad(format!("content-length: {e}")))?;
             body.resize(len, 0);
             self.reader.read_exact(&mut body)?;
         } else if status != 204 && status != 304 {
             self.reader.read_to_end(&mut body)?;
         }
-        Ok(Resp { status, headers, body: String::from_utf8_lossy(&body).into_owned() })
+        Ok(Resp {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
     }
 }
 
@@ -484,7 +654,11 @@ pub fn metric_sum(exposition: &str, metric: &str, labels: &[(&str, &str)]) -> f6
         .lines()
         .filter_map(|l| l.strip_prefix(metric)?.strip_prefix('{'))
         .filter_map(|rest| rest.rsplit_once("} "))
-        .filter(|(lbls, _)| labels.iter().all(|(k, v)| lbls.split(',').any(|kv| kv == format!("{k}=\"{v}\""))))
+        .filter(|(lbls, _)| {
+            labels
+                .iter()
+                .all(|(k, v)| lbls.split(',').any(|kv| kv == format!("{k}=\"{v}\"")))
+        })
         .filter_map(|(_, value)| value.split_whitespace().next()?.parse::<f64>().ok())
         .sum()
 }
