@@ -147,7 +147,7 @@ fn plural(n: usize, word: &str) -> String {
     }
 }
 
-/// The summary line: `analyzed 23 resources in 6 files: 1 error, 2 warnings, 0 infos`.
+/// The summary line: `analyzed 23 resources in 6 files: 1 error, 2 warnings, 0 info`.
 pub fn summary(findings: &[Finding], resources: usize, files: usize) -> String {
     let (e, w, i) = counts(findings);
     let scope = format!(
@@ -159,10 +159,9 @@ pub fn summary(findings: &[Finding], resources: usize, files: usize) -> String {
         format!("{scope}: no problems found")
     } else {
         format!(
-            "{scope}: {}, {}, {}",
+            "{scope}: {}, {}, {i} info",
             plural(e, "error"),
-            plural(w, "warning"),
-            plural(i, "info")
+            plural(w, "warning")
         )
     }
 }

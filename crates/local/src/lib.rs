@@ -8,5 +8,7 @@ pub mod plan;
 pub mod process;
 pub mod routes;
 pub mod status;
+pub mod up;
 
-pub use mesh::{up, TrafficOptions, UpOptions};
+pub use mesh::{TrafficOptions, UpOptions};
+pub use up::up;

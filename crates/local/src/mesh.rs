@@ -1,4 +1,4 @@
-//! `weft up`: runs a whole mesh on one machine as separate OS processes — control plane,
+//! The local-mesh supervisor behind `weft up`: runs a whole mesh on one machine as separate OS processes — control plane,
 //! gateways, and per workload an app plus its sidecar — waits until traffic can flow,
 //! restarts any process that dies (on the same addresses), optionally drives traffic, and
 //! stops everything it started on shutdown.
@@ -6,10 +6,9 @@
 use crate::plan::{App, Plan};
 use crate::process::{self, Msg, Running};
 use crate::status::{MeshStatus, ProcStatus};
-use anyhow::{bail, Context};
+use anyhow::bail;
 use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
-use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -54,7 +53,7 @@ impl Role {
     }
 }
 
-struct Proc {
+pub(crate) struct Proc {
     name: String,
     role: Role,
     workload: Option<(String, String)>,
@@ -70,10 +69,10 @@ struct Proc {
 
 /// The supervisor of one local mesh.
 pub struct Mesh {
-    opts: UpOptions,
-    procs: Vec<Proc>,
+    pub(crate) opts: UpOptions,
+    pub(crate) procs: Vec<Proc>,
     tx: mpsc::UnboundedSender<Msg>,
-    rx: mpsc::UnboundedReceiver<Msg>,
+    pub(crate) rx: mpsc::UnboundedReceiver<Msg>,
     shutting_down: bool,
 }
 
@@ -84,7 +83,7 @@ fn field(v: &Option<Value>, key: &str) -> Option<String> {
 }
 
 impl Mesh {
-    fn new(opts: UpOptions, plan: &Plan) -> Mesh {
+    pub(crate) fn new(opts: UpOptions, plan: &Plan) -> Mesh {
         let (tx, rx) = mpsc::unbounded_channel();
         let mk = |name: String, role, workload, app| Proc {
             name,
@@ -132,7 +131,7 @@ impl Mesh {
         }
     }
 
-    fn control_addr(&self) -> String {
+    pub(crate) fn control_addr(&self) -> String {
         field(&self.procs[0].ready, "grpc").unwrap_or_default()
     }
 
@@ -168,7 +167,12 @@ impl Mesh {
             ]
             .into_iter()
             .chain(self.opts.ca_files.iter().flat_map(|(c, k)| {
-                [s("--ca-cert"), c.display().to_string(), s("--ca-key"), k.display().to_string()]
+                [
+                    s("--ca-cert"),
+                    c.display().to_string(),
+                    s("--ca-key"),
+                    k.display().to_string(),
+                ]
             }))
             .collect(),
             Role::Gateway | Role::Sidecar => {
@@ -251,7 +255,7 @@ impl Mesh {
         Ok(())
     }
 
-    fn handle(&mut self, msg: Msg) {
+    pub(crate) fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::Event {
                 name,
@@ -364,7 +368,7 @@ impl Mesh {
         Ok(())
     }
 
-    async fn start_and_wait(&mut self, i: usize) -> anyhow::Result<()> {
+    pub(crate) async fn start_and_wait(&mut self, i: usize) -> anyhow::Result<()> {
         self.start(i)?;
         let name = self.procs[i].name.clone();
         if matches!(self.procs[i].app, Some(App::Command { .. })) {
@@ -377,7 +381,7 @@ impl Mesh {
     }
 
     /// Every gateway listens, and knows an endpoint for every running sidecar.
-    async fn converge(&mut self) -> anyhow::Result<()> {
+    pub(crate) async fn converge(&mut self) -> anyhow::Result<()> {
         self.wait_for("gateways to receive their config", START_TIMEOUT, |m| {
             m.procs
                 .iter()
@@ -421,7 +425,7 @@ impl Mesh {
         Ok(())
     }
 
-    fn status(&self) -> MeshStatus {
+    pub(crate) fn status(&self) -> MeshStatus {
         MeshStatus {
             config_dir: self.opts.config_dir.display().to_string(),
             supervisor_pid: std::process::id(),
@@ -460,11 +464,11 @@ impl Mesh {
         }
     }
 
-    fn write_status(&self) -> anyhow::Result<()> {
+    pub(crate) fn write_status(&self) -> anyhow::Result<()> {
         crate::status::write(&self.opts.state_dir, &self.status())
     }
 
-    fn gateway_urls(&self) -> Vec<(u32, String)> {
+    pub(crate) fn gateway_urls(&self) -> Vec<(u32, String)> {
         self.procs
             .iter()
             .filter(|p| p.role == Role::Gateway)
@@ -476,7 +480,7 @@ impl Mesh {
             .collect()
     }
 
-    async fn shutdown(&mut self) {
+    pub(crate) async fn shutdown(&mut self) {
         self.shutting_down = true;
         for p in &mut self.procs {
             if let Some(r) = p.running.as_mut() {
@@ -490,123 +494,4 @@ impl Mesh {
             .await;
         let _ = self.write_status();
     }
-}
-
-/// Runs the mesh until `shutdown` resolves (or the traffic run ends). Returns the exit code.
-pub async fn up(opts: UpOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<i32> {
-    let loaded = weft_api::load_path(&opts.config_dir);
-    let mut errors: Vec<String> = loaded.errors.iter().map(|e| e.to_string()).collect();
-    errors.extend(
-        weft_api::validate_all(&loaded.resources)
-            .iter()
-            .map(|e| e.to_string()),
-    );
-    if !errors.is_empty() {
-        bail!(
-            "the mesh config in {} does not load:\n  {}",
-            opts.config_dir.display(),
-            errors.join("\n  ")
-        );
-    }
-    let plan = crate::plan::plan(&loaded.resources, &opts.trust_domain)
-        .map_err(|e| anyhow::anyhow!("{}", e.join("\n")))?;
-    let not_enforced = weft_model::not_enforced(&loaded.resources);
-    if !not_enforced.is_empty() {
-        eprintln!("weft: loaded but not enforced yet ({} items; weft does not implement these semantics yet):", not_enforced.len());
-        for n in &not_enforced {
-            eprintln!("  {} ({}): {}", n.resource, n.location, n.what);
-        }
-    }
-    std::fs::create_dir_all(opts.state_dir.join("logs"))
-        .with_context(|| format!("creating {}", opts.state_dir.display()))?;
-    let mut mesh = Mesh::new(opts.clone(), &plan);
-    tokio::pin!(shutdown);
-    let started = async {
-        for i in 0..mesh.procs.len() {
-            mesh.start_and_wait(i).await?;
-        }
-        mesh.converge().await
-    };
-    let result = tokio::select! {
-        r = started => r,
-        _ = &mut shutdown => Err(anyhow::anyhow!("interrupted while starting")),
-    };
-    if let Err(e) = result {
-        mesh.shutdown().await;
-        return Err(e);
-    }
-    mesh.write_status()?;
-    print_summary(&mesh);
-
-    let mut traffic = None;
-    if let (Some(t), Some((_, url))) = (&opts.traffic, mesh.gateway_urls().first()) {
-        let routes = crate::routes::load_routes(&loaded.resources);
-        let target = url
-            .trim_start_matches("http://")
-            .parse()
-            .context("gateway address")?;
-        let cfg = weft_demo::LoadConfig {
-            target,
-            routes,
-            rps: t.rps,
-            concurrency: 8,
-            duration: t.duration,
-            report_every: Duration::from_secs(1),
-        };
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(weft_demo::run_load(cfg, std::io::stdout(), async move {
-            let _ = stop_rx.await;
-        }));
-        traffic = Some((task, stop_tx));
-    }
-    let mut code = 0;
-    loop {
-        tokio::select! {
-            msg = mesh.rx.recv() => mesh.handle(msg.expect("the supervisor holds a sender")),
-            _ = &mut shutdown => break,
-            r = async { (&mut traffic.as_mut().expect("guarded").0).await }, if traffic.is_some() => {
-                traffic = None;
-                let summary = r.context("traffic generator")??;
-                println!("\nfinal ({:.1}s):\n{}", summary.elapsed.as_secs_f64(), weft_demo::render_table(&summary));
-                let ok = summary.total > 0 && summary.success_ratio() >= 0.99;
-                println!("success {:.2}% over {} requests: {}", summary.success_ratio() * 100.0, summary.total, if ok { "PASS (>= 99%)" } else { "FAIL (< 99%)" });
-                code = if ok { 0 } else { 1 };
-                break;
-            }
-        }
-    }
-    if let Some((task, stop)) = traffic {
-        let _ = stop.send(());
-        if let Ok(Ok(summary)) = task.await {
-            println!(
-                "\nfinal ({:.1}s):\n{}",
-                summary.elapsed.as_secs_f64(),
-                weft_demo::render_table(&summary)
-            );
-        }
-    }
-    eprintln!("weft: stopping the mesh");
-    mesh.shutdown().await;
-    Ok(code)
-}
-
-fn print_summary(mesh: &Mesh) {
-    let status = mesh.status();
-    println!(
-        "weft: mesh up from {} (state: {})",
-        mesh.opts.config_dir.display(),
-        mesh.opts.state_dir.display()
-    );
-    print!("{}", crate::status::render(&status));
-    for (port, url) in mesh.gateway_urls() {
-        println!("gateway port {port}: {url}");
-    }
-    let event = serde_json::json!({
-        "event": "mesh_ready",
-        "state_dir": mesh.opts.state_dir,
-        "control": mesh.control_addr(),
-        "gateways": mesh.gateway_urls().into_iter().map(|(p, u)| (p.to_string(), u)).collect::<BTreeMap<_, _>>(),
-        "processes": status.processes,
-    });
-    println!("{event}");
 }

@@ -10,7 +10,7 @@ use crate::finding::*;
 use crate::index::Index;
 use crate::similar::closest;
 
-/// Suggestions scan every known host; stop offering them after this many unknown hosts
+/// Suggestions scan every known host or gateway; stop offering them after this many misses
 /// so a config full of errors stays linear.
 const MAX_HOST_SUGGESTIONS: usize = 64;
 
@@ -20,7 +20,7 @@ pub(super) fn check(ix: &Index<'_>, out: &mut Vec<Finding>) {
         let Spec::VirtualService(vs) = &r.spec else {
             continue;
         };
-        gateways(ix, r, vs, out);
+        gateways(ix, r, vs, &mut suggestions_left, out);
         for (path, d) in destinations(vs) {
             destination(ix, r, &path, d, &mut suggestions_left, out);
         }
@@ -28,7 +28,13 @@ pub(super) fn check(ix: &Index<'_>, out: &mut Vec<Finding>) {
     }
 }
 
-fn gateways(ix: &Index<'_>, r: &Resource, vs: &VirtualService, out: &mut Vec<Finding>) {
+fn gateways(
+    ix: &Index<'_>,
+    r: &Resource,
+    vs: &VirtualService,
+    suggestions_left: &mut usize,
+    out: &mut Vec<Finding>,
+) {
     let mut refs: Vec<(String, &str)> = vs
         .gateways
         .iter()
@@ -49,7 +55,12 @@ fn gateways(ix: &Index<'_>, r: &Resource, vs: &VirtualService, out: &mut Vec<Fin
         if ix.has_gateway(&ns, &name) {
             continue;
         }
-        let known = ix.gateway_names();
+        let known = if *suggestions_left > 0 {
+            *suggestions_left -= 1;
+            ix.gateway_names()
+        } else {
+            Vec::new()
+        };
         let wanted = format!("{ns}/{name}");
         let suggestion = match closest(&wanted, known.iter().map(String::as_str)) {
             Some(c) => {
@@ -57,7 +68,7 @@ fn gateways(ix: &Index<'_>, r: &Resource, vs: &VirtualService, out: &mut Vec<Fin
                 format!("did you mean `{c}`? (a bare name refers to the VirtualService's namespace; use `mesh` for sidecars)")
             }
             None if known.is_empty() => format!(
-                "define a Gateway `{name}` in namespace `{ns}`; no Gateway exists in this config"
+                "define a Gateway `{name}` in namespace `{ns}`, or fix the reference (`<namespace>/<name>`, or `mesh` for sidecars)"
             ),
             None => format!(
                 "define a Gateway `{name}` in namespace `{ns}`, or reference one of: {}",
@@ -145,7 +156,7 @@ fn destination(
                     closest(&host, hosts).map(|c| format!("did you mean `{}`?", short_host(c, ns)));
             }
             (
-                format!("destination host `{}` ({host}) matches no ServiceEntry host; traffic to it fails", d.host),
+                format!("destination host {} matches no ServiceEntry host; traffic to it fails", shown(&d.host, &host)),
                 suggestion.unwrap_or_else(|| format!("add a ServiceEntry with host `{host}` (weft's registry is ServiceEntry + WorkloadEntry), or fix the host")),
             )
         };
@@ -270,6 +281,15 @@ fn weights(r: &Resource, vs: &VirtualService, out: &mut Vec<Finding>) {
                 Some("give it a weight above 0 (weights are relative), or remove the destination".into()),
             ));
         }
+    }
+}
+
+/// `` `host` `` as written, plus its expansion when that differs.
+pub(crate) fn shown(written: &str, full: &str) -> String {
+    if written == full {
+        format!("`{written}`")
+    } else {
+        format!("`{written}` ({full})")
     }
 }
 

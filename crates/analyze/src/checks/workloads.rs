@@ -11,7 +11,7 @@ use weft_api::{DestinationRule, Gateway, Resource, Spec};
 use weft_model::registry::{fqdn, selects};
 
 use super::at;
-use super::routes::list;
+use super::routes::{list, shown};
 use crate::finding::*;
 use crate::index::Index;
 
@@ -79,7 +79,10 @@ fn destination_rule(ix: &Index<'_>, r: &Resource, dr: &DestinationRule, out: &mu
             "spec.host",
             DR_UNKNOWN_HOST,
             Severity::Warning,
-            format!("host `{}` ({host}) matches no ServiceEntry host, so this DestinationRule applies to nothing", dr.host),
+            format!(
+                "host {} matches no ServiceEntry host, so this DestinationRule applies to nothing",
+                shown(&dr.host, &host)
+            ),
             Some("fix the host, or add a ServiceEntry for it".into()),
         ));
         return;

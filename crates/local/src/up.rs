@@ -1,0 +1,128 @@
+//! `weft up` from start to stop: load and plan the folder, start every process through the
+//! supervisor, wait until traffic can flow, print the summary, optionally drive traffic, and
+//! stop everything on shutdown.
+
+use crate::mesh::{Mesh, UpOptions};
+use anyhow::{bail, Context};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+/// Runs the mesh until `shutdown` resolves (or the traffic run ends). Returns the exit code.
+pub async fn up(opts: UpOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<i32> {
+    let loaded = weft_api::load_path(&opts.config_dir);
+    let mut errors: Vec<String> = loaded.errors.iter().map(|e| e.to_string()).collect();
+    errors.extend(
+        weft_api::validate_all(&loaded.resources)
+            .iter()
+            .map(|e| e.to_string()),
+    );
+    if !errors.is_empty() {
+        bail!(
+            "the mesh config in {} does not load:\n  {}",
+            opts.config_dir.display(),
+            errors.join("\n  ")
+        );
+    }
+    let plan = crate::plan::plan(&loaded.resources, &opts.trust_domain)
+        .map_err(|e| anyhow::anyhow!("{}", e.join("\n")))?;
+    let not_enforced = weft_model::not_enforced(&loaded.resources);
+    if !not_enforced.is_empty() {
+        eprintln!("weft: loaded but not enforced yet ({} items; weft does not implement these semantics yet):", not_enforced.len());
+        for n in &not_enforced {
+            eprintln!("  {} ({}): {}", n.resource, n.location, n.what);
+        }
+    }
+    std::fs::create_dir_all(opts.state_dir.join("logs"))
+        .with_context(|| format!("creating {}", opts.state_dir.display()))?;
+    let mut mesh = Mesh::new(opts.clone(), &plan);
+    tokio::pin!(shutdown);
+    let started = async {
+        for i in 0..mesh.procs.len() {
+            mesh.start_and_wait(i).await?;
+        }
+        mesh.converge().await
+    };
+    let result = tokio::select! {
+        r = started => r,
+        _ = &mut shutdown => Err(anyhow::anyhow!("interrupted while starting")),
+    };
+    if let Err(e) = result {
+        mesh.shutdown().await;
+        return Err(e);
+    }
+    mesh.write_status()?;
+    print_summary(&mesh);
+
+    let mut traffic = None;
+    if let (Some(t), Some((_, url))) = (&opts.traffic, mesh.gateway_urls().first()) {
+        let routes = crate::routes::load_routes(&loaded.resources);
+        let target = url
+            .trim_start_matches("http://")
+            .parse()
+            .context("gateway address")?;
+        let cfg = weft_demo::LoadConfig {
+            target,
+            routes,
+            rps: t.rps,
+            concurrency: 8,
+            duration: t.duration,
+            report_every: Duration::from_secs(1),
+        };
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(weft_demo::run_load(cfg, std::io::stdout(), async move {
+            let _ = stop_rx.await;
+        }));
+        traffic = Some((task, stop_tx));
+    }
+    let mut code = 0;
+    loop {
+        tokio::select! {
+            msg = mesh.rx.recv() => mesh.handle(msg.expect("the supervisor holds a sender")),
+            _ = &mut shutdown => break,
+            r = async { (&mut traffic.as_mut().expect("guarded").0).await }, if traffic.is_some() => {
+                traffic = None;
+                let summary = r.context("traffic generator")??;
+                println!("\nfinal ({:.1}s):\n{}", summary.elapsed.as_secs_f64(), weft_demo::render_table(&summary));
+                let ok = summary.total > 0 && summary.success_ratio() >= 0.99;
+                println!("success {:.2}% over {} requests: {}", summary.success_ratio() * 100.0, summary.total, if ok { "PASS (>= 99%)" } else { "FAIL (< 99%)" });
+                code = if ok { 0 } else { 1 };
+                break;
+            }
+        }
+    }
+    if let Some((task, stop)) = traffic {
+        let _ = stop.send(());
+        if let Ok(Ok(summary)) = task.await {
+            println!(
+                "\nfinal ({:.1}s):\n{}",
+                summary.elapsed.as_secs_f64(),
+                weft_demo::render_table(&summary)
+            );
+        }
+    }
+    eprintln!("weft: stopping the mesh");
+    mesh.shutdown().await;
+    Ok(code)
+}
+
+fn print_summary(mesh: &Mesh) {
+    let status = mesh.status();
+    println!(
+        "weft: mesh up from {} (state: {})",
+        mesh.opts.config_dir.display(),
+        mesh.opts.state_dir.display()
+    );
+    print!("{}", crate::status::render(&status));
+    for (port, url) in mesh.gateway_urls() {
+        println!("gateway port {port}: {url}");
+    }
+    let event = serde_json::json!({
+        "event": "mesh_ready",
+        "state_dir": mesh.opts.state_dir,
+        "control": mesh.control_addr(),
+        "gateways": mesh.gateway_urls().into_iter().map(|(p, u)| (p.to_string(), u)).collect::<BTreeMap<_, _>>(),
+        "processes": status.processes,
+    });
+    println!("{event}");
+}

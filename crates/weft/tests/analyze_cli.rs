@@ -1,0 +1,200 @@
+//! End-to-end tests of `weft analyze` (the real binary): exit codes, rustc-style output
+//! with file:line:col and a caret line, JSON output, stdin, thresholds, usage errors.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+
+fn necpgame() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/necpgame")
+}
+
+fn weft(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(WEFT)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning weft");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).expect("writing stdin");
+    }
+    drop(input);
+    child.wait_with_output().expect("waiting for weft")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A temp dir holding a copy of the example with `edit` applied to the gateway file.
+fn broken_example(name: &str, edit: impl Fn(String) -> String) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("weft-analyze-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    for entry in std::fs::read_dir(necpgame()).expect("example dir") {
+        let path = entry.expect("entry").path();
+        let mut content = std::fs::read_to_string(&path).expect("example file");
+        if path.file_name().is_some_and(|n| n == "istio-gateway.yaml") {
+            content = edit(content);
+        }
+        std::fs::write(dir.join(path.file_name().expect("name")), content).expect("write");
+    }
+    dir
+}
+
+#[test]
+fn necpgame_example_is_clean() {
+    let out = weft(&["analyze", necpgame().to_str().unwrap()], None);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("no problems found"), "{stdout}");
+    assert!(!stdout.contains("error["), "{stdout}");
+}
+
+#[test]
+fn broken_subset_shows_location_caret_and_help_and_exits_1() {
+    let dir = broken_example("subset", |s| {
+        s.replacen(
+            "{host: inventory, subset: v2}\n      weight: 20",
+            "{host: inventory, subset: v3}\n      weight: 20",
+            1,
+        )
+    });
+    let out = weft(&["analyze", dir.to_str().unwrap()], None);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let file = dir.join("istio-gateway.yaml");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let head = lines
+        .iter()
+        .position(|l| {
+            l.starts_with("error[WA0103]: VirtualService necpgame/necpgame-api: subset `v3`")
+        })
+        .unwrap_or_else(|| panic!("no WA0103 header in\n{stdout}"));
+    assert_eq!(
+        lines[head + 1],
+        format!("  --> {}:36:46", file.display()),
+        "{stdout}"
+    );
+    assert_eq!(
+        lines[head + 3],
+        "36 |     - destination: {host: inventory, subset: v3}"
+    );
+    assert_eq!(lines[head + 4], format!("   | {}^^", " ".repeat(45)));
+    assert!(
+        lines[head + 5].starts_with("   = help: defined subsets: `v1`, `v2`"),
+        "{stdout}"
+    );
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .contains("1 error, 0 warnings, 0 info"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn json_output_parses() {
+    let dir = broken_example("json", |s| {
+        s.replace("gateways: [necpgame-gateway]", "gateways: [nope]")
+    });
+    let out = weft(
+        &["analyze", "--output", "json", dir.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    let arr = v.as_array().expect("an array");
+    assert_eq!(arr.len(), 1, "{v:#}");
+    let f = &arr[0];
+    assert_eq!(f["code"], "WA0101");
+    assert_eq!(f["severity"], "error");
+    assert_eq!(f["resource"], "VirtualService/necpgame/necpgame-api");
+    assert_eq!(
+        (f["line"].as_u64(), f["column"].as_u64()),
+        (Some(21), Some(14))
+    );
+    assert!(f["file"].as_str().unwrap().ends_with("istio-gateway.yaml"));
+    assert!(f["message"].as_str().unwrap().contains("does not exist"));
+    assert!(f["suggestion"]
+        .as_str()
+        .unwrap()
+        .contains("necpgame-gateway"));
+    assert!(
+        text(&out.stderr).contains("1 error"),
+        "summary goes to stderr"
+    );
+    // A clean config is an empty array.
+    let out = weft(
+        &["analyze", "--output", "json", necpgame().to_str().unwrap()],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(),
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn stdin_is_read_with_dash_and_parse_errors_point_at_the_column() {
+    let yaml = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  servers:\n  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: ['*']\n    bogus: 1\n";
+    let out = weft(&["analyze", "-"], Some(yaml));
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("error[WA0001]: unknown field `bogus`"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(" --> <stdin>:8:5\n"), "{stdout}");
+    assert!(
+        stdout.contains("8 |     bogus: 1\n  |     ^^^^^\n"),
+        "{stdout}"
+    );
+}
+
+const WARNING_ONLY: &str = "\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ghost, namespace: shop}
+spec:
+  host: ghost.example.org
+";
+
+#[test]
+fn fail_threshold_warning_flips_the_exit_code() {
+    let out = weft(&["analyze", "-"], Some(WARNING_ONLY));
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("warning[WA0114]"), "{stdout}");
+    let out = weft(
+        &["analyze", "--fail-threshold", "warning", "-"],
+        Some(WARNING_ONLY),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = weft(&["analyze", "/definitely/not/here.yaml"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("path `/definitely/not/here.yaml` does not exist"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(weft(&["analyze"], None).status.code(), Some(2));
+    assert_eq!(
+        weft(&["analyze", "--fail-threshold", "fatal", "-"], Some(""))
+            .status
+            .code(),
+        Some(2)
+    );
+}
