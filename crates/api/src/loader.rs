@@ -68,14 +68,49 @@ impl LoadResult {
 
 /// Loads every document of a (possibly multi-document) YAML text. `file` is only
 /// used for `Source` and error locations. Empty documents are ignored.
+///
+/// Hostile input is refused with an error rather than exhausting memory, stack or
+/// time: at most 16 MiB of text and 10,000 documents per file, no control
+/// characters, nesting at most 64 deep, and at most one million nodes and 64 MiB of
+/// scalar text per file after alias expansion.
 pub fn load_str(text: &str, file: &str) -> LoadResult {
     let mut result = LoadResult::default();
-    for (first_line, doc) in split_documents(text) {
+    let whole_file_error = |line, column, message| LoadResult {
+        errors: vec![LoadError {
+            file: file.to_owned(),
+            line,
+            column,
+            message,
+        }],
+        ..LoadResult::default()
+    };
+    if text.len() > MAX_FILE_BYTES {
+        return whole_file_error(0, 0, too_large(text.len() as u64));
+    }
+    if let Some((pos, c)) = forbidden_char(text) {
+        let message = format!(
+            "invalid YAML: control character U+{:04X} is not allowed (YAML allows only \
+             tab, line breaks and printable characters; escape it in a double-quoted string)",
+            c as u32
+        );
+        return whole_file_error(pos.line, pos.column, message);
+    }
+    let documents = split_documents(text);
+    if let Some((line, _)) = documents.get(MAX_DOCUMENTS) {
+        let message =
+            format!("too many YAML documents in one file (the limit is {MAX_DOCUMENTS}); split it");
+        return whole_file_error(line + 1, 1, message);
+    }
+    let mut budget = yaml::TreeBudget::FILE;
+    for (first_line, doc) in documents {
+        if budget.nodes == 0 {
+            break; // the file's allowance is spent: its error was already reported
+        }
         let mut ctx = DocLoader {
             file,
             errors: Vec::new(),
         };
-        match yaml::parse_document(doc) {
+        match yaml::parse_document(doc, &mut budget) {
             Err((pos, message)) => ctx.error(
                 Pos {
                     line: pos.line + first_line,
@@ -86,10 +121,20 @@ pub fn load_str(text: &str, file: &str) -> LoadResult {
             Ok(None) => {}
             Ok(Some(mut root)) => {
                 root.shift(first_line);
-                match ctx.load(&root) {
-                    Some(Loaded::Resource(r)) => result.resources.push(*r),
-                    Some(Loaded::Skipped(s)) => result.skipped.push(s),
-                    None => {}
+                let path_bytes = path_bytes(&root, 0);
+                if path_bytes > MAX_PATH_BYTES {
+                    let message = format!(
+                        "YAML document too complex: the paths of its nodes add up to {path_bytes} \
+                         bytes (the limit is {} MiB); use shorter keys or less nesting",
+                        MAX_PATH_BYTES / (1024 * 1024)
+                    );
+                    ctx.error(root.pos, message);
+                } else {
+                    match ctx.load(&root) {
+                        Some(Loaded::Resource(r)) => result.resources.push(*r),
+                        Some(Loaded::Skipped(s)) => result.skipped.push(s),
+                        None => {}
+                    }
                 }
             }
         }
@@ -111,12 +156,81 @@ pub fn load_path(path: &Path) -> LoadResult {
     }
     for file in files {
         let name = file.display().to_string();
+        if let Ok(meta) = std::fs::metadata(&file) {
+            if meta.len() > MAX_FILE_BYTES as u64 {
+                result.errors.push(LoadError {
+                    file: name,
+                    line: 0,
+                    column: 0,
+                    message: too_large(meta.len()),
+                });
+                continue;
+            }
+        }
         match std::fs::read_to_string(&file) {
             Ok(text) => result.extend(load_str(&text, &name)),
             Err(err) => result.errors.push(io_error(&name, &err)),
         }
     }
     result
+}
+
+/// Largest file `load_str` and `load_path` accept (16 MiB): far above any real
+/// Istio configuration, small enough to parse in well under a second.
+pub(crate) const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Most YAML documents (`---`-separated) `load_str` accepts in one file.
+pub(crate) const MAX_DOCUMENTS: usize = 10_000;
+
+/// Most bytes the dotted paths (`spec.http[0].route`) of all nodes of one document
+/// may add up to. Decoding and position indexing build each node's path, so very
+/// long keys above deep or wide subtrees (multiplied by aliases) would otherwise cost
+/// gigabytes; real documents stay below a few MiB.
+pub(crate) const MAX_PATH_BYTES: usize = 64 * 1024 * 1024;
+
+/// The summed length of the paths of `node` and every node below it, when `node`'s
+/// own path is `prefix` bytes long (saturating).
+fn path_bytes(node: &Node, prefix: usize) -> usize {
+    let below = match &node.value {
+        Value::Seq(items) => items.iter().enumerate().fold(0usize, |sum, (i, item)| {
+            let index_len = i.checked_ilog10().unwrap_or(0) as usize + 3; // "[i]"
+            sum.saturating_add(path_bytes(item, prefix.saturating_add(index_len)))
+        }),
+        Value::Map(entries) => entries.iter().fold(0usize, |sum, (key, value)| {
+            let key_len = match &key.value {
+                Value::Str(s) => s.len(),
+                _ => key.key_text().len(),
+            };
+            sum.saturating_add(path_bytes(value, prefix.saturating_add(key_len + 1)))
+        }),
+        _ => 0,
+    };
+    below.saturating_add(prefix)
+}
+
+fn too_large(len: u64) -> String {
+    format!(
+        "file is too large ({len} bytes; the limit is {} MiB)",
+        MAX_FILE_BYTES / (1024 * 1024)
+    )
+}
+
+/// The first character YAML does not allow in a stream (C0/C1 controls other than
+/// tab, CR, LF and NEL; DEL; U+FFFE/U+FFFF), with its 1-based position. go-yaml,
+/// and so kubectl, refuses these too.
+fn forbidden_char(text: &str) -> Option<(Pos, char)> {
+    let allowed = |c: char| {
+        matches!(c, '\t' | '\n' | '\r' | ' '..='~' | '\u{85}' | '\u{a0}'..='\u{d7ff}')
+            || matches!(c, '\u{e000}'..='\u{fffd}' | '\u{10000}'..)
+    };
+    let index = text.find(|c: char| !allowed(c))?;
+    let before = &text[..index];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let pos = Pos {
+        line: before.matches('\n').count() + 1,
+        column: before[line_start..].chars().count() + 1,
+    };
+    Some((pos, text[index..].chars().next()?))
 }
 
 fn io_error(file: &str, err: &std::io::Error) -> LoadError {

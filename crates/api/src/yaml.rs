@@ -4,10 +4,75 @@
 //! node (and every mapping key) remembers its 1-based line/column. The typed
 //! resources are then deserialized from that tree by [`crate::de::from_node`].
 
+use std::cell::Cell;
 use std::fmt;
 
 use serde::de::{self, Visitor};
 use serde::Deserialize;
+use serde_saphyr::budget::BudgetBreach;
+
+/// Maximum nesting depth of sequences and mappings, alias expansions included.
+/// Istio resources need about 10; the typed decoding, position indexing and
+/// validation recurse once per level, so this also bounds their stack use.
+pub(crate) const MAX_DEPTH: usize = 64;
+/// Maximum YAML nodes built from one document, alias expansions included.
+const MAX_DOCUMENT_NODES: usize = 250_000;
+/// Maximum events replayed by aliases in one document (alias bombs).
+const MAX_ALIAS_REPLAYED_EVENTS: usize = 100_000;
+
+/// What is left of the tree-building allowance of a whole file, shared by its
+/// documents (each of which also has serde-saphyr's per-document budget). Counts
+/// every node and every scalar byte actually built, alias expansions included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TreeBudget {
+    pub nodes: usize,
+    pub scalar_bytes: usize,
+}
+
+impl TreeBudget {
+    /// Per file: one million nodes and 64 MiB of scalar text.
+    pub const FILE: TreeBudget = TreeBudget {
+        nodes: 1_000_000,
+        scalar_bytes: 64 * 1024 * 1024,
+    };
+}
+
+thread_local! {
+    /// The budget of the `parse_document` call running on this thread (serde's
+    /// `Deserialize` has no way to carry it).
+    static BUDGET: Cell<TreeBudget> = const { Cell::new(TreeBudget { nodes: 0, scalar_bytes: 0 }) };
+}
+
+fn spend_node<E: de::Error>() -> Result<(), E> {
+    BUDGET.with(|b| {
+        let mut budget = b.get();
+        if budget.nodes == 0 {
+            return Err(E::custom(format_args!(
+                "too many YAML nodes in this file (limit {}, counting alias expansions)",
+                TreeBudget::FILE.nodes
+            )));
+        }
+        budget.nodes -= 1;
+        b.set(budget);
+        Ok(())
+    })
+}
+
+fn spend_bytes<E: de::Error>(len: usize) -> Result<(), E> {
+    BUDGET.with(|b| {
+        let mut budget = b.get();
+        if budget.scalar_bytes < len {
+            b.set(TreeBudget { nodes: 0, ..budget }); // spent: stop the file here
+            return Err(E::custom(format_args!(
+                "too much scalar text in this file (limit {} MiB, counting alias expansions)",
+                TreeBudget::FILE.scalar_bytes / (1024 * 1024)
+            )));
+        }
+        budget.scalar_bytes -= len;
+        b.set(budget);
+        Ok(())
+    })
+}
 
 /// A 1-based line/column position inside a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -90,6 +155,7 @@ impl Node {
 
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        spend_node::<D::Error>()?;
         let spanned = serde_saphyr::Spanned::<Value>::deserialize(d)?;
         Ok(Node {
             pos: Pos {
@@ -139,13 +205,16 @@ impl<'de> Visitor<'de> for ValueVisitor {
     fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
         Ok(Value::Float(v))
     }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        spend_bytes::<E>(v.len())?;
         Ok(Value::Str(v.to_owned()))
     }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        spend_bytes::<E>(v.len())?;
         Ok(Value::Str(v))
     }
-    fn visit_bytes<E>(self, v: &[u8]) -> Result<Value, E> {
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Value, E> {
+        spend_bytes::<E>(v.len())?;
         Ok(Value::Str(String::from_utf8_lossy(v).into_owned()))
     }
     fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
@@ -165,14 +234,35 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 }
 
-/// Parses one YAML document (no `---` splitting here) into a tree.
+/// Parses one YAML document (no `---` splitting here) into a tree, spending
+/// `budget` (what is left of the file's allowance) on the nodes it builds.
 /// Returns `Ok(None)` for an empty document.
-pub(crate) fn parse_document(text: &str) -> Result<Option<Node>, (Pos, String)> {
+pub(crate) fn parse_document(
+    text: &str,
+    budget: &mut TreeBudget,
+) -> Result<Option<Node>, (Pos, String)> {
     let options = serde_saphyr::Options {
         with_snippet: false,
+        budget: Some(serde_saphyr::Budget {
+            max_depth: MAX_DEPTH,
+            max_nodes: MAX_DOCUMENT_NODES,
+            ..serde_saphyr::Budget::default()
+        }),
+        alias_limits: serde_saphyr::options::AliasLimits {
+            max_total_replayed_events: MAX_ALIAS_REPLAYED_EVENTS,
+            ..serde_saphyr::options::AliasLimits::default()
+        },
         ..serde_saphyr::Options::default()
     };
-    match serde_saphyr::from_str_with_options::<Option<Node>>(text, options) {
+    BUDGET.with(|b| b.set(*budget));
+    let parsed = serde_saphyr::from_str_with_options::<Option<Node>>(text, options);
+    *budget = BUDGET.with(|b| {
+        b.replace(TreeBudget {
+            nodes: 0,
+            scalar_bytes: 0,
+        })
+    });
+    match parsed {
         Ok(Some(Node {
             value: Value::Null, ..
         }))
@@ -184,19 +274,62 @@ pub(crate) fn parse_document(text: &str) -> Result<Option<Node>, (Pos, String)> 
                 line: l.line().max(1) as usize,
                 column: l.column().max(1) as usize,
             });
-            Err((pos, saphyr_message(err)))
+            Err((clamp_to_text(pos, text), saphyr_message(err)))
         }
+    }
+}
+
+/// An error at the end of a text that does not end in a line break is reported by
+/// serde-saphyr on the line after the last one: point at the end of the last line.
+/// (Lines as YAML counts them: CRLF, LF and a lone CR each end one.)
+fn clamp_to_text(pos: Pos, text: &str) -> Pos {
+    let last_line = text.rsplit(['\n', '\r']).next().unwrap_or("");
+    let lines =
+        text.matches('\n').count() + text.matches('\r').count() - text.matches("\r\n").count() + 1;
+    if pos.line > lines {
+        Pos {
+            line: lines,
+            column: last_line.chars().count() + 1,
+        }
+    } else {
+        pos
     }
 }
 
 /// The message of a serde-saphyr error without its trailing "at line X, column Y".
 fn saphyr_message(err: &serde_saphyr::Error) -> String {
-    if let serde_saphyr::Error::Message { msg, .. } = err {
-        return msg.clone();
+    let text = match err {
+        serde_saphyr::Error::Message { msg, .. } => msg.clone(),
+        serde_saphyr::Error::Budget { breach, .. } => return budget_message(breach),
+        _ => {
+            let text = err.to_string();
+            match text.rfind(" at line ") {
+                Some(i) if text[i..].contains(", column ") => text[..i].to_owned(),
+                _ => text,
+            }
+        }
+    };
+    if text == "recursion limit exceeded" {
+        return format!("YAML nesting is too deep (the parser's {text})");
     }
-    let text = err.to_string();
-    match text.rfind(" at line ") {
-        Some(i) if text[i..].contains(", column ") => text[..i].to_owned(),
-        _ => text,
-    }
+    text
+}
+
+/// A readable message for a serde-saphyr budget breach (its `Debug` form otherwise).
+fn budget_message(breach: &BudgetBreach) -> String {
+    let what = match breach {
+        BudgetBreach::Depth { .. } => {
+            format!("YAML nesting is too deep (more than {MAX_DEPTH} levels)")
+        }
+        BudgetBreach::Nodes { .. } => {
+            format!("too many YAML nodes in one document (more than {MAX_DOCUMENT_NODES})")
+        }
+        BudgetBreach::ScalarBytes { .. } => "too much scalar text in one document".to_owned(),
+        BudgetBreach::Aliases { aliases } => format!("too many aliases ({aliases})"),
+        BudgetBreach::AliasAnchorRatio { aliases, anchors } => format!(
+            "too many aliases for the anchors defined ({aliases} aliases, {anchors} anchors)"
+        ),
+        other => format!("YAML budget exceeded: {other:?}"),
+    };
+    format!("{what}; refusing to load (this limit protects against malicious YAML)")
 }

@@ -1,10 +1,12 @@
 //! AuthorizationPolicy rules: selector/targetRef exclusivity, action/provider,
 //! the dry-run annotation, rules (`from`/`to`/`when`), source and operation
-//! value forms, and condition keys.
+//! value forms (including `{*}`/`{**}` path templates), condition keys, and the
+//! identity fields CUSTOM policies cannot use.
 
-use super::common::{is_ip_or_cidr, selector_labels, target_refs};
+use super::common::{is_ip_or_cidr, selector_labels};
+use super::policy_target::target_refs;
 use super::Errs;
-use crate::{Action, AuthorizationPolicy, Condition, Operation, Resource, RuleSource};
+use crate::{Action, AuthorizationPolicy, Condition, Operation, Resource, Rule, RuleSource};
 
 const KEYS: &[&str] = &[
     "source.ip",
@@ -72,6 +74,9 @@ pub(super) fn validate(r: &Resource, ap: &AuthorizationPolicy, errs: &mut Errs) 
     }
     for (i, rule) in ap.rules.iter().flatten().enumerate() {
         let at = format!("spec.rules[{i}]");
+        if action == Action::Custom {
+            custom_restrictions(errs, &at, rule);
+        }
         if let Some(from) = &rule.from {
             if from.is_empty() {
                 errs.key(
@@ -223,6 +228,16 @@ fn operation(errs: &mut Errs, at: &str, o: &Operation) {
     for (name, list) in lists {
         no_empty(errs, at, name, list);
     }
+    for (name, list) in [("paths", &o.paths), ("notPaths", &o.not_paths)] {
+        for (i, v) in list.iter().enumerate() {
+            if let Err(why) = path_template(v) {
+                errs.at(
+                    format!("{at}.{name}[{i}]"),
+                    format!("{name} value {v:?} is not a supported path template: {why}"),
+                );
+            }
+        }
+    }
     for (name, list) in [("ports", &o.ports), ("notPorts", &o.not_ports)] {
         for (i, v) in list.iter().enumerate() {
             if !v.is_empty() && !v.parse::<u32>().is_ok_and(|p| p <= 65535) {
@@ -277,4 +292,80 @@ fn condition(errs: &mut Errs, at: &str, c: &Condition) {
             }
         }
     }
+}
+
+/// Source fields and condition keys that depend on the peer or request
+/// identity, which Istio does not support with the CUSTOM action.
+const CUSTOM_UNSUPPORTED_KEYS: &[&str] = &[
+    "source.namespace",
+    "source.serviceAccount",
+    "source.principal",
+    "source.trustDomain",
+];
+
+fn custom_restrictions(errs: &mut Errs, at: &str, rule: &Rule) {
+    const HINT: &str = "CUSTOM policies only support request/connection attributes (ipBlocks, remoteIpBlocks, hosts, ports, methods, paths, headers); move identity checks to an ALLOW or DENY policy";
+    for (j, f) in rule.from.iter().flatten().enumerate() {
+        let Some(s) = &f.source else { continue };
+        for (name, list) in [
+            ("namespaces", &s.namespaces),
+            ("notNamespaces", &s.not_namespaces),
+            ("serviceAccounts", &s.service_accounts),
+            ("notServiceAccounts", &s.not_service_accounts),
+            ("principals", &s.principals),
+            ("notPrincipals", &s.not_principals),
+            ("requestPrincipals", &s.request_principals),
+            ("notRequestPrincipals", &s.not_request_principals),
+            ("trustDomains", &s.trust_domains),
+            ("notTrustDomains", &s.not_trust_domains),
+        ] {
+            if !list.is_empty() {
+                errs.key(
+                    format!("{at}.from[{j}].source.{name}"),
+                    format!("from.source.{name} is not supported with action CUSTOM: {HINT}"),
+                );
+            }
+        }
+    }
+    for (j, c) in rule.when.iter().flatten().enumerate() {
+        let key = c.key.as_str();
+        if CUSTOM_UNSUPPORTED_KEYS.contains(&key) || key.starts_with("request.auth.") {
+            errs.at(
+                format!("{at}.when[{j}].key"),
+                format!("when key {key:?} is not supported with action CUSTOM: {HINT}"),
+            );
+        }
+    }
+}
+
+/// Istio's `CheckValidPathTemplate`: `{*}` matches one segment and `{**}` the
+/// rest; `{**}` must be the last operator, no other `{`/`}` may appear, and in a
+/// templated path every other segment must be a plain RFC 3986 `pchar` literal.
+fn path_template(path: &str) -> Result<(), String> {
+    let templated = path.contains("{*}") || path.contains("{**}");
+    let mut any_seen = false;
+    for glob in path.trim_matches('/').split('/') {
+        match glob {
+            "{*}" | "{**}" if any_seen => {
+                return Err("{**} must be the last operator (no {*} or {**} after it)".into())
+            }
+            "{*}" => continue,
+            "{**}" => {
+                any_seen = true;
+                continue;
+            }
+            _ => {}
+        }
+        if glob.contains(['{', '}']) {
+            return Err(format!("segment {glob:?} contains '{{' or '}}' beyond a whole-segment {{*}} or {{**}} operator"));
+        }
+        let literal = !glob.is_empty()
+            && glob
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()+,;:@=".contains(&b));
+        if templated && !literal {
+            return Err(format!("segment {glob:?} is not a valid literal in a templated path (no `*`, empty segments or other special characters)"));
+        }
+    }
+    Ok(())
 }

@@ -1,12 +1,12 @@
 //! Rules shared by several kinds: durations, ports, string matches, host names,
-//! IPs/CIDRs, DNS labels, selectors, exportTo, policy target references and
+//! IPs/CIDRs, DNS labels, selectors, exportTo, Istio host-name matching and
 //! header names/values.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::Errs;
-use crate::{PolicyTargetReference, StringMatch};
+use crate::StringMatch;
 
 /// Is `s` an Istio duration (`1h`, `5m`, `2s`, `0.5s`, `250ms`) of at least 1ms?
 pub fn valid_duration(s: &str) -> bool {
@@ -261,57 +261,25 @@ pub(crate) fn export_to(errs: &mut Errs, list: &[String], own_ns: &str, allow_ti
     }
 }
 
-/// `targetRef`/`targetRefs` shapes (CRD patterns) and the selector exclusivity.
-pub(crate) fn target_refs(
-    errs: &mut Errs,
-    has_selector: bool,
-    target_ref: Option<&PolicyTargetReference>,
-    target_refs: &[PolicyTargetReference],
-) {
-    let set = [has_selector, target_ref.is_some(), !target_refs.is_empty()]
-        .iter()
-        .filter(|b| **b)
-        .count();
-    if set > 1 {
-        let at = if target_ref.is_some() {
-            "spec.targetRef"
-        } else {
-            "spec.targetRefs"
-        };
-        errs.key(at, "only one of targetRefs or selector can be set (targetRef, targetRefs and selector are mutually exclusive)");
+/// Istio's `host.Name.Matches`: do the two (possibly `*`-prefixed) host names
+/// overlap, in either direction (`*.foo.bar` and `*.bar`, `*` and anything)?
+pub(crate) fn hosts_overlap(a: &str, b: &str) -> bool {
+    match (a.strip_prefix('*'), b.strip_prefix('*')) {
+        (Some(sa), Some(sb)) => sa.ends_with(sb) || sb.ends_with(sa),
+        (Some(sa), None) => b.ends_with(sa),
+        (None, Some(sb)) => a.ends_with(sb),
+        (None, None) => a == b,
     }
-    if target_refs.len() > 16 {
-        errs.key("spec.targetRefs", "at most 16 targetRefs may be set");
-    }
-    let refs = target_ref
-        .map(|r| ("spec.targetRef".to_owned(), r))
-        .into_iter()
-        .chain(
-            target_refs
-                .iter()
-                .enumerate()
-                .map(|(i, r)| (format!("spec.targetRefs[{i}]"), r)),
-        );
-    for (at, r) in refs {
-        if let Some(g) = &r.group {
-            if !g.is_empty() && !g.split('.').all(is_namespace) {
-                errs.at(format!("{at}.group"), format!("{at}.group in body should match a DNS subdomain ({g:?} given), e.g. gateway.networking.k8s.io or \"\""));
-            }
-        }
-        if let Some(k) = &r.kind {
-            let ok = k.starts_with(|c: char| c.is_ascii_alphabetic())
-                && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !k.ends_with('-');
-            if !ok {
-                errs.at(format!("{at}.kind"), format!("{at}.kind in body should match a kind name such as Gateway or Service ({k:?} given)"));
-            }
-        }
-        if r.name.is_empty() {
-            errs.key(
-                format!("{at}.name"),
-                format!("{at}.name: Required value: name the target resource"),
-            );
-        }
+}
+
+/// Istio's `host.Name.SubsetOf`: is every name matched by `n` also matched by
+/// `o` (`a.foo.com` and `*.a.foo.com` fall within `*.foo.com`)?
+pub(crate) fn host_within(n: &str, o: &str) -> bool {
+    match (n.strip_prefix('*'), o.strip_prefix('*')) {
+        (Some(sn), Some(so)) => n.len() >= o.len() && sn.ends_with(so),
+        (Some(_), None) => false,
+        (None, Some(so)) => n.ends_with(so),
+        (None, None) => n == o,
     }
 }
 

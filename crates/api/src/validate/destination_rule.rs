@@ -1,6 +1,6 @@
 //! DestinationRule rules: host, subsets, exportTo/workloadSelector, and traffic
-//! policies (load balancer, connection pool, outlier detection, client TLS,
-//! port-level settings, tunnel, retry budget).
+//! policies (load balancer including consistent-hash/maglev settings, connection
+//! pool, outlier detection, client TLS, port-level settings, tunnel, retry budget).
 
 use std::collections::BTreeSet;
 
@@ -150,6 +150,17 @@ fn load_balancer(errs: &mut Errs, at: &str, lb: &LoadBalancerSettings) {
                 "consistentHash: only one of ringHash or maglev may be set",
             );
         }
+        if ch.minimum_ring_size.is_some_and(|n| n != 0)
+            && (ch.ring_hash.is_some() || ch.maglev.is_some())
+        {
+            errs.key(
+                format!("{cat}.minimumRingSize"),
+                "only one of the deprecated minimumRingSize or ringHash/maglev may be set: move the value to ringHash.minimumRingSize",
+            );
+        }
+        if let Some(m) = &ch.maglev {
+            maglev_table_size(errs, &format!("{cat}.maglev"), m.table_size);
+        }
         if let Some(c) = &ch.http_cookie {
             if c.name.is_empty() {
                 errs.key(
@@ -216,6 +227,42 @@ fn load_balancer(errs: &mut Errs, at: &str, lb: &LoadBalancerSettings) {
     if let Some(d) = &lb.warmup_duration_secs {
         duration(errs, &format!("{at}.warmupDurationSecs"), d, false);
     }
+}
+
+/// Maglev `tableSize`: required, below 5000011 and prime (Envoy's primality
+/// test, as Istio copies it).
+fn maglev_table_size(errs: &mut Errs, at: &str, size: Option<u64>) {
+    match size.unwrap_or(0) {
+        0 => errs.key(
+            at,
+            "maglev.tableSize must be set: give a prime below 5000011 (65537 is the usual choice)",
+        ),
+        n if n >= 5_000_011 => errs.at(
+            format!("{at}.tableSize"),
+            format!(
+                "maglev.tableSize {n} must be less than 5000011: use a smaller prime such as 65537"
+            ),
+        ),
+        n if !is_prime(n) => errs.at(
+            format!("{at}.tableSize"),
+            format!("maglev.tableSize {n} must be a prime number (e.g. 65537 or 131071)"),
+        ),
+        _ => {}
+    }
+}
+
+/// Envoy's `Primes::isPrime` (1, 2 and 3 count as prime).
+fn is_prime(x: u64) -> bool {
+    if x != 0 && x < 4 {
+        return true;
+    }
+    // `rem` rather than `%`/`is_multiple_of` keeps clippy and the 1.85 MSRV happy.
+    let divides = |f: u64| x.checked_rem(f) == Some(0);
+    !divides(2)
+        && (3..)
+            .step_by(2)
+            .take_while(|f| f * f <= x)
+            .all(|f| !divides(f))
 }
 
 fn non_negative(errs: &mut Errs, at: &str, name: &str, v: Option<i32>) {

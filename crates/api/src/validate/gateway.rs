@@ -1,12 +1,13 @@
 //! Gateway rules: servers, ports (protocols, unique names), `[ns/]host` forms,
-//! binds, and the protocol/TLS pairing and certificate-source rules.
+//! binds, the protocol/TLS pairing and certificate-source rules, and the TLS
+//! protocol-version range.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use super::common::{is_dns_name, is_namespace, port_ok, selector_labels};
 use super::Errs;
-use crate::{Gateway, ServerTlsMode, ServerTlsSettings};
+use crate::{Gateway, ServerTlsMode, ServerTlsSettings, TlsProtocol};
 
 const PROTOCOLS: &[&str] = &[
     "HTTP", "HTTPS", "GRPC", "GRPC-WEB", "HTTP2", "MONGO", "TCP", "TLS", "REDIS", "MYSQL",
@@ -147,6 +148,7 @@ pub(super) fn server_tls(errs: &mut Errs, at: &str, t: &ServerTlsSettings) {
             "credentialNames and tlsCertificates take 1 or 2 entries (one RSA and one ECDSA)",
         );
     }
+    protocol_versions(errs, at, t);
     match mode {
         ServerTlsMode::Simple | ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual => {
             let m = match mode {
@@ -185,5 +187,27 @@ pub(super) fn server_tls(errs: &mut Errs, at: &str, t: &ServerTlsSettings) {
             }
         }
         ServerTlsMode::Passthrough | ServerTlsMode::AutoPassthrough => {}
+    }
+}
+
+/// `minProtocolVersion` must not exceed `maxProtocolVersion` (`TLS_AUTO` means
+/// the proxy default and is not compared): no TLS version could be negotiated.
+fn protocol_versions(errs: &mut Errs, at: &str, t: &ServerTlsSettings) {
+    let rank = |v: Option<TlsProtocol>| match v? {
+        TlsProtocol::TlsAuto => None,
+        TlsProtocol::TlsV1_0 => Some((0, "TLSV1_0")),
+        TlsProtocol::TlsV1_1 => Some((1, "TLSV1_1")),
+        TlsProtocol::TlsV1_2 => Some((2, "TLSV1_2")),
+        TlsProtocol::TlsV1_3 => Some((3, "TLSV1_3")),
+    };
+    if let (Some((min, min_name)), Some((max, max_name))) =
+        (rank(t.min_protocol_version), rank(t.max_protocol_version))
+    {
+        if min > max {
+            errs.at(
+                format!("{at}.minProtocolVersion"),
+                format!("minProtocolVersion {min_name} is higher than maxProtocolVersion {max_name}, so no TLS version can be negotiated: lower minProtocolVersion or raise maxProtocolVersion"),
+            );
+        }
     }
 }

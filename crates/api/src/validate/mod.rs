@@ -8,6 +8,8 @@ mod destination_rule;
 mod gateway;
 mod headers;
 mod http_policies;
+mod l4_routes;
+mod policy_target;
 mod security;
 mod service_entry;
 mod sidecar;

@@ -5,7 +5,8 @@
 use std::collections::BTreeSet;
 
 use super::authorization_policy::DRY_RUN;
-use super::common::{duration, is_header_name, selector_labels, target_refs};
+use super::common::{duration, is_header_name, selector_labels};
+use super::policy_target::target_refs;
 use super::Errs;
 use crate::{JwtRule, PeerAuthentication, RequestAuthentication, Resource};
 

@@ -1,5 +1,5 @@
-//! ServiceEntry rules: hosts, addresses, ports, resolution/location combinations,
-//! endpoints and workloadSelector.
+//! ServiceEntry rules: hosts, addresses, ports, resolution/location combinations
+//! (including several hosts on non-HTTP/TLS ports), endpoints and workloadSelector.
 
 use std::collections::BTreeSet;
 
@@ -118,6 +118,7 @@ pub(super) fn validate(r: &Resource, se: &ServiceEntry, errs: &mut Errs) {
         }
         _ => {}
     }
+    multiple_hosts_need_l7(errs, se, resolution);
     let port_names: BTreeSet<&str> = se.ports.iter().map(|p| p.name.as_str()).collect();
     for (i, ep) in se.endpoints.iter().enumerate() {
         let at = format!("spec.endpoints[{i}]");
@@ -139,4 +140,52 @@ pub(super) fn validate(r: &Resource, se: &ServiceEntry, errs: &mut Errs) {
         }
     }
     export_to(errs, &se.export_to, r.namespace(), true);
+}
+
+/// Istio: with several hosts and a resolution other than NONE, every port must
+/// be HTTP-like or TLS, since plain TCP cannot tell the hosts apart (HTTP uses
+/// the authority, TLS the SNI). Istio reports the first offending port only.
+fn multiple_hosts_need_l7(errs: &mut Errs, se: &ServiceEntry, resolution: Resolution) {
+    if resolution == Resolution::None || se.hosts.len() < 2 {
+        return;
+    }
+    let distinguishes = |p: &str| {
+        matches!(
+            p.to_ascii_uppercase().as_str(),
+            "HTTP" | "HTTP2" | "GRPC" | "GRPC-WEB" | "HTTP_PROXY" | "HTTPS" | "TLS"
+        )
+    };
+    let Some((i, p)) = se
+        .ports
+        .iter()
+        .enumerate()
+        .find(|(_, p)| !p.protocol.as_deref().is_some_and(distinguishes))
+    else {
+        return;
+    };
+    let (what, at_key) = match &p.protocol {
+        Some(proto) => (format!("protocol {proto}"), false),
+        None => ("no protocol (plain TCP)".to_owned(), true),
+    };
+    let msg = format!(
+        "multiple hosts provided with non-HTTP, non-TLS ports: port {} has {what}, and with {} hosts and resolution {} a TCP connection cannot be attributed to one host; use one host per ServiceEntry, an HTTP/TLS protocol, or resolution NONE",
+        p.number,
+        se.hosts.len(),
+        resolution_name(resolution)
+    );
+    if at_key {
+        errs.key(format!("spec.ports[{i}]"), msg);
+    } else {
+        errs.at(format!("spec.ports[{i}].protocol"), msg);
+    }
+}
+
+fn resolution_name(r: Resolution) -> &'static str {
+    match r {
+        Resolution::None => "NONE",
+        Resolution::Static => "STATIC",
+        Resolution::Dns => "DNS",
+        Resolution::DnsRoundRobin => "DNS_ROUND_ROBIN",
+        Resolution::DynamicDns => "DYNAMIC_DNS",
+    }
 }

@@ -1,7 +1,8 @@
 //! Telemetry rules: selector/targetRef exclusivity, provider names, tracing
 //! sampling and custom tags, metric overrides and access logging.
 
-use super::common::{duration, percent, selector_labels, target_refs};
+use super::common::{duration, percent, selector_labels};
+use super::policy_target::target_refs;
 use super::Errs;
 use crate::{ProviderRef, TagOperation, Telemetry};
 

@@ -1,13 +1,16 @@
-//! VirtualService rules: hosts, gateways, delegation, HTTP/TLS/TCP routes,
-//! matches, weights, retries, faults, mirrors, CORS, redirects, rewrites and
+//! VirtualService rules: hosts (including overlaps), gateways, delegation, HTTP
+//! routes (TLS/TCP routes live in `l4_routes`), matches, weights, retries, faults, mirrors, CORS, redirects, rewrites and
 //! header operations.
 
+use std::net::IpAddr;
+
 use super::common::{
-    duration, export_to, host, ip_or_cidr, is_dns_name, is_namespace, percent, port, regex,
-    string_match, EmptyPrefix,
+    duration, export_to, host, hosts_overlap, is_dns_name, is_namespace, is_wildcard_domain,
+    percent, port, regex, string_match, EmptyPrefix,
 };
 use super::headers::header_ops;
 use super::http_policies::{cors, fault, retries};
+use super::l4_routes;
 use super::Errs;
 use crate::{HttpMatchRequest, HttpRoute, Resource, RouteDestination, VirtualService};
 
@@ -34,10 +37,8 @@ pub(super) fn validate(r: &Resource, vs: &VirtualService, errs: &mut Errs) {
         } else {
             host(errs, &at, h);
         }
-        if vs.hosts[..i].contains(h) {
-            errs.at(format!("spec.hosts[{i}]"), format!("duplicate host {h:?}"));
-        }
     }
+    overlapping_hosts(errs, &vs.hosts, applies_to_mesh);
     for (i, g) in vs.gateways.iter().enumerate() {
         gateway_name(errs, &format!("spec.gateways[{i}]"), g);
     }
@@ -57,71 +58,31 @@ pub(super) fn validate(r: &Resource, vs: &VirtualService, errs: &mut Errs) {
             applies_to_mesh,
         );
     }
-    for (i, t) in vs.tls.iter().enumerate() {
-        let at = format!("spec.tls[{i}]");
-        if t.r#match.is_empty() {
-            errs.key(
-                format!("{at}.match"),
-                "TLS route must have at least one match (with sniHosts)",
-            );
-        }
-        for (j, m) in t.r#match.iter().enumerate() {
-            let mat = format!("{at}.match[{j}]");
-            if m.sni_hosts.is_empty() {
-                errs.key(
-                    format!("{mat}.sniHosts"),
-                    "TLS match must have at least one sniHost",
-                );
-            }
-            for (k, s) in m.sni_hosts.iter().enumerate() {
-                host(errs, &format!("{mat}.sniHosts[{k}]"), s);
-            }
-            for (k, c) in m.destination_subnets.iter().enumerate() {
-                ip_or_cidr(
-                    errs,
-                    &format!("{mat}.destinationSubnets[{k}]"),
-                    c,
-                    "destination subnet",
-                );
-            }
-            l4_common(
-                errs,
-                &mat,
-                m.port,
-                &m.gateways,
-                m.source_namespace.as_deref(),
-            );
-        }
-        routes(errs, &at, "TLS", &t.route);
+    l4_routes::validate(errs, vs);
+}
+
+/// Istio rejects hosts that duplicate or overlap within one VirtualService
+/// (`*.foo.bar` with `*.bar`, `a.bar` with `*.bar`, `*` with anything); only
+/// checked when every host is well-formed, as Istio does.
+fn overlapping_hosts(errs: &mut Errs, hosts: &[String], applies_to_mesh: bool) {
+    let valid = hosts.iter().all(|h| {
+        !(h == "*" && applies_to_mesh) && (is_wildcard_domain(h) || h.parse::<IpAddr>().is_ok())
+    });
+    if !valid {
+        return;
     }
-    for (i, t) in vs.tcp.iter().enumerate() {
-        let at = format!("spec.tcp[{i}]");
-        for (j, m) in t.r#match.iter().enumerate() {
-            let mat = format!("{at}.match[{j}]");
-            for (k, c) in m.destination_subnets.iter().enumerate() {
-                ip_or_cidr(
-                    errs,
-                    &format!("{mat}.destinationSubnets[{k}]"),
-                    c,
-                    "destination subnet",
-                );
-            }
-            if let Some(s) = &m.source_subnet {
-                ip_or_cidr(errs, &format!("{mat}.sourceSubnet"), s, "source subnet");
-            }
-            l4_common(
-                errs,
-                &mat,
-                m.port,
-                &m.gateways,
-                m.source_namespace.as_deref(),
+    for (j, hj) in hosts.iter().enumerate() {
+        if let Some(hi) = hosts[..j].iter().find(|hi| hosts_overlap(hi, hj)) {
+            let what = if hi == hj { "duplicates" } else { "overlaps" };
+            errs.at(
+                format!("spec.hosts[{j}]"),
+                format!("host {hj:?} {what} host {hi:?} of this VirtualService: list each host once and do not combine a wildcard with hosts it covers (keep the broader one or split into separate VirtualServices)"),
             );
         }
-        routes(errs, &at, "TCP", &t.route);
     }
 }
 
-fn gateway_name(errs: &mut Errs, at: &str, g: &str) {
+pub(super) fn gateway_name(errs: &mut Errs, at: &str, g: &str) {
     if g == "mesh" {
         return;
     }
@@ -136,7 +97,13 @@ fn gateway_name(errs: &mut Errs, at: &str, g: &str) {
     }
 }
 
-fn l4_common(errs: &mut Errs, at: &str, p: Option<u32>, gateways: &[String], ns: Option<&str>) {
+pub(super) fn l4_common(
+    errs: &mut Errs,
+    at: &str,
+    p: Option<u32>,
+    gateways: &[String],
+    ns: Option<&str>,
+) {
     if let Some(p) = p {
         port(errs, &format!("{at}.port"), p);
     }
@@ -150,7 +117,7 @@ fn l4_common(errs: &mut Errs, at: &str, p: Option<u32>, gateways: &[String], ns:
     }
 }
 
-fn routes(errs: &mut Errs, at: &str, what: &str, route: &[RouteDestination]) {
+pub(super) fn routes(errs: &mut Errs, at: &str, what: &str, route: &[RouteDestination]) {
     if route.is_empty() {
         errs.key(format!("{at}.route"), format!("{what} route must have at least one destination; add a route with a destination host"));
     }
