@@ -100,11 +100,23 @@ impl State {
     /// Pushes to everyone (called once the reconnect grace has passed).
     pub fn push_now(&self) {
         let mut inner = self.inner.lock().expect("state poisoned");
-        self.push_all(&mut inner);
+        let in_grace = self.started.elapsed() < RECONNECT_GRACE;
+        self.push(&mut inner, in_grace);
+    }
+
+    /// Ends the reconnect grace now and pushes to everyone (tests, and operators who know
+    /// every proxy is back).
+    pub fn push_now_ignoring_grace(&self) {
+        let mut inner = self.inner.lock().expect("state poisoned");
+        self.push(&mut inner, false);
     }
 
     fn push_all(&self, inner: &mut Inner) {
         let in_grace = self.started.elapsed() < RECONNECT_GRACE;
+        self.push(inner, in_grace);
+    }
+
+    fn push(&self, inner: &mut Inner, in_grace: bool) {
         let live: Vec<LiveProxy> = inner
             .conns
             .values()

@@ -111,16 +111,28 @@ fn live() -> Vec<LiveProxy> {
         .iter()
         .map(|s| {
             let (w, port) = s.split_once(':').unwrap();
-            LiveProxy { workload: w.into(), namespace: "game".into(), inbound_addr: format!("127.0.0.1:{port}") }
+            LiveProxy {
+                workload: w.into(),
+                namespace: "game".into(),
+                inbound_addr: format!("127.0.0.1:{port}"),
+            }
         })
-        .chain([LiveProxy { workload: "gw".into(), namespace: "istio-system".into(), inbound_addr: String::new() }])
+        .chain([LiveProxy {
+            workload: "gw".into(),
+            namespace: "istio-system".into(),
+            inbound_addr: String::new(),
+        }])
         .collect()
 }
 
 fn gateway_config() -> ProxyConfig {
     let res = resources();
     let reg = Registry::build(&res, &live());
-    let gw = ProxyRef { role: Role::Gateway, workload: "gw".into(), namespace: "istio-system".into() };
+    let gw = ProxyRef {
+        role: Role::Gateway,
+        workload: "gw".into(),
+        namespace: "istio-system".into(),
+    };
     compile(&res, &reg, "cluster.local", &gw).unwrap()
 }
 
@@ -130,7 +142,13 @@ fn gateway_gets_a_plaintext_listener_per_http_server_only() {
     let ports: Vec<u32> = cfg.listeners.iter().map(|l| l.port).collect();
     // The HTTPS server needs TLS termination, which is not built yet: never served as plaintext.
     assert_eq!(ports, vec![80]);
-    assert!(cfg.not_enforced.iter().any(|n| n.what.starts_with("servers[1].tls")), "{:?}", cfg.not_enforced);
+    assert!(
+        cfg.not_enforced
+            .iter()
+            .any(|n| n.what.starts_with("servers[1].tls")),
+        "{:?}",
+        cfg.not_enforced
+    );
 }
 
 #[test]
@@ -144,8 +162,17 @@ fn gateway_routes_keep_order_matches_and_weights() {
     let names: Vec<&str> = vh.routes.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["premium", "split"]);
     let premium = &vh.routes[0];
-    assert_eq!(premium.matches[0].headers[0].name, "x-tier", "header names are lower-cased");
-    assert_eq!(premium.destinations, vec![WeightedCluster { cluster: "outbound|8080|v2|inventory.game.svc.cluster.local".into(), weight: 100 }]);
+    assert_eq!(
+        premium.matches[0].headers[0].name, "x-tier",
+        "header names are lower-cased"
+    );
+    assert_eq!(
+        premium.destinations,
+        vec![WeightedCluster {
+            cluster: "outbound|8080|v2|inventory.game.svc.cluster.local".into(),
+            weight: 100
+        }]
+    );
     let split = &vh.routes[1];
     let weights: Vec<u32> = split.destinations.iter().map(|d| d.weight).collect();
     assert_eq!(weights, [80, 20]);
@@ -158,11 +185,22 @@ fn clusters_select_subset_endpoints_with_identity_and_lb() {
     let v1 = &cfg.clusters["outbound|8080|v1|inventory.game.svc.cluster.local"];
     assert_eq!(v1.endpoints.len(), 1);
     assert_eq!(v1.endpoints[0].address, "127.0.0.1:1001");
-    assert_eq!(v1.endpoints[0].identity, "spiffe://cluster.local/ns/game/sa/inventory");
-    assert_eq!(v1.lb, LbPolicy::LeastRequest, "LEAST_CONN is an alias of LEAST_REQUEST");
+    assert_eq!(
+        v1.endpoints[0].identity,
+        "spiffe://cluster.local/ns/game/sa/inventory"
+    );
+    assert_eq!(
+        v1.lb,
+        LbPolicy::LeastRequest,
+        "LEAST_CONN is an alias of LEAST_REQUEST"
+    );
     let v2 = &cfg.clusters["outbound|8080|v2|inventory.game.svc.cluster.local"];
     assert_eq!(v2.endpoints[0].address, "127.0.0.1:1002");
-    assert_eq!(v2.lb, LbPolicy::RoundRobin, "subset traffic policy overrides the top level");
+    assert_eq!(
+        v2.lb,
+        LbPolicy::RoundRobin,
+        "subset traffic policy overrides the top level"
+    );
 }
 
 #[test]
@@ -171,63 +209,116 @@ fn endpoints_follow_live_proxies() {
     let mut live = live();
     live.retain(|p| p.workload != "inv-v2");
     let reg = Registry::build(&res, &live);
-    let gw = ProxyRef { role: Role::Gateway, workload: "gw".into(), namespace: "istio-system".into() };
+    let gw = ProxyRef {
+        role: Role::Gateway,
+        workload: "gw".into(),
+        namespace: "istio-system".into(),
+    };
     let cfg = compile(&res, &reg, "cluster.local", &gw).unwrap();
-    assert!(cfg.clusters["outbound|8080|v2|inventory.game.svc.cluster.local"].endpoints.is_empty());
+    assert!(
+        cfg.clusters["outbound|8080|v2|inventory.game.svc.cluster.local"]
+            .endpoints
+            .is_empty()
+    );
 }
 
 #[test]
 fn sidecar_gets_default_routes_short_names_and_inbound() {
     let res = resources();
     let reg = Registry::build(&res, &live());
-    let p = ProxyRef { role: Role::Sidecar, workload: "player-v1".into(), namespace: "game".into() };
+    let p = ProxyRef {
+        role: Role::Sidecar,
+        workload: "player-v1".into(),
+        namespace: "game".into(),
+    };
     let cfg = compile(&res, &reg, "cluster.local", &p).unwrap();
     let table = &cfg.routes["outbound"];
-    let inv = table.virtual_hosts.iter().find(|v| v.name == "inventory.game.svc.cluster.local").unwrap();
-    assert!(inv.domains.contains(&"inventory".to_string()), "same-namespace short name");
+    let inv = table
+        .virtual_hosts
+        .iter()
+        .find(|v| v.name == "inventory.game.svc.cluster.local")
+        .unwrap();
+    assert!(
+        inv.domains.contains(&"inventory".to_string()),
+        "same-namespace short name"
+    );
     assert!(inv.domains.contains(&"inventory.game".to_string()));
     // The gateway-bound VirtualService does not apply to sidecars: default route to all endpoints.
     assert_eq!(inv.routes.len(), 1);
     let all = &cfg.clusters[&inv.routes[0].destinations[0].cluster];
     assert_eq!(all.endpoints.len(), 2);
     let inbound = cfg.inbound.unwrap();
-    assert_eq!(inbound.identity, "spiffe://cluster.local/ns/game/sa/default", "no serviceAccount means default");
-    assert_eq!(inbound.services, vec!["player.game.svc.cluster.local".to_string()]);
+    assert_eq!(
+        inbound.identity, "spiffe://cluster.local/ns/game/sa/default",
+        "no serviceAccount means default"
+    );
+    assert_eq!(
+        inbound.services,
+        vec!["player.game.svc.cluster.local".to_string()]
+    );
 }
 
 #[test]
 fn unknown_subset_selects_nothing() {
-    let text = MESH.replace("subset: v2}\n  - name: split", "subset: v9}\n  - name: split");
+    let text = MESH.replace(
+        "subset: v2}\n  - name: split",
+        "subset: v9}\n  - name: split",
+    );
     let loaded = weft_api::load_str(&text, "mesh.yaml");
     let reg = Registry::build(&loaded.resources, &live());
-    let gw = ProxyRef { role: Role::Gateway, workload: "gw".into(), namespace: "istio-system".into() };
+    let gw = ProxyRef {
+        role: Role::Gateway,
+        workload: "gw".into(),
+        namespace: "istio-system".into(),
+    };
     let cfg = compile(&loaded.resources, &reg, "cluster.local", &gw).unwrap();
-    assert!(cfg.clusters["outbound|8080|v9|inventory.game.svc.cluster.local"].endpoints.is_empty());
+    assert!(
+        cfg.clusters["outbound|8080|v9|inventory.game.svc.cluster.local"]
+            .endpoints
+            .is_empty()
+    );
 }
 
 #[test]
 fn unknown_workload_is_an_error_that_says_what_to_do() {
     let res = resources();
     let reg = Registry::build(&res, &live());
-    let p = ProxyRef { role: Role::Sidecar, workload: "ghost".into(), namespace: "game".into() };
-    let err = compile(&res, &reg, "cluster.local", &p).unwrap_err().to_string();
+    let p = ProxyRef {
+        role: Role::Sidecar,
+        workload: "ghost".into(),
+        namespace: "game".into(),
+    };
+    let err = compile(&res, &reg, "cluster.local", &p)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no WorkloadEntry game/ghost"), "{err}");
 }
 
 #[test]
 fn unimplemented_semantics_are_reported_not_ignored() {
     let all = not_enforced(&resources());
-    let whats: Vec<String> = all.iter().map(|n| format!("{} {}", n.resource, n.what)).collect();
+    let whats: Vec<String> = all
+        .iter()
+        .map(|n| format!("{} {}", n.resource, n.what))
+        .collect();
     for expected in [
         "VirtualService/game/api http[1].retries",
         "DestinationRule/game/inventory trafficPolicy.outlierDetection",
         "PeerAuthentication/game/default mtls.mode",
         "Gateway/game/public servers[1].tls",
     ] {
-        assert!(whats.iter().any(|w| w.starts_with(expected)), "missing {expected:?} in {whats:#?}");
+        assert!(
+            whats.iter().any(|w| w.starts_with(expected)),
+            "missing {expected:?} in {whats:#?}"
+        );
     }
     // Implemented fields are not reported.
-    assert!(!whats.iter().any(|w| w.contains("loadBalancer") || w.contains("timeout") || w.contains(".match")), "{whats:#?}");
+    assert!(
+        !whats
+            .iter()
+            .any(|w| w.contains("loadBalancer") || w.contains("timeout") || w.contains(".match")),
+        "{whats:#?}"
+    );
     assert!(all.iter().all(|n| n.location.starts_with("mesh.yaml:")));
 }
 

@@ -1,0 +1,118 @@
+//! Control-plane state: what is pushed to whom, and when.
+
+use tokio::sync::mpsc;
+use weft_control::state::State;
+use weft_protocol::{decode_config, pb};
+
+const MESH: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: inventory, namespace: game}
+spec:
+  hosts: [inventory.game.svc.cluster.local]
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+  workloadSelector: {labels: {app: inventory}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: inv-v1, namespace: game}
+spec: {address: 127.0.0.1, labels: {app: inventory, version: v1}, serviceAccount: inventory}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: player, namespace: game}
+spec: {address: 127.0.0.1, labels: {app: player}}
+"#;
+
+fn resources(text: &str) -> Vec<weft_api::Resource> {
+    let loaded = weft_api::load_str(text, "mesh.yaml");
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    loaded.resources
+}
+
+fn node(workload: &str, inbound: &str, config_version: &str) -> pb::Node {
+    pb::Node {
+        id: format!("sidecar~{workload}.game"),
+        role: "sidecar".into(),
+        workload: workload.into(),
+        namespace: "game".into(),
+        inbound_addr: inbound.into(),
+        build_version: "test".into(),
+        config_version: config_version.into(),
+    }
+}
+
+type Rx = mpsc::Receiver<Result<pb::ConfigPush, tonic::Status>>;
+
+fn next(rx: &mut Rx) -> Option<pb::ConfigPush> {
+    rx.try_recv().ok().map(|r| r.expect("push is not an error"))
+}
+
+#[tokio::test]
+async fn pushes_on_connect_and_only_when_a_config_changes() {
+    let state = State::new(resources(MESH), "cluster.local");
+    let (tx, mut player) = mpsc::channel(16);
+    state.connect(node("player", "127.0.0.1:1001", ""), tx);
+    let first = next(&mut player).expect("a new proxy gets a config at once");
+    assert!(next(&mut player).is_none());
+
+    // inventory connects: player's config gains an endpoint, so player gets a push.
+    let (tx, mut inv) = mpsc::channel(16);
+    let id = state.connect(node("inv-v1", "127.0.0.1:1002", ""), tx);
+    assert!(next(&mut inv).is_some());
+    let second = next(&mut player).expect("endpoint change reaches the other proxy");
+    assert!(
+        second.version.parse::<u64>().unwrap() > first.version.parse::<u64>().unwrap(),
+        "versions increase"
+    );
+    let cfg = decode_config(&second).unwrap();
+    let cluster = cfg
+        .clusters
+        .values()
+        .find(|c| c.service == "inventory.game.svc.cluster.local")
+        .unwrap();
+    assert_eq!(cluster.endpoints[0].address, "127.0.0.1:1002");
+    assert_eq!(
+        cluster.endpoints[0].identity,
+        "spiffe://cluster.local/ns/game/sa/inventory"
+    );
+
+    // The same resources again: nothing changes, nothing is pushed.
+    state.set_resources(resources(MESH));
+    assert!(next(&mut player).is_none() && next(&mut inv).is_none());
+
+    // inventory leaves: its endpoint leaves player's config.
+    state.disconnect(id);
+    let third = decode_config(&next(&mut player).expect("removal is pushed")).unwrap();
+    assert!(third.clusters.values().all(|c| c.endpoints.is_empty()));
+}
+
+#[tokio::test]
+async fn a_proxy_that_already_has_config_is_left_alone_during_the_reconnect_grace() {
+    let state = State::new(resources(MESH), "cluster.local");
+    let (tx, mut player) = mpsc::channel(16);
+    state.connect(node("player", "127.0.0.1:1001", "41"), tx);
+    assert!(
+        next(&mut player).is_none(),
+        "a reconnecting proxy keeps its config while peers reconnect"
+    );
+    let (tx, mut inv) = mpsc::channel(16);
+    state.connect(node("inv-v1", "127.0.0.1:1002", ""), tx);
+    assert!(
+        next(&mut inv).is_some(),
+        "a proxy without config is served at once"
+    );
+    assert!(next(&mut player).is_none());
+    // After the grace (driven here directly), everyone is brought up to date.
+    state.push_now_ignoring_grace();
+    let cfg = decode_config(&next(&mut player).expect("pushed after the grace")).unwrap();
+    assert!(cfg.clusters.values().any(|c| !c.endpoints.is_empty()));
+}
+
+#[tokio::test]
+async fn unknown_workload_gets_no_config() {
+    let state = State::new(resources(MESH), "cluster.local");
+    let (tx, mut ghost) = mpsc::channel(16);
+    state.connect(node("ghost", "127.0.0.1:1003", ""), tx);
+    assert!(next(&mut ghost).is_none());
+}
