@@ -438,20 +438,9 @@ fn parse_cluster_name(name: &str) -> Option<(u32, Option<String>, String)> {
     ))
 }
 
-/// Parses an Istio duration (`1h`, `5m`, `2s`, `0.5s`, `250ms`) to milliseconds.
+/// Parses an Istio duration (`1h`, `5m`, `2s`, `0.5s`, `250ms`) to whole milliseconds.
 pub fn parse_duration_ms(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1000.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60_000.0)
-    } else if let Some(n) = s.strip_suffix('h') {
-        (n, 3_600_000.0)
-    } else {
-        return None;
-    };
-    let v: f64 = num.parse().ok()?;
-    (v >= 0.0 && v.is_finite()).then(|| (v * mult).round() as u64)
+    weft_api::duration_ms(s.trim())
+        .filter(|ms| *ms >= 0.0)
+        .map(|ms| ms.round() as u64)
 }

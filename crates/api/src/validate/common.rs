@@ -14,7 +14,7 @@ pub fn valid_duration(s: &str) -> bool {
 }
 
 /// The value of a duration in milliseconds (`None` when it is not a duration).
-pub(crate) fn duration_ms(s: &str) -> Option<f64> {
+pub fn duration_ms(s: &str) -> Option<f64> {
     let (num, unit_ms) = if let Some(n) = s.strip_suffix("ms") {
         (n, 1.0)
     } else if let Some(n) = s.strip_suffix("us") {

@@ -17,7 +17,7 @@ mod telemetry;
 mod virtual_service;
 mod workload_entry;
 
-pub use common::valid_duration;
+pub use common::{duration_ms, valid_duration};
 
 use crate::{Resource, Spec};
 
