@@ -5,9 +5,10 @@ use crate::state::State;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::watch;
+use tokio_stream::wrappers::WatchStream;
 use tokio_stream::Stream;
+use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 use weft_api::Spec;
@@ -41,7 +42,7 @@ impl Mesh for MeshService {
                 "the first message on the config stream must be hello",
             ));
         };
-        let (tx, rx) = mpsc::channel(16);
+        let (tx, rx) = watch::channel(None);
         let state = self.state.clone();
         let proxy = node.id.clone();
         let id = state.connect(node, tx);
@@ -63,7 +64,8 @@ impl Mesh for MeshService {
             }
             state.disconnect(id);
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let pushes = WatchStream::new(rx).filter_map(|push| push.map(Ok));
+        Ok(Response::new(Box::pin(pushes)))
     }
 
     async fn create_certificate(

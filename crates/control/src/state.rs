@@ -5,14 +5,15 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::watch;
 use tracing::{info, warn};
 use weft_api::Resource;
 use weft_model::{compile, LiveProxy, ProxyConfig, ProxyRef, Registry, Role};
 use weft_protocol::{encode_config, pb};
 
-/// Sender half of one proxy's push stream.
-pub type PushTx = mpsc::Sender<Result<pb::ConfigPush, tonic::Status>>;
+/// Sender half of one proxy's push stream: a single slot holding the newest config, so
+/// pushes to a slow proxy coalesce and the latest one is never lost.
+pub type PushTx = watch::Sender<Option<pb::ConfigPush>>;
 
 struct Conn {
     node: pb::Node,
@@ -155,12 +156,9 @@ impl State {
             }
             version += 1;
             let push = encode_config(&version.to_string(), &cfg);
-            if conn.tx.try_send(Ok(push)).is_ok() {
-                conn.last_sent = Some(cfg);
-            } else {
-                warn!(proxy = %conn.node.id, "push stream full or closed; will resend on the next change");
-                conn.last_sent = None;
-            }
+            // Fails only once the stream is gone; disconnect() then forgets the proxy.
+            let _ = conn.tx.send(Some(push));
+            conn.last_sent = Some(cfg);
         }
         inner.version = version;
     }

@@ -1,6 +1,6 @@
 //! Control-plane state: what is pushed to whom, and when.
 
-use tokio::sync::mpsc;
+use tokio::sync::watch;
 use weft_control::state::State;
 use weft_protocol::{decode_config, pb};
 
@@ -42,22 +42,31 @@ fn node(workload: &str, inbound: &str, config_version: &str) -> pb::Node {
     }
 }
 
-type Rx = mpsc::Receiver<Result<pb::ConfigPush, tonic::Status>>;
+type Rx = watch::Receiver<Option<pb::ConfigPush>>;
 
+/// The newest push not yet seen, if any.
 fn next(rx: &mut Rx) -> Option<pb::ConfigPush> {
-    rx.try_recv().ok().map(|r| r.expect("push is not an error"))
+    if rx.has_changed().unwrap_or(false) {
+        rx.borrow_and_update().clone()
+    } else {
+        None
+    }
+}
+
+fn channel() -> (watch::Sender<Option<pb::ConfigPush>>, Rx) {
+    watch::channel(None)
 }
 
 #[tokio::test]
 async fn pushes_on_connect_and_only_when_a_config_changes() {
     let state = State::new(resources(MESH), "cluster.local");
-    let (tx, mut player) = mpsc::channel(16);
+    let (tx, mut player) = channel();
     state.connect(node("player", "127.0.0.1:1001", ""), tx);
     let first = next(&mut player).expect("a new proxy gets a config at once");
     assert!(next(&mut player).is_none());
 
     // inventory connects: player's config gains an endpoint, so player gets a push.
-    let (tx, mut inv) = mpsc::channel(16);
+    let (tx, mut inv) = channel();
     let id = state.connect(node("inv-v1", "127.0.0.1:1002", ""), tx);
     assert!(next(&mut inv).is_some());
     let second = next(&mut player).expect("endpoint change reaches the other proxy");
@@ -90,13 +99,13 @@ async fn pushes_on_connect_and_only_when_a_config_changes() {
 #[tokio::test]
 async fn a_proxy_that_already_has_config_is_left_alone_during_the_reconnect_grace() {
     let state = State::new(resources(MESH), "cluster.local");
-    let (tx, mut player) = mpsc::channel(16);
+    let (tx, mut player) = channel();
     state.connect(node("player", "127.0.0.1:1001", "41"), tx);
     assert!(
         next(&mut player).is_none(),
         "a reconnecting proxy keeps its config while peers reconnect"
     );
-    let (tx, mut inv) = mpsc::channel(16);
+    let (tx, mut inv) = channel();
     state.connect(node("inv-v1", "127.0.0.1:1002", ""), tx);
     assert!(
         next(&mut inv).is_some(),
@@ -112,7 +121,31 @@ async fn a_proxy_that_already_has_config_is_left_alone_during_the_reconnect_grac
 #[tokio::test]
 async fn unknown_workload_gets_no_config() {
     let state = State::new(resources(MESH), "cluster.local");
-    let (tx, mut ghost) = mpsc::channel(16);
+    let (tx, mut ghost) = channel();
     state.connect(node("ghost", "127.0.0.1:1003", ""), tx);
     assert!(next(&mut ghost).is_none());
+}
+
+#[tokio::test]
+async fn a_slow_proxy_gets_the_newest_config_not_a_backlog() {
+    let state = State::new(resources(MESH), "cluster.local");
+    let (tx, mut player) = channel();
+    state.connect(node("player", "127.0.0.1:1001", ""), tx);
+    // Three changes while player reads nothing: inventory comes, goes, comes back elsewhere.
+    let (tx, _first) = channel();
+    let first = state.connect(node("inv-v1", "127.0.0.1:2000", ""), tx);
+    state.disconnect(first);
+    let (tx, _inv) = channel();
+    state.connect(node("inv-v1", "127.0.0.1:3000", ""), tx);
+    let latest = decode_config(&next(&mut player).expect("a push is waiting")).unwrap();
+    let cluster = latest
+        .clusters
+        .values()
+        .find(|c| c.service == "inventory.game.svc.cluster.local")
+        .unwrap();
+    assert_eq!(
+        cluster.endpoints[0].address, "127.0.0.1:3000",
+        "the newest state, not an old one"
+    );
+    assert!(next(&mut player).is_none(), "coalesced into one push");
 }
