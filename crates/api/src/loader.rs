@@ -180,7 +180,7 @@ pub fn load_path(path: &Path) -> LoadResult {
 pub(crate) const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Most YAML documents (`---`-separated) `load_str` accepts in one file.
-pub(crate) const MAX_DOCUMENTS: usize = 10_000;
+pub(crate) const MAX_DOCUMENTS: usize = 50_000;
 
 /// Most bytes the dotted paths (`spec.http[0].route`) of all nodes of one document
 /// may add up to. Decoding and position indexing build each node's path, so very
