@@ -329,3 +329,24 @@ fn prime_maglev_and_lone_ring_size_accepted() {
     accepted(&dr("        minimumRingSize: 1024\n"));
     accepted(&dr("        ringHash: {minimumRingSize: 1024}\n"));
 }
+
+#[test]
+fn weights_that_add_up_past_u32_are_rejected() {
+    let y = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs, namespace: prod}\nspec:\n  hosts: [a]\n  http:\n  - route:\n    - destination: {host: a}\n      weight: 2147483647\n    - destination: {host: b}\n      weight: 2147483647\n    - destination: {host: c}\n      weight: 2\n";
+    let loaded = weft_api::load_str(y, "w.yaml");
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let errs = weft_api::validate_all(&loaded.resources);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].path, "spec.http[0].route");
+    assert!(
+        errs[0].message.contains("weights add up to 4294967296"),
+        "{}",
+        errs[0]
+    );
+    let ok = y.replace("weight: 2\n", "weight: 1\n");
+    let loaded = weft_api::load_str(&ok, "w.yaml");
+    assert!(
+        weft_api::validate_all(&loaded.resources).is_empty(),
+        "exactly u32::MAX is fine"
+    );
+}

@@ -4,6 +4,7 @@
 //! registry and DestinationRules (subsets, load balancer).
 
 use crate::config::*;
+use crate::matching::{convert, host_intersection, MatchCtx};
 use crate::registry::{fqdn, selects, spiffe_id, Registry};
 use crate::report;
 use std::collections::{BTreeMap, BTreeSet};
@@ -55,9 +56,9 @@ pub fn compile(
         used: BTreeSet::new(),
     };
     match proxy.role {
-        Role::Gateway => b.gateway(&workload.labels),
+        Role::Gateway => b.gateway(&workload.labels, &workload.namespace),
         Role::Sidecar => {
-            b.outbound(&proxy.namespace);
+            b.outbound(&proxy.namespace, &workload.labels);
             b.cfg.inbound = Some(Inbound {
                 workload: workload.name.clone(),
                 namespace: workload.namespace.clone(),
@@ -104,23 +105,6 @@ fn origin(r: &Resource) -> String {
     format!("{} ({}:{})", r.key(), r.source.file, r.source.line)
 }
 
-/// Does a Gateway server host (`host`, `*`, `*.suffix`, `ns/host`) admit a VirtualService host?
-fn server_host_admits(server_host: &str, vs_host: &str) -> bool {
-    let h = server_host
-        .rsplit_once('/')
-        .map(|(_, h)| h)
-        .unwrap_or(server_host);
-    if h == "*" || h == vs_host {
-        return true;
-    }
-    match (h.strip_prefix('*'), vs_host.strip_prefix('*')) {
-        (Some(suffix), Some(vs_suffix)) => vs_suffix.ends_with(suffix),
-        (Some(suffix), None) => vs_host.ends_with(suffix),
-        (None, Some(vs_suffix)) => h.ends_with(vs_suffix),
-        (None, None) => false,
-    }
-}
-
 impl<'a> Builder<'a> {
     fn virtual_services(&self) -> impl Iterator<Item = (&'a Resource, &'a VirtualService)> {
         self.resources.iter().filter_map(|r| match &r.spec {
@@ -129,9 +113,9 @@ impl<'a> Builder<'a> {
         })
     }
 
-    fn gateway(&mut self, labels: &BTreeMap<String, String>) {
-        // port -> (server hosts, gateway names "ns/name")
-        let mut ports: BTreeMap<u32, (Vec<String>, BTreeSet<String>)> = BTreeMap::new();
+    fn gateway(&mut self, labels: &BTreeMap<String, String>, namespace: &str) {
+        // port -> gateway ("ns/name") -> its server hosts on that port
+        let mut ports: BTreeMap<u32, BTreeMap<String, Vec<String>>> = BTreeMap::new();
         for r in self.resources {
             let Spec::Gateway(gw) = &r.spec else { continue };
             if gw.selector.is_empty() || !selects(&gw.selector, labels) {
@@ -144,36 +128,51 @@ impl<'a> Builder<'a> {
                 if server.tls.is_some() {
                     continue;
                 }
-                let entry = ports.entry(port.number).or_default();
-                entry.0.extend(server.hosts.iter().cloned());
-                entry.1.insert(format!("{}/{}", r.namespace(), r.name()));
+                let hosts = ports
+                    .entry(port.number)
+                    .or_default()
+                    .entry(format!("{}/{}", r.namespace(), r.name()))
+                    .or_default();
+                hosts.extend(server.hosts.iter().cloned());
             }
         }
-        for (port, (server_hosts, gateways)) in ports {
+        for (port, gateways) in ports {
+            let names: BTreeSet<String> = gateways.keys().cloned().collect();
+            let ctx = MatchCtx {
+                labels,
+                namespace,
+                gateways: Some(&names),
+                port,
+            };
             let mut table = RouteTable::default();
             for (r, vs) in self.virtual_services() {
-                let bound = vs.gateways.iter().any(|g| {
-                    let full = if g.contains('/') {
-                        g.clone()
-                    } else {
-                        format!("{}/{}", r.namespace(), g)
-                    };
-                    gateways.contains(&full)
-                });
-                if !bound {
-                    continue;
-                }
-                let domains: Vec<String> = vs
-                    .hosts
+                // Only the servers of the gateways this VirtualService binds admit its hosts.
+                let bound: Vec<&Vec<String>> = vs
+                    .gateways
                     .iter()
-                    .filter(|h| server_hosts.iter().any(|s| server_host_admits(s, h)))
-                    .cloned()
+                    .filter_map(|g| {
+                        gateways.get(&if g.contains('/') {
+                            g.clone()
+                        } else {
+                            format!("{}/{}", r.namespace(), g)
+                        })
+                    })
                     .collect();
+                let mut domains: Vec<String> = Vec::new();
+                for vs_host in &vs.hosts {
+                    for server_host in bound.iter().flat_map(|h| h.iter()) {
+                        if let Some(d) = host_intersection(server_host, vs_host) {
+                            if !domains.contains(&d) {
+                                domains.push(d);
+                            }
+                        }
+                    }
+                }
                 if domains.is_empty() {
                     continue;
                 }
                 self.used.insert(r.key());
-                let routes = self.vs_routes(r, vs);
+                let routes = self.vs_routes(r, vs, &ctx);
                 table.virtual_hosts.push(VirtualHost {
                     name: r.key(),
                     domains,
@@ -191,7 +190,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn outbound(&mut self, proxy_ns: &str) {
+    fn outbound(&mut self, proxy_ns: &str, labels: &BTreeMap<String, String>) {
         let mut table = RouteTable::default();
         let services: Vec<_> = self.registry.services.values().cloned().collect();
         for svc in services {
@@ -212,7 +211,14 @@ impl<'a> Builder<'a> {
             let routes = match mesh_vs {
                 Some((r, vs)) => {
                     self.used.insert(r.key());
-                    self.vs_routes(r, vs)
+                    let port = svc.ports.first().copied().unwrap_or(80);
+                    let ctx = MatchCtx {
+                        labels,
+                        namespace: proxy_ns,
+                        gateways: None,
+                        port,
+                    };
+                    self.vs_routes(r, vs, &ctx)
                 }
                 None => {
                     let port = svc.ports.first().copied().unwrap_or(80);
@@ -244,13 +250,21 @@ impl<'a> Builder<'a> {
         self.cfg.routes.insert("outbound".into(), table);
     }
 
-    fn vs_routes(&self, r: &Resource, vs: &VirtualService) -> Vec<Route> {
+    fn vs_routes(&self, r: &Resource, vs: &VirtualService, ctx: &MatchCtx) -> Vec<Route> {
         let ns = r.namespace();
         vs.http
             .iter()
             .enumerate()
-            .map(|(i, http)| {
-                let matches = http.r#match.iter().map(convert_match).collect();
+            .filter_map(|(i, http)| {
+                let matches: Vec<RouteMatch> = http
+                    .r#match
+                    .iter()
+                    .filter_map(|m| convert(m, ns, ctx))
+                    .collect();
+                // Every match of this route is about other clients: the route does not exist here.
+                if !http.r#match.is_empty() && matches.is_empty() {
+                    return None;
+                }
                 let total = http.route.len();
                 let destinations = http
                     .route
@@ -281,7 +295,7 @@ impl<'a> Builder<'a> {
                         }
                     })
                     .collect();
-                Route {
+                Some(Route {
                     name: http
                         .name
                         .clone()
@@ -290,7 +304,7 @@ impl<'a> Builder<'a> {
                     destinations,
                     timeout_ms: http.timeout.as_deref().and_then(parse_duration_ms),
                     origin: origin(r),
-                }
+                })
             })
             .collect()
     }
@@ -388,35 +402,6 @@ fn lb_of(tp: Option<&weft_api::TrafficPolicy>) -> Option<LbPolicy> {
         SimpleLb::LeastConn | SimpleLb::LeastRequest => Some(LbPolicy::LeastRequest),
         // PASSTHROUGH is reported as not enforced; UNSPECIFIED means the default.
         SimpleLb::Unspecified | SimpleLb::Passthrough => None,
-    }
-}
-
-fn convert_string_match(m: &weft_api::StringMatch) -> Option<StringMatcher> {
-    if let Some(v) = &m.exact {
-        Some(StringMatcher::Exact(v.clone()))
-    } else if let Some(v) = &m.prefix {
-        Some(StringMatcher::Prefix(v.clone()))
-    } else {
-        m.regex.as_ref().map(|v| StringMatcher::Regex(v.clone()))
-    }
-}
-
-fn convert_match(m: &weft_api::HttpMatchRequest) -> RouteMatch {
-    RouteMatch {
-        uri: m.uri.as_ref().and_then(convert_string_match),
-        method: m.method.as_ref().and_then(convert_string_match),
-        authority: m.authority.as_ref().and_then(convert_string_match),
-        headers: m
-            .headers
-            .iter()
-            .filter_map(|(k, v)| {
-                Some(HeaderMatcher {
-                    name: k.to_ascii_lowercase(),
-                    matcher: convert_string_match(v)?,
-                })
-            })
-            .collect(),
-        ignore_uri_case: m.ignore_uri_case.unwrap_or(false),
     }
 }
 

@@ -70,13 +70,21 @@ pub struct Route {
     pub origin: String,
 }
 
-/// A request matcher: every present condition must hold.
+/// A request matcher: every present condition must hold. (Conditions about the client —
+/// sourceLabels, sourceNamespace, gateways, port — were decided by the compiler.)
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct RouteMatch {
     pub uri: Option<StringMatcher>,
+    pub scheme: Option<StringMatcher>,
     pub method: Option<StringMatcher>,
     pub authority: Option<StringMatcher>,
     pub headers: Vec<HeaderMatcher>,
+    /// Headers that must NOT match (Istio's `withoutHeaders`).
+    #[serde(default)]
+    pub without_headers: Vec<HeaderMatcher>,
+    /// Query parameters (names case-sensitive).
+    #[serde(default)]
+    pub query_params: Vec<HeaderMatcher>,
     pub ignore_uri_case: bool,
 }
 
@@ -88,9 +96,11 @@ pub enum StringMatcher {
     Prefix(String),
     /// RE2 syntax, applied to the whole value.
     Regex(String),
+    /// Any value, as long as the header or parameter is present (an empty StringMatch).
+    Present,
 }
 
-/// A header condition; names are lower-case.
+/// A header (names lower-case) or query-parameter condition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HeaderMatcher {
     pub name: String,

@@ -4,6 +4,7 @@
 
 pub mod compile;
 pub mod config;
+mod matching;
 pub mod registry;
 pub mod report;
 

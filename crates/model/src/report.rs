@@ -36,10 +36,17 @@ pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
                             &[
                                 "name",
                                 "uri",
+                                "scheme",
                                 "method",
                                 "authority",
                                 "headers",
+                                "withoutHeaders",
+                                "queryParams",
                                 "ignoreUriCase",
+                                "sourceLabels",
+                                "sourceNamespace",
+                                "gateways",
+                                "port",
                             ],
                             &mut push,
                         );

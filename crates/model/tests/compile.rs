@@ -330,3 +330,119 @@ fn durations_parse_like_istio() {
     assert_eq!(parse_duration_ms("1h"), Some(3_600_000));
     assert_eq!(parse_duration_ms("5"), None);
 }
+
+fn compile_for(text: &str, role: Role, workload: &str, ns: &str) -> ProxyConfig {
+    let loaded = weft_api::load_str(text, "mesh.yaml");
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let reg = Registry::build(&loaded.resources, &live());
+    let p = ProxyRef {
+        role,
+        workload: workload.into(),
+        namespace: ns.into(),
+    };
+    compile(&loaded.resources, &reg, "cluster.local", &p).unwrap()
+}
+
+#[test]
+fn client_conditions_are_decided_per_proxy_and_never_widen_a_route() {
+    let vs = r#"
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: inv-mesh, namespace: game}
+spec:
+  hosts: [inventory]
+  http:
+  - name: from-player
+    match:
+    - sourceLabels: {app: player}
+    route: [{destination: {host: inventory, subset: v2}}]
+  - name: from-other-ns
+    match:
+    - sourceNamespace: elsewhere
+    route: [{destination: {host: inventory, subset: v2}}]
+  - name: wrong-port
+    match:
+    - port: 1234
+    route: [{destination: {host: inventory, subset: v2}}]
+  - name: canary
+    match:
+    - queryParams: {canary: {exact: "true"}}
+    route: [{destination: {host: inventory, subset: v2}}]
+  - name: rest
+    route: [{destination: {host: inventory, subset: v1}}]
+"#;
+    let text = format!("{MESH}{vs}");
+    let cfg = compile_for(&text, Role::Sidecar, "player-v1", "game");
+    let vh = cfg.routes["outbound"]
+        .virtual_hosts
+        .iter()
+        .find(|v| v.name == "inventory.game.svc.cluster.local")
+        .unwrap();
+    let names: Vec<&str> = vh.routes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["from-player", "canary", "rest"],
+        "routes for other clients or ports do not exist here"
+    );
+    assert!(
+        vh.routes[0].matches[0].headers.is_empty(),
+        "sourceLabels became nothing to check per request"
+    );
+    assert_eq!(
+        vh.routes[1].matches[0].query_params[0].name, "canary",
+        "query matches are kept, not dropped"
+    );
+    // inventory's own sidecar is not `app: player`: the first route is not there.
+    let cfg = compile_for(&text, Role::Sidecar, "inv-v1", "game");
+    let vh = cfg.routes["outbound"]
+        .virtual_hosts
+        .iter()
+        .find(|v| v.name == "inventory.game.svc.cluster.local")
+        .unwrap();
+    assert_eq!(vh.routes[0].name, "canary");
+}
+
+#[test]
+fn a_virtual_service_is_served_only_under_its_own_gateways_hosts() {
+    let extra = r#"
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: catchall, namespace: game}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: wild, namespace: game}
+spec:
+  hosts: ["*.example.com"]
+  gateways: [public]
+  http:
+  - route: [{destination: {host: inventory, subset: v1}}]
+"#;
+    let text = format!("{MESH}{extra}");
+    let cfg = compile_for(&text, Role::Gateway, "gw", "istio-system");
+    let table = &cfg.routes["gateway_80"];
+    let api = table
+        .virtual_hosts
+        .iter()
+        .find(|v| v.name == "VirtualService/game/api")
+        .unwrap();
+    // `public` admits only api.example.com; the catch-all Gateway does not widen it.
+    assert_eq!(api.domains, vec!["api.example.com".to_string()]);
+    let wild = table
+        .virtual_hosts
+        .iter()
+        .find(|v| v.name == "VirtualService/game/wild")
+        .unwrap();
+    assert_eq!(
+        wild.domains,
+        vec!["api.example.com".to_string()],
+        "the narrower of server and VirtualService host"
+    );
+}

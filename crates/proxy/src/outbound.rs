@@ -115,8 +115,10 @@ async fn route_and_forward(
             "NR",
         );
     };
+    let scheme = req.uri().scheme_str().unwrap_or("http").to_string();
     let view = RequestView {
         path: &path,
+        scheme: &scheme,
         method: req.method().as_str(),
         authority: &authority,
         headers: req.headers(),

@@ -14,6 +14,8 @@ pub enum Matcher {
     Exact(String),
     Prefix(String),
     Regex(Regex),
+    /// Any value (presence is checked by the caller).
+    Present,
 }
 
 impl Matcher {
@@ -23,6 +25,7 @@ impl Matcher {
             StringMatcher::Prefix(s) if ignore_case => Matcher::Prefix(s.to_ascii_lowercase()),
             StringMatcher::Exact(s) => Matcher::Exact(s.clone()),
             StringMatcher::Prefix(s) => Matcher::Prefix(s.clone()),
+            StringMatcher::Present => Matcher::Present,
             StringMatcher::Regex(r) => {
                 let anchored = format!("^(?:{r})$");
                 let anchored = if ignore_case {
@@ -41,23 +44,38 @@ impl Matcher {
             Matcher::Exact(s) => v == s,
             Matcher::Prefix(s) => v.starts_with(s.as_str()),
             Matcher::Regex(r) => r.is_match(v),
+            Matcher::Present => true,
         }
     }
+}
+
+type Named = Vec<(String, Matcher)>;
+
+fn named(list: &[weft_model::HeaderMatcher]) -> Result<Named, String> {
+    list.iter()
+        .map(|h| Ok((h.name.clone(), Matcher::build(&h.matcher, false)?)))
+        .collect()
 }
 
 /// A compiled request match.
 #[derive(Debug)]
 pub struct CompiledMatch {
     uri: Option<Matcher>,
+    scheme: Option<Matcher>,
     method: Option<Matcher>,
     authority: Option<Matcher>,
-    headers: Vec<(String, Matcher)>,
+    headers: Named,
+    without_headers: Named,
+    query_params: Named,
     ignore_uri_case: bool,
 }
 
 /// What a route match looks at.
 pub struct RequestView<'a> {
+    /// Path and query, as received.
     pub path: &'a str,
+    /// `http` on plaintext listeners.
+    pub scheme: &'a str,
     pub method: &'a str,
     pub authority: &'a str,
     pub headers: &'a http::HeaderMap,
@@ -69,13 +87,12 @@ impl CompiledMatch {
             |m: &Option<StringMatcher>, ic| m.as_ref().map(|m| Matcher::build(m, ic)).transpose();
         Ok(CompiledMatch {
             uri: opt(&m.uri, m.ignore_uri_case)?,
+            scheme: opt(&m.scheme, false)?,
             method: opt(&m.method, false)?,
             authority: opt(&m.authority, false)?,
-            headers: m
-                .headers
-                .iter()
-                .map(|h| Ok((h.name.clone(), Matcher::build(&h.matcher, false)?)))
-                .collect::<Result<_, String>>()?,
+            headers: named(&m.headers)?,
+            without_headers: named(&m.without_headers)?,
+            query_params: named(&m.query_params)?,
             ignore_uri_case: m.ignore_uri_case,
         })
     }
@@ -96,6 +113,9 @@ impl CompiledMatch {
         if self.method.as_ref().is_some_and(|m| !m.matches(req.method)) {
             return false;
         }
+        if self.scheme.as_ref().is_some_and(|m| !m.matches(req.scheme)) {
+            return false;
+        }
         if self
             .authority
             .as_ref()
@@ -103,11 +123,28 @@ impl CompiledMatch {
         {
             return false;
         }
-        self.headers.iter().all(|(name, m)| {
+        let header = |name: &str, m: &Matcher| {
             req.headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| m.matches(v))
+        };
+        // withoutHeaders: the route matches only if the header does NOT match (an absent
+        // header does not match).
+        if !self.headers.iter().all(|(n, m)| header(n, m))
+            || self.without_headers.iter().any(|(n, m)| header(n, m))
+        {
+            return false;
+        }
+        if self.query_params.is_empty() {
+            return true;
+        }
+        let query = req.path.split_once('?').map(|(_, q)| q).unwrap_or("");
+        self.query_params.iter().all(|(name, m)| {
+            query.split('&').any(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                k == name && m.matches(v)
+            })
         })
     }
 }
@@ -247,7 +284,13 @@ impl Runtime {
                         .map(CompiledMatch::build)
                         .collect::<Result<_, _>>()
                         .map_err(|e| format!("route {}: {e}", r.name))?;
-                    let total_weight = r.destinations.iter().map(|d| d.weight).sum();
+                    let total_weight = r
+                        .destinations
+                        .iter()
+                        .try_fold(0u32, |sum, d| sum.checked_add(d.weight))
+                        .ok_or_else(|| {
+                            format!("route {}: total weight exceeds {}", r.name, u32::MAX)
+                        })?;
                     routes.push(RuntimeRoute {
                         spec: r.clone(),
                         matches,
@@ -334,6 +377,7 @@ mod tests {
     fn view<'a>(path: &'a str, headers: &'a http::HeaderMap) -> RequestView<'a> {
         RequestView {
             path,
+            scheme: "http",
             method: "GET",
             authority: "x",
             headers,
@@ -391,6 +435,67 @@ mod tests {
         h.insert("x-tier", "premium".parse().unwrap());
         assert!(vh.route(&view("/api/x", &h)).is_some());
         assert!(vh.route(&view("/other", &h)).is_none());
+    }
+
+    #[test]
+    fn query_params_without_headers_and_presence() {
+        let m = RouteMatch {
+            query_params: vec![HeaderMatcher {
+                name: "canary".into(),
+                matcher: StringMatcher::Exact("true".into()),
+            }],
+            without_headers: vec![HeaderMatcher {
+                name: "x-debug".into(),
+                matcher: StringMatcher::Present,
+            }],
+            headers: vec![HeaderMatcher {
+                name: "x-user".into(),
+                matcher: StringMatcher::Present,
+            }],
+            ..Default::default()
+        };
+        let rt = Runtime::build("1", config(&[("a", "*")], m), &Runtime::default()).unwrap();
+        let vh = rt.tables["t"].vhost("x").unwrap();
+        let mut h = http::HeaderMap::new();
+        h.insert("x-user", "".parse().unwrap());
+        assert!(vh.route(&view("/p?a=1&canary=true", &h)).is_some());
+        assert!(
+            vh.route(&view("/p?canary=false", &h)).is_none(),
+            "wrong value"
+        );
+        assert!(
+            vh.route(&view("/p", &h)).is_none(),
+            "a query match never matches a request without it"
+        );
+        h.insert("x-debug", "1".parse().unwrap());
+        assert!(
+            vh.route(&view("/p?canary=true", &h)).is_none(),
+            "withoutHeaders excludes"
+        );
+        h.remove("x-debug");
+        h.remove("x-user");
+        assert!(
+            vh.route(&view("/p?canary=true", &h)).is_none(),
+            "presence required"
+        );
+    }
+
+    #[test]
+    fn weights_that_overflow_are_rejected_not_wrapped() {
+        let mut cfg = config(&[("a", "*")], RouteMatch::default());
+        let route = &mut cfg.routes.get_mut("t").unwrap().virtual_hosts[0].routes[0];
+        route.destinations = vec![
+            WeightedCluster {
+                cluster: "c".into(),
+                weight: u32::MAX,
+            },
+            WeightedCluster {
+                cluster: "c".into(),
+                weight: 2,
+            },
+        ];
+        let err = Runtime::build("1", cfg, &Runtime::default()).unwrap_err();
+        assert!(err.contains("total weight"), "{err}");
     }
 
     #[test]

@@ -147,6 +147,13 @@ fn weight_rules(errs: &mut Errs, at: &str, weights: &[i32]) {
             "all weights are 0 with several destinations: at least one needs a weight above 0",
         );
     }
+    let total: i64 = weights.iter().map(|w| i64::from((*w).max(0))).sum();
+    if weights.len() > 1 && total > i64::from(u32::MAX) {
+        errs.at(
+            format!("{at}.route"),
+            format!("weights add up to {total}, more than the proxy limit of {}: scale them down (they are relative shares)", u32::MAX),
+        );
+    }
 }
 
 fn http_route(errs: &mut Errs, at: &str, h: &HttpRoute, delegate_vs: bool, mesh: bool) {
