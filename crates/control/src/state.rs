@@ -118,10 +118,13 @@ impl State {
     }
 
     fn push(&self, inner: &mut Inner, in_grace: bool) {
-        let live: Vec<LiveProxy> = inner
-            .conns
-            .values()
-            .map(|c| LiveProxy {
+        // Oldest connection first: when two streams claim one workload (a restart racing
+        // the old stream's teardown), the registry takes the newest.
+        let mut conns: Vec<(&u64, &Conn)> = inner.conns.iter().collect();
+        conns.sort_by_key(|(id, _)| **id);
+        let live: Vec<LiveProxy> = conns
+            .into_iter()
+            .map(|(_, c)| LiveProxy {
                 workload: c.node.workload.clone(),
                 namespace: c.node.namespace.clone(),
                 inbound_addr: c.node.inbound_addr.clone(),

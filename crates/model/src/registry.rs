@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use weft_api::{Resource, Spec};
 
-/// A sidecar or gateway the control plane currently has a stream with.
+/// A sidecar or gateway the control plane currently has a stream with (callers pass them
+/// oldest connection first).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveProxy {
     pub workload: String,
@@ -73,9 +74,10 @@ impl Registry {
         for r in resources {
             if let Spec::WorkloadEntry(we) = &r.spec {
                 let ns = r.namespace().to_string();
+                // `live` is oldest first; the newest stream for a workload wins.
                 let inbound_addr = live
                     .iter()
-                    .find(|p| {
+                    .rfind(|p| {
                         p.workload == r.name() && p.namespace == ns && !p.inbound_addr.is_empty()
                     })
                     .map(|p| p.inbound_addr.clone());

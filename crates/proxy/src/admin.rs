@@ -6,7 +6,7 @@ use crate::upstream::Body;
 use crate::Shared;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 use tokio::net::TcpListener;
@@ -14,16 +14,14 @@ use tokio::net::TcpListener;
 /// Serves admin requests until the task is aborted.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
+        let (stream, _) = crate::serve::accept(&listener, "admin").await;
         let shared = shared.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
                 async move { Ok::<_, std::convert::Infallible>(handle(req, &shared)) }
             });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+            let _ = crate::serve::http_server()
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
         });

@@ -18,17 +18,19 @@ use tracing::{debug, Instrument};
 /// Accepts peer connections until the task is aborted.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     loop {
-        let Ok((tcp, peer)) = listener.accept().await else {
-            continue;
-        };
-        let _ = tcp.set_nodelay(true);
+        let (tcp, peer) = crate::serve::accept(&listener, "inbound").await;
         let shared = shared.clone();
         let span = tracing::info_span!("inbound_conn", peer = %peer, peer_identity = tracing::field::Empty);
         tokio::spawn(
             async move {
                 let acceptor =
                     tokio_rustls::TlsAcceptor::from(shared.tls.current.load().server.clone());
-                let tls = match acceptor.accept(tcp).await {
+                let handshake =
+                    tokio::time::timeout(crate::serve::TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
+                let tls = match handshake
+                    .await
+                    .unwrap_or_else(|_| Err(std::io::Error::other("TLS handshake timed out")))
+                {
                     Ok(t) => t,
                     Err(e) => {
                         // Plaintext and certificate-less clients end here (STRICT mTLS).
@@ -55,7 +57,8 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
                         Ok::<_, std::convert::Infallible>(handle(req, &shared, &peer_id).await)
                     }
                 });
-                let builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                builder.timer(hyper_util::rt::TokioTimer::new());
                 if let Err(e) = builder.serve_connection(TokioIo::new(tls), svc).await {
                     debug!(error = %e, "inbound connection ended with error");
                 }
@@ -80,15 +83,7 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer_id: &str) -> Respo
         ..Default::default()
     };
     if let Some(meta) = parts.headers.remove(PEER_HEADER) {
-        for kv in meta.to_str().unwrap_or("").split(';') {
-            match kv.split_once('=') {
-                Some(("source_workload", v)) => labels.source_workload = v.into(),
-                Some(("source_namespace", v)) => labels.source_workload_namespace = v.into(),
-                Some(("source_version", v)) => labels.source_version = v.into(),
-                Some(("destination_service", v)) => labels.destination_service = v.into(),
-                _ => {}
-            }
-        }
+        apply_peer_metadata(&mut labels, meta.to_str().unwrap_or(""), peer_id);
     }
     let (name, ns) = service_name_ns(&labels.destination_service);
     labels.destination_service_name = name;
@@ -125,15 +120,7 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer_id: &str) -> Respo
         Ok(resp) => {
             let (mut p, b) = resp.into_parts();
             p.version = downstream_version;
-            for h in [
-                "connection",
-                "keep-alive",
-                "transfer-encoding",
-                "upgrade",
-                "proxy-connection",
-            ] {
-                p.headers.remove(h);
-            }
+            crate::outbound::strip_hop_by_hop(&mut p.headers);
             (Response::from_parts(p, b.boxed()), "-")
         }
         Err(e) => (
@@ -148,4 +135,87 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer_id: &str) -> Respo
     labels.response_flags = flags.into();
     shared.metrics.record(&labels, start.elapsed());
     resp
+}
+
+/// Fills source labels from the caller's `x-weft-peer` metadata. The caller is only trusted
+/// about what its certificate does not already say: a claimed namespace that differs from
+/// the certificate's is ignored wholesale, and values are length-capped so a peer cannot
+/// blow up metric cardinality with huge labels.
+fn apply_peer_metadata(labels: &mut RequestLabels, meta: &str, peer_id: &str) {
+    const MAX: usize = 253;
+    let cert_ns = peer_id
+        .split("/ns/")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or("");
+    let mut claimed = RequestLabels::default();
+    for kv in meta.split(';') {
+        let Some((k, v)) = kv.split_once('=') else {
+            continue;
+        };
+        if v.len() > MAX {
+            continue;
+        }
+        match k {
+            "source_workload" => claimed.source_workload = v.into(),
+            "source_namespace" => claimed.source_workload_namespace = v.into(),
+            "source_version" => claimed.source_version = v.into(),
+            "destination_service" => claimed.destination_service = v.into(),
+            _ => {}
+        }
+    }
+    if claimed.source_workload_namespace != cert_ns {
+        labels.source_workload = "unknown".into();
+        labels.source_workload_namespace = cert_ns.into();
+        return;
+    }
+    labels.source_workload = claimed.source_workload;
+    labels.source_workload_namespace = claimed.source_workload_namespace;
+    labels.source_version = claimed.source_version;
+    labels.destination_service = claimed.destination_service;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PEER: &str = "spiffe://cluster.local/ns/game/sa/player";
+
+    #[test]
+    fn peer_metadata_is_used_when_it_agrees_with_the_certificate() {
+        let mut l = RequestLabels::default();
+        apply_peer_metadata(&mut l, "source_workload=player-v1;source_namespace=game;source_version=v1;destination_service=inv.game.svc.cluster.local", PEER);
+        assert_eq!(
+            (
+                l.source_workload.as_str(),
+                l.source_workload_namespace.as_str()
+            ),
+            ("player-v1", "game")
+        );
+        assert_eq!(l.destination_service, "inv.game.svc.cluster.local");
+    }
+
+    #[test]
+    fn a_namespace_the_certificate_does_not_back_is_ignored() {
+        let mut l = RequestLabels::default();
+        apply_peer_metadata(
+            &mut l,
+            "source_workload=admin;source_namespace=kube-system",
+            PEER,
+        );
+        assert_eq!(
+            (
+                l.source_workload.as_str(),
+                l.source_workload_namespace.as_str()
+            ),
+            ("unknown", "game")
+        );
+        let mut l = RequestLabels::default();
+        let huge = format!(
+            "source_workload={};source_namespace=game",
+            "x".repeat(10_000)
+        );
+        apply_peer_metadata(&mut l, &huge, PEER);
+        assert_eq!(l.source_workload, "", "oversized values are dropped");
+    }
 }

@@ -11,6 +11,7 @@ pub mod listeners;
 pub mod metrics;
 pub mod outbound;
 pub mod runtime;
+pub mod serve;
 pub mod tls;
 pub mod upstream;
 pub mod xds;

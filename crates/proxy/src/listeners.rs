@@ -1,6 +1,8 @@
-//! Gateway listeners follow the config: a Gateway server port that appears is bound (on the
-//! address the operator mapped it to, or an ephemeral loopback port) and reported; one that
-//! disappears is closed.
+//! Gateway listeners follow the config, in two phases so a rejected push changes nothing:
+//! [`prepare`] binds every new Gateway server port (on the address the operator mapped it
+//! to, or an ephemeral loopback port) without touching the running ones; after the new
+//! runtime is swapped in, [`commit`] starts serving the new ports, reports them, and closes
+//! ports the config no longer has.
 
 use crate::{Event, Shared};
 use std::sync::Arc;
@@ -8,26 +10,27 @@ use tokio::net::TcpListener;
 use tracing::info;
 use weft_model::{ListenerKind, ProxyConfig};
 
-/// Binds new gateway ports and closes removed ones. Fails (NACK) if a port cannot be bound.
-pub async fn reconcile(shared: &Arc<Shared>, config: &ProxyConfig) -> Result<(), String> {
-    let mut tasks = shared.gateway_tasks.lock().await;
+/// Listeners bound for a config that is not live yet.
+pub struct Prepared {
+    new: Vec<(String, u32, String, TcpListener)>,
+    stale: Vec<String>,
+}
+
+/// Binds the config's new gateway ports. Fails (NACK) if one cannot be bound; then every
+/// port bound so far is closed again and the running listeners are untouched.
+pub async fn prepare(shared: &Arc<Shared>, config: &ProxyConfig) -> Result<Prepared, String> {
+    let tasks = shared.gateway_tasks.lock().await;
     let wanted: Vec<_> = config
         .listeners
         .iter()
         .filter(|l| l.kind == ListenerKind::Gateway)
         .collect();
-    let stale: Vec<String> = tasks
+    let stale = tasks
         .keys()
         .filter(|name| !wanted.iter().any(|l| &&l.name == name))
         .cloned()
         .collect();
-    for name in stale {
-        if let Some(task) = tasks.remove(&name) {
-            task.abort();
-        }
-        shared.bound.lock().expect("bound poisoned").remove(&name);
-        info!(listener = %name, "gateway listener closed");
-    }
+    let mut new = Vec::new();
     for l in wanted {
         if tasks.contains_key(&l.name) {
             continue;
@@ -40,26 +43,40 @@ pub async fn reconcile(shared: &Arc<Shared>, config: &ProxyConfig) -> Result<(),
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| format!("cannot bind gateway port {} on {addr}: {e}", l.port))?;
-        let local = listener.local_addr().map_err(|e| e.to_string())?;
-        info!(listener = %l.name, port = l.port, address = %local, "gateway listener bound");
+        new.push((l.name.clone(), l.port, l.route_table.clone(), listener));
+    }
+    Ok(Prepared { new, stale })
+}
+
+/// Serves the prepared listeners and closes the stale ones (call after the swap).
+pub async fn commit(shared: &Arc<Shared>, prepared: Prepared) {
+    let mut tasks = shared.gateway_tasks.lock().await;
+    for name in prepared.stale {
+        if let Some(task) = tasks.remove(&name) {
+            task.abort();
+        }
+        shared.bound.lock().expect("bound poisoned").remove(&name);
+        info!(listener = %name, "gateway listener closed");
+    }
+    for (name, port, table, listener) in prepared.new {
+        let local = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        info!(listener = %name, port, address = %local, "gateway listener bound");
         shared
             .bound
             .lock()
             .expect("bound poisoned")
-            .insert(l.name.clone(), local.to_string());
-        shared.emit(Event::Listener {
-            name: l.name.clone(),
-            port: l.port,
-            address: local.to_string(),
-        });
+            .insert(name.clone(), local.clone());
         tasks.insert(
-            l.name.clone(),
-            tokio::spawn(crate::outbound::serve(
-                listener,
-                shared.clone(),
-                l.route_table.clone(),
-            )),
+            name.clone(),
+            tokio::spawn(crate::outbound::serve(listener, shared.clone(), table)),
         );
+        shared.emit(Event::Listener {
+            name,
+            port,
+            address: local,
+        });
     }
-    Ok(())
 }

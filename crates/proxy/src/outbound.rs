@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -35,14 +35,7 @@ const HOP_BY_HOP: &[&str] = &[
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, route_table: String) {
     let table: Arc<str> = route_table.into();
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                warn!(error = %e, "accept failed");
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+        let (stream, peer) = crate::serve::accept(&listener, &table).await;
         let shared = shared.clone();
         let table = table.clone();
         let span = tracing::info_span!("downstream_conn", listener = %table, peer = %peer);
@@ -53,7 +46,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, route_table: Stri
                     let table = table.clone();
                     async move { Ok::<_, std::convert::Infallible>(handle(req, &shared, &table).await) }
                 });
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let builder = crate::serve::http_server();
                 if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
                     debug!(error = %e, "downstream connection ended with error");
                 }
@@ -149,9 +142,7 @@ async fn route_and_forward(
 
     let (mut parts, body) = req.into_parts();
     let downstream_version = parts.version;
-    for h in HOP_BY_HOP {
-        parts.headers.remove(*h);
-    }
+    strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::HOST);
     if !parts.headers.contains_key("x-request-id") {
         let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
@@ -196,17 +187,34 @@ async fn route_and_forward(
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let mut req = Some(Request::from_parts(parts, body.boxed()));
     let mut last_err = String::new();
+    let mut tried: Vec<String> = Vec::new();
     for _ in 0..CONNECT_ATTEMPTS {
-        let Some(pick) = cluster.lb.pick() else {
+        // Like Envoy's previous_hosts retry predicate: prefer an endpoint not tried yet.
+        let Some(pick) = pick_untried(&cluster.lb, &tried) else {
             let msg = format!("no healthy upstream in {}", cluster.spec.name);
             return (local_response(StatusCode::SERVICE_UNAVAILABLE, &msg), "UH");
         };
         let addr = pick.endpoint.address.clone();
-        let mut sender = match shared.pool.get(&addr, &pick.endpoint.identity).await {
+        let identity = pick.endpoint.identity.clone();
+        tried.push(addr.clone());
+        let connect = shared.pool.get(&addr, &identity);
+        let connected = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, connect).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return (
+                        local_response(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
+                        "UT",
+                    )
+                }
+            },
+            None => connect.await,
+        };
+        let mut sender = match connected {
             Ok(s) => s,
             Err(e) => {
                 warn!(cluster = %cluster.spec.name, error = %e, "upstream connect failed");
-                shared.pool.evict(&addr);
+                shared.pool.evict(&addr, &identity);
                 last_err = e.to_string();
                 continue;
             }
@@ -242,7 +250,7 @@ async fn route_and_forward(
                 return (Response::from_parts(parts, body.boxed()), "-");
             }
             Err(mut e) => {
-                shared.pool.evict(&addr);
+                shared.pool.evict(&addr, &identity);
                 match e.take_message() {
                     Some(unsent) => {
                         debug!(error = %e.error(), upstream = %addr, "pooled connection was dead; retrying on another pick");
@@ -265,6 +273,47 @@ async fn route_and_forward(
         ),
         "UF",
     )
+}
+
+/// Up to a few picks, skipping endpoints already tried while there are others.
+fn pick_untried(lb: &crate::lb::LbState, tried: &[String]) -> Option<crate::lb::Pick> {
+    let mut pick = lb.pick()?;
+    for _ in 0..4 {
+        if !tried.contains(&pick.endpoint.address) {
+            break;
+        }
+        pick = lb.pick()?;
+    }
+    Some(pick)
+}
+
+/// Removes hop-by-hop headers, including those named in `Connection` (RFC 9110 7.6.1);
+/// keeps `te: trailers`, the one TE value HTTP/2 allows (gRPC needs it).
+pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    for name in named {
+        headers.remove(name.as_str());
+    }
+    let trailers = headers
+        .get(header::TE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
+    for h in HOP_BY_HOP {
+        headers.remove(*h);
+    }
+    if trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
 }
 
 /// A body from bytes, for locally generated responses.

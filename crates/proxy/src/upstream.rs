@@ -1,17 +1,26 @@
-//! Pooled mTLS HTTP/2 connections to peer sidecars: one multiplexed connection per peer
-//! address, verified against the identity the control plane says that endpoint has.
+//! Pooled mTLS HTTP/2 connections to peer sidecars: one multiplexed connection per
+//! (peer address, expected identity), so a connection verified for one identity is never
+//! reused for another. Connects are bounded (Istio's default connectTimeout, 10 s),
+//! connections are kept alive with HTTP/2 pings, and slots for endpoints that left the
+//! config are dropped on every push.
 
 use crate::tls::TlsState;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use std::collections::HashMap;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::net::TcpStream;
 use tracing::{debug, Instrument};
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// Istio's default `connectTimeout`.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a connection to a peer could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -29,16 +38,20 @@ pub enum ConnectError {
     },
     #[error("HTTP/2 handshake with {addr}: {source}")]
     H2 { addr: String, source: hyper::Error },
+    #[error("connecting to {addr} took longer than {CONNECT_TIMEOUT:?}")]
+    Timeout { addr: String },
     #[error("credentials: {0}")]
     Credentials(anyhow::Error),
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<SendRequest<Body>>>>;
+/// (peer address, SPIFFE id the peer must present)
+type Key = (String, String);
 
-/// Connection pool keyed by peer address.
+/// Connection pool keyed by peer address and identity.
 pub struct PeerPool {
     tls: Arc<TlsState>,
-    slots: Mutex<HashMap<String, Slot>>,
+    slots: Mutex<HashMap<Key, Slot>>,
 }
 
 impl PeerPool {
@@ -49,13 +62,15 @@ impl PeerPool {
         }
     }
 
-    /// A ready HTTP/2 sender to `addr`, reusing the pooled connection when it is alive.
+    /// A ready HTTP/2 sender to `addr` whose certificate carried `identity`, reusing the
+    /// pooled connection when it is alive. Concurrent callers share one connect.
     pub async fn get(&self, addr: &str, identity: &str) -> Result<SendRequest<Body>, ConnectError> {
+        let key = (addr.to_string(), identity.to_string());
         let slot = self
             .slots
             .lock()
             .expect("pool poisoned")
-            .entry(addr.to_string())
+            .entry(key)
             .or_default()
             .clone();
         let mut guard = slot.lock().await;
@@ -64,14 +79,38 @@ impl PeerPool {
                 return Ok(s.clone());
             }
         }
-        let sender = self.connect(addr, identity).await?;
+        let sender = tokio::time::timeout(CONNECT_TIMEOUT, self.connect(addr, identity))
+            .await
+            .map_err(|_| ConnectError::Timeout { addr: addr.into() })??;
         *guard = Some(sender.clone());
         Ok(sender)
     }
 
-    /// Forgets the pooled connection to `addr` (after it failed).
-    pub fn evict(&self, addr: &str) {
-        self.slots.lock().expect("pool poisoned").remove(addr);
+    /// Forgets the pooled connection to `addr` for `identity` (after it failed).
+    pub fn evict(&self, addr: &str, identity: &str) {
+        self.slots
+            .lock()
+            .expect("pool poisoned")
+            .remove(&(addr.to_string(), identity.to_string()));
+    }
+
+    /// Drops every slot not in `live` (endpoints that left the config); their connections
+    /// close once in-flight requests finish.
+    pub fn retain(&self, live: &HashSet<Key>) {
+        self.slots
+            .lock()
+            .expect("pool poisoned")
+            .retain(|k, _| live.contains(k));
+    }
+
+    /// Number of pooled slots (for tests and the admin endpoint).
+    pub fn len(&self) -> usize {
+        self.slots.lock().expect("pool poisoned").len()
+    }
+
+    /// True when nothing is pooled.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     async fn connect(&self, addr: &str, identity: &str) -> Result<SendRequest<Body>, ConnectError> {
@@ -97,6 +136,9 @@ impl PeerPool {
                 source,
             })?;
         let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .handshake(TokioIo::new(tls))
             .await
             .map_err(|source| ConnectError::H2 {

@@ -4,6 +4,7 @@
 
 use crate::runtime::Runtime;
 use crate::{Event, Shared};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -86,13 +87,26 @@ async fn apply(shared: &Arc<Shared>, push: &pb::ConfigPush) -> Result<(), String
     let config = decode_config(push)?;
     let previous = shared.runtime.load_full();
     let runtime = Runtime::build(&push.version, config, &previous)?;
-    // Bind gateway ports before the routes that need them go live.
-    crate::listeners::reconcile(shared, &runtime.config).await?;
+    // Bind new gateway ports first (a failure rejects the push and changes nothing) ...
+    let listeners = crate::listeners::prepare(shared, &runtime.config).await?;
     for n in &runtime.config.not_enforced {
         if !previous.config.not_enforced.contains(n) {
             warn!(resource = %n.resource, location = %n.location, what = %n.what, "configured but not enforced yet");
         }
     }
+    let live: HashSet<(String, String)> = runtime
+        .config
+        .clusters
+        .values()
+        .flat_map(|c| {
+            c.endpoints
+                .iter()
+                .map(|e| (e.address.clone(), e.identity.clone()))
+        })
+        .collect();
     shared.runtime.store(Arc::new(runtime));
+    // ... and serve them only once their routes are live.
+    crate::listeners::commit(shared, listeners).await;
+    shared.pool.retain(&live);
     Ok(())
 }
