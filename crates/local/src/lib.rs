@@ -6,6 +6,7 @@ pub mod examples;
 pub mod mesh;
 pub mod plan;
 pub mod process;
+pub mod restart;
 pub mod routes;
 pub mod status;
 pub mod up;

@@ -1,14 +1,18 @@
 //! The local-mesh supervisor behind `weft up`: runs a whole mesh on one machine as separate OS processes — control plane,
 //! gateways, and per workload an app plus its sidecar — waits until traffic can flow,
-//! restarts any process that dies (on the same addresses), optionally drives traffic, and
-//! stops everything it started on shutdown.
+//! restarts any process that dies (on the same addresses, after a backoff: see
+//! [`crate::restart`]), optionally drives traffic, and stops everything it started on
+//! shutdown.
+
+mod command;
 
 use crate::plan::{App, Plan};
 use crate::process::{self, Msg, Running};
+use crate::restart::{Backoff, Decision};
 use crate::status::{MeshStatus, ProcStatus};
 use anyhow::bail;
 use serde_json::Value;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -63,7 +67,7 @@ pub(crate) struct Proc {
     restarts: u32,
     ready: Option<Value>,
     listeners: BTreeMap<u32, String>,
-    exits: VecDeque<Instant>,
+    backoff: Backoff,
     given_up: bool,
 }
 
@@ -95,7 +99,7 @@ impl Mesh {
             restarts: 0,
             ready: None,
             listeners: BTreeMap::new(),
-            exits: VecDeque::new(),
+            backoff: Backoff::default(),
             given_up: false,
         };
         let mut procs = vec![mk("control".into(), Role::Control, None, None)];
@@ -135,110 +139,6 @@ impl Mesh {
         field(&self.procs[0].ready, "grpc").unwrap_or_default()
     }
 
-    fn app_addr(&self, workload: &(String, String)) -> Option<String> {
-        let p = self
-            .procs
-            .iter()
-            .find(|p| p.role == Role::App && p.workload.as_ref() == Some(workload))?;
-        match &p.app {
-            Some(App::Command { address, .. }) => Some(address.clone()),
-            _ => field(&p.ready, "address"),
-        }
-    }
-
-    /// Program and arguments for (re)starting process `i`, reusing its previous addresses.
-    fn command(&self, i: usize) -> (PathBuf, Vec<String>) {
-        let p = &self.procs[i];
-        let s = |v: &str| v.to_string();
-        let weft = self.opts.weft.clone();
-        let prev = |k: &str| field(&p.ready, k).unwrap_or_else(|| "127.0.0.1:0".into());
-        let (name, ns) = p.workload.clone().unwrap_or_default();
-        let mut args = match p.role {
-            Role::Control => vec![
-                s("control"),
-                s("--config"),
-                self.opts.config_dir.display().to_string(),
-                s("--state-dir"),
-                self.opts.state_dir.display().to_string(),
-                s("--listen"),
-                prev("grpc"),
-                s("--trust-domain"),
-                self.opts.trust_domain.clone(),
-            ]
-            .into_iter()
-            .chain(self.opts.ca_files.iter().flat_map(|(c, k)| {
-                [
-                    s("--ca-cert"),
-                    c.display().to_string(),
-                    s("--ca-key"),
-                    k.display().to_string(),
-                ]
-            }))
-            .collect(),
-            Role::Gateway | Role::Sidecar => {
-                let mut a = vec![
-                    s("proxy"),
-                    s("--role"),
-                    s(p.role.as_str()),
-                    s("--workload"),
-                    name.clone(),
-                    s("--namespace"),
-                    ns.clone(),
-                ];
-                a.extend([
-                    s("--control"),
-                    self.control_addr(),
-                    s("--admin-listen"),
-                    prev("admin"),
-                ]);
-                for (port, addr) in &p.listeners {
-                    a.extend([s("--port"), format!("{port}={addr}")]);
-                }
-                if p.role == Role::Sidecar {
-                    let app = self.app_addr(&(name, ns)).unwrap_or_default();
-                    a.extend([
-                        s("--app"),
-                        app,
-                        s("--inbound-listen"),
-                        prev("inbound"),
-                        s("--outbound-listen"),
-                        prev("outbound"),
-                    ]);
-                }
-                a
-            }
-            Role::App => match &p.app {
-                Some(App::Demo {
-                    service,
-                    version,
-                    latency,
-                    error_rate,
-                    identity,
-                }) => vec![
-                    s("demo-app"),
-                    s("--service"),
-                    service.clone(),
-                    s("--version"),
-                    version.clone(),
-                    s("--latency-ms"),
-                    latency.as_millis().to_string(),
-                    s("--error-rate"),
-                    error_rate.to_string(),
-                    s("--identity"),
-                    identity.clone(),
-                    s("--listen"),
-                    prev("address"),
-                ],
-                Some(App::Command { command, .. }) => {
-                    return (PathBuf::from("/bin/sh"), vec![s("-c"), command.clone()])
-                }
-                None => vec![],
-            },
-        };
-        args.push(s("--exit-with-parent"));
-        (weft, args)
-    }
-
     fn start(&mut self, i: usize) -> anyhow::Result<()> {
         let (program, args) = self.command(i);
         let p = &mut self.procs[i];
@@ -252,7 +152,47 @@ impl Mesh {
             &log,
             self.tx.clone(),
         )?);
+        p.backoff.started(Instant::now());
         Ok(())
+    }
+
+    /// Process `i` exited or failed to start (`what` says which): restart it after its
+    /// backoff, or give up on it. Never while shutting down.
+    fn exited(&mut self, i: usize, what: &str) {
+        if self.shutting_down {
+            return;
+        }
+        let p = &mut self.procs[i];
+        let log = process::log_path(&self.opts.state_dir, &p.name);
+        match p.backoff.exited(Instant::now()) {
+            Decision::GiveUp => {
+                p.given_up = true;
+                eprintln!(
+                    "weft: {} {} {what}; that is {} exits within {:?}, not restarting it. Logs: {}",
+                    p.role.as_str(),
+                    p.name,
+                    crate::restart::MAX_EXITS,
+                    crate::restart::EXIT_WINDOW,
+                    log.display()
+                );
+            }
+            Decision::RestartIn(delay) => {
+                p.restarts += 1;
+                eprintln!(
+                    "weft: {} {} {what}; restarting it (restart #{}) in {delay:?}",
+                    p.role.as_str(),
+                    p.name,
+                    p.restarts
+                );
+                let (tx, name, generation) = (self.tx.clone(), p.name.clone(), p.generation);
+                // A timer, not synchronization: the restart itself happens in `handle`.
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = tx.send(Msg::Restart { name, generation });
+                });
+            }
+        }
+        let _ = self.write_status();
     }
 
     pub(crate) fn handle(&mut self, msg: Msg) {
@@ -305,40 +245,26 @@ impl Mesh {
                     return;
                 };
                 self.procs[i].running = None;
+                self.exited(i, &format!("exited ({status})"));
+            }
+            Msg::Restart { name, generation } => {
+                let Some(i) = self.procs.iter().position(|p| {
+                    p.name == name
+                        && p.generation == generation
+                        && p.running.is_none()
+                        && !p.given_up
+                }) else {
+                    return;
+                };
                 if self.shutting_down {
                     return;
                 }
-                let p = &mut self.procs[i];
-                let now = Instant::now();
-                p.exits.push_back(now);
-                while p
-                    .exits
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(30))
-                {
-                    p.exits.pop_front();
+                match self.start(i) {
+                    Ok(()) => {
+                        let _ = self.write_status();
+                    }
+                    Err(e) => self.exited(i, &format!("failed to start ({e:#})")),
                 }
-                if p.exits.len() > 5 {
-                    p.given_up = true;
-                    eprintln!(
-                        "weft: {} {} exited ({status}) 6 times in 30s; not restarting it. Logs: {}",
-                        p.role.as_str(),
-                        p.name,
-                        process::log_path(&self.opts.state_dir, &p.name).display()
-                    );
-                    return;
-                }
-                p.restarts += 1;
-                eprintln!(
-                    "weft: {} {} exited ({status}); restarting it (restart #{})",
-                    p.role.as_str(),
-                    p.name,
-                    p.restarts
-                );
-                if let Err(e) = self.start(i) {
-                    eprintln!("weft: restarting {name} failed: {e:#}");
-                }
-                let _ = self.write_status();
             }
         }
     }
@@ -480,6 +406,10 @@ impl Mesh {
             .collect()
     }
 
+    /// Kills every process group, waits (up to 5 s) until every child is reaped, and writes
+    /// the final status. Pending restarts are dropped. This is the only way command apps
+    /// (`sh -c`, not watching their stdin) are stopped: if the supervisor is SIGKILLed instead,
+    /// their process groups keep running (see [`crate::process`]).
     pub(crate) async fn shutdown(&mut self) {
         self.shutting_down = true;
         for p in &mut self.procs {
@@ -487,11 +417,18 @@ impl Mesh {
                 r.kill();
             }
         }
-        let _ = self
-            .wait_for("processes to stop", Duration::from_secs(5), |m| {
-                m.procs.iter().all(|p| p.running.is_none())
-            })
-            .await;
+        // Not `wait_for`: that gives up as soon as some process was given up on, and then the
+        // runtime could end before the kills above have run.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.procs.iter().any(|p| p.running.is_some()) {
+            tokio::select! {
+                msg = self.rx.recv() => self.handle(msg.expect("the supervisor holds a sender")),
+                _ = tokio::time::sleep_until(deadline) => {
+                    eprintln!("weft: some processes did not stop within 5s");
+                    break;
+                }
+            }
+        }
         let _ = self.write_status();
     }
 }

@@ -44,19 +44,35 @@ pub async fn up(opts: UpOptions, shutdown: impl Future<Output = ()>) -> anyhow::
         mesh.converge().await
     };
     let result = tokio::select! {
-        r = started => r,
+        biased;
         _ = &mut shutdown => Err(anyhow::anyhow!("interrupted while starting")),
+        r = started => r,
     };
     if let Err(e) = result {
         mesh.shutdown().await;
         return Err(e);
     }
+    // Whatever happens from here on, stop every process (and process group) we started.
+    let result = run(&mut mesh, &loaded.resources, shutdown).await;
+    eprintln!("weft: stopping the mesh");
+    mesh.shutdown().await;
+    result
+}
+
+/// The mesh is up: print the summary, drive traffic if asked, supervise until `shutdown`.
+async fn run(
+    mesh: &mut Mesh,
+    resources: &[weft_api::Resource],
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<i32> {
+    tokio::pin!(shutdown);
+    let opts = mesh.opts.clone();
     mesh.write_status()?;
-    print_summary(&mesh);
+    print_summary(mesh);
 
     let mut traffic = None;
     if let (Some(t), Some((_, url))) = (&opts.traffic, mesh.gateway_urls().first()) {
-        let routes = crate::routes::load_routes(&loaded.resources);
+        let routes = crate::routes::load_routes(resources);
         let target = url
             .trim_start_matches("http://")
             .parse()
@@ -77,9 +93,11 @@ pub async fn up(opts: UpOptions, shutdown: impl Future<Output = ()>) -> anyhow::
     }
     let mut code = 0;
     loop {
+        // Shutdown first: once it is asked for, no exit is handled as a reason to restart.
         tokio::select! {
-            msg = mesh.rx.recv() => mesh.handle(msg.expect("the supervisor holds a sender")),
+            biased;
             _ = &mut shutdown => break,
+            msg = mesh.rx.recv() => mesh.handle(msg.expect("the supervisor holds a sender")),
             r = async { (&mut traffic.as_mut().expect("guarded").0).await }, if traffic.is_some() => {
                 traffic = None;
                 let summary = r.context("traffic generator")??;
@@ -101,8 +119,6 @@ pub async fn up(opts: UpOptions, shutdown: impl Future<Output = ()>) -> anyhow::
             );
         }
     }
-    eprintln!("weft: stopping the mesh");
-    mesh.shutdown().await;
     Ok(code)
 }
 

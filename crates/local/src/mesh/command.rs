@@ -1,0 +1,111 @@
+//! The command line that (re)starts each process of the mesh.
+
+use super::{field, Mesh, Role};
+use crate::plan::App;
+use std::path::PathBuf;
+
+impl Mesh {
+    fn app_addr(&self, workload: &(String, String)) -> Option<String> {
+        let p = self
+            .procs
+            .iter()
+            .find(|p| p.role == Role::App && p.workload.as_ref() == Some(workload))?;
+        match &p.app {
+            Some(App::Command { address, .. }) => Some(address.clone()),
+            _ => field(&p.ready, "address"),
+        }
+    }
+
+    /// Program and arguments for (re)starting process `i`, reusing its previous addresses.
+    pub(super) fn command(&self, i: usize) -> (PathBuf, Vec<String>) {
+        let p = &self.procs[i];
+        let s = |v: &str| v.to_string();
+        let weft = self.opts.weft.clone();
+        let prev = |k: &str| field(&p.ready, k).unwrap_or_else(|| "127.0.0.1:0".into());
+        let (name, ns) = p.workload.clone().unwrap_or_default();
+        let mut args = match p.role {
+            Role::Control => vec![
+                s("control"),
+                s("--config"),
+                self.opts.config_dir.display().to_string(),
+                s("--state-dir"),
+                self.opts.state_dir.display().to_string(),
+                s("--listen"),
+                prev("grpc"),
+                s("--trust-domain"),
+                self.opts.trust_domain.clone(),
+            ]
+            .into_iter()
+            .chain(self.opts.ca_files.iter().flat_map(|(c, k)| {
+                [
+                    s("--ca-cert"),
+                    c.display().to_string(),
+                    s("--ca-key"),
+                    k.display().to_string(),
+                ]
+            }))
+            .collect(),
+            Role::Gateway | Role::Sidecar => {
+                let mut a = vec![
+                    s("proxy"),
+                    s("--role"),
+                    s(p.role.as_str()),
+                    s("--workload"),
+                    name.clone(),
+                    s("--namespace"),
+                    ns.clone(),
+                ];
+                a.extend([
+                    s("--control"),
+                    self.control_addr(),
+                    s("--admin-listen"),
+                    prev("admin"),
+                ]);
+                for (port, addr) in &p.listeners {
+                    a.extend([s("--port"), format!("{port}={addr}")]);
+                }
+                if p.role == Role::Sidecar {
+                    let app = self.app_addr(&(name, ns)).unwrap_or_default();
+                    a.extend([
+                        s("--app"),
+                        app,
+                        s("--inbound-listen"),
+                        prev("inbound"),
+                        s("--outbound-listen"),
+                        prev("outbound"),
+                    ]);
+                }
+                a
+            }
+            Role::App => match &p.app {
+                Some(App::Demo {
+                    service,
+                    version,
+                    latency,
+                    error_rate,
+                    identity,
+                }) => vec![
+                    s("demo-app"),
+                    s("--service"),
+                    service.clone(),
+                    s("--version"),
+                    version.clone(),
+                    s("--latency-ms"),
+                    latency.as_millis().to_string(),
+                    s("--error-rate"),
+                    error_rate.to_string(),
+                    s("--identity"),
+                    identity.clone(),
+                    s("--listen"),
+                    prev("address"),
+                ],
+                Some(App::Command { command, .. }) => {
+                    return (PathBuf::from("/bin/sh"), vec![s("-c"), command.clone()])
+                }
+                None => vec![],
+            },
+        };
+        args.push(s("--exit-with-parent"));
+        (weft, args)
+    }
+}
