@@ -208,6 +208,8 @@ struct Echo<'a> {
     version: &'a str,
     identity: Option<&'a str>,
     method: &'a str,
+    /// The HTTP version this request arrived with (`HTTP/1.1`, `HTTP/2.0`).
+    protocol: String,
     path: &'a str,
     host: Option<String>,
     peer: Option<String>,
@@ -278,6 +280,7 @@ async fn handle(app: &DemoAppConfig, req: Request<Incoming>) -> Response<Full<By
         version: &app.version,
         identity: app.identity.as_deref(),
         method: parts.method.as_str(),
+        protocol: format!("{:?}", parts.version),
         path: parts
             .uri
             .path_and_query()

@@ -65,6 +65,10 @@ pub fn compile(
                 identity: spiffe_id(trust_domain, &workload.namespace, &workload.service_account),
                 trust_domain: trust_domain.to_string(),
                 services: registry.services_of(&workload.namespace, &workload.name),
+                app_http2: registry
+                    .services
+                    .values()
+                    .any(|s| s.http2 && s.workloads.contains(&key)),
                 version: workload.labels.get("version").cloned(),
             });
         }

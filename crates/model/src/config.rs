@@ -162,6 +162,10 @@ pub struct Inbound {
     /// Services this workload backs (for `destination_service` in metrics).
     pub services: Vec<String>,
     pub version: Option<String>,
+    /// Speak HTTP/2 (prior knowledge) to the app: a service it backs declares a `GRPC` or
+    /// `HTTP2` port, as Istio does for the inbound cluster. Otherwise HTTP/1.1.
+    #[serde(default)]
+    pub app_http2: bool,
 }
 
 /// Something the user configured that weft loads but does not enforce yet. Reported, never

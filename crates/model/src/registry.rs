@@ -35,6 +35,8 @@ pub struct Service {
     pub namespace: String,
     /// Service port numbers, in declaration order.
     pub ports: Vec<u32>,
+    /// A port declares HTTP/2 to the app (protocol `GRPC` or `HTTP2`).
+    pub http2: bool,
     /// Keys into [`Registry::workloads`] of the workloads that back it.
     pub workloads: Vec<(String, String)>,
 }
@@ -120,12 +122,15 @@ impl Registry {
                     host,
                     namespace: ns.to_string(),
                     ports: Vec::new(),
+                    http2: false,
                     workloads: Vec::new(),
                 });
                 for p in &se.ports {
                     if !svc.ports.contains(&p.number) {
                         svc.ports.push(p.number);
                     }
+                    let proto = p.protocol.as_deref().unwrap_or("").to_ascii_uppercase();
+                    svc.http2 |= proto == "GRPC" || proto == "HTTP2";
                 }
                 for w in &workloads {
                     if !svc.workloads.contains(w) {

@@ -111,9 +111,27 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer_id: &str) -> Respo
         Ok(u) => u,
         Err(e) => return local_response(StatusCode::BAD_REQUEST, &format!("bad path: {e}")),
     };
-    parts.version = http::Version::HTTP_11;
-    let (resp, flags) = match shared
-        .app_client
+    let h2 = shared
+        .runtime
+        .load()
+        .config
+        .inbound
+        .as_ref()
+        .is_some_and(|i| i.app_http2);
+    let client = if h2 {
+        parts.version = http::Version::HTTP_2;
+        labels.request_protocol = if is_grpc(&parts.headers) {
+            "grpc"
+        } else {
+            "http"
+        }
+        .into();
+        &shared.app_client_h2
+    } else {
+        parts.version = http::Version::HTTP_11;
+        &shared.app_client
+    };
+    let (resp, flags) = match client
         .request(Request::from_parts(parts, body.boxed()))
         .await
     {
@@ -135,6 +153,14 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer_id: &str) -> Respo
     labels.response_flags = flags.into();
     shared.metrics.record(&labels, start.elapsed());
     resp
+}
+
+/// gRPC requests are labelled `request_protocol="grpc"`, as Istio does.
+pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
 }
 
 /// Fills source labels from the caller's `x-weft-peer` metadata. The caller is only trusted

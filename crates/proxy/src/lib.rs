@@ -106,6 +106,8 @@ pub struct Shared {
     pub tls: Arc<tls::TlsState>,
     pub app_addr: Option<String>,
     pub app_client: Client<HttpConnector, Body>,
+    /// HTTP/2 prior knowledge to the app (services with `GRPC`/`HTTP2` ports).
+    pub app_client_h2: Client<HttpConnector, Body>,
     pub bound: Mutex<BTreeMap<String, String>>,
     pub gateway_tasks: tokio::sync::Mutex<HashMap<String, JoinHandle<()>>>,
     pub port_map: HashMap<u32, SocketAddr>,
@@ -217,6 +219,9 @@ pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyh
         app_addr: opts.app.clone(),
         app_client: Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
+            .build_http(),
+        app_client_h2: Client::builder(TokioExecutor::new())
+            .http2_only(true)
             .build_http(),
         bound: Mutex::new(BTreeMap::new()),
         gateway_tasks: tokio::sync::Mutex::new(HashMap::new()),

@@ -64,7 +64,12 @@ async fn handle(req: Request<Incoming>, shared: &Shared, table: &str) -> Respons
         source_workload_namespace: shared.node.namespace.clone(),
         source_principal: shared.identity_uri(),
         source_version: shared.own_version(),
-        request_protocol: "http".into(),
+        request_protocol: if crate::inbound::is_grpc(req.headers()) {
+            "grpc"
+        } else {
+            "http"
+        }
+        .into(),
         connection_security_policy: "unknown".into(),
         ..Default::default()
     };

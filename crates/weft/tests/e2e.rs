@@ -1054,3 +1054,55 @@ fn weft_status_lists_every_process_running() {
         assert!(alive(p["pid"].as_u64().unwrap() as u32), "{p}");
     }
 }
+
+#[test]
+fn grpc_and_http2_ports_get_http2_to_the_app() {
+    // Declare inventory's port as GRPC: its sidecars must speak HTTP/2 to the app (Istio's
+    // inbound cluster follows the port protocol); player stays on HTTP/1.1.
+    let mesh = Mesh::up_with("grpc", |dir| {
+        let path = dir.join("registry.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let from = "hosts: [inventory.necpgame.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports:\n  - {number: 8080, name: http, protocol: HTTP}";
+        assert!(text.contains(from), "registry.yaml changed shape");
+        std::fs::write(
+            &path,
+            text.replace(
+                from,
+                &from.replace("name: http, protocol: HTTP", "name: grpc, protocol: GRPC"),
+            ),
+        )
+        .unwrap();
+    });
+    let gw = mesh.gateway();
+    let (code, body) = curl_gateway(&gw, "/api/v1/inventory/items", &["x-player-tier: premium"]);
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["protocol"], "HTTP/2.0",
+        "inventory's app must get HTTP/2: {body}"
+    );
+    let (code, body) = curl_gateway(&gw, "/api/v1/player/1", &[]);
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["protocol"], "HTTP/1.1",
+        "player's app stays on HTTP/1.1: {body}"
+    );
+    // A gRPC request (content-type) is labelled as such on both sides.
+    let (code, body) = curl_gateway(
+        &gw,
+        "/api/v1/inventory/items",
+        &["x-player-tier: premium", "content-type: application/grpc"],
+    );
+    assert_eq!(code, 200, "{body}");
+    let stats = admin_get(
+        &mesh.addr("sidecar-inventory-v2.necpgame", "admin"),
+        "/stats/prometheus",
+    );
+    assert!(
+        stats.lines().any(|l| l.starts_with("istio_requests_total{")
+            && l.contains("reporter=\"destination\"")
+            && l.contains("request_protocol=\"grpc\"")),
+        "no grpc-labelled request on inventory-v2's sidecar:\n{stats}"
+    );
+}

@@ -321,11 +321,17 @@ pub struct Mesh {
 
 impl Mesh {
     pub fn up(tag: &str) -> Mesh {
+        Mesh::up_with(tag, |_| {})
+    }
+
+    /// Like [`Mesh::up`], after `edit` changed the copied config folder.
+    pub fn up_with(tag: &str, edit: impl FnOnce(&Path)) -> Mesh {
         let serial = serial();
         let dir = TempDir::new(tag);
         let config_dir = dir.path().join("config");
         let state_dir = dir.path().join("state");
         copy_dir(&examples_dir(), &config_dir);
+        edit(&config_dir);
         let (child, stdout, stderr) = ChildGuard::spawn(
             Command::new(WEFT)
                 .arg("up")
