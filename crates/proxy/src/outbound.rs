@@ -249,9 +249,12 @@ async fn route_and_forward(
             Ok(resp) => {
                 let (mut parts, body) = resp.into_parts();
                 parts.version = downstream_version;
-                for h in HOP_BY_HOP {
-                    parts.headers.remove(*h);
-                }
+                strip_hop_by_hop(&mut parts.headers);
+                // The request stays active for LEAST_REQUEST until its body is done.
+                let body = Held {
+                    inner: body.boxed(),
+                    _pick: pick,
+                };
                 return (Response::from_parts(parts, body.boxed()), "-");
             }
             Err(mut e) => {
@@ -278,6 +281,33 @@ async fn route_and_forward(
         ),
         "UF",
     )
+}
+
+/// A response body that holds its LB pick (the endpoint's active-request count) until the
+/// body is finished or dropped.
+struct Held {
+    inner: Body,
+    _pick: crate::lb::Pick,
+}
+
+impl hyper::body::Body for Held {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Up to a few picks, skipping endpoints already tried while there are others.
@@ -326,4 +356,31 @@ pub fn full(b: impl Into<Bytes>) -> Body {
     http_body_util::Full::new(b.into())
         .map_err(|never| match never {})
         .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_hop_by_hop;
+
+    #[test]
+    fn hop_by_hop_headers_go_including_those_named_in_connection() {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in [
+            ("connection", "close, X-Internal"),
+            ("x-internal", "secret"),
+            ("keep-alive", "timeout=5"),
+            ("te", "gzip, trailers"),
+            ("x-kept", "1"),
+        ] {
+            h.insert(k, v.parse().unwrap());
+        }
+        strip_hop_by_hop(&mut h);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, ["te", "x-kept"]);
+        assert_eq!(
+            h["te"], "trailers",
+            "only `te: trailers` survives (HTTP/2 allows nothing else)"
+        );
+    }
 }
