@@ -31,6 +31,8 @@ pub struct ControlOptions {
     pub ca_files: Option<(PathBuf, PathBuf)>,
     /// Lifetime of workload certificates.
     pub cert_ttl: Duration,
+    /// Bearer token every proxy must present (`--token-file`); `None` accepts anyone.
+    pub token: Option<String>,
 }
 
 /// A lifecycle event, printed to stdout as one JSON line.
@@ -70,6 +72,9 @@ pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> an
         None => weft_identity::Ca::load_or_create(&opts.state_dir.join("ca"), &opts.trust_domain),
     }
     .context("setting up the mesh CA")?;
+    if opts.token.is_none() {
+        tracing::warn!("no --token-file: any local process that reaches the control plane can register a proxy and get a workload's certificate");
+    }
     let count = resources.len();
     let state = state::State::new(resources, &opts.trust_domain);
     let listener = tokio::net::TcpListener::bind(opts.listen)
@@ -93,7 +98,10 @@ pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> an
         resources: count,
     });
     let result = tonic::transport::Server::builder()
-        .add_service(weft_protocol::MeshServer::new(service))
+        .add_service(weft_protocol::MeshServer::with_interceptor(
+            service,
+            weft_protocol::auth::RequireToken::new(opts.token.clone()),
+        ))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;
     watcher.abort();

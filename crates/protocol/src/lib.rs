@@ -7,6 +7,9 @@ pub mod pb {
     tonic::include_proto!("weft.v1");
 }
 
+pub mod auth;
+
+pub use auth::ControlClient;
 pub use pb::mesh_client::MeshClient;
 pub use pb::mesh_server::{Mesh, MeshServer};
 

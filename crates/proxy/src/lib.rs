@@ -31,7 +31,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 use upstream::Body;
-use weft_protocol::{pb, MeshClient};
+use weft_protocol::{pb, ControlClient};
 
 /// Carries source workload metadata from the calling proxy to the called one (the role of
 /// Istio's `x-envoy-peer-metadata`); removed before the request reaches the app.
@@ -61,6 +61,8 @@ pub struct ProxyOptions {
     pub namespace: String,
     /// Control plane gRPC address, `host:port`.
     pub control: String,
+    /// Bearer token the control plane requires (`--token-file`), if any.
+    pub token: Option<String>,
     /// The local app (sidecars): `host:port`.
     pub app: Option<String>,
     /// IP all listeners bind on (port 0 unless mapped).
@@ -151,13 +153,20 @@ pub fn local_response(status: StatusCode, msg: &str) -> Response<Body> {
         .expect("static response parts are valid")
 }
 
-async fn connect_control(control: &str) -> MeshClient<tonic::transport::Channel> {
+/// Where the control plane is and how to authenticate to it.
+#[derive(Debug, Clone)]
+pub struct ControlTarget {
+    pub addr: String,
+    pub token: Option<String>,
+}
+
+async fn connect_control(control: &ControlTarget) -> ControlClient {
     let mut backoff = Duration::from_millis(50);
     loop {
-        match MeshClient::connect(format!("http://{control}")).await {
+        match weft_protocol::auth::connect(&control.addr, control.token.as_deref()).await {
             Ok(c) => return c,
             Err(e) => {
-                warn!(control = %control, error = %e, "control plane not reachable yet; retrying");
+                warn!(control = %control.addr, error = %e, "control plane not reachable yet; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
@@ -182,7 +191,11 @@ pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyh
         build_version: env!("CARGO_PKG_VERSION").into(),
         config_version: String::new(),
     };
-    let mut client = connect_control(&opts.control).await;
+    let control = ControlTarget {
+        addr: opts.control.clone(),
+        token: opts.token.clone(),
+    };
+    let mut client = connect_control(&control).await;
     let creds = tls::fetch(&mut client, &node)
         .await
         .context("getting this workload's certificate")?;
@@ -250,8 +263,8 @@ pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyh
         )));
     }
     emit(&ready);
-    tasks.push(tokio::spawn(xds::run(shared.clone(), opts.control.clone())));
-    tasks.push(tokio::spawn(renew(shared.clone(), opts.control.clone())));
+    tasks.push(tokio::spawn(xds::run(shared.clone(), control.clone())));
+    tasks.push(tokio::spawn(renew(shared.clone(), control)));
     shutdown.await;
     info!("shutting down");
     for t in tasks {
@@ -264,7 +277,7 @@ pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyh
 }
 
 /// Renews the certificate at half its lifetime; on failure keeps the current one and retries.
-async fn renew(shared: Arc<Shared>, control: String) {
+async fn renew(shared: Arc<Shared>, control: ControlTarget) {
     loop {
         let not_after = shared.tls.current.load().identity.not_after();
         tokio::time::sleep(tls::renew_after(not_after)).await;

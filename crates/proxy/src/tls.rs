@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use weft_identity::{Identity, PeerCheck, SpiffeId, WorkloadKey};
-use weft_protocol::{pb, MeshClient};
+use weft_protocol::{pb, ControlClient};
 
 /// ALPN for mesh connections between proxies.
 pub const MESH_ALPN: &[u8] = b"h2";
@@ -51,10 +51,7 @@ pub struct TlsState {
 }
 
 /// Asks the control plane's CA for a certificate for `node`.
-pub async fn fetch(
-    client: &mut MeshClient<tonic::transport::Channel>,
-    node: &pb::Node,
-) -> anyhow::Result<Credentials> {
+pub async fn fetch(client: &mut ControlClient, node: &pb::Node) -> anyhow::Result<Credentials> {
     let key = WorkloadKey::generate();
     // The CA decides the identity from its registry; the CSR's own name is only a hint.
     let hint = SpiffeId::new("cluster.local", &node.namespace, &node.workload)

@@ -3,6 +3,7 @@
 //! serving its last good config and reconnects with backoff.
 
 use crate::runtime::Runtime;
+use crate::ControlTarget;
 use crate::{Event, Shared};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -10,18 +11,18 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{info, warn};
-use weft_protocol::{decode_config, pb, MeshClient};
+use weft_protocol::{decode_config, pb};
 
 /// Runs forever: (re)connects to the control plane and applies pushes.
-pub async fn run(shared: Arc<Shared>, control: String) {
+pub async fn run(shared: Arc<Shared>, control: ControlTarget) {
     let mut backoff = Duration::from_millis(100);
     loop {
         match session(&shared, &control, &mut backoff).await {
             Ok(()) => {
-                info!(control = %control, "config stream closed by the control plane; reconnecting")
+                info!(control = %control.addr, "config stream closed by the control plane; reconnecting")
             }
             Err(e) => {
-                warn!(control = %control, error = %e, "config stream failed; serving last good config and reconnecting")
+                warn!(control = %control.addr, error = %e, "config stream failed; serving last good config and reconnecting")
             }
         }
         tokio::time::sleep(backoff).await;
@@ -34,10 +35,12 @@ pub async fn run(shared: Arc<Shared>, control: String) {
 
 async fn session(
     shared: &Arc<Shared>,
-    control: &str,
+    control: &ControlTarget,
     backoff: &mut Duration,
 ) -> anyhow::Result<()> {
-    let mut client = MeshClient::connect(format!("http://{control}")).await?;
+    let mut client = weft_protocol::auth::connect(&control.addr, control.token.as_deref())
+        .await
+        .map_err(anyhow::Error::msg)?;
     let (tx, rx) = mpsc::channel(8);
     tx.send(pb::ProxyMessage {
         msg: Some(pb::proxy_message::Msg::Hello(pb::Node {
@@ -50,11 +53,11 @@ async fn session(
         .stream_config(ReceiverStream::new(rx))
         .await?
         .into_inner();
-    info!(control = %control, "connected to control plane");
+    info!(control = %control.addr, "connected to control plane");
     // A working session resets the backoff: the next outage starts with quick retries.
     *backoff = Duration::from_millis(100);
     shared.emit(Event::Connected {
-        control: control.to_string(),
+        control: control.addr.clone(),
     });
     while let Some(push) = pushes.message().await? {
         let ack = match apply(shared, &push).await {

@@ -60,6 +60,10 @@ struct ControlArgs {
     /// Lifetime of workload certificates, in seconds (renewed at half-life).
     #[arg(long, default_value_t = 86400)]
     cert_ttl_secs: u64,
+    /// Require proxies to present this file's token (create one with e.g.
+    /// `head -c 32 /dev/urandom | xxd -p -c 64 > token && chmod 600 token`).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
     /// Exit when stdin closes (set by `weft up` for its children).
     #[arg(long)]
     exit_with_parent: bool,
@@ -83,6 +87,9 @@ struct ProxyArgs {
     /// Control plane address.
     #[arg(long, default_value = "127.0.0.1:15012")]
     control: String,
+    /// The control plane's token (see `weft control --token-file`).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
     /// The local app's address (sidecars).
     #[arg(long)]
     app: Option<String>,
@@ -257,6 +264,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 trust_domain: a.trust_domain,
                 ca_files: a.ca_cert.zip(a.ca_key),
                 cert_ttl: Duration::from_secs(a.cert_ttl_secs),
+                token: read_token(a.token_file.as_deref())?,
             };
             weft_control::run(opts, shutdown_signal(a.exit_with_parent)).await?;
             Ok(0)
@@ -270,6 +278,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 workload: a.workload,
                 namespace: a.namespace,
                 control: a.control,
+                token: read_token(a.token_file.as_deref())?,
                 app: a.app,
                 bind_ip: a.bind_ip,
                 port_map: a.ports.into_iter().collect::<HashMap<_, _>>(),
@@ -339,6 +348,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Cmd::Analyze(a) => analyze(&a),
     }
+}
+
+fn read_token(path: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
+    path.map(weft_protocol::auth::read_token)
+        .transpose()
+        .map_err(anyhow::Error::msg)
 }
 
 fn traffic(t: &TrafficArgs) -> weft_local::TrafficOptions {

@@ -5,6 +5,11 @@ use crate::plan::App;
 use std::path::PathBuf;
 
 impl Mesh {
+    /// The control-plane token `weft up` creates for this mesh (`<state>/control-token`).
+    pub(crate) fn token_file(&self) -> PathBuf {
+        self.opts.state_dir.join("control-token")
+    }
+
     fn app_addr(&self, workload: &(String, String)) -> Option<String> {
         let p = self
             .procs
@@ -34,6 +39,8 @@ impl Mesh {
                 prev("grpc"),
                 s("--trust-domain"),
                 self.opts.trust_domain.clone(),
+                s("--token-file"),
+                self.token_file().display().to_string(),
             ]
             .into_iter()
             .chain(self.opts.ca_files.iter().flat_map(|(c, k)| {
@@ -58,6 +65,8 @@ impl Mesh {
                 a.extend([
                     s("--control"),
                     self.control_addr(),
+                    s("--token-file"),
+                    self.token_file().display().to_string(),
                     s("--admin-listen"),
                     prev("admin"),
                 ]);
