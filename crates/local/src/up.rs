@@ -144,5 +144,9 @@ fn print_summary(mesh: &Mesh) {
         "gateways": mesh.gateway_urls().into_iter().map(|(p, u)| (p.to_string(), u)).collect::<BTreeMap<_, _>>(),
         "processes": status.processes,
     });
-    println!("{event}");
+    // The machine-readable line is for programs driving `weft up` (tests, scripts); a
+    // person at a terminal gets only the table above.
+    if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        println!("{event}");
+    }
 }
