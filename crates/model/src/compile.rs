@@ -235,6 +235,7 @@ impl<'a> Builder<'a> {
                             weight: 100,
                         }],
                         timeout_ms: None,
+                        retry: retry_policy(None),
                         origin: "default route (no VirtualService)".into(),
                     }]
                 }
@@ -307,6 +308,7 @@ impl<'a> Builder<'a> {
                     matches,
                     destinations,
                     timeout_ms: http.timeout.as_deref().and_then(parse_duration_ms),
+                    retry: retry_policy(http.retries.as_ref()),
                     origin: origin(r),
                 })
             })
@@ -407,6 +409,54 @@ fn lb_of(tp: Option<&weft_api::TrafficPolicy>) -> Option<LbPolicy> {
         // PASSTHROUGH is reported as not enforced; UNSPECIFIED means the default.
         SimpleLb::Unspecified | SimpleLb::Passthrough => None,
     }
+}
+
+/// Istio's retry translation: no `retries` means the mesh default (2 attempts on
+/// connect-failure, refused-stream, unavailable, cancelled); `attempts: 0` (or `{}`) means
+/// none; HTTP status codes in `retryOn` become retriable status codes.
+pub fn retry_policy(r: Option<&weft_api::HttpRetry>) -> RetryPolicy {
+    const DEFAULT_ON: [&str; 4] = [
+        "connect-failure",
+        "refused-stream",
+        "unavailable",
+        "cancelled",
+    ];
+    let mut p = RetryPolicy {
+        backoff_ms: 25,
+        ignore_previous_hosts: true,
+        ..Default::default()
+    };
+    let Some(r) = r else {
+        p.attempts = 2;
+        p.retry_on = DEFAULT_ON.iter().map(|s| s.to_string()).collect();
+        return p;
+    };
+    p.attempts = r.attempts.unwrap_or(0).max(0) as u32;
+    if p.attempts == 0 {
+        return RetryPolicy::default();
+    }
+    match r.retry_on.as_deref() {
+        None => p.retry_on = DEFAULT_ON.iter().map(|s| s.to_string()).collect(),
+        Some(on) => {
+            for token in on.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                match token.parse::<u16>() {
+                    Ok(code) => p.retriable_status_codes.push(code),
+                    Err(_) => p.retry_on.push(token.to_string()),
+                }
+            }
+            if !p.retriable_status_codes.is_empty()
+                && !p.retry_on.iter().any(|t| t == "retriable-status-codes")
+            {
+                p.retry_on.push("retriable-status-codes".into());
+            }
+        }
+    }
+    p.per_try_timeout_ms = r.per_try_timeout.as_deref().and_then(parse_duration_ms);
+    if let Some(b) = r.backoff.as_deref().and_then(parse_duration_ms) {
+        p.backoff_ms = b.max(1);
+    }
+    p.ignore_previous_hosts = r.retry_ignore_previous_hosts.unwrap_or(true);
+    p
 }
 
 /// Envoy's cluster naming: `outbound|<port>|<subset>|<host>`.

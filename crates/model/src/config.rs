@@ -66,8 +66,30 @@ pub struct Route {
     pub destinations: Vec<WeightedCluster>,
     /// Whole-request timeout in milliseconds (VirtualService `timeout`); none = no timeout.
     pub timeout_ms: Option<u64>,
+    /// Retries (VirtualService `retries`, or Istio's default policy when unset).
+    #[serde(default)]
+    pub retry: RetryPolicy,
     /// `Kind/namespace/name` of the resource the route came from, and its file:line.
     pub origin: String,
+}
+
+/// When and how often to retry (Envoy's retry policy, as Istio configures it).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Retries after the first try; 0 = none.
+    pub attempts: u32,
+    /// Timeout of each try; none = only the route timeout.
+    pub per_try_timeout_ms: Option<u64>,
+    /// Envoy `retry_on` tokens: `5xx`, `gateway-error`, `reset`, `connect-failure`,
+    /// `refused-stream`, `retriable-4xx`, `retriable-status-codes`, gRPC `cancelled`,
+    /// `deadline-exceeded`, `internal`, `resource-exhausted`, `unavailable`.
+    pub retry_on: Vec<String>,
+    /// Statuses retried under `retriable-status-codes`.
+    pub retriable_status_codes: Vec<u16>,
+    /// Base of the jittered exponential backoff between tries (Envoy: 25 ms).
+    pub backoff_ms: u64,
+    /// Retry on a different endpoint than the ones tried (Istio's default).
+    pub ignore_previous_hosts: bool,
 }
 
 /// A request matcher: every present condition must hold. (Conditions about the client —

@@ -8,7 +8,9 @@ mod matching;
 pub mod registry;
 pub mod report;
 
-pub use compile::{cluster_name, compile, parse_duration_ms, CompileError, ProxyRef, Role};
+pub use compile::{
+    cluster_name, compile, parse_duration_ms, retry_policy, CompileError, ProxyRef, Role,
+};
 pub use config::*;
 pub use registry::{fqdn, spiffe_id, LiveProxy, Registry};
 pub use report::not_enforced;

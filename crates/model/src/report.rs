@@ -25,9 +25,19 @@ pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
                     extra_keys(
                         &json(h),
                         &p,
-                        &["name", "match", "route", "timeout"],
+                        &["name", "match", "route", "timeout", "retries"],
                         &mut push,
                     );
+                    if let Some(r) = &h.retries {
+                        let enforced = [
+                            "attempts",
+                            "perTryTimeout",
+                            "retryOn",
+                            "retryIgnorePreviousHosts",
+                            "backoff",
+                        ];
+                        extra_keys(&json(r), &format!("{p}retries."), &enforced, &mut push);
+                    }
                     for (j, m) in h.r#match.iter().enumerate() {
                         let p = format!("http[{i}].match[{j}].");
                         extra_keys(

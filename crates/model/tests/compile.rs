@@ -302,7 +302,6 @@ fn unimplemented_semantics_are_reported_not_ignored() {
         .map(|n| format!("{} {}", n.resource, n.what))
         .collect();
     for expected in [
-        "VirtualService/game/api http[1].retries",
         "DestinationRule/game/inventory trafficPolicy.outlierDetection",
         "PeerAuthentication/game/default mtls.mode",
         "Gateway/game/public servers[1].tls",
@@ -445,4 +444,40 @@ spec:
         vec!["api.example.com".to_string()],
         "the narrower of server and VirtualService host"
     );
+}
+
+#[test]
+fn retry_policies_follow_istio_defaults() {
+    let default = retry_policy(None);
+    assert_eq!(default.attempts, 2);
+    assert_eq!(
+        default.retry_on,
+        [
+            "connect-failure",
+            "refused-stream",
+            "unavailable",
+            "cancelled"
+        ]
+    );
+    assert!(default.ignore_previous_hosts);
+    let off = weft_api::HttpRetry {
+        attempts: Some(0),
+        ..Default::default()
+    };
+    assert_eq!(
+        retry_policy(Some(&off)).attempts,
+        0,
+        "attempts: 0 disables retries"
+    );
+    let custom = weft_api::HttpRetry {
+        attempts: Some(3),
+        per_try_timeout: Some("2s".into()),
+        retry_on: Some("5xx,503,reset".into()),
+        ..Default::default()
+    };
+    let p = retry_policy(Some(&custom));
+    assert_eq!((p.attempts, p.per_try_timeout_ms), (3, Some(2000)));
+    assert_eq!(p.retry_on, ["5xx", "reset", "retriable-status-codes"]);
+    assert_eq!(p.retriable_status_codes, [503]);
+    assert_eq!(p.backoff_ms, 25);
 }

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod forward;
 pub mod inbound;
 pub mod lb;
 pub mod listeners;

@@ -15,10 +15,7 @@ use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tracing::{debug, warn, Instrument};
-
-/// Istio's default: up to 2 retries on connect failure.
-const CONNECT_ATTEMPTS: usize = 3;
+use tracing::{debug, Instrument};
 
 /// Hop-by-hop headers never forwarded (and forbidden in HTTP/2).
 const HOP_BY_HOP: &[&str] = &[
@@ -186,108 +183,33 @@ async fn route_and_forward(
     };
     parts.version = http::Version::HTTP_2;
 
-    // Up to CONNECT_ATTEMPTS picks: a connect failure, or a pooled connection that turns out
-    // dead before the request was written, is retried on another pick (the request is
-    // recovered intact, so this is safe for any method). Anything after that is final.
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-    let mut req = Some(Request::from_parts(parts, body.boxed()));
-    let mut last_err = String::new();
-    let mut tried: Vec<String> = Vec::new();
-    for _ in 0..CONNECT_ATTEMPTS {
-        // Like Envoy's previous_hosts retry predicate: prefer an endpoint not tried yet.
-        let Some(pick) = pick_untried(&cluster.lb, &tried) else {
-            let msg = format!("no healthy upstream in {}", cluster.spec.name);
-            return (local_response(StatusCode::SERVICE_UNAVAILABLE, &msg), "UH");
+    let policy = &route.spec.retry;
+    let out =
+        match crate::forward::Outgoing::new(parts.method, parts.uri, parts.headers, body, policy)
+            .await
+        {
+            Ok(o) => o,
+            Err(e) => return (local_response(StatusCode::BAD_REQUEST, &e), "DPE"),
         };
-        let addr = pick.endpoint.address.clone();
-        let identity = pick.endpoint.identity.clone();
-        tried.push(addr.clone());
-        let connect = shared.pool.get(&addr, &identity);
-        let connected = match deadline {
-            Some(d) => match tokio::time::timeout_at(d, connect).await {
-                Ok(r) => r,
-                Err(_) => {
-                    return (
-                        local_response(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
-                        "UT",
-                    )
-                }
-            },
-            None => connect.await,
-        };
-        let mut sender = match connected {
-            Ok(s) => s,
-            Err(e) => {
-                warn!(cluster = %cluster.spec.name, error = %e, "upstream connect failed");
-                shared.pool.evict(&addr, &identity);
-                last_err = e.to_string();
-                continue;
-            }
-        };
-        labels.destination_workload = pick.endpoint.workload.clone();
-        labels.destination_workload_namespace = cluster.spec.namespace.clone();
-        labels.destination_principal = pick.endpoint.identity.clone();
-        labels.destination_version = pick
-            .endpoint
-            .version
-            .clone()
-            .unwrap_or_else(|| "unknown".into());
-        let fut = sender.try_send_request(req.take().expect("request is present until sent"));
-        let result = match deadline {
-            Some(d) => match tokio::time::timeout_at(d, fut).await {
-                Ok(r) => r,
-                Err(_) => {
-                    return (
-                        local_response(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
-                        "UT",
-                    )
-                }
-            },
-            None => fut.await,
-        };
-        match result {
-            Ok(resp) => {
-                let (mut parts, body) = resp.into_parts();
-                parts.version = downstream_version;
-                strip_hop_by_hop(&mut parts.headers);
-                // The request stays active for LEAST_REQUEST until its body is done.
-                let body = Held {
-                    inner: body.boxed(),
-                    _pick: pick,
-                };
-                return (Response::from_parts(parts, body.boxed()), "-");
-            }
-            Err(mut e) => {
-                shared.pool.evict(&addr, &identity);
-                match e.take_message() {
-                    Some(unsent) => {
-                        debug!(error = %e.error(), upstream = %addr, "pooled connection was dead; retrying on another pick");
-                        last_err = e.error().to_string();
-                        req = Some(unsent);
-                    }
-                    None => {
-                        warn!(error = %e.error(), upstream = %cluster.spec.name, "upstream request failed");
-                        let msg = format!("upstream reset: {}", e.error());
-                        return (local_response(StatusCode::SERVICE_UNAVAILABLE, &msg), "UC");
-                    }
-                }
-            }
-        }
-    }
-    (
-        local_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &format!("upstream connect error: {last_err}"),
-        ),
-        "UF",
-    )
+    let (resp, pick, flag) =
+        crate::forward::forward(shared, cluster, out, policy, deadline, labels).await;
+    let (mut parts, body) = resp.into_parts();
+    parts.version = downstream_version;
+    strip_hop_by_hop(&mut parts.headers);
+    // The request stays active for LEAST_REQUEST until its body is done.
+    let body = Held {
+        inner: body,
+        _pick: pick,
+    };
+    (Response::from_parts(parts, body.boxed()), flag)
 }
 
 /// A response body that holds its LB pick (the endpoint's active-request count) until the
 /// body is finished or dropped.
 struct Held {
     inner: Body,
-    _pick: crate::lb::Pick,
+    _pick: Option<crate::lb::Pick>,
 }
 
 impl hyper::body::Body for Held {
@@ -308,18 +230,6 @@ impl hyper::body::Body for Held {
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.inner.size_hint()
     }
-}
-
-/// Up to a few picks, skipping endpoints already tried while there are others.
-fn pick_untried(lb: &crate::lb::LbState, tried: &[String]) -> Option<crate::lb::Pick> {
-    let mut pick = lb.pick()?;
-    for _ in 0..4 {
-        if !tried.contains(&pick.endpoint.address) {
-            break;
-        }
-        pick = lb.pick()?;
-    }
-    Some(pick)
 }
 
 /// Removes hop-by-hop headers, including those named in `Connection` (RFC 9110 7.6.1);

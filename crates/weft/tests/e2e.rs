@@ -1106,3 +1106,68 @@ fn grpc_and_http2_ports_get_http2_to_the_app() {
         "no grpc-labelled request on inventory-v2's sidecar:\n{stats}"
     );
 }
+
+/// Success ratio of `n` player requests over one keep-alive connection.
+fn player_success(conn: &mut HttpConn, n: usize) -> f64 {
+    let ok = (0..n)
+        .filter(|i| {
+            let r = conn
+                .get_retry_closed(GAME_HOST, "/api/v1/player/1", &[])
+                .unwrap_or_else(|e| panic!("request {i}: {e}"));
+            r.status == 200
+        })
+        .count();
+    ok as f64 / n as f64
+}
+
+#[test]
+fn virtual_service_retries_hide_flaky_upstreams_and_attempts_zero_turns_them_off() {
+    // player answers 503 30% of the time; its route retries 5xx 3 times (examples/necpgame).
+    let mesh = Mesh::up_with("retries", |dir| {
+        let path = dir.join("registry.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let from = "    weft.dev/demo-latency: 2ms\n";
+        assert!(text.contains(from), "registry.yaml changed shape");
+        std::fs::write(
+            &path,
+            text.replacen(
+                from,
+                &format!("{from}    weft.dev/demo-error-rate: \"0.3\"\n"),
+                1,
+            ),
+        )
+        .unwrap();
+    });
+    let mut conn = HttpConn::connect(&mesh.gateway()).unwrap();
+    // With 4 tries a request fails with probability 0.3^4 (< 1%).
+    let with_retries = player_success(&mut conn, 200);
+    assert!(with_retries >= 0.95, "success with retries: {with_retries}");
+
+    // attempts: 0 disables retries: about 70% succeed.
+    let vs = mesh.config_file("istio-gateway.yaml");
+    let text = std::fs::read_to_string(&vs).unwrap();
+    let from = "    retries:\n      attempts: 3\n";
+    assert!(text.contains(from), "istio-gateway.yaml changed shape");
+    replace_file(&vs, &text.replace(from, "    retries:\n      attempts: 0\n").replace("      perTryTimeout: 2s\n      retryOn: connect-failure,refused-stream,unavailable,cancelled,5xx\n", ""));
+    poll_until(
+        "the gateway to get the route without retries",
+        Duration::from_secs(10),
+        || {
+            let dump: Value =
+                serde_json::from_str(&admin_get(&mesh.gateway_admin(), "/config_dump")).unwrap();
+            let routes = dump["config"]["routes"]["gateway_80"]["virtual_hosts"][0]["routes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            routes
+                .iter()
+                .any(|r| r["name"] == "player" && r["retry"]["attempts"] == 0)
+                .then_some(())
+        },
+    );
+    let without = player_success(&mut conn, 200);
+    assert!(
+        (0.55..=0.85).contains(&without),
+        "success without retries: {without}"
+    );
+}

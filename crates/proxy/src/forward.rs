@@ -1,0 +1,395 @@
+//! Sending one downstream request upstream, with Envoy's retry semantics as Istio
+//! configures them: up to 1 + `attempts` tries, each on an endpoint not tried yet
+//! (`retryIgnorePreviousHosts`), a per-try timeout inside the route timeout, jittered
+//! exponential backoff (25 ms base, 10x cap), and `retryOn` deciding which outcomes are
+//! retried. A request that never left (connect failure, or a pooled connection found dead
+//! before it was written) is recovered intact; one that was sent is replayed only if its
+//! body was buffered (bodies up to 1 MiB with a known length, when retries are possible).
+
+use crate::lb::Pick;
+use crate::metrics::RequestLabels;
+use crate::runtime::RuntimeCluster;
+use crate::upstream::Body;
+use crate::{local_response, Shared};
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::time::Duration;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+use weft_model::RetryPolicy;
+
+/// Largest request body kept for replay.
+const MAX_BUFFERED_BODY: u64 = 1024 * 1024;
+
+/// The request being retried: everything but the body is rebuilt for each try.
+pub(crate) struct Outgoing {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    body: ReqBody,
+}
+
+enum ReqBody {
+    Buffered(Bytes),
+    /// Not replayable once sent; `None` after it was handed out.
+    Stream(Option<Body>),
+}
+
+impl Outgoing {
+    /// Buffers the body when a retry might need to replay it.
+    pub async fn new(
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Incoming,
+        policy: &RetryPolicy,
+    ) -> Result<Outgoing, String> {
+        let length = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let body = if policy.attempts == 0 {
+            ReqBody::Stream(Some(body.boxed()))
+        } else if hyper::body::Body::is_end_stream(&body) {
+            ReqBody::Buffered(Bytes::new())
+        } else if length.is_some_and(|l| l <= MAX_BUFFERED_BODY) {
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|e| format!("reading the request body: {e}"))?
+                .to_bytes();
+            ReqBody::Buffered(bytes)
+        } else {
+            ReqBody::Stream(Some(body.boxed()))
+        };
+        Ok(Outgoing {
+            method,
+            uri,
+            headers,
+            body,
+        })
+    }
+
+    fn replayable(&self) -> bool {
+        matches!(self.body, ReqBody::Buffered(_))
+    }
+
+    fn build(&mut self) -> Option<Request<Body>> {
+        let body = match &mut self.body {
+            ReqBody::Buffered(b) => crate::outbound::full(b.clone()),
+            ReqBody::Stream(b) => b.take()?,
+        };
+        let mut req = Request::new(body);
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.version_mut() = Version::HTTP_2;
+        *req.headers_mut() = self.headers.clone();
+        Some(req)
+    }
+
+    /// Takes back a request that was never written.
+    fn recover(&mut self, req: Request<Body>) {
+        if let ReqBody::Stream(slot) = &mut self.body {
+            *slot = Some(req.into_body());
+        }
+    }
+}
+
+fn on(policy: &RetryPolicy, token: &str) -> bool {
+    policy.retry_on.iter().any(|t| t == token)
+}
+
+/// Is this upstream response one `retryOn` retries?
+pub(crate) fn retriable_response(
+    policy: &RetryPolicy,
+    status: StatusCode,
+    headers: &HeaderMap,
+) -> bool {
+    let code = status.as_u16();
+    if (on(policy, "5xx") && code >= 500)
+        || (on(policy, "gateway-error") && matches!(code, 502..=504))
+        || (on(policy, "retriable-4xx") && code == 409)
+        || (on(policy, "retriable-status-codes") && policy.retriable_status_codes.contains(&code))
+    {
+        return true;
+    }
+    let grpc = headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u8>().ok());
+    let token = match grpc {
+        Some(1) => "cancelled",
+        Some(4) => "deadline-exceeded",
+        Some(8) => "resource-exhausted",
+        Some(13) => "internal",
+        Some(14) => "unavailable",
+        _ => return false,
+    };
+    on(policy, token)
+}
+
+/// Envoy's fully jittered exponential backoff before retry `n` (1-based).
+pub(crate) fn backoff(policy: &RetryPolicy, n: u32) -> Duration {
+    let base = policy.backoff_ms.max(1);
+    let ceiling = base.saturating_mul(1u64 << n.min(16)).min(base * 10);
+    Duration::from_millis(fastrand::u64(0..ceiling.max(1)))
+}
+
+fn pick(cluster: &RuntimeCluster, tried: &[String], avoid: bool) -> Option<Pick> {
+    let mut p = cluster.lb.pick()?;
+    for _ in 0..4 {
+        if !avoid || !tried.contains(&p.endpoint.address) {
+            break;
+        }
+        p = cluster.lb.pick()?;
+    }
+    Some(p)
+}
+
+fn timeout() -> (Response<Body>, &'static str) {
+    (
+        local_response(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
+        "UT",
+    )
+}
+
+/// Sends `out` to `cluster`; returns the response (whose body holds the LB pick) and
+/// Envoy's response flag.
+pub(crate) async fn forward(
+    shared: &Shared,
+    cluster: &RuntimeCluster,
+    mut out: Outgoing,
+    policy: &RetryPolicy,
+    deadline: Option<Instant>,
+    labels: &mut RequestLabels,
+) -> (Response<Body>, Option<Pick>, &'static str) {
+    let tries = 1 + policy.attempts;
+    let mut tried: Vec<String> = Vec::new();
+    let mut last: Option<(Response<Body>, Pick, &'static str)> = None;
+    for n in 1..=tries {
+        if n > 1 {
+            let wait = backoff(policy, n - 1);
+            if deadline.is_some_and(|d| Instant::now() + wait >= d) {
+                break;
+            }
+            tokio::time::sleep(wait).await;
+        }
+        let Some(p) = pick(
+            cluster,
+            &tried,
+            policy.ignore_previous_hosts || policy.attempts == 0,
+        ) else {
+            let msg = format!("no healthy upstream in {}", cluster.spec.name);
+            return with_pick_none(local_response(StatusCode::SERVICE_UNAVAILABLE, &msg), "UH");
+        };
+        let addr = p.endpoint.address.clone();
+        let identity = p.endpoint.identity.clone();
+        tried.push(addr.clone());
+        labels.destination_workload = p.endpoint.workload.clone();
+        labels.destination_workload_namespace = cluster.spec.namespace.clone();
+        labels.destination_principal = identity.clone();
+        labels.destination_version = p
+            .endpoint
+            .version
+            .clone()
+            .unwrap_or_else(|| "unknown".into());
+        // This try's deadline: the per-try timeout, inside the route's.
+        let try_deadline = match (deadline, policy.per_try_timeout_ms) {
+            (d, None) => d,
+            (None, Some(t)) => Some(Instant::now() + Duration::from_millis(t)),
+            (Some(d), Some(t)) => Some(d.min(Instant::now() + Duration::from_millis(t))),
+        };
+        let per_try_expired = |d: Option<Instant>| d.is_some() && d != deadline;
+        let connected = match try_deadline {
+            Some(d) => tokio::time::timeout_at(d, shared.pool.get(&addr, &identity))
+                .await
+                .ok(),
+            None => Some(shared.pool.get(&addr, &identity).await),
+        };
+        let mut sender = match connected {
+            None if per_try_expired(try_deadline)
+                && (on(policy, "5xx") || on(policy, "gateway-error")) =>
+            {
+                last = Some((timeout().0, p, "UT"));
+                continue;
+            }
+            None => return with_pick(timeout(), p),
+            Some(Err(e)) => {
+                warn!(cluster = %cluster.spec.name, error = %e, "upstream connect failed");
+                shared.pool.evict(&addr, &identity);
+                let msg = format!("upstream connect error: {e}");
+                last = Some((
+                    local_response(StatusCode::SERVICE_UNAVAILABLE, &msg),
+                    p,
+                    "UF",
+                ));
+                if on(policy, "connect-failure") || on(policy, "reset") || on(policy, "5xx") {
+                    continue;
+                }
+                break;
+            }
+            Some(Ok(s)) => s,
+        };
+        let Some(req) = out.build() else { break };
+        let sent = sender.try_send_request(req);
+        let result = match try_deadline {
+            Some(d) => match tokio::time::timeout_at(d, sent).await {
+                Ok(r) => r,
+                Err(_)
+                    if per_try_expired(try_deadline)
+                        && out.replayable()
+                        && (on(policy, "5xx") || on(policy, "gateway-error")) =>
+                {
+                    last = Some((timeout().0, p, "UT"));
+                    continue;
+                }
+                Err(_) => return with_pick(timeout(), p),
+            },
+            None => sent.await,
+        };
+        match result {
+            Ok(resp) => {
+                let retry = n < tries
+                    && out.replayable()
+                    && retriable_response(policy, resp.status(), resp.headers());
+                if retry {
+                    debug!(status = %resp.status(), upstream = %addr, "retriable response; retrying");
+                    last = Some((resp.map(|b| b.boxed()), p, "URX"));
+                    continue;
+                }
+                let flag = if retriable_response(policy, resp.status(), resp.headers())
+                    && policy.attempts > 0
+                    && n > 1
+                {
+                    "URX"
+                } else {
+                    "-"
+                };
+                return (resp.map(|b| b.boxed()), Some(p), flag);
+            }
+            Err(mut e) => {
+                shared.pool.evict(&addr, &identity);
+                match e.take_message() {
+                    // Never written: safe to send elsewhere whatever the method.
+                    Some(unsent) => {
+                        debug!(error = %e.error(), upstream = %addr, "connection was dead before the request was written; retrying");
+                        out.recover(unsent);
+                        let msg = format!("upstream connect error: {}", e.error());
+                        last = Some((
+                            local_response(StatusCode::SERVICE_UNAVAILABLE, &msg),
+                            p,
+                            "UF",
+                        ));
+                    }
+                    None => {
+                        warn!(error = %e.error(), upstream = %cluster.spec.name, "upstream request failed");
+                        let msg = format!("upstream reset: {}", e.error());
+                        last = Some((
+                            local_response(StatusCode::SERVICE_UNAVAILABLE, &msg),
+                            p,
+                            "UC",
+                        ));
+                        if !(out.replayable() && (on(policy, "reset") || on(policy, "5xx"))) {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    match last {
+        Some((resp, p, flag)) => (resp, Some(p), if flag == "-" { "URX" } else { flag }),
+        None => with_pick_none(
+            local_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no upstream try was possible",
+            ),
+            "UF",
+        ),
+    }
+}
+
+fn with_pick(
+    (resp, flag): (Response<Body>, &'static str),
+    p: Pick,
+) -> (Response<Body>, Option<Pick>, &'static str) {
+    (resp, Some(p), flag)
+}
+
+fn with_pick_none(
+    resp: Response<Body>,
+    flag: &'static str,
+) -> (Response<Body>, Option<Pick>, &'static str) {
+    (resp, None, flag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(on: &[&str], codes: &[u16]) -> RetryPolicy {
+        RetryPolicy {
+            attempts: 2,
+            retry_on: on.iter().map(|s| s.to_string()).collect(),
+            retriable_status_codes: codes.to_vec(),
+            backoff_ms: 25,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn retry_on_tokens() {
+        let h = HeaderMap::new();
+        let s = |c: u16| StatusCode::from_u16(c).unwrap();
+        assert!(retriable_response(&policy(&["5xx"], &[]), s(500), &h));
+        assert!(!retriable_response(
+            &policy(&["gateway-error"], &[]),
+            s(500),
+            &h
+        ));
+        assert!(retriable_response(
+            &policy(&["gateway-error"], &[]),
+            s(503),
+            &h
+        ));
+        assert!(retriable_response(
+            &policy(&["retriable-4xx"], &[]),
+            s(409),
+            &h
+        ));
+        assert!(retriable_response(
+            &policy(&["retriable-status-codes"], &[418]),
+            s(418),
+            &h
+        ));
+        assert!(
+            !retriable_response(&policy(&["connect-failure"], &[]), s(503), &h),
+            "Istio's default does not retry 503"
+        );
+        let mut grpc = HeaderMap::new();
+        grpc.insert("grpc-status", "14".parse().unwrap());
+        assert!(retriable_response(
+            &policy(&["unavailable"], &[]),
+            s(200),
+            &grpc
+        ));
+        assert!(!retriable_response(
+            &policy(&["cancelled"], &[]),
+            s(200),
+            &grpc
+        ));
+    }
+
+    #[test]
+    fn backoff_is_jittered_and_capped() {
+        let p = policy(&[], &[]);
+        for n in 1..20 {
+            assert!(
+                backoff(&p, n) < Duration::from_millis(250),
+                "Envoy caps at 10x the base"
+            );
+        }
+    }
+}
