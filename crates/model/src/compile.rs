@@ -233,10 +233,12 @@ impl<'a> Builder<'a> {
                         destinations: vec![WeightedCluster {
                             cluster,
                             weight: 100,
+                            ..Default::default()
                         }],
                         timeout_ms: None,
                         retry: retry_policy(None),
                         origin: "default route (no VirtualService)".into(),
+                        ..Default::default()
                     }]
                 }
             };
@@ -294,9 +296,12 @@ impl<'a> Builder<'a> {
                         } else {
                             d.weight.unwrap_or(0).max(0) as u32
                         };
+                        let (request_headers, response_headers) = header_ops(d.headers.as_ref());
                         WeightedCluster {
                             cluster: cluster_name(port, d.destination.subset.as_deref(), &host),
                             weight,
+                            request_headers,
+                            response_headers,
                         }
                     })
                     .collect();
@@ -309,6 +314,15 @@ impl<'a> Builder<'a> {
                     destinations,
                     timeout_ms: http.timeout.as_deref().and_then(parse_duration_ms),
                     retry: retry_policy(http.retries.as_ref()),
+                    request_headers: header_ops(http.headers.as_ref()).0,
+                    response_headers: header_ops(http.headers.as_ref()).1,
+                    rewrite: http.rewrite.as_ref().map(|rw| Rewrite {
+                        uri: rw.uri.clone(),
+                        authority: rw.authority.clone(),
+                        uri_regex: rw.uri_regex_rewrite.as_ref().and_then(|r| {
+                            Some((r.r#match.clone()?, r.rewrite.clone().unwrap_or_default()))
+                        }),
+                    }),
                     origin: origin(r),
                 })
             })
@@ -409,6 +423,33 @@ fn lb_of(tp: Option<&weft_api::TrafficPolicy>) -> Option<LbPolicy> {
         // PASSTHROUGH is reported as not enforced; UNSPECIFIED means the default.
         SimpleLb::Unspecified | SimpleLb::Passthrough => None,
     }
+}
+
+fn ops(o: Option<&weft_api::HeaderOperations>) -> HeaderOps {
+    let Some(o) = o else {
+        return HeaderOps::default();
+    };
+    HeaderOps {
+        set: o
+            .set
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .collect(),
+        add: o
+            .add
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .collect(),
+        remove: o.remove.iter().map(|k| k.to_ascii_lowercase()).collect(),
+    }
+}
+
+/// (request, response) header operations of an Istio `headers` block.
+fn header_ops(h: Option<&weft_api::Headers>) -> (HeaderOps, HeaderOps) {
+    (
+        ops(h.and_then(|h| h.request.as_ref())),
+        ops(h.and_then(|h| h.response.as_ref())),
+    )
 }
 
 /// Istio's retry translation: no `retries` means the mesh default (2 attempts on

@@ -69,6 +69,14 @@ pub struct Route {
     /// Retries (VirtualService `retries`, or Istio's default policy when unset).
     #[serde(default)]
     pub retry: RetryPolicy,
+    /// Header operations on the request (before forwarding) and response (route level).
+    #[serde(default)]
+    pub request_headers: HeaderOps,
+    #[serde(default)]
+    pub response_headers: HeaderOps,
+    /// Path/authority rewrite before forwarding (VirtualService `rewrite`).
+    #[serde(default)]
+    pub rewrite: Option<Rewrite>,
     /// `Kind/namespace/name` of the resource the route came from, and its file:line.
     pub origin: String,
 }
@@ -130,10 +138,41 @@ pub struct HeaderMatcher {
 }
 
 /// A destination cluster with its share of traffic.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct WeightedCluster {
     pub cluster: String,
     pub weight: u32,
+    /// Destination-level header operations (applied after the route's on requests, before
+    /// them on responses).
+    #[serde(default)]
+    pub request_headers: HeaderOps,
+    #[serde(default)]
+    pub response_headers: HeaderOps,
+}
+
+/// Istio's HeaderOperations: `set` overwrites, `add` appends, `remove` deletes.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct HeaderOps {
+    pub set: Vec<(String, String)>,
+    pub add: Vec<(String, String)>,
+    pub remove: Vec<String>,
+}
+
+impl HeaderOps {
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// Istio's HTTPRewrite.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Rewrite {
+    /// Replaces the matched URI prefix (the whole path for exact/regex/no URI match).
+    pub uri: Option<String>,
+    /// Replaces the authority (Host).
+    pub authority: Option<String>,
+    /// RE2 pattern and replacement (`\1` groups) applied to the path.
+    pub uri_regex: Option<(String, String)>,
 }
 
 /// Load-balancing policy (DestinationRule `loadBalancer.simple`).

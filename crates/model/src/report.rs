@@ -25,7 +25,9 @@ pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
                     extra_keys(
                         &json(h),
                         &p,
-                        &["name", "match", "route", "timeout", "retries"],
+                        &[
+                            "name", "match", "route", "timeout", "retries", "headers", "rewrite",
+                        ],
                         &mut push,
                     );
                     if let Some(r) = &h.retries {
@@ -65,7 +67,7 @@ pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
                         extra_keys(
                             &json(d),
                             &format!("http[{i}].route[{j}]."),
-                            &["destination", "weight"],
+                            &["destination", "weight", "headers"],
                             &mut push,
                         );
                     }

@@ -170,7 +170,8 @@ fn gateway_routes_keep_order_matches_and_weights() {
         premium.destinations,
         vec![WeightedCluster {
             cluster: "outbound|8080|v2|inventory.game.svc.cluster.local".into(),
-            weight: 100
+            weight: 100,
+            ..Default::default()
         }]
     );
     let split = &vh.routes[1];

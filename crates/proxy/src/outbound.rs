@@ -127,7 +127,9 @@ async fn route_and_forward(
             "NR",
         );
     };
-    let Some(cluster) = route.pick_cluster().and_then(|c| runtime.clusters.get(c)) else {
+    let uri_matched = route.uri_matched(&view);
+    let destination = route.pick_cluster();
+    let Some(cluster) = destination.and_then(|d| runtime.clusters.get(&d.cluster)) else {
         return (
             local_response(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -142,10 +144,21 @@ async fn route_and_forward(
     labels.destination_service_namespace = ns;
     let timeout = route.spec.timeout_ms.map(Duration::from_millis);
 
+    let (path, authority) = match &route.rewrite {
+        Some(rw) => (
+            rw.path(&path, uri_matched),
+            rw.authority.clone().unwrap_or(authority),
+        ),
+        None => (path, authority),
+    };
+    let destination = destination.expect("a cluster was found for it");
+
     let (mut parts, body) = req.into_parts();
     let downstream_version = parts.version;
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::HOST);
+    crate::rewrite::apply(&mut parts.headers, &route.spec.request_headers);
+    crate::rewrite::apply(&mut parts.headers, &destination.request_headers);
     if !parts.headers.contains_key("x-request-id") {
         let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
         parts.headers.insert(
@@ -197,6 +210,8 @@ async fn route_and_forward(
     let (mut parts, body) = resp.into_parts();
     parts.version = downstream_version;
     strip_hop_by_hop(&mut parts.headers);
+    crate::rewrite::apply(&mut parts.headers, &destination.response_headers);
+    crate::rewrite::apply(&mut parts.headers, &route.spec.response_headers);
     // The request stays active for LEAST_REQUEST until its body is done.
     let body = Held {
         inner: body,

@@ -155,22 +155,38 @@ pub struct RuntimeRoute {
     pub spec: Route,
     matches: Vec<CompiledMatch>,
     total_weight: u32,
+    pub rewrite: Option<crate::rewrite::CompiledRewrite>,
 }
 
 impl RuntimeRoute {
     /// Weighted pick of a destination cluster name.
-    pub fn pick_cluster(&self) -> Option<&str> {
+    pub fn pick_cluster(&self) -> Option<&weft_model::WeightedCluster> {
         if self.total_weight == 0 {
             return None;
         }
         let mut n = fastrand::u32(0..self.total_weight);
         for d in &self.spec.destinations {
             if n < d.weight {
-                return Some(&d.cluster);
+                return Some(d);
             }
             n -= d.weight;
         }
         None
+    }
+
+    /// How the first matching condition's URI matched (for prefix rewrites).
+    pub fn uri_matched(&self, req: &RequestView) -> crate::rewrite::UriMatched {
+        use crate::rewrite::UriMatched;
+        match self
+            .matches
+            .iter()
+            .find(|m| m.matches(req))
+            .and_then(|m| m.uri.as_ref())
+        {
+            None => UriMatched::Unconditioned,
+            Some(Matcher::Prefix(p)) => UriMatched::Prefix(p.len()),
+            Some(_) => UriMatched::Whole,
+        }
     }
 }
 
@@ -291,10 +307,17 @@ impl Runtime {
                         .ok_or_else(|| {
                             format!("route {}: total weight exceeds {}", r.name, u32::MAX)
                         })?;
+                    let rewrite = r
+                        .rewrite
+                        .as_ref()
+                        .map(crate::rewrite::CompiledRewrite::build)
+                        .transpose()
+                        .map_err(|e| format!("route {}: {e}", r.name))?;
                     routes.push(RuntimeRoute {
                         spec: r.clone(),
                         matches,
                         total_weight,
+                        rewrite,
                     });
                 }
                 let domains = v.domains.iter().map(|d| d.to_ascii_lowercase()).collect();
@@ -358,6 +381,7 @@ mod tests {
                     destinations: vec![WeightedCluster {
                         cluster: "c".into(),
                         weight: 1,
+                        ..Default::default()
                     }],
                     ..Default::default()
                 }],
@@ -488,10 +512,12 @@ mod tests {
             WeightedCluster {
                 cluster: "c".into(),
                 weight: u32::MAX,
+                ..Default::default()
             },
             WeightedCluster {
                 cluster: "c".into(),
                 weight: 2,
+                ..Default::default()
             },
         ];
         let err = Runtime::build("1", cfg, &Runtime::default()).unwrap_err();

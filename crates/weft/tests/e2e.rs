@@ -1171,3 +1171,49 @@ fn virtual_service_retries_hide_flaky_upstreams_and_attempts_zero_turns_them_off
         "success without retries: {without}"
     );
 }
+
+#[test]
+fn rewrite_and_header_operations_reach_app_and_client() {
+    let mesh = Mesh::up_with("rewrite", |dir| {
+        let path = dir.join("istio-gateway.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let from = "  - name: leaderboard\n    match:\n    - uri: {prefix: /api/v1/leaderboard}\n";
+        assert!(text.contains(from), "istio-gateway.yaml changed shape");
+        let to = format!(
+            "{from}    rewrite: {{uri: /v2/board}}\n    headers:\n      request:\n        set: {{x-player-tier: gold}}\n        remove: [user-agent]\n      response:\n        add: {{x-served-by: weft}}\n"
+        );
+        std::fs::write(&path, text.replace(from, &to)).unwrap();
+    });
+    let url = format!("http://{}/api/v1/leaderboard/top?n=10", mesh.gateway());
+    let host = format!("Host: {GAME_HOST}");
+    let out = curl(&[
+        "-sS",
+        "-D",
+        "-",
+        "-H",
+        &host,
+        "-H",
+        "x-player-tier: bronze",
+        &url,
+    ]);
+    let text = stdout_of(&out);
+    let (head, body) = text.split_once("\r\n\r\n").expect("headers and body");
+    assert!(head.lines().next().unwrap_or("").contains(" 200"), "{text}");
+    assert!(
+        head.to_ascii_lowercase().contains("x-served-by: weft"),
+        "response header added: {head}"
+    );
+    let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(
+        v["path"], "/v2/board/top?n=10",
+        "prefix rewritten, rest and query kept: {body}"
+    );
+    assert_eq!(
+        v["headers"]["x-player-tier"], "gold",
+        "request header set: {body}"
+    );
+    assert!(
+        v["headers"].get("user-agent").is_none(),
+        "request header removed: {body}"
+    );
+}
