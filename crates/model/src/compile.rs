@@ -312,8 +312,23 @@ impl<'a> Builder<'a> {
                         .unwrap_or_else(|| format!("{}/http[{i}]", r.name())),
                     matches,
                     destinations,
-                    timeout_ms: http.timeout.as_deref().and_then(parse_duration_ms),
-                    retry: retry_policy(http.retries.as_ref()),
+                    timeout_ms: if http.fault.is_some() {
+                        None
+                    } else {
+                        http.timeout.as_deref().and_then(parse_duration_ms)
+                    },
+                    // With a fault configured, Istio enables neither timeouts nor retries.
+                    retry: if http.fault.is_some() {
+                        RetryPolicy::default()
+                    } else {
+                        retry_policy(http.retries.as_ref())
+                    },
+                    redirect: http.redirect.as_ref().map(crate::actions::redirect),
+                    direct_response: http
+                        .direct_response
+                        .as_ref()
+                        .map(crate::actions::direct_response),
+                    fault: http.fault.as_ref().map(crate::actions::fault),
                     request_headers: header_ops(http.headers.as_ref()).0,
                     response_headers: header_ops(http.headers.as_ref()).1,
                     rewrite: http.rewrite.as_ref().map(|rw| Rewrite {

@@ -77,6 +77,15 @@ pub struct Route {
     /// Path/authority rewrite before forwarding (VirtualService `rewrite`).
     #[serde(default)]
     pub rewrite: Option<Rewrite>,
+    /// Answer with a redirect instead of forwarding.
+    #[serde(default)]
+    pub redirect: Option<Redirect>,
+    /// Answer with this response instead of forwarding.
+    #[serde(default)]
+    pub direct_response: Option<DirectResponse>,
+    /// Client-side fault injection (delays and aborts).
+    #[serde(default)]
+    pub fault: Option<Fault>,
     /// `Kind/namespace/name` of the resource the route came from, and its file:line.
     pub origin: String,
 }
@@ -162,6 +171,40 @@ impl HeaderOps {
     pub fn is_empty(&self) -> bool {
         self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
     }
+}
+
+/// Istio's HTTPRedirect.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Redirect {
+    /// Replaces the whole path.
+    pub uri: Option<String>,
+    /// Replaces the matched prefix.
+    pub prefix_rewrite: Option<String>,
+    pub authority: Option<String>,
+    pub scheme: Option<String>,
+    pub port: Option<u32>,
+    /// `derivePort: FROM_REQUEST_PORT` (otherwise the scheme's default port).
+    pub port_from_request: bool,
+    /// 301 unless set.
+    pub code: u16,
+}
+
+/// Istio's HTTPDirectResponse.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct DirectResponse {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// Istio's HTTPFaultInjection; percentages are 0-100.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Fault {
+    pub delay_ms: Option<u64>,
+    pub delay_percent: f64,
+    pub abort_status: Option<u16>,
+    /// gRPC status code for `grpcStatus` aborts.
+    pub abort_grpc: Option<u8>,
+    pub abort_percent: f64,
 }
 
 /// Istio's HTTPRewrite.

@@ -2,12 +2,14 @@
 //! of each proxy. Pure — no I/O, no clocks — so every rule is unit-testable.
 #![forbid(unsafe_code)]
 
+mod actions;
 pub mod compile;
 pub mod config;
 mod matching;
 pub mod registry;
 pub mod report;
 
+pub use actions::grpc_code;
 pub use compile::{
     cluster_name, compile, parse_duration_ms, retry_policy, CompileError, ProxyRef, Role,
 };

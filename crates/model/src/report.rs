@@ -30,6 +30,17 @@ pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
                         ],
                         &mut push,
                     );
+                    if let Some(f) = &h.fault {
+                        if f.delay
+                            .as_ref()
+                            .is_some_and(|d| d.exponential_delay.is_some())
+                        {
+                            push(format!("{p}fault.delay.exponentialDelay"));
+                        }
+                        if f.abort.as_ref().is_some_and(|a| a.http2_error.is_some()) {
+                            push(format!("{p}fault.abort.http2Error"));
+                        }
+                    }
                     if let Some(r) = &h.retries {
                         let enforced = [
                             "attempts",

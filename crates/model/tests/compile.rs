@@ -482,3 +482,46 @@ fn retry_policies_follow_istio_defaults() {
     assert_eq!(p.retriable_status_codes, [503]);
     assert_eq!(p.backoff_ms, 25);
 }
+
+#[test]
+fn faults_disable_timeouts_and_retries_and_grpc_names_map_to_codes() {
+    let vs = r#"
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: chaos, namespace: game}
+spec:
+  hosts: [player]
+  http:
+  - timeout: 2s
+    retries: {attempts: 3, retryOn: 5xx}
+    fault:
+      delay: {fixedDelay: 50ms, percentage: {value: 10}}
+      abort: {grpcStatus: UNAVAILABLE}
+    route: [{destination: {host: player}}]
+"#;
+    let cfg = compile_for(&format!("{MESH}{vs}"), Role::Sidecar, "inv-v1", "game");
+    let vh = cfg.routes["outbound"]
+        .virtual_hosts
+        .iter()
+        .find(|v| v.name == "player.game.svc.cluster.local")
+        .unwrap();
+    let r = &vh.routes[0];
+    assert_eq!(
+        r.timeout_ms, None,
+        "Istio: no timeout on a route with a fault"
+    );
+    assert_eq!(
+        r.retry.attempts, 0,
+        "Istio: no retries on a route with a fault"
+    );
+    let f = r.fault.as_ref().unwrap();
+    assert_eq!((f.delay_ms, f.delay_percent), (Some(50), 10.0));
+    assert_eq!(
+        (f.abort_grpc, f.abort_percent),
+        (Some(14), 0.0),
+        "no percentage: nothing is aborted"
+    );
+    assert_eq!(grpc_code("unavailable"), Some(14));
+    assert_eq!(grpc_code("NOPE"), None);
+}

@@ -128,6 +128,53 @@ async fn route_and_forward(
         );
     };
     let uri_matched = route.uri_matched(&view);
+    if let Some(r) = &route.spec.redirect {
+        let location =
+            crate::rewrite::redirect_location(r, &scheme, &authority, &path, uri_matched);
+        let resp = Response::builder()
+            .status(StatusCode::from_u16(r.code).unwrap_or(StatusCode::MOVED_PERMANENTLY))
+            .header(header::LOCATION, location)
+            .body(full(Bytes::new()));
+        return (
+            resp.unwrap_or_else(|e| {
+                local_response(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
+            }),
+            "-",
+        );
+    }
+    if let Some(d) = &route.spec.direct_response {
+        let resp = Response::builder()
+            .status(StatusCode::from_u16(d.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+            .body(full(d.body.clone()));
+        return (
+            resp.unwrap_or_else(|e| {
+                local_response(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
+            }),
+            "-",
+        );
+    }
+    let mut delayed = false;
+    if let Some(f) = &route.spec.fault {
+        let roll = |percent: f64| percent > 0.0 && fastrand::f64() * 100.0 < percent;
+        if let Some(ms) = f.delay_ms.filter(|_| roll(f.delay_percent)) {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            delayed = true;
+        }
+        if roll(f.abort_percent) {
+            if let Some(code) = f.abort_grpc {
+                let resp = Response::builder()
+                    .header(header::CONTENT_TYPE, "application/grpc")
+                    .header("grpc-status", code.to_string())
+                    .header("grpc-message", "fault filter abort")
+                    .body(full(Bytes::new()))
+                    .expect("static response parts are valid");
+                return (resp, "FI");
+            }
+            if let Some(status) = f.abort_status.and_then(|s| StatusCode::from_u16(s).ok()) {
+                return (local_response(status, "fault filter abort"), "FI");
+            }
+        }
+    }
     let destination = route.pick_cluster();
     let Some(cluster) = destination.and_then(|d| runtime.clusters.get(&d.cluster)) else {
         return (
@@ -217,6 +264,7 @@ async fn route_and_forward(
         inner: body,
         _pick: pick,
     };
+    let flag = if delayed && flag == "-" { "DI" } else { flag };
     (Response::from_parts(parts, body.boxed()), flag)
 }
 

@@ -1217,3 +1217,52 @@ fn rewrite_and_header_operations_reach_app_and_client() {
         "request header removed: {body}"
     );
 }
+
+#[test]
+fn redirect_direct_response_and_fault_abort() {
+    let mesh = Mesh::up_with("actions", |dir| {
+        let path = dir.join("istio-gateway.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let from = "  gateways: [necpgame-gateway]\n  http:\n";
+        assert!(text.contains(from), "istio-gateway.yaml changed shape");
+        let extra = "  - name: old-api\n    match:\n    - uri: {prefix: /api/v0}\n    redirect: {uri: /api/v1/player/1, redirectCode: 302}\n  - name: maintenance\n    match:\n    - uri: {exact: /status}\n    directResponse: {status: 503, body: {string: down for maintenance}}\n  - name: chaos\n    match:\n    - uri: {prefix: /api/v1/chaos}\n    fault:\n      abort: {httpStatus: 418, percentage: {value: 100}}\n    route:\n    - destination: {host: player}\n";
+        std::fs::write(&path, text.replace(from, &format!("{from}{extra}"))).unwrap();
+    });
+    let gw = mesh.gateway();
+    let host = format!("Host: {GAME_HOST}");
+    let url = |p: &str| format!("http://{gw}{p}");
+    let out = curl(&[
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{redirect_url}",
+        "-H",
+        &host,
+        &url("/api/v0/old?x=1"),
+    ]);
+    assert_eq!(
+        stdout_of(&out).trim(),
+        format!("302 http://{GAME_HOST}/api/v1/player/1?x=1")
+    );
+    let (code, body) = curl_gateway(&gw, "/status", &[]);
+    assert_eq!((code, body.trim()), (503, "down for maintenance"));
+    let (code, _) = curl_gateway(&gw, "/api/v1/chaos/1", &[]);
+    assert_eq!(code, 418);
+    let stats = admin_get(&mesh.gateway_admin(), "/stats/prometheus");
+    assert_eq!(
+        metric_sum(
+            &stats,
+            "istio_requests_total",
+            &[("response_code", "418"), ("response_flags", "FI")]
+        ),
+        1.0,
+        "{stats}"
+    );
+    // The fault aborted at the gateway: player's sidecar never saw it.
+    let side = admin_get(&mesh.addr(PLAYER_SIDECAR, "admin"), "/stats/prometheus");
+    assert_eq!(
+        metric_sum(&side, "istio_requests_total", &[("response_code", "418")]),
+        0.0
+    );
+}
