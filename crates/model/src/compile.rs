@@ -360,7 +360,8 @@ impl<'a> Builder<'a> {
             };
             let svc = self.registry.services.get(&host);
             let namespace = svc.map(|s| s.namespace.clone()).unwrap_or_default();
-            let (subset_labels, lb) = self.destination_rule(&host, &namespace, subset.as_deref());
+            let (subset_labels, lb, outlier, max_requests) =
+                self.destination_rule(&host, &namespace, subset.as_deref());
             let mut endpoints = Vec::new();
             for key in svc.map(|s| s.workloads.as_slice()).unwrap_or_default() {
                 let Some(w) = self.registry.workloads.get(key) else {
@@ -389,6 +390,8 @@ impl<'a> Builder<'a> {
                     subset,
                     lb,
                     endpoints,
+                    outlier,
+                    max_requests,
                 },
             );
         }
@@ -401,7 +404,12 @@ impl<'a> Builder<'a> {
         host: &str,
         svc_ns: &str,
         subset: Option<&str>,
-    ) -> (BTreeMap<String, String>, LbPolicy) {
+    ) -> (
+        BTreeMap<String, String>,
+        LbPolicy,
+        Option<Outlier>,
+        Option<u32>,
+    ) {
         let mut rules: Vec<&Resource> = self
             .resources
             .iter()
@@ -409,24 +417,60 @@ impl<'a> Builder<'a> {
             .collect();
         rules.sort_by_key(|r| r.namespace() != svc_ns);
         let Some(r) = rules.first() else {
-            return (BTreeMap::new(), LbPolicy::default());
+            return (BTreeMap::new(), LbPolicy::default(), None, None);
         };
         let Spec::DestinationRule(dr) = &r.spec else {
             unreachable!()
         };
         self.used.insert(r.key());
-        let mut lb = lb_of(dr.traffic_policy.as_ref()).unwrap_or_default();
+        let top = dr.traffic_policy.as_ref();
+        let mut lb = lb_of(top).unwrap_or_default();
+        let mut outlier = top.and_then(|t| t.outlier_detection.as_ref());
+        let mut pool = top.and_then(|t| t.connection_pool.as_ref());
         let mut labels = BTreeMap::new();
         if let Some(name) = subset {
             if let Some(s) = dr.subsets.iter().find(|s| s.name == name) {
                 labels = s.labels.clone();
-                lb = lb_of(s.traffic_policy.as_ref()).unwrap_or(lb);
+                let sub = s.traffic_policy.as_ref();
+                lb = lb_of(sub).unwrap_or(lb);
+                // A subset's settings replace the top-level ones, object by object.
+                outlier = sub.and_then(|t| t.outlier_detection.as_ref()).or(outlier);
+                pool = sub.and_then(|t| t.connection_pool.as_ref()).or(pool);
             } else {
                 // An unknown subset selects nothing: Istio answers 503 (no healthy upstream).
                 labels.insert("weft.dev/unknown-subset".into(), name.to_string());
             }
         }
-        (labels, lb)
+        let max_requests = pool
+            .and_then(|p| p.http.as_ref())
+            .and_then(|h| h.http2_max_requests)
+            .and_then(|m| u32::try_from(m).ok());
+        (labels, lb, outlier.map(outlier_of), max_requests)
+    }
+}
+
+/// Istio's outlier defaults: 5 consecutive 5xx, 30 s base ejection, 10% max ejected,
+/// panic threshold off; the deprecated `consecutiveErrors` means gateway errors.
+fn outlier_of(o: &weft_api::OutlierDetection) -> Outlier {
+    Outlier {
+        consecutive_5xx: o.consecutive_5xx_errors.unwrap_or(5),
+        consecutive_gateway: o
+            .consecutive_gateway_errors
+            .or_else(|| o.consecutive_errors.and_then(|c| u32::try_from(c).ok()))
+            .unwrap_or(0),
+        base_ejection_ms: o
+            .base_ejection_time
+            .as_deref()
+            .and_then(parse_duration_ms)
+            .unwrap_or(30_000),
+        max_ejection_percent: o
+            .max_ejection_percent
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or(10),
+        min_health_percent: o
+            .min_health_percent
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or(0),
     }
 }
 

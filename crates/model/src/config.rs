@@ -240,6 +240,28 @@ pub struct Cluster {
     pub subset: Option<String>,
     pub lb: LbPolicy,
     pub endpoints: Vec<Endpoint>,
+    /// Passive health checking (DestinationRule `outlierDetection`); `None` = off.
+    #[serde(default)]
+    pub outlier: Option<Outlier>,
+    /// Circuit breaker: most requests in flight to the cluster at once
+    /// (`connectionPool.http.http2MaxRequests`); beyond it requests fail fast with `UO`.
+    #[serde(default)]
+    pub max_requests: Option<u32>,
+}
+
+/// Envoy outlier detection as Istio configures it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outlier {
+    /// Consecutive 5xx (and local connect/reset failures) that eject an endpoint; 0 = off.
+    pub consecutive_5xx: u32,
+    /// Consecutive 502/503/504 (and local failures) that eject; 0 = off.
+    pub consecutive_gateway: u32,
+    /// Ejection time = base × number of times the endpoint was ejected (max 300 s).
+    pub base_ejection_ms: u64,
+    /// At most this share of endpoints ejected at once (at least one is always allowed).
+    pub max_ejection_percent: u32,
+    /// Below this share of healthy endpoints, ejections are ignored (panic mode); 0 = off.
+    pub min_health_percent: u32,
 }
 
 /// One upstream workload, reached over mesh mTLS at its sidecar's inbound address.

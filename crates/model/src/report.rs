@@ -165,11 +165,41 @@ pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
 }
 
 fn traffic_policy(v: &Value, prefix: &str, push: &mut impl FnMut(String)) {
-    extra_keys(v, prefix, &["loadBalancer"], push);
+    extra_keys(
+        v,
+        prefix,
+        &["loadBalancer", "outlierDetection", "connectionPool"],
+        push,
+    );
     if let Some(lb) = v.get("loadBalancer") {
         extra_keys(lb, &format!("{prefix}loadBalancer."), &["simple"], push);
         if lb.get("simple").and_then(Value::as_str) == Some("PASSTHROUGH") {
             push(format!("{prefix}loadBalancer.simple PASSTHROUGH"));
+        }
+    }
+    if let Some(od) = v.get("outlierDetection") {
+        let enforced = [
+            "consecutive5xxErrors",
+            "consecutiveGatewayErrors",
+            "consecutiveErrors",
+            "interval",
+            "baseEjectionTime",
+            "maxEjectionPercent",
+            "minHealthPercent",
+        ];
+        extra_keys(od, &format!("{prefix}outlierDetection."), &enforced, push);
+    }
+    if let Some(cp) = v.get("connectionPool") {
+        extra_keys(cp, &format!("{prefix}connectionPool."), &["http"], push);
+        if let Some(http) = cp.get("http") {
+            // Requests to peers are multiplexed on one HTTP/2 connection per endpoint, so the
+            // connection-count knobs have nothing to act on yet; the request limit does.
+            extra_keys(
+                http,
+                &format!("{prefix}connectionPool.http."),
+                &["http2MaxRequests"],
+                push,
+            );
         }
     }
 }

@@ -70,13 +70,25 @@ fn handle(req: Request<Incoming>, shared: &Shared) -> Response<Body> {
                 serde_json::json!({ "identity": creds.identity.spiffe_id().to_string(), "not_after_unix": not_after }),
             )
         }
+        "/clusters" => {
+            let rt = shared.runtime.load();
+            let clusters: serde_json::Map<String, serde_json::Value> = rt
+                .clusters
+                .iter()
+                .map(|(name, c)| {
+                    let endpoints: Vec<&str> = c.spec.endpoints.iter().map(|e| e.address.as_str()).collect();
+                    (name.clone(), serde_json::json!({ "endpoints": endpoints, "ejected": c.lb.ejected(), "overflowing": c.lb.overflowing() }))
+                })
+                .collect();
+            json(serde_json::Value::Object(clusters))
+        }
         "/listeners" => json(
             serde_json::to_value(&*shared.bound.lock().expect("bound poisoned"))
                 .unwrap_or_default(),
         ),
         _ => crate::local_response(
             StatusCode::NOT_FOUND,
-            "admin paths: /stats/prometheus /config_dump /ready /certs /listeners",
+            "admin paths: /stats/prometheus /config_dump /clusters /ready /certs /listeners",
         ),
     }
 }

@@ -6,7 +6,7 @@
 //! before it was written) is recovered intact; one that was sent is replayed only if its
 //! body was buffered (bodies up to 1 MiB with a known length, when retries are possible).
 
-use crate::lb::Pick;
+use crate::lb::{Outcome, Pick};
 use crate::metrics::RequestLabels;
 use crate::runtime::RuntimeCluster;
 use crate::upstream::Body;
@@ -165,6 +165,13 @@ pub(crate) async fn forward(
     deadline: Option<Instant>,
     labels: &mut RequestLabels,
 ) -> (Response<Body>, Option<Pick>, &'static str) {
+    if cluster.lb.overflowing() {
+        let msg = format!(
+            "upstream overflow: {} is at its request limit",
+            cluster.spec.name
+        );
+        return with_pick_none(local_response(StatusCode::SERVICE_UNAVAILABLE, &msg), "UO");
+    }
     let tries = 1 + policy.attempts;
     let mut tried: Vec<String> = Vec::new();
     let mut last: Option<(Response<Body>, Pick, &'static str)> = None;
@@ -212,13 +219,18 @@ pub(crate) async fn forward(
             None if per_try_expired(try_deadline)
                 && (on(policy, "5xx") || on(policy, "gateway-error")) =>
             {
+                cluster.lb.report(&p, Outcome::LocalFailure);
                 last = Some((timeout().0, p, "UT"));
                 continue;
             }
-            None => return with_pick(timeout(), p),
+            None => {
+                cluster.lb.report(&p, Outcome::LocalFailure);
+                return with_pick(timeout(), p);
+            }
             Some(Err(e)) => {
                 warn!(cluster = %cluster.spec.name, error = %e, "upstream connect failed");
                 shared.pool.evict(&addr, &identity);
+                cluster.lb.report(&p, Outcome::LocalFailure);
                 let msg = format!("upstream connect error: {e}");
                 last = Some((
                     local_response(StatusCode::SERVICE_UNAVAILABLE, &msg),
@@ -242,15 +254,22 @@ pub(crate) async fn forward(
                         && out.replayable()
                         && (on(policy, "5xx") || on(policy, "gateway-error")) =>
                 {
+                    cluster.lb.report(&p, Outcome::LocalFailure);
                     last = Some((timeout().0, p, "UT"));
                     continue;
                 }
-                Err(_) => return with_pick(timeout(), p),
+                Err(_) => {
+                    cluster.lb.report(&p, Outcome::LocalFailure);
+                    return with_pick(timeout(), p);
+                }
             },
             None => sent.await,
         };
         match result {
             Ok(resp) => {
+                cluster
+                    .lb
+                    .report(&p, Outcome::Status(resp.status().as_u16()));
                 let retry = n < tries
                     && out.replayable()
                     && retriable_response(policy, resp.status(), resp.headers());
@@ -284,6 +303,7 @@ pub(crate) async fn forward(
                         ));
                     }
                     None => {
+                        cluster.lb.report(&p, Outcome::LocalFailure);
                         warn!(error = %e.error(), upstream = %cluster.spec.name, "upstream request failed");
                         let msg = format!("upstream reset: {}", e.error());
                         last = Some((

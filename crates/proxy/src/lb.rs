@@ -1,23 +1,43 @@
-//! Load balancing over a cluster's endpoints: ROUND_ROBIN, LEAST_REQUEST (Envoy's
-//! power-of-two-choices over active requests; LEAST_CONN is its alias) and RANDOM.
+//! Load balancing over a cluster's endpoints — ROUND_ROBIN, LEAST_REQUEST (Envoy's
+//! power-of-two-choices over active requests; LEAST_CONN is its alias) and RANDOM — plus
+//! what decides which endpoints may be picked at all: outlier detection (consecutive 5xx /
+//! gateway errors eject an endpoint for base × ejections, at most max_ejection_percent of
+//! them, panic mode below min_health_percent) and the cluster's request limit (circuit
+//! breaker).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
-use weft_model::{Cluster, Endpoint, LbPolicy};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use weft_model::{Cluster, Endpoint, LbPolicy, Outlier};
 
-/// Per-cluster balancing state: a round-robin cursor and active-request counts.
+/// Envoy's `max_ejection_time` default.
+const MAX_EJECTION: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Default, Clone)]
+struct Health {
+    consecutive_5xx: u32,
+    consecutive_gateway: u32,
+    ejected_until: Option<Instant>,
+    ejections: u32,
+}
+
+/// Per-cluster balancing state.
 #[derive(Debug)]
 pub struct LbState {
     policy: LbPolicy,
     endpoints: Vec<Endpoint>,
     cursor: AtomicUsize,
     active: Vec<Arc<AtomicU64>>,
+    outlier: Option<Outlier>,
+    max_requests: Option<u32>,
+    health: Mutex<Vec<Health>>,
 }
 
 /// Holds one active request on an endpoint until dropped.
 #[derive(Debug)]
 pub struct Pick {
     pub endpoint: Endpoint,
+    pub index: usize,
     active: Arc<AtomicU64>,
 }
 
@@ -25,6 +45,16 @@ impl Drop for Pick {
     fn drop(&mut self) {
         self.active.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// What happened to a try, for outlier detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The endpoint answered with this status.
+    Status(u16),
+    /// Connect failure, reset or timeout (counts as a 5xx and a gateway error, as in Envoy
+    /// without split local-origin errors).
+    LocalFailure,
 }
 
 impl LbState {
@@ -38,16 +68,45 @@ impl LbState {
                 .iter()
                 .map(|_| Arc::new(AtomicU64::new(0)))
                 .collect(),
+            outlier: c.outlier.clone(),
+            max_requests: c.max_requests,
+            health: Mutex::new(vec![Health::default(); c.endpoints.len()]),
         }
     }
 
-    /// Chooses an endpoint, or `None` when the cluster has none (Envoy's UH).
-    pub fn pick(&self) -> Option<Pick> {
+    /// True when the cluster's request limit is reached (Envoy's `UO` overflow).
+    pub fn overflowing(&self) -> bool {
+        let active: u64 = self.active.iter().map(|a| a.load(Ordering::Relaxed)).sum();
+        self.max_requests.is_some_and(|m| active >= u64::from(m))
+    }
+
+    /// Indices that may be picked now.
+    fn available(&self) -> Vec<usize> {
         let n = self.endpoints.len();
+        let Some(o) = &self.outlier else {
+            return (0..n).collect();
+        };
+        let now = Instant::now();
+        let health = self.health.lock().expect("health poisoned");
+        let up: Vec<usize> = (0..n)
+            .filter(|i| health[*i].ejected_until.is_none_or(|t| t <= now))
+            .collect();
+        // Panic mode: too few healthy endpoints, so ejections are ignored.
+        if (up.len() as u64) * 100 < (n as u64) * u64::from(o.min_health_percent) {
+            return (0..n).collect();
+        }
+        up
+    }
+
+    /// Chooses an endpoint, or `None` when none may be picked (Envoy's UH).
+    pub fn pick(&self) -> Option<Pick> {
+        let candidates = self.available();
+        let n = candidates.len();
         if n == 0 {
             return None;
         }
-        let i = match self.policy {
+        let load = |i: usize| self.active[candidates[i]].load(Ordering::Relaxed);
+        let k = match self.policy {
             LbPolicy::RoundRobin => self.cursor.fetch_add(1, Ordering::Relaxed) % n,
             LbPolicy::Random => fastrand::usize(..n),
             LbPolicy::LeastRequest if n == 1 => 0,
@@ -57,7 +116,6 @@ impl LbState {
                 if b >= a {
                     b += 1;
                 }
-                let load = |i: usize| self.active[i].load(Ordering::Relaxed);
                 if load(b) < load(a) {
                     b
                 } else {
@@ -65,11 +123,67 @@ impl LbState {
                 }
             }
         };
+        let i = candidates[k];
         self.active[i].fetch_add(1, Ordering::Relaxed);
         Some(Pick {
             endpoint: self.endpoints[i].clone(),
+            index: i,
             active: self.active[i].clone(),
         })
+    }
+
+    /// Records the outcome of a try on `pick`'s endpoint; may eject it.
+    pub fn report(&self, pick: &Pick, outcome: Outcome) {
+        let Some(o) = &self.outlier else { return };
+        let mut health = self.health.lock().expect("health poisoned");
+        let (is_5xx, is_gateway) = match outcome {
+            Outcome::Status(s) => (s >= 500, matches!(s, 502..=504)),
+            Outcome::LocalFailure => (true, true),
+        };
+        let h = &mut health[pick.index];
+        h.consecutive_5xx = if is_5xx { h.consecutive_5xx + 1 } else { 0 };
+        h.consecutive_gateway = if is_gateway {
+            h.consecutive_gateway + 1
+        } else {
+            0
+        };
+        let tripped = (o.consecutive_5xx > 0 && h.consecutive_5xx >= o.consecutive_5xx)
+            || (o.consecutive_gateway > 0 && h.consecutive_gateway >= o.consecutive_gateway);
+        let now = Instant::now();
+        if !tripped || h.ejected_until.is_some_and(|t| t > now) {
+            return;
+        }
+        let n = health.len();
+        let ejected = health
+            .iter()
+            .filter(|h| h.ejected_until.is_some_and(|t| t > now))
+            .count();
+        // Envoy ejects at least one endpoint whatever max_ejection_percent says.
+        let allowed = ((n as u64 * u64::from(o.max_ejection_percent)) / 100).max(1) as usize;
+        if ejected >= allowed {
+            return;
+        }
+        let h = &mut health[pick.index];
+        h.ejections += 1;
+        let time = Duration::from_millis(o.base_ejection_ms)
+            .saturating_mul(h.ejections)
+            .min(MAX_EJECTION);
+        h.ejected_until = Some(now + time);
+        h.consecutive_5xx = 0;
+        h.consecutive_gateway = 0;
+        tracing::warn!(endpoint = %self.endpoints[pick.index].address, ejection = h.ejections, ?time, "outlier detection ejected an endpoint");
+    }
+
+    /// Addresses currently ejected (admin and tests).
+    pub fn ejected(&self) -> Vec<String> {
+        let now = Instant::now();
+        let health = self.health.lock().expect("health poisoned");
+        health
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.ejected_until.is_some_and(|t| t > now))
+            .map(|(i, _)| self.endpoints[i].address.clone())
+            .collect()
     }
 }
 
@@ -88,6 +202,20 @@ mod tests {
                 .collect(),
             ..Default::default()
         }
+    }
+
+    fn outlier(
+        consecutive_5xx: u32,
+        max_ejection_percent: u32,
+        min_health_percent: u32,
+    ) -> Option<Outlier> {
+        Some(Outlier {
+            consecutive_5xx,
+            consecutive_gateway: 0,
+            base_ejection_ms: 30_000,
+            max_ejection_percent,
+            min_health_percent,
+        })
     }
 
     #[test]
@@ -118,5 +246,82 @@ mod tests {
         assert!(LbState::new(&cluster(LbPolicy::RoundRobin, 0))
             .pick()
             .is_none());
+    }
+
+    #[test]
+    fn consecutive_5xx_eject_and_success_resets_the_count() {
+        let mut c = cluster(LbPolicy::RoundRobin, 4);
+        c.outlier = outlier(3, 50, 0);
+        let lb = LbState::new(&c);
+        let bad = lb.pick().unwrap();
+        lb.report(&bad, Outcome::Status(503));
+        lb.report(&bad, Outcome::Status(503));
+        lb.report(&bad, Outcome::Status(200));
+        lb.report(&bad, Outcome::LocalFailure);
+        lb.report(&bad, Outcome::Status(500));
+        assert!(
+            lb.ejected().is_empty(),
+            "a success in between resets the count"
+        );
+        lb.report(&bad, Outcome::Status(502));
+        assert_eq!(lb.ejected(), vec![bad.endpoint.address.clone()]);
+        for _ in 0..20 {
+            assert_ne!(
+                lb.pick().unwrap().endpoint.address,
+                bad.endpoint.address,
+                "ejected endpoints are not picked"
+            );
+        }
+    }
+
+    #[test]
+    fn max_ejection_percent_caps_but_one_is_always_allowed() {
+        let mut c = cluster(LbPolicy::RoundRobin, 4);
+        c.outlier = outlier(1, 10, 0);
+        let lb = LbState::new(&c);
+        let picks: Vec<Pick> = (0..4).map(|_| lb.pick().unwrap()).collect();
+        for p in &picks {
+            lb.report(p, Outcome::Status(500));
+        }
+        assert_eq!(
+            lb.ejected().len(),
+            1,
+            "10% of 4 rounds down to 0, but Envoy ejects at least one"
+        );
+    }
+
+    #[test]
+    fn panic_mode_and_a_fully_ejected_cluster() {
+        let mut c = cluster(LbPolicy::RoundRobin, 1);
+        c.outlier = outlier(1, 100, 0);
+        let lb = LbState::new(&c);
+        let p = lb.pick().unwrap();
+        lb.report(&p, Outcome::Status(500));
+        drop(p);
+        assert!(
+            lb.pick().is_none(),
+            "Istio's default minHealthPercent 0: no panic mode, no endpoint (UH)"
+        );
+        c.outlier = outlier(1, 100, 50);
+        let lb = LbState::new(&c);
+        let p = lb.pick().unwrap();
+        lb.report(&p, Outcome::Status(500));
+        assert!(
+            lb.pick().is_some(),
+            "below minHealthPercent ejections are ignored"
+        );
+    }
+
+    #[test]
+    fn request_limit_trips_the_circuit_breaker() {
+        let mut c = cluster(LbPolicy::RoundRobin, 2);
+        c.max_requests = Some(2);
+        let lb = LbState::new(&c);
+        let a = lb.pick().unwrap();
+        assert!(!lb.overflowing());
+        let b = lb.pick().unwrap();
+        assert!(lb.overflowing());
+        drop((a, b));
+        assert!(!lb.overflowing());
     }
 }

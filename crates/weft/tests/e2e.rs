@@ -1266,3 +1266,47 @@ fn redirect_direct_response_and_fault_abort() {
         0.0
     );
 }
+
+#[test]
+fn outlier_detection_ejects_a_failing_endpoint() {
+    // leaderboard gets a second workload that always answers 503, and a DestinationRule
+    // that ejects after 3 consecutive 5xx.
+    let mesh = Mesh::up_with("outlier", |dir| {
+        let path = dir.join("registry.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let broken = "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: leaderboard-v2\n  namespace: necpgame\n  annotations:\n    weft.dev/run: demo-app\n    weft.dev/demo-error-rate: \"1\"\nspec:\n  address: 127.0.0.1\n  labels: {app: leaderboard, version: v2}\n  serviceAccount: leaderboard\n";
+        std::fs::write(&path, format!("{text}{broken}")).unwrap();
+        let dr = "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: leaderboard\n  namespace: necpgame\nspec:\n  host: leaderboard\n  trafficPolicy:\n    outlierDetection:\n      consecutive5xxErrors: 3\n      baseEjectionTime: 60s\n      maxEjectionPercent: 50\n";
+        std::fs::write(dir.join("leaderboard-dr.yaml"), dr).unwrap();
+    });
+    let mut conn = HttpConn::connect(&mesh.gateway()).unwrap();
+    let mut statuses = Vec::new();
+    for i in 0..60 {
+        let r = conn
+            .get_retry_closed(GAME_HOST, "/api/v1/leaderboard/top", &[])
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        statuses.push(r.status);
+    }
+    let failures = statuses.iter().filter(|s| **s == 503).count();
+    assert!(
+        (3..=5).contains(&failures),
+        "v2 should fail ~3 times before it is ejected: {statuses:?}"
+    );
+    assert!(
+        statuses[statuses.len() - 30..].iter().all(|s| *s == 200),
+        "after ejection only v1 answers: {statuses:?}"
+    );
+    let clusters: Value =
+        serde_json::from_str(&admin_get(&mesh.gateway_admin(), "/clusters")).unwrap();
+    let lb = &clusters["outbound|8080||leaderboard.necpgame.svc.cluster.local"];
+    assert_eq!(
+        lb["endpoints"].as_array().map(Vec::len),
+        Some(2),
+        "{clusters}"
+    );
+    assert_eq!(
+        lb["ejected"].as_array().map(Vec::len),
+        Some(1),
+        "one endpoint ejected: {clusters}"
+    );
+}
