@@ -360,8 +360,13 @@ impl<'a> Builder<'a> {
             };
             let svc = self.registry.services.get(&host);
             let namespace = svc.map(|s| s.namespace.clone()).unwrap_or_default();
-            let (subset_labels, lb, outlier, max_requests) =
-                self.destination_rule(&host, &namespace, subset.as_deref());
+            let DrSettings {
+                labels: subset_labels,
+                lb,
+                hash,
+                outlier,
+                max_requests,
+            } = self.destination_rule(&host, &namespace, subset.as_deref());
             let mut endpoints = Vec::new();
             for key in svc.map(|s| s.workloads.as_slice()).unwrap_or_default() {
                 let Some(w) = self.registry.workloads.get(key) else {
@@ -390,6 +395,7 @@ impl<'a> Builder<'a> {
                     subset,
                     lb,
                     endpoints,
+                    hash,
                     outlier,
                     max_requests,
                 },
@@ -399,17 +405,7 @@ impl<'a> Builder<'a> {
 
     /// Subset labels and LB policy from the DestinationRule for `host` (one in the
     /// service's namespace wins over others).
-    fn destination_rule(
-        &mut self,
-        host: &str,
-        svc_ns: &str,
-        subset: Option<&str>,
-    ) -> (
-        BTreeMap<String, String>,
-        LbPolicy,
-        Option<Outlier>,
-        Option<u32>,
-    ) {
+    fn destination_rule(&mut self, host: &str, svc_ns: &str, subset: Option<&str>) -> DrSettings {
         let mut rules: Vec<&Resource> = self
             .resources
             .iter()
@@ -417,7 +413,7 @@ impl<'a> Builder<'a> {
             .collect();
         rules.sort_by_key(|r| r.namespace() != svc_ns);
         let Some(r) = rules.first() else {
-            return (BTreeMap::new(), LbPolicy::default(), None, None);
+            return DrSettings::default();
         };
         let Spec::DestinationRule(dr) = &r.spec else {
             unreachable!()
@@ -425,6 +421,7 @@ impl<'a> Builder<'a> {
         self.used.insert(r.key());
         let top = dr.traffic_policy.as_ref();
         let mut lb = lb_of(top).unwrap_or_default();
+        let mut hash = hash_of(top);
         let mut outlier = top.and_then(|t| t.outlier_detection.as_ref());
         let mut pool = top.and_then(|t| t.connection_pool.as_ref());
         let mut labels = BTreeMap::new();
@@ -433,6 +430,9 @@ impl<'a> Builder<'a> {
                 labels = s.labels.clone();
                 let sub = s.traffic_policy.as_ref();
                 lb = lb_of(sub).unwrap_or(lb);
+                if sub.and_then(|t| t.load_balancer.as_ref()).is_some() {
+                    hash = hash_of(sub);
+                }
                 // A subset's settings replace the top-level ones, object by object.
                 outlier = sub.and_then(|t| t.outlier_detection.as_ref()).or(outlier);
                 pool = sub.and_then(|t| t.connection_pool.as_ref()).or(pool);
@@ -445,7 +445,13 @@ impl<'a> Builder<'a> {
             .and_then(|p| p.http.as_ref())
             .and_then(|h| h.http2_max_requests)
             .and_then(|m| u32::try_from(m).ok());
-        (labels, lb, outlier.map(outlier_of), max_requests)
+        DrSettings {
+            labels,
+            lb,
+            hash,
+            outlier: outlier.map(outlier_of),
+            max_requests,
+        }
     }
 }
 
@@ -471,6 +477,31 @@ fn outlier_of(o: &weft_api::OutlierDetection) -> Outlier {
             .min_health_percent
             .and_then(|p| u32::try_from(p).ok())
             .unwrap_or(0),
+    }
+}
+
+/// What a DestinationRule (and the subset's policy) says about one cluster.
+#[derive(Default)]
+struct DrSettings {
+    labels: BTreeMap<String, String>,
+    lb: LbPolicy,
+    hash: Option<HashKey>,
+    outlier: Option<Outlier>,
+    max_requests: Option<u32>,
+}
+
+fn hash_of(tp: Option<&weft_api::TrafficPolicy>) -> Option<HashKey> {
+    let ch = tp?.load_balancer.as_ref()?.consistent_hash.as_ref()?;
+    if let Some(h) = &ch.http_header_name {
+        Some(HashKey::Header(h.to_ascii_lowercase()))
+    } else if let Some(c) = &ch.http_cookie {
+        Some(HashKey::Cookie(c.name.clone()))
+    } else if ch.use_source_ip == Some(true) {
+        Some(HashKey::SourceIp)
+    } else {
+        ch.http_query_parameter_name
+            .clone()
+            .map(HashKey::QueryParameter)
     }
 }
 

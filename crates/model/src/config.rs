@@ -243,10 +243,28 @@ pub struct Cluster {
     /// Passive health checking (DestinationRule `outlierDetection`); `None` = off.
     #[serde(default)]
     pub outlier: Option<Outlier>,
+    /// Consistent-hash key (DestinationRule `loadBalancer.consistentHash`); when set, it
+    /// replaces `lb`: requests with the same key go to the same endpoint.
+    #[serde(default)]
+    pub hash: Option<HashKey>,
     /// Circuit breaker: most requests in flight to the cluster at once
     /// (`connectionPool.http.http2MaxRequests`); beyond it requests fail fast with `UO`.
     #[serde(default)]
     pub max_requests: Option<u32>,
+}
+
+/// What a consistent-hash load balancer hashes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HashKey {
+    /// A request header (name lower-case).
+    Header(String),
+    /// A cookie's value (an existing cookie; generation with `ttl` is not built yet).
+    Cookie(String),
+    /// The downstream peer's IP address.
+    SourceIp,
+    /// A query parameter.
+    QueryParameter(String),
 }
 
 /// Envoy outlier detection as Istio configures it.

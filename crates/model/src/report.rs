@@ -172,7 +172,32 @@ fn traffic_policy(v: &Value, prefix: &str, push: &mut impl FnMut(String)) {
         push,
     );
     if let Some(lb) = v.get("loadBalancer") {
-        extra_keys(lb, &format!("{prefix}loadBalancer."), &["simple"], push);
+        extra_keys(
+            lb,
+            &format!("{prefix}loadBalancer."),
+            &["simple", "consistentHash"],
+            push,
+        );
+        if let Some(ch) = lb.get("consistentHash") {
+            let at = format!("{prefix}loadBalancer.consistentHash.");
+            extra_keys(
+                ch,
+                &at,
+                &[
+                    "httpHeaderName",
+                    "httpCookie",
+                    "useSourceIp",
+                    "httpQueryParameterName",
+                    "ringHash",
+                    "maglev",
+                    "minimumRingSize",
+                ],
+                push,
+            );
+            if ch.get("httpCookie").and_then(|c| c.get("ttl")).is_some() {
+                push(format!("{at}httpCookie.ttl (generating the cookie)"));
+            }
+        }
         if lb.get("simple").and_then(Value::as_str) == Some("PASSTHROUGH") {
             push(format!("{prefix}loadBalancer.simple PASSTHROUGH"));
         }

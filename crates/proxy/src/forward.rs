@@ -137,7 +137,16 @@ pub(crate) fn backoff(policy: &RetryPolicy, n: u32) -> Duration {
     Duration::from_millis(fastrand::u64(0..ceiling.max(1)))
 }
 
-fn pick(cluster: &RuntimeCluster, tried: &[String], avoid: bool) -> Option<Pick> {
+fn pick(
+    cluster: &RuntimeCluster,
+    tried: &[String],
+    avoid: bool,
+    hash: Option<u64>,
+) -> Option<Pick> {
+    // The first try follows the hash key; retries go elsewhere like any other pick.
+    if tried.is_empty() {
+        return cluster.lb.pick_for(hash);
+    }
     let mut p = cluster.lb.pick()?;
     for _ in 0..4 {
         if !avoid || !tried.contains(&p.endpoint.address) {
@@ -163,6 +172,7 @@ pub(crate) async fn forward(
     mut out: Outgoing,
     policy: &RetryPolicy,
     deadline: Option<Instant>,
+    hash: Option<u64>,
     labels: &mut RequestLabels,
 ) -> (Response<Body>, Option<Pick>, &'static str) {
     if cluster.lb.overflowing() {
@@ -187,6 +197,7 @@ pub(crate) async fn forward(
             cluster,
             &tried,
             policy.ignore_previous_hosts || policy.attempts == 0,
+            hash,
         ) else {
             let msg = format!("no healthy upstream in {}", cluster.spec.name);
             return with_pick_none(local_response(StatusCode::SERVICE_UNAVAILABLE, &msg), "UH");

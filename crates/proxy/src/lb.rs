@@ -31,6 +31,24 @@ pub struct LbState {
     outlier: Option<Outlier>,
     max_requests: Option<u32>,
     health: Mutex<Vec<Health>>,
+    /// Consistent-hash ring: (point, endpoint index), sorted by point.
+    ring: Vec<(u64, usize)>,
+}
+
+/// Ring points per endpoint (Envoy's default minimum ring is 1024 entries in all).
+const RING_POINTS_PER_ENDPOINT: usize = 128;
+
+/// A stable hash (FNV-1a, then MurmurHash3's 64-bit finalizer for avalanche), so a key
+/// maps to the same endpoint in every proxy and every run.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    let mut h = bytes.iter().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+    });
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51afd7ed558ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ceb9fe1a85ec53);
+    h ^ (h >> 33)
 }
 
 /// Holds one active request on an endpoint until dropped.
@@ -71,7 +89,17 @@ impl LbState {
             outlier: c.outlier.clone(),
             max_requests: c.max_requests,
             health: Mutex::new(vec![Health::default(); c.endpoints.len()]),
+            ring: if c.hash.is_some() {
+                ring(&c.endpoints)
+            } else {
+                Vec::new()
+            },
         }
+    }
+
+    /// Whether picks need a hash key (consistent hashing).
+    pub fn hashed(&self) -> bool {
+        !self.ring.is_empty()
     }
 
     /// True when the cluster's request limit is reached (Envoy's `UO` overflow).
@@ -98,12 +126,42 @@ impl LbState {
         up
     }
 
+    /// Chooses an endpoint, or `None` when none may be picked (Envoy's UH). With consistent
+    /// hashing and a key, the first ring point at or after the key's hash whose endpoint
+    /// is available wins; without a key, a random available endpoint.
+    pub fn pick_for(&self, key: Option<u64>) -> Option<Pick> {
+        let (Some(key), false) = (key, self.ring.is_empty()) else {
+            return self.pick();
+        };
+        let candidates = self.available();
+        let start = self.ring.partition_point(|(p, _)| *p < key);
+        let i = (0..self.ring.len())
+            .map(|k| self.ring[(start + k) % self.ring.len()].1)
+            .find(|i| candidates.contains(i))?;
+        self.active[i].fetch_add(1, Ordering::Relaxed);
+        Some(Pick {
+            endpoint: self.endpoints[i].clone(),
+            index: i,
+            active: self.active[i].clone(),
+        })
+    }
+
     /// Chooses an endpoint, or `None` when none may be picked (Envoy's UH).
     pub fn pick(&self) -> Option<Pick> {
         let candidates = self.available();
         let n = candidates.len();
         if n == 0 {
             return None;
+        }
+        if !self.ring.is_empty() {
+            // Consistent hashing without a key: Envoy picks at random.
+            let i = candidates[fastrand::usize(..n)];
+            self.active[i].fetch_add(1, Ordering::Relaxed);
+            return Some(Pick {
+                endpoint: self.endpoints[i].clone(),
+                index: i,
+                active: self.active[i].clone(),
+            });
         }
         let load = |i: usize| self.active[candidates[i]].load(Ordering::Relaxed);
         let k = match self.policy {
@@ -185,6 +243,19 @@ impl LbState {
             .map(|(i, _)| self.endpoints[i].address.clone())
             .collect()
     }
+}
+
+fn ring(endpoints: &[Endpoint]) -> Vec<(u64, usize)> {
+    let mut ring: Vec<(u64, usize)> = endpoints
+        .iter()
+        .enumerate()
+        .flat_map(|(i, e)| {
+            (0..RING_POINTS_PER_ENDPOINT)
+                .map(move |k| (stable_hash(format!("{}_{k}", e.address).as_bytes()), i))
+        })
+        .collect();
+    ring.sort_unstable();
+    ring
 }
 
 #[cfg(test)]
@@ -310,6 +381,40 @@ mod tests {
             lb.pick().is_some(),
             "below minHealthPercent ejections are ignored"
         );
+    }
+
+    #[test]
+    fn consistent_hash_is_sticky_spreads_keys_and_moves_only_a_failed_endpoints_keys() {
+        let mut c = cluster(LbPolicy::RoundRobin, 4);
+        c.hash = Some(weft_model::HashKey::Header("x-player-id".into()));
+        c.outlier = outlier(1, 100, 0);
+        let lb = LbState::new(&c);
+        let key = |k: u32| Some(stable_hash(format!("player-{k}").as_bytes()));
+        let first: Vec<String> = (0..200)
+            .map(|k| lb.pick_for(key(k)).unwrap().endpoint.address.clone())
+            .collect();
+        let again: Vec<String> = (0..200)
+            .map(|k| lb.pick_for(key(k)).unwrap().endpoint.address.clone())
+            .collect();
+        assert_eq!(first, again, "same key, same endpoint");
+        let mut used = first.clone();
+        used.sort();
+        used.dedup();
+        assert_eq!(used.len(), 4, "keys spread over every endpoint");
+        // Eject one endpoint: only its keys move.
+        let p = lb.pick_for(key(0)).unwrap();
+        let gone = p.endpoint.address.clone();
+        lb.report(&p, Outcome::Status(500));
+        let after: Vec<String> = (0..200)
+            .map(|k| lb.pick_for(key(k)).unwrap().endpoint.address.clone())
+            .collect();
+        for (a, b) in first.iter().zip(&after) {
+            if *a != gone {
+                assert_eq!(a, b, "keys of healthy endpoints stay put");
+            } else {
+                assert_ne!(b, &gone);
+            }
+        }
     }
 
     #[test]

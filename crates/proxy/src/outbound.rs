@@ -41,7 +41,9 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, route_table: Stri
                 let svc = hyper::service::service_fn(move |req| {
                     let shared = shared.clone();
                     let table = table.clone();
-                    async move { Ok::<_, std::convert::Infallible>(handle(req, &shared, &table).await) }
+                    async move {
+                        Ok::<_, std::convert::Infallible>(handle(req, &shared, &table, peer).await)
+                    }
                 });
                 let builder = crate::serve::http_server();
                 if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
@@ -53,7 +55,12 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, route_table: Stri
     }
 }
 
-async fn handle(req: Request<Incoming>, shared: &Shared, table: &str) -> Response<Body> {
+async fn handle(
+    req: Request<Incoming>,
+    shared: &Shared,
+    table: &str,
+    peer: std::net::SocketAddr,
+) -> Response<Body> {
     let start = Instant::now();
     let mut labels = RequestLabels {
         reporter: "source".into(),
@@ -70,7 +77,7 @@ async fn handle(req: Request<Incoming>, shared: &Shared, table: &str) -> Respons
         connection_security_policy: "unknown".into(),
         ..Default::default()
     };
-    let (resp, flags) = route_and_forward(req, shared, table, &mut labels).await;
+    let (resp, flags) = route_and_forward(req, shared, table, peer, &mut labels).await;
     labels.response_code = resp.status().as_u16().to_string();
     labels.response_flags = flags.to_string();
     shared.metrics.record(&labels, start.elapsed());
@@ -81,6 +88,7 @@ async fn route_and_forward(
     req: Request<Incoming>,
     shared: &Shared,
     table: &str,
+    peer: std::net::SocketAddr,
     labels: &mut RequestLabels,
 ) -> (Response<Body>, &'static str) {
     let runtime = shared.runtime.load_full();
@@ -199,6 +207,11 @@ async fn route_and_forward(
         None => (path, authority),
     };
     let destination = destination.expect("a cluster was found for it");
+    let hash = cluster
+        .spec
+        .hash
+        .as_ref()
+        .and_then(|k| hash_key(k, req.headers(), &path, peer));
 
     let (mut parts, body) = req.into_parts();
     let downstream_version = parts.version;
@@ -253,7 +266,7 @@ async fn route_and_forward(
             Err(e) => return (local_response(StatusCode::BAD_REQUEST, &e), "DPE"),
         };
     let (resp, pick, flag) =
-        crate::forward::forward(shared, cluster, out, policy, deadline, labels).await;
+        crate::forward::forward(shared, cluster, out, policy, deadline, hash, labels).await;
     let (mut parts, body) = resp.into_parts();
     parts.version = downstream_version;
     strip_hop_by_hop(&mut parts.headers);
@@ -293,6 +306,40 @@ impl hyper::body::Body for Held {
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// The consistent-hash key of a request (none when the header, cookie or parameter is
+/// absent: the pick is then random, as in Envoy).
+fn hash_key(
+    key: &weft_model::HashKey,
+    headers: &http::HeaderMap,
+    path: &str,
+    peer: std::net::SocketAddr,
+) -> Option<u64> {
+    use weft_model::HashKey;
+    let value: Option<String> = match key {
+        HashKey::Header(name) => headers
+            .get(name.as_str())
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        HashKey::Cookie(name) => headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|c| c.trim().split_once('='))
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.to_string()),
+        HashKey::SourceIp => Some(peer.ip().to_string()),
+        HashKey::QueryParameter(name) => path
+            .split_once('?')
+            .and_then(|(_, q)| {
+                q.split('&')
+                    .filter_map(|kv| kv.split_once('='))
+                    .find(|(k, _)| k == name)
+            })
+            .map(|(_, v)| v.to_string()),
+    };
+    value.map(|v| crate::lb::stable_hash(v.as_bytes()))
 }
 
 /// Removes hop-by-hop headers, including those named in `Connection` (RFC 9110 7.6.1);

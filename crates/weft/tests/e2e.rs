@@ -1310,3 +1310,43 @@ fn outlier_detection_ejects_a_failing_endpoint() {
         "one endpoint ejected: {clusters}"
     );
 }
+
+#[test]
+fn consistent_hash_keeps_a_player_on_one_endpoint() {
+    let mesh = Mesh::up_with("hash", |dir| {
+        let path = dir.join("registry.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let second = "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: leaderboard-v2\n  namespace: necpgame\n  annotations:\n    weft.dev/run: demo-app\nspec:\n  address: 127.0.0.1\n  labels: {app: leaderboard, version: v2}\n  serviceAccount: leaderboard\n";
+        std::fs::write(&path, format!("{text}{second}")).unwrap();
+        let dr = "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: leaderboard\n  namespace: necpgame\nspec:\n  host: leaderboard\n  trafficPolicy:\n    loadBalancer:\n      consistentHash:\n        httpHeaderName: x-player-id\n";
+        std::fs::write(dir.join("leaderboard-dr.yaml"), dr).unwrap();
+    });
+    let mut conn = HttpConn::connect(&mesh.gateway()).unwrap();
+    let mut seen = BTreeMap::new();
+    for player in 0..16 {
+        let id = format!("player-{player}");
+        let versions: Vec<String> = (0..5)
+            .map(|_| {
+                let r = conn
+                    .get_retry_closed(
+                        GAME_HOST,
+                        "/api/v1/leaderboard/top",
+                        &[("x-player-id", id.as_str())],
+                    )
+                    .unwrap();
+                assert_eq!(r.status, 200, "{}", r.body);
+                r.version().to_string()
+            })
+            .collect();
+        assert!(
+            versions.iter().all(|v| *v == versions[0]),
+            "{id} moved between endpoints: {versions:?}"
+        );
+        *seen.entry(versions[0].clone()).or_insert(0) += 1;
+    }
+    assert_eq!(
+        seen.len(),
+        2,
+        "16 players should land on both endpoints: {seen:?}"
+    );
+}
