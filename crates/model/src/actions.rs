@@ -1,7 +1,8 @@
-//! Route actions other than forwarding — redirect, direct response — and fault injection,
-//! translated from Istio's HTTPRoute into the proxy's terms.
+//! Route behaviour besides matching and destinations — retries, header operations,
+//! redirect, direct response, fault injection — translated from Istio's HTTPRoute.
 
-use crate::config::{DirectResponse, Fault, Redirect};
+use crate::config::{DirectResponse, Fault, HeaderOps, Redirect, RetryPolicy};
+use crate::parse_duration_ms;
 use base64::Engine;
 
 fn percent(p: Option<&weft_api::Percent>, deprecated: Option<i32>) -> f64 {
@@ -88,4 +89,79 @@ pub(crate) fn direct_response(d: &weft_api::HttpDirectResponse) -> DirectRespons
         status: u16::try_from(d.status).unwrap_or(500),
         body,
     }
+}
+
+fn ops(o: Option<&weft_api::HeaderOperations>) -> HeaderOps {
+    let Some(o) = o else {
+        return HeaderOps::default();
+    };
+    HeaderOps {
+        set: o
+            .set
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .collect(),
+        add: o
+            .add
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .collect(),
+        remove: o.remove.iter().map(|k| k.to_ascii_lowercase()).collect(),
+    }
+}
+
+/// (request, response) header operations of an Istio `headers` block.
+pub(crate) fn header_ops(h: Option<&weft_api::Headers>) -> (HeaderOps, HeaderOps) {
+    (
+        ops(h.and_then(|h| h.request.as_ref())),
+        ops(h.and_then(|h| h.response.as_ref())),
+    )
+}
+
+/// Istio's retry translation: no `retries` means the mesh default (2 attempts on
+/// connect-failure, refused-stream, unavailable, cancelled); `attempts: 0` (or `{}`) means
+/// none; HTTP status codes in `retryOn` become retriable status codes.
+pub fn retry_policy(r: Option<&weft_api::HttpRetry>) -> RetryPolicy {
+    const DEFAULT_ON: [&str; 4] = [
+        "connect-failure",
+        "refused-stream",
+        "unavailable",
+        "cancelled",
+    ];
+    let mut p = RetryPolicy {
+        backoff_ms: 25,
+        ignore_previous_hosts: true,
+        ..Default::default()
+    };
+    let Some(r) = r else {
+        p.attempts = 2;
+        p.retry_on = DEFAULT_ON.iter().map(|s| s.to_string()).collect();
+        return p;
+    };
+    p.attempts = r.attempts.unwrap_or(0).max(0) as u32;
+    if p.attempts == 0 {
+        return RetryPolicy::default();
+    }
+    match r.retry_on.as_deref() {
+        None => p.retry_on = DEFAULT_ON.iter().map(|s| s.to_string()).collect(),
+        Some(on) => {
+            for token in on.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                match token.parse::<u16>() {
+                    Ok(code) => p.retriable_status_codes.push(code),
+                    Err(_) => p.retry_on.push(token.to_string()),
+                }
+            }
+            if !p.retriable_status_codes.is_empty()
+                && !p.retry_on.iter().any(|t| t == "retriable-status-codes")
+            {
+                p.retry_on.push("retriable-status-codes".into());
+            }
+        }
+    }
+    p.per_try_timeout_ms = r.per_try_timeout.as_deref().and_then(parse_duration_ms);
+    if let Some(b) = r.backoff.as_deref().and_then(parse_duration_ms) {
+        p.backoff_ms = b.max(1);
+    }
+    p.ignore_previous_hosts = r.retry_ignore_previous_hosts.unwrap_or(true);
+    p
 }

@@ -3,12 +3,14 @@
 //! gateway workload; routes from VirtualServices (first match wins); clusters from the
 //! registry and DestinationRules (subsets, load balancer).
 
+use crate::actions::{header_ops, retry_policy};
 use crate::config::*;
 use crate::matching::{convert, host_intersection, MatchCtx};
+use crate::policy::{hash_of, lb_of, outlier_of, DrSettings};
 use crate::registry::{fqdn, selects, spiffe_id, Registry};
 use crate::report;
 use std::collections::{BTreeMap, BTreeSet};
-use weft_api::{Resource, SimpleLb, Spec, VirtualService};
+use weft_api::{Resource, Spec, VirtualService};
 
 /// Which proxy to compile for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -453,141 +455,6 @@ impl<'a> Builder<'a> {
             max_requests,
         }
     }
-}
-
-/// Istio's outlier defaults: 5 consecutive 5xx, 30 s base ejection, 10% max ejected,
-/// panic threshold off; the deprecated `consecutiveErrors` means gateway errors.
-fn outlier_of(o: &weft_api::OutlierDetection) -> Outlier {
-    Outlier {
-        consecutive_5xx: o.consecutive_5xx_errors.unwrap_or(5),
-        consecutive_gateway: o
-            .consecutive_gateway_errors
-            .or_else(|| o.consecutive_errors.and_then(|c| u32::try_from(c).ok()))
-            .unwrap_or(0),
-        base_ejection_ms: o
-            .base_ejection_time
-            .as_deref()
-            .and_then(parse_duration_ms)
-            .unwrap_or(30_000),
-        max_ejection_percent: o
-            .max_ejection_percent
-            .and_then(|p| u32::try_from(p).ok())
-            .unwrap_or(10),
-        min_health_percent: o
-            .min_health_percent
-            .and_then(|p| u32::try_from(p).ok())
-            .unwrap_or(0),
-    }
-}
-
-/// What a DestinationRule (and the subset's policy) says about one cluster.
-#[derive(Default)]
-struct DrSettings {
-    labels: BTreeMap<String, String>,
-    lb: LbPolicy,
-    hash: Option<HashKey>,
-    outlier: Option<Outlier>,
-    max_requests: Option<u32>,
-}
-
-fn hash_of(tp: Option<&weft_api::TrafficPolicy>) -> Option<HashKey> {
-    let ch = tp?.load_balancer.as_ref()?.consistent_hash.as_ref()?;
-    if let Some(h) = &ch.http_header_name {
-        Some(HashKey::Header(h.to_ascii_lowercase()))
-    } else if let Some(c) = &ch.http_cookie {
-        Some(HashKey::Cookie(c.name.clone()))
-    } else if ch.use_source_ip == Some(true) {
-        Some(HashKey::SourceIp)
-    } else {
-        ch.http_query_parameter_name
-            .clone()
-            .map(HashKey::QueryParameter)
-    }
-}
-
-fn lb_of(tp: Option<&weft_api::TrafficPolicy>) -> Option<LbPolicy> {
-    match tp?.load_balancer.as_ref()?.simple? {
-        SimpleLb::RoundRobin => Some(LbPolicy::RoundRobin),
-        SimpleLb::Random => Some(LbPolicy::Random),
-        SimpleLb::LeastConn | SimpleLb::LeastRequest => Some(LbPolicy::LeastRequest),
-        // PASSTHROUGH is reported as not enforced; UNSPECIFIED means the default.
-        SimpleLb::Unspecified | SimpleLb::Passthrough => None,
-    }
-}
-
-fn ops(o: Option<&weft_api::HeaderOperations>) -> HeaderOps {
-    let Some(o) = o else {
-        return HeaderOps::default();
-    };
-    HeaderOps {
-        set: o
-            .set
-            .iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-            .collect(),
-        add: o
-            .add
-            .iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-            .collect(),
-        remove: o.remove.iter().map(|k| k.to_ascii_lowercase()).collect(),
-    }
-}
-
-/// (request, response) header operations of an Istio `headers` block.
-fn header_ops(h: Option<&weft_api::Headers>) -> (HeaderOps, HeaderOps) {
-    (
-        ops(h.and_then(|h| h.request.as_ref())),
-        ops(h.and_then(|h| h.response.as_ref())),
-    )
-}
-
-/// Istio's retry translation: no `retries` means the mesh default (2 attempts on
-/// connect-failure, refused-stream, unavailable, cancelled); `attempts: 0` (or `{}`) means
-/// none; HTTP status codes in `retryOn` become retriable status codes.
-pub fn retry_policy(r: Option<&weft_api::HttpRetry>) -> RetryPolicy {
-    const DEFAULT_ON: [&str; 4] = [
-        "connect-failure",
-        "refused-stream",
-        "unavailable",
-        "cancelled",
-    ];
-    let mut p = RetryPolicy {
-        backoff_ms: 25,
-        ignore_previous_hosts: true,
-        ..Default::default()
-    };
-    let Some(r) = r else {
-        p.attempts = 2;
-        p.retry_on = DEFAULT_ON.iter().map(|s| s.to_string()).collect();
-        return p;
-    };
-    p.attempts = r.attempts.unwrap_or(0).max(0) as u32;
-    if p.attempts == 0 {
-        return RetryPolicy::default();
-    }
-    match r.retry_on.as_deref() {
-        None => p.retry_on = DEFAULT_ON.iter().map(|s| s.to_string()).collect(),
-        Some(on) => {
-            for token in on.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-                match token.parse::<u16>() {
-                    Ok(code) => p.retriable_status_codes.push(code),
-                    Err(_) => p.retry_on.push(token.to_string()),
-                }
-            }
-            if !p.retriable_status_codes.is_empty()
-                && !p.retry_on.iter().any(|t| t == "retriable-status-codes")
-            {
-                p.retry_on.push("retriable-status-codes".into());
-            }
-        }
-    }
-    p.per_try_timeout_ms = r.per_try_timeout.as_deref().and_then(parse_duration_ms);
-    if let Some(b) = r.backoff.as_deref().and_then(parse_duration_ms) {
-        p.backoff_ms = b.max(1);
-    }
-    p.ignore_previous_hosts = r.retry_ignore_previous_hosts.unwrap_or(true);
-    p
 }
 
 /// Envoy's cluster naming: `outbound|<port>|<subset>|<host>`.

@@ -6,13 +6,12 @@ mod actions;
 pub mod compile;
 pub mod config;
 mod matching;
+mod policy;
 pub mod registry;
 pub mod report;
 
-pub use actions::grpc_code;
-pub use compile::{
-    cluster_name, compile, parse_duration_ms, retry_policy, CompileError, ProxyRef, Role,
-};
+pub use actions::{grpc_code, retry_policy};
+pub use compile::{cluster_name, compile, parse_duration_ms, CompileError, ProxyRef, Role};
 pub use config::*;
 pub use registry::{fqdn, spiffe_id, LiveProxy, Registry};
 pub use report::not_enforced;
