@@ -280,18 +280,7 @@ impl<'a> Builder<'a> {
                     .iter()
                     .map(|d| {
                         let host = fqdn(&d.destination.host, ns);
-                        let port = d
-                            .destination
-                            .port
-                            .as_ref()
-                            .and_then(|p| p.number)
-                            .unwrap_or_else(|| {
-                                self.registry
-                                    .services
-                                    .get(&host)
-                                    .and_then(|s| s.ports.first().copied())
-                                    .unwrap_or(80)
-                            });
+                        let port = self.destination_port(&d.destination, &host);
                         // Weights are relative; a single destination gets everything.
                         let weight = if total == 1 {
                             100
@@ -307,7 +296,23 @@ impl<'a> Builder<'a> {
                         }
                     })
                     .collect();
+                // mirror + mirrorPercentage (default 100%), and the newer mirrors[].
+                let mut mirrors: Vec<Mirror> = Vec::new();
+                if let Some(m) = &http.mirror {
+                    let percent = http
+                        .mirror_percentage
+                        .as_ref()
+                        .and_then(|p| p.value)
+                        .or(http.mirror_percent.map(f64::from))
+                        .unwrap_or(100.0);
+                    mirrors.push(self.mirror(m, ns, percent));
+                }
+                for m in &http.mirrors {
+                    let percent = m.percentage.as_ref().and_then(|p| p.value).unwrap_or(100.0);
+                    mirrors.push(self.mirror(&m.destination, ns, percent));
+                }
                 Some(Route {
+                    mirrors,
                     name: http
                         .name
                         .clone()
@@ -346,6 +351,26 @@ impl<'a> Builder<'a> {
             .collect()
     }
 
+    /// The port of a destination: its own, else the service's first, else 80.
+    fn destination_port(&self, d: &weft_api::Destination, host: &str) -> u32 {
+        d.port.as_ref().and_then(|p| p.number).unwrap_or_else(|| {
+            self.registry
+                .services
+                .get(host)
+                .and_then(|s| s.ports.first().copied())
+                .unwrap_or(80)
+        })
+    }
+
+    fn mirror(&self, d: &weft_api::Destination, ns: &str, percent: f64) -> Mirror {
+        let host = fqdn(&d.host, ns);
+        let port = self.destination_port(d, &host);
+        Mirror {
+            cluster: cluster_name(port, d.subset.as_deref(), &host),
+            percent: percent.clamp(0.0, 100.0),
+        }
+    }
+
     /// Builds every cluster the routes refer to, with endpoints and LB policy.
     fn clusters(&mut self, trust_domain: &str) {
         let names: BTreeSet<String> = self
@@ -354,7 +379,12 @@ impl<'a> Builder<'a> {
             .values()
             .flat_map(|t| t.virtual_hosts.iter())
             .flat_map(|v| v.routes.iter())
-            .flat_map(|r| r.destinations.iter().map(|d| d.cluster.clone()))
+            .flat_map(|r| {
+                r.destinations
+                    .iter()
+                    .map(|d| d.cluster.clone())
+                    .chain(r.mirrors.iter().map(|m| m.cluster.clone()))
+            })
             .collect();
         for name in names {
             let Some((port, subset, host)) = parse_cluster_name(&name) else {

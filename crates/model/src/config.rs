@@ -86,6 +86,9 @@ pub struct Route {
     /// Client-side fault injection (delays and aborts).
     #[serde(default)]
     pub fault: Option<Fault>,
+    /// Shadow copies of the request (fire and forget; responses ignored).
+    #[serde(default)]
+    pub mirrors: Vec<Mirror>,
     /// `Kind/namespace/name` of the resource the route came from, and its file:line.
     pub origin: String,
 }
@@ -171,6 +174,14 @@ impl HeaderOps {
     pub fn is_empty(&self) -> bool {
         self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
     }
+}
+
+/// A traffic mirror: a share of requests copied to another cluster.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Mirror {
+    pub cluster: String,
+    /// 0-100.
+    pub percent: f64,
 }
 
 /// Istio's HTTPRedirect.

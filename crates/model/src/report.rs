@@ -22,14 +22,7 @@ pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
                 extra_keys(&json(vs), "", &["hosts", "gateways", "http"], &mut push);
                 for (i, h) in vs.http.iter().enumerate() {
                     let p = format!("http[{i}].");
-                    extra_keys(
-                        &json(h),
-                        &p,
-                        &[
-                            "name", "match", "route", "timeout", "retries", "headers", "rewrite",
-                        ],
-                        &mut push,
-                    );
+                    extra_keys(&json(h), &p, &HTTP_ROUTE_ENFORCED, &mut push);
                     if let Some(f) = &h.fault {
                         if f.delay
                             .as_ref()
@@ -238,6 +231,25 @@ fn extra_keys(v: &Value, prefix: &str, enforced: &[&str], push: &mut impl FnMut(
         }
     }
 }
+
+/// HTTPRoute fields weft implements.
+const HTTP_ROUTE_ENFORCED: [&str; 15] = [
+    "name",
+    "match",
+    "route",
+    "timeout",
+    "retries",
+    "headers",
+    "rewrite",
+    "redirect",
+    "directResponse",
+    "fault",
+    "mirror",
+    "mirrors",
+    "mirrorPercentage",
+    "mirrorPercent",
+    "mirror_percent",
+];
 
 /// Serializes any API struct to JSON for field inspection.
 fn json<T: serde::Serialize>(v: &T) -> Value {

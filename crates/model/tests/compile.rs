@@ -530,3 +530,44 @@ spec:
     assert_eq!(grpc_code("unavailable"), Some(14));
     assert_eq!(grpc_code("NOPE"), None);
 }
+
+#[test]
+fn implemented_route_actions_are_not_reported() {
+    let vs = r#"
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: actions, namespace: game}
+spec:
+  hosts: [player]
+  http:
+  - match: [{uri: {prefix: /old}}]
+    redirect: {uri: /new}
+  - match: [{uri: {exact: /down}}]
+    directResponse: {status: 503}
+  - fault: {abort: {httpStatus: 500, percentage: {value: 1}}}
+    mirror: {host: inventory}
+    mirrorPercentage: {value: 5}
+    rewrite: {uri: /v2}
+    headers: {request: {set: {x-a: b}}}
+    route: [{destination: {host: player}, headers: {response: {remove: [x-b]}}}]
+"#;
+    let loaded = weft_api::load_str(&format!("{MESH}{vs}"), "mesh.yaml");
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let reported: Vec<_> = not_enforced(&loaded.resources)
+        .into_iter()
+        .filter(|n| n.resource == "VirtualService/game/actions")
+        .collect();
+    assert!(reported.is_empty(), "{reported:#?}");
+    let cfg = compile_for(&format!("{MESH}{vs}"), Role::Sidecar, "inv-v1", "game");
+    let vh = cfg.routes["outbound"]
+        .virtual_hosts
+        .iter()
+        .find(|v| v.name == "player.game.svc.cluster.local")
+        .unwrap();
+    assert_eq!(vh.routes[2].mirrors[0].percent, 5.0);
+    assert!(
+        cfg.clusters.contains_key(&vh.routes[2].mirrors[0].cluster),
+        "the mirror's cluster is built"
+    );
+}

@@ -38,19 +38,19 @@ enum ReqBody {
 }
 
 impl Outgoing {
-    /// Buffers the body when a retry might need to replay it.
+    /// Buffers the body when a retry or a mirror might need to replay it.
     pub async fn new(
         method: Method,
         uri: Uri,
         headers: HeaderMap,
         body: Incoming,
-        policy: &RetryPolicy,
+        replay: bool,
     ) -> Result<Outgoing, String> {
         let length = headers
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let body = if policy.attempts == 0 {
+        let body = if !replay {
             ReqBody::Stream(Some(body.boxed()))
         } else if hyper::body::Body::is_end_stream(&body) {
             ReqBody::Buffered(Bytes::new())
@@ -70,6 +70,28 @@ impl Outgoing {
             headers,
             body,
         })
+    }
+
+    /// A copy for a traffic mirror: Envoy appends `-shadow` to the authority. `None` when
+    /// the body was not buffered (too large or of unknown length).
+    pub fn shadow(&self) -> Option<Request<Body>> {
+        let ReqBody::Buffered(b) = &self.body else {
+            return None;
+        };
+        let mut uri = self.uri.clone().into_parts();
+        if let Some(a) = &uri.authority {
+            let (host, port) = match a.port() {
+                Some(p) => (a.host(), format!(":{p}")),
+                None => (a.as_str(), String::new()),
+            };
+            uri.authority = format!("{host}-shadow{port}").parse().ok();
+        }
+        let mut req = Request::new(crate::outbound::full(b.clone()));
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = Uri::from_parts(uri).ok()?;
+        *req.version_mut() = Version::HTTP_2;
+        *req.headers_mut() = self.headers.clone();
+        Some(req)
     }
 
     fn replayable(&self) -> bool {
@@ -162,6 +184,39 @@ fn timeout() -> (Response<Body>, &'static str) {
         local_response(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
         "UT",
     )
+}
+
+/// Sends a shadow copy to a mirror cluster in the background; its response is discarded
+/// and its failures only logged (they never affect the real request).
+pub(crate) fn mirror(
+    shared: std::sync::Arc<Shared>,
+    lb: std::sync::Arc<crate::lb::LbState>,
+    name: String,
+    req: Request<Body>,
+) {
+    tokio::spawn(async move {
+        let Some(p) = lb.pick() else {
+            debug!(mirror = %name, "no endpoint for the mirror");
+            return;
+        };
+        let sent = async {
+            let mut sender = shared
+                .pool
+                .get(&p.endpoint.address, &p.endpoint.identity)
+                .await
+                .map_err(|e| e.to_string())?;
+            let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+            // Drain the body so the stream completes.
+            let _ = resp.into_body().collect().await;
+            Ok::<_, String>(())
+        };
+        if let Err(e) = tokio::time::timeout(Duration::from_secs(30), sent)
+            .await
+            .unwrap_or(Err("timed out".into()))
+        {
+            debug!(mirror = %name, error = %e, "mirrored request failed");
+        }
+    });
 }
 
 /// Sends `out` to `cluster`; returns the response (whose body holds the LB pick) and

@@ -57,7 +57,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, route_table: Stri
 
 async fn handle(
     req: Request<Incoming>,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     table: &str,
     peer: std::net::SocketAddr,
 ) -> Response<Body> {
@@ -86,7 +86,7 @@ async fn handle(
 
 async fn route_and_forward(
     req: Request<Incoming>,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     table: &str,
     peer: std::net::SocketAddr,
     labels: &mut RequestLabels,
@@ -258,13 +258,21 @@ async fn route_and_forward(
 
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let policy = &route.spec.retry;
+    let replay = policy.attempts > 0 || !route.spec.mirrors.is_empty();
     let out =
-        match crate::forward::Outgoing::new(parts.method, parts.uri, parts.headers, body, policy)
+        match crate::forward::Outgoing::new(parts.method, parts.uri, parts.headers, body, replay)
             .await
         {
             Ok(o) => o,
             Err(e) => return (local_response(StatusCode::BAD_REQUEST, &e), "DPE"),
         };
+    for m in &route.spec.mirrors {
+        if m.percent > 0.0 && fastrand::f64() * 100.0 < m.percent {
+            if let (Some(c), Some(copy)) = (runtime.clusters.get(&m.cluster), out.shadow()) {
+                crate::forward::mirror(shared.clone(), c.lb.clone(), m.cluster.clone(), copy);
+            }
+        }
+    }
     let (resp, pick, flag) =
         crate::forward::forward(shared, cluster, out, policy, deadline, hash, labels).await;
     let (mut parts, body) = resp.into_parts();

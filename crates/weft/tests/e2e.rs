@@ -1350,3 +1350,47 @@ fn consistent_hash_keeps_a_player_on_one_endpoint() {
         "16 players should land on both endpoints: {seen:?}"
     );
 }
+
+#[test]
+fn mirror_sends_shadow_copies_and_keeps_the_real_response() {
+    // Every leaderboard request is also mirrored to player; the client only sees leaderboard.
+    let mesh = Mesh::up_with("mirror", |dir| {
+        let path = dir.join("istio-gateway.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let from = "    - destination: {host: leaderboard}\n";
+        assert!(text.contains(from), "istio-gateway.yaml changed shape");
+        std::fs::write(
+            &path,
+            text.replace(
+                from,
+                &format!(
+                    "{from}    mirror: {{host: player}}\n    mirrorPercentage: {{value: 100}}\n"
+                ),
+            ),
+        )
+        .unwrap();
+    });
+    let mut conn = HttpConn::connect(&mesh.gateway()).unwrap();
+    for _ in 0..10 {
+        let r = conn
+            .get_retry_closed(GAME_HOST, "/api/v1/leaderboard/top", &[])
+            .unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json()["service"], "leaderboard");
+    }
+    // player's sidecar receives the 10 shadow copies (the response is discarded).
+    let side = mesh.addr(PLAYER_SIDECAR, "admin");
+    poll_until(
+        "player's sidecar to see 10 mirrored requests",
+        Duration::from_secs(10),
+        || {
+            let stats = admin_get(&side, "/stats/prometheus");
+            (metric_sum(
+                &stats,
+                "istio_requests_total",
+                &[("reporter", "destination"), ("response_code", "200")],
+            ) >= 10.0)
+                .then_some(())
+        },
+    );
+}
