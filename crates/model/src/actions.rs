@@ -165,3 +165,36 @@ pub fn retry_policy(r: Option<&weft_api::HttpRetry>) -> RetryPolicy {
     p.ignore_previous_hosts = r.retry_ignore_previous_hosts.unwrap_or(true);
     p
 }
+
+/// Istio's corsPolicy; the deprecated `allowOrigin` strings are exact matches (`*` = any).
+pub(crate) fn cors(c: &weft_api::CorsPolicy) -> crate::config::Cors {
+    use crate::config::StringMatcher;
+    let mut allow_origins: Vec<StringMatcher> = c
+        .allow_origins
+        .iter()
+        .map(crate::matching::string_matcher)
+        .collect();
+    allow_origins.extend(c.allow_origin.iter().map(|o| {
+        if o == "*" {
+            StringMatcher::Prefix(String::new())
+        } else {
+            StringMatcher::Exact(o.clone())
+        }
+    }));
+    crate::config::Cors {
+        allow_origins,
+        allow_methods: c.allow_methods.clone(),
+        allow_headers: c.allow_headers.clone(),
+        expose_headers: c.expose_headers.clone(),
+        max_age_secs: c
+            .max_age
+            .as_deref()
+            .and_then(parse_duration_ms)
+            .map(|ms| ms / 1000),
+        allow_credentials: c.allow_credentials.unwrap_or(false),
+        forward_unmatched_preflights: !matches!(
+            c.unmatched_preflights,
+            Some(weft_api::UnmatchedPreflights::Ignore)
+        ),
+    }
+}

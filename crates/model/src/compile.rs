@@ -313,6 +313,7 @@ impl<'a> Builder<'a> {
                 }
                 Some(Route {
                     mirrors,
+                    cors: http.cors_policy.as_ref().map(crate::actions::cors),
                     name: http
                         .name
                         .clone()

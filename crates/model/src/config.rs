@@ -89,6 +89,9 @@ pub struct Route {
     /// Shadow copies of the request (fire and forget; responses ignored).
     #[serde(default)]
     pub mirrors: Vec<Mirror>,
+    /// CORS (VirtualService `corsPolicy`): preflights answered, origins echoed.
+    #[serde(default)]
+    pub cors: Option<Cors>,
     /// `Kind/namespace/name` of the resource the route came from, and its file:line.
     pub origin: String,
 }
@@ -174,6 +177,21 @@ impl HeaderOps {
     pub fn is_empty(&self) -> bool {
         self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
     }
+}
+
+/// Istio's CorsPolicy.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Cors {
+    /// An origin matching any of these is echoed back in `access-control-allow-origin`.
+    pub allow_origins: Vec<StringMatcher>,
+    pub allow_methods: Vec<String>,
+    pub allow_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub max_age_secs: Option<u64>,
+    pub allow_credentials: bool,
+    /// `unmatchedPreflights: FORWARD` (the default): preflights from origins that do not
+    /// match go to the upstream; `IGNORE` answers them without CORS headers.
+    pub forward_unmatched_preflights: bool,
 }
 
 /// A traffic mirror: a share of requests copied to another cluster.

@@ -233,7 +233,8 @@ fn extra_keys(v: &Value, prefix: &str, enforced: &[&str], push: &mut impl FnMut(
 }
 
 /// HTTPRoute fields weft implements.
-const HTTP_ROUTE_ENFORCED: [&str; 15] = [
+const HTTP_ROUTE_ENFORCED: [&str; 16] = [
+    "corsPolicy",
     "name",
     "match",
     "route",

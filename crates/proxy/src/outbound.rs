@@ -136,6 +136,27 @@ async fn route_and_forward(
         );
     };
     let uri_matched = route.uri_matched(&view);
+    // CORS (Envoy's filter runs before the router): answer preflights, remember the origin.
+    let mut cors_origin: Option<String> = None;
+    if let (Some(cors), Some(origin)) = (
+        &route.spec.cors,
+        req.headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok()),
+    ) {
+        let allowed = route.cors_allowed(origin).map(str::to_string);
+        let preflight = req.method() == http::Method::OPTIONS
+            && req
+                .headers()
+                .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+        match (preflight, allowed) {
+            (true, Some(origin)) => return (crate::rewrite::cors_preflight(cors, &origin), "-"),
+            (true, None) if !cors.forward_unmatched_preflights => {
+                return (Response::new(full(Bytes::new())), "-");
+            }
+            (_, allowed) => cors_origin = allowed,
+        }
+    }
     if let Some(r) = &route.spec.redirect {
         let location =
             crate::rewrite::redirect_location(r, &scheme, &authority, &path, uri_matched);
@@ -280,6 +301,9 @@ async fn route_and_forward(
     strip_hop_by_hop(&mut parts.headers);
     crate::rewrite::apply(&mut parts.headers, &destination.response_headers);
     crate::rewrite::apply(&mut parts.headers, &route.spec.response_headers);
+    if let (Some(cors), Some(origin)) = (&route.spec.cors, &cors_origin) {
+        crate::rewrite::cors_response_headers(cors, origin, &mut parts.headers);
+    }
     // The request stays active for LEAST_REQUEST until its body is done.
     let body = Held {
         inner: body,

@@ -233,6 +233,50 @@ pub fn redirect_location(
     url
 }
 
+/// The answer to an allowed CORS preflight.
+pub fn cors_preflight(c: &weft_model::Cors, origin: &str) -> http::Response<crate::upstream::Body> {
+    let mut headers = HeaderMap::new();
+    let mut put = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    };
+    put("access-control-allow-origin", origin.to_string());
+    if !c.allow_methods.is_empty() {
+        put("access-control-allow-methods", c.allow_methods.join(","));
+    }
+    if !c.allow_headers.is_empty() {
+        put("access-control-allow-headers", c.allow_headers.join(","));
+    }
+    if let Some(age) = c.max_age_secs {
+        put("access-control-max-age", age.to_string());
+    }
+    if c.allow_credentials {
+        put("access-control-allow-credentials", "true".into());
+    }
+    let mut resp = http::Response::new(crate::outbound::full(bytes::Bytes::new()));
+    *resp.headers_mut() = headers;
+    resp
+}
+
+/// CORS headers on an actual (non-preflight) response to an allowed origin.
+pub fn cors_response_headers(c: &weft_model::Cors, origin: &str, headers: &mut HeaderMap) {
+    if let Ok(v) = HeaderValue::from_str(origin) {
+        headers.insert("access-control-allow-origin", v);
+    }
+    if c.allow_credentials {
+        headers.insert(
+            "access-control-allow-credentials",
+            HeaderValue::from_static("true"),
+        );
+    }
+    if !c.expose_headers.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&c.expose_headers.join(",")) {
+            headers.insert("access-control-expose-headers", v);
+        }
+    }
+}
+
 #[cfg(test)]
 mod redirect_tests {
     use super::*;

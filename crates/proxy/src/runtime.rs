@@ -156,6 +156,8 @@ pub struct RuntimeRoute {
     matches: Vec<CompiledMatch>,
     total_weight: u32,
     pub rewrite: Option<crate::rewrite::CompiledRewrite>,
+    /// CORS allowed-origin matchers, compiled.
+    pub cors_origins: Vec<Matcher>,
 }
 
 impl RuntimeRoute {
@@ -172,6 +174,14 @@ impl RuntimeRoute {
             n -= d.weight;
         }
         None
+    }
+
+    /// The request's origin if the route's CORS policy allows it.
+    pub fn cors_allowed<'r>(&self, origin: &'r str) -> Option<&'r str> {
+        self.cors_origins
+            .iter()
+            .any(|m| m.matches(origin))
+            .then_some(origin)
     }
 
     /// How the first matching condition's URI matched (for prefix rewrites).
@@ -313,11 +323,19 @@ impl Runtime {
                         .map(crate::rewrite::CompiledRewrite::build)
                         .transpose()
                         .map_err(|e| format!("route {}: {e}", r.name))?;
+                    let cors_origins = r
+                        .cors
+                        .iter()
+                        .flat_map(|c| c.allow_origins.iter())
+                        .map(|m| Matcher::build(m, false))
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| format!("route {} corsPolicy: {e}", r.name))?;
                     routes.push(RuntimeRoute {
                         spec: r.clone(),
                         matches,
                         total_weight,
                         rewrite,
+                        cors_origins,
                     });
                 }
                 let domains = v.domains.iter().map(|d| d.to_ascii_lowercase()).collect();

@@ -1394,3 +1394,57 @@ fn mirror_sends_shadow_copies_and_keeps_the_real_response() {
         },
     );
 }
+
+#[test]
+fn cors_preflights_are_answered_and_origins_echoed() {
+    let mesh = Mesh::up_with("cors", |dir| {
+        let path = dir.join("istio-gateway.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let from = "  - name: leaderboard\n    match:\n    - uri: {prefix: /api/v1/leaderboard}\n";
+        assert!(text.contains(from), "istio-gateway.yaml changed shape");
+        let cors = "    corsPolicy:\n      allowOrigins: [{exact: \"https://play.necpgame.example\"}]\n      allowMethods: [GET, POST]\n      allowHeaders: [x-player-id]\n      exposeHeaders: [x-weft-version]\n      maxAge: 24h\n      allowCredentials: true\n";
+        std::fs::write(&path, text.replace(from, &format!("{from}{cors}"))).unwrap();
+    });
+    let url = format!("http://{}/api/v1/leaderboard/top", mesh.gateway());
+    let host = format!("Host: {GAME_HOST}");
+    let head = |args: &[&str]| {
+        let mut all = vec!["-sS", "-D", "-", "-o", "/dev/null", "-H", host.as_str()];
+        all.extend_from_slice(args);
+        all.push(url.as_str());
+        stdout_of(&curl(&all)).to_ascii_lowercase()
+    };
+    // An allowed preflight is answered by the proxy.
+    let pre = head(&[
+        "-X",
+        "OPTIONS",
+        "-H",
+        "Origin: https://play.necpgame.example",
+        "-H",
+        "Access-Control-Request-Method: POST",
+    ]);
+    assert!(pre.starts_with("http/1.1 200"), "{pre}");
+    for h in [
+        "access-control-allow-origin: https://play.necpgame.example",
+        "access-control-allow-methods: get,post",
+        "access-control-allow-headers: x-player-id",
+        "access-control-max-age: 86400",
+        "access-control-allow-credentials: true",
+    ] {
+        assert!(pre.contains(h), "missing {h:?} in {pre}");
+    }
+    // A real request from that origin gets the origin echoed; another origin gets nothing.
+    let ok = head(&["-H", "Origin: https://play.necpgame.example"]);
+    assert!(
+        ok.contains("access-control-allow-origin: https://play.necpgame.example"),
+        "{ok}"
+    );
+    assert!(
+        ok.contains("access-control-expose-headers: x-weft-version"),
+        "{ok}"
+    );
+    let other = head(&["-H", "Origin: https://evil.example"]);
+    assert!(
+        other.starts_with("http/1.1 200") && !other.contains("access-control-allow-origin"),
+        "{other}"
+    );
+}
