@@ -151,8 +151,15 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer_id: &str) -> Respo
     };
     labels.response_code = resp.status().as_u16().to_string();
     labels.response_flags = flags.into();
-    shared.metrics.record(&labels, start.elapsed());
-    resp
+    let recorder = shared.metrics.finish_on_drop(labels, start);
+    resp.map(|body| {
+        crate::outbound::Held {
+            inner: body,
+            _pick: None,
+            _recorder: Some(recorder),
+        }
+        .boxed()
+    })
 }
 
 /// gRPC requests are labelled `request_protocol="grpc"`, as Istio does.

@@ -71,12 +71,16 @@ impl Metrics {
         }
     }
 
-    /// Records one finished (or failed) request.
-    pub fn record(&self, labels: &RequestLabels, elapsed: Duration) {
-        self.requests.get_or_create(labels).inc();
-        self.duration
-            .get_or_create(labels)
-            .observe(elapsed.as_secs_f64() * 1000.0);
+    /// A guard that records the request when dropped — i.e. when its response body has
+    /// been sent (or abandoned), which is when Istio's proxies count a request and stop
+    /// its duration clock.
+    pub fn finish_on_drop(&self, labels: RequestLabels, start: std::time::Instant) -> Recorder {
+        Recorder {
+            requests: self.requests.clone(),
+            duration: self.duration.clone(),
+            labels,
+            start,
+        }
     }
 
     /// Prometheus text exposition.
@@ -94,4 +98,21 @@ pub fn service_name_ns(host: &str) -> (String, String) {
     let name = it.next().unwrap_or("").to_string();
     let ns = it.next().unwrap_or("").to_string();
     (name, ns)
+}
+
+/// Records a request when dropped (see [`Metrics::finish_on_drop`]).
+pub struct Recorder {
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<RequestLabels, Histogram>,
+    labels: RequestLabels,
+    start: std::time::Instant,
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.requests.get_or_create(&self.labels).inc();
+        self.duration
+            .get_or_create(&self.labels)
+            .observe(self.start.elapsed().as_secs_f64() * 1000.0);
+    }
 }

@@ -80,8 +80,15 @@ async fn handle(
     let (resp, flags) = route_and_forward(req, shared, table, peer, &mut labels).await;
     labels.response_code = resp.status().as_u16().to_string();
     labels.response_flags = flags.to_string();
-    shared.metrics.record(&labels, start.elapsed());
-    resp
+    let recorder = shared.metrics.finish_on_drop(labels, start);
+    resp.map(|body| {
+        Held {
+            inner: body,
+            _pick: None,
+            _recorder: Some(recorder),
+        }
+        .boxed()
+    })
 }
 
 async fn route_and_forward(
@@ -308,16 +315,19 @@ async fn route_and_forward(
     let body = Held {
         inner: body,
         _pick: pick,
+        _recorder: None,
     };
     let flag = if delayed && flag == "-" { "DI" } else { flag };
     (Response::from_parts(parts, body.boxed()), flag)
 }
 
-/// A response body that holds its LB pick (the endpoint's active-request count) until the
-/// body is finished or dropped.
-struct Held {
-    inner: Body,
-    _pick: Option<crate::lb::Pick>,
+/// A response body that holds its LB pick (the endpoint's active-request count) and its
+/// metrics recorder until the body is finished or dropped.
+pub(crate) struct Held {
+    pub inner: Body,
+    pub _pick: Option<crate::lb::Pick>,
+    /// Records the request's metrics when the body is done.
+    pub _recorder: Option<crate::metrics::Recorder>,
 }
 
 impl hyper::body::Body for Held {

@@ -873,7 +873,25 @@ fn istio_request_metrics_on_gateway_and_sidecar() {
     let r = conn.get(GAME_HOST, "/no/such/route", &[]).unwrap();
     assert_eq!(r.status, 404);
 
-    let gw = admin_get(&mesh.gateway_admin(), "/stats/prometheus");
+    // A request is counted when its response body is done, which can be a moment after
+    // the client has read it: wait until the counters settle.
+    let want = inventory_ok;
+    let gw = poll_until("the gateway's counters", Duration::from_secs(10), || {
+        let gw = admin_get(&mesh.gateway_admin(), "/stats/prometheus");
+        let ok = [
+            ("reporter", "source"),
+            ("destination_service", INVENTORY_HOST),
+            ("response_code", "200"),
+        ];
+        let nr = [
+            ("reporter", "source"),
+            ("response_code", "404"),
+            ("response_flags", "NR"),
+        ];
+        (metric_sum(&gw, "istio_requests_total", &ok) >= want
+            && metric_sum(&gw, "istio_requests_total", &nr) >= 1.0)
+            .then_some(gw)
+    });
     let source_ok = [
         ("reporter", "source"),
         ("destination_service", INVENTORY_HOST),
@@ -896,10 +914,14 @@ fn istio_request_metrics_on_gateway_and_sidecar() {
         "gateway 404 NR count:\n{gw}"
     );
 
-    let side = admin_get(
-        &mesh.addr(INVENTORY_V1_SIDECAR, "admin"),
-        "/stats/prometheus",
-    );
+    let side = poll_until("inventory-v1's counters", Duration::from_secs(10), || {
+        let side = admin_get(
+            &mesh.addr(INVENTORY_V1_SIDECAR, "admin"),
+            "/stats/prometheus",
+        );
+        let ok = [("reporter", "destination"), ("response_code", "200")];
+        (metric_sum(&side, "istio_requests_total", &ok) >= v1_ok).then_some(side)
+    });
     let dest_ok = [
         ("reporter", "destination"),
         ("source_workload", "istio-ingressgateway"),
