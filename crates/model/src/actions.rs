@@ -142,7 +142,8 @@ pub fn retry_policy(r: Option<&weft_api::HttpRetry>) -> RetryPolicy {
     if p.attempts == 0 {
         return RetryPolicy::default();
     }
-    match r.retry_on.as_deref() {
+    // An empty retryOn keeps Istio's defaults.
+    match r.retry_on.as_deref().filter(|on| !on.trim().is_empty()) {
         None => p.retry_on = DEFAULT_ON.iter().map(|s| s.to_string()).collect(),
         Some(on) => {
             for token in on.split(',').map(str::trim).filter(|t| !t.is_empty()) {

@@ -10,7 +10,14 @@ use weft_api::SimpleLb;
 /// panic threshold off; the deprecated `consecutiveErrors` means gateway errors.
 pub(crate) fn outlier_of(o: &weft_api::OutlierDetection) -> Outlier {
     Outlier {
-        consecutive_5xx: o.consecutive_5xx_errors.unwrap_or(5),
+        // Istio turns the 5xx rule off when the deprecated consecutiveErrors is used.
+        consecutive_5xx: o.consecutive_5xx_errors.unwrap_or(
+            if o.consecutive_errors.is_some_and(|c| c > 0) {
+                0
+            } else {
+                5
+            },
+        ),
         consecutive_gateway: o
             .consecutive_gateway_errors
             .or_else(|| o.consecutive_errors.and_then(|c| u32::try_from(c).ok()))

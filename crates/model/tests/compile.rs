@@ -571,3 +571,39 @@ spec:
         "the mirror's cluster is built"
     );
 }
+
+#[test]
+fn deprecated_consecutive_errors_and_empty_retry_on_follow_istio() {
+    let dr = r#"
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: player, namespace: game}
+spec:
+  host: player
+  trafficPolicy:
+    outlierDetection: {consecutiveErrors: 7}
+"#;
+    let cfg = compile_for(&format!("{MESH}{dr}"), Role::Sidecar, "inv-v1", "game");
+    let c = cfg
+        .clusters
+        .values()
+        .find(|c| c.service == "player.game.svc.cluster.local")
+        .unwrap();
+    let o = c.outlier.as_ref().unwrap();
+    assert_eq!(
+        (o.consecutive_gateway, o.consecutive_5xx),
+        (7, 0),
+        "consecutiveErrors means gateway errors and turns the 5xx rule off"
+    );
+    let empty = weft_api::HttpRetry {
+        attempts: Some(2),
+        retry_on: Some(String::new()),
+        ..Default::default()
+    };
+    assert_eq!(
+        retry_policy(Some(&empty)).retry_on,
+        retry_policy(None).retry_on,
+        "an empty retryOn keeps the defaults"
+    );
+}

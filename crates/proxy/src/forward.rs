@@ -155,7 +155,9 @@ pub(crate) fn retriable_response(
 /// Envoy's fully jittered exponential backoff before retry `n` (1-based).
 pub(crate) fn backoff(policy: &RetryPolicy, n: u32) -> Duration {
     let base = policy.backoff_ms.max(1);
-    let ceiling = base.saturating_mul(1u64 << n.min(16)).min(base * 10);
+    let ceiling = base
+        .saturating_mul((1u64 << n.clamp(1, 16)) - 1)
+        .min(base.saturating_mul(10));
     Duration::from_millis(fastrand::u64(0..ceiling.max(1)))
 }
 
@@ -165,8 +167,9 @@ fn pick(
     avoid: bool,
     hash: Option<u64>,
 ) -> Option<Pick> {
-    // The first try follows the hash key; retries go elsewhere like any other pick.
-    if tried.is_empty() {
+    // With a hash key every try follows the ring (ejected endpoints are skipped): Istio's
+    // consistent-hash retry policy keeps sessions on their endpoint.
+    if hash.is_some() || tried.is_empty() {
         return cluster.lb.pick_for(hash);
     }
     let mut p = cluster.lb.pick()?;
@@ -243,7 +246,7 @@ pub(crate) async fn forward(
     for n in 1..=tries {
         if n > 1 {
             let wait = backoff(policy, n - 1);
-            if deadline.is_some_and(|d| Instant::now() + wait >= d) {
+            if deadline.is_some_and(|d| Instant::now().checked_add(wait).is_none_or(|t| t >= d)) {
                 break;
             }
             tokio::time::sleep(wait).await;
@@ -271,8 +274,12 @@ pub(crate) async fn forward(
         // This try's deadline: the per-try timeout, inside the route's.
         let try_deadline = match (deadline, policy.per_try_timeout_ms) {
             (d, None) => d,
-            (None, Some(t)) => Some(Instant::now() + Duration::from_millis(t)),
-            (Some(d), Some(t)) => Some(d.min(Instant::now() + Duration::from_millis(t))),
+            (None, Some(t)) => Instant::now().checked_add(Duration::from_millis(t)),
+            (Some(d), Some(t)) => Some(
+                Instant::now()
+                    .checked_add(Duration::from_millis(t))
+                    .map_or(d, |t| d.min(t)),
+            ),
         };
         let per_try_expired = |d: Option<Instant>| d.is_some() && d != deadline;
         let connected = match try_deadline {
@@ -283,7 +290,7 @@ pub(crate) async fn forward(
         };
         let mut sender = match connected {
             None if per_try_expired(try_deadline)
-                && (on(policy, "5xx") || on(policy, "gateway-error")) =>
+                && (on(policy, "5xx") || on(policy, "gateway-error") || on(policy, "reset")) =>
             {
                 cluster.lb.report(&p, Outcome::LocalFailure);
                 last = Some((timeout().0, p, "UT"));
@@ -303,7 +310,10 @@ pub(crate) async fn forward(
                     p,
                     "UF",
                 ));
-                if on(policy, "connect-failure") || on(policy, "reset") || on(policy, "5xx") {
+                if ["connect-failure", "reset", "5xx", "gateway-error"]
+                    .iter()
+                    .any(|t| on(policy, t))
+                {
                     continue;
                 }
                 break;
@@ -318,7 +328,9 @@ pub(crate) async fn forward(
                 Err(_)
                     if per_try_expired(try_deadline)
                         && out.replayable()
-                        && (on(policy, "5xx") || on(policy, "gateway-error")) =>
+                        && (on(policy, "5xx")
+                            || on(policy, "gateway-error")
+                            || on(policy, "reset")) =>
                 {
                     cluster.lb.report(&p, Outcome::LocalFailure);
                     last = Some((timeout().0, p, "UT"));

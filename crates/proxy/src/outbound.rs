@@ -204,10 +204,13 @@ async fn route_and_forward(
                     .header("grpc-message", "fault filter abort")
                     .body(full(Bytes::new()))
                     .expect("static response parts are valid");
-                return (resp, "FI");
+                return (resp, if delayed { "DI,FI" } else { "FI" });
             }
             if let Some(status) = f.abort_status.and_then(|s| StatusCode::from_u16(s).ok()) {
-                return (local_response(status, "fault filter abort"), "FI");
+                return (
+                    local_response(status, "fault filter abort"),
+                    if delayed { "DI,FI" } else { "FI" },
+                );
             }
         }
     }
@@ -284,7 +287,6 @@ async fn route_and_forward(
     };
     parts.version = http::Version::HTTP_2;
 
-    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let policy = &route.spec.retry;
     let replay = policy.attempts > 0 || !route.spec.mirrors.is_empty();
     let out =
@@ -294,9 +296,16 @@ async fn route_and_forward(
             Ok(o) => o,
             Err(e) => return (local_response(StatusCode::BAD_REQUEST, &e), "DPE"),
         };
+    // Envoy starts the route timer once the downstream request is complete (buffered here).
+    let deadline = timeout.and_then(|t| tokio::time::Instant::now().checked_add(t));
     for m in &route.spec.mirrors {
         if m.percent > 0.0 && fastrand::f64() * 100.0 < m.percent {
-            if let (Some(c), Some(copy)) = (runtime.clusters.get(&m.cluster), out.shadow()) {
+            // A mirror at its request limit is skipped, as Envoy's circuit breakers do.
+            let cluster = runtime
+                .clusters
+                .get(&m.cluster)
+                .filter(|c| !c.lb.overflowing());
+            if let (Some(c), Some(copy)) = (cluster, out.shadow()) {
                 crate::forward::mirror(shared.clone(), c.lb.clone(), m.cluster.clone(), copy);
             }
         }

@@ -200,26 +200,36 @@ pub fn redirect_location(
         }
         (None, None) => path.to_string(),
     };
+    let req_scheme = scheme;
     let scheme = r.scheme.as_deref().unwrap_or(scheme);
-    let (req_host, req_port) = match authority.rsplit_once(':') {
-        Some((h, p))
-            if !h.ends_with(']')
-                || authority.starts_with('[') && p.chars().all(|c| c.is_ascii_digit()) =>
-        {
-            (h, Some(p))
+    // `host:port`, `[v6]:port`, or no port at all.
+    let (req_host, req_port) = if authority.starts_with('[') {
+        match authority.rsplit_once("]:") {
+            Some((h, p)) => (&authority[..h.len() + 1], Some(p)),
+            None => (authority, None),
         }
-        _ => (authority, None),
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
     };
     let host = r.authority.as_deref().unwrap_or(req_host);
+    let default_port = |scheme: &str| match scheme {
+        "https" => "443",
+        _ => "80",
+    };
     let port = match (r.port, r.port_from_request) {
         (Some(p), _) => Some(p.to_string()),
         (None, true) => req_port.map(str::to_string),
-        // FROM_PROTOCOL_DEFAULT: the scheme's default port, so none is written.
-        (None, false) if r.scheme.is_some() || r.authority.is_some() => None,
-        (None, false) => req_port.map(str::to_string),
+        // A new authority comes without the old port.
+        (None, false) if r.authority.is_some() => None,
+        // Envoy keeps the request's port unless it was the old scheme's default.
+        (None, false) => req_port
+            .filter(|p| *p != default_port(req_scheme))
+            .map(str::to_string),
     };
-    let port =
-        port.filter(|p| !((scheme == "http" && p == "80") || (scheme == "https" && p == "443")));
+    let port = port.filter(|p| p != default_port(scheme));
     let mut url = format!("{scheme}://{host}");
     if let Some(p) = port {
         url.push(':');
@@ -297,16 +307,19 @@ mod redirect_tests {
             scheme: Some("https".into()),
             ..Default::default()
         };
+        let loc = |a: &str| redirect_location(&r, "http", a, "/a", UriMatched::Unconditioned);
         assert_eq!(
-            redirect_location(
-                &r,
-                "http",
-                "game.local:8080",
-                "/a",
-                UriMatched::Unconditioned
-            ),
-            "https://game.local/a"
+            loc("game.local:8080"),
+            "https://game.local:8080/a",
+            "a non-default port is kept"
         );
+        assert_eq!(
+            loc("game.local:80"),
+            "https://game.local/a",
+            "the old scheme's default port is dropped"
+        );
+        assert_eq!(loc("[::1]"), "https://[::1]/a");
+        assert_eq!(loc("[::1]:8080"), "https://[::1]:8080/a");
         let r = Redirect {
             prefix_rewrite: Some("/b".into()),
             authority: Some("other.local".into()),
