@@ -11,7 +11,6 @@ use crate::metrics::RequestLabels;
 use crate::runtime::RuntimeCluster;
 use crate::upstream::Body;
 use crate::{local_response, Shared};
-use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -20,8 +19,8 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 use weft_model::RetryPolicy;
 
-/// Largest request body kept for replay.
-const MAX_BUFFERED_BODY: u64 = 1024 * 1024;
+/// Largest request body kept for replay (Envoy's default buffer limit).
+const MAX_BUFFERED_BODY: usize = 1024 * 1024;
 
 /// The request being retried: everything but the body is rebuilt for each try.
 pub(crate) struct Outgoing {
@@ -32,7 +31,7 @@ pub(crate) struct Outgoing {
 }
 
 enum ReqBody {
-    Buffered(Bytes),
+    Buffered(crate::replay::Buffered),
     /// Not replayable once sent; `None` after it was handed out.
     Stream(Option<Body>),
 }
@@ -46,23 +45,14 @@ impl Outgoing {
         body: Incoming,
         replay: bool,
     ) -> Result<Outgoing, String> {
-        let length = headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
         let body = if !replay {
             ReqBody::Stream(Some(body.boxed()))
-        } else if hyper::body::Body::is_end_stream(&body) {
-            ReqBody::Buffered(Bytes::new())
-        } else if length.is_some_and(|l| l <= MAX_BUFFERED_BODY) {
-            let bytes = body
-                .collect()
-                .await
-                .map_err(|e| format!("reading the request body: {e}"))?
-                .to_bytes();
-            ReqBody::Buffered(bytes)
         } else {
-            ReqBody::Stream(Some(body.boxed()))
+            match crate::replay::buffer(body, MAX_BUFFERED_BODY).await {
+                Ok(Ok(buffered)) => ReqBody::Buffered(buffered),
+                Ok(Err(streaming)) => ReqBody::Stream(Some(streaming)),
+                Err(e) => return Err(format!("reading the request body: {e}")),
+            }
         };
         Ok(Outgoing {
             method,
@@ -86,7 +76,7 @@ impl Outgoing {
             };
             uri.authority = format!("{host}-shadow{port}").parse().ok();
         }
-        let mut req = Request::new(crate::outbound::full(b.clone()));
+        let mut req = Request::new(b.body());
         *req.method_mut() = self.method.clone();
         *req.uri_mut() = Uri::from_parts(uri).ok()?;
         *req.version_mut() = Version::HTTP_2;
@@ -100,7 +90,7 @@ impl Outgoing {
 
     fn build(&mut self) -> Option<Request<Body>> {
         let body = match &mut self.body {
-            ReqBody::Buffered(b) => crate::outbound::full(b.clone()),
+            ReqBody::Buffered(b) => b.body(),
             ReqBody::Stream(b) => b.take()?,
         };
         let mut req = Request::new(body);

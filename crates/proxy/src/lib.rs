@@ -11,6 +11,7 @@ pub mod lb;
 pub mod listeners;
 pub mod metrics;
 pub mod outbound;
+mod replay;
 pub mod rewrite;
 pub mod runtime;
 pub mod serve;

@@ -1164,6 +1164,30 @@ fn virtual_service_retries_hide_flaky_upstreams_and_attempts_zero_turns_them_off
     // With 4 tries a request fails with probability 0.3^4 (< 1%).
     let with_retries = player_success(&mut conn, 200);
     assert!(with_retries >= 0.95, "success with retries: {with_retries}");
+    // Chunked bodies (no content-length, as gRPC clients send them) are buffered and
+    // replayed too: one curl, 60 chunked POSTs.
+    let url = format!("http://{}/api/v1/player/1", mesh.gateway());
+    let host = format!("Host: {GAME_HOST}");
+    let mut args = vec![
+        "-s",
+        "-w",
+        "\nCODE:%{http_code}\n",
+        "-X",
+        "POST",
+        "-H",
+        host.as_str(),
+        "-H",
+        "Transfer-Encoding: chunked",
+        "--data-binary",
+        "move=e2e4",
+    ];
+    args.extend(std::iter::repeat_n(url.as_str(), 60));
+    let codes = stdout_of(&curl(&args));
+    let ok = codes.lines().filter(|c| *c == "CODE:200").count();
+    assert!(
+        ok >= 56,
+        "chunked POSTs with retries: {ok}/60 succeeded:\n{codes}"
+    );
 
     // attempts: 0 disables retries: about 70% succeed.
     let vs = mesh.config_file("istio-gateway.yaml");
