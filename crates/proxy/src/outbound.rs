@@ -143,191 +143,203 @@ async fn route_and_forward(
         );
     };
     let uri_matched = route.uri_matched(&view);
-    // CORS (Envoy's filter runs before the router): answer preflights, remember the origin.
     let mut cors_origin: Option<String> = None;
-    if let (Some(cors), Some(origin)) = (
-        &route.spec.cors,
-        req.headers()
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok()),
-    ) {
-        let allowed = route.cors_allowed(origin).map(str::to_string);
-        let preflight = req.method() == http::Method::OPTIONS
-            && req
-                .headers()
-                .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-        match (preflight, allowed) {
-            (true, Some(origin)) => return (crate::rewrite::cors_preflight(cors, &origin), "-"),
-            (true, None) if !cors.forward_unmatched_preflights => {
-                return (Response::new(full(Bytes::new())), "-");
-            }
-            (_, allowed) => cors_origin = allowed,
-        }
-    }
-    if let Some(r) = &route.spec.redirect {
-        let location =
-            crate::rewrite::redirect_location(r, &scheme, &authority, &path, uri_matched);
-        let resp = Response::builder()
-            .status(StatusCode::from_u16(r.code).unwrap_or(StatusCode::MOVED_PERMANENTLY))
-            .header(header::LOCATION, location)
-            .body(full(Bytes::new()));
-        return (
-            resp.unwrap_or_else(|e| {
-                local_response(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
-            }),
-            "-",
-        );
-    }
-    if let Some(d) = &route.spec.direct_response {
-        let resp = Response::builder()
-            .status(StatusCode::from_u16(d.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
-            .body(full(d.body.clone()));
-        return (
-            resp.unwrap_or_else(|e| {
-                local_response(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
-            }),
-            "-",
-        );
-    }
-    let mut delayed = false;
-    if let Some(f) = &route.spec.fault {
-        let roll = |percent: f64| percent > 0.0 && fastrand::f64() * 100.0 < percent;
-        if let Some(ms) = f.delay_ms.filter(|_| roll(f.delay_percent)) {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            delayed = true;
-        }
-        if roll(f.abort_percent) {
-            if let Some(code) = f.abort_grpc {
-                let resp = Response::builder()
-                    .header(header::CONTENT_TYPE, "application/grpc")
-                    .header("grpc-status", code.to_string())
-                    .header("grpc-message", "fault filter abort")
-                    .body(full(Bytes::new()))
-                    .expect("static response parts are valid");
-                return (resp, if delayed { "DI,FI" } else { "FI" });
-            }
-            if let Some(status) = f.abort_status.and_then(|s| StatusCode::from_u16(s).ok()) {
-                return (
-                    local_response(status, "fault filter abort"),
-                    if delayed { "DI,FI" } else { "FI" },
-                );
+    let (mut resp, flag) = 'routed: {
+        // CORS (Envoy's filter runs before the router): answer preflights, remember the origin.
+        if let (Some(cors), Some(origin)) = (
+            &route.spec.cors,
+            req.headers()
+                .get(header::ORIGIN)
+                .and_then(|v| v.to_str().ok()),
+        ) {
+            let allowed = route.cors_allowed(origin).map(str::to_string);
+            let preflight = req.method() == http::Method::OPTIONS
+                && req
+                    .headers()
+                    .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+            match (preflight, allowed) {
+                (true, Some(origin)) => {
+                    break 'routed (crate::rewrite::cors_preflight(cors, &origin), "-")
+                }
+                (true, None) if !cors.forward_unmatched_preflights => {
+                    break 'routed (Response::new(full(Bytes::new())), "-");
+                }
+                (_, allowed) => cors_origin = allowed,
             }
         }
-    }
-    let destination = route.pick_cluster();
-    let Some(cluster) = destination.and_then(|d| runtime.clusters.get(&d.cluster)) else {
-        return (
-            local_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!("route {} has no destination with weight", route.spec.name),
-            ),
-            "NR",
-        );
-    };
-    labels.destination_service = cluster.spec.service.clone();
-    let (name, ns) = service_name_ns(&cluster.spec.service);
-    labels.destination_service_name = name;
-    labels.destination_service_namespace = ns;
-    let timeout = route.spec.timeout_ms.map(Duration::from_millis);
-
-    let (path, authority) = match &route.rewrite {
-        Some(rw) => (
-            rw.path(&path, uri_matched),
-            rw.authority.clone().unwrap_or(authority),
-        ),
-        None => (path, authority),
-    };
-    let destination = destination.expect("a cluster was found for it");
-    let hash = cluster
-        .spec
-        .hash
-        .as_ref()
-        .and_then(|k| hash_key(k, req.headers(), &path, peer));
-
-    let (mut parts, body) = req.into_parts();
-    let downstream_version = parts.version;
-    strip_hop_by_hop(&mut parts.headers);
-    parts.headers.remove(header::HOST);
-    crate::rewrite::apply(&mut parts.headers, &route.spec.request_headers);
-    crate::rewrite::apply(&mut parts.headers, &destination.request_headers);
-    if !parts.headers.contains_key("x-request-id") {
-        let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-        parts.headers.insert(
-            "x-request-id",
-            HeaderValue::from_str(&id).expect("hex is a valid header"),
-        );
-    }
-    let peer = format!(
-        "source_workload={};source_namespace={};source_version={};destination_service={}",
-        shared.node.workload,
-        shared.node.namespace,
-        shared.own_version(),
-        cluster.spec.service
-    );
-    parts.headers.insert(
-        PEER_HEADER,
-        HeaderValue::from_str(&peer).unwrap_or(HeaderValue::from_static("")),
-    );
-    parts.uri = match Uri::builder()
-        .scheme("http")
-        .authority(authority.as_str())
-        .path_and_query(path.as_str())
-        .build()
-    {
-        Ok(u) => u,
-        Err(e) => {
-            return (
+        if let Some(r) = &route.spec.redirect {
+            let location =
+                crate::rewrite::redirect_location(r, &scheme, &authority, &path, uri_matched);
+            let resp = Response::builder()
+                .status(StatusCode::from_u16(r.code).unwrap_or(StatusCode::MOVED_PERMANENTLY))
+                .header(header::LOCATION, location)
+                .body(full(Bytes::new()));
+            break 'routed (
+                resp.unwrap_or_else(|e| {
+                    local_response(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
+                }),
+                "-",
+            );
+        }
+        if let Some(d) = &route.spec.direct_response {
+            let resp = Response::builder()
+                .status(StatusCode::from_u16(d.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+                .body(full(d.body.clone()));
+            break 'routed (
+                resp.unwrap_or_else(|e| {
+                    local_response(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
+                }),
+                "-",
+            );
+        }
+        let mut delayed = false;
+        if let Some(f) = &route.spec.fault {
+            let roll = |percent: f64| percent > 0.0 && fastrand::f64() * 100.0 < percent;
+            if let Some(ms) = f.delay_ms.filter(|_| roll(f.delay_percent)) {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                delayed = true;
+            }
+            if roll(f.abort_percent) {
+                if let Some(code) = f.abort_grpc {
+                    let resp = Response::builder()
+                        .header(header::CONTENT_TYPE, "application/grpc")
+                        .header("grpc-status", code.to_string())
+                        .header("grpc-message", "fault filter abort")
+                        .body(full(Bytes::new()))
+                        .expect("static response parts are valid");
+                    break 'routed (resp, if delayed { "DI,FI" } else { "FI" });
+                }
+                if let Some(status) = f.abort_status.and_then(|s| StatusCode::from_u16(s).ok()) {
+                    break 'routed (
+                        local_response(status, "fault filter abort"),
+                        if delayed { "DI,FI" } else { "FI" },
+                    );
+                }
+            }
+        }
+        let destination = route.pick_cluster();
+        let Some(cluster) = destination.and_then(|d| runtime.clusters.get(&d.cluster)) else {
+            break 'routed (
                 local_response(
-                    StatusCode::BAD_REQUEST,
-                    &format!("bad authority {authority:?}: {e}"),
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!("route {} has no destination with weight", route.spec.name),
                 ),
-                "DPE",
-            )
-        }
-    };
-    parts.version = http::Version::HTTP_2;
+                "NR",
+            );
+        };
+        labels.destination_service = cluster.spec.service.clone();
+        let (name, ns) = service_name_ns(&cluster.spec.service);
+        labels.destination_service_name = name;
+        labels.destination_service_namespace = ns;
+        let timeout = route.spec.timeout_ms.map(Duration::from_millis);
 
-    let policy = &route.spec.retry;
-    let replay = policy.attempts > 0 || !route.spec.mirrors.is_empty();
-    let out =
-        match crate::forward::Outgoing::new(parts.method, parts.uri, parts.headers, body, replay)
-            .await
+        let (path, authority) = match &route.rewrite {
+            Some(rw) => (
+                rw.path(&path, uri_matched),
+                rw.authority.clone().unwrap_or(authority),
+            ),
+            None => (path, authority),
+        };
+        let destination = destination.expect("a cluster was found for it");
+        let hash = cluster
+            .spec
+            .hash
+            .as_ref()
+            .and_then(|k| hash_key(k, req.headers(), &path, peer));
+
+        let (mut parts, body) = req.into_parts();
+        let downstream_version = parts.version;
+        strip_hop_by_hop(&mut parts.headers);
+        parts.headers.remove(header::HOST);
+        crate::rewrite::apply(&mut parts.headers, &route.spec.request_headers);
+        crate::rewrite::apply(&mut parts.headers, &destination.request_headers);
+        if !parts.headers.contains_key("x-request-id") {
+            let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+            parts.headers.insert(
+                "x-request-id",
+                HeaderValue::from_str(&id).expect("hex is a valid header"),
+            );
+        }
+        let peer = format!(
+            "source_workload={};source_namespace={};source_version={};destination_service={}",
+            shared.node.workload,
+            shared.node.namespace,
+            shared.own_version(),
+            cluster.spec.service
+        );
+        parts.headers.insert(
+            PEER_HEADER,
+            HeaderValue::from_str(&peer).unwrap_or(HeaderValue::from_static("")),
+        );
+        parts.uri = match Uri::builder()
+            .scheme("http")
+            .authority(authority.as_str())
+            .path_and_query(path.as_str())
+            .build()
+        {
+            Ok(u) => u,
+            Err(e) => {
+                break 'routed (
+                    local_response(
+                        StatusCode::BAD_REQUEST,
+                        &format!("bad authority {authority:?}: {e}"),
+                    ),
+                    "DPE",
+                )
+            }
+        };
+        parts.version = http::Version::HTTP_2;
+
+        let policy = &route.spec.retry;
+        let replay = policy.attempts > 0 || !route.spec.mirrors.is_empty();
+        let out = match crate::forward::Outgoing::new(
+            parts.method,
+            parts.uri,
+            parts.headers,
+            body,
+            replay,
+        )
+        .await
         {
             Ok(o) => o,
-            Err(e) => return (local_response(StatusCode::BAD_REQUEST, &e), "DPE"),
+            Err(e) => break 'routed (local_response(StatusCode::BAD_REQUEST, &e), "DPE"),
         };
-    // Envoy starts the route timer once the downstream request is complete (buffered here).
-    let deadline = timeout.and_then(|t| tokio::time::Instant::now().checked_add(t));
-    for m in &route.spec.mirrors {
-        if m.percent > 0.0 && fastrand::f64() * 100.0 < m.percent {
-            // A mirror at its request limit is skipped, as Envoy's circuit breakers do.
-            let cluster = runtime
-                .clusters
-                .get(&m.cluster)
-                .filter(|c| !c.lb.overflowing());
-            if let (Some(c), Some(copy)) = (cluster, out.shadow()) {
-                crate::forward::mirror(shared.clone(), c.lb.clone(), m.cluster.clone(), copy);
+        // Envoy starts the route timer once the downstream request is complete (buffered here).
+        let deadline = timeout.and_then(|t| tokio::time::Instant::now().checked_add(t));
+        for m in &route.spec.mirrors {
+            if m.percent > 0.0 && fastrand::f64() * 100.0 < m.percent {
+                // A mirror at its request limit is skipped, as Envoy's circuit breakers do.
+                let cluster = runtime
+                    .clusters
+                    .get(&m.cluster)
+                    .filter(|c| !c.lb.overflowing());
+                if let (Some(c), Some(copy)) = (cluster, out.shadow()) {
+                    crate::forward::mirror(shared.clone(), c.lb.clone(), m.cluster.clone(), copy);
+                }
             }
         }
-    }
-    let (resp, pick, flag) =
-        crate::forward::forward(shared, cluster, out, policy, deadline, hash, labels).await;
-    let (mut parts, body) = resp.into_parts();
-    parts.version = downstream_version;
-    strip_hop_by_hop(&mut parts.headers);
-    crate::rewrite::apply(&mut parts.headers, &destination.response_headers);
-    crate::rewrite::apply(&mut parts.headers, &route.spec.response_headers);
-    if let (Some(cors), Some(origin)) = (&route.spec.cors, &cors_origin) {
-        crate::rewrite::cors_response_headers(cors, origin, &mut parts.headers);
-    }
-    // The request stays active for LEAST_REQUEST until its body is done.
-    let body = Held {
-        inner: body,
-        _pick: pick,
-        _recorder: None,
+        let (resp, pick, flag) =
+            crate::forward::forward(shared, cluster, out, policy, deadline, hash, labels).await;
+        let (mut parts, body) = resp.into_parts();
+        parts.version = downstream_version;
+        strip_hop_by_hop(&mut parts.headers);
+        crate::rewrite::apply(&mut parts.headers, &destination.response_headers);
+        // The request stays active for LEAST_REQUEST until its body is done.
+        let body = Held {
+            inner: body,
+            _pick: pick,
+            _recorder: None,
+        };
+        let flag = if delayed && flag == "-" { "DI" } else { flag };
+        (Response::from_parts(parts, body.boxed()), flag)
     };
-    let flag = if delayed && flag == "-" { "DI" } else { flag };
-    (Response::from_parts(parts, body.boxed()), flag)
+    // Route-level response headers and CORS apply to every response of the route, local
+    // replies (redirects, direct responses, fault aborts, errors) included.
+    crate::rewrite::apply(resp.headers_mut(), &route.spec.response_headers);
+    if let (Some(cors), Some(origin)) = (&route.spec.cors, &cors_origin) {
+        crate::rewrite::cors_response_headers(cors, origin, resp.headers_mut());
+    }
+    (resp, flag)
 }
 
 /// A response body that holds its LB pick (the endpoint's active-request count) and its

@@ -1449,7 +1449,9 @@ fn cors_preflights_are_answered_and_origins_echoed() {
         let from = "  - name: leaderboard\n    match:\n    - uri: {prefix: /api/v1/leaderboard}\n";
         assert!(text.contains(from), "istio-gateway.yaml changed shape");
         let cors = "    corsPolicy:\n      allowOrigins: [{exact: \"https://play.necpgame.example\"}]\n      allowMethods: [GET, POST]\n      allowHeaders: [x-player-id]\n      exposeHeaders: [x-weft-version]\n      maxAge: 24h\n      allowCredentials: true\n";
-        std::fs::write(&path, text.replace(from, &format!("{from}{cors}"))).unwrap();
+        let closed = "  - name: closed\n    match:\n    - uri: {exact: /api/v1/closed}\n    directResponse: {status: 503, body: {string: closed}}\n    headers:\n      response:\n        set: {x-closed: \"yes\"}\n    corsPolicy:\n      allowOrigins: [{exact: \"https://play.necpgame.example\"}]\n";
+        let text = text.replace(from, &format!("{closed}{from}{cors}"));
+        std::fs::write(&path, text).unwrap();
     });
     let url = format!("http://{}/api/v1/leaderboard/top", mesh.gateway());
     let host = format!("Host: {GAME_HOST}");
@@ -1487,6 +1489,27 @@ fn cors_preflights_are_answered_and_origins_echoed() {
     assert!(
         ok.contains("access-control-expose-headers: x-weft-version"),
         "{ok}"
+    );
+    // Local replies of a route (here a direct response) get CORS and response headers too.
+    let closed_url = format!("http://{}/api/v1/closed", mesh.gateway());
+    let closed = stdout_of(&curl(&[
+        "-sS",
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        "-H",
+        host.as_str(),
+        "-H",
+        "Origin: https://play.necpgame.example",
+        &closed_url,
+    ]))
+    .to_ascii_lowercase();
+    assert!(closed.starts_with("http/1.1 503"), "{closed}");
+    assert!(
+        closed.contains("access-control-allow-origin: https://play.necpgame.example")
+            && closed.contains("x-closed: yes"),
+        "{closed}"
     );
     let other = head(&["-H", "Origin: https://evil.example"]);
     assert!(
