@@ -179,6 +179,10 @@ impl HeaderOps {
     }
 }
 
+fn default_interval_ms() -> u64 {
+    10_000
+}
+
 /// Istio's CorsPolicy.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Cors {
@@ -305,6 +309,9 @@ pub struct Outlier {
     pub consecutive_gateway: u32,
     /// Ejection time = base × number of times the endpoint was ejected (max 300 s).
     pub base_ejection_ms: u64,
+    /// Each interval an endpoint stays healthy, its ejection count goes down by one.
+    #[serde(default = "default_interval_ms")]
+    pub interval_ms: u64,
     /// At most this share of endpoints ejected at once (at least one is always allowed).
     pub max_ejection_percent: u32,
     /// Below this share of healthy endpoints, ejections are ignored (panic mode); 0 = off.

@@ -22,6 +22,12 @@ pub(crate) fn outlier_of(o: &weft_api::OutlierDetection) -> Outlier {
             .consecutive_gateway_errors
             .or_else(|| o.consecutive_errors.and_then(|c| u32::try_from(c).ok()))
             .unwrap_or(0),
+        interval_ms: o
+            .interval
+            .as_deref()
+            .and_then(parse_duration_ms)
+            .unwrap_or(10_000)
+            .max(1),
         base_ejection_ms: o
             .base_ejection_time
             .as_deref()

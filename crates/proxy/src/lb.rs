@@ -19,6 +19,24 @@ struct Health {
     consecutive_gateway: u32,
     ejected_until: Option<Instant>,
     ejections: u32,
+    /// Since when the ejection count has been decaying (end of the last ejection).
+    healthy_since: Option<Instant>,
+}
+
+impl Health {
+    /// Envoy lowers the ejection-time multiplier by one for every interval the endpoint
+    /// stays healthy (applied lazily here).
+    fn decay(&mut self, now: Instant, interval: Duration) {
+        let Some(until) = self.ejected_until.filter(|t| *t <= now) else {
+            return;
+        };
+        let since = self.healthy_since.unwrap_or(until).max(until);
+        let steps = (now.duration_since(since).as_millis() / interval.as_millis().max(1)) as u32;
+        if steps > 0 {
+            self.ejections = self.ejections.saturating_sub(steps);
+            self.healthy_since = Some(since + interval * steps);
+        }
+    }
 }
 
 /// Per-cluster balancing state.
@@ -222,7 +240,9 @@ impl LbState {
             return;
         }
         let h = &mut health[pick.index];
+        h.decay(now, Duration::from_millis(o.interval_ms));
         h.ejections += 1;
+        h.healthy_since = None;
         let time = Duration::from_millis(o.base_ejection_ms)
             .saturating_mul(h.ejections)
             .min(MAX_EJECTION);
@@ -284,6 +304,7 @@ mod tests {
             consecutive_5xx,
             consecutive_gateway: 0,
             base_ejection_ms: 30_000,
+            interval_ms: 10_000,
             max_ejection_percent,
             min_health_percent,
         })
@@ -415,6 +436,30 @@ mod tests {
                 assert_ne!(b, &gone);
             }
         }
+    }
+
+    #[test]
+    fn the_ejection_multiplier_decays_while_healthy() {
+        let mut h = Health {
+            ejections: 3,
+            ..Default::default()
+        };
+        let t0 = Instant::now();
+        h.ejected_until = Some(t0);
+        let interval = Duration::from_millis(100);
+        h.decay(t0 + Duration::from_millis(250), interval);
+        assert_eq!(h.ejections, 1, "two whole intervals healthy");
+        h.decay(t0 + Duration::from_millis(260), interval);
+        assert_eq!(h.ejections, 1, "no new whole interval yet");
+        h.decay(t0 + Duration::from_millis(1000), interval);
+        assert_eq!(h.ejections, 0);
+        let mut ejected = Health {
+            ejections: 3,
+            ejected_until: Some(t0 + Duration::from_secs(60)),
+            ..Default::default()
+        };
+        ejected.decay(t0 + Duration::from_secs(1), interval);
+        assert_eq!(ejected.ejections, 3, "no decay while still ejected");
     }
 
     #[test]
