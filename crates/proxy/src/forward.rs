@@ -46,7 +46,7 @@ impl Outgoing {
         replay: bool,
     ) -> Result<Outgoing, String> {
         let body = if !replay {
-            ReqBody::Stream(Some(body.boxed()))
+            ReqBody::Stream(Some(body.map_err(Into::into).boxed()))
         } else {
             match crate::replay::buffer(body, MAX_BUFFERED_BODY).await {
                 Ok(Ok(buffered)) => ReqBody::Buffered(buffered),
@@ -343,7 +343,7 @@ pub(crate) async fn forward(
                     && retriable_response(policy, resp.status(), resp.headers());
                 if retry {
                     debug!(status = %resp.status(), upstream = %addr, "retriable response; retrying");
-                    last = Some((resp.map(|b| b.boxed()), p, "URX"));
+                    last = Some((resp.map(|b| b.map_err(Into::into).boxed()), p, "URX"));
                     continue;
                 }
                 let flag = if retriable_response(policy, resp.status(), resp.headers())
@@ -354,7 +354,7 @@ pub(crate) async fn forward(
                 } else {
                     "-"
                 };
-                return (resp.map(|b| b.boxed()), Some(p), flag);
+                return (resp.map(|b| b.map_err(Into::into).boxed()), Some(p), flag);
             }
             Err(mut e) => {
                 shared.pool.evict(&addr, &identity);

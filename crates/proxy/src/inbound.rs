@@ -132,14 +132,14 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer_id: &str) -> Respo
         &shared.app_client
     };
     let (resp, flags) = match client
-        .request(Request::from_parts(parts, body.boxed()))
+        .request(Request::from_parts(parts, body.map_err(Into::into).boxed()))
         .await
     {
         Ok(resp) => {
             let (mut p, b) = resp.into_parts();
             p.version = downstream_version;
             crate::outbound::strip_hop_by_hop(&mut p.headers);
-            (Response::from_parts(p, b.boxed()), "-")
+            (Response::from_parts(p, b.map_err(Into::into).boxed()), "-")
         }
         Err(e) => (
             local_response(
@@ -157,6 +157,7 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer_id: &str) -> Respo
             inner: body,
             _pick: None,
             _recorder: Some(recorder),
+            deadline: None,
         }
         .boxed()
     })

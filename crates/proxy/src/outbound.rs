@@ -86,6 +86,7 @@ async fn handle(
             inner: body,
             _pick: None,
             _recorder: Some(recorder),
+            deadline: None,
         }
         .boxed()
     })
@@ -329,6 +330,9 @@ async fn route_and_forward(
             inner: body,
             _pick: pick,
             _recorder: None,
+            // The route timeout also covers the response body (Envoy's route timeout runs
+            // until the upstream response is complete).
+            deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
         };
         let flag = if delayed && flag == "-" { "DI" } else { flag };
         (Response::from_parts(parts, body.boxed()), flag)
@@ -349,17 +353,32 @@ pub(crate) struct Held {
     pub _pick: Option<crate::lb::Pick>,
     /// Records the request's metrics when the body is done.
     pub _recorder: Option<crate::metrics::Recorder>,
+    /// When the route timeout fires mid-body, the body ends with an error (the downstream
+    /// stream is reset / the connection closed), as Envoy does once headers were sent.
+    pub deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl hyper::body::Body for Held {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = crate::upstream::BoxError;
 
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
-        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, crate::upstream::BoxError>>> {
+        use std::future::Future;
+        use std::task::Poll;
+        let frame = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if frame.is_pending() {
+            if let Some(d) = self.deadline.as_mut() {
+                if d.as_mut().poll(cx).is_ready() {
+                    self.deadline = None;
+                    self.inner = full(Bytes::new());
+                    return Poll::Ready(Some(Err("upstream response timeout: the route timeout fired while the body was streaming".into())));
+                }
+            }
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
@@ -443,7 +462,40 @@ pub fn full(b: impl Into<Bytes>) -> Body {
 
 #[cfg(test)]
 mod tests {
-    use super::strip_hop_by_hop;
+    use super::{full, strip_hop_by_hop, Held};
+    use bytes::Bytes;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn a_body_that_stalls_past_the_route_timeout_ends_with_an_error() {
+        let stalled = http_body_util::StreamBody::new(futures_util::stream::pending::<
+            Result<hyper::body::Frame<Bytes>, crate::upstream::BoxError>,
+        >());
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(20);
+        let mut held = Held {
+            inner: stalled.boxed(),
+            _pick: None,
+            _recorder: None,
+            deadline: Some(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        let err = held
+            .frame()
+            .await
+            .expect("a frame")
+            .expect_err("the timeout ends the body");
+        assert!(err.to_string().contains("route timeout"), "{err}");
+        let mut done = Held {
+            inner: full("ok"),
+            _pick: None,
+            _recorder: None,
+            deadline: Some(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        assert_eq!(
+            done.frame().await.unwrap().unwrap().into_data().unwrap(),
+            "ok",
+            "a flowing body is untouched"
+        );
+    }
 
     #[test]
     fn hop_by_hop_headers_go_including_those_named_in_connection() {

@@ -3,7 +3,7 @@
 //! ends within the limit (trailers kept) it can be sent again, otherwise what was read is
 //! put back in front of the rest and the body streams through once.
 
-use crate::upstream::Body;
+use crate::upstream::{Body, BoxError};
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http_body_util::BodyExt;
@@ -51,7 +51,7 @@ pub async fn buffer(
                     if data.len() > limit {
                         let rest = Prefixed {
                             prefix: Some(data.freeze()),
-                            rest: body.boxed(),
+                            rest: body.map_err(Into::into).boxed(),
                         };
                         return Ok(Err(rest.boxed()));
                     }
@@ -76,12 +76,12 @@ struct Replay {
 
 impl hyper::body::Body for Replay {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if let Some(d) = self.data.take() {
             return Poll::Ready(Some(Ok(Frame::data(d))));
         }
@@ -100,12 +100,12 @@ struct Prefixed {
 
 impl hyper::body::Body for Prefixed {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if let Some(p) = self.prefix.take() {
             return Poll::Ready(Some(Ok(Frame::data(p))));
         }

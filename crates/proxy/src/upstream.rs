@@ -15,7 +15,11 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tracing::{debug, Instrument};
 
-pub type Body = BoxBody<Bytes, hyper::Error>;
+/// Errors a body can end with: hyper's, or the proxy's own (e.g. the route timeout firing
+/// while the response body streams).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pub type Body = BoxBody<Bytes, BoxError>;
 
 /// Istio's default `connectTimeout`.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
