@@ -6,6 +6,7 @@ pub mod examples;
 pub mod mesh;
 pub mod plan;
 pub mod process;
+pub mod proxy_config;
 pub mod restart;
 pub mod routes;
 pub mod status;

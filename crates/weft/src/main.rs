@@ -34,6 +34,9 @@ enum Cmd {
     DemoApp(DemoAppArgs),
     /// List the processes of a running local mesh.
     Status(StatusArgs),
+    /// Show what one proxy of a running local mesh has (listeners, routes, clusters,
+    /// endpoints with health, certificate).
+    ProxyConfig(ProxyConfigArgs),
     /// Validate Istio YAML files or folders (`-` for stdin).
     Analyze(AnalyzeArgs),
 }
@@ -179,6 +182,27 @@ struct DemoAppArgs {
 
 #[derive(clap::Args)]
 struct StatusArgs {
+    #[arg(long)]
+    state_dir: PathBuf,
+    #[arg(long, value_enum, default_value = "text")]
+    output: Output,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ProxyView {
+    Listeners,
+    Routes,
+    Clusters,
+    Endpoints,
+    Certs,
+}
+
+#[derive(clap::Args)]
+struct ProxyConfigArgs {
+    #[arg(value_enum)]
+    view: ProxyView,
+    /// The proxy: its name in `weft status` (or a unique part of it, e.g. `inventory-v1`).
+    proxy: String,
     #[arg(long)]
     state_dir: PathBuf,
     #[arg(long, value_enum, default_value = "text")]
@@ -343,6 +367,22 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             println!(
                 "{}",
                 weft_local::status::status_command(&a.state_dir, matches!(a.output, Output::Json))?
+            );
+            Ok(0)
+        }
+        Cmd::ProxyConfig(a) => {
+            use weft_local::proxy_config::View;
+            let view = match a.view {
+                ProxyView::Listeners => View::Listeners,
+                ProxyView::Routes => View::Routes,
+                ProxyView::Clusters => View::Clusters,
+                ProxyView::Endpoints => View::Endpoints,
+                ProxyView::Certs => View::Certs,
+            };
+            let json = matches!(a.output, Output::Json);
+            println!(
+                "{}",
+                weft_local::proxy_config::proxy_config(&a.state_dir, &a.proxy, view, json).await?
             );
             Ok(0)
         }

@@ -1517,3 +1517,56 @@ fn cors_preflights_are_answered_and_origins_echoed() {
         "{other}"
     );
 }
+
+#[test]
+fn proxy_config_shows_what_a_proxy_has() {
+    let mesh = Mesh::up("proxy-config");
+    let state = mesh.state_dir.display().to_string();
+    let run_pc = |args: &[&str]| {
+        let mut all = vec!["proxy-config"];
+        all.extend_from_slice(args);
+        all.extend(["--state-dir", state.as_str()]);
+        let out = run(WEFT, &all);
+        assert!(
+            out.status.success(),
+            "weft {all:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout_of(&out)
+    };
+    let listeners = run_pc(&["listeners", "ingressgateway"]);
+    assert!(listeners.contains("gateway_80"), "{listeners}");
+    let routes = run_pc(&["routes", "ingressgateway"]);
+    assert!(
+        routes.contains("inventory-premium")
+            && routes.contains("outbound|8080|v2|inventory.necpgame.svc.cluster.local:100"),
+        "{routes}"
+    );
+    let endpoints = run_pc(&["endpoints", "ingressgateway"]);
+    let inbound = mesh.addr(INVENTORY_V1_SIDECAR, "inbound");
+    assert!(
+        endpoints.lines().any(|l| l.starts_with(&inbound)
+            && l.contains("HEALTHY")
+            && l.contains("sa/inventory")),
+        "{endpoints}"
+    );
+    let certs: Value =
+        serde_json::from_str(&run_pc(&["certs", "inventory-v1", "--output", "json"])).unwrap();
+    assert_eq!(
+        certs["identity"],
+        "spiffe://cluster.local/ns/necpgame/sa/inventory"
+    );
+    // An ambiguous name is an error that lists the candidates.
+    let out = run(
+        WEFT,
+        &[
+            "proxy-config",
+            "clusters",
+            "inventory",
+            "--state-dir",
+            state.as_str(),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("matches several proxies"));
+}
