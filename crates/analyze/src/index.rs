@@ -189,20 +189,7 @@ impl<'a> Index<'a> {
             let r = &self.res[i];
             client_ns.is_none_or(|ns| exported_to(&self.se(i).export_to, r.namespace(), ns))
         };
-        let mut out: Vec<(usize, usize)> = self
-            .se_exact
-            .get(host)
-            .into_iter()
-            .flatten()
-            .filter(visible)
-            .copied()
-            .collect();
-        for suffix in suffixes(host) {
-            if let Some(v) = self.se_wild.get(suffix) {
-                out.extend(v.iter().filter(visible).copied());
-            }
-        }
-        out
+        covering(&self.se_exact, &self.se_wild, host, visible)
     }
 
     /// All exact ServiceEntry hosts (for suggestions and collision checks).
@@ -219,20 +206,7 @@ impl<'a> Index<'a> {
                 _ => false,
             }
         };
-        let mut out: Vec<usize> = self
-            .dr_exact
-            .get(host)
-            .into_iter()
-            .flatten()
-            .filter(visible)
-            .copied()
-            .collect();
-        for suffix in suffixes(host) {
-            if let Some(v) = self.dr_wild.get(suffix) {
-                out.extend(v.iter().filter(visible).copied());
-            }
-        }
-        out
+        covering(&self.dr_exact, &self.dr_wild, host, visible)
     }
 
     /// Endpoint label sets of a ServiceEntry's service (selected WorkloadEntries plus
@@ -262,6 +236,29 @@ pub(crate) struct Endpoints<'a> {
 }
 
 /// `a.b.c` -> `.b.c`, `.c` (and `""`, which a bare `*` host would be stored under).
+/// Entries indexed under `host` exactly or under a wildcard suffix that covers it, kept
+/// when `visible`.
+fn covering<T: Copy>(
+    exact: &HashMap<String, Vec<T>>,
+    wild: &HashMap<String, Vec<T>>,
+    host: &str,
+    visible: impl Fn(&&T) -> bool,
+) -> Vec<T> {
+    let mut out: Vec<T> = exact
+        .get(host)
+        .into_iter()
+        .flatten()
+        .filter(&visible)
+        .copied()
+        .collect();
+    for suffix in suffixes(host) {
+        if let Some(v) = wild.get(suffix) {
+            out.extend(v.iter().filter(&visible).copied());
+        }
+    }
+    out
+}
+
 fn suffixes(host: &str) -> impl Iterator<Item = &str> {
     host.match_indices('.')
         .map(move |(i, _)| &host[i..])

@@ -47,5 +47,5 @@ pub use security::*;
 pub use service_entry::*;
 pub use sidecar::*;
 pub use telemetry::*;
-pub use validate::{duration_ms, valid_duration, validate_all, ValidationError};
+pub use validate::{duration_ms, load_valid, valid_duration, validate_all, ValidationError};
 pub use virtual_service::*;

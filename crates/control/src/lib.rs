@@ -59,7 +59,7 @@ pub(crate) fn emit(e: &Event) {
 /// Runs the control plane until `shutdown` resolves. Fails at startup if the config does
 /// not load (with every error at file:line:col) or the CA cannot be set up.
 pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let resources = watch::load(&opts.config_dir).map_err(|errors| {
+    let resources = weft_api::load_valid(&opts.config_dir).map_err(|errors| {
         anyhow::anyhow!(
             "the mesh config in {} does not load:\n  {}",
             opts.config_dir.display(),

@@ -5,28 +5,12 @@
 use crate::state::State;
 use crate::Event;
 use notify::{RecursiveMode, Watcher};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 use weft_api::Resource;
-
-/// Loads and validates a config folder: every error, or the resources.
-pub fn load(dir: &Path) -> Result<Vec<Resource>, Vec<String>> {
-    let loaded = weft_api::load_path(dir);
-    let mut errors: Vec<String> = loaded.errors.iter().map(|e| e.to_string()).collect();
-    errors.extend(
-        weft_api::validate_all(&loaded.resources)
-            .iter()
-            .map(|e| e.to_string()),
-    );
-    if errors.is_empty() {
-        Ok(loaded.resources)
-    } else {
-        Err(errors)
-    }
-}
 
 /// Logs what is configured but not enforced yet (new items only, after the first call).
 pub fn report_not_enforced(resources: &[Resource], previous: Option<&[Resource]>) {
@@ -63,7 +47,7 @@ pub async fn run(dir: PathBuf, state: Arc<State>) {
         // Editors write in several steps: let a burst of events settle before reloading.
         tokio::time::sleep(Duration::from_millis(50)).await;
         while rx.try_recv().is_ok() {}
-        match load(&dir) {
+        match weft_api::load_valid(&dir) {
             Ok(resources) => {
                 let previous = state.resources();
                 if *previous == resources {

@@ -3,30 +3,23 @@
 //! stop everything on shutdown.
 
 use crate::mesh::{Mesh, UpOptions};
-use anyhow::{bail, Context};
+use anyhow::Context;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
 /// Runs the mesh until `shutdown` resolves (or the traffic run ends). Returns the exit code.
 pub async fn up(opts: UpOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<i32> {
-    let loaded = weft_api::load_path(&opts.config_dir);
-    let mut errors: Vec<String> = loaded.errors.iter().map(|e| e.to_string()).collect();
-    errors.extend(
-        weft_api::validate_all(&loaded.resources)
-            .iter()
-            .map(|e| e.to_string()),
-    );
-    if !errors.is_empty() {
-        bail!(
+    let resources = weft_api::load_valid(&opts.config_dir).map_err(|errors| {
+        anyhow::anyhow!(
             "the mesh config in {} does not load:\n  {}",
             opts.config_dir.display(),
             errors.join("\n  ")
-        );
-    }
-    let plan = crate::plan::plan(&loaded.resources, &opts.trust_domain)
+        )
+    })?;
+    let plan = crate::plan::plan(&resources, &opts.trust_domain)
         .map_err(|e| anyhow::anyhow!("{}", e.join("\n")))?;
-    let not_enforced = weft_model::not_enforced(&loaded.resources);
+    let not_enforced = weft_model::not_enforced(&resources);
     if !not_enforced.is_empty() {
         eprintln!("weft: loaded but not enforced yet ({} items; weft does not implement these semantics yet):", not_enforced.len());
         for n in &not_enforced {
@@ -57,7 +50,7 @@ pub async fn up(opts: UpOptions, shutdown: impl Future<Output = ()>) -> anyhow::
         return Err(e);
     }
     // Whatever happens from here on, stop every process (and process group) we started.
-    let result = run(&mut mesh, &loaded.resources, shutdown).await;
+    let result = run(&mut mesh, &resources, shutdown).await;
     eprintln!("weft: stopping the mesh");
     mesh.shutdown().await;
     result

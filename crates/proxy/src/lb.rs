@@ -122,8 +122,11 @@ impl LbState {
 
     /// True when the cluster's request limit is reached (Envoy's `UO` overflow).
     pub fn overflowing(&self) -> bool {
+        let Some(max) = self.max_requests else {
+            return false;
+        };
         let active: u64 = self.active.iter().map(|a| a.load(Ordering::Relaxed)).sum();
-        self.max_requests.is_some_and(|m| active >= u64::from(m))
+        active >= u64::from(max)
     }
 
     /// Indices that may be picked now.

@@ -122,7 +122,7 @@ pub struct Shared {
 impl Shared {
     /// This proxy's SPIFFE id.
     pub fn identity_uri(&self) -> String {
-        self.tls.current.load().identity.spiffe_id().to_string()
+        self.tls.current.load().uri.clone()
     }
 
     /// The `version` label of this workload, from the config.

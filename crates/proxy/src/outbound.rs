@@ -265,7 +265,7 @@ async fn route_and_forward(
             "source_workload={};source_namespace={};source_version={};destination_service={}",
             shared.node.workload,
             shared.node.namespace,
-            shared.own_version(),
+            labels.source_version,
             cluster.spec.service
         );
         parts.headers.insert(

@@ -202,18 +202,7 @@ pub fn redirect_location(
     };
     let req_scheme = scheme;
     let scheme = r.scheme.as_deref().unwrap_or(scheme);
-    // `host:port`, `[v6]:port`, or no port at all.
-    let (req_host, req_port) = if authority.starts_with('[') {
-        match authority.rsplit_once("]:") {
-            Some((h, p)) => (&authority[..h.len() + 1], Some(p)),
-            None => (authority, None),
-        }
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
+    let (req_host, req_port) = crate::runtime::split_authority(authority);
     let host = r.authority.as_deref().unwrap_or(req_host);
     let default_port = |scheme: &str| match scheme {
         "https" => "443",

@@ -243,18 +243,25 @@ impl RuntimeTable {
     }
 }
 
+/// Splits an authority into host and port: `host:port`, `[v6]:port`, or no port at all
+/// (IPv6 brackets stay on the host).
+pub fn split_authority(authority: &str) -> (&str, Option<&str>) {
+    let split = if authority.starts_with('[') {
+        authority
+            .rsplit_once("]:")
+            .map(|(h, p)| (&authority[..h.len() + 1], p))
+    } else {
+        authority.rsplit_once(':')
+    };
+    match split {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    }
+}
+
 /// Drops `:port` from an authority (keeps IPv6 brackets intact).
 pub fn strip_port(authority: &str) -> &str {
-    if authority.starts_with('[') {
-        return authority
-            .split_once(']')
-            .map(|(h, _)| &authority[..h.len() + 1])
-            .unwrap_or(authority);
-    }
-    authority
-        .rsplit_once(':')
-        .map(|(h, _)| h)
-        .unwrap_or(authority)
+    split_authority(authority).0
 }
 
 impl RuntimeVhost {

@@ -16,6 +16,8 @@ pub const MESH_ALPN: &[u8] = b"h2";
 /// One generation of credentials.
 pub struct Credentials {
     pub identity: Identity,
+    /// The identity's SPIFFE URI, formatted once (it is on every request's labels).
+    pub uri: String,
     pub server: Arc<rustls::ServerConfig>,
     /// Client configs by the peer identity they insist on.
     clients: Mutex<HashMap<String, Arc<rustls::ClientConfig>>>,
@@ -25,6 +27,7 @@ impl Credentials {
     fn new(identity: Identity) -> anyhow::Result<Credentials> {
         let server = weft_identity::server_config(&identity, &[MESH_ALPN])?;
         Ok(Credentials {
+            uri: identity.spiffe_id().to_string(),
             identity,
             server,
             clients: Mutex::new(HashMap::new()),

@@ -1082,18 +1082,12 @@ fn grpc_and_http2_ports_get_http2_to_the_app() {
     // Declare inventory's port as GRPC: its sidecars must speak HTTP/2 to the app (Istio's
     // inbound cluster follows the port protocol); player stays on HTTP/1.1.
     let mesh = Mesh::up_with("grpc", |dir| {
-        let path = dir.join("registry.yaml");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let from = "hosts: [inventory.necpgame.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports:\n  - {number: 8080, name: http, protocol: HTTP}";
-        assert!(text.contains(from), "registry.yaml changed shape");
-        std::fs::write(
-            &path,
-            text.replace(
-                from,
-                &from.replace("name: http, protocol: HTTP", "name: grpc, protocol: GRPC"),
-            ),
-        )
-        .unwrap();
+        let from = "name: http, protocol: HTTP}\n  workloadSelector:\n    labels: {app: inventory}";
+        edit(
+            &dir.join("registry.yaml"),
+            from,
+            &from.replace("name: http, protocol: HTTP", "name: grpc, protocol: GRPC"),
+        );
     });
     let gw = mesh.gateway();
     let (code, body) = curl_gateway(&gw, "/api/v1/inventory/items", &["x-player-tier: premium"]);
@@ -1129,6 +1123,21 @@ fn grpc_and_http2_ports_get_http2_to_the_app() {
     );
 }
 
+/// The leaderboard route's match in examples/necpgame/istio-gateway.yaml.
+const LEADERBOARD_ROUTE: &str =
+    "  - name: leaderboard\n    match:\n    - uri: {prefix: /api/v1/leaderboard}\n";
+
+/// Adds a second leaderboard workload (v2, with `annotations` added to the demo app's)
+/// and a leaderboard DestinationRule with `traffic_policy`.
+fn add_leaderboard_v2(dir: &std::path::Path, annotations: &str, traffic_policy: &str) {
+    let v2 = format!("---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: leaderboard-v2\n  namespace: necpgame\n  annotations:\n    weft.dev/run: demo-app\n{annotations}spec:\n  address: 127.0.0.1\n  labels: {{app: leaderboard, version: v2}}\n  serviceAccount: leaderboard\n");
+    let registry = dir.join("registry.yaml");
+    let text = std::fs::read_to_string(&registry).unwrap();
+    std::fs::write(&registry, format!("{text}{v2}")).unwrap();
+    let dr = format!("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: leaderboard\n  namespace: necpgame\nspec:\n  host: leaderboard\n  trafficPolicy:\n{traffic_policy}");
+    std::fs::write(dir.join("leaderboard-dr.yaml"), dr).unwrap();
+}
+
 /// Success ratio of `n` player requests over one keep-alive connection.
 fn player_success(conn: &mut HttpConn, n: usize) -> f64 {
     let ok = (0..n)
@@ -1146,19 +1155,11 @@ fn player_success(conn: &mut HttpConn, n: usize) -> f64 {
 fn virtual_service_retries_hide_flaky_upstreams_and_attempts_zero_turns_them_off() {
     // player answers 503 30% of the time; its route retries 5xx 3 times (examples/necpgame).
     let mesh = Mesh::up_with("retries", |dir| {
-        let path = dir.join("registry.yaml");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let from = "    weft.dev/demo-latency: 2ms\n";
-        assert!(text.contains(from), "registry.yaml changed shape");
-        std::fs::write(
-            &path,
-            text.replacen(
-                from,
-                &format!("{from}    weft.dev/demo-error-rate: \"0.3\"\n"),
-                1,
-            ),
-        )
-        .unwrap();
+        insert_after(
+            &dir.join("registry.yaml"),
+            "    weft.dev/demo-latency: 2ms\n",
+            "    weft.dev/demo-error-rate: \"0.3\"\n",
+        );
     });
     let mut conn = HttpConn::connect(&mesh.gateway()).unwrap();
     // With 4 tries a request fails with probability 0.3^4 (< 1%).
@@ -1221,14 +1222,8 @@ fn virtual_service_retries_hide_flaky_upstreams_and_attempts_zero_turns_them_off
 #[test]
 fn rewrite_and_header_operations_reach_app_and_client() {
     let mesh = Mesh::up_with("rewrite", |dir| {
-        let path = dir.join("istio-gateway.yaml");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let from = "  - name: leaderboard\n    match:\n    - uri: {prefix: /api/v1/leaderboard}\n";
-        assert!(text.contains(from), "istio-gateway.yaml changed shape");
-        let to = format!(
-            "{from}    rewrite: {{uri: /v2/board}}\n    headers:\n      request:\n        set: {{x-player-tier: gold}}\n        remove: [user-agent]\n      response:\n        add: {{x-served-by: weft}}\n"
-        );
-        std::fs::write(&path, text.replace(from, &to)).unwrap();
+        let headers = "    rewrite: {uri: /v2/board}\n    headers:\n      request:\n        set: {x-player-tier: gold}\n        remove: [user-agent]\n      response:\n        add: {x-served-by: weft}\n";
+        insert_after(&dir.join("istio-gateway.yaml"), LEADERBOARD_ROUTE, headers);
     });
     let url = format!("http://{}/api/v1/leaderboard/top?n=10", mesh.gateway());
     let host = format!("Host: {GAME_HOST}");
@@ -1267,12 +1262,12 @@ fn rewrite_and_header_operations_reach_app_and_client() {
 #[test]
 fn redirect_direct_response_and_fault_abort() {
     let mesh = Mesh::up_with("actions", |dir| {
-        let path = dir.join("istio-gateway.yaml");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let from = "  gateways: [necpgame-gateway]\n  http:\n";
-        assert!(text.contains(from), "istio-gateway.yaml changed shape");
         let extra = "  - name: old-api\n    match:\n    - uri: {prefix: /api/v0}\n    redirect: {uri: /api/v1/player/1, redirectCode: 302}\n  - name: maintenance\n    match:\n    - uri: {exact: /status}\n    directResponse: {status: 503, body: {string: down for maintenance}}\n  - name: chaos\n    match:\n    - uri: {prefix: /api/v1/chaos}\n    fault:\n      abort: {httpStatus: 418, percentage: {value: 100}}\n    route:\n    - destination: {host: player}\n";
-        std::fs::write(&path, text.replace(from, &format!("{from}{extra}"))).unwrap();
+        insert_after(
+            &dir.join("istio-gateway.yaml"),
+            "  gateways: [necpgame-gateway]\n  http:\n",
+            extra,
+        );
     });
     let gw = mesh.gateway();
     let host = format!("Host: {GAME_HOST}");
@@ -1318,12 +1313,8 @@ fn outlier_detection_ejects_a_failing_endpoint() {
     // leaderboard gets a second workload that always answers 503, and a DestinationRule
     // that ejects after 3 consecutive 5xx.
     let mesh = Mesh::up_with("outlier", |dir| {
-        let path = dir.join("registry.yaml");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let broken = "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: leaderboard-v2\n  namespace: necpgame\n  annotations:\n    weft.dev/run: demo-app\n    weft.dev/demo-error-rate: \"1\"\nspec:\n  address: 127.0.0.1\n  labels: {app: leaderboard, version: v2}\n  serviceAccount: leaderboard\n";
-        std::fs::write(&path, format!("{text}{broken}")).unwrap();
-        let dr = "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: leaderboard\n  namespace: necpgame\nspec:\n  host: leaderboard\n  trafficPolicy:\n    outlierDetection:\n      consecutive5xxErrors: 3\n      baseEjectionTime: 60s\n      maxEjectionPercent: 50\n";
-        std::fs::write(dir.join("leaderboard-dr.yaml"), dr).unwrap();
+        let policy = "    outlierDetection:\n      consecutive5xxErrors: 3\n      baseEjectionTime: 60s\n      maxEjectionPercent: 50\n";
+        add_leaderboard_v2(dir, "    weft.dev/demo-error-rate: \"1\"\n", policy);
     });
     let mut conn = HttpConn::connect(&mesh.gateway()).unwrap();
     let mut statuses = Vec::new();
@@ -1360,12 +1351,9 @@ fn outlier_detection_ejects_a_failing_endpoint() {
 #[test]
 fn consistent_hash_keeps_a_player_on_one_endpoint() {
     let mesh = Mesh::up_with("hash", |dir| {
-        let path = dir.join("registry.yaml");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let second = "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: leaderboard-v2\n  namespace: necpgame\n  annotations:\n    weft.dev/run: demo-app\nspec:\n  address: 127.0.0.1\n  labels: {app: leaderboard, version: v2}\n  serviceAccount: leaderboard\n";
-        std::fs::write(&path, format!("{text}{second}")).unwrap();
-        let dr = "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: leaderboard\n  namespace: necpgame\nspec:\n  host: leaderboard\n  trafficPolicy:\n    loadBalancer:\n      consistentHash:\n        httpHeaderName: x-player-id\n";
-        std::fs::write(dir.join("leaderboard-dr.yaml"), dr).unwrap();
+        let policy =
+            "    loadBalancer:\n      consistentHash:\n        httpHeaderName: x-player-id\n";
+        add_leaderboard_v2(dir, "", policy);
     });
     let mut conn = HttpConn::connect(&mesh.gateway()).unwrap();
     let mut seen = BTreeMap::new();
@@ -1401,20 +1389,12 @@ fn consistent_hash_keeps_a_player_on_one_endpoint() {
 fn mirror_sends_shadow_copies_and_keeps_the_real_response() {
     // Every leaderboard request is also mirrored to player; the client only sees leaderboard.
     let mesh = Mesh::up_with("mirror", |dir| {
-        let path = dir.join("istio-gateway.yaml");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let from = "    - destination: {host: leaderboard}\n";
-        assert!(text.contains(from), "istio-gateway.yaml changed shape");
-        std::fs::write(
-            &path,
-            text.replace(
-                from,
-                &format!(
-                    "{from}    mirror: {{host: player}}\n    mirrorPercentage: {{value: 100}}\n"
-                ),
-            ),
-        )
-        .unwrap();
+        let mirror = "    mirror: {host: player}\n    mirrorPercentage: {value: 100}\n";
+        insert_after(
+            &dir.join("istio-gateway.yaml"),
+            "    - destination: {host: leaderboard}\n",
+            mirror,
+        );
     });
     let mut conn = HttpConn::connect(&mesh.gateway()).unwrap();
     for _ in 0..10 {
@@ -1444,14 +1424,13 @@ fn mirror_sends_shadow_copies_and_keeps_the_real_response() {
 #[test]
 fn cors_preflights_are_answered_and_origins_echoed() {
     let mesh = Mesh::up_with("cors", |dir| {
-        let path = dir.join("istio-gateway.yaml");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let from = "  - name: leaderboard\n    match:\n    - uri: {prefix: /api/v1/leaderboard}\n";
-        assert!(text.contains(from), "istio-gateway.yaml changed shape");
         let cors = "    corsPolicy:\n      allowOrigins: [{exact: \"https://play.necpgame.example\"}]\n      allowMethods: [GET, POST]\n      allowHeaders: [x-player-id]\n      exposeHeaders: [x-weft-version]\n      maxAge: 24h\n      allowCredentials: true\n";
         let closed = "  - name: closed\n    match:\n    - uri: {exact: /api/v1/closed}\n    directResponse: {status: 503, body: {string: closed}}\n    headers:\n      response:\n        set: {x-closed: \"yes\"}\n    corsPolicy:\n      allowOrigins: [{exact: \"https://play.necpgame.example\"}]\n";
-        let text = text.replace(from, &format!("{closed}{from}{cors}"));
-        std::fs::write(&path, text).unwrap();
+        edit(
+            &dir.join("istio-gateway.yaml"),
+            LEADERBOARD_ROUTE,
+            &format!("{closed}{LEADERBOARD_ROUTE}{cors}"),
+        );
     });
     let url = format!("http://{}/api/v1/leaderboard/top", mesh.gateway());
     let host = format!("Host: {GAME_HOST}");

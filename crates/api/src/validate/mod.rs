@@ -66,6 +66,23 @@ impl Errs {
     }
 }
 
+/// Loads a file or folder and validates it: the resources, or every load and validation
+/// error (`file:line:col: …`). What the control plane and `weft up` accept.
+pub fn load_valid(path: &std::path::Path) -> Result<Vec<Resource>, Vec<String>> {
+    let loaded = crate::load_path(path);
+    let mut errors: Vec<String> = loaded.errors.iter().map(|e| e.to_string()).collect();
+    errors.extend(
+        validate_all(&loaded.resources)
+            .iter()
+            .map(|e| e.to_string()),
+    );
+    if errors.is_empty() {
+        Ok(loaded.resources)
+    } else {
+        Err(errors)
+    }
+}
+
 /// Validates every resource; an empty result means all are valid.
 pub fn validate_all(resources: &[Resource]) -> Vec<ValidationError> {
     let mut out = Vec::new();

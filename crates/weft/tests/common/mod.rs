@@ -109,6 +109,22 @@ pub fn examples_dir() -> PathBuf {
 
 /// Replaces `path` atomically (write a hidden temp file next to it, then rename), the way
 /// editors and `kubectl`-style tools do. The hidden name keeps the loader from reading it.
+/// In a copied config file, replaces `from` — which must be there — with `to`.
+pub fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(
+        text.contains(from),
+        "{} changed shape: {from:?} is not in it",
+        path.display()
+    );
+    std::fs::write(path, text.replace(from, to)).unwrap();
+}
+
+/// In a copied config file, inserts `extra` after `anchor` (which must be there).
+pub fn insert_after(path: &Path, anchor: &str, extra: &str) {
+    edit(path, anchor, &format!("{anchor}{extra}"));
+}
+
 pub fn replace_file(path: &Path, contents: &str) {
     let tmp = path.with_file_name(format!(
         ".{}.tmp",
