@@ -77,10 +77,36 @@ pub struct ProxyOptions {
     pub admin_listen: Option<SocketAddr>,
     pub inbound_listen: Option<SocketAddr>,
     pub outbound_listen: Option<SocketAddr>,
+    /// Where lifecycle events go: stdout JSON lines (for supervisors) or a channel (for a
+    /// proxy running inside a test).
+    pub events: EventSink,
+}
+
+/// Where a proxy reports its lifecycle events.
+#[derive(Debug, Clone, Default)]
+pub enum EventSink {
+    /// One JSON line per event on stdout.
+    #[default]
+    Stdout,
+    /// Sent on a channel (in-process proxies).
+    Channel(tokio::sync::mpsc::UnboundedSender<Event>),
+}
+
+impl EventSink {
+    fn send(&self, e: Event) {
+        match self {
+            EventSink::Stdout => {
+                println!("{}", serde_json::to_string(&e).expect("events serialize"))
+            }
+            EventSink::Channel(tx) => {
+                let _ = tx.send(e);
+            }
+        }
+    }
 }
 
 /// A lifecycle event, printed to stdout as one JSON line.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     Ready {
@@ -117,6 +143,7 @@ pub struct Shared {
     pub gateway_tasks: tokio::sync::Mutex<HashMap<String, JoinHandle<()>>>,
     pub port_map: HashMap<u32, SocketAddr>,
     pub bind_ip: IpAddr,
+    pub events: EventSink,
 }
 
 impl Shared {
@@ -138,12 +165,8 @@ impl Shared {
 
     /// Prints a lifecycle event line.
     pub fn emit(&self, e: Event) {
-        emit(&e);
+        self.events.send(e);
     }
-}
-
-fn emit(e: &Event) {
-    println!("{}", serde_json::to_string(e).expect("events serialize"));
 }
 
 /// A locally generated response (Envoy-style plain text body).
@@ -243,6 +266,7 @@ pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyh
         gateway_tasks: tokio::sync::Mutex::new(HashMap::new()),
         port_map: opts.port_map.clone(),
         bind_ip: opts.bind_ip,
+        events: opts.events.clone(),
     });
     let admin_addr = admin.local_addr()?.to_string();
     let mut tasks = vec![tokio::spawn(admin::serve(admin, shared.clone()))];
@@ -265,7 +289,7 @@ pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyh
             "outbound".into(),
         )));
     }
-    emit(&ready);
+    shared.emit(ready);
     tasks.push(tokio::spawn(xds::run(shared.clone(), control.clone())));
     tasks.push(tokio::spawn(renew(shared.clone(), control)));
     shutdown.await;

@@ -309,6 +309,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 admin_listen: a.admin_listen,
                 inbound_listen: a.inbound_listen,
                 outbound_listen: a.outbound_listen,
+                events: weft_proxy::EventSink::Stdout,
             };
             if matches!(opts.role, weft_proxy::Role::Sidecar) && opts.app.is_none() {
                 bail!("a sidecar needs --app HOST:PORT (where its local app listens)");
