@@ -122,12 +122,7 @@ pub(crate) fn header_ops(h: Option<&weft_api::Headers>) -> (HeaderOps, HeaderOps
 /// connect-failure, refused-stream, unavailable, cancelled); `attempts: 0` (or `{}`) means
 /// none; HTTP status codes in `retryOn` become retriable status codes.
 pub fn retry_policy(r: Option<&weft_api::HttpRetry>) -> RetryPolicy {
-    const DEFAULT_ON: [&str; 4] = [
-        "connect-failure",
-        "refused-stream",
-        "unavailable",
-        "cancelled",
-    ];
+    use crate::{RetryCondition, RetryOn};
     let mut p = RetryPolicy {
         backoff_ms: 25,
         ignore_previous_hosts: true,
@@ -135,7 +130,7 @@ pub fn retry_policy(r: Option<&weft_api::HttpRetry>) -> RetryPolicy {
     };
     let Some(r) = r else {
         p.attempts = 2;
-        p.retry_on = DEFAULT_ON.iter().map(|s| s.to_string()).collect();
+        p.retry_on = RetryOn::ISTIO_DEFAULT;
         return p;
     };
     p.attempts = r.attempts.unwrap_or(0).max(0) as u32;
@@ -144,18 +139,16 @@ pub fn retry_policy(r: Option<&weft_api::HttpRetry>) -> RetryPolicy {
     }
     // An empty retryOn keeps Istio's defaults.
     match r.retry_on.as_deref().filter(|on| !on.trim().is_empty()) {
-        None => p.retry_on = DEFAULT_ON.iter().map(|s| s.to_string()).collect(),
+        None => p.retry_on = RetryOn::ISTIO_DEFAULT,
         Some(on) => {
             for token in on.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-                match token.parse::<u16>() {
-                    Ok(code) => p.retriable_status_codes.push(code),
-                    Err(_) => p.retry_on.push(token.to_string()),
+                if let Ok(code) = token.parse::<u16>() {
+                    p.retriable_status_codes.push(code);
+                    p.retry_on.insert(RetryCondition::RetriableStatusCodes);
+                } else if let Some(c) = RetryCondition::parse(token) {
+                    p.retry_on.insert(c);
                 }
-            }
-            if !p.retriable_status_codes.is_empty()
-                && !p.retry_on.iter().any(|t| t == "retriable-status-codes")
-            {
-                p.retry_on.push("retriable-status-codes".into());
+                // Validation rejected every other token before compiling.
             }
         }
     }

@@ -103,10 +103,8 @@ pub struct RetryPolicy {
     pub attempts: u32,
     /// Timeout of each try; none = only the route timeout.
     pub per_try_timeout_ms: Option<u64>,
-    /// Envoy `retry_on` tokens: `5xx`, `gateway-error`, `reset`, `connect-failure`,
-    /// `refused-stream`, `retriable-4xx`, `retriable-status-codes`, gRPC `cancelled`,
-    /// `deadline-exceeded`, `internal`, `resource-exhausted`, `unavailable`.
-    pub retry_on: Vec<String>,
+    /// Envoy's `retry_on` conditions (typed; serialized as Envoy's tokens).
+    pub retry_on: crate::RetryOn,
     /// Statuses retried under `retriable-status-codes`.
     pub retriable_status_codes: Vec<u16>,
     /// Base of the jittered exponential backoff between tries (Envoy: 25 ms).

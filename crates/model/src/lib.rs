@@ -9,9 +9,11 @@ mod matching;
 mod policy;
 pub mod registry;
 pub mod report;
+mod retry_on;
 
 pub use actions::{grpc_code, retry_policy};
 pub use compile::{cluster_name, compile, parse_duration_ms, CompileError, ProxyRef, Role};
 pub use config::*;
 pub use registry::{fqdn, spiffe_id, LiveProxy, Registry};
 pub use report::not_enforced;
+pub use retry_on::{RetryCondition, RetryOn};

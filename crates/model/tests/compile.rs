@@ -457,12 +457,12 @@ fn retry_policies_follow_istio_defaults() {
     let default = retry_policy(None);
     assert_eq!(default.attempts, 2);
     assert_eq!(
-        default.retry_on,
+        default.retry_on.tokens(),
         [
             "connect-failure",
             "refused-stream",
-            "unavailable",
-            "cancelled"
+            "cancelled",
+            "unavailable"
         ]
     );
     assert!(default.ignore_previous_hosts);
@@ -483,7 +483,10 @@ fn retry_policies_follow_istio_defaults() {
     };
     let p = retry_policy(Some(&custom));
     assert_eq!((p.attempts, p.per_try_timeout_ms), (3, Some(2000)));
-    assert_eq!(p.retry_on, ["5xx", "reset", "retriable-status-codes"]);
+    assert_eq!(
+        p.retry_on.tokens(),
+        ["5xx", "reset", "retriable-status-codes"]
+    );
     assert_eq!(p.retriable_status_codes, [503]);
     assert_eq!(p.backoff_ms, 25);
 }

@@ -1,9 +1,9 @@
 //! The proxy's admin endpoint (Envoy's admin on 15000 and stats on 15090, merged): Prometheus
 //! metrics, config dump, readiness, certificate info, bound listeners.
 
-use crate::outbound::full;
-use crate::upstream::Body;
-use crate::Shared;
+use crate::body::{full, Body};
+use crate::reply::text;
+use crate::state::ProxyState;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -12,16 +12,16 @@ use std::time::UNIX_EPOCH;
 use tokio::net::TcpListener;
 
 /// Serves admin requests until the task is aborted.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+pub async fn serve(listener: TcpListener, shared: Arc<ProxyState>) {
     loop {
-        let (stream, _) = crate::serve::accept(&listener, "admin").await;
+        let (stream, _) = crate::http::server::accept(&listener, "admin").await;
         let shared = shared.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
                 async move { Ok::<_, std::convert::Infallible>(handle(req, &shared)) }
             });
-            let _ = crate::serve::http_server()
+            let _ = crate::http::server::http_server()
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
         });
@@ -35,7 +35,7 @@ fn json(v: serde_json::Value) -> Response<Body> {
         .expect("static response parts are valid")
 }
 
-fn handle(req: Request<Incoming>, shared: &Shared) -> Response<Body> {
+fn handle(req: Request<Incoming>, shared: &ProxyState) -> Response<Body> {
     match req.uri().path() {
         "/stats/prometheus" | "/metrics" => Response::builder()
             .header(
@@ -45,12 +45,12 @@ fn handle(req: Request<Incoming>, shared: &Shared) -> Response<Body> {
             .body(full(shared.metrics.render()))
             .expect("static response parts are valid"),
         "/config_dump" => {
-            let rt = shared.runtime.load();
+            let rt = shared.config.load();
             json(serde_json::json!({ "version": rt.version, "config": rt.config }))
         }
         "/ready" | "/healthz/ready" => {
-            if shared.runtime.load().version.is_empty() {
-                crate::local_response(
+            if shared.config.load().version.is_empty() {
+                text(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "no config from the control plane yet",
                 )
@@ -71,7 +71,7 @@ fn handle(req: Request<Incoming>, shared: &Shared) -> Response<Body> {
             )
         }
         "/clusters" => {
-            let rt = shared.runtime.load();
+            let rt = shared.config.load();
             let clusters: serde_json::Map<String, serde_json::Value> = rt
                 .clusters
                 .iter()
@@ -86,7 +86,7 @@ fn handle(req: Request<Incoming>, shared: &Shared) -> Response<Body> {
             serde_json::to_value(&*shared.bound.lock().expect("bound poisoned"))
                 .unwrap_or_default(),
         ),
-        _ => crate::local_response(
+        _ => text(
             StatusCode::NOT_FOUND,
             "admin paths: /stats/prometheus /config_dump /clusters /ready /certs /listeners",
         ),

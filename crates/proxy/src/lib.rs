@@ -5,40 +5,30 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
-pub mod forward;
-pub mod inbound;
-pub mod lb;
-pub mod listeners;
-pub mod metrics;
-pub mod outbound;
-mod replay;
-pub mod rewrite;
-pub mod runtime;
-pub mod serve;
+pub mod body;
+pub mod config;
+pub mod control;
+pub mod http;
+pub mod reply;
+pub mod route;
+pub mod state;
+pub mod telemetry;
 pub mod tls;
 pub mod upstream;
-pub mod xds;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
-use http::{Response, StatusCode};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
+use state::ProxyState;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
-use tracing::{info, warn};
-use upstream::Body;
-use weft_protocol::{pb, ControlClient};
+use tracing::info;
+use weft_protocol::pb;
 
-/// Carries source workload metadata from the calling proxy to the called one (the role of
-/// Istio's `x-envoy-peer-metadata`); removed before the request reaches the app.
-pub const PEER_HEADER: &str = "x-weft-peer";
+pub use http::headers::PEER_HEADER;
 
 /// Sidecar or gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +83,7 @@ pub enum EventSink {
 }
 
 impl EventSink {
-    fn send(&self, e: Event) {
+    pub fn send(&self, e: Event) {
         match self {
             EventSink::Stdout => {
                 println!("{}", serde_json::to_string(&e).expect("events serialize"))
@@ -128,76 +118,11 @@ pub enum Event {
     },
 }
 
-/// State shared by every listener and task of one proxy.
-pub struct Shared {
-    pub node: pb::Node,
-    pub runtime: ArcSwap<runtime::Runtime>,
-    pub metrics: metrics::Metrics,
-    pub pool: upstream::PeerPool,
-    pub tls: Arc<tls::TlsState>,
-    pub app_addr: Option<String>,
-    pub app_client: Client<HttpConnector, Body>,
-    /// HTTP/2 prior knowledge to the app (services with `GRPC`/`HTTP2` ports).
-    pub app_client_h2: Client<HttpConnector, Body>,
-    pub bound: Mutex<BTreeMap<String, String>>,
-    pub gateway_tasks: tokio::sync::Mutex<HashMap<String, JoinHandle<()>>>,
-    pub port_map: HashMap<u32, SocketAddr>,
-    pub bind_ip: IpAddr,
-    pub events: EventSink,
-}
-
-impl Shared {
-    /// This proxy's SPIFFE id.
-    pub fn identity_uri(&self) -> String {
-        self.tls.current.load().uri.clone()
-    }
-
-    /// The `version` label of this workload, from the config.
-    pub fn own_version(&self) -> String {
-        self.runtime
-            .load()
-            .config
-            .inbound
-            .as_ref()
-            .and_then(|i| i.version.clone())
-            .unwrap_or_else(|| "unknown".into())
-    }
-
-    /// Prints a lifecycle event line.
-    pub fn emit(&self, e: Event) {
-        self.events.send(e);
-    }
-}
-
-/// A locally generated response (Envoy-style plain text body).
-pub fn local_response(status: StatusCode, msg: &str) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "text/plain")
-        .header("server", "weft")
-        .body(outbound::full(format!("{msg}\n")))
-        .expect("static response parts are valid")
-}
-
 /// Where the control plane is and how to authenticate to it.
 #[derive(Debug, Clone)]
 pub struct ControlTarget {
     pub addr: String,
     pub token: Option<String>,
-}
-
-async fn connect_control(control: &ControlTarget) -> ControlClient {
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        match weft_protocol::auth::connect(&control.addr, control.token.as_deref()).await {
-            Ok(c) => return c,
-            Err(e) => {
-                warn!(control = %control.addr, error = %e, "control plane not reachable yet; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
-        }
-    }
 }
 
 /// Runs a proxy until `shutdown` resolves.
@@ -221,8 +146,8 @@ pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyh
         addr: opts.control.clone(),
         token: opts.token.clone(),
     };
-    let mut client = connect_control(&control).await;
-    let creds = tls::fetch(&mut client, &node)
+    let mut client = control::connect(&control).await;
+    let creds = control::certs::fetch(&mut client, &node)
         .await
         .context("getting this workload's certificate")?;
     info!(identity = %creds.identity.spiffe_id(), "certificate issued");
@@ -249,19 +174,15 @@ pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyh
             .map(|a| a.to_string())
     };
     node.inbound_addr = addr(&inbound).unwrap_or_default();
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(ProxyState {
         node,
-        runtime: ArcSwap::from_pointee(runtime::Runtime::default()),
-        metrics: metrics::Metrics::new(),
-        pool: upstream::PeerPool::new(tls.clone()),
+        config: ArcSwap::from_pointee(config::ActiveConfig::default()),
+        metrics: telemetry::Metrics::new(),
+        pool: Arc::new(upstream::PeerPool::new(tls.clone())),
         tls: tls.clone(),
         app_addr: opts.app.clone(),
-        app_client: Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build_http(),
-        app_client_h2: Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .build_http(),
+        app: upstream::app::AppClient::default(),
+        replay_budget: upstream::ReplayBudget::new(state::REPLAY_BUDGET_BYTES),
         bound: Mutex::new(BTreeMap::new()),
         gateway_tasks: tokio::sync::Mutex::new(HashMap::new()),
         port_map: opts.port_map.clone(),
@@ -280,18 +201,24 @@ pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyh
         outbound: addr(&outbound),
     };
     if let Some(l) = inbound {
-        tasks.push(tokio::spawn(inbound::serve(l, shared.clone())));
+        tasks.push(tokio::spawn(http::inbound::serve(l, shared.clone())));
     }
     if let Some(l) = outbound {
-        tasks.push(tokio::spawn(outbound::serve(
+        let conn = http::Conn {
+            side: http::Side::Outbound,
+            table: "outbound".into(),
+            peer: ([0, 0, 0, 0], 0).into(),
+            peer_identity: None,
+        };
+        tasks.push(tokio::spawn(http::server::serve_plaintext(
             l,
             shared.clone(),
-            "outbound".into(),
+            conn,
         )));
     }
     shared.emit(ready);
-    tasks.push(tokio::spawn(xds::run(shared.clone(), control.clone())));
-    tasks.push(tokio::spawn(renew(shared.clone(), control)));
+    tasks.push(tokio::spawn(control::run(shared.clone(), control.clone())));
+    tasks.push(tokio::spawn(control::certs::renew(shared.clone(), control)));
     shutdown.await;
     info!("shutting down");
     for t in tasks {
@@ -301,22 +228,4 @@ pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyh
         t.abort();
     }
     Ok(())
-}
-
-/// Renews the certificate at half its lifetime; on failure keeps the current one and retries.
-async fn renew(shared: Arc<Shared>, control: ControlTarget) {
-    loop {
-        let not_after = shared.tls.current.load().identity.not_after();
-        tokio::time::sleep(tls::renew_after(not_after)).await;
-        let mut client = connect_control(&control).await;
-        match tls::fetch(&mut client, &shared.node).await {
-            Ok(creds) => {
-                info!(identity = %creds.identity.spiffe_id(), "certificate renewed");
-                shared.tls.current.store(Arc::new(creds));
-            }
-            Err(e) => {
-                warn!(error = %e, "certificate renewal failed; keeping the current certificate")
-            }
-        }
-    }
 }

@@ -7,8 +7,7 @@ use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
-use weft_identity::{Identity, PeerCheck, SpiffeId, WorkloadKey};
-use weft_protocol::{pb, ControlClient};
+use weft_identity::{Identity, PeerCheck, SpiffeId};
 
 /// ALPN for mesh connections between proxies.
 pub const MESH_ALPN: &[u8] = b"h2";
@@ -24,7 +23,7 @@ pub struct Credentials {
 }
 
 impl Credentials {
-    fn new(identity: Identity) -> anyhow::Result<Credentials> {
+    pub fn new(identity: Identity) -> anyhow::Result<Credentials> {
         let server = weft_identity::server_config(&identity, &[MESH_ALPN])?;
         Ok(Credentials {
             uri: identity.spiffe_id().to_string(),
@@ -51,30 +50,6 @@ impl Credentials {
 /// The live credentials, swapped atomically on renewal.
 pub struct TlsState {
     pub current: ArcSwap<Credentials>,
-}
-
-/// Asks the control plane's CA for a certificate for `node`.
-pub async fn fetch(client: &mut ControlClient, node: &pb::Node) -> anyhow::Result<Credentials> {
-    let key = WorkloadKey::generate();
-    // The CA decides the identity from its registry; the CSR's own name is only a hint.
-    let hint = SpiffeId::new("cluster.local", &node.namespace, &node.workload)
-        .context("workload name is not a valid SPIFFE path segment")?;
-    let csr_pem = key.csr_pem(&hint)?;
-    let resp = client
-        .create_certificate(pb::CertificateRequest {
-            node: Some(node.clone()),
-            csr_pem,
-        })
-        .await
-        .map_err(|s| {
-            anyhow::anyhow!(
-                "control plane refused the certificate request: {}",
-                s.message()
-            )
-        })?
-        .into_inner();
-    let identity = Identity::new(key, &resp.cert_chain_pem, &resp.root_pem)?;
-    Credentials::new(identity)
 }
 
 /// How long to wait before renewing: half the remaining lifetime, at least 1 s.

@@ -7,7 +7,9 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// tokio's clock, so tests can run ejection windows on paused time.
+use tokio::time::Instant;
 use weft_model::{Cluster, Endpoint, LbPolicy, Outlier};
 
 /// Envoy's `max_ejection_time` default.
@@ -43,7 +45,7 @@ impl Health {
 #[derive(Debug)]
 pub struct LbState {
     policy: LbPolicy,
-    endpoints: Vec<Endpoint>,
+    endpoints: Vec<Arc<Endpoint>>,
     cursor: AtomicUsize,
     active: Vec<Arc<AtomicU64>>,
     outlier: Option<Outlier>,
@@ -72,7 +74,7 @@ pub fn stable_hash(bytes: &[u8]) -> u64 {
 /// Holds one active request on an endpoint until dropped.
 #[derive(Debug)]
 pub struct Pick {
-    pub endpoint: Endpoint,
+    pub endpoint: Arc<Endpoint>,
     pub index: usize,
     active: Arc<AtomicU64>,
 }
@@ -97,7 +99,7 @@ impl LbState {
     pub fn new(c: &Cluster) -> LbState {
         LbState {
             policy: c.lb,
-            endpoints: c.endpoints.clone(),
+            endpoints: c.endpoints.iter().cloned().map(Arc::new).collect(),
             cursor: AtomicUsize::new(fastrand::usize(..c.endpoints.len().max(1))),
             active: c
                 .endpoints
@@ -161,7 +163,7 @@ impl LbState {
             .find(|i| candidates.contains(i))?;
         self.active[i].fetch_add(1, Ordering::Relaxed);
         Some(Pick {
-            endpoint: self.endpoints[i].clone(),
+            endpoint: Arc::clone(&self.endpoints[i]),
             index: i,
             active: self.active[i].clone(),
         })
@@ -179,7 +181,7 @@ impl LbState {
             let i = candidates[fastrand::usize(..n)];
             self.active[i].fetch_add(1, Ordering::Relaxed);
             return Some(Pick {
-                endpoint: self.endpoints[i].clone(),
+                endpoint: Arc::clone(&self.endpoints[i]),
                 index: i,
                 active: self.active[i].clone(),
             });
@@ -205,7 +207,7 @@ impl LbState {
         let i = candidates[k];
         self.active[i].fetch_add(1, Ordering::Relaxed);
         Some(Pick {
-            endpoint: self.endpoints[i].clone(),
+            endpoint: Arc::clone(&self.endpoints[i]),
             index: i,
             active: self.active[i].clone(),
         })

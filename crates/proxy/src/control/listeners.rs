@@ -4,7 +4,9 @@
 //! runtime is swapped in, [`commit`] starts serving the new ports, reports them, and closes
 //! ports the config no longer has.
 
-use crate::{Event, Shared};
+use crate::http::{server::serve_plaintext, Conn, Side};
+use crate::state::ProxyState;
+use crate::Event;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tracing::info;
@@ -18,8 +20,8 @@ pub struct Prepared {
 
 /// Binds the config's new gateway ports. Fails (NACK) if one cannot be bound; then every
 /// port bound so far is closed again and the running listeners are untouched.
-pub async fn prepare(shared: &Arc<Shared>, config: &ProxyConfig) -> Result<Prepared, String> {
-    let tasks = shared.gateway_tasks.lock().await;
+pub async fn prepare(state: &Arc<ProxyState>, config: &ProxyConfig) -> Result<Prepared, String> {
+    let tasks = state.gateway_tasks.lock().await;
     let wanted: Vec<_> = config
         .listeners
         .iter()
@@ -35,11 +37,11 @@ pub async fn prepare(shared: &Arc<Shared>, config: &ProxyConfig) -> Result<Prepa
         if tasks.contains_key(&l.name) {
             continue;
         }
-        let addr = shared
+        let addr = state
             .port_map
             .get(&l.port)
             .copied()
-            .unwrap_or_else(|| (shared.bind_ip, 0).into());
+            .unwrap_or_else(|| (state.bind_ip, 0).into());
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| format!("cannot bind gateway port {} on {addr}: {e}", l.port))?;
@@ -49,13 +51,13 @@ pub async fn prepare(shared: &Arc<Shared>, config: &ProxyConfig) -> Result<Prepa
 }
 
 /// Serves the prepared listeners and closes the stale ones (call after the swap).
-pub async fn commit(shared: &Arc<Shared>, prepared: Prepared) {
-    let mut tasks = shared.gateway_tasks.lock().await;
+pub async fn commit(state: &Arc<ProxyState>, prepared: Prepared) {
+    let mut tasks = state.gateway_tasks.lock().await;
     for name in prepared.stale {
         if let Some(task) = tasks.remove(&name) {
             task.abort();
         }
-        shared.bound.lock().expect("bound poisoned").remove(&name);
+        state.bound.lock().expect("bound poisoned").remove(&name);
         info!(listener = %name, "gateway listener closed");
     }
     for (name, port, table, listener) in prepared.new {
@@ -64,16 +66,25 @@ pub async fn commit(shared: &Arc<Shared>, prepared: Prepared) {
             .map(|a| a.to_string())
             .unwrap_or_default();
         info!(listener = %name, port, address = %local, "gateway listener bound");
-        shared
+        state
             .bound
             .lock()
             .expect("bound poisoned")
             .insert(name.clone(), local.clone());
         tasks.insert(
             name.clone(),
-            tokio::spawn(crate::outbound::serve(listener, shared.clone(), table)),
+            tokio::spawn(serve_plaintext(
+                listener,
+                state.clone(),
+                Conn {
+                    side: Side::Gateway,
+                    table: table.into(),
+                    peer: ([0, 0, 0, 0], 0).into(),
+                    peer_identity: None,
+                },
+            )),
         );
-        shared.emit(Event::Listener {
+        state.emit(Event::Listener {
             name,
             port,
             address: local,

@@ -7,6 +7,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use super::ResponseFlags;
+use tokio::time::Instant;
 
 /// Istio's request labels (the subset weft fills today; the rest come with the telemetry issue).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet, Default)]
@@ -70,15 +72,16 @@ impl Metrics {
         }
     }
 
-    /// A guard that records the request when dropped — i.e. when its response body has
-    /// been sent (or abandoned), which is when Istio's proxies count a request and stop
-    /// its duration clock.
-    pub fn finish_on_drop(&self, labels: RequestLabels, start: std::time::Instant) -> Recorder {
-        Recorder {
+    /// Starts the record of one request; it is counted when the record is dropped.
+    pub fn start(&self, labels: RequestLabels) -> RequestRecord {
+        RequestRecord {
             requests: self.requests.clone(),
             duration: self.duration.clone(),
             labels,
-            start,
+            start: Instant::now(),
+            code: 0,
+            flags: ResponseFlags::NONE,
+            complete: false,
         }
     }
 
@@ -99,19 +102,49 @@ pub fn service_name_ns(host: &str) -> (String, String) {
     (name, ns)
 }
 
-/// Records a request when dropped (see [`Metrics::finish_on_drop`]).
-pub struct Recorder {
+/// One request's telemetry, recorded when dropped — when its response body has been sent
+/// or abandoned, which is when Istio's proxies count a request and stop its duration clock.
+/// A request whose response never finished (the client went away) gets Envoy's `DC` flag,
+/// and `response_code="0"` when no response was started.
+pub struct RequestRecord {
     requests: Family<RequestLabels, Counter>,
     duration: Family<RequestLabels, Histogram>,
-    labels: RequestLabels,
-    start: std::time::Instant,
+    pub labels: RequestLabels,
+    start: Instant,
+    code: u16,
+    flags: ResponseFlags,
+    complete: bool,
 }
 
-impl Drop for Recorder {
+impl RequestRecord {
+    /// The response status and the flags of whatever produced it.
+    pub fn respond(&mut self, code: u16, flags: ResponseFlags) {
+        self.code = code;
+        self.flags |= flags;
+    }
+
+    /// More flags (e.g. an error in the response body).
+    pub fn flag(&mut self, flags: ResponseFlags) {
+        self.flags |= flags;
+    }
+
+    /// The response went out whole.
+    pub fn complete(&mut self) {
+        self.complete = true;
+    }
+}
+
+impl Drop for RequestRecord {
     fn drop(&mut self) {
-        self.requests.get_or_create(&self.labels).inc();
+        if !self.complete {
+            self.flags |= ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION;
+        }
+        let mut labels = std::mem::take(&mut self.labels);
+        labels.response_code = self.code.to_string();
+        labels.response_flags = self.flags.render();
+        self.requests.get_or_create(&labels).inc();
         self.duration
-            .get_or_create(&self.labels)
+            .get_or_create(&labels)
             .observe(self.start.elapsed().as_secs_f64() * 1000.0);
     }
 }

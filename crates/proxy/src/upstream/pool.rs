@@ -4,9 +4,8 @@
 //! connections are kept alive with HTTP/2 pings, and slots for endpoints that left the
 //! config are dropped on every push.
 
+use crate::body::Body;
 use crate::tls::TlsState;
-use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::collections::{HashMap, HashSet};
@@ -14,12 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tracing::{debug, Instrument};
-
-/// Errors a body can end with: hyper's, or the proxy's own (e.g. the route timeout firing
-/// while the response body streams).
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-pub type Body = BoxBody<Bytes, BoxError>;
 
 /// Istio's default `connectTimeout`.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

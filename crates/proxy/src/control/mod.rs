@@ -1,23 +1,43 @@
-//! The config stream: say hello, apply each push (build the runtime form, bind new gateway
-//! ports, swap atomically), answer ACK or NACK. On any stream failure the proxy keeps
-//! serving its last good config and reconnects with backoff.
+//! Talking to the control plane: the config stream (say hello, apply each push — build
+//! the active config, bind new gateway ports, swap atomically — answer ACK or NACK) and
+//! the certificate (`certs`). On any stream failure the proxy keeps serving its last good
+//! config and reconnects with backoff.
 
-use crate::runtime::Runtime;
+pub mod certs;
+pub mod listeners;
+
+use crate::config::ActiveConfig;
+use crate::state::ProxyState;
 use crate::ControlTarget;
-use crate::{Event, Shared};
+use crate::Event;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{info, warn};
-use weft_protocol::{decode_config, pb};
+use weft_protocol::{decode_config, pb, ControlClient};
+
+/// Connects to the control plane, retrying with backoff until it answers.
+pub async fn connect(control: &ControlTarget) -> ControlClient {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match weft_protocol::auth::connect(&control.addr, control.token.as_deref()).await {
+            Ok(c) => return c,
+            Err(e) => {
+                warn!(control = %control.addr, error = %e, "control plane not reachable yet; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
 
 /// Runs forever: (re)connects to the control plane and applies pushes.
-pub async fn run(shared: Arc<Shared>, control: ControlTarget) {
+pub async fn run(state: Arc<ProxyState>, control: ControlTarget) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match session(&shared, &control, &mut backoff).await {
+        match session(&state, &control, &mut backoff).await {
             Ok(()) => {
                 info!(control = %control.addr, "config stream closed by the control plane; reconnecting")
             }
@@ -27,14 +47,14 @@ pub async fn run(shared: Arc<Shared>, control: ControlTarget) {
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
-        if shared.runtime.load().version.is_empty() {
+        if state.config.load().version.is_empty() {
             backoff = backoff.min(Duration::from_millis(500));
         }
     }
 }
 
 async fn session(
-    shared: &Arc<Shared>,
+    state: &Arc<ProxyState>,
     control: &ControlTarget,
     backoff: &mut Duration,
 ) -> anyhow::Result<()> {
@@ -44,8 +64,8 @@ async fn session(
     let (tx, rx) = mpsc::channel(8);
     tx.send(pb::ProxyMessage {
         msg: Some(pb::proxy_message::Msg::Hello(pb::Node {
-            config_version: shared.runtime.load().version.clone(),
-            ..shared.node.clone()
+            config_version: state.config.load().version.clone(),
+            ..state.node.clone()
         })),
     })
     .await?;
@@ -56,11 +76,11 @@ async fn session(
     info!(control = %control.addr, "connected to control plane");
     // A working session resets the backoff: the next outage starts with quick retries.
     *backoff = Duration::from_millis(100);
-    shared.emit(Event::Connected {
+    state.emit(Event::Connected {
         control: control.addr.clone(),
     });
     while let Some(push) = pushes.message().await? {
-        let ack = match apply(shared, &push).await {
+        let ack = match apply(state, &push).await {
             Ok(()) => {
                 info!(version = %push.version, "config applied");
                 pb::Ack {
@@ -86,18 +106,18 @@ async fn session(
     Ok(())
 }
 
-async fn apply(shared: &Arc<Shared>, push: &pb::ConfigPush) -> Result<(), String> {
+async fn apply(state: &Arc<ProxyState>, push: &pb::ConfigPush) -> Result<(), String> {
     let config = decode_config(push)?;
-    let previous = shared.runtime.load_full();
-    let runtime = Runtime::build(&push.version, config, &previous)?;
+    let previous = state.config.load_full();
+    let active = ActiveConfig::build(&push.version, config, &previous)?;
     // Bind new gateway ports first (a failure rejects the push and changes nothing) ...
-    let listeners = crate::listeners::prepare(shared, &runtime.config).await?;
-    for n in &runtime.config.not_enforced {
+    let listeners = listeners::prepare(state, &active.config).await?;
+    for n in &active.config.not_enforced {
         if !previous.config.not_enforced.contains(n) {
             warn!(resource = %n.resource, location = %n.location, what = %n.what, "configured but not enforced yet");
         }
     }
-    let live: HashSet<(String, String)> = runtime
+    let live: HashSet<(String, String)> = active
         .config
         .clusters
         .values()
@@ -107,9 +127,9 @@ async fn apply(shared: &Arc<Shared>, push: &pb::ConfigPush) -> Result<(), String
                 .map(|e| (e.address.clone(), e.identity.clone()))
         })
         .collect();
-    shared.runtime.store(Arc::new(runtime));
+    state.config.store(Arc::new(active));
     // ... and serve them only once their routes are live.
-    crate::listeners::commit(shared, listeners).await;
-    shared.pool.retain(&live);
+    listeners::commit(state, listeners).await;
+    state.pool.retain(&live);
     Ok(())
 }

@@ -1,0 +1,257 @@
+//! The active config: the runtime form of a pushed [`ProxyConfig`] — validated, regexes
+//! compiled, virtual hosts indexed, LB state per cluster. Built off the hot path on every
+//! push and swapped in atomically; a config that fails to build is NACKed and never
+//! replaces the running one.
+
+use crate::route::RouteTable;
+use crate::upstream::{LbState, LiveCluster};
+use std::collections::HashMap;
+use std::sync::Arc;
+use weft_model::ProxyConfig;
+
+/// Everything the data path reads, swapped as one unit.
+#[derive(Debug, Default)]
+pub struct ActiveConfig {
+    pub version: String,
+    pub config: ProxyConfig,
+    pub tables: HashMap<String, RouteTable>,
+    pub clusters: HashMap<String, LiveCluster>,
+}
+
+impl ActiveConfig {
+    /// Validates and compiles a pushed config. LB state of clusters whose spec did not
+    /// change is carried over from `previous`.
+    pub fn build(
+        version: &str,
+        config: ProxyConfig,
+        previous: &ActiveConfig,
+    ) -> Result<ActiveConfig, String> {
+        let mut tables = HashMap::new();
+        for (name, table) in &config.routes {
+            tables.insert(name.clone(), RouteTable::build(table, &config.clusters)?);
+        }
+        for l in &config.listeners {
+            if !tables.contains_key(&l.route_table) {
+                return Err(format!(
+                    "listener {} refers to unknown route table {}",
+                    l.name, l.route_table
+                ));
+            }
+        }
+        let clusters = config
+            .clusters
+            .iter()
+            .map(|(name, c)| {
+                let lb = match previous.clusters.get(name) {
+                    Some(old) if old.spec == *c => old.lb.clone(),
+                    _ => Arc::new(LbState::new(c)),
+                };
+                (
+                    name.clone(),
+                    LiveCluster {
+                        spec: c.clone(),
+                        lb,
+                    },
+                )
+            })
+            .collect();
+        Ok(ActiveConfig {
+            version: version.to_string(),
+            config,
+            tables,
+            clusters,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::RequestView;
+    use weft_model::{
+        Cluster, HeaderMatcher, Route, RouteMatch, StringMatcher, VirtualHost as ModelVhost,
+        WeightedCluster,
+    };
+
+    fn config(domains: &[(&str, &str)], m: RouteMatch) -> ProxyConfig {
+        let mut cfg = ProxyConfig::default();
+        let mut table = weft_model::RouteTable::default();
+        for (name, domain) in domains {
+            table.virtual_hosts.push(ModelVhost {
+                name: name.to_string(),
+                domains: vec![domain.to_string()],
+                routes: vec![Route {
+                    name: format!("r-{name}"),
+                    matches: vec![m.clone()],
+                    destinations: vec![WeightedCluster {
+                        cluster: "c".into(),
+                        weight: 1,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+            });
+        }
+        cfg.routes.insert("t".into(), table);
+        cfg.clusters.insert(
+            "c".into(),
+            Cluster {
+                name: "c".into(),
+                ..Default::default()
+            },
+        );
+        cfg
+    }
+
+    fn view<'a>(path: &'a str, headers: &'a http::HeaderMap) -> RequestView<'a> {
+        RequestView {
+            path,
+            scheme: "http",
+            method: "GET",
+            authority: "x",
+            headers,
+            source_ip: std::net::Ipv6Addr::LOCALHOST.into(),
+        }
+    }
+
+    #[test]
+    fn domain_precedence_exact_then_longest_suffix_then_any() {
+        let cfg = config(
+            &[
+                ("any", "*"),
+                ("suffix", "*.example.com"),
+                ("exact", "api.example.com"),
+            ],
+            RouteMatch::default(),
+        );
+        let rt = ActiveConfig::build("1", cfg, &ActiveConfig::default()).unwrap();
+        let t = &rt.tables["t"];
+        assert_eq!(t.vhost("api.example.com:8080").unwrap().name, "exact");
+        assert_eq!(t.vhost("web.example.com").unwrap().name, "suffix");
+        assert_eq!(t.vhost("elsewhere.org").unwrap().name, "any");
+    }
+
+    #[test]
+    fn regex_matches_whole_path_without_query() {
+        let m = RouteMatch {
+            uri: Some(StringMatcher::Regex("/items/[0-9]+".into())),
+            ..Default::default()
+        };
+        let rt = ActiveConfig::build("1", config(&[("a", "*")], m), &ActiveConfig::default()).unwrap();
+        let vh = rt.tables["t"].vhost("x").unwrap();
+        let h = http::HeaderMap::new();
+        assert!(vh.route(&view("/items/42?full=1", &h)).is_some());
+        assert!(
+            vh.route(&view("/items/42/extra", &h)).is_none(),
+            "regex applies to the whole path"
+        );
+    }
+
+    #[test]
+    fn headers_and_ignore_uri_case() {
+        let m = RouteMatch {
+            uri: Some(StringMatcher::Prefix("/API".into())),
+            ignore_uri_case: true,
+            headers: vec![HeaderMatcher {
+                name: "x-tier".into(),
+                matcher: StringMatcher::Exact("premium".into()),
+            }],
+            ..Default::default()
+        };
+        let rt = ActiveConfig::build("1", config(&[("a", "*")], m), &ActiveConfig::default()).unwrap();
+        let vh = rt.tables["t"].vhost("x").unwrap();
+        let mut h = http::HeaderMap::new();
+        assert!(vh.route(&view("/api/x", &h)).is_none(), "header missing");
+        h.insert("x-tier", "premium".parse().unwrap());
+        assert!(vh.route(&view("/api/x", &h)).is_some());
+        assert!(vh.route(&view("/other", &h)).is_none());
+    }
+
+    #[test]
+    fn query_params_without_headers_and_presence() {
+        let m = RouteMatch {
+            query_params: vec![HeaderMatcher {
+                name: "canary".into(),
+                matcher: StringMatcher::Exact("true".into()),
+            }],
+            without_headers: vec![HeaderMatcher {
+                name: "x-debug".into(),
+                matcher: StringMatcher::Present,
+            }],
+            headers: vec![HeaderMatcher {
+                name: "x-user".into(),
+                matcher: StringMatcher::Present,
+            }],
+            ..Default::default()
+        };
+        let rt = ActiveConfig::build("1", config(&[("a", "*")], m), &ActiveConfig::default()).unwrap();
+        let vh = rt.tables["t"].vhost("x").unwrap();
+        let mut h = http::HeaderMap::new();
+        h.insert("x-user", "".parse().unwrap());
+        assert!(vh.route(&view("/p?a=1&canary=true", &h)).is_some());
+        assert!(
+            vh.route(&view("/p?canary=false", &h)).is_none(),
+            "wrong value"
+        );
+        assert!(
+            vh.route(&view("/p", &h)).is_none(),
+            "a query match never matches a request without it"
+        );
+        h.insert("x-debug", "1".parse().unwrap());
+        assert!(
+            vh.route(&view("/p?canary=true", &h)).is_none(),
+            "withoutHeaders excludes"
+        );
+        h.remove("x-debug");
+        h.remove("x-user");
+        assert!(
+            vh.route(&view("/p?canary=true", &h)).is_none(),
+            "presence required"
+        );
+    }
+
+    #[test]
+    fn weights_that_overflow_are_rejected_not_wrapped() {
+        let mut cfg = config(&[("a", "*")], RouteMatch::default());
+        let route = &mut cfg.routes.get_mut("t").unwrap().virtual_hosts[0].routes[0];
+        route.destinations = vec![
+            WeightedCluster {
+                cluster: "c".into(),
+                weight: u32::MAX,
+                ..Default::default()
+            },
+            WeightedCluster {
+                cluster: "c".into(),
+                weight: 2,
+                ..Default::default()
+            },
+        ];
+        let err = ActiveConfig::build("1", cfg, &ActiveConfig::default()).unwrap_err();
+        assert!(err.contains("total weight"), "{err}");
+    }
+
+    #[test]
+    fn bad_config_is_rejected_with_a_reason() {
+        let m = RouteMatch {
+            uri: Some(StringMatcher::Regex("([".into())),
+            ..Default::default()
+        };
+        let err = ActiveConfig::build("1", config(&[("a", "*")], m), &ActiveConfig::default()).unwrap_err();
+        assert!(err.contains("regex"), "{err}");
+        let mut cfg = config(&[("a", "*")], RouteMatch::default());
+        cfg.clusters.clear();
+        let err = ActiveConfig::build("2", cfg, &ActiveConfig::default()).unwrap_err();
+        assert!(err.contains("unknown cluster c"), "{err}");
+    }
+
+    #[test]
+    fn lb_state_survives_unchanged_clusters() {
+        let cfg = config(&[("a", "*")], RouteMatch::default());
+        let first = ActiveConfig::build("1", cfg.clone(), &ActiveConfig::default()).unwrap();
+        let second = ActiveConfig::build("2", cfg, &first).unwrap();
+        assert!(Arc::ptr_eq(
+            &first.clusters["c"].lb,
+            &second.clusters["c"].lb
+        ));
+    }
+}

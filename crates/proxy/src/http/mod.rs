@@ -1,0 +1,11 @@
+//! The HTTP side of the proxy: listeners (plaintext for gateways and the sidecar's
+//! outbound, mTLS for the sidecar's inbound), the request pipeline every request goes
+//! through, the headers the proxy owns, and the guarded response body.
+
+pub mod guard;
+pub mod headers;
+pub mod inbound;
+pub mod pipeline;
+pub mod server;
+
+pub use pipeline::{Conn, Side};

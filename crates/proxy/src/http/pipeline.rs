@@ -1,0 +1,387 @@
+//! The request pipeline: one path for gateway, sidecar-outbound and sidecar-inbound
+//! requests, in named phases, each a plain function over explicit inputs:
+//!
+//! 1. **edge checks** — header-block limit (431) and other HTTP rules (400);
+//! 2. **downstream authentication** — the mTLS peer (inbound; JWT later);
+//! 3. **authorization** — no-op until AuthorizationPolicy is built;
+//! 4. **route decision** — [`crate::route::decide`], pure (inbound: the local app);
+//! 5. **local reply or forward** — retries, timeouts and mirrors to the mesh, or the app;
+//! 6. **response** — route response headers, CORS, hop-by-hop stripping;
+//! 7. **telemetry** — the request's record rides on the response body and is counted
+//!    when the body ends, also when the request ends abnormally.
+
+use super::guard::{Deadline, GuardedBody};
+use super::headers;
+use crate::body::{incoming, Body};
+use crate::reply::LocalReply;
+use crate::route::{Action, CompiledRoute, Decision, ForwardPlan, RequestView};
+use crate::state::ProxyState;
+use crate::telemetry::{service_name_ns, RequestLabels, RequestRecord, ResponseFlags};
+use crate::upstream::{Outgoing, Pick, Replay, Upstream};
+use http::{header, HeaderValue, Request, Response, Uri};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Largest request body kept for replay (Envoy's default per-request buffer limit).
+pub const MAX_REPLAY_BYTES: usize = 1024 * 1024;
+
+/// Which side of the proxy a request arrived on; decides which phases run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// A gateway server port: routes by the Gateway's route table.
+    Gateway,
+    /// The sidecar's outbound listener: the app's calls to mesh services.
+    Outbound,
+    /// The sidecar's mTLS inbound listener: peers calling the local app.
+    Inbound,
+}
+
+/// What every request on one downstream connection shares.
+#[derive(Debug, Clone)]
+pub struct Conn {
+    pub side: Side,
+    /// The route table of the listener (gateway, outbound).
+    pub table: Arc<str>,
+    pub peer: SocketAddr,
+    /// The authenticated mTLS peer (inbound).
+    pub peer_identity: Option<Arc<str>>,
+}
+
+/// What the phases produce: the response, and what its body must hold on to.
+struct Answer {
+    resp: Response<Body>,
+    pick: Option<Pick>,
+    deadline: Option<Deadline>,
+}
+
+impl Answer {
+    fn reply(r: LocalReply, rec: &mut RequestRecord) -> Answer {
+        rec.flag(r.flags());
+        Answer {
+            resp: r.into_response(),
+            pick: None,
+            deadline: None,
+        }
+    }
+}
+
+/// Runs one request through the pipeline.
+pub async fn handle(req: Request<Incoming>, state: &Arc<ProxyState>, conn: &Conn) -> Response<Body> {
+    let mut rec = state.metrics.start(labels(state, conn, &req));
+    let answer = phases(req, state, conn, &mut rec).await;
+    let (parts, body) = answer.resp.into_parts();
+    rec.respond(parts.status.as_u16(), ResponseFlags::NONE);
+    let body = GuardedBody::new(body, answer.pick, Some(rec), answer.deadline);
+    Response::from_parts(parts, body.boxed())
+}
+
+async fn phases(
+    mut req: Request<Incoming>,
+    state: &Arc<ProxyState>,
+    conn: &Conn,
+    rec: &mut RequestRecord,
+) -> Answer {
+    if let Err(r) = edge_checks(&req) {
+        return Answer::reply(r, rec);
+    }
+    authenticate(&mut req, conn, rec);
+    if let Some(r) = authorize(&req, conn) {
+        return Answer::reply(r, rec);
+    }
+    match conn.side {
+        Side::Inbound => to_app(req, state, conn, rec).await,
+        Side::Gateway | Side::Outbound => route(req, state, conn, rec).await,
+    }
+}
+
+/// Phase 1: what no request may do, whatever the config.
+fn edge_checks(req: &Request<Incoming>) -> Result<(), LocalReply> {
+    if headers::header_block_size(req.headers()) > headers::MAX_REQUEST_HEADERS_BYTES {
+        return Err(LocalReply::HeadersTooLarge {
+            limit: headers::MAX_REQUEST_HEADERS_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// Phase 2: who is calling. Inbound: the mTLS peer (verified at the handshake) and the
+/// workload metadata its proxy sent, trusted only as far as the certificate backs it.
+fn authenticate(req: &mut Request<Incoming>, conn: &Conn, rec: &mut RequestRecord) {
+    let meta = req.headers_mut().remove(headers::PEER_HEADER);
+    let Some(peer_id) = &conn.peer_identity else {
+        return;
+    };
+    if let Some(meta) = meta {
+        headers::apply_peer_metadata(&mut rec.labels, meta.to_str().unwrap_or(""), peer_id);
+    }
+    let (name, ns) = service_name_ns(&rec.labels.destination_service);
+    rec.labels.destination_service_name = name;
+    rec.labels.destination_service_namespace = ns;
+}
+
+/// Phase 3: may the caller do this? (AuthorizationPolicy is reported as not enforced
+/// until the zero-trust work fills this phase.)
+fn authorize(_req: &Request<Incoming>, _conn: &Conn) -> Option<LocalReply> {
+    None
+}
+
+/// The labels known when the request arrives.
+fn labels(state: &ProxyState, conn: &Conn, req: &Request<Incoming>) -> RequestLabels {
+    let protocol = if headers::is_grpc(req.headers()) {
+        "grpc"
+    } else {
+        "http"
+    };
+    match &conn.peer_identity {
+        Some(peer) => RequestLabels {
+            reporter: "destination".into(),
+            source_principal: peer.to_string(),
+            destination_workload: state.node.workload.clone(),
+            destination_workload_namespace: state.node.namespace.clone(),
+            destination_principal: state.identity_uri(),
+            destination_version: state.own_version(),
+            request_protocol: protocol.into(),
+            connection_security_policy: "mutual_tls".into(),
+            ..Default::default()
+        },
+        None => RequestLabels {
+            reporter: "source".into(),
+            source_workload: state.node.workload.clone(),
+            source_workload_namespace: state.node.namespace.clone(),
+            source_principal: state.identity_uri(),
+            source_version: state.own_version(),
+            request_protocol: protocol.into(),
+            connection_security_policy: "unknown".into(),
+            ..Default::default()
+        },
+    }
+}
+
+/// The request's authority: the absolute-form URI's, else the Host header.
+fn authority(req: &Request<Incoming>) -> &str {
+    req.uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .unwrap_or("")
+}
+
+/// Phases 4-6 for gateway and outbound requests.
+async fn route(
+    req: Request<Incoming>,
+    state: &Arc<ProxyState>,
+    conn: &Conn,
+    rec: &mut RequestRecord,
+) -> Answer {
+    let cfg = state.config.load_full();
+    let Some(table) = cfg.tables.get(&*conn.table) else {
+        let detail = format!("no route: listener {} has no route table", conn.table);
+        return Answer::reply(LocalReply::NoRoute { detail }, rec);
+    };
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let view = RequestView {
+        path,
+        scheme: req.uri().scheme_str().unwrap_or("http"),
+        method: req.method().as_str(),
+        authority: authority(&req),
+        headers: req.headers(),
+        source_ip: conn.peer.ip(),
+    };
+    let mut rng = fastrand::Rng::new();
+    let Decision {
+        route,
+        delay,
+        cors_origin,
+        action,
+    } = crate::route::decide(table, &cfg.clusters, &view, &mut rng);
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+        rec.flag(ResponseFlags::DELAY_INJECTED);
+    }
+    let mut answer = match action {
+        Action::Reply(r) => Answer::reply(r, rec),
+        Action::Forward(plan) => to_mesh(req, state, plan, rec).await,
+    };
+    respond(&mut answer.resp, route, cors_origin.as_deref());
+    answer
+}
+
+/// Phase 6: route-level response headers and CORS apply to every response of a route,
+/// local replies (redirects, direct responses, fault aborts, errors) included.
+fn respond(resp: &mut Response<Body>, route: Option<&CompiledRoute>, cors_origin: Option<&str>) {
+    let Some(route) = route else { return };
+    crate::route::rewrite::apply(resp.headers_mut(), &route.spec.response_headers);
+    if let (Some(cors), Some(origin)) = (&route.spec.cors, cors_origin) {
+        crate::route::cors::response_headers(cors, origin, resp.headers_mut());
+    }
+}
+
+/// Phase 5 toward the mesh: rewrite and header operations, mirrors, the retry loop.
+async fn to_mesh(
+    req: Request<Incoming>,
+    state: &Arc<ProxyState>,
+    plan: ForwardPlan<'_>,
+    rec: &mut RequestRecord,
+) -> Answer {
+    let spec = &plan.cluster.spec;
+    rec.labels.destination_service = spec.service.clone();
+    let (name, ns) = service_name_ns(&spec.service);
+    rec.labels.destination_service_name = name;
+    rec.labels.destination_service_namespace = ns;
+    let authority = match plan.authority.as_deref() {
+        Some(a) => a.to_string(),
+        None => authority(&req).to_string(),
+    };
+    let (mut parts, body) = req.into_parts();
+    let path = plan
+        .path
+        .as_deref()
+        .or(parts.uri.path_and_query().map(|p| p.as_str()))
+        .unwrap_or("/");
+    let uri = match Uri::builder()
+        .scheme("http")
+        .authority(authority.as_str())
+        .path_and_query(path)
+        .build()
+    {
+        Ok(u) => u,
+        Err(e) => {
+            let detail = format!("bad authority {authority:?}: {e}");
+            return Answer::reply(LocalReply::BadRequest { detail }, rec);
+        }
+    };
+    let downstream_version = parts.version;
+    let h = &mut parts.headers;
+    headers::strip_hop_by_hop(h);
+    h.remove(header::HOST);
+    crate::route::rewrite::apply(h, &plan.route.spec.request_headers);
+    crate::route::rewrite::apply(h, &plan.destination.request_headers);
+    headers::ensure_request_id(h);
+    h.insert(
+        headers::PEER_HEADER,
+        headers::peer_metadata(
+            &state.node.workload,
+            &state.node.namespace,
+            &rec.labels.source_version,
+            &spec.service,
+        ),
+    );
+    let out = Outgoing {
+        method: parts.method,
+        uri,
+        headers: parts.headers,
+        body: Replay::new(incoming(body), MAX_REPLAY_BYTES, &state.replay_budget),
+    };
+    for m in &plan.mirrors {
+        crate::upstream::mirror(
+            state.pool.clone(),
+            m,
+            out.method.clone(),
+            &out.uri,
+            out.headers.clone(),
+            out.body.clone(),
+        );
+    }
+    let up = Upstream {
+        pool: &state.pool,
+        cluster: plan.cluster,
+        policy: plan.retry,
+        hash: plan.hash,
+        timeout: plan.timeout,
+    };
+    let labels = &mut rec.labels;
+    let f = crate::upstream::forward(&up, &out, |p| {
+        labels.destination_workload = p.endpoint.workload.clone();
+        labels.destination_workload_namespace = spec.namespace.clone();
+        labels.destination_principal = p.endpoint.identity.clone();
+        labels.destination_version = p.endpoint.version.clone().unwrap_or_else(|| "unknown".into());
+    })
+    .await;
+    rec.flag(f.flags);
+    let resp = match f.result {
+        Ok(resp) => resp,
+        Err(e) => return Answer::reply(LocalReply::Upstream(e.into_failure()), rec),
+    };
+    let (mut parts, body) = resp.into_parts();
+    parts.version = downstream_version;
+    headers::strip_hop_by_hop(&mut parts.headers);
+    crate::route::rewrite::apply(&mut parts.headers, &plan.destination.response_headers);
+    Answer {
+        resp: Response::from_parts(parts, incoming(body)),
+        pick: f.pick,
+        deadline: plan.timeout.map(|t| body_deadline(out.body, t)),
+    }
+}
+
+/// The route timeout, which runs from the end of the request until the response is done.
+fn body_deadline(body: Replay, timeout: Duration) -> Deadline {
+    Box::pin(async move {
+        body.ended().await;
+        let from = body.ended_at().unwrap_or_else(tokio::time::Instant::now);
+        match from.checked_add(timeout) {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    })
+}
+
+/// Phase 5 inbound: to the local app, with `x-forwarded-client-cert` naming the caller.
+async fn to_app(
+    req: Request<Incoming>,
+    state: &Arc<ProxyState>,
+    conn: &Conn,
+    rec: &mut RequestRecord,
+) -> Answer {
+    let (mut parts, body) = req.into_parts();
+    let peer = conn.peer_identity.as_deref().unwrap_or("");
+    parts.headers.insert(
+        "x-forwarded-client-cert",
+        headers::xfcc(&state.identity_uri(), peer),
+    );
+    if let Some(a) = parts.uri.authority() {
+        if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+            parts.headers.insert(header::HOST, v);
+        }
+    }
+    let downstream_version = parts.version;
+    let app = state.app_addr.as_deref().unwrap_or("127.0.0.1:0");
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(http::uri::Scheme::HTTP);
+    uri.authority = app.parse().ok();
+    uri.path_and_query = parts.uri.path_and_query().cloned();
+    parts.uri = match Uri::from_parts(uri) {
+        Ok(u) => u,
+        Err(e) => {
+            let detail = format!("cannot address the local app at {app}: {e}");
+            return Answer::reply(LocalReply::BadRequest { detail }, rec);
+        }
+    };
+    let h2 = state
+        .config
+        .load()
+        .config
+        .inbound
+        .as_ref()
+        .is_some_and(|i| i.app_http2);
+    let req = Request::from_parts(parts, incoming(body));
+    match state.app.send(req, h2).await {
+        Ok(resp) => {
+            let (mut p, b) = resp.into_parts();
+            p.version = downstream_version;
+            headers::strip_hop_by_hop(&mut p.headers);
+            Answer {
+                resp: Response::from_parts(p, incoming(b)),
+                pick: None,
+                deadline: None,
+            }
+        }
+        Err(e) => Answer::reply(LocalReply::Upstream(e.into_failure()), rec),
+    }
+}

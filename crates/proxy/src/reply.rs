@@ -1,0 +1,164 @@
+//! Local replies: every response the proxy makes itself (no route, redirects, direct
+//! responses, CORS preflights, fault aborts, bad requests, upstream failures). Each kind
+//! knows its status and Envoy response flags; this is the one place that renders them.
+
+use crate::body::{empty, full, Body};
+use crate::telemetry::ResponseFlags;
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+
+/// A response the proxy answers itself.
+#[derive(Debug)]
+pub enum LocalReply {
+    /// No virtual host or route matches (404, `NR`).
+    NoRoute { detail: String },
+    /// The route has no destination with weight (503, `NR`).
+    NoDestination { route: String },
+    /// A VirtualService redirect.
+    Redirect { status: StatusCode, location: String },
+    /// A VirtualService directResponse.
+    Direct { status: StatusCode, body: Bytes },
+    /// An allowed CORS preflight, answered.
+    CorsPreflight { headers: HeaderMap },
+    /// A preflight from an origin the policy does not allow, with `unmatchedPreflights: IGNORE`.
+    CorsIgnored,
+    /// A fault abort with an HTTP status (`FI`).
+    FaultAbort { status: StatusCode },
+    /// A fault abort with a gRPC status (`FI`).
+    FaultAbortGrpc { code: u8 },
+    /// The request breaks HTTP rules (400, `DPE`).
+    BadRequest { detail: String },
+    /// The request's header block is over the limit (431, `DPE`).
+    HeadersTooLarge { limit: usize },
+    /// Sending upstream failed (`UH`, `UF`, `UO`, `UT`, `UC`, `UR`, …).
+    Upstream(UpstreamFailure),
+}
+
+/// Why the upstream side could not produce a response.
+#[derive(Debug)]
+pub struct UpstreamFailure {
+    pub status: StatusCode,
+    pub flags: ResponseFlags,
+    /// In words, for the body of the reply and the logs.
+    pub detail: String,
+}
+
+impl LocalReply {
+    /// Envoy's response flags for this reply.
+    pub fn flags(&self) -> ResponseFlags {
+        match self {
+            LocalReply::NoRoute { .. } | LocalReply::NoDestination { .. } => {
+                ResponseFlags::NO_ROUTE_FOUND
+            }
+            LocalReply::FaultAbort { .. } | LocalReply::FaultAbortGrpc { .. } => {
+                ResponseFlags::FAULT_INJECTED
+            }
+            LocalReply::BadRequest { .. } | LocalReply::HeadersTooLarge { .. } => {
+                ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR
+            }
+            LocalReply::Upstream(f) => f.flags,
+            LocalReply::Redirect { .. }
+            | LocalReply::Direct { .. }
+            | LocalReply::CorsPreflight { .. }
+            | LocalReply::CorsIgnored => ResponseFlags::NONE,
+        }
+    }
+
+    /// The response to send.
+    pub fn into_response(self) -> Response<Body> {
+        match self {
+            LocalReply::NoRoute { detail } => text(StatusCode::NOT_FOUND, &detail),
+            LocalReply::NoDestination { route } => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("route {route} has no destination with weight"),
+            ),
+            LocalReply::Redirect { status, location } => {
+                let mut resp = Response::new(empty());
+                *resp.status_mut() = status;
+                match HeaderValue::from_str(&location) {
+                    Ok(v) => {
+                        resp.headers_mut().insert(header::LOCATION, v);
+                        resp
+                    }
+                    Err(_) => text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &format!("redirect location {location:?} is not a valid header value"),
+                    ),
+                }
+            }
+            LocalReply::Direct { status, body } => {
+                let mut resp = Response::new(full(body));
+                *resp.status_mut() = status;
+                resp
+            }
+            LocalReply::CorsPreflight { headers } => {
+                let mut resp = Response::new(empty());
+                *resp.headers_mut() = headers;
+                resp
+            }
+            LocalReply::CorsIgnored => Response::new(empty()),
+            LocalReply::FaultAbort { status } => text(status, "fault filter abort"),
+            LocalReply::FaultAbortGrpc { code } => {
+                let mut resp = Response::new(empty());
+                let h = resp.headers_mut();
+                h.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/grpc"),
+                );
+                h.insert("grpc-status", HeaderValue::from(u16::from(code)));
+                h.insert(
+                    "grpc-message",
+                    HeaderValue::from_static("fault filter abort"),
+                );
+                resp
+            }
+            LocalReply::BadRequest { detail } => text(StatusCode::BAD_REQUEST, &detail),
+            LocalReply::HeadersTooLarge { limit } => text(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                &format!("request headers are larger than this proxy's limit of {limit} bytes"),
+            ),
+            LocalReply::Upstream(f) => text(f.status, &f.detail),
+        }
+    }
+}
+
+/// A plain-text reply (Envoy-style: the reason in the body).
+pub fn text(status: StatusCode, msg: &str) -> Response<Body> {
+    let mut resp = Response::new(full(format!("{msg}\n")));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    h.insert(header::SERVER, HeaderValue::from_static("weft"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_reply_has_its_status_and_flags() {
+        let r = LocalReply::NoRoute {
+            detail: "no route".into(),
+        };
+        assert_eq!(r.flags().render(), "NR");
+        assert_eq!(r.into_response().status(), 404);
+        let r = LocalReply::FaultAbortGrpc { code: 14 };
+        assert_eq!(r.flags().render(), "FI");
+        let resp = r.into_response();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["grpc-status"], "14");
+        let r = LocalReply::HeadersTooLarge { limit: 61440 };
+        assert_eq!(r.flags().render(), "DPE");
+        assert_eq!(r.into_response().status(), 431);
+        let r = LocalReply::Redirect {
+            status: StatusCode::MOVED_PERMANENTLY,
+            location: "http://x/\n".into(),
+        };
+        assert_eq!(
+            r.into_response().status(),
+            500,
+            "an unencodable location is an error, not a panic"
+        );
+    }
+}

@@ -1,0 +1,243 @@
+//! Sending one request to a cluster with Envoy's retry semantics as Istio configures them:
+//! up to 1 + `attempts` tries, each on an endpoint not tried yet (unless the cluster
+//! hashes), jittered exponential backoff (25 ms base, 10x cap), a per-try timeout inside
+//! the route timeout (both start when the downstream request has ended, as Envoy's do),
+//! and typed outcomes deciding what is retried. A try that never left is always safe to
+//! send elsewhere; a sent one is replayed only when its whole body was kept.
+
+use super::lb::{Outcome, Pick};
+use super::outcome::{response_retriable, Timer, TryError};
+use super::pool::PeerPool;
+use super::replay::Replay;
+use super::LiveCluster;
+use crate::body::Body;
+use crate::telemetry::ResponseFlags;
+use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::time::Duration;
+use tokio::time::Instant;
+use tracing::debug;
+use weft_model::RetryPolicy;
+
+/// The request being sent: everything but the body is the same for every try.
+pub struct Outgoing {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    pub body: Replay,
+}
+
+impl Outgoing {
+    fn request(&self) -> Request<Body> {
+        let mut req = Request::new(self.body.body().boxed());
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.version_mut() = Version::HTTP_2;
+        *req.headers_mut() = self.headers.clone();
+        req
+    }
+}
+
+/// Where and how to send.
+pub struct Upstream<'a> {
+    pub pool: &'a PeerPool,
+    pub cluster: &'a LiveCluster,
+    pub policy: &'a RetryPolicy,
+    pub hash: Option<u64>,
+    pub timeout: Option<Duration>,
+}
+
+/// The response (or why there is none), the endpoint it came from and the flags.
+pub struct Forwarded {
+    pub result: Result<Response<Incoming>, TryError>,
+    /// Holds the endpoint's active-request count until the response body is done.
+    pub pick: Option<Pick>,
+    pub flags: ResponseFlags,
+}
+
+/// Envoy's fully jittered exponential backoff before retry `n` (1-based).
+pub fn backoff(policy: &RetryPolicy, n: u32) -> Duration {
+    let base = policy.backoff_ms.max(1);
+    let ceiling = base
+        .saturating_mul((1u64 << n.clamp(1, 16)) - 1)
+        .min(base.saturating_mul(10));
+    Duration::from_millis(fastrand::u64(0..ceiling.max(1)))
+}
+
+/// Resolves when `d` has passed since the request body ended (never, without `d`).
+async fn expiry(body: &Replay, d: Option<Duration>, not_before: Option<Instant>) {
+    let Some(d) = d else {
+        return std::future::pending().await;
+    };
+    body.ended().await;
+    let from = body.ended_at().unwrap_or_else(Instant::now);
+    let from = not_before.map_or(from, |t| t.max(from));
+    match from.checked_add(d) {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends `out` to the cluster; `on_pick` sees each endpoint picked (for telemetry).
+pub async fn forward(
+    up: &Upstream<'_>,
+    out: &Outgoing,
+    mut on_pick: impl FnMut(&Pick),
+) -> Forwarded {
+    let cluster = up.cluster;
+    let fail = |e: TryError, pick| Forwarded {
+        flags: e.flags(),
+        result: Err(e),
+        pick,
+    };
+    if cluster.lb.overflowing() {
+        let name = cluster.spec.name.clone();
+        return fail(TryError::Overflow { cluster: name }, None);
+    }
+    let route_timer = expiry(&out.body, up.timeout, None);
+    tokio::pin!(route_timer);
+    let tries = 1 + up.policy.attempts;
+    let mut tried: Vec<usize> = Vec::new();
+    let mut last: Option<Forwarded> = None;
+    for n in 1..=tries {
+        if n > 1 {
+            tokio::select! {
+                _ = tokio::time::sleep(backoff(up.policy, n - 1)) => {}
+                _ = &mut route_timer => return timed_out(last),
+            }
+        }
+        let Some(pick) = pick(up, &tried) else {
+            let name = cluster.spec.name.clone();
+            return fail(TryError::NoHealthyUpstream { cluster: name }, None);
+        };
+        tried.push(pick.index);
+        on_pick(&pick);
+        let result = tokio::select! {
+            r = try_once(up, &pick, out) => r,
+            _ = &mut route_timer => Err(TryError::Timeout(Timer::Route)),
+        };
+        let more = n < tries;
+        match result {
+            Ok(resp) => {
+                cluster
+                    .lb
+                    .report(&pick, Outcome::Status(resp.status().as_u16()));
+                let retriable = response_retriable(up.policy, resp.status(), resp.headers());
+                if more && retriable && out.body.replayable() {
+                    debug!(status = %resp.status(), upstream = %pick.endpoint.address, "retriable response; retrying");
+                    last = Some(Forwarded {
+                        result: Ok(resp),
+                        pick: Some(pick),
+                        flags: ResponseFlags::NONE,
+                    });
+                    continue;
+                }
+                let flags = if retriable && n > 1 {
+                    ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED
+                } else {
+                    ResponseFlags::NONE
+                };
+                return Forwarded {
+                    result: Ok(resp),
+                    pick: Some(pick),
+                    flags,
+                };
+            }
+            Err(e) => {
+                if e.counts_against_endpoint() {
+                    cluster.lb.report(&pick, Outcome::LocalFailure);
+                }
+                if matches!(
+                    e,
+                    TryError::Connect { .. }
+                        | TryError::Unsent { .. }
+                        | TryError::ConnectionTerminated { .. }
+                ) {
+                    up.pool.evict(&pick.endpoint.address, &pick.endpoint.identity);
+                }
+                let replay_ok = !e.sent() || out.body.replayable();
+                let retry = more && replay_ok && e.retry_allowed(up.policy.retry_on);
+                debug!(error = ?e, upstream = %pick.endpoint.address, retry, "upstream try failed");
+                let mut f = fail(e, Some(pick));
+                if n > 1 {
+                    f.flags |= ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED;
+                }
+                if !retry {
+                    return f;
+                }
+                last = Some(f);
+            }
+        }
+    }
+    let mut f = last.unwrap_or_else(|| {
+        fail(
+            TryError::Connect {
+                detail: "no upstream try was possible".into(),
+            },
+            None,
+        )
+    });
+    f.flags |= ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED;
+    f
+}
+
+/// The route timer fired between tries.
+fn timed_out(last: Option<Forwarded>) -> Forwarded {
+    let e = TryError::Timeout(Timer::Route);
+    Forwarded {
+        flags: e.flags(),
+        result: Err(e),
+        pick: last.and_then(|l| l.pick),
+    }
+}
+
+fn pick(up: &Upstream<'_>, tried: &[usize]) -> Option<Pick> {
+    let lb = &up.cluster.lb;
+    // With a hash key every try follows the ring (ejected endpoints are skipped): Istio's
+    // consistent-hash retry policy keeps sessions on their endpoint.
+    if up.hash.is_some() || tried.is_empty() {
+        return lb.pick_for(up.hash);
+    }
+    let avoid = up.policy.ignore_previous_hosts || up.policy.attempts == 0;
+    let mut p = lb.pick()?;
+    for _ in 0..4 {
+        if !avoid || !tried.contains(&p.index) {
+            break;
+        }
+        p = lb.pick()?;
+    }
+    Some(p)
+}
+
+/// One try on one endpoint, bounded by the per-try timeout.
+async fn try_once(
+    up: &Upstream<'_>,
+    pick: &Pick,
+    out: &Outgoing,
+) -> Result<Response<Incoming>, TryError> {
+    let started = Instant::now();
+    let send = async {
+        let e = &pick.endpoint;
+        let mut sender = up
+            .pool
+            .get(&e.address, &e.identity)
+            .await
+            .map_err(|err| TryError::Connect {
+                detail: err.to_string(),
+            })?;
+        sender
+            .try_send_request(out.request())
+            .await
+            .map_err(|mut err| {
+                let written = err.take_message().is_none();
+                TryError::from_send(err.error(), written)
+            })
+    };
+    tokio::select! {
+        r = send => r,
+        _ = expiry(&out.body, up.policy.per_try_timeout_ms.map(Duration::from_millis), Some(started)) => {
+            Err(TryError::Timeout(Timer::PerTry))
+        }
+    }
+}

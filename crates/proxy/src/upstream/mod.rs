@@ -1,0 +1,29 @@
+//! The upstream side: clusters with their live LB state, endpoint picking and health
+//! (outlier detection, request limits), pooled mTLS HTTP/2 connections to peer proxies,
+//! the local app's client, the retry loop with typed try outcomes, replayable request
+//! bodies, and traffic mirrors.
+
+pub mod app;
+mod forward;
+pub mod lb;
+mod mirror;
+pub mod outcome;
+pub mod pool;
+pub mod replay;
+
+pub use forward::{forward, Forwarded, Outgoing, Upstream};
+pub use lb::{stable_hash, LbState, Outcome, Pick};
+pub use mirror::mirror;
+pub use outcome::{response_retriable, Timer, TryError};
+pub use pool::{ConnectError, PeerPool};
+pub use replay::{Replay, ReplayBody, ReplayBudget};
+
+use std::sync::Arc;
+
+/// A cluster of the active config with its live LB state (kept across pushes while the
+/// cluster's spec is unchanged).
+#[derive(Debug)]
+pub struct LiveCluster {
+    pub spec: weft_model::Cluster,
+    pub lb: Arc<LbState>,
+}
