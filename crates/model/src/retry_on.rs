@@ -51,7 +51,10 @@ const ALL: [(RetryCondition, &str); 16] = [
     (RetryCondition::ConnectFailure, "connect-failure"),
     (RetryCondition::Retriable4xx, "retriable-4xx"),
     (RetryCondition::RefusedStream, "refused-stream"),
-    (RetryCondition::RetriableStatusCodes, "retriable-status-codes"),
+    (
+        RetryCondition::RetriableStatusCodes,
+        "retriable-status-codes",
+    ),
     (RetryCondition::RetriableHeaders, "retriable-headers"),
     (RetryCondition::EnvoyRatelimited, "envoy-ratelimited"),
     (

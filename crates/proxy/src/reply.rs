@@ -15,7 +15,10 @@ pub enum LocalReply {
     /// The route has no destination with weight (503, `NR`).
     NoDestination { route: String },
     /// A VirtualService redirect.
-    Redirect { status: StatusCode, location: String },
+    Redirect {
+        status: StatusCode,
+        location: String,
+    },
     /// A VirtualService directResponse.
     Direct { status: StatusCode, body: Bytes },
     /// An allowed CORS preflight, answered.
@@ -28,6 +31,8 @@ pub enum LocalReply {
     FaultAbortGrpc { code: u8 },
     /// The request breaks HTTP rules (400, `DPE`).
     BadRequest { detail: String },
+    /// The path cannot be normalized (400) or is not origin-form (404), as Envoy answers (`DPE`).
+    InvalidPath { status: StatusCode, detail: String },
     /// The request's header block is over the limit (431, `DPE`).
     HeadersTooLarge { limit: usize },
     /// Sending upstream failed (`UH`, `UF`, `UO`, `UT`, `UC`, `UR`, …).
@@ -53,9 +58,9 @@ impl LocalReply {
             LocalReply::FaultAbort { .. } | LocalReply::FaultAbortGrpc { .. } => {
                 ResponseFlags::FAULT_INJECTED
             }
-            LocalReply::BadRequest { .. } | LocalReply::HeadersTooLarge { .. } => {
-                ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR
-            }
+            LocalReply::BadRequest { .. }
+            | LocalReply::InvalidPath { .. }
+            | LocalReply::HeadersTooLarge { .. } => ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR,
             LocalReply::Upstream(f) => f.flags,
             LocalReply::Redirect { .. }
             | LocalReply::Direct { .. }
@@ -113,6 +118,7 @@ impl LocalReply {
                 resp
             }
             LocalReply::BadRequest { detail } => text(StatusCode::BAD_REQUEST, &detail),
+            LocalReply::InvalidPath { status, detail } => text(status, &detail),
             LocalReply::HeadersTooLarge { limit } => text(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 &format!("request headers are larger than this proxy's limit of {limit} bytes"),

@@ -137,7 +137,8 @@ mod tests {
             uri: Some(StringMatcher::Regex("/items/[0-9]+".into())),
             ..Default::default()
         };
-        let rt = ActiveConfig::build("1", config(&[("a", "*")], m), &ActiveConfig::default()).unwrap();
+        let rt =
+            ActiveConfig::build("1", config(&[("a", "*")], m), &ActiveConfig::default()).unwrap();
         let vh = rt.tables["t"].vhost("x").unwrap();
         let h = http::HeaderMap::new();
         assert!(vh.route(&view("/items/42?full=1", &h)).is_some());
@@ -158,7 +159,8 @@ mod tests {
             }],
             ..Default::default()
         };
-        let rt = ActiveConfig::build("1", config(&[("a", "*")], m), &ActiveConfig::default()).unwrap();
+        let rt =
+            ActiveConfig::build("1", config(&[("a", "*")], m), &ActiveConfig::default()).unwrap();
         let vh = rt.tables["t"].vhost("x").unwrap();
         let mut h = http::HeaderMap::new();
         assert!(vh.route(&view("/api/x", &h)).is_none(), "header missing");
@@ -184,7 +186,8 @@ mod tests {
             }],
             ..Default::default()
         };
-        let rt = ActiveConfig::build("1", config(&[("a", "*")], m), &ActiveConfig::default()).unwrap();
+        let rt =
+            ActiveConfig::build("1", config(&[("a", "*")], m), &ActiveConfig::default()).unwrap();
         let vh = rt.tables["t"].vhost("x").unwrap();
         let mut h = http::HeaderMap::new();
         h.insert("x-user", "".parse().unwrap());
@@ -236,7 +239,8 @@ mod tests {
             uri: Some(StringMatcher::Regex("([".into())),
             ..Default::default()
         };
-        let err = ActiveConfig::build("1", config(&[("a", "*")], m), &ActiveConfig::default()).unwrap_err();
+        let err = ActiveConfig::build("1", config(&[("a", "*")], m), &ActiveConfig::default())
+            .unwrap_err();
         assert!(err.contains("regex"), "{err}");
         let mut cfg = config(&[("a", "*")], RouteMatch::default());
         cfg.clusters.clear();

@@ -116,7 +116,12 @@ mod tests {
             .expect_err("the timeout ends the body");
         assert!(err.to_string().contains("route timeout"), "{err}");
         let deadline = tokio::time::sleep(std::time::Duration::from_millis(20));
-        let mut done = GuardedBody::new(crate::body::full("ok"), None, None, Some(Box::pin(deadline)));
+        let mut done = GuardedBody::new(
+            crate::body::full("ok"),
+            None,
+            None,
+            Some(Box::pin(deadline)),
+        );
         assert_eq!(
             done.frame().await.unwrap().unwrap().into_data().unwrap(),
             "ok",

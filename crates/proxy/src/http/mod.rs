@@ -2,9 +2,12 @@
 //! outbound, mTLS for the sidecar's inbound), the request pipeline every request goes
 //! through, the headers the proxy owns, and the guarded response body.
 
+mod edge;
+pub mod forwarded;
 pub mod guard;
 pub mod headers;
 pub mod inbound;
+pub mod normalize;
 pub mod pipeline;
 pub mod server;
 

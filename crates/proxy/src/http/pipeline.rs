@@ -1,7 +1,8 @@
 //! The request pipeline: one path for gateway, sidecar-outbound and sidecar-inbound
 //! requests, in named phases, each a plain function over explicit inputs:
 //!
-//! 1. **edge checks** — header-block limit (431) and other HTTP rules (400);
+//! 1. **edge checks** — header-block limit (431), host rules (400), path normalization,
+//!    forwarding headers at gateways ([`super::edge`]);
 //! 2. **downstream authentication** — the mTLS peer (inbound; JWT later);
 //! 3. **authorization** — no-op until AuthorizationPolicy is built;
 //! 4. **route decision** — [`crate::route::decide`], pure (inbound: the local app);
@@ -69,7 +70,11 @@ impl Answer {
 }
 
 /// Runs one request through the pipeline.
-pub async fn handle(req: Request<Incoming>, state: &Arc<ProxyState>, conn: &Conn) -> Response<Body> {
+pub async fn handle(
+    req: Request<Incoming>,
+    state: &Arc<ProxyState>,
+    conn: &Conn,
+) -> Response<Body> {
     let mut rec = state.metrics.start(labels(state, conn, &req));
     let answer = phases(req, state, conn, &mut rec).await;
     let (parts, body) = answer.resp.into_parts();
@@ -84,7 +89,7 @@ async fn phases(
     conn: &Conn,
     rec: &mut RequestRecord,
 ) -> Answer {
-    if let Err(r) = edge_checks(&req) {
+    if let Err(r) = super::edge::check(&mut req, conn) {
         return Answer::reply(r, rec);
     }
     authenticate(&mut req, conn, rec);
@@ -95,16 +100,6 @@ async fn phases(
         Side::Inbound => to_app(req, state, conn, rec).await,
         Side::Gateway | Side::Outbound => route(req, state, conn, rec).await,
     }
-}
-
-/// Phase 1: what no request may do, whatever the config.
-fn edge_checks(req: &Request<Incoming>) -> Result<(), LocalReply> {
-    if headers::header_block_size(req.headers()) > headers::MAX_REQUEST_HEADERS_BYTES {
-        return Err(LocalReply::HeadersTooLarge {
-            limit: headers::MAX_REQUEST_HEADERS_BYTES,
-        });
-    }
-    Ok(())
 }
 
 /// Phase 2: who is calling. Inbound: the mTLS peer (verified at the handshake) and the
@@ -301,7 +296,11 @@ async fn to_mesh(
         labels.destination_workload = p.endpoint.workload.clone();
         labels.destination_workload_namespace = spec.namespace.clone();
         labels.destination_principal = p.endpoint.identity.clone();
-        labels.destination_version = p.endpoint.version.clone().unwrap_or_else(|| "unknown".into());
+        labels.destination_version = p
+            .endpoint
+            .version
+            .clone()
+            .unwrap_or_else(|| "unknown".into());
     })
     .await;
     rec.flag(f.flags);

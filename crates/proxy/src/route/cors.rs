@@ -44,4 +44,3 @@ pub fn response_headers(c: &weft_model::Cors, origin: &str, headers: &mut Header
         }
     }
 }
-

@@ -130,13 +130,8 @@ fn act<'c>(
 ) -> Action<'c> {
     let spec = &route.spec;
     if let Some(r) = &spec.redirect {
-        let location = super::redirect::redirect_location(
-            r,
-            req.scheme,
-            req.authority,
-            req.path,
-            how,
-        );
+        let location =
+            super::redirect::redirect_location(r, req.scheme, req.authority, req.path, how);
         let status = StatusCode::from_u16(r.code).unwrap_or(StatusCode::MOVED_PERMANENTLY);
         return Action::Reply(LocalReply::Redirect { status, location });
     }

@@ -6,8 +6,8 @@ use crate::reply::LocalReply;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use weft_model::{
-    Cluster, Cors, DirectResponse, Fault, HashKey, HeaderMatcher, Mirror, Redirect, Rewrite,
-    Route, RouteMatch, StringMatcher, VirtualHost as Vh,
+    Cluster, Cors, DirectResponse, Fault, HashKey, HeaderMatcher, Mirror, Redirect, Rewrite, Route,
+    RouteMatch, StringMatcher, VirtualHost as Vh,
 };
 
 fn route(name: &str, m: Option<RouteMatch>, to: &[(&str, u32)]) -> Route {
@@ -79,13 +79,21 @@ fn get<'a>(path: &'a str, headers: &'a http::HeaderMap) -> RequestView<'a> {
 }
 
 fn decide_once<'c>(f: &'c Fixture, view: &RequestView) -> Decision<'c> {
-    decide(&f.table, &f.clusters, view, &mut fastrand::Rng::with_seed(7))
+    decide(
+        &f.table,
+        &f.clusters,
+        view,
+        &mut fastrand::Rng::with_seed(7),
+    )
 }
 
 fn reply(d: Decision) -> LocalReply {
     match d.action {
         Action::Reply(r) => r,
-        Action::Forward(p) => panic!("expected a local reply, got a forward to {}", p.cluster.spec.name),
+        Action::Forward(p) => panic!(
+            "expected a local reply, got a forward to {}",
+            p.cluster.spec.name
+        ),
     }
 }
 
@@ -103,7 +111,10 @@ fn unknown_authority_and_unmatched_path_are_no_route() {
     let mut v = get("/api/x", &h);
     v.authority = "elsewhere";
     let r = reply(decide_once(&f, &v));
-    assert!(matches!(&r, LocalReply::NoRoute { detail } if detail.contains("no virtual host")), "{r:?}");
+    assert!(
+        matches!(&r, LocalReply::NoRoute { detail } if detail.contains("no virtual host")),
+        "{r:?}"
+    );
     assert_eq!(r.flags().render(), "NR");
     let d = decide_once(&f, &get("/other", &h));
     assert!(d.route.is_none());
@@ -122,7 +133,10 @@ fn first_matching_route_forwards_with_its_policy() {
     assert_eq!(p.route.spec.name, "api");
     assert_eq!(p.timeout, Some(Duration::from_millis(1500)));
     assert_eq!(p.retry.attempts, 3);
-    assert!(p.path.is_none() && p.authority.is_none(), "no rewrite, nothing copied");
+    assert!(
+        p.path.is_none() && p.authority.is_none(),
+        "no rewrite, nothing copied"
+    );
     assert_eq!(plan(decide_once(&f, &get("/", &h))).cluster.spec.name, "a");
 }
 
@@ -210,7 +224,11 @@ fn faults_delay_then_abort_or_forward() {
     let f = fixture(vec![r], |_| {});
     let d = decide_once(&f, &get("/", &h));
     assert!(d.delay.is_some());
-    assert_eq!(plan(d).cluster.spec.name, "a", "a delay alone still forwards");
+    assert_eq!(
+        plan(d).cluster.spec.name,
+        "a",
+        "a delay alone still forwards"
+    );
 }
 
 #[test]
@@ -239,10 +257,17 @@ fn cors_preflights_are_answered_and_origins_remembered() {
     evil.insert("origin", "https://evil.example".parse().unwrap());
     let mut v = get("/", &evil);
     v.method = "OPTIONS";
-    assert!(matches!(reply(decide_once(&f, &v)), LocalReply::CorsIgnored));
+    assert!(matches!(
+        reply(decide_once(&f, &v)),
+        LocalReply::CorsIgnored
+    ));
     let d = decide_once(&f, &get("/", &h));
     assert_eq!(d.cors_origin.as_deref(), Some("https://play.local"));
-    assert_eq!(plan(d).cluster.spec.name, "a", "an actual request is forwarded");
+    assert_eq!(
+        plan(d).cluster.spec.name,
+        "a",
+        "an actual request is forwarded"
+    );
 }
 
 #[test]
@@ -274,8 +299,14 @@ fn rewrites_hash_keys_and_mirrors_are_in_the_plan() {
     assert_eq!(p.hash, Some(crate::upstream::stable_hash(b"p-42")));
     let mirrors: Vec<&str> = p.mirrors.iter().map(|m| m.spec.name.as_str()).collect();
     assert_eq!(mirrors, ["shadow"], "0% mirrors are never rolled");
-    let p = plan(decide_once(&f, &get("/api/v1/items", &http::HeaderMap::new())));
-    assert_eq!(p.hash, None, "no key, no hash: the pick is random, as in Envoy");
+    let p = plan(decide_once(
+        &f,
+        &get("/api/v1/items", &http::HeaderMap::new()),
+    ));
+    assert_eq!(
+        p.hash, None,
+        "no key, no hash: the pick is random, as in Envoy"
+    );
 }
 
 #[test]
@@ -288,11 +319,17 @@ fn header_conditions_decide_between_routes() {
         ..Default::default()
     });
     let f = fixture(
-        vec![route("premium", premium, &[("b", 1)]), route("rest", None, &[("a", 1)])],
+        vec![
+            route("premium", premium, &[("b", 1)]),
+            route("rest", None, &[("a", 1)]),
+        ],
         |_| {},
     );
     let mut h = http::HeaderMap::new();
     assert_eq!(plan(decide_once(&f, &get("/", &h))).route.spec.name, "rest");
     h.insert("x-player-tier", "premium".parse().unwrap());
-    assert_eq!(plan(decide_once(&f, &get("/", &h))).route.spec.name, "premium");
+    assert_eq!(
+        plan(decide_once(&f, &get("/", &h))).route.spec.name,
+        "premium"
+    );
 }

@@ -19,7 +19,10 @@ pub struct CompiledRoute {
 
 impl CompiledRoute {
     /// Weighted pick of a destination (`None` when every weight is 0).
-    pub fn pick_destination(&self, rng: &mut fastrand::Rng) -> Option<&weft_model::WeightedCluster> {
+    pub fn pick_destination(
+        &self,
+        rng: &mut fastrand::Rng,
+    ) -> Option<&weft_model::WeightedCluster> {
         if self.total_weight == 0 {
             return None;
         }
@@ -132,7 +135,6 @@ impl VirtualHost {
             .find_map(|r| r.matched(req).map(|how| (r, how)))
     }
 }
-
 
 impl CompiledRoute {
     /// Compiles one route; its destinations must name clusters of the config.

@@ -2,12 +2,12 @@
 //! `istio_request_duration_milliseconds`) with Istio's label names, so Istio dashboards and
 //! alerts work unchanged. Rendered in Prometheus text format on the admin port.
 
+use super::ResponseFlags;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use super::ResponseFlags;
 use tokio::time::Instant;
 
 /// Istio's request labels (the subset weft fills today; the rest come with the telemetry issue).

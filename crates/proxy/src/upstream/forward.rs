@@ -154,7 +154,8 @@ pub async fn forward(
                         | TryError::Unsent { .. }
                         | TryError::ConnectionTerminated { .. }
                 ) {
-                    up.pool.evict(&pick.endpoint.address, &pick.endpoint.identity);
+                    up.pool
+                        .evict(&pick.endpoint.address, &pick.endpoint.identity);
                 }
                 let replay_ok = !e.sent() || out.body.replayable();
                 let retry = more && replay_ok && e.retry_allowed(up.policy.retry_on);
@@ -219,13 +220,13 @@ async fn try_once(
     let started = Instant::now();
     let send = async {
         let e = &pick.endpoint;
-        let mut sender = up
-            .pool
-            .get(&e.address, &e.identity)
-            .await
-            .map_err(|err| TryError::Connect {
-                detail: err.to_string(),
-            })?;
+        let mut sender =
+            up.pool
+                .get(&e.address, &e.identity)
+                .await
+                .map_err(|err| TryError::Connect {
+                    detail: err.to_string(),
+                })?;
         sender
             .try_send_request(out.request())
             .await

@@ -49,9 +49,7 @@ impl TryError {
             TryError::RefusedStream { .. } | TryError::RemoteReset { .. } => {
                 ResponseFlags::UPSTREAM_REMOTE_RESET
             }
-            TryError::ConnectionTerminated { .. } => {
-                ResponseFlags::UPSTREAM_CONNECTION_TERMINATION
-            }
+            TryError::ConnectionTerminated { .. } => ResponseFlags::UPSTREAM_CONNECTION_TERMINATION,
             TryError::Timeout(_) => ResponseFlags::UPSTREAM_REQUEST_TIMEOUT,
         }
     }
@@ -202,9 +200,36 @@ mod tests {
     fn each_retry_on_condition_covers_exactly_its_failures() {
         use RetryCondition as C;
         let table: &[(C, &[&str])] = &[
-            (C::FiveXx, &["Connect", "RefusedStream", "RemoteReset", "ConnectionTerminated", "PerTry"]),
-            (C::GatewayError, &["Connect", "RefusedStream", "RemoteReset", "ConnectionTerminated", "PerTry"]),
-            (C::Reset, &["Connect", "RefusedStream", "RemoteReset", "ConnectionTerminated", "PerTry"]),
+            (
+                C::FiveXx,
+                &[
+                    "Connect",
+                    "RefusedStream",
+                    "RemoteReset",
+                    "ConnectionTerminated",
+                    "PerTry",
+                ],
+            ),
+            (
+                C::GatewayError,
+                &[
+                    "Connect",
+                    "RefusedStream",
+                    "RemoteReset",
+                    "ConnectionTerminated",
+                    "PerTry",
+                ],
+            ),
+            (
+                C::Reset,
+                &[
+                    "Connect",
+                    "RefusedStream",
+                    "RemoteReset",
+                    "ConnectionTerminated",
+                    "PerTry",
+                ],
+            ),
             (C::ConnectFailure, &["Connect"]),
             (C::ResetBeforeRequest, &["Connect"]),
             (C::RefusedStream, &["RefusedStream"]),
@@ -255,7 +280,10 @@ mod tests {
         for (e, flag, status) in cases {
             assert_eq!(e.flags().render(), flag);
             let f = e.into_failure();
-            assert_eq!((f.flags.render().as_str(), f.status.as_u16()), (flag, status));
+            assert_eq!(
+                (f.flags.render().as_str(), f.status.as_u16()),
+                (flag, status)
+            );
         }
         assert!(!TryError::Overflow { cluster: d() }.counts_against_endpoint());
         assert!(TryError::Timeout(Timer::PerTry).counts_against_endpoint());
@@ -277,20 +305,48 @@ mod tests {
         let h = HeaderMap::new();
         let s = |c: u16| StatusCode::from_u16(c).unwrap();
         assert!(response_retriable(&policy(&[C::FiveXx], &[]), s(500), &h));
-        assert!(!response_retriable(&policy(&[C::GatewayError], &[]), s(500), &h));
-        assert!(response_retriable(&policy(&[C::GatewayError], &[]), s(503), &h));
-        assert!(response_retriable(&policy(&[C::Retriable4xx], &[]), s(409), &h));
-        assert!(response_retriable(&policy(&[C::RetriableStatusCodes], &[418]), s(418), &h));
+        assert!(!response_retriable(
+            &policy(&[C::GatewayError], &[]),
+            s(500),
+            &h
+        ));
+        assert!(response_retriable(
+            &policy(&[C::GatewayError], &[]),
+            s(503),
+            &h
+        ));
+        assert!(response_retriable(
+            &policy(&[C::Retriable4xx], &[]),
+            s(409),
+            &h
+        ));
+        assert!(response_retriable(
+            &policy(&[C::RetriableStatusCodes], &[418]),
+            s(418),
+            &h
+        ));
         assert!(
             !response_retriable(&policy(&[C::ConnectFailure], &[]), s(503), &h),
             "Istio's default does not retry 503"
         );
         let mut grpc = HeaderMap::new();
         grpc.insert("grpc-status", "14".parse().unwrap());
-        assert!(response_retriable(&policy(&[C::Unavailable], &[]), s(200), &grpc));
-        assert!(!response_retriable(&policy(&[C::Cancelled], &[]), s(200), &grpc));
+        assert!(response_retriable(
+            &policy(&[C::Unavailable], &[]),
+            s(200),
+            &grpc
+        ));
+        assert!(!response_retriable(
+            &policy(&[C::Cancelled], &[]),
+            s(200),
+            &grpc
+        ));
         let mut limited = HeaderMap::new();
         limited.insert("x-envoy-ratelimited", "true".parse().unwrap());
-        assert!(response_retriable(&policy(&[C::EnvoyRatelimited], &[]), s(429), &limited));
+        assert!(response_retriable(
+            &policy(&[C::EnvoyRatelimited], &[]),
+            s(429),
+            &limited
+        ));
     }
 }

@@ -274,7 +274,11 @@ mod tests {
     async fn a_body_streams_once_and_replays_with_its_trailers() {
         let mut t = HeaderMap::new();
         t.insert("grpc-status", "0".parse().unwrap());
-        let r = Replay::new(chunked(&["ab", "cd"], Some(t)), 1024, &ReplayBudget::new(1 << 20));
+        let r = Replay::new(
+            chunked(&["ab", "cd"], Some(t)),
+            1024,
+            &ReplayBudget::new(1 << 20),
+        );
         assert!(!r.replayable(), "not until it has ended");
         let (first, t1) = collect(r.body()).await;
         assert_eq!(first, "abcd");
@@ -292,7 +296,10 @@ mod tests {
         let (all, _) = collect(r.body()).await;
         assert_eq!(all, "aaaabbbbcccc", "nothing is lost past the cap");
         assert!(!r.replayable());
-        assert!(r.body().collect().await.is_err(), "a replay past the cap fails");
+        assert!(
+            r.body().collect().await.is_err(),
+            "a replay past the cap fails"
+        );
         drop(r);
         assert_eq!(budget.0.load(Ordering::Relaxed), 1 << 20, "budget returned");
     }

@@ -64,7 +64,10 @@ pub fn istio_default_retry() -> RetryPolicy {
 pub fn retries(attempts: u32, on: &[&str], backoff_ms: u64) -> RetryPolicy {
     RetryPolicy {
         attempts,
-        retry_on: on.iter().map(|s| s.to_string()).collect(),
+        retry_on: on
+            .iter()
+            .map(|t| weft_model::RetryCondition::parse(t).expect("a retryOn token"))
+            .collect(),
         backoff_ms,
         ignore_previous_hosts: true,
         ..Default::default()
