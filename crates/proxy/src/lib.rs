@@ -67,6 +67,9 @@ pub struct ProxyOptions {
     pub admin_listen: Option<SocketAddr>,
     pub inbound_listen: Option<SocketAddr>,
     pub outbound_listen: Option<SocketAddr>,
+    /// Downstream connections served at once, all listeners together (Envoy's overload
+    /// manager `global_downstream_max_connections` role).
+    pub max_connections: usize,
     /// Where lifecycle events go: stdout JSON lines (for supervisors) or a channel (for a
     /// proxy running inside a test).
     pub events: EventSink,
@@ -153,18 +156,21 @@ pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyh
     info!(identity = %creds.identity.spiffe_id(), "certificate issued");
     let tls = tls::TlsState::new(creds);
 
+    // The inbound listener follows --bind-ip; the plaintext outbound listener and the
+    // admin port stay on loopback unless their own address is given explicitly.
     let any: SocketAddr = (opts.bind_ip, 0).into();
-    let bind = |a: Option<SocketAddr>, what: &'static str| async move {
-        let a = a.unwrap_or(any);
+    let loopback: SocketAddr = (std::net::Ipv4Addr::LOCALHOST, 0).into();
+    let bind = |a: Option<SocketAddr>, default: SocketAddr, what: &'static str| async move {
+        let a = a.unwrap_or(default);
         TcpListener::bind(a)
             .await
             .with_context(|| format!("binding the {what} listener on {a}"))
     };
-    let admin = bind(opts.admin_listen, "admin").await?;
+    let admin = bind(opts.admin_listen, loopback, "admin").await?;
     let (inbound, outbound) = match opts.role {
         Role::Sidecar => (
-            Some(bind(opts.inbound_listen, "inbound").await?),
-            Some(bind(opts.outbound_listen, "outbound").await?),
+            Some(bind(opts.inbound_listen, any, "inbound").await?),
+            Some(bind(opts.outbound_listen, loopback, "outbound").await?),
         ),
         Role::Gateway => (None, None),
     };
@@ -177,12 +183,13 @@ pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyh
     let shared = Arc::new(ProxyState {
         node,
         config: ArcSwap::from_pointee(config::ActiveConfig::default()),
-        metrics: telemetry::Metrics::new(),
+        metrics: Arc::new(telemetry::Metrics::new()),
         pool: Arc::new(upstream::PeerPool::new(tls.clone())),
         tls: tls.clone(),
         app_addr: opts.app.clone(),
         app: upstream::app::AppClient::default(),
         replay_budget: upstream::ReplayBudget::new(state::REPLAY_BUDGET_BYTES),
+        connections: http::limits::ConnectionLimit::new(opts.max_connections),
         bound: Mutex::new(BTreeMap::new()),
         gateway_tasks: tokio::sync::Mutex::new(HashMap::new()),
         port_map: opts.port_map.clone(),
@@ -209,6 +216,7 @@ pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyh
             table: "outbound".into(),
             peer: ([0, 0, 0, 0], 0).into(),
             peer_identity: None,
+            peer_labels: Default::default(),
         };
         tasks.push(tokio::spawn(http::server::serve_plaintext(
             l,

@@ -21,12 +21,14 @@ pub const REPLAY_BUDGET_BYTES: usize = 64 * 1024 * 1024;
 pub struct ProxyState {
     pub node: pb::Node,
     pub config: ArcSwap<ActiveConfig>,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub pool: Arc<PeerPool>,
     pub tls: Arc<TlsState>,
     pub app_addr: Option<String>,
     pub app: AppClient,
     pub replay_budget: ReplayBudget,
+    /// Downstream connections open, against the proxy-wide limit.
+    pub connections: crate::http::limits::ConnectionLimit,
     /// Bound gateway listeners: name -> local address.
     pub bound: Mutex<BTreeMap<String, String>>,
     pub gateway_tasks: tokio::sync::Mutex<HashMap<String, JoinHandle<()>>>,
@@ -39,17 +41,6 @@ impl ProxyState {
     /// This proxy's SPIFFE id.
     pub fn identity_uri(&self) -> String {
         self.tls.current.load().uri.clone()
-    }
-
-    /// The `version` label of this workload, from the config.
-    pub fn own_version(&self) -> String {
-        self.config
-            .load()
-            .config
-            .inbound
-            .as_ref()
-            .and_then(|i| i.version.clone())
-            .unwrap_or_else(|| "unknown".into())
     }
 
     /// Reports a lifecycle event.

@@ -96,8 +96,20 @@ struct ProxyArgs {
     /// The local app's address (sidecars).
     #[arg(long)]
     app: Option<String>,
+    /// IP the inbound listener and gateway ports bind on. The outbound listener and the
+    /// admin port stay on loopback whatever this says (an outbound listener reachable from
+    /// the network would lend this workload's identity to anyone); move them only with
+    /// --outbound-listen / --admin-listen.
     #[arg(long, default_value = "127.0.0.1")]
     bind_ip: IpAddr,
+    /// Worker threads (Envoy's --concurrency); default: one per core this process may use.
+    /// 1 runs everything on one thread.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    concurrency: Option<u16>,
+    /// Downstream connections served at once, all listeners together; past it plaintext
+    /// clients get a 503 and the connection closes (Envoy's overload manager role).
+    #[arg(long, default_value_t = weft_proxy::http::limits::MAX_DOWNSTREAM_CONNECTIONS)]
+    max_connections: usize,
     /// Bind a gateway port to a fixed address: `80=0.0.0.0:8080` (repeatable).
     #[arg(long = "port", value_parser = parse_port_map)]
     ports: Vec<(u32, SocketAddr)>,
@@ -265,11 +277,42 @@ fn init_logging() {
     }
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The runtime: `weft proxy --concurrency 1` runs on one thread (no work stealing, no
+/// cross-thread wakeups); otherwise one worker per core the process may use, or N.
+fn runtime(cli: &Cli) -> std::io::Result<tokio::runtime::Runtime> {
+    let workers = match &cli.cmd {
+        Cmd::Proxy(a) => a.concurrency.map(usize::from),
+        _ => None,
+    };
+    match workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    }
+}
+
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging();
-    match run(cli).await {
+    let rt = match runtime(&cli) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("weft: error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cli)) {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
             eprintln!("weft: error: {e:#}");
@@ -309,6 +352,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 admin_listen: a.admin_listen,
                 inbound_listen: a.inbound_listen,
                 outbound_listen: a.outbound_listen,
+                max_connections: a.max_connections,
                 events: weft_proxy::EventSink::Stdout,
             };
             if matches!(opts.role, weft_proxy::Role::Sidecar) && opts.app.is_none() {

@@ -3,6 +3,10 @@
 //! push and swapped in atomically; a config that fails to build is NACKed and never
 //! replaces the running one.
 
+mod labels;
+
+pub use labels::{OwnLabels, Who};
+
 use crate::route::RouteTable;
 use crate::upstream::{LbState, LiveCluster};
 use std::collections::HashMap;
@@ -16,6 +20,8 @@ pub struct ActiveConfig {
     pub config: ProxyConfig,
     pub tables: HashMap<String, RouteTable>,
     pub clusters: HashMap<String, LiveCluster>,
+    /// This proxy's own labels (telemetry).
+    pub own: OwnLabels,
 }
 
 impl ActiveConfig {
@@ -25,6 +31,7 @@ impl ActiveConfig {
         version: &str,
         config: ProxyConfig,
         previous: &ActiveConfig,
+        who: &Who,
     ) -> Result<ActiveConfig, String> {
         let mut tables = HashMap::new();
         for (name, table) in &config.routes {
@@ -38,6 +45,7 @@ impl ActiveConfig {
                 ));
             }
         }
+        let own = labels::own(&config, who);
         let clusters = config
             .clusters
             .iter()
@@ -51,6 +59,7 @@ impl ActiveConfig {
                     LiveCluster {
                         spec: c.clone(),
                         lb,
+                        labels: labels::cluster(c, &own, who),
                     },
                 )
             })
@@ -60,6 +69,7 @@ impl ActiveConfig {
             config,
             tables,
             clusters,
+            own,
         })
     }
 }
@@ -103,6 +113,17 @@ mod tests {
         cfg
     }
 
+    fn who() -> Who<'static> {
+        static METRICS: std::sync::LazyLock<crate::telemetry::Metrics> =
+            std::sync::LazyLock::new(crate::telemetry::Metrics::new);
+        Who {
+            workload: "w",
+            namespace: "ns",
+            principal: "spiffe://cluster.local/ns/ns/sa/w",
+            metrics: &METRICS,
+        }
+    }
+
     fn view<'a>(path: &'a str, headers: &'a http::HeaderMap) -> RequestView<'a> {
         RequestView {
             path,
@@ -124,7 +145,7 @@ mod tests {
             ],
             RouteMatch::default(),
         );
-        let rt = ActiveConfig::build("1", cfg, &ActiveConfig::default()).unwrap();
+        let rt = ActiveConfig::build("1", cfg, &ActiveConfig::default(), &who()).unwrap();
         let t = &rt.tables["t"];
         assert_eq!(t.vhost("api.example.com:8080").unwrap().name, "exact");
         assert_eq!(t.vhost("web.example.com").unwrap().name, "suffix");
@@ -137,8 +158,13 @@ mod tests {
             uri: Some(StringMatcher::Regex("/items/[0-9]+".into())),
             ..Default::default()
         };
-        let rt =
-            ActiveConfig::build("1", config(&[("a", "*")], m), &ActiveConfig::default()).unwrap();
+        let rt = ActiveConfig::build(
+            "1",
+            config(&[("a", "*")], m),
+            &ActiveConfig::default(),
+            &who(),
+        )
+        .unwrap();
         let vh = rt.tables["t"].vhost("x").unwrap();
         let h = http::HeaderMap::new();
         assert!(vh.route(&view("/items/42?full=1", &h)).is_some());
@@ -159,8 +185,13 @@ mod tests {
             }],
             ..Default::default()
         };
-        let rt =
-            ActiveConfig::build("1", config(&[("a", "*")], m), &ActiveConfig::default()).unwrap();
+        let rt = ActiveConfig::build(
+            "1",
+            config(&[("a", "*")], m),
+            &ActiveConfig::default(),
+            &who(),
+        )
+        .unwrap();
         let vh = rt.tables["t"].vhost("x").unwrap();
         let mut h = http::HeaderMap::new();
         assert!(vh.route(&view("/api/x", &h)).is_none(), "header missing");
@@ -186,8 +217,13 @@ mod tests {
             }],
             ..Default::default()
         };
-        let rt =
-            ActiveConfig::build("1", config(&[("a", "*")], m), &ActiveConfig::default()).unwrap();
+        let rt = ActiveConfig::build(
+            "1",
+            config(&[("a", "*")], m),
+            &ActiveConfig::default(),
+            &who(),
+        )
+        .unwrap();
         let vh = rt.tables["t"].vhost("x").unwrap();
         let mut h = http::HeaderMap::new();
         h.insert("x-user", "".parse().unwrap());
@@ -229,7 +265,7 @@ mod tests {
                 ..Default::default()
             },
         ];
-        let err = ActiveConfig::build("1", cfg, &ActiveConfig::default()).unwrap_err();
+        let err = ActiveConfig::build("1", cfg, &ActiveConfig::default(), &who()).unwrap_err();
         assert!(err.contains("total weight"), "{err}");
     }
 
@@ -239,20 +275,26 @@ mod tests {
             uri: Some(StringMatcher::Regex("([".into())),
             ..Default::default()
         };
-        let err = ActiveConfig::build("1", config(&[("a", "*")], m), &ActiveConfig::default())
-            .unwrap_err();
+        let err = ActiveConfig::build(
+            "1",
+            config(&[("a", "*")], m),
+            &ActiveConfig::default(),
+            &who(),
+        )
+        .unwrap_err();
         assert!(err.contains("regex"), "{err}");
         let mut cfg = config(&[("a", "*")], RouteMatch::default());
         cfg.clusters.clear();
-        let err = ActiveConfig::build("2", cfg, &ActiveConfig::default()).unwrap_err();
+        let err = ActiveConfig::build("2", cfg, &ActiveConfig::default(), &who()).unwrap_err();
         assert!(err.contains("unknown cluster c"), "{err}");
     }
 
     #[test]
     fn lb_state_survives_unchanged_clusters() {
         let cfg = config(&[("a", "*")], RouteMatch::default());
-        let first = ActiveConfig::build("1", cfg.clone(), &ActiveConfig::default()).unwrap();
-        let second = ActiveConfig::build("2", cfg, &first).unwrap();
+        let first =
+            ActiveConfig::build("1", cfg.clone(), &ActiveConfig::default(), &who()).unwrap();
+        let second = ActiveConfig::build("2", cfg, &first, &who()).unwrap();
         assert!(Arc::ptr_eq(
             &first.clusters["c"].lb,
             &second.clusters["c"].lb

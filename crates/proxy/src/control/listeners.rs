@@ -81,6 +81,7 @@ pub async fn commit(state: &Arc<ProxyState>, prepared: Prepared) {
                     table: table.into(),
                     peer: ([0, 0, 0, 0], 0).into(),
                     peer_identity: None,
+                    peer_labels: Default::default(),
                 },
             )),
         );

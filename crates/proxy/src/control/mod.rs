@@ -109,7 +109,14 @@ async fn session(
 async fn apply(state: &Arc<ProxyState>, push: &pb::ConfigPush) -> Result<(), String> {
     let config = decode_config(push)?;
     let previous = state.config.load_full();
-    let active = ActiveConfig::build(&push.version, config, &previous)?;
+    let principal = state.identity_uri();
+    let who = crate::config::Who {
+        workload: &state.node.workload,
+        namespace: &state.node.namespace,
+        principal: &principal,
+        metrics: &state.metrics,
+    };
+    let active = ActiveConfig::build(&push.version, config, &previous, &who)?;
     // Bind new gateway ports first (a failure rejects the push and changes nothing) ...
     let listeners = listeners::prepare(state, &active.config).await?;
     for n in &active.config.not_enforced {

@@ -83,6 +83,7 @@ mod tests {
             table: "t".into(),
             peer: ([192, 0, 2, 9], 5555).into(),
             peer_identity: None,
+            peer_labels: Default::default(),
         }
     }
 

@@ -2,7 +2,7 @@
 //! id, the peer-metadata header between proxies (Istio's `x-envoy-peer-metadata` role),
 //! `x-forwarded-client-cert` toward the app, and the header-size limit.
 
-use crate::telemetry::RequestLabels;
+use crate::telemetry::PeerLabels;
 use http::{header, HeaderMap, HeaderValue};
 
 /// Carries source workload metadata from the calling proxy to the called one; removed
@@ -106,14 +106,14 @@ pub fn xfcc(own_id: &str, peer_id: &str) -> HeaderValue {
 /// what its certificate does not already say: a claimed namespace that differs from the
 /// certificate's is ignored wholesale, and values are length-capped so a peer cannot blow
 /// up metric cardinality with huge labels.
-pub fn apply_peer_metadata(labels: &mut RequestLabels, meta: &str, peer_id: &str) {
+pub fn apply_peer_metadata(labels: &mut PeerLabels, meta: &str, peer_id: &str) {
     const MAX: usize = 253;
     let cert_ns = peer_id
         .split("/ns/")
         .nth(1)
         .and_then(|r| r.split('/').next())
         .unwrap_or("");
-    let mut claimed = RequestLabels::default();
+    let mut claimed = PeerLabels::default();
     for kv in meta.split(';') {
         let Some((k, v)) = kv.split_once('=') else {
             continue;
@@ -137,7 +137,7 @@ pub fn apply_peer_metadata(labels: &mut RequestLabels, meta: &str, peer_id: &str
     labels.source_workload = claimed.source_workload;
     labels.source_workload_namespace = claimed.source_workload_namespace;
     labels.source_version = claimed.source_version;
-    labels.destination_service = claimed.destination_service;
+    labels.set_service(&claimed.destination_service);
 }
 
 #[cfg(test)]
@@ -148,7 +148,7 @@ mod tests {
 
     #[test]
     fn peer_metadata_is_used_when_it_agrees_with_the_certificate() {
-        let mut l = RequestLabels::default();
+        let mut l = PeerLabels::default();
         apply_peer_metadata(&mut l, "source_workload=player-v1;source_namespace=game;source_version=v1;destination_service=inv.game.svc.cluster.local", PEER);
         assert_eq!(
             (
@@ -162,7 +162,7 @@ mod tests {
 
     #[test]
     fn a_namespace_the_certificate_does_not_back_is_ignored() {
-        let mut l = RequestLabels::default();
+        let mut l = PeerLabels::default();
         apply_peer_metadata(
             &mut l,
             "source_workload=admin;source_namespace=kube-system",
@@ -175,7 +175,7 @@ mod tests {
             ),
             ("unknown", "game")
         );
-        let mut l = RequestLabels::default();
+        let mut l = PeerLabels::default();
         let huge = format!(
             "source_workload={};source_namespace=game",
             "x".repeat(10_000)

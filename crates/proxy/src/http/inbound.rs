@@ -14,6 +14,10 @@ use tracing::{debug, Instrument};
 pub async fn serve(listener: TcpListener, state: Arc<ProxyState>) {
     loop {
         let (tcp, peer) = super::server::accept(&listener, "inbound").await;
+        let Some(admitted) = state.connections.admit() else {
+            tracing::warn!(%peer, "downstream connection limit reached; refusing a peer");
+            continue;
+        };
         let state = state.clone();
         let span = tracing::info_span!("inbound_conn", peer = %peer, peer_identity = tracing::field::Empty);
         tokio::spawn(
@@ -49,6 +53,7 @@ pub async fn serve(listener: TcpListener, state: Arc<ProxyState>) {
                     table: "inbound".into(),
                     peer,
                     peer_identity: Some(peer_id.into()),
+                    peer_labels: Default::default(),
                 });
                 let svc = hyper::service::service_fn(move |req| {
                     let state = state.clone();
@@ -60,10 +65,13 @@ pub async fn serve(listener: TcpListener, state: Arc<ProxyState>) {
                 let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
                 builder
                     .timer(TokioTimer::new())
-                    .max_header_list_size(super::server::MAX_HEAD_BYTES as u32);
+                    .max_header_list_size(super::server::MAX_HEAD_BYTES as u32)
+                    .initial_connection_window_size(super::limits::PER_CONNECTION_BUFFER_BYTES)
+                    .initial_stream_window_size(super::limits::PER_CONNECTION_BUFFER_BYTES);
                 if let Err(e) = builder.serve_connection(TokioIo::new(tls), svc).await {
                     debug!(error = %e, "inbound connection ended with error");
                 }
+                drop(admitted);
             }
             .instrument(span),
         );

@@ -7,6 +7,7 @@ pub mod forwarded;
 pub mod guard;
 pub mod headers;
 pub mod inbound;
+pub mod limits;
 pub mod normalize;
 pub mod pipeline;
 pub mod server;

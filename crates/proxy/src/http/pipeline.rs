@@ -13,17 +13,19 @@
 
 use super::guard::{Deadline, GuardedBody};
 use super::headers;
+use super::limits::{IdleTimeout, BODY_IDLE_TIMEOUT};
 use crate::body::{incoming, Body};
+use crate::config::ActiveConfig;
 use crate::reply::LocalReply;
 use crate::route::{Action, CompiledRoute, Decision, ForwardPlan, RequestView};
 use crate::state::ProxyState;
-use crate::telemetry::{service_name_ns, RequestLabels, RequestRecord, ResponseFlags};
+use crate::telemetry::{PeerLabels, RequestRecord, ResponseFlags};
 use crate::upstream::{Outgoing, Pick, Replay, Upstream};
 use http::{header, HeaderValue, Request, Response, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Largest request body kept for replay (Envoy's default per-request buffer limit).
@@ -49,6 +51,33 @@ pub struct Conn {
     pub peer: SocketAddr,
     /// The authenticated mTLS peer (inbound).
     pub peer_identity: Option<Arc<str>>,
+    /// The caller's labels for the peer metadata it last sent (inbound).
+    pub peer_labels: PeerCache,
+}
+
+/// The labels of the last peer metadata seen on a connection (a peer proxy sends the same
+/// value on every request for one service).
+#[derive(Debug, Default)]
+pub struct PeerCache(Mutex<Option<(HeaderValue, Arc<PeerLabels>)>>);
+
+impl Clone for PeerCache {
+    fn clone(&self) -> Self {
+        PeerCache::default()
+    }
+}
+
+impl PeerCache {
+    fn get(&self, meta: &HeaderValue, make: impl FnOnce() -> Arc<PeerLabels>) -> Arc<PeerLabels> {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((m, l)) = slot.as_ref() {
+            if m == meta {
+                return l.clone();
+            }
+        }
+        let labels = make();
+        *slot = Some((meta.clone(), labels.clone()));
+        labels
+    }
 }
 
 /// What the phases produce: the response, and what its body must hold on to.
@@ -75,8 +104,10 @@ pub async fn handle(
     state: &Arc<ProxyState>,
     conn: &Conn,
 ) -> Response<Body> {
-    let mut rec = state.metrics.start(labels(state, conn, &req));
-    let answer = phases(req, state, conn, &mut rec).await;
+    let cfg = state.config.load_full();
+    let grpc = headers::is_grpc(req.headers());
+    let mut rec = RequestRecord::start(&state.metrics, cfg.own.source.clone(), grpc);
+    let answer = phases(req, state, &cfg, conn, &mut rec).await;
     let (parts, body) = answer.resp.into_parts();
     rec.respond(parts.status.as_u16(), ResponseFlags::NONE);
     let body = GuardedBody::new(body, answer.pick, Some(rec), answer.deadline);
@@ -86,73 +117,49 @@ pub async fn handle(
 async fn phases(
     mut req: Request<Incoming>,
     state: &Arc<ProxyState>,
+    cfg: &ActiveConfig,
     conn: &Conn,
     rec: &mut RequestRecord,
 ) -> Answer {
     if let Err(r) = super::edge::check(&mut req, conn) {
         return Answer::reply(r, rec);
     }
-    authenticate(&mut req, conn, rec);
+    authenticate(&mut req, cfg, conn, state, rec);
     if let Some(r) = authorize(&req, conn) {
         return Answer::reply(r, rec);
     }
     match conn.side {
-        Side::Inbound => to_app(req, state, conn, rec).await,
-        Side::Gateway | Side::Outbound => route(req, state, conn, rec).await,
+        Side::Inbound => to_app(req, state, cfg, conn, rec).await,
+        Side::Gateway | Side::Outbound => route(req, state, cfg, conn, rec).await,
     }
 }
 
 /// Phase 2: who is calling. Inbound: the mTLS peer (verified at the handshake) and the
 /// workload metadata its proxy sent, trusted only as far as the certificate backs it.
-fn authenticate(req: &mut Request<Incoming>, conn: &Conn, rec: &mut RequestRecord) {
+fn authenticate(
+    req: &mut Request<Incoming>,
+    cfg: &ActiveConfig,
+    conn: &Conn,
+    state: &ProxyState,
+    rec: &mut RequestRecord,
+) {
     let meta = req.headers_mut().remove(headers::PEER_HEADER);
     let Some(peer_id) = &conn.peer_identity else {
         return;
     };
-    if let Some(meta) = meta {
-        headers::apply_peer_metadata(&mut rec.labels, meta.to_str().unwrap_or(""), peer_id);
-    }
-    let (name, ns) = service_name_ns(&rec.labels.destination_service);
-    rec.labels.destination_service_name = name;
-    rec.labels.destination_service_namespace = ns;
+    let meta = meta.unwrap_or(HeaderValue::from_static(""));
+    rec.peers = conn.peer_labels.get(&meta, || {
+        let mut l = cfg.own.destination.clone();
+        l.source_principal = peer_id.to_string();
+        headers::apply_peer_metadata(&mut l, meta.to_str().unwrap_or(""), peer_id);
+        state.metrics.intern(l)
+    });
 }
 
 /// Phase 3: may the caller do this? (AuthorizationPolicy is reported as not enforced
 /// until the zero-trust work fills this phase.)
 fn authorize(_req: &Request<Incoming>, _conn: &Conn) -> Option<LocalReply> {
     None
-}
-
-/// The labels known when the request arrives.
-fn labels(state: &ProxyState, conn: &Conn, req: &Request<Incoming>) -> RequestLabels {
-    let protocol = if headers::is_grpc(req.headers()) {
-        "grpc"
-    } else {
-        "http"
-    };
-    match &conn.peer_identity {
-        Some(peer) => RequestLabels {
-            reporter: "destination".into(),
-            source_principal: peer.to_string(),
-            destination_workload: state.node.workload.clone(),
-            destination_workload_namespace: state.node.namespace.clone(),
-            destination_principal: state.identity_uri(),
-            destination_version: state.own_version(),
-            request_protocol: protocol.into(),
-            connection_security_policy: "mutual_tls".into(),
-            ..Default::default()
-        },
-        None => RequestLabels {
-            reporter: "source".into(),
-            source_workload: state.node.workload.clone(),
-            source_workload_namespace: state.node.namespace.clone(),
-            source_principal: state.identity_uri(),
-            source_version: state.own_version(),
-            request_protocol: protocol.into(),
-            connection_security_policy: "unknown".into(),
-            ..Default::default()
-        },
-    }
 }
 
 /// The request's authority: the absolute-form URI's, else the Host header.
@@ -172,10 +179,10 @@ fn authority(req: &Request<Incoming>) -> &str {
 async fn route(
     req: Request<Incoming>,
     state: &Arc<ProxyState>,
+    cfg: &ActiveConfig,
     conn: &Conn,
     rec: &mut RequestRecord,
 ) -> Answer {
-    let cfg = state.config.load_full();
     let Some(table) = cfg.tables.get(&*conn.table) else {
         let detail = format!("no route: listener {} has no route table", conn.table);
         return Answer::reply(LocalReply::NoRoute { detail }, rec);
@@ -225,11 +232,8 @@ async fn to_mesh(
     plan: ForwardPlan<'_>,
     rec: &mut RequestRecord,
 ) -> Answer {
-    let spec = &plan.cluster.spec;
-    rec.labels.destination_service = spec.service.clone();
-    let (name, ns) = service_name_ns(&spec.service);
-    rec.labels.destination_service_name = name;
-    rec.labels.destination_service_namespace = ns;
+    let labels = &plan.cluster.labels;
+    rec.peers = labels.cluster.clone();
     let authority = match plan.authority.as_deref() {
         Some(a) => a.to_string(),
         None => authority(&req).to_string(),
@@ -259,20 +263,12 @@ async fn to_mesh(
     crate::route::rewrite::apply(h, &plan.route.spec.request_headers);
     crate::route::rewrite::apply(h, &plan.destination.request_headers);
     headers::ensure_request_id(h);
-    h.insert(
-        headers::PEER_HEADER,
-        headers::peer_metadata(
-            &state.node.workload,
-            &state.node.namespace,
-            &rec.labels.source_version,
-            &spec.service,
-        ),
-    );
+    h.insert(headers::PEER_HEADER, labels.peer_header.clone());
     let out = Outgoing {
         method: parts.method,
         uri,
         headers: parts.headers,
-        body: Replay::new(incoming(body), MAX_REPLAY_BYTES, &state.replay_budget),
+        body: Replay::new(request_body(body), MAX_REPLAY_BYTES, &state.replay_budget),
     };
     for m in &plan.mirrors {
         crate::upstream::mirror(
@@ -291,16 +287,11 @@ async fn to_mesh(
         hash: plan.hash,
         timeout: plan.timeout,
     };
-    let labels = &mut rec.labels;
+    let peers = &mut rec.peers;
     let f = crate::upstream::forward(&up, &out, |p| {
-        labels.destination_workload = p.endpoint.workload.clone();
-        labels.destination_workload_namespace = spec.namespace.clone();
-        labels.destination_principal = p.endpoint.identity.clone();
-        labels.destination_version = p
-            .endpoint
-            .version
-            .clone()
-            .unwrap_or_else(|| "unknown".into());
+        if let Some(l) = labels.endpoints.get(p.index) {
+            *peers = l.clone();
+        }
     })
     .await;
     rec.flag(f.flags);
@@ -319,6 +310,14 @@ async fn to_mesh(
     }
 }
 
+/// A downstream request body, bounded by the stream idle timeout.
+fn request_body(body: Incoming) -> Body {
+    if hyper::body::Body::is_end_stream(&body) {
+        return incoming(body);
+    }
+    IdleTimeout::new(incoming(body), BODY_IDLE_TIMEOUT).boxed()
+}
+
 /// The route timeout, which runs from the end of the request until the response is done.
 fn body_deadline(body: Replay, timeout: Duration) -> Deadline {
     Box::pin(async move {
@@ -335,6 +334,7 @@ fn body_deadline(body: Replay, timeout: Duration) -> Deadline {
 async fn to_app(
     req: Request<Incoming>,
     state: &Arc<ProxyState>,
+    cfg: &ActiveConfig,
     conn: &Conn,
     rec: &mut RequestRecord,
 ) -> Answer {
@@ -362,14 +362,8 @@ async fn to_app(
             return Answer::reply(LocalReply::BadRequest { detail }, rec);
         }
     };
-    let h2 = state
-        .config
-        .load()
-        .config
-        .inbound
-        .as_ref()
-        .is_some_and(|i| i.app_http2);
-    let req = Request::from_parts(parts, incoming(body));
+    let h2 = cfg.config.inbound.as_ref().is_some_and(|i| i.app_http2);
+    let req = Request::from_parts(parts, request_body(body));
     match state.app.send(req, h2).await {
         Ok(resp) => {
             let (mut p, b) = resp.into_parts();

@@ -2,6 +2,7 @@
 //! descriptors must not turn into a busy loop) and the HTTP server settings (header-read
 //! and TLS-handshake timeouts, so idle or slow clients cannot pin connections forever).
 
+use super::limits::PER_CONNECTION_BUFFER_BYTES;
 use super::pipeline::{handle, Conn};
 use crate::state::ProxyState;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -46,7 +47,9 @@ pub fn http_server() -> auto::Builder<TokioExecutor> {
         .max_buf_size(MAX_HEAD_BYTES.max(8192));
     b.http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(MAX_HEAD_BYTES as u32);
+        .max_header_list_size(MAX_HEAD_BYTES as u32)
+        .initial_connection_window_size(PER_CONNECTION_BUFFER_BYTES)
+        .initial_stream_window_size(PER_CONNECTION_BUFFER_BYTES);
     b
 }
 
@@ -56,6 +59,11 @@ pub async fn serve_plaintext(listener: TcpListener, state: Arc<ProxyState>, conn
     let template = Arc::new(conn);
     loop {
         let (stream, peer) = accept(&listener, &template.table).await;
+        let Some(admitted) = state.connections.admit() else {
+            warn!(listener = %template.table, %peer, "downstream connection limit reached; refusing");
+            tokio::spawn(super::limits::refuse(stream));
+            continue;
+        };
         let state = state.clone();
         let conn = Arc::new(Conn {
             peer,
@@ -77,6 +85,7 @@ pub async fn serve_plaintext(listener: TcpListener, state: Arc<ProxyState>, conn
                 {
                     debug!(error = %e, "downstream connection ended with error");
                 }
+                drop(admitted);
             }
             .instrument(span),
         );

@@ -61,7 +61,14 @@ fn fixture(routes: Vec<Route>, tweak: impl Fn(&mut Cluster)) -> Fixture {
         .into_iter()
         .map(|(n, spec)| {
             let lb = Arc::new(crate::upstream::LbState::new(&spec));
-            (n, LiveCluster { spec, lb })
+            (
+                n,
+                LiveCluster {
+                    spec,
+                    lb,
+                    labels: Default::default(),
+                },
+            )
         })
         .collect();
     Fixture { table, clusters }

@@ -1,6 +1,12 @@
 //! Istio's standard request metrics (`istio_requests_total`,
 //! `istio_request_duration_milliseconds`) with Istio's label names, so Istio dashboards and
 //! alerts work unchanged. Rendered in Prometheus text format on the admin port.
+//!
+//! Recording is cheap by construction: who-called-whom labels ([`PeerLabels`]) are built
+//! and interned when a config is applied (per cluster endpoint) or once per calling peer,
+//! so a request records with a small key (interned labels, protocol, status, flags) that
+//! finds the counter and histogram directly; the full label set is built only the first
+//! time a key is seen.
 
 use super::ResponseFlags;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -8,9 +14,11 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 use tokio::time::Instant;
 
-/// Istio's request labels (the subset weft fills today; the rest come with the telemetry issue).
+/// Istio's request labels, as exported.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet, Default)]
 pub struct RequestLabels {
     pub reporter: String,
@@ -31,11 +39,100 @@ pub struct RequestLabels {
     pub connection_security_policy: String,
 }
 
+/// The labels that say who called whom (everything but protocol, status and flags).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, Default)]
+pub struct PeerLabels {
+    pub reporter: String,
+    pub source_workload: String,
+    pub source_workload_namespace: String,
+    pub source_principal: String,
+    pub source_version: String,
+    pub destination_workload: String,
+    pub destination_workload_namespace: String,
+    pub destination_principal: String,
+    pub destination_version: String,
+    pub destination_service: String,
+    pub destination_service_name: String,
+    pub destination_service_namespace: String,
+    pub connection_security_policy: String,
+}
+
+impl PeerLabels {
+    /// Sets the destination service (and its name and namespace).
+    pub fn set_service(&mut self, host: &str) {
+        let (name, ns) = service_name_ns(host);
+        self.destination_service = host.to_string();
+        self.destination_service_name = name;
+        self.destination_service_namespace = ns;
+    }
+
+    fn with(&self, grpc: bool, code: u16, flags: ResponseFlags) -> RequestLabels {
+        let p = self.clone();
+        RequestLabels {
+            reporter: p.reporter,
+            source_workload: p.source_workload,
+            source_workload_namespace: p.source_workload_namespace,
+            source_principal: p.source_principal,
+            source_version: p.source_version,
+            destination_workload: p.destination_workload,
+            destination_workload_namespace: p.destination_workload_namespace,
+            destination_principal: p.destination_principal,
+            destination_version: p.destination_version,
+            destination_service: p.destination_service,
+            destination_service_name: p.destination_service_name,
+            destination_service_namespace: p.destination_service_namespace,
+            request_protocol: if grpc { "grpc" } else { "http" }.into(),
+            response_code: code.to_string(),
+            response_flags: flags.render(),
+            connection_security_policy: p.connection_security_policy,
+        }
+    }
+}
+
+/// A cluster's precomputed labels and header.
+#[derive(Debug, Clone)]
+pub struct ClusterLabels {
+    /// Before an endpoint is picked (no healthy upstream, overflow).
+    pub cluster: Arc<PeerLabels>,
+    /// Per endpoint, in the cluster's endpoint order.
+    pub endpoints: Vec<Arc<PeerLabels>>,
+    /// The `x-weft-peer` value sent with requests to this cluster.
+    pub peer_header: http::HeaderValue,
+}
+
+impl Default for ClusterLabels {
+    fn default() -> Self {
+        ClusterLabels {
+            cluster: Arc::default(),
+            endpoints: Vec::new(),
+            peer_header: http::HeaderValue::from_static(""),
+        }
+    }
+}
+
+/// What a request records with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key {
+    /// The address of the interned [`PeerLabels`] (kept alive by the cache entry).
+    peers: usize,
+    grpc: bool,
+    code: u16,
+    flags: u32,
+}
+
+struct Handles {
+    _peers: Arc<PeerLabels>,
+    requests: Counter,
+    duration: Histogram,
+}
+
 /// The metric families of one proxy.
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     duration: Family<RequestLabels, Histogram>,
+    interned: Mutex<HashMap<Arc<PeerLabels>, ()>>,
+    handles: RwLock<HashMap<Key, Handles>>,
 }
 
 impl Default for Metrics {
@@ -44,16 +141,18 @@ impl Default for Metrics {
     }
 }
 
+/// Istio's default buckets for request duration (ms).
+const DURATION_BUCKETS: [f64; 19] = [
+    0.5, 1., 5., 10., 25., 50., 100., 250., 500., 1000., 2500., 5000., 10000., 30000., 60000.,
+    300000., 600000., 1800000., 3600000.,
+];
+
 impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
-        // Istio's default buckets for request duration (ms).
         let duration = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([
-                0.5, 1., 5., 10., 25., 50., 100., 250., 500., 1000., 2500., 5000., 10000., 30000.,
-                60000., 300000., 600000., 1800000., 3600000.,
-            ])
+            Histogram::new(DURATION_BUCKETS)
         });
         registry.register(
             "istio_requests",
@@ -69,20 +168,58 @@ impl Metrics {
             registry,
             requests,
             duration,
+            interned: Mutex::new(HashMap::new()),
+            handles: RwLock::new(HashMap::new()),
         }
     }
 
-    /// Starts the record of one request; it is counted when the record is dropped.
-    pub fn start(&self, labels: RequestLabels) -> RequestRecord {
-        RequestRecord {
-            requests: self.requests.clone(),
-            duration: self.duration.clone(),
-            labels,
-            start: Instant::now(),
-            code: 0,
-            flags: ResponseFlags::NONE,
-            complete: false,
+    /// One shared copy of each distinct label set (so requests can key on its address).
+    pub fn intern(&self, labels: PeerLabels) -> Arc<PeerLabels> {
+        let mut interned = self.interned.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((k, _)) = interned.get_key_value(&labels) {
+            return k.clone();
         }
+        let arc = Arc::new(labels);
+        interned.insert(arc.clone(), ());
+        arc
+    }
+
+    fn observe(
+        &self,
+        peers: &Arc<PeerLabels>,
+        grpc: bool,
+        code: u16,
+        flags: ResponseFlags,
+        ms: f64,
+    ) {
+        let key = Key {
+            peers: Arc::as_ptr(peers) as usize,
+            grpc,
+            code,
+            flags: flags.bits(),
+        };
+        if let Some(h) = self
+            .handles
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            h.requests.inc();
+            h.duration.observe(ms);
+            return;
+        }
+        let labels = peers.with(grpc, code, flags);
+        let h = Handles {
+            _peers: peers.clone(),
+            requests: self.requests.get_or_create(&labels).clone(),
+            duration: self.duration.get_or_create(&labels).clone(),
+        };
+        h.requests.inc();
+        h.duration.observe(ms);
+        self.handles
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, h);
     }
 
     /// Prometheus text exposition.
@@ -107,9 +244,10 @@ pub fn service_name_ns(host: &str) -> (String, String) {
 /// A request whose response never finished (the client went away) gets Envoy's `DC` flag,
 /// and `response_code="0"` when no response was started.
 pub struct RequestRecord {
-    requests: Family<RequestLabels, Counter>,
-    duration: Family<RequestLabels, Histogram>,
-    pub labels: RequestLabels,
+    metrics: Arc<Metrics>,
+    /// Who called whom; phases replace it as they learn more (cluster, endpoint, peer).
+    pub peers: Arc<PeerLabels>,
+    grpc: bool,
     start: Instant,
     code: u16,
     flags: ResponseFlags,
@@ -117,6 +255,19 @@ pub struct RequestRecord {
 }
 
 impl RequestRecord {
+    /// Starts the record of one request; it is counted when the record is dropped.
+    pub fn start(metrics: &Arc<Metrics>, peers: Arc<PeerLabels>, grpc: bool) -> RequestRecord {
+        RequestRecord {
+            metrics: metrics.clone(),
+            peers,
+            grpc,
+            start: Instant::now(),
+            code: 0,
+            flags: ResponseFlags::NONE,
+            complete: false,
+        }
+    }
+
     /// The response status and the flags of whatever produced it.
     pub fn respond(&mut self, code: u16, flags: ResponseFlags) {
         self.code = code;
@@ -139,12 +290,44 @@ impl Drop for RequestRecord {
         if !self.complete {
             self.flags |= ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION;
         }
-        let mut labels = std::mem::take(&mut self.labels);
-        labels.response_code = self.code.to_string();
-        labels.response_flags = self.flags.render();
-        self.requests.get_or_create(&labels).inc();
-        self.duration
-            .get_or_create(&labels)
-            .observe(self.start.elapsed().as_secs_f64() * 1000.0);
+        let ms = self.start.elapsed().as_secs_f64() * 1000.0;
+        self.metrics
+            .observe(&self.peers, self.grpc, self.code, self.flags, ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_with_the_same_labels_share_one_series() {
+        let m = Arc::new(Metrics::new());
+        let mut peers = PeerLabels {
+            reporter: "source".into(),
+            ..Default::default()
+        };
+        peers.set_service("inventory.game.svc.cluster.local");
+        let a = m.intern(peers.clone());
+        let b = m.intern(peers);
+        assert!(Arc::ptr_eq(&a, &b), "interned once");
+        for _ in 0..3 {
+            let mut r = RequestRecord::start(&m, a.clone(), false);
+            r.respond(200, ResponseFlags::NONE);
+            r.complete();
+        }
+        drop(RequestRecord::start(&m, b.clone(), true));
+        let text = m.render();
+        assert!(text.contains(r#"destination_service_name="inventory",destination_service_namespace="game",request_protocol="http",response_code="200",response_flags="-""#), "{text}");
+        assert!(
+            text.contains(
+                r#"response_code="200",response_flags="-",connection_security_policy=""} 3"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"request_protocol="grpc",response_code="0",response_flags="DC""#),
+            "abandoned: DC and code 0\n{text}"
+        );
     }
 }

@@ -6,4 +6,6 @@ mod flags;
 pub mod metrics;
 
 pub use flags::ResponseFlags;
-pub use metrics::{service_name_ns, Metrics, RequestLabels, RequestRecord};
+pub use metrics::{
+    service_name_ns, ClusterLabels, Metrics, PeerLabels, RequestLabels, RequestRecord,
+};

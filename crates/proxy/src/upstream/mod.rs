@@ -26,4 +26,6 @@ use std::sync::Arc;
 pub struct LiveCluster {
     pub spec: weft_model::Cluster,
     pub lb: Arc<LbState>,
+    /// Telemetry labels and peer header, precomputed when the config was applied.
+    pub labels: crate::telemetry::ClusterLabels,
 }

@@ -71,6 +71,7 @@ impl ProxyBuilder {
             admin_listen: None,
             inbound_listen: None,
             outbound_listen: None,
+            max_connections: weft_proxy::http::limits::MAX_DOWNSTREAM_CONNECTIONS,
             events: EventSink::Channel(tx),
         };
         let mut task = tokio::spawn(weft_proxy::run(opts, async move {

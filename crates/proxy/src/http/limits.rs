@@ -1,0 +1,168 @@
+//! Bounds on what downstream clients can hold: a proxy-wide connection limit (Envoy's
+//! overload manager `global_downstream_max_connections` role; past it a plaintext client
+//! gets a clear `503` and the connection closes), the idle timeout of request bodies
+//! (Envoy's `stream_idle_timeout`: a body that sends nothing for that long ends with an
+//! error), and the per-connection buffer limit (Envoy's `per_connection_buffer_limit_bytes`:
+//! HTTP/2 flow-control windows and the HTTP/1 read buffer).
+
+use crate::body::{Body, BoxError};
+use bytes::Bytes;
+use hyper::body::{Frame, SizeHint};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// Downstream connections one proxy serves at once (all listeners together).
+pub const MAX_DOWNSTREAM_CONNECTIONS: usize = 16_384;
+
+/// Envoy's default `stream_idle_timeout`.
+pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Bytes a downstream connection may have in flight toward the proxy (HTTP/2 connection
+/// and stream windows), Envoy's default per-connection buffer limit.
+pub const PER_CONNECTION_BUFFER_BYTES: u32 = 1024 * 1024;
+
+/// Counts open downstream connections against the limit.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimit {
+    open: Arc<AtomicUsize>,
+    max: usize,
+}
+
+/// One admitted connection; dropping it frees its slot.
+#[derive(Debug)]
+pub struct Admitted(Arc<AtomicUsize>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl ConnectionLimit {
+    pub fn new(max: usize) -> ConnectionLimit {
+        ConnectionLimit {
+            open: Arc::new(AtomicUsize::new(0)),
+            max,
+        }
+    }
+
+    /// A slot for a new connection, or `None` at the limit.
+    pub fn admit(&self) -> Option<Admitted> {
+        let before = self.open.fetch_add(1, Ordering::AcqRel);
+        let admitted = Admitted(self.open.clone());
+        (before < self.max).then_some(admitted)
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+}
+
+/// Tells a plaintext client over the limit why it is turned away, then closes.
+pub async fn refuse(mut stream: TcpStream) {
+    const REPLY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\nserver: weft\r\nconnection: close\r\ncontent-length: 65\r\n\r\noverloaded: this proxy is at its limit of downstream connections\n";
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(REPLY)).await;
+    let _ = stream.shutdown().await;
+}
+
+/// A request body that fails when no frame arrives for `idle`.
+pub struct IdleTimeout {
+    inner: Body,
+    idle: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl IdleTimeout {
+    pub fn new(inner: Body, idle: Duration) -> IdleTimeout {
+        IdleTimeout {
+            inner,
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+}
+
+impl hyper::body::Body for IdleTimeout {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Pending => {
+                if self.timer.as_mut().poll(cx).is_ready() {
+                    let secs = self.idle.as_secs();
+                    return Poll::Ready(Some(Err(format!(
+                        "the request body sent nothing for {secs} s (stream idle timeout)"
+                    )
+                    .into())));
+                }
+                Poll::Pending
+            }
+            ready => {
+                let next = tokio::time::Instant::now() + self.idle;
+                self.timer.as_mut().reset(next);
+                ready
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[test]
+    fn the_limit_admits_up_to_max_and_frees_slots() {
+        let l = ConnectionLimit::new(2);
+        let a = l.admit().expect("first");
+        let _b = l.admit().expect("second");
+        assert!(l.admit().is_none(), "third is over the limit");
+        assert_eq!(l.open(), 2, "a refused attempt does not hold a slot");
+        drop(a);
+        assert!(l.admit().is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_idles_past_the_timeout_fails() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+        let body = http_body_util::StreamBody::new(stream).boxed();
+        let mut body = IdleTimeout::new(body, Duration::from_secs(300));
+        for _ in 0..3 {
+            tokio::time::advance(Duration::from_secs(200)).await;
+            tx.send(Ok(Frame::data(Bytes::from_static(b"x"))))
+                .await
+                .unwrap();
+            let f = body.frame().await.expect("a frame").expect("data");
+            assert_eq!(
+                f.into_data().unwrap(),
+                "x",
+                "a trickle under the timeout flows"
+            );
+        }
+        let start = tokio::time::Instant::now();
+        let err = body.frame().await.expect("an error").expect_err("idle");
+        assert!(err.to_string().contains("stream idle timeout"), "{err}");
+        assert_eq!(start.elapsed(), Duration::from_secs(300));
+        drop(tx);
+    }
+}
