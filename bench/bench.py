@@ -113,9 +113,7 @@ def haproxy_scenario(name, shape, pa, pb, host):
 
 
 def weft_env(extra_env):
-    env = {"WEFT_LOG": os.environ.get("WEFT_LOG", "warn"),
-           # one runtime worker per proxy, like envoy --concurrency 1 / haproxy nbthread 1
-           "TOKIO_WORKER_THREADS": os.environ.get("WEFT_WORKER_THREADS", "1")}
+    env = {"WEFT_LOG": os.environ.get("WEFT_LOG", "warn")}
     env.update(extra_env)
     return env
 
@@ -123,7 +121,9 @@ def weft_env(extra_env):
 def weft_scenario(name, shape, base, a_args):
     """base = first of 5 ports: PORT_A, PORT_B, ADMIN_A, ADMIN_B, CONTROL."""
     pa, pb, aa, ab, cp = base, base + 1, base + 2, base + 3, base + 4
-    extra = shlex.split(os.environ.get("WEFT_EXTRA_ARGS", "")) + list(a_args.get("args", []))
+    # one worker per proxy, like envoy --concurrency 1 / haproxy nbthread 1
+    extra = (["--concurrency", os.environ.get("WEFT_CONCURRENCY", "1")]
+             + shlex.split(os.environ.get("WEFT_EXTRA_ARGS", "")) + list(a_args.get("args", [])))
     env = weft_env(a_args.get("env", {}))
     common = ["--namespace", "default", "--control", "127.0.0.1:%d" % cp,
               "--token-file", "{RUN}/weft-token"]

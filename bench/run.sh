@@ -15,8 +15,11 @@
 # Hooks: WEFT_EXTRA_ARGS (extra `weft proxy` flags for every weft proxy),
 # WEFT_CONTROL_EXTRA_ARGS (extra `weft control` flags), WEFT_TELEMETRY_OFF_ARGS /
 # WEFT_TELEMETRY_OFF_ENV (adds the scenarios pair-weft-telemetry-off, gw-weft-telemetry-off),
-# WEFT_LOG (default warn, like envoy -l warning), WEFT_WORKER_THREADS (default 1).
+# WEFT_LOG (default warn, like envoy -l warning), WEFT_CONCURRENCY (weft proxy --concurrency,
+# default 1). The telemetry-off scenarios run by default (WEFT_TELEMETRY_OFF_ARGS=--no-telemetry);
+# set WEFT_TELEMETRY_OFF_ARGS= (empty) to skip them.
 set -euo pipefail
+export WEFT_TELEMETRY_OFF_ARGS="${WEFT_TELEMETRY_OFF_ARGS---no-telemetry}"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(dirname "$HERE")"
 build=1

@@ -70,6 +70,8 @@ pub struct ProxyOptions {
     /// Downstream connections served at once, all listeners together (Envoy's overload
     /// manager `global_downstream_max_connections` role).
     pub max_connections: usize,
+    /// Record request metrics (off only to measure what telemetry costs).
+    pub telemetry: bool,
     /// Where lifecycle events go: stdout JSON lines (for supervisors) or a channel (for a
     /// proxy running inside a test).
     pub events: EventSink,
@@ -183,7 +185,7 @@ pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyh
     let shared = Arc::new(ProxyState {
         node,
         config: ArcSwap::from_pointee(config::ActiveConfig::default()),
-        metrics: Arc::new(telemetry::Metrics::new()),
+        metrics: Arc::new(telemetry::Metrics::with_recording(opts.telemetry)),
         pool: Arc::new(upstream::PeerPool::new(tls.clone())),
         tls: tls.clone(),
         app_addr: opts.app.clone(),

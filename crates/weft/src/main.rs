@@ -110,6 +110,9 @@ struct ProxyArgs {
     /// clients get a 503 and the connection closes (Envoy's overload manager role).
     #[arg(long, default_value_t = weft_proxy::http::limits::MAX_DOWNSTREAM_CONNECTIONS)]
     max_connections: usize,
+    /// Record no metrics (to measure what telemetry costs; `bench/` compares both).
+    #[arg(long)]
+    no_telemetry: bool,
     /// Bind a gateway port to a fixed address: `80=0.0.0.0:8080` (repeatable).
     #[arg(long = "port", value_parser = parse_port_map)]
     ports: Vec<(u32, SocketAddr)>,
@@ -353,6 +356,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 inbound_listen: a.inbound_listen,
                 outbound_listen: a.outbound_listen,
                 max_connections: a.max_connections,
+                telemetry: !a.no_telemetry,
                 events: weft_proxy::EventSink::Stdout,
             };
             if matches!(opts.role, weft_proxy::Role::Sidecar) && opts.app.is_none() {

@@ -295,6 +295,16 @@ async fn to_mesh(
     })
     .await;
     rec.flag(f.flags);
+    if plan.mirrors.is_empty() {
+        // No try or mirror will replay the body now: give its copy back.
+        out.body.release();
+    } else if f.result.is_err() {
+        // The mirrors wait for the whole body; read it on though the primary failed.
+        let body = out.body.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(30), body.drain()).await;
+        });
+    }
     let resp = match f.result {
         Ok(resp) => resp,
         Err(e) => return Answer::reply(LocalReply::Upstream(e.into_failure()), rec),

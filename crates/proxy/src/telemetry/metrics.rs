@@ -133,6 +133,8 @@ pub struct Metrics {
     duration: Family<RequestLabels, Histogram>,
     interned: Mutex<HashMap<Arc<PeerLabels>, ()>>,
     handles: RwLock<HashMap<Key, Handles>>,
+    /// False only when telemetry is switched off (`weft proxy --no-telemetry`).
+    recording: bool,
 }
 
 impl Default for Metrics {
@@ -149,6 +151,11 @@ const DURATION_BUCKETS: [f64; 19] = [
 
 impl Metrics {
     pub fn new() -> Metrics {
+        Metrics::with_recording(true)
+    }
+
+    /// Metrics that record requests only if `recording`.
+    pub fn with_recording(recording: bool) -> Metrics {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         let duration = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
@@ -170,6 +177,7 @@ impl Metrics {
             duration,
             interned: Mutex::new(HashMap::new()),
             handles: RwLock::new(HashMap::new()),
+            recording,
         }
     }
 
@@ -192,6 +200,9 @@ impl Metrics {
         flags: ResponseFlags,
         ms: f64,
     ) {
+        if !self.recording {
+            return;
+        }
         let key = Key {
             peers: Arc::as_ptr(peers) as usize,
             grpc,

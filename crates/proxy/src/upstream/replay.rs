@@ -132,6 +132,34 @@ impl Replay {
         self.0.ended.send_replace(true);
     }
 
+    /// Stops keeping a copy (no further try or mirror will need it): the kept chunks and
+    /// their budget are given back; a body still streaming to the last try flows on.
+    pub fn release(&self) {
+        let mut s = self.lock();
+        if !s.capped {
+            s.capped = true;
+            self.0.budget.give(s.kept);
+            s.kept = 0;
+            s.base += s.chunks.len();
+            s.chunks = Vec::new();
+        }
+    }
+
+    /// Reads the rest of the downstream body into the copy when no try is reading it any
+    /// more (the last try failed before sending it all), so a mirror waiting for the whole
+    /// body gets it, as Envoy's shadow does whatever happens to the primary.
+    pub async fn drain(&self) {
+        if self.ended_at().is_some() {
+            return;
+        }
+        let mut body = self.body();
+        while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+            if frame.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Keeps a copy of chunk number `base + chunks.len()` if it fits.
     fn keep(&self, s: &mut State, data: &Bytes) {
         if !s.capped && s.kept + data.len() <= s.limit && self.0.budget.take(data.len()) {

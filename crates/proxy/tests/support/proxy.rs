@@ -72,6 +72,7 @@ impl ProxyBuilder {
             inbound_listen: None,
             outbound_listen: None,
             max_connections: weft_proxy::http::limits::MAX_DOWNSTREAM_CONNECTIONS,
+            telemetry: true,
             events: EventSink::Channel(tx),
         };
         let mut task = tokio::spawn(weft_proxy::run(opts, async move {
