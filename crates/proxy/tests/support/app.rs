@@ -28,6 +28,8 @@ pub struct Seen {
     pub version: http::Version,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The request's trailers (HTTP/2, or chunked HTTP/1.1), if any.
+    pub trailers: Option<HeaderMap>,
 }
 
 impl Seen {
@@ -236,11 +238,13 @@ type AppBody = BoxBody<Bytes, Infallible>;
 
 async fn handle(state: &State, req: Request<Incoming>) -> Response<AppBody> {
     let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let (body, trailers) = match body.collect().await {
+        Ok(c) => {
+            let trailers = c.trailers().cloned();
+            (c.to_bytes(), trailers)
+        }
+        Err(_) => (Bytes::new(), None),
+    };
     let seen = Seen {
         method: parts.method.to_string(),
         path: parts
@@ -251,6 +255,7 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<AppBody> {
         version: parts.version,
         headers: parts.headers,
         body,
+        trailers,
     };
     let mut n = 0;
     state.seen.send_modify(|s| {

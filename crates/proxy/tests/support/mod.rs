@@ -12,6 +12,8 @@
 //!   the first N, stall the body; counts and records requests.
 //! - [`config`]: `ProxyConfig` builders named as `weft_model::compile` names things.
 //! - [`client`]: a one-shot HTTP/1.1 client and Prometheus stats helpers.
+//! - [`stream`]: streaming request bodies, a connection-keeping HTTP/1.1/h2c client,
+//!   apps that see the body as it arrives, gRPC framing, the process's RSS.
 //!
 //! Ownership: each value stops what it started when dropped (control plane server and
 //! config streams, proxy tasks, app listeners and connections). Every wait goes through
@@ -24,6 +26,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod proxy;
+pub mod stream;
 
 pub use app::{App, Reply, Seen, APP_HEADER};
 pub use client::{admin, get, requests_total, sample_sum, send, stats, try_send, Resp};
@@ -66,8 +69,16 @@ impl Pair {
         app: &App,
         route: impl FnOnce(weft_model::Route) -> weft_model::Route,
     ) -> Pair {
+        Pair::start_for(app.addr, route).await
+    }
+
+    /// Like [`Pair::start`], for an app at `app` (e.g. a [`stream::StreamApp`]).
+    pub async fn start_for(
+        app: std::net::SocketAddr,
+        route: impl FnOnce(weft_model::Route) -> weft_model::Route,
+    ) -> Pair {
         let control = FakeControl::start().await;
-        let server = Proxy::sidecar("server").app(app.addr).start(&control).await;
+        let server = Proxy::sidecar("server").app(app).start(&control).await;
         let client = Proxy::sidecar("client").start(&control).await;
         control
             .push_acked("server", &Config::sidecar(&server).build())
