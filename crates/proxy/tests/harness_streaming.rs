@@ -526,7 +526,6 @@ async fn a_mirrored_chunked_post_reaches_the_mirror_whole_with_a_shadow_authorit
 /// it (the primary's endpoint refuses the connection), the mirror never goes out. Paused
 /// time: the bound below is virtual, so the test ends at once either way.
 #[tokio::test(start_paused = true)]
-#[ignore = "src bug: upstream/mirror.rs mirror() waits on Replay::ended(), but only a primary try drives the downstream body; when the primary never reads it (connect refused) the POST is never mirrored and the mirror task holds the request body for MIRROR_TIMEOUT (30 s)"]
 async fn a_mirrored_post_reaches_the_mirror_even_when_the_primary_is_unreachable() {
     let _shared = RSS_GATE.read().await;
     let control = FakeControl::start().await;
