@@ -24,6 +24,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod proxy;
+pub mod routing;
 
 pub use app::{App, Reply, Seen, APP_HEADER};
 pub use client::{admin, get, requests_total, sample_sum, send, stats, try_send, Resp};
