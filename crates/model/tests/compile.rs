@@ -610,3 +610,411 @@ spec:
         "an empty retryOn keeps the defaults"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// The NECPGAME example (examples/necpgame) with the edits the proxy harness tests
+// (crates/proxy/tests/harness_routing.rs, harness_resilience.rs) stand for: each test below
+// pins the config the compiler makes of that YAML, which those tests build by hand.
+
+/// The example's files, editable in memory.
+struct Necpgame(Vec<(String, String)>);
+
+impl Necpgame {
+    fn load() -> Necpgame {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/necpgame");
+        let mut files: Vec<(String, String)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+            .map(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read_to_string(&p).unwrap())
+            })
+            .collect();
+        files.sort();
+        Necpgame(files)
+    }
+
+    fn file(&mut self, name: &str) -> &mut String {
+        match self.0.iter().position(|(n, _)| n == name) {
+            Some(i) => &mut self.0[i].1,
+            None => {
+                self.0.push((name.into(), String::new()));
+                &mut self.0.last_mut().unwrap().1
+            }
+        }
+    }
+
+    /// Replaces `from` (which must be there) with `to` in `file`.
+    fn edit(mut self, file: &str, from: &str, to: &str) -> Necpgame {
+        let text = self.file(file);
+        assert!(text.contains(from), "{file} no longer has {from:?}");
+        *text = text.replacen(from, to, 1);
+        self
+    }
+
+    fn insert_after(self, file: &str, anchor: &str, extra: &str) -> Necpgame {
+        self.edit(file, anchor, &format!("{anchor}{extra}"))
+    }
+
+    /// A second leaderboard workload (v2) and a leaderboard DestinationRule with
+    /// `traffic_policy`: what the outlier-detection and consistent-hash tests add.
+    fn leaderboard_v2(mut self, traffic_policy: &str) -> Necpgame {
+        self.file("registry.yaml").push_str("---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: leaderboard-v2\n  namespace: necpgame\n  annotations:\n    weft.dev/run: demo-app\nspec:\n  address: 127.0.0.1\n  labels: {app: leaderboard, version: v2}\n  serviceAccount: leaderboard\n");
+        *self.file("leaderboard-dr.yaml") = format!("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: leaderboard\n  namespace: necpgame\nspec:\n  host: leaderboard\n  trafficPolicy:\n{traffic_policy}");
+        self
+    }
+
+    /// The ingress gateway's config, every workload live.
+    fn gateway(&self) -> ProxyConfig {
+        let mut resources = Vec::new();
+        for (name, text) in &self.0 {
+            let loaded = weft_api::load_str(text, name);
+            assert!(loaded.errors.is_empty(), "{name}: {:?}", loaded.errors);
+            resources.extend(loaded.resources);
+        }
+        let errors = weft_api::validate_all(&resources);
+        assert!(errors.is_empty(), "{errors:?}");
+        let live: Vec<LiveProxy> = resources
+            .iter()
+            .filter(|r| r.key().starts_with("WorkloadEntry/"))
+            .enumerate()
+            .map(|(i, r)| LiveProxy {
+                workload: r.name().into(),
+                namespace: r.namespace().into(),
+                inbound_addr: format!("127.0.0.1:{}", 2000 + i),
+            })
+            .collect();
+        let reg = Registry::build(&resources, &live);
+        let gw = ProxyRef {
+            role: Role::Gateway,
+            workload: "istio-ingressgateway".into(),
+            namespace: "istio-system".into(),
+        };
+        compile(&resources, &reg, "cluster.local", &gw).unwrap()
+    }
+}
+
+const NECPGAME_VS: &str = "VirtualService/necpgame/necpgame-api";
+const LEADERBOARD_ROUTE: &str =
+    "  - name: leaderboard\n    match:\n    - uri: {prefix: /api/v1/leaderboard}\n";
+const PLAYER_CLUSTER: &str = "outbound|8080||player.necpgame.svc.cluster.local";
+const LEADERBOARD_CLUSTER: &str = "outbound|8080||leaderboard.necpgame.svc.cluster.local";
+
+/// The routes of the gateway's one virtual host, `game.necpgame.local`.
+fn game_routes(cfg: &ProxyConfig) -> &[Route] {
+    let table = &cfg.routes["gateway_80"];
+    assert_eq!(table.virtual_hosts.len(), 1);
+    let vh = &table.virtual_hosts[0];
+    assert_eq!(vh.name, NECPGAME_VS);
+    assert_eq!(vh.domains, ["game.necpgame.local"]);
+    &vh.routes
+}
+
+fn game_route<'a>(cfg: &'a ProxyConfig, name: &str) -> &'a Route {
+    game_routes(cfg)
+        .iter()
+        .find(|r| r.name == name)
+        .unwrap_or_else(|| panic!("no route {name}"))
+}
+
+fn prefix(p: &str) -> Vec<RouteMatch> {
+    vec![RouteMatch {
+        uri: Some(StringMatcher::Prefix(p.into())),
+        ..Default::default()
+    }]
+}
+
+fn to(cluster: &str) -> Vec<WeightedCluster> {
+    vec![WeightedCluster {
+        cluster: cluster.into(),
+        weight: 100,
+        ..Default::default()
+    }]
+}
+
+fn retry_on(tokens: &[&str]) -> RetryOn {
+    tokens
+        .iter()
+        .map(|t| RetryCondition::parse(t).unwrap())
+        .collect()
+}
+
+#[test]
+fn necpgame_player_route_retries_and_attempts_zero_turns_them_off() {
+    let cfg = Necpgame::load().gateway();
+    let player = game_route(&cfg, "player");
+    assert_eq!(player.matches, prefix("/api/v1/player"));
+    assert_eq!(player.destinations, to(PLAYER_CLUSTER));
+    assert_eq!(player.timeout_ms, Some(5_000));
+    assert_eq!(
+        player.retry,
+        RetryPolicy {
+            attempts: 3,
+            per_try_timeout_ms: Some(2_000),
+            retry_on: retry_on(&[
+                "connect-failure",
+                "refused-stream",
+                "unavailable",
+                "cancelled",
+                "5xx"
+            ]),
+            retriable_status_codes: vec![],
+            backoff_ms: 25,
+            ignore_previous_hosts: true,
+        }
+    );
+    assert_eq!(cfg.clusters[PLAYER_CLUSTER].lb, LbPolicy::RoundRobin);
+
+    // The e2e edit: `attempts: 0`, perTryTimeout and retryOn removed.
+    let cfg = Necpgame::load()
+        .edit(
+            "istio-gateway.yaml",
+            "    retries:\n      attempts: 3\n      perTryTimeout: 2s\n      retryOn: connect-failure,refused-stream,unavailable,cancelled,5xx\n",
+            "    retries:\n      attempts: 0\n",
+        )
+        .gateway();
+    let player = game_route(&cfg, "player");
+    assert_eq!(
+        player.retry,
+        RetryPolicy::default(),
+        "no retries at all, not Istio's default policy"
+    );
+    assert_eq!(player.timeout_ms, Some(5_000));
+}
+
+#[test]
+fn necpgame_rewrite_and_header_operations() {
+    let cfg = Necpgame::load()
+        .insert_after(
+            "istio-gateway.yaml",
+            LEADERBOARD_ROUTE,
+            "    rewrite: {uri: /v2/board}\n    headers:\n      request:\n        set: {x-player-tier: gold}\n        remove: [user-agent]\n      response:\n        add: {x-served-by: weft}\n",
+        )
+        .gateway();
+    let r = game_route(&cfg, "leaderboard");
+    assert_eq!(r.matches, prefix("/api/v1/leaderboard"));
+    assert_eq!(r.destinations, to(LEADERBOARD_CLUSTER));
+    assert_eq!(
+        r.rewrite,
+        Some(Rewrite {
+            uri: Some("/v2/board".into()),
+            authority: None,
+            uri_regex: None,
+        })
+    );
+    assert_eq!(
+        r.request_headers,
+        HeaderOps {
+            set: vec![("x-player-tier".into(), "gold".into())],
+            add: vec![],
+            remove: vec!["user-agent".into()],
+        }
+    );
+    assert_eq!(
+        r.response_headers,
+        HeaderOps {
+            add: vec![("x-served-by".into(), "weft".into())],
+            ..Default::default()
+        }
+    );
+    assert_eq!(r.retry, retry_policy(None), "no retries: Istio's default");
+    assert_eq!(r.timeout_ms, None);
+}
+
+#[test]
+fn necpgame_redirect_direct_response_and_fault_abort() {
+    let extra = "  - name: old-api\n    match:\n    - uri: {prefix: /api/v0}\n    redirect: {uri: /api/v1/player/1, redirectCode: 302}\n  - name: maintenance\n    match:\n    - uri: {exact: /status}\n    directResponse: {status: 503, body: {string: down for maintenance}}\n  - name: chaos\n    match:\n    - uri: {prefix: /api/v1/chaos}\n    fault:\n      abort: {httpStatus: 418, percentage: {value: 100}}\n    route:\n    - destination: {host: player}\n";
+    let cfg = Necpgame::load()
+        .insert_after(
+            "istio-gateway.yaml",
+            "  gateways: [necpgame-gateway]\n  http:\n",
+            extra,
+        )
+        .gateway();
+    let names: Vec<&str> = game_routes(&cfg).iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names[..3],
+        ["old-api", "maintenance", "chaos"],
+        "first, in order"
+    );
+
+    let old = game_route(&cfg, "old-api");
+    assert_eq!(old.matches, prefix("/api/v0"));
+    assert!(old.destinations.is_empty());
+    assert_eq!(
+        old.redirect,
+        Some(Redirect {
+            uri: Some("/api/v1/player/1".into()),
+            code: 302,
+            ..Default::default()
+        })
+    );
+
+    let down = game_route(&cfg, "maintenance");
+    assert_eq!(
+        down.matches,
+        vec![RouteMatch {
+            uri: Some(StringMatcher::Exact("/status".into())),
+            ..Default::default()
+        }]
+    );
+    assert_eq!(
+        down.direct_response,
+        Some(DirectResponse {
+            status: 503,
+            body: b"down for maintenance".to_vec(),
+        })
+    );
+
+    let chaos = game_route(&cfg, "chaos");
+    assert_eq!(chaos.matches, prefix("/api/v1/chaos"));
+    assert_eq!(chaos.destinations, to(PLAYER_CLUSTER));
+    assert_eq!(
+        chaos.fault,
+        Some(Fault {
+            abort_status: Some(418),
+            abort_percent: 100.0,
+            ..Default::default()
+        })
+    );
+    assert_eq!(
+        (chaos.retry.clone(), chaos.timeout_ms),
+        (RetryPolicy::default(), None)
+    );
+}
+
+#[test]
+fn necpgame_outlier_detection_on_a_second_leaderboard() {
+    let cfg = Necpgame::load()
+        .leaderboard_v2("    outlierDetection:\n      consecutive5xxErrors: 3\n      baseEjectionTime: 60s\n      maxEjectionPercent: 50\n")
+        .gateway();
+    let c = &cfg.clusters[LEADERBOARD_CLUSTER];
+    assert_eq!(
+        c.outlier,
+        Some(Outlier {
+            consecutive_5xx: 3,
+            consecutive_gateway: 0,
+            base_ejection_ms: 60_000,
+            interval_ms: 10_000,
+            max_ejection_percent: 50,
+            min_health_percent: 0,
+        })
+    );
+    assert_eq!(
+        c.lb,
+        LbPolicy::LeastRequest,
+        "no loadBalancer: Istio's default"
+    );
+    assert_eq!((c.hash.clone(), c.max_requests), (None, None));
+    let workloads: Vec<(&str, Option<&str>, &str)> = c
+        .endpoints
+        .iter()
+        .map(|e| {
+            (
+                e.workload.as_str(),
+                e.version.as_deref(),
+                e.identity.as_str(),
+            )
+        })
+        .collect();
+    let sa = "spiffe://cluster.local/ns/necpgame/sa/leaderboard";
+    assert_eq!(
+        workloads,
+        [
+            ("leaderboard-v1", Some("v1"), sa),
+            ("leaderboard-v2", Some("v2"), sa)
+        ]
+    );
+    let r = game_route(&cfg, "leaderboard");
+    assert_eq!(r.retry, retry_policy(None));
+    assert_eq!(r.destinations, to(LEADERBOARD_CLUSTER));
+}
+
+#[test]
+fn necpgame_consistent_hash_on_a_header() {
+    let cfg = Necpgame::load()
+        .leaderboard_v2(
+            "    loadBalancer:\n      consistentHash:\n        httpHeaderName: x-player-id\n",
+        )
+        .gateway();
+    let c = &cfg.clusters[LEADERBOARD_CLUSTER];
+    assert_eq!(c.hash, Some(HashKey::Header("x-player-id".into())));
+    assert_eq!(c.lb, LbPolicy::LeastRequest);
+    assert_eq!(c.outlier, None);
+    assert_eq!(c.endpoints.len(), 2);
+}
+
+#[test]
+fn necpgame_mirror_defaults_to_every_request() {
+    let cfg = Necpgame::load()
+        .insert_after(
+            "istio-gateway.yaml",
+            "    - destination: {host: leaderboard}\n",
+            "    mirror: {host: player}\n    mirrorPercentage: {value: 100}\n",
+        )
+        .gateway();
+    let r = game_route(&cfg, "leaderboard");
+    assert_eq!(r.destinations, to(LEADERBOARD_CLUSTER));
+    assert_eq!(
+        r.mirrors,
+        vec![Mirror {
+            cluster: PLAYER_CLUSTER.into(),
+            percent: 100.0,
+        }]
+    );
+    assert_eq!(cfg.clusters[PLAYER_CLUSTER].endpoints.len(), 1);
+}
+
+#[test]
+fn necpgame_cors_policies_on_a_route_and_a_direct_response() {
+    let cors = "    corsPolicy:\n      allowOrigins: [{exact: \"https://play.necpgame.example\"}]\n      allowMethods: [GET, POST]\n      allowHeaders: [x-player-id]\n      exposeHeaders: [x-weft-version]\n      maxAge: 24h\n      allowCredentials: true\n";
+    let closed = "  - name: closed\n    match:\n    - uri: {exact: /api/v1/closed}\n    directResponse: {status: 503, body: {string: closed}}\n    headers:\n      response:\n        set: {x-closed: \"yes\"}\n    corsPolicy:\n      allowOrigins: [{exact: \"https://play.necpgame.example\"}]\n";
+    let cfg = Necpgame::load()
+        .edit(
+            "istio-gateway.yaml",
+            LEADERBOARD_ROUTE,
+            &format!("{closed}{LEADERBOARD_ROUTE}{cors}"),
+        )
+        .gateway();
+    let origin = || vec![StringMatcher::Exact("https://play.necpgame.example".into())];
+    let r = game_route(&cfg, "leaderboard");
+    assert_eq!(
+        r.cors,
+        Some(Cors {
+            allow_origins: origin(),
+            allow_methods: vec!["GET".into(), "POST".into()],
+            allow_headers: vec!["x-player-id".into()],
+            expose_headers: vec!["x-weft-version".into()],
+            max_age_secs: Some(86_400),
+            allow_credentials: true,
+            forward_unmatched_preflights: true,
+        })
+    );
+    let names: Vec<&str> = game_routes(&cfg).iter().map(|r| r.name.as_str()).collect();
+    let at = |n| names.iter().position(|x| *x == n).unwrap();
+    assert_eq!(at("closed") + 1, at("leaderboard"), "{names:?}");
+    let closed = game_route(&cfg, "closed");
+    assert_eq!(
+        closed.direct_response,
+        Some(DirectResponse {
+            status: 503,
+            body: b"closed".to_vec(),
+        })
+    );
+    assert_eq!(
+        closed.response_headers,
+        HeaderOps {
+            set: vec![("x-closed".into(), "yes".into())],
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        closed.cors,
+        Some(Cors {
+            allow_origins: origin(),
+            forward_unmatched_preflights: true,
+            ..Default::default()
+        })
+    );
+}

@@ -26,6 +26,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod proxy;
+pub mod routing;
 pub mod stream;
 
 pub use app::{App, Reply, Seen, APP_HEADER};

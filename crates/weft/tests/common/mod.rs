@@ -107,8 +107,6 @@ pub fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/necpgame")
 }
 
-/// Replaces `path` atomically (write a hidden temp file next to it, then rename), the way
-/// editors and `kubectl`-style tools do. The hidden name keeps the loader from reading it.
 /// In a copied config file, replaces `from` — which must be there — with `to`.
 pub fn edit(path: &Path, from: &str, to: &str) {
     let text = std::fs::read_to_string(path).unwrap();
@@ -120,11 +118,8 @@ pub fn edit(path: &Path, from: &str, to: &str) {
     std::fs::write(path, text.replace(from, to)).unwrap();
 }
 
-/// In a copied config file, inserts `extra` after `anchor` (which must be there).
-pub fn insert_after(path: &Path, anchor: &str, extra: &str) {
-    edit(path, anchor, &format!("{anchor}{extra}"));
-}
-
+/// Replaces `path` atomically (write a hidden temp file next to it, then rename), the way
+/// editors and `kubectl`-style tools do. The hidden name keeps the loader from reading it.
 pub fn replace_file(path: &Path, contents: &str) {
     let tmp = path.with_file_name(format!(
         ".{}.tmp",
@@ -534,11 +529,6 @@ impl Resp {
 
     pub fn version(&self) -> &str {
         self.header("x-weft-version").unwrap_or("")
-    }
-
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("response body is not JSON ({e}): {}", self.body))
     }
 }
 
