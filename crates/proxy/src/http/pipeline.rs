@@ -129,8 +129,10 @@ async fn phases(
         return Answer::reply(r, rec);
     }
     match conn.side {
-        Side::Inbound => to_app(req, state, cfg, conn, rec).await,
-        Side::Gateway | Side::Outbound => route(req, state, cfg, conn, rec).await,
+        // Boxed: the hyper task that runs this future moves it a few times (an HTTP/2
+        // stream's future is spawned); a pointer moves cheaper than kilobytes of state.
+        Side::Inbound => Box::pin(to_app(req, state, cfg, conn, rec)).await,
+        Side::Gateway | Side::Outbound => Box::pin(route(req, state, cfg, conn, rec)).await,
     }
 }
 
@@ -388,3 +390,4 @@ async fn to_app(
         Err(e) => Answer::reply(LocalReply::Upstream(e.into_failure()), rec),
     }
 }
+

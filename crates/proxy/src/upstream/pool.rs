@@ -76,7 +76,9 @@ impl PeerPool {
                 return Ok(s.clone());
             }
         }
-        let sender = tokio::time::timeout(CONNECT_TIMEOUT, self.connect(addr, identity))
+        // Boxed: the connect path (TCP, mTLS, HTTP/2 handshakes) is rare and large; inline it
+        // would grow every request's future.
+        let sender = tokio::time::timeout(CONNECT_TIMEOUT, Box::pin(self.connect(addr, identity)))
             .await
             .map_err(|_| ConnectError::Timeout { addr: addr.into() })??;
         *guard = Some(sender.clone());
