@@ -22,8 +22,11 @@
 pub mod app;
 pub mod client;
 pub mod config;
+pub mod conns;
 pub mod control;
+pub mod custom;
 pub mod proxy;
+pub mod raw;
 
 pub use app::{App, Reply, Seen, APP_HEADER};
 pub use client::{admin, get, requests_total, sample_sum, send, stats, try_send, Resp};
