@@ -24,8 +24,11 @@
 pub mod app;
 pub mod client;
 pub mod config;
+pub mod conns;
 pub mod control;
+pub mod custom;
 pub mod proxy;
+pub mod raw;
 pub mod routing;
 pub mod stream;
 
