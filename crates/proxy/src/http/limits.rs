@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Downstream connections one proxy serves at once (all listeners together).
@@ -70,6 +70,88 @@ pub async fn refuse(mut stream: TcpStream) {
     const REPLY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\nserver: weft\r\nconnection: close\r\ncontent-length: 65\r\n\r\noverloaded: this proxy is at its limit of downstream connections\n";
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(REPLY)).await;
     let _ = stream.shutdown().await;
+}
+
+/// A connection whose first bytes must arrive before a deadline: until the client has
+/// sent [`FIRST_BYTES`] bytes (enough to tell HTTP/1 from the HTTP/2 preface, and to start a
+/// request head), reads fail once the deadline passes. This closes connections that send
+/// nothing, or stall inside the protocol detection, which hyper's header-read timeout
+/// (armed only once HTTP/1 was detected) does not cover.
+pub struct FirstBytesDeadline<T> {
+    inner: T,
+    remaining: usize,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+/// The bytes that must arrive before the deadline (the HTTP/2 connection preface's length).
+pub const FIRST_BYTES: usize = 24;
+
+impl<T> FirstBytesDeadline<T> {
+    pub fn new(inner: T, within: Duration) -> FirstBytesDeadline<T> {
+        FirstBytesDeadline {
+            inner,
+            remaining: FIRST_BYTES,
+            deadline: Box::pin(tokio::time::sleep(within)),
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for FirstBytesDeadline<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if self.remaining == 0 {
+            return polled;
+        }
+        match polled {
+            Poll::Ready(Ok(())) => {
+                let got = buf.filled().len() - before;
+                self.remaining = self.remaining.saturating_sub(got);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending if self.deadline.as_mut().poll(cx).is_ready() => {
+                Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the client sent no request in time",
+                )))
+            }
+            other => other,
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for FirstBytesDeadline<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// A request body that fails when no frame arrives for `idle`.

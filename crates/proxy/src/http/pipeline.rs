@@ -1,9 +1,9 @@
 //! The request pipeline: one path for gateway, sidecar-outbound and sidecar-inbound
 //! requests, in named phases, each a plain function over explicit inputs:
 //!
-//! 1. **edge checks** — header-block limit (431), host rules (400), path normalization,
+//! 1. **downstream authentication** — the mTLS peer (inbound; JWT later);
+//! 2. **edge checks** — header-block limit (431), host rules (400), path normalization,
 //!    forwarding headers at gateways ([`super::edge`]);
-//! 2. **downstream authentication** — the mTLS peer (inbound; JWT later);
 //! 3. **authorization** — no-op until AuthorizationPolicy is built;
 //! 4. **route decision** — [`crate::route::decide`], pure (inbound: the local app);
 //! 5. **local reply or forward** — retries, timeouts and mirrors to the mesh, or the app;
@@ -121,10 +121,14 @@ async fn phases(
     conn: &Conn,
     rec: &mut RequestRecord,
 ) -> Answer {
+    // Who is calling comes first, so that even a request refused at the edge is reported
+    // with its caller's labels.
+    authenticate(&req, cfg, conn, state, rec);
     if let Err(r) = super::edge::check(&mut req, conn) {
         return Answer::reply(r, rec);
     }
-    authenticate(&mut req, cfg, conn, state, rec);
+    // The peer metadata is the proxies' own; the app never sees it.
+    req.headers_mut().remove(headers::PEER_HEADER);
     if let Some(r) = authorize(&req, conn) {
         return Answer::reply(r, rec);
     }
@@ -136,21 +140,21 @@ async fn phases(
     }
 }
 
-/// Phase 2: who is calling. Inbound: the mTLS peer (verified at the handshake) and the
+/// Phase 1: who is calling. Inbound: the mTLS peer (verified at the handshake) and the
 /// workload metadata its proxy sent, trusted only as far as the certificate backs it.
 fn authenticate(
-    req: &mut Request<Incoming>,
+    req: &Request<Incoming>,
     cfg: &ActiveConfig,
     conn: &Conn,
     state: &ProxyState,
     rec: &mut RequestRecord,
 ) {
-    let meta = req.headers_mut().remove(headers::PEER_HEADER);
     let Some(peer_id) = &conn.peer_identity else {
         return;
     };
-    let meta = meta.unwrap_or(HeaderValue::from_static(""));
-    rec.peers = conn.peer_labels.get(&meta, || {
+    let none = HeaderValue::from_static("");
+    let meta = req.headers().get(headers::PEER_HEADER).unwrap_or(&none);
+    rec.peers = conn.peer_labels.get(meta, || {
         let mut l = cfg.own.destination.clone();
         l.source_principal = peer_id.to_string();
         headers::apply_peer_metadata(&mut l, meta.to_str().unwrap_or(""), peer_id);
@@ -390,4 +394,3 @@ async fn to_app(
         Err(e) => Answer::reply(LocalReply::Upstream(e.into_failure()), rec),
     }
 }
-

@@ -2,7 +2,7 @@
 //! descriptors must not turn into a busy loop) and the HTTP server settings (header-read
 //! and TLS-handshake timeouts, so idle or slow clients cannot pin connections forever).
 
-use super::limits::PER_CONNECTION_BUFFER_BYTES;
+use super::limits::{FirstBytesDeadline, PER_CONNECTION_BUFFER_BYTES};
 use super::pipeline::{handle, Conn};
 use crate::state::ProxyState;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -79,8 +79,9 @@ pub async fn serve_plaintext(listener: TcpListener, state: Arc<ProxyState>, conn
                         Ok::<_, std::convert::Infallible>(handle(req, &state, &conn).await)
                     }
                 });
+                let io = FirstBytesDeadline::new(stream, HEADER_READ_TIMEOUT);
                 if let Err(e) = http_server()
-                    .serve_connection(TokioIo::new(stream), svc)
+                    .serve_connection(TokioIo::new(io), svc)
                     .await
                 {
                     debug!(error = %e, "downstream connection ended with error");

@@ -39,6 +39,7 @@ pub fn sidecar_options(control: &FakeControl, workload: &str) -> ProxyOptions {
         inbound_listen: None,
         outbound_listen: None,
         max_connections: weft_proxy::http::limits::MAX_DOWNSTREAM_CONNECTIONS,
+        telemetry: true,
         events: EventSink::Stdout,
     }
 }
