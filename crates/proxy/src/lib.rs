@@ -219,6 +219,7 @@ pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyh
             peer: ([0, 0, 0, 0], 0).into(),
             peer_identity: None,
             peer_labels: Default::default(),
+            xfcc: None,
         };
         tasks.push(tokio::spawn(http::server::serve_plaintext(
             l,

@@ -82,6 +82,7 @@ pub async fn commit(state: &Arc<ProxyState>, prepared: Prepared) {
                     peer: ([0, 0, 0, 0], 0).into(),
                     peer_identity: None,
                     peer_labels: Default::default(),
+                    xfcc: None,
                 },
             )),
         );

@@ -84,6 +84,7 @@ mod tests {
             peer: ([192, 0, 2, 9], 5555).into(),
             peer_identity: None,
             peer_labels: Default::default(),
+            xfcc: None,
         }
     }
 

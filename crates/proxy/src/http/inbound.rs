@@ -48,12 +48,14 @@ pub async fn serve(listener: TcpListener, state: Arc<ProxyState>) {
                     return;
                 };
                 tracing::Span::current().record("peer_identity", peer_id.as_str());
+                let xfcc = crate::http::headers::xfcc(&state.identity_uri(), &peer_id);
                 let conn = Arc::new(Conn {
                     side: Side::Inbound,
                     table: "inbound".into(),
                     peer,
                     peer_identity: Some(peer_id.into()),
                     peer_labels: Default::default(),
+                    xfcc: Some(xfcc),
                 });
                 let svc = hyper::service::service_fn(move |req| {
                     let state = state.clone();

@@ -53,6 +53,8 @@ pub struct Conn {
     pub peer_identity: Option<Arc<str>>,
     /// The caller's labels for the peer metadata it last sent (inbound).
     pub peer_labels: PeerCache,
+    /// The `x-forwarded-client-cert` value for requests on this connection (inbound).
+    pub xfcc: Option<HeaderValue>,
 }
 
 /// The labels of the last peer metadata seen on a connection (a peer proxy sends the same
@@ -355,11 +357,9 @@ async fn to_app(
     rec: &mut RequestRecord,
 ) -> Answer {
     let (mut parts, body) = req.into_parts();
-    let peer = conn.peer_identity.as_deref().unwrap_or("");
-    parts.headers.insert(
-        "x-forwarded-client-cert",
-        headers::xfcc(&state.identity_uri(), peer),
-    );
+    if let Some(xfcc) = &conn.xfcc {
+        parts.headers.insert("x-forwarded-client-cert", xfcc.clone());
+    }
     if let Some(a) = parts.uri.authority() {
         if let Ok(v) = HeaderValue::from_str(a.as_str()) {
             parts.headers.insert(header::HOST, v);
@@ -380,13 +380,13 @@ async fn to_app(
     };
     let h2 = cfg.config.inbound.as_ref().is_some_and(|i| i.app_http2);
     let req = Request::from_parts(parts, request_body(body));
-    match state.app.send(req, h2).await {
+    match state.app.send(app, req, h2).await {
         Ok(resp) => {
             let (mut p, b) = resp.into_parts();
             p.version = downstream_version;
             headers::strip_hop_by_hop(&mut p.headers);
             Answer {
-                resp: Response::from_parts(p, incoming(b)),
+                resp: Response::from_parts(p, b),
                 pick: None,
                 deadline: None,
             }

@@ -1,21 +1,34 @@
-//! The sidecar's client for its local app: pooled plaintext HTTP/1.1, or HTTP/2 with prior
-//! knowledge when a service the workload backs declares a `GRPC`/`HTTP2` port (as Istio's
-//! inbound cluster does). Idle pooled connections close after [`APP_IDLE_TIMEOUT`].
+//! The sidecar's client for its local app: pooled plaintext HTTP/1.1 (our own small pool:
+//! a connection goes back to the pool when its response body ends, with no task per
+//! request), or HTTP/2 with prior knowledge when a service the workload backs declares a
+//! `GRPC`/`HTTP2` port (as Istio's inbound cluster does). Idle pooled connections close
+//! after [`APP_IDLE_TIMEOUT`].
 
 use super::outcome::TryError;
-use crate::body::Body;
+use crate::body::{Body, BoxError};
+use bytes::Bytes;
 use http::{Request, Response, Version};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tracing::debug;
 
 /// How long an idle connection to the app stays pooled.
 pub const APP_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Most idle HTTP/1.1 connections kept.
+const MAX_IDLE: usize = 256;
+
 /// Clients for the local app.
 pub struct AppClient {
-    h1: Client<HttpConnector, Body>,
+    h1: Arc<H1Pool>,
     h2: Client<HttpConnector, Body>,
 }
 
@@ -25,15 +38,22 @@ impl Default for AppClient {
     }
 }
 
+struct H1Pool {
+    idle: Mutex<Vec<(http1::SendRequest<Body>, Instant)>>,
+    timeout: Duration,
+    reaper: Mutex<bool>,
+}
+
 impl AppClient {
     pub fn new(idle: Duration) -> AppClient {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         AppClient {
-            h1: Client::builder(TokioExecutor::new())
-                .pool_timer(TokioTimer::new())
-                .pool_idle_timeout(idle)
-                .build(connector.clone()),
+            h1: Arc::new(H1Pool {
+                idle: Mutex::new(Vec::new()),
+                timeout: idle,
+                reaper: Mutex::new(false),
+            }),
             h2: Client::builder(TokioExecutor::new())
                 .pool_timer(TokioTimer::new())
                 .pool_idle_timeout(idle)
@@ -43,26 +63,182 @@ impl AppClient {
         }
     }
 
-    /// Sends a request (its URI names the app) over HTTP/2 when `h2`, else HTTP/1.1.
+    /// Sends a request to `addr` (`host:port`) over HTTP/2 when `h2`, else HTTP/1.1.
     pub async fn send(
         &self,
+        addr: &str,
         mut req: Request<Body>,
         h2: bool,
-    ) -> Result<Response<Incoming>, TryError> {
-        let client = if h2 {
+    ) -> Result<Response<Body>, TryError> {
+        if h2 {
             *req.version_mut() = Version::HTTP_2;
-            &self.h2
-        } else {
-            *req.version_mut() = Version::HTTP_11;
-            &self.h1
-        };
-        client.request(req).await.map_err(|e| {
-            let detail = format!("local app unreachable: {e}");
-            if e.is_connect() {
-                TryError::Connect { detail }
-            } else {
-                TryError::ConnectionTerminated { detail }
+            return self
+                .h2
+                .request(req)
+                .await
+                .map(|r| r.map(crate::body::incoming))
+                .map_err(|e| {
+                    let detail = format!("local app at {addr} unreachable: {e}");
+                    if e.is_connect() {
+                        TryError::Connect { detail }
+                    } else {
+                        TryError::ConnectionTerminated { detail }
+                    }
+                });
+        }
+        *req.version_mut() = Version::HTTP_11;
+        // The request-target to the app is origin-form.
+        if let Some(pq) = req.uri().path_and_query().cloned() {
+            *req.uri_mut() = pq.into();
+        }
+        self.h1.send(addr, req).await
+    }
+}
+
+impl H1Pool {
+    fn pop(&self) -> Option<http1::SendRequest<Body>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some((s, since)) = idle.pop() {
+            if since.elapsed() < self.timeout && !s.is_closed() {
+                return Some(s);
             }
+        }
+        None
+    }
+
+    fn push(self: &Arc<Self>, s: http1::SendRequest<Body>) {
+        {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() >= MAX_IDLE {
+                return;
+            }
+            idle.push((s, Instant::now()));
+        }
+        self.start_reaper();
+    }
+
+    /// Closes connections idle past the timeout, checking every half timeout; the task
+    /// ends with the pool.
+    fn start_reaper(self: &Arc<Self>) {
+        let mut started = self.reaper.lock().unwrap_or_else(|p| p.into_inner());
+        if *started {
+            return;
+        }
+        *started = true;
+        let pool: Weak<H1Pool> = Arc::downgrade(self);
+        let every = (self.timeout / 2).max(Duration::from_millis(10));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(pool) = pool.upgrade() else { return };
+                let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+                idle.retain(|(s, since)| since.elapsed() < pool.timeout && !s.is_closed());
+            }
+        });
+    }
+
+    async fn connect(&self, addr: &str) -> Result<http1::SendRequest<Body>, TryError> {
+        let fail = |e: &dyn std::fmt::Display| TryError::Connect {
+            detail: format!("local app at {addr} unreachable: {e}"),
+        };
+        let tcp = TcpStream::connect(addr).await.map_err(|e| fail(&e))?;
+        let _ = tcp.set_nodelay(true);
+        let (sender, conn) = http1::handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|e| fail(&e))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                debug!(error = %e, "connection to the local app ended with error");
+            }
+        });
+        Ok(sender)
+    }
+
+    async fn send(
+        self: &Arc<Self>,
+        addr: &str,
+        mut req: Request<Body>,
+    ) -> Result<Response<Body>, TryError> {
+        // A pooled connection the app closed meanwhile gives the request back unsent; it
+        // then goes on a fresh connection.
+        for _ in 0..3 {
+            let mut sender = match self.pop() {
+                Some(s) => s,
+                None => Box::pin(self.connect(addr)).await?,
+            };
+            if sender.ready().await.is_err() {
+                continue;
+            }
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    let pool = self.clone();
+                    return Ok(resp.map(|body| {
+                        let mut r = Returning {
+                            inner: body,
+                            sender: Some(sender),
+                            pool,
+                        };
+                        if r.inner.is_end_stream() {
+                            // Nothing will poll an empty body: the connection is free now.
+                            r.give_back();
+                        }
+                        http_body_util::BodyExt::boxed(r)
+                    }));
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => req = unsent,
+                    None => {
+                        return Err(TryError::ConnectionTerminated {
+                            detail: format!("local app at {addr}: {}", e.error()),
+                        })
+                    }
+                },
+            }
+        }
+        Err(TryError::Connect {
+            detail: format!("local app at {addr} keeps closing its connections"),
         })
+    }
+}
+
+/// A response body that gives its connection back to the pool when it ends.
+struct Returning {
+    inner: Incoming,
+    sender: Option<http1::SendRequest<Body>>,
+    pool: Arc<H1Pool>,
+}
+
+impl Returning {
+    fn give_back(&mut self) {
+        if let Some(s) = self.sender.take() {
+            self.pool.push(s);
+        }
+    }
+}
+
+impl hyper::body::Body for Returning {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.give_back(),
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.give_back(),
+            Poll::Ready(Some(Err(_))) => self.sender = None,
+            _ => {}
+        }
+        polled.map(|o| o.map(|r| r.map_err(BoxError::from)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
