@@ -358,7 +358,9 @@ async fn to_app(
 ) -> Answer {
     let (mut parts, body) = req.into_parts();
     if let Some(xfcc) = &conn.xfcc {
-        parts.headers.insert("x-forwarded-client-cert", xfcc.clone());
+        parts
+            .headers
+            .insert("x-forwarded-client-cert", xfcc.clone());
     }
     if let Some(a) = parts.uri.authority() {
         if let Ok(v) = HeaderValue::from_str(a.as_str()) {
