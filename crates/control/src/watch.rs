@@ -1,4 +1,5 @@
-//! Watches the config folder and reloads on change. A reload that fails to load or
+//! Watches the config folder and reloads on change, 10 ms after a burst of file events
+//! ends (at most 100 ms after it began). A reload that fails to load or
 //! validate is rejected with file:line:col for each problem; the last good config stays in
 //! force everywhere.
 
@@ -18,6 +19,23 @@ pub fn report_not_enforced(resources: &[Resource], previous: Option<&[Resource]>
     for n in weft_model::not_enforced(resources) {
         if !before.contains(&n) {
             warn!(resource = %n.resource, location = %n.location, what = %n.what, "loaded but not enforced yet");
+        }
+    }
+}
+
+/// A burst of file events is over once none came for this long (editors write in steps).
+const QUIET: Duration = Duration::from_millis(10);
+/// A steady stream of events still reloads this often.
+const MAX_SETTLE: Duration = Duration::from_millis(100);
+
+/// Waits until the burst of events that started is over; false if the watcher is gone.
+async fn settle(rx: &mut mpsc::UnboundedReceiver<()>) -> bool {
+    let start = tokio::time::Instant::now();
+    loop {
+        match tokio::time::timeout(QUIET, rx.recv()).await {
+            Ok(Some(())) if start.elapsed() < MAX_SETTLE => continue,
+            Ok(None) => return false,
+            _ => return true,
         }
     }
 }
@@ -44,9 +62,9 @@ pub async fn run(dir: PathBuf, state: Arc<State>) {
         return;
     }
     while rx.recv().await.is_some() {
-        // Editors write in several steps: let a burst of events settle before reloading.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        while rx.try_recv().is_ok() {}
+        if !settle(&mut rx).await {
+            return;
+        }
         match weft_api::load_valid(&dir) {
             Ok(resources) => {
                 let previous = state.resources();
@@ -67,5 +85,46 @@ pub async fn run(dir: PathBuf, state: Arc<State>) {
                 crate::emit(&Event::ConfigRejected { errors });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_settles_after_its_last_event_and_a_stream_still_reloads() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let start = tokio::time::Instant::now();
+        let burst = tokio::spawn(async move {
+            for _ in 0..3 {
+                tx.send(()).unwrap();
+                tokio::time::sleep(Duration::from_millis(4)).await;
+            }
+            tx
+        });
+        assert!(settle(&mut rx).await);
+        let tx = burst.await.unwrap();
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_millis(18),
+            "10 ms after the last of three events 4 ms apart"
+        );
+        let start = tokio::time::Instant::now();
+        let stream = tokio::spawn(async move {
+            for _ in 0..100 {
+                if tx.send(()).is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        assert!(settle(&mut rx).await);
+        assert!(
+            start.elapsed() <= MAX_SETTLE + Duration::from_millis(10),
+            "a steady stream still reloads: {:?}",
+            start.elapsed()
+        );
+        stream.abort();
     }
 }

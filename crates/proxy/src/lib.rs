@@ -8,6 +8,7 @@ pub mod admin;
 pub mod body;
 pub mod config;
 pub mod control;
+pub mod events;
 pub mod http;
 pub mod reply;
 pub mod route;
@@ -18,7 +19,6 @@ pub mod upstream;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
-use serde::Serialize;
 use state::ProxyState;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -28,7 +28,9 @@ use tokio::net::TcpListener;
 use tracing::info;
 use weft_protocol::pb;
 
-pub use http::headers::PEER_HEADER;
+pub use control::ControlTarget;
+pub use events::{Event, EventSink};
+pub use telemetry::PEER_HEADER;
 
 /// Sidecar or gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,59 +77,6 @@ pub struct ProxyOptions {
     /// Where lifecycle events go: stdout JSON lines (for supervisors) or a channel (for a
     /// proxy running inside a test).
     pub events: EventSink,
-}
-
-/// Where a proxy reports its lifecycle events.
-#[derive(Debug, Clone, Default)]
-pub enum EventSink {
-    /// One JSON line per event on stdout.
-    #[default]
-    Stdout,
-    /// Sent on a channel (in-process proxies).
-    Channel(tokio::sync::mpsc::UnboundedSender<Event>),
-}
-
-impl EventSink {
-    pub fn send(&self, e: Event) {
-        match self {
-            EventSink::Stdout => {
-                println!("{}", serde_json::to_string(&e).expect("events serialize"))
-            }
-            EventSink::Channel(tx) => {
-                let _ = tx.send(e);
-            }
-        }
-    }
-}
-
-/// A lifecycle event, printed to stdout as one JSON line.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
-    Ready {
-        role: String,
-        workload: String,
-        namespace: String,
-        identity: String,
-        admin: String,
-        inbound: Option<String>,
-        outbound: Option<String>,
-    },
-    Listener {
-        name: String,
-        port: u32,
-        address: String,
-    },
-    Connected {
-        control: String,
-    },
-}
-
-/// Where the control plane is and how to authenticate to it.
-#[derive(Debug, Clone)]
-pub struct ControlTarget {
-    pub addr: String,
-    pub token: Option<String>,
 }
 
 /// Runs a proxy until `shutdown` resolves.
@@ -191,7 +140,7 @@ pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyh
         app_addr: opts.app.clone(),
         app: upstream::app::AppClient::default(),
         replay_budget: upstream::ReplayBudget::new(state::REPLAY_BUDGET_BYTES),
-        connections: http::limits::ConnectionLimit::new(opts.max_connections),
+        connections: state::ConnectionLimit::new(opts.max_connections),
         bound: Mutex::new(BTreeMap::new()),
         gateway_tasks: tokio::sync::Mutex::new(HashMap::new()),
         port_map: opts.port_map.clone(),

@@ -3,19 +3,61 @@
 //! the gateway listeners it has bound.
 
 use crate::config::ActiveConfig;
+use crate::events::{Event, EventSink};
 use crate::telemetry::Metrics;
 use crate::tls::TlsState;
 use crate::upstream::{app::AppClient, PeerPool, ReplayBudget};
-use crate::{Event, EventSink};
 use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::task::JoinHandle;
 use weft_protocol::pb;
 
 /// Bytes all in-flight requests may keep for retries and mirrors together.
 pub const REPLAY_BUDGET_BYTES: usize = 64 * 1024 * 1024;
+
+/// Downstream connections one proxy serves at once (all listeners together).
+pub const MAX_DOWNSTREAM_CONNECTIONS: usize = 16_384;
+
+/// Counts open downstream connections against the limit.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimit {
+    open: Arc<AtomicUsize>,
+    max: usize,
+}
+
+/// One admitted connection; dropping it frees its slot.
+#[derive(Debug)]
+pub struct Admitted(Arc<AtomicUsize>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl ConnectionLimit {
+    pub fn new(max: usize) -> ConnectionLimit {
+        ConnectionLimit {
+            open: Arc::new(AtomicUsize::new(0)),
+            max,
+        }
+    }
+
+    /// A slot for a new connection, or `None` at the limit.
+    pub fn admit(&self) -> Option<Admitted> {
+        let before = self.open.fetch_add(1, Ordering::AcqRel);
+        let admitted = Admitted(self.open.clone());
+        (before < self.max).then_some(admitted)
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+}
 
 /// Shared by every listener and task of one proxy.
 pub struct ProxyState {
@@ -28,7 +70,7 @@ pub struct ProxyState {
     pub app: AppClient,
     pub replay_budget: ReplayBudget,
     /// Downstream connections open, against the proxy-wide limit.
-    pub connections: crate::http::limits::ConnectionLimit,
+    pub connections: ConnectionLimit,
     /// Bound gateway listeners: name -> local address.
     pub bound: Mutex<BTreeMap<String, String>>,
     pub gateway_tasks: tokio::sync::Mutex<HashMap<String, JoinHandle<()>>>,
@@ -46,5 +88,21 @@ impl ProxyState {
     /// Reports a lifecycle event.
     pub fn emit(&self, e: Event) {
         self.events.send(e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limit_admits_up_to_max_and_frees_slots() {
+        let l = ConnectionLimit::new(2);
+        let a = l.admit().expect("first");
+        let _b = l.admit().expect("second");
+        assert!(l.admit().is_none(), "third is over the limit");
+        assert_eq!(l.open(), 2, "a refused attempt does not hold a slot");
+        drop(a);
+        assert!(l.admit().is_some());
     }
 }

@@ -108,7 +108,7 @@ struct ProxyArgs {
     concurrency: Option<u16>,
     /// Downstream connections served at once, all listeners together; past it plaintext
     /// clients get a 503 and the connection closes (Envoy's overload manager role).
-    #[arg(long, default_value_t = weft_proxy::http::limits::MAX_DOWNSTREAM_CONNECTIONS)]
+    #[arg(long, default_value_t = weft_proxy::state::MAX_DOWNSTREAM_CONNECTIONS)]
     max_connections: usize,
     /// Record no metrics (to measure what telemetry costs; `bench/` compares both).
     #[arg(long)]

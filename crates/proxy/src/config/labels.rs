@@ -75,7 +75,7 @@ pub fn cluster(c: &Cluster, own: &OwnLabels, who: &Who) -> ClusterLabels {
             who.metrics.intern(l)
         })
         .collect();
-    let peer_header = crate::http::headers::peer_metadata(
+    let peer_header = crate::telemetry::peer::peer_metadata(
         who.workload,
         who.namespace,
         &own.source.source_version,

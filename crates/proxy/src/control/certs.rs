@@ -2,9 +2,9 @@
 //! leaves this process), and renewal at half the certificate's lifetime.
 
 use super::connect;
+use super::ControlTarget;
 use crate::state::ProxyState;
 use crate::tls::{renew_after, Credentials};
-use crate::ControlTarget;
 use anyhow::Context;
 use std::sync::Arc;
 use tracing::{info, warn};

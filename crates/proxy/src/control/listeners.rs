@@ -4,9 +4,9 @@
 //! runtime is swapped in, [`commit`] starts serving the new ports, reports them, and closes
 //! ports the config no longer has.
 
+use crate::events::Event;
 use crate::http::{server::serve_plaintext, Conn, Side};
 use crate::state::ProxyState;
-use crate::Event;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tracing::info;

@@ -7,9 +7,8 @@ pub mod certs;
 pub mod listeners;
 
 use crate::config::ActiveConfig;
+use crate::events::Event;
 use crate::state::ProxyState;
-use crate::ControlTarget;
-use crate::Event;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +16,13 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{info, warn};
 use weft_protocol::{decode_config, pb, ControlClient};
+
+/// Where the control plane is and how to authenticate to it.
+#[derive(Debug, Clone)]
+pub struct ControlTarget {
+    pub addr: String,
+    pub token: Option<String>,
+}
 
 /// Connects to the control plane, retrying with backoff until it answers.
 pub async fn connect(control: &ControlTarget) -> ControlClient {

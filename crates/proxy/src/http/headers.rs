@@ -1,13 +1,8 @@
 //! Headers the proxy itself owns on the request path: hop-by-hop stripping, the request
-//! id, the peer-metadata header between proxies (Istio's `x-envoy-peer-metadata` role),
-//! `x-forwarded-client-cert` toward the app, and the header-size limit.
+//! id, `x-forwarded-client-cert` toward the app, and the header-size limit. (The
+//! peer-metadata header is telemetry's: `telemetry::peer`.)
 
-use crate::telemetry::PeerLabels;
 use http::{header, HeaderMap, HeaderValue};
-
-/// Carries source workload metadata from the calling proxy to the called one; removed
-/// before the request reaches the app.
-pub const PEER_HEADER: &str = "x-weft-peer";
 
 /// Hop-by-hop headers never forwarded (and forbidden in HTTP/2).
 const HOP_BY_HOP: &[&str] = &[
@@ -88,101 +83,15 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.starts_with("application/grpc"))
 }
 
-/// The peer-metadata value a calling proxy sends.
-pub fn peer_metadata(workload: &str, namespace: &str, version: &str, service: &str) -> HeaderValue {
-    let v = format!(
-        "source_workload={workload};source_namespace={namespace};source_version={version};destination_service={service}"
-    );
-    HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""))
-}
-
 /// `x-forwarded-client-cert` as Istio's inbound sets it.
 pub fn xfcc(own_id: &str, peer_id: &str) -> HeaderValue {
     HeaderValue::from_str(&format!("By={own_id};URI={peer_id}"))
         .unwrap_or(HeaderValue::from_static(""))
 }
 
-/// Fills source labels from the caller's peer metadata. The caller is only trusted about
-/// what its certificate does not already say: a claimed namespace that differs from the
-/// certificate's is ignored wholesale, and values are length-capped so a peer cannot blow
-/// up metric cardinality with huge labels.
-pub fn apply_peer_metadata(labels: &mut PeerLabels, meta: &str, peer_id: &str) {
-    const MAX: usize = 253;
-    let cert_ns = peer_id
-        .split("/ns/")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap_or("");
-    let mut claimed = PeerLabels::default();
-    for kv in meta.split(';') {
-        let Some((k, v)) = kv.split_once('=') else {
-            continue;
-        };
-        if v.len() > MAX {
-            continue;
-        }
-        match k {
-            "source_workload" => claimed.source_workload = v.into(),
-            "source_namespace" => claimed.source_workload_namespace = v.into(),
-            "source_version" => claimed.source_version = v.into(),
-            "destination_service" => claimed.destination_service = v.into(),
-            _ => {}
-        }
-    }
-    if claimed.source_workload_namespace != cert_ns {
-        labels.source_workload = "unknown".into();
-        labels.source_workload_namespace = cert_ns.into();
-        return;
-    }
-    labels.source_workload = claimed.source_workload;
-    labels.source_workload_namespace = claimed.source_workload_namespace;
-    labels.source_version = claimed.source_version;
-    labels.set_service(&claimed.destination_service);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const PEER: &str = "spiffe://cluster.local/ns/game/sa/player";
-
-    #[test]
-    fn peer_metadata_is_used_when_it_agrees_with_the_certificate() {
-        let mut l = PeerLabels::default();
-        apply_peer_metadata(&mut l, "source_workload=player-v1;source_namespace=game;source_version=v1;destination_service=inv.game.svc.cluster.local", PEER);
-        assert_eq!(
-            (
-                l.source_workload.as_str(),
-                l.source_workload_namespace.as_str()
-            ),
-            ("player-v1", "game")
-        );
-        assert_eq!(l.destination_service, "inv.game.svc.cluster.local");
-    }
-
-    #[test]
-    fn a_namespace_the_certificate_does_not_back_is_ignored() {
-        let mut l = PeerLabels::default();
-        apply_peer_metadata(
-            &mut l,
-            "source_workload=admin;source_namespace=kube-system",
-            PEER,
-        );
-        assert_eq!(
-            (
-                l.source_workload.as_str(),
-                l.source_workload_namespace.as_str()
-            ),
-            ("unknown", "game")
-        );
-        let mut l = PeerLabels::default();
-        let huge = format!(
-            "source_workload={};source_namespace=game",
-            "x".repeat(10_000)
-        );
-        apply_peer_metadata(&mut l, &huge, PEER);
-        assert_eq!(l.source_workload, "", "oversized values are dropped");
-    }
 
     #[test]
     fn hop_by_hop_headers_go_including_those_named_in_connection() {

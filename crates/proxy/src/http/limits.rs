@@ -1,6 +1,7 @@
-//! Bounds on what downstream clients can hold: a proxy-wide connection limit (Envoy's
-//! overload manager `global_downstream_max_connections` role; past it a plaintext client
-//! gets a clear `503` and the connection closes), the idle timeout of request bodies
+//! Bounds on what downstream clients can hold: the answer to a client past the proxy-wide
+//! connection limit (`state::ConnectionLimit`, Envoy's overload manager
+//! `global_downstream_max_connections` role: a clear `503`, then close), the first-bytes
+//! deadline of a new connection, the idle timeout of request bodies
 //! (Envoy's `stream_idle_timeout`: a body that sends nothing for that long ends with an
 //! error), and the per-connection buffer limit (Envoy's `per_connection_buffer_limit_bytes`:
 //! HTTP/2 flow-control windows and the HTTP/1 read buffer).
@@ -10,15 +11,10 @@ use bytes::Bytes;
 use hyper::body::{Frame, SizeHint};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-
-/// Downstream connections one proxy serves at once (all listeners together).
-pub const MAX_DOWNSTREAM_CONNECTIONS: usize = 16_384;
 
 /// Envoy's default `stream_idle_timeout`.
 pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -26,44 +22,6 @@ pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Bytes a downstream connection may have in flight toward the proxy (HTTP/2 connection
 /// and stream windows), Envoy's default per-connection buffer limit.
 pub const PER_CONNECTION_BUFFER_BYTES: u32 = 1024 * 1024;
-
-/// Counts open downstream connections against the limit.
-#[derive(Debug, Clone)]
-pub struct ConnectionLimit {
-    open: Arc<AtomicUsize>,
-    max: usize,
-}
-
-/// One admitted connection; dropping it frees its slot.
-#[derive(Debug)]
-pub struct Admitted(Arc<AtomicUsize>);
-
-impl Drop for Admitted {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl ConnectionLimit {
-    pub fn new(max: usize) -> ConnectionLimit {
-        ConnectionLimit {
-            open: Arc::new(AtomicUsize::new(0)),
-            max,
-        }
-    }
-
-    /// A slot for a new connection, or `None` at the limit.
-    pub fn admit(&self) -> Option<Admitted> {
-        let before = self.open.fetch_add(1, Ordering::AcqRel);
-        let admitted = Admitted(self.open.clone());
-        (before < self.max).then_some(admitted)
-    }
-
-    /// Connections open now.
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::Acquire)
-    }
-}
 
 /// Tells a plaintext client over the limit why it is turned away, then closes.
 pub async fn refuse(mut stream: TcpStream) {
@@ -211,17 +169,6 @@ impl hyper::body::Body for IdleTimeout {
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
-
-    #[test]
-    fn the_limit_admits_up_to_max_and_frees_slots() {
-        let l = ConnectionLimit::new(2);
-        let a = l.admit().expect("first");
-        let _b = l.admit().expect("second");
-        assert!(l.admit().is_none(), "third is over the limit");
-        assert_eq!(l.open(), 2, "a refused attempt does not hold a slot");
-        drop(a);
-        assert!(l.admit().is_some());
-    }
 
     #[tokio::test(start_paused = true)]
     async fn a_body_that_idles_past_the_timeout_fails() {

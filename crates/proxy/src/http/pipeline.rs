@@ -130,7 +130,7 @@ async fn phases(
         return Answer::reply(r, rec);
     }
     // The peer metadata is the proxies' own; the app never sees it.
-    req.headers_mut().remove(headers::PEER_HEADER);
+    req.headers_mut().remove(crate::telemetry::PEER_HEADER);
     if let Some(r) = authorize(&req, conn) {
         return Answer::reply(r, rec);
     }
@@ -155,11 +155,14 @@ fn authenticate(
         return;
     };
     let none = HeaderValue::from_static("");
-    let meta = req.headers().get(headers::PEER_HEADER).unwrap_or(&none);
+    let meta = req
+        .headers()
+        .get(crate::telemetry::PEER_HEADER)
+        .unwrap_or(&none);
     rec.peers = conn.peer_labels.get(meta, || {
         let mut l = cfg.own.destination.clone();
         l.source_principal = peer_id.to_string();
-        headers::apply_peer_metadata(&mut l, meta.to_str().unwrap_or(""), peer_id);
+        crate::telemetry::peer::apply_peer_metadata(&mut l, meta.to_str().unwrap_or(""), peer_id);
         state.metrics.intern(l)
     });
 }
@@ -271,7 +274,7 @@ async fn to_mesh(
     crate::route::rewrite::apply(h, &plan.route.spec.request_headers);
     crate::route::rewrite::apply(h, &plan.destination.request_headers);
     headers::ensure_request_id(h);
-    h.insert(headers::PEER_HEADER, labels.peer_header.clone());
+    h.insert(crate::telemetry::PEER_HEADER, labels.peer_header.clone());
     let out = Outgoing {
         method: parts.method,
         uri,

@@ -18,29 +18,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::time::Instant;
 
-/// Istio's request labels, as exported.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet, Default)]
-pub struct RequestLabels {
-    pub reporter: String,
-    pub source_workload: String,
-    pub source_workload_namespace: String,
-    pub source_principal: String,
-    pub source_version: String,
-    pub destination_workload: String,
-    pub destination_workload_namespace: String,
-    pub destination_principal: String,
-    pub destination_version: String,
-    pub destination_service: String,
-    pub destination_service_name: String,
-    pub destination_service_namespace: String,
-    pub request_protocol: String,
-    pub response_code: String,
-    pub response_flags: String,
-    pub connection_security_policy: String,
-}
-
 /// The labels that say who called whom (everything but protocol, status and flags).
-#[derive(Clone, Debug, Hash, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, Default, EncodeLabelSet)]
 pub struct PeerLabels {
     pub reporter: String,
     pub source_workload: String,
@@ -57,6 +36,16 @@ pub struct PeerLabels {
     pub connection_security_policy: String,
 }
 
+/// Istio's request labels, as exported: who called whom, and how the request went.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet, Default)]
+pub struct RequestLabels {
+    #[prometheus(flatten)]
+    pub peers: PeerLabels,
+    pub request_protocol: String,
+    pub response_code: String,
+    pub response_flags: String,
+}
+
 impl PeerLabels {
     /// Sets the destination service (and its name and namespace).
     pub fn set_service(&mut self, host: &str) {
@@ -67,24 +56,11 @@ impl PeerLabels {
     }
 
     fn with(&self, grpc: bool, code: u16, flags: ResponseFlags) -> RequestLabels {
-        let p = self.clone();
         RequestLabels {
-            reporter: p.reporter,
-            source_workload: p.source_workload,
-            source_workload_namespace: p.source_workload_namespace,
-            source_principal: p.source_principal,
-            source_version: p.source_version,
-            destination_workload: p.destination_workload,
-            destination_workload_namespace: p.destination_workload_namespace,
-            destination_principal: p.destination_principal,
-            destination_version: p.destination_version,
-            destination_service: p.destination_service,
-            destination_service_name: p.destination_service_name,
-            destination_service_namespace: p.destination_service_namespace,
+            peers: self.clone(),
             request_protocol: if grpc { "grpc" } else { "http" }.into(),
             response_code: code.to_string(),
             response_flags: flags.render(),
-            connection_security_policy: p.connection_security_policy,
         }
     }
 }
@@ -329,11 +305,8 @@ mod tests {
         }
         drop(RequestRecord::start(&m, b.clone(), true));
         let text = m.render();
-        assert!(text.contains(r#"destination_service_name="inventory",destination_service_namespace="game",request_protocol="http",response_code="200",response_flags="-""#), "{text}");
         assert!(
-            text.contains(
-                r#"response_code="200",response_flags="-",connection_security_policy=""} 3"#
-            ),
+            text.contains(r#"destination_service_name="inventory",destination_service_namespace="game",connection_security_policy="",request_protocol="http",response_code="200",response_flags="-"} 3"#),
             "{text}"
         );
         assert!(

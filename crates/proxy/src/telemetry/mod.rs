@@ -4,8 +4,10 @@
 
 mod flags;
 pub mod metrics;
+pub mod peer;
 
 pub use flags::ResponseFlags;
 pub use metrics::{
     service_name_ns, ClusterLabels, Metrics, PeerLabels, RequestLabels, RequestRecord,
 };
+pub use peer::PEER_HEADER;

@@ -38,7 +38,7 @@ pub fn sidecar_options(control: &FakeControl, workload: &str) -> ProxyOptions {
         admin_listen: None,
         inbound_listen: None,
         outbound_listen: None,
-        max_connections: weft_proxy::http::limits::MAX_DOWNSTREAM_CONNECTIONS,
+        max_connections: weft_proxy::state::MAX_DOWNSTREAM_CONNECTIONS,
         telemetry: true,
         events: EventSink::Stdout,
     }

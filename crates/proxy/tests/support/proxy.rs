@@ -71,7 +71,7 @@ impl ProxyBuilder {
             admin_listen: None,
             inbound_listen: None,
             outbound_listen: None,
-            max_connections: weft_proxy::http::limits::MAX_DOWNSTREAM_CONNECTIONS,
+            max_connections: weft_proxy::state::MAX_DOWNSTREAM_CONNECTIONS,
             telemetry: true,
             events: EventSink::Channel(tx),
         };

@@ -1,0 +1,101 @@
+//! Peer metadata between proxies (Istio's `x-envoy-peer-metadata` role): the value a
+//! calling proxy sends with each request, and how the called proxy turns it into the
+//! source labels of its metrics, trusting it only as far as the caller's certificate does.
+
+use super::PeerLabels;
+use http::HeaderValue;
+
+/// Carries source workload metadata from the calling proxy to the called one; removed
+/// before the request reaches the app.
+pub const PEER_HEADER: &str = "x-weft-peer";
+
+/// The peer-metadata value a calling proxy sends.
+pub fn peer_metadata(workload: &str, namespace: &str, version: &str, service: &str) -> HeaderValue {
+    let v = format!(
+        "source_workload={workload};source_namespace={namespace};source_version={version};destination_service={service}"
+    );
+    HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""))
+}
+
+/// Fills source labels from the caller's peer metadata. The caller is only trusted about
+/// what its certificate does not already say: a claimed namespace that differs from the
+/// certificate's is ignored wholesale, and values are length-capped so a peer cannot blow
+/// up metric cardinality with huge labels.
+pub fn apply_peer_metadata(labels: &mut PeerLabels, meta: &str, peer_id: &str) {
+    const MAX: usize = 253;
+    let cert_ns = peer_id
+        .split("/ns/")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or("");
+    let mut claimed = PeerLabels::default();
+    for kv in meta.split(';') {
+        let Some((k, v)) = kv.split_once('=') else {
+            continue;
+        };
+        if v.len() > MAX {
+            continue;
+        }
+        match k {
+            "source_workload" => claimed.source_workload = v.into(),
+            "source_namespace" => claimed.source_workload_namespace = v.into(),
+            "source_version" => claimed.source_version = v.into(),
+            "destination_service" => claimed.destination_service = v.into(),
+            _ => {}
+        }
+    }
+    if claimed.source_workload_namespace != cert_ns {
+        labels.source_workload = "unknown".into();
+        labels.source_workload_namespace = cert_ns.into();
+        return;
+    }
+    labels.source_workload = claimed.source_workload;
+    labels.source_workload_namespace = claimed.source_workload_namespace;
+    labels.source_version = claimed.source_version;
+    labels.set_service(&claimed.destination_service);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PEER: &str = "spiffe://cluster.local/ns/game/sa/player";
+
+    #[test]
+    fn peer_metadata_is_used_when_it_agrees_with_the_certificate() {
+        let mut l = PeerLabels::default();
+        apply_peer_metadata(&mut l, "source_workload=player-v1;source_namespace=game;source_version=v1;destination_service=inv.game.svc.cluster.local", PEER);
+        assert_eq!(
+            (
+                l.source_workload.as_str(),
+                l.source_workload_namespace.as_str()
+            ),
+            ("player-v1", "game")
+        );
+        assert_eq!(l.destination_service, "inv.game.svc.cluster.local");
+    }
+
+    #[test]
+    fn a_namespace_the_certificate_does_not_back_is_ignored() {
+        let mut l = PeerLabels::default();
+        apply_peer_metadata(
+            &mut l,
+            "source_workload=admin;source_namespace=kube-system",
+            PEER,
+        );
+        assert_eq!(
+            (
+                l.source_workload.as_str(),
+                l.source_workload_namespace.as_str()
+            ),
+            ("unknown", "game")
+        );
+        let mut l = PeerLabels::default();
+        let huge = format!(
+            "source_workload={};source_namespace=game",
+            "x".repeat(10_000)
+        );
+        apply_peer_metadata(&mut l, &huge, PEER);
+        assert_eq!(l.source_workload, "", "oversized values are dropped");
+    }
+}
