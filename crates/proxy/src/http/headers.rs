@@ -70,7 +70,10 @@ pub fn ensure_request_id(headers: &mut HeaderMap) {
         let word = if i < 16 { a } else { b };
         *byte = HEX[((word >> ((i % 16) * 4)) & 0xf) as usize];
     }
-    if let Ok(v) = HeaderValue::from_bytes(&id) {
+    if let Ok(mut v) = HeaderValue::from_bytes(&id) {
+        // Unique per request: HPACK must not put it in the dynamic table (it would only
+        // evict the entries that do repeat).
+        v.set_sensitive(true);
         headers.insert("x-request-id", v);
     }
 }

@@ -103,6 +103,7 @@ pub async fn forward(
     for n in 1..=tries {
         if n > 1 {
             tokio::select! {
+                biased;
                 _ = tokio::time::sleep(backoff(up.policy, n - 1)) => {}
                 _ = &mut route_timer => return timed_out(last),
             }
@@ -113,7 +114,9 @@ pub async fn forward(
         };
         tried.push(pick.index);
         on_pick(&pick);
+        // `biased`: no random branch order (it costs an RNG call per request).
         let result = tokio::select! {
+            biased;
             r = try_once(up, &pick, out) => r,
             _ = &mut route_timer => Err(TryError::Timeout(Timer::Route)),
         };
@@ -236,6 +239,7 @@ async fn try_once(
             })
     };
     tokio::select! {
+        biased;
         r = send => r,
         _ = expiry(&out.body, up.policy.per_try_timeout_ms.map(Duration::from_millis), Some(started)) => {
             Err(TryError::Timeout(Timer::PerTry))
