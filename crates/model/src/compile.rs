@@ -130,8 +130,9 @@ impl<'a> Builder<'a> {
             self.used.insert(r.key());
             for server in &gw.servers {
                 let Some(port) = &server.port else { continue };
-                // TLS servers are reported as not enforced; never serve them as plaintext.
-                if server.tls.is_some() {
+                // TLS servers and non-HTTP ones (TCP, MONGO, …) are reported as not
+                // enforced; never serve them as plaintext HTTP.
+                if server.tls.is_some() || !crate::report::serves_http(&port.protocol) {
                     continue;
                 }
                 let hosts = ports

@@ -99,6 +99,12 @@ pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
             }
             Spec::Gateway(gw) => {
                 for (i, s) in gw.servers.iter().enumerate() {
+                    let proto = s.port.as_ref().map_or("", |p| p.protocol.as_str());
+                    if s.tls.is_none() && !serves_http(proto) {
+                        push(format!(
+                            "servers[{i}].port.protocol {proto} (only HTTP gateway servers are built; this port is not opened)"
+                        ));
+                    }
                     extra_keys(
                         &json(s),
                         &format!("servers[{i}]."),
@@ -108,6 +114,15 @@ pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
                 }
             }
             Spec::ServiceEntry(se) => {
+                // (MESH_EXTERNAL entries are reported whole below.)
+                let internal = !matches!(se.location, Some(weft_api::Location::MeshExternal));
+                for (i, p) in se.ports.iter().enumerate().filter(|_| internal) {
+                    if let Some(proto) = p.protocol.as_deref().filter(|p| !serves_http(p)) {
+                        push(format!(
+                            "ports[{i}].protocol {proto} (opaque TCP is not proxied yet; only HTTP reaches this port through the mesh)"
+                        ));
+                    }
+                }
                 if matches!(se.location, Some(weft_api::Location::MeshExternal)) {
                     push("location MESH_EXTERNAL (egress to external services)".into());
                 } else if se.workload_selector.is_none() {
@@ -255,4 +270,12 @@ const HTTP_ROUTE_ENFORCED: [&str; 16] = [
 /// Serializes any API struct to JSON for field inspection.
 fn json<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or_default()
+}
+
+/// Whether weft serves a port of this Istio protocol (HTTP and what rides on it). `HTTPS`
+/// and `TLS` need TLS termination; `TCP`, `MONGO`, `REDIS`, `MYSQL`… are opaque TCP.
+pub fn serves_http(protocol: &str) -> bool {
+    ["HTTP", "HTTP2", "GRPC", "GRPC-WEB"]
+        .iter()
+        .any(|p| p.eq_ignore_ascii_case(protocol))
 }

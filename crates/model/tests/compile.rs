@@ -535,6 +535,70 @@ spec:
 }
 
 #[test]
+fn non_http_gateway_servers_and_ports_are_reported_and_never_served_as_http() {
+    let extra = r#"
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: tcp-gw, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 31400, name: tcp, protocol: TCP}
+    hosts: ["*"]
+  - port: {number: 8081, name: http2, protocol: HTTP2}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: cache, namespace: game}
+spec:
+  hosts: [cache.game.svc.cluster.local]
+  location: MESH_INTERNAL
+  ports: [{number: 6379, name: redis, protocol: REDIS}, {number: 8080, name: http, protocol: HTTP}]
+  workloadSelector: {labels: {app: cache}}
+"#;
+    let text = format!("{MESH}{extra}");
+    let loaded = weft_api::load_str(&text, "mesh.yaml");
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let reg = Registry::build(&loaded.resources, &live());
+    let gw = ProxyRef {
+        role: Role::Gateway,
+        workload: "gw".into(),
+        namespace: "istio-system".into(),
+    };
+    let cfg = compile(&loaded.resources, &reg, "cluster.local", &gw).unwrap();
+    let ports: Vec<u32> = cfg.listeners.iter().map(|l| l.port).collect();
+    assert!(ports.contains(&8081), "HTTP2 servers are HTTP: {ports:?}");
+    assert!(
+        !ports.contains(&31400),
+        "a TCP server is never bound as HTTP: {ports:?}"
+    );
+    let reported: Vec<String> = not_enforced(&loaded.resources)
+        .into_iter()
+        .map(|n| format!("{}: {}", n.resource, n.what))
+        .collect();
+    assert!(
+        reported
+            .iter()
+            .any(|r| r.starts_with("Gateway/istio-system/tcp-gw: servers[0].port.protocol TCP")),
+        "{reported:#?}"
+    );
+    assert!(
+        !reported
+            .iter()
+            .any(|r| r.contains("servers[1].port.protocol")),
+        "{reported:#?}"
+    );
+    assert!(
+        reported
+            .iter()
+            .any(|r| r.starts_with("ServiceEntry/game/cache: ports[0].protocol REDIS")),
+        "{reported:#?}"
+    );
+}
+
+#[test]
 fn implemented_route_actions_are_not_reported() {
     let vs = r#"
 ---
