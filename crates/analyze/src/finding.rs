@@ -115,6 +115,8 @@ pub const SHADOWED_ROUTE: &str = "WA0112";
 pub const SHADOWED_MATCH: &str = "WA0113";
 /// DestinationRule host that is not in the registry.
 pub const DR_UNKNOWN_HOST: &str = "WA0114";
+/// Two resources with the same kind, namespace and name.
+pub const DUPLICATE_RESOURCE: &str = "WA0115";
 
 /// Every code `weft analyze` can report.
 pub const CODES: &[CodeInfo] = &[
@@ -134,4 +136,5 @@ pub const CODES: &[CodeInfo] = &[
     CodeInfo { code: SHADOWED_ROUTE, severity: Severity::Warning, summary: "an HTTP route that can never match: an earlier route always matches first (IST0130-like)" },
     CodeInfo { code: SHADOWED_MATCH, severity: Severity::Info, summary: "one match entry of an HTTP route is covered by an earlier route (the route matches other requests)" },
     CodeInfo { code: DR_UNKNOWN_HOST, severity: Severity::Warning, summary: "DestinationRule host matches no ServiceEntry host (the rule applies to nothing)" },
+    CodeInfo { code: DUPLICATE_RESOURCE, severity: Severity::Error, summary: "the same kind/namespace/name defined twice (Kubernetes keeps one object per name; weft refuses to load it)" },
 ];

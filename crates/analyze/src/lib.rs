@@ -68,6 +68,18 @@ pub fn findings_for(loaded: &LoadResult) -> Vec<Finding> {
             suggestion: None,
         });
     }
+    for e in weft_api::duplicates(&loaded.resources) {
+        out.push(Finding {
+            code: DUPLICATE_RESOURCE,
+            severity: Severity::Error,
+            resource: Some(e.resource.clone()),
+            file: e.file.clone(),
+            line: e.line,
+            column: e.column,
+            message: e.message.clone(),
+            suggestion: Some("keep one definition per kind, namespace and name (as `kubectl apply` would, the last applied one silently wins there)".into()),
+        });
+    }
     out.extend(analyze(&loaded.resources));
     sort(&mut out);
     out

@@ -47,5 +47,7 @@ pub use security::*;
 pub use service_entry::*;
 pub use sidecar::*;
 pub use telemetry::*;
-pub use validate::{duration_ms, load_valid, valid_duration, validate_all, ValidationError};
+pub use validate::{
+    duplicates, duration_ms, load_valid, valid_duration, validate_all, ValidationError,
+};
 pub use virtual_service::*;

@@ -74,6 +74,7 @@ pub fn load_valid(path: &std::path::Path) -> Result<Vec<Resource>, Vec<String>> 
     errors.extend(
         validate_all(&loaded.resources)
             .iter()
+            .chain(&duplicates(&loaded.resources))
             .map(|e| e.to_string()),
     );
     if errors.is_empty() {
@@ -81,6 +82,38 @@ pub fn load_valid(path: &std::path::Path) -> Result<Vec<Resource>, Vec<String>> 
     } else {
         Err(errors)
     }
+}
+
+/// Resources that share kind, namespace and name (what `kubectl apply` of two files
+/// produces): Kubernetes keeps one object per name, so each later definition is an error
+/// that names the first one's place.
+pub fn duplicates(resources: &[Resource]) -> Vec<ValidationError> {
+    let mut first: std::collections::HashMap<String, &Resource> = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for r in resources {
+        let key = r.key();
+        let Some(earlier) = first.get(&key) else {
+            first.insert(key, r);
+            continue;
+        };
+        let (line, column) = r.position_of("metadata.name");
+        let (l0, _) = earlier.position_of("metadata.name");
+        out.push(ValidationError {
+            file: r.source.file.clone(),
+            line,
+            column,
+            resource: key,
+            path: "metadata.name".into(),
+            message: format!(
+                "{} {}/{} is defined twice: here and at {}:{l0}; Kubernetes keeps one object per kind, namespace and name, so rename one or remove it",
+                r.kind,
+                r.namespace(),
+                r.name(),
+                earlier.source.file
+            ),
+        });
+    }
+    out
 }
 
 /// Validates every resource; an empty result means all are valid.
