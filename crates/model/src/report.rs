@@ -151,12 +151,16 @@ pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
             }
             Spec::PeerAuthentication(pa) => {
                 let mode = pa.mtls.as_ref().and_then(|m| m.mode);
-                if !matches!(
-                    mode,
-                    None | Some(weft_api::MtlsMode::Strict) | Some(weft_api::MtlsMode::Unset)
-                ) {
+                let named = match mode {
+                    Some(weft_api::MtlsMode::Permissive) => Some("PERMISSIVE"),
+                    Some(weft_api::MtlsMode::Disable) => Some("DISABLE"),
+                    None | Some(weft_api::MtlsMode::Strict) | Some(weft_api::MtlsMode::Unset) => {
+                        None
+                    }
+                };
+                if let Some(named) = named {
                     push(format!(
-                        "mtls.mode {mode:?} (weft enforces STRICT mTLS everywhere)"
+                        "mtls.mode {named} (weft enforces STRICT mTLS everywhere)"
                     ));
                 }
                 if !pa.port_level_mtls.is_empty() {

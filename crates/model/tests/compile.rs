@@ -599,6 +599,35 @@ spec:
 }
 
 #[test]
+fn reports_say_modes_in_istios_words_not_rust_debug_text() {
+    let pa = r#"
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: lax, namespace: game}
+spec: {mtls: {mode: PERMISSIVE}}
+"#;
+    let loaded = weft_api::load_str(&format!("{MESH}{pa}"), "mesh.yaml");
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let what: Vec<String> = not_enforced(&loaded.resources)
+        .into_iter()
+        .filter(|n| n.resource == "PeerAuthentication/game/lax")
+        .map(|n| n.what)
+        .collect();
+    assert_eq!(
+        what,
+        ["mtls.mode PERMISSIVE (weft enforces STRICT mTLS everywhere)"]
+    );
+    for n in not_enforced(&resources()) {
+        assert!(
+            !n.what.contains("Some(") && !n.what.contains("None"),
+            "no Rust debug text: {}",
+            n.what
+        );
+    }
+}
+
+#[test]
 fn implemented_route_actions_are_not_reported() {
     let vs = r#"
 ---
