@@ -46,6 +46,10 @@ pub enum Event {
     },
     ConfigApplied {
         resources: usize,
+        /// Everything the new config loads but does not enforce yet (`Kind/ns/name (file:line): what`).
+        not_enforced: Vec<String>,
+        /// The part of `not_enforced` that the previous config did not have.
+        not_enforced_new: Vec<String>,
     },
     ConfigRejected {
         errors: Vec<String>,
@@ -66,7 +70,7 @@ pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> an
             errors.join("\n  ")
         )
     })?;
-    watch::report_not_enforced(&resources, None);
+    let _ = watch::report_not_enforced(&resources, None);
     let ca = match &opts.ca_files {
         Some((cert, key)) => weft_identity::Ca::from_pem_files(cert, key, &opts.trust_domain),
         None => weft_identity::Ca::load_or_create(&opts.state_dir.join("ca"), &opts.trust_domain),

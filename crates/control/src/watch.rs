@@ -13,14 +13,23 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 use weft_api::Resource;
 
-/// Logs what is configured but not enforced yet (new items only, after the first call).
-pub fn report_not_enforced(resources: &[Resource], previous: Option<&[Resource]>) {
+/// Logs what is configured but not enforced yet (new items only, after the first call);
+/// returns every item and the new ones, in words (`Kind/ns/name (file:line): what`).
+pub fn report_not_enforced(
+    resources: &[Resource],
+    previous: Option<&[Resource]>,
+) -> (Vec<String>, Vec<String>) {
     let before = previous.map(weft_model::not_enforced).unwrap_or_default();
+    let (mut all, mut new) = (Vec::new(), Vec::new());
     for n in weft_model::not_enforced(resources) {
+        let line = format!("{} ({}): {}", n.resource, n.location, n.what);
         if !before.contains(&n) {
             warn!(resource = %n.resource, location = %n.location, what = %n.what, "loaded but not enforced yet");
+            new.push(line.clone());
         }
+        all.push(line);
     }
+    (all, new)
 }
 
 /// A burst of file events is over once none came for this long (editors write in steps).
@@ -71,11 +80,14 @@ pub async fn run(dir: PathBuf, state: Arc<State>) {
                 if *previous == resources {
                     continue;
                 }
-                report_not_enforced(&resources, Some(&previous));
+                let (not_enforced, not_enforced_new) =
+                    report_not_enforced(&resources, Some(&previous));
                 info!(resources = resources.len(), "config reloaded");
                 state.set_resources(resources);
                 crate::emit(&Event::ConfigApplied {
                     resources: state.resources().len(),
+                    not_enforced,
+                    not_enforced_new,
                 });
             }
             Err(errors) => {

@@ -78,6 +78,8 @@ pub struct Mesh {
     tx: mpsc::UnboundedSender<Msg>,
     pub(crate) rx: mpsc::UnboundedReceiver<Msg>,
     shutting_down: bool,
+    /// What the running config loads but does not enforce yet (for `weft status`).
+    pub(crate) not_enforced: Vec<String>,
 }
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -132,6 +134,7 @@ impl Mesh {
             tx,
             rx,
             shutting_down: false,
+            not_enforced: Vec::new(),
         }
     }
 
@@ -227,7 +230,24 @@ impl Mesh {
                         }
                     }
                     Some("config_applied") => {
-                        eprintln!("weft: config reloaded ({} resources)", event["resources"])
+                        eprintln!("weft: config reloaded ({} resources)", event["resources"]);
+                        let lines = |key: &str| -> Vec<String> {
+                            event[key]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .filter_map(|v| v.as_str().map(str::to_string))
+                                .collect()
+                        };
+                        let new = lines("not_enforced_new");
+                        if !new.is_empty() {
+                            eprintln!("weft: the new config loads but does not enforce yet:");
+                            for n in &new {
+                                eprintln!("  {n}");
+                            }
+                        }
+                        self.not_enforced = lines("not_enforced");
+                        let _ = self.write_status();
                     }
                     _ => {}
                 }
@@ -355,6 +375,7 @@ impl Mesh {
         MeshStatus {
             config_dir: self.opts.config_dir.display().to_string(),
             supervisor_pid: std::process::id(),
+            not_enforced: self.not_enforced.clone(),
             processes: self
                 .procs
                 .iter()

@@ -23,6 +23,10 @@ pub struct MeshStatus {
     pub config_dir: String,
     pub supervisor_pid: u32,
     pub processes: Vec<ProcStatus>,
+    /// What the running config loads but does not enforce yet
+    /// (`Kind/ns/name (file:line): what`).
+    #[serde(default)]
+    pub not_enforced: Vec<String>,
 }
 
 /// Writes `<state>/mesh.json` atomically.
@@ -103,12 +107,22 @@ pub fn status_command(state_dir: &Path, json: bool) -> anyhow::Result<String> {
     } else {
         "not running"
     };
-    Ok(format!(
+    let mut out = format!(
         "mesh from {} (supervisor pid {} {sup})\n{}",
         status.config_dir,
         status.supervisor_pid,
         render(&status)
-    ))
+    );
+    if !status.not_enforced.is_empty() {
+        out.push_str(&format!(
+            "\nloaded but not enforced yet ({} items; weft does not implement these semantics yet):\n",
+            status.not_enforced.len()
+        ));
+        for n in &status.not_enforced {
+            out.push_str(&format!("  {n}\n"));
+        }
+    }
+    Ok(out)
 }
 
 /// Minimal HTTP/1.0 GET against a local admin endpoint; the body as text.

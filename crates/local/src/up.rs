@@ -29,6 +29,10 @@ pub async fn up(opts: UpOptions, shutdown: impl Future<Output = ()>) -> anyhow::
     std::fs::create_dir_all(opts.state_dir.join("logs"))
         .with_context(|| format!("creating {}", opts.state_dir.display()))?;
     let mut mesh = Mesh::new(opts.clone(), &plan);
+    mesh.not_enforced = not_enforced
+        .iter()
+        .map(|n| format!("{} ({}): {}", n.resource, n.location, n.what))
+        .collect();
     // A fresh secret per run: only processes started by this supervisor (or the same user,
     // who can read the 0600 file) can talk to this mesh's control plane.
     weft_protocol::auth::create_token(&mesh.token_file())

@@ -1178,3 +1178,55 @@ fn proxy_config_shows_what_a_proxy_has() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("matches several proxies"));
 }
+
+#[test]
+fn a_live_config_change_reports_what_it_does_not_enforce_in_the_terminal_and_in_status() {
+    let mesh = Mesh::up("not-enforced-live");
+    let from = mesh.stderr.len();
+    std::fs::write(
+        mesh.config_file("telemetry.yaml"),
+        "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-logs, namespace: necpgame}\nspec:\n  accessLogging:\n  - providers: [{name: envoy}]\n",
+    )
+    .expect("writing telemetry.yaml");
+    let terminal = mesh.stderr.wait_contains(
+        from,
+        Duration::from_secs(20),
+        &[
+            "the new config loads but does not enforce yet",
+            "Telemetry/necpgame/mesh-logs (",
+        ],
+    );
+    assert!(
+        !terminal.contains("Some("),
+        "no Rust debug text:\n{terminal}"
+    );
+    let state = mesh.state_dir.to_str().unwrap().to_string();
+    let text = poll_until(
+        "weft status to list the Telemetry",
+        Duration::from_secs(10),
+        || {
+            let out = run(WEFT, &["status", "--state-dir", &state]);
+            let text = stdout_of(&out);
+            text.contains("Telemetry/necpgame/mesh-logs")
+                .then_some(text)
+        },
+    );
+    assert!(text.contains("loaded but not enforced yet"), "{text}");
+    assert!(
+        text.contains("AuthorizationPolicy/necpgame/"),
+        "what was not enforced before the change is still listed:\n{text}"
+    );
+    let json = mesh.status_json();
+    let listed: Vec<&str> = json["not_enforced"]
+        .as_array()
+        .expect("not_enforced in weft status --output json")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(
+        listed
+            .iter()
+            .any(|l| l.starts_with("Telemetry/necpgame/mesh-logs (")),
+        "{listed:?}"
+    );
+}
