@@ -54,6 +54,10 @@ pub enum Event {
     ConfigRejected {
         errors: Vec<String>,
     },
+    /// Every connected proxy has accepted the latest config it was sent: proxy id -> version.
+    Converged {
+        proxies: std::collections::BTreeMap<String, String>,
+    },
 }
 
 pub(crate) fn emit(e: &Event) {

@@ -54,6 +54,11 @@ impl Mesh for MeshService {
                     })) => {
                         if ack.accepted {
                             info!(%proxy, version = %ack.version, "ACK");
+                            if let Some(proxies) = state.ack(id, &ack.version) {
+                                crate::emit(&crate::Event::Converged {
+                                    proxies: proxies.into_iter().collect(),
+                                });
+                            }
                         } else {
                             warn!(%proxy, version = %ack.version, error = %ack.error, "NACK: proxy rejected config and keeps its last good one");
                         }

@@ -19,6 +19,9 @@ struct Conn {
     node: pb::Node,
     tx: PushTx,
     last_sent: Option<ProxyConfig>,
+    /// The version last pushed, and the last one the proxy accepted.
+    sent_version: Option<String>,
+    acked_version: Option<String>,
 }
 
 struct Inner {
@@ -78,6 +81,8 @@ impl State {
                 node,
                 tx,
                 last_sent: None,
+                sent_version: None,
+                acked_version: None,
             },
         );
         self.push_all(&mut inner);
@@ -91,6 +96,31 @@ impl State {
             info!(proxy = %c.node.id, "proxy disconnected");
         }
         self.push_all(&mut inner);
+    }
+
+    /// Records a proxy's ACK. Returns every connected proxy's id and version when, with
+    /// this ACK, each of them has accepted the latest config it was sent (the mesh has
+    /// converged); `None` otherwise.
+    pub fn ack(&self, id: u64, version: &str) -> Option<Vec<(String, String)>> {
+        let mut inner = self.inner.lock().expect("state poisoned");
+        let conn = inner.conns.get_mut(&id)?;
+        conn.acked_version = Some(version.to_string());
+        let converged = inner
+            .conns
+            .values()
+            .all(|c| c.sent_version.is_some() && c.sent_version == c.acked_version);
+        converged.then(|| {
+            inner
+                .conns
+                .values()
+                .map(|c| {
+                    (
+                        c.node.id.clone(),
+                        c.acked_version.clone().unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
     }
 
     /// Number of connected proxies.
@@ -162,6 +192,7 @@ impl State {
             // Fails only once the stream is gone; disconnect() then forgets the proxy.
             let _ = conn.tx.send(Some(push));
             conn.last_sent = Some(cfg);
+            conn.sent_version = Some(version.to_string());
         }
         inner.version = version;
     }

@@ -67,6 +67,8 @@ pub(crate) struct Proc {
     restarts: u32,
     ready: Option<Value>,
     listeners: BTreeMap<u32, String>,
+    /// The config version a proxy last said it applied.
+    applied: Option<u64>,
     backoff: Backoff,
     given_up: bool,
 }
@@ -80,6 +82,9 @@ pub struct Mesh {
     shutting_down: bool,
     /// What the running config loads but does not enforce yet (for `weft status`).
     pub(crate) not_enforced: Vec<String>,
+    /// The control plane's last report that every connected proxy accepted its latest
+    /// config: proxy id -> version.
+    converged: BTreeMap<String, u64>,
 }
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -101,6 +106,7 @@ impl Mesh {
             restarts: 0,
             ready: None,
             listeners: BTreeMap::new(),
+            applied: None,
             backoff: Backoff::default(),
             given_up: false,
         };
@@ -135,6 +141,7 @@ impl Mesh {
             rx,
             shutting_down: false,
             not_enforced: Vec::new(),
+            converged: BTreeMap::new(),
         }
     }
 
@@ -220,6 +227,17 @@ impl Mesh {
                         {
                             p.listeners.insert(port as u32, addr.to_string());
                         }
+                    }
+                    Some("config_applied") if p.role != Role::Control => {
+                        p.applied = event["version"].as_str().and_then(|v| v.parse().ok());
+                    }
+                    Some("converged") => {
+                        self.converged = event["proxies"]
+                            .as_object()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|(id, v)| Some((id.clone(), v.as_str()?.parse().ok()?)))
+                            .collect();
                     }
                     Some("config_rejected") => {
                         eprintln!(
@@ -326,49 +344,33 @@ impl Mesh {
         .await
     }
 
-    /// Every gateway listens, and knows an endpoint for every running sidecar.
+    /// Every proxy has accepted the latest config the control plane sent it (with every
+    /// running sidecar registered) and has reported applying it — its gateway listeners
+    /// included. A gateway that no Gateway selects yet converges with no listener (idle).
     pub(crate) async fn converge(&mut self) -> anyhow::Result<()> {
-        self.wait_for("gateways to receive their config", START_TIMEOUT, |m| {
-            m.procs
-                .iter()
-                .filter(|p| p.role == Role::Gateway)
-                .all(|p| !p.listeners.is_empty())
+        self.wait_for("every proxy to accept its config", START_TIMEOUT, |m| {
+            m.converged_now()
         })
-        .await?;
-        let inbound: Vec<String> = self
+        .await
+    }
+
+    fn converged_now(&self) -> bool {
+        let proxies: Vec<&Proc> = self
             .procs
             .iter()
-            .filter(|p| p.role == Role::Sidecar)
-            .filter_map(|p| field(&p.ready, "inbound"))
+            .filter(|p| matches!(p.role, Role::Gateway | Role::Sidecar))
             .collect();
-        let admins: Vec<String> = self
-            .procs
-            .iter()
-            .filter(|p| p.role == Role::Gateway)
-            .filter_map(|p| field(&p.ready, "admin"))
-            .collect();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for admin in admins {
-            loop {
-                let dump = crate::status::http_get(&admin, "/config_dump")
-                    .await
-                    .unwrap_or_default();
-                let missing: Vec<&String> = inbound
-                    .iter()
-                    .filter(|a| !dump.contains(a.as_str()))
-                    .collect();
-                if missing.is_empty() {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    eprintln!("weft: gateway at {admin} has no route to sidecars {missing:?} (not behind any gateway route?)");
-                    break;
-                }
-                // Readiness probe of another process: poll its admin endpoint.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        Ok(())
+        proxies.len() == self.converged.len()
+            && proxies.iter().all(|p| {
+                let Some((name, ns)) = &p.workload else {
+                    return false;
+                };
+                let id = format!("{}~{name}.{ns}", p.role.as_str());
+                matches!(
+                    (self.converged.get(&id), p.applied),
+                    (Some(want), Some(have)) if have >= *want
+                )
+            })
     }
 
     pub(crate) fn status(&self) -> MeshStatus {

@@ -48,4 +48,8 @@ pub enum Event {
     Connected {
         control: String,
     },
+    /// A pushed config was accepted (after its gateway listeners were reported).
+    ConfigApplied {
+        version: String,
+    },
 }

@@ -1230,3 +1230,34 @@ fn a_live_config_change_reports_what_it_does_not_enforce_in_the_terminal_and_in_
         "{listed:?}"
     );
 }
+
+#[test]
+fn a_gateway_that_no_gateway_resource_selects_yet_starts_idle() {
+    // Istio allows a gateway deployment before any Gateway selects it: weft up must come
+    // up (the gateway idle, with no port open) instead of failing.
+    let mesh = Mesh::up_with("idle-gateway", |dir| {
+        let path = dir.join("istio-gateway.yaml");
+        let text = std::fs::read_to_string(&path).expect("gateway file");
+        let (_, rest) = text
+            .split_once("\n---\n")
+            .expect("the Gateway document comes first");
+        replace_file(&path, rest);
+    });
+    let gateways = mesh.ready["gateways"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    assert!(gateways.is_empty(), "no Gateway, no port: {gateways:?}");
+    let status = mesh.status_json();
+    let gw = status["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| {
+            p["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("gateway-"))
+        })
+        .expect("the gateway process");
+    assert_eq!(gw["running"], true, "{status}");
+}

@@ -89,6 +89,9 @@ async fn session(
         let ack = match apply(state, &push).await {
             Ok(()) => {
                 info!(version = %push.version, "config applied");
+                state.emit(Event::ConfigApplied {
+                    version: push.version.clone(),
+                });
                 pb::Ack {
                     version: push.version.clone(),
                     accepted: true,

@@ -196,7 +196,7 @@ impl Proxy {
                 self.listeners.insert(name, a);
             }
             Some(Event::Connected { .. }) => self.connected += 1,
-            Some(Event::Ready { .. }) => {}
+            Some(Event::Ready { .. } | Event::ConfigApplied { .. }) => {}
             None => panic!("proxy {} stopped", self.workload),
         }
     }
