@@ -37,8 +37,10 @@ exec cat >/dev/null
     path
 }
 
-const CONTROL_READY: &str = r#"echo '{"event":"ready","grpc":"127.0.0.1:9"}'"#;
-const PROXY_READY: &str = r#"echo '{"event":"ready","admin":"127.0.0.1:9","inbound":"127.0.0.1:9","outbound":"127.0.0.1:9"}'"#;
+/// A control plane that starts, and reports that the one sidecar accepted config version 1.
+const CONTROL_READY: &str = r#"echo '{"event":"ready","grpc":"127.0.0.1:9"}'; echo '{"event":"converged","proxies":{"sidecar~pg.game":"1"}}'"#;
+/// A proxy that starts and applies config version 1.
+const PROXY_READY: &str = r#"echo '{"event":"ready","admin":"127.0.0.1:9","inbound":"127.0.0.1:9","outbound":"127.0.0.1:9"}'; echo '{"event":"config_applied","version":"1"}'"#;
 
 /// A config folder with one `weft.dev/run: command` workload running `command`.
 fn options(dir: &Path, weft: PathBuf, command: &str) -> UpOptions {
