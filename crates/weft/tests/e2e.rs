@@ -1261,3 +1261,57 @@ fn a_gateway_that_no_gateway_resource_selects_yet_starts_idle() {
         .expect("the gateway process");
     assert_eq!(gw["running"], true, "{status}");
 }
+
+#[test]
+fn a_request_the_client_abandons_is_counted_dc_with_code_0_by_the_gateway() {
+    let mesh = Mesh::up_with("abandoned", |dir| {
+        edit(
+            &dir.join("registry.yaml"),
+            "weft.dev/demo-latency: 2ms",
+            "weft.dev/demo-latency: 3s",
+        )
+    });
+    let host = format!("Host: {GAME_HOST}");
+    let url = format!("http://{}/api/v1/player/me", mesh.gateway());
+    let out = curl(&["-sS", "-m", "0.5", "-H", &host, &url]);
+    assert!(
+        !out.status.success(),
+        "curl must give up before the slow player answers"
+    );
+    let admin = mesh.gateway_admin();
+    poll_until(
+        "the gateway to count the abandoned request",
+        Duration::from_secs(10),
+        || {
+            let m = admin_get(&admin, "/stats/prometheus");
+            let dc = [
+                ("response_code", "0"),
+                ("response_flags", "DC"),
+                ("destination_service_name", "player"),
+            ];
+            (metric_sum(&m, "istio_requests_total", &dc) >= 1.0).then_some(())
+        },
+    );
+}
+
+#[test]
+fn a_tcp_gateway_server_is_reported_and_never_opened_as_http() {
+    let mesh = Mesh::up_with("tcp-gateway", |dir| {
+        edit(
+            &dir.join("istio-gateway.yaml"),
+            "    hosts: [game.necpgame.local]\n",
+            "    hosts: [game.necpgame.local]\n  - port: {number: 31400, name: tcp, protocol: TCP}\n    hosts: [\"*\"]\n",
+        )
+    });
+    let gateways = mesh.ready["gateways"].as_object().cloned().unwrap_or_default();
+    assert!(gateways.contains_key("80"), "{gateways:?}");
+    assert!(
+        !gateways.contains_key("31400"),
+        "a TCP server is never served as HTTP: {gateways:?}"
+    );
+    let terminal = mesh.stderr.text();
+    assert!(
+        terminal.contains("servers[1].port.protocol TCP"),
+        "the TCP server is reported as not enforced:\n{terminal}"
+    );
+}
