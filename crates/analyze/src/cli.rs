@@ -73,10 +73,12 @@ fn run_inner(
                 continue; // stdin can only be read once
             }
             stdin_read = true;
-            let mut text = String::new();
-            stdin.read_to_string(&mut text)?;
-            loaded.extend(weft_api::load_str(&text, STDIN_NAME));
-            sources.insert(STDIN_NAME, text);
+            let mut bytes = Vec::new();
+            stdin.read_to_end(&mut bytes)?;
+            if let Ok(text) = std::str::from_utf8(&bytes) {
+                sources.insert(STDIN_NAME, text.to_owned());
+            }
+            loaded.extend(weft_api::load_bytes(bytes, STDIN_NAME));
         } else {
             loaded.extend(weft_api::load_path(Path::new(p)));
         }

@@ -117,6 +117,8 @@ pub const SHADOWED_MATCH: &str = "WA0113";
 pub const DR_UNKNOWN_HOST: &str = "WA0114";
 /// Two resources with the same kind, namespace and name.
 pub const DUPLICATE_RESOURCE: &str = "WA0115";
+/// Configuration weft loads but does not enforce yet (the list the mesh prints).
+pub const NOT_ENFORCED: &str = "WA0200";
 
 /// Every code `weft analyze` can report.
 pub const CODES: &[CodeInfo] = &[
@@ -137,4 +139,5 @@ pub const CODES: &[CodeInfo] = &[
     CodeInfo { code: SHADOWED_MATCH, severity: Severity::Info, summary: "one match entry of an HTTP route is covered by an earlier route (the route matches other requests)" },
     CodeInfo { code: DR_UNKNOWN_HOST, severity: Severity::Warning, summary: "DestinationRule host matches no ServiceEntry host (the rule applies to nothing)" },
     CodeInfo { code: DUPLICATE_RESOURCE, severity: Severity::Error, summary: "the same kind/namespace/name defined twice (Kubernetes keeps one object per name; weft refuses to load it)" },
+    CodeInfo { code: NOT_ENFORCED, severity: Severity::Info, summary: "loaded but not enforced yet: weft does not implement these semantics yet (the same list `weft up` prints)" },
 ];

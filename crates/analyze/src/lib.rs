@@ -80,9 +80,34 @@ pub fn findings_for(loaded: &LoadResult) -> Vec<Finding> {
             suggestion: Some("keep one definition per kind, namespace and name (as `kubectl apply` would, the last applied one silently wins there)".into()),
         });
     }
+    out.extend(not_enforced(&loaded.resources));
     out.extend(analyze(&loaded.resources));
     sort(&mut out);
     out
+}
+
+/// What weft loads but does not enforce yet, as info findings at each resource.
+fn not_enforced(resources: &[Resource]) -> Vec<Finding> {
+    let by_key: std::collections::HashMap<String, &Resource> =
+        resources.iter().map(|r| (r.key(), r)).collect();
+    weft_model::not_enforced(resources)
+        .into_iter()
+        .map(|n| {
+            let r = by_key.get(&n.resource);
+            Finding {
+                code: NOT_ENFORCED,
+                severity: Severity::Info,
+                resource: Some(n.resource.clone()),
+                file: r.map(|r| r.source.file.clone()).unwrap_or_default(),
+                line: r.map_or(1, |r| r.source.line),
+                column: 1,
+                message: format!("{} is loaded but not enforced yet", n.what),
+                suggestion: Some(
+                    "weft does not implement these semantics yet; the config is accepted, so it works once weft does".into(),
+                ),
+            }
+        })
+        .collect()
 }
 
 fn sort(findings: &mut [Finding]) {

@@ -7,26 +7,49 @@ use std::fmt::Write as _;
 use crate::finding::{Finding, Severity};
 
 /// Source texts by file name, for the snippet under each diagnostic. Files not added
-/// explicitly (e.g. stdin) are read from disk on first use.
+/// explicitly (e.g. stdin) are read from disk on first use. Each text is indexed by line
+/// once, so rendering stays linear in the number of findings.
 #[derive(Debug, Default)]
 pub struct Sources {
-    texts: HashMap<String, Option<String>>,
+    texts: HashMap<String, Option<Indexed>>,
+}
+
+/// A text and the byte offset where each of its lines starts.
+#[derive(Debug)]
+struct Indexed {
+    text: String,
+    starts: Vec<usize>,
+}
+
+impl Indexed {
+    fn new(text: String) -> Indexed {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Indexed { text, starts }
+    }
+
+    fn line(&self, n: usize) -> Option<&str> {
+        let start = *self.starts.get(n.checked_sub(1)?)?;
+        let end = self.starts.get(n).map_or(self.text.len(), |e| e - 1);
+        let line = self.text.get(start..end.max(start))?;
+        Some(line.strip_suffix('\r').unwrap_or(line))
+    }
 }
 
 impl Sources {
     /// Registers the text of a file that cannot be re-read (stdin).
     pub fn insert(&mut self, file: &str, text: String) {
-        self.texts.insert(file.to_owned(), Some(text));
+        self.texts.insert(file.to_owned(), Some(Indexed::new(text)));
     }
 
     /// Line `line` (1-based) of `file`, if it can be read.
     pub fn line(&mut self, file: &str, line: usize) -> Option<&str> {
-        let text = self
-            .texts
+        self.texts
             .entry(file.to_owned())
-            .or_insert_with(|| std::fs::read_to_string(file).ok());
-        let text = text.as_deref()?;
-        text.lines().nth(line.checked_sub(1)?)
+            .or_insert_with(|| std::fs::read_to_string(file).ok().map(Indexed::new))
+            .as_ref()?
+            .line(line)
     }
 }
 
@@ -184,6 +207,15 @@ pub fn json(findings: &[Finding]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_are_found_by_index_as_str_lines_would() {
+        let mut s = Sources::default();
+        s.insert("f", "a\r\nbb\n\nlast".into());
+        let got: Vec<Option<String>> = (0..6).map(|n| s.line("f", n).map(str::to_owned)).collect();
+        let want = [None, Some("a"), Some("bb"), Some(""), Some("last"), None];
+        assert_eq!(got, want.map(|w| w.map(str::to_owned)));
+    }
 
     #[test]
     fn token_lengths() {

@@ -185,3 +185,17 @@ fn wa0001_wa0002_load_and_validation_errors_are_findings() {
     assert_eq!(v[0].severity, Severity::Error);
     assert_eq!(v[0].line, line_col(&yaml, "-10").0, "{v:?}");
 }
+
+#[test]
+fn wa0200_says_what_is_loaded_but_not_enforced() {
+    let ap = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny-all, namespace: shop}\nspec: {}\n";
+    let all = analyze_all(&format!("{BASE}---\n{ap}"));
+    let infos = with_code(&all, "WA0200");
+    let f = infos
+        .iter()
+        .find(|f| f.resource.as_deref() == Some("AuthorizationPolicy/shop/deny-all"))
+        .unwrap_or_else(|| panic!("{all:#?}"));
+    assert_eq!(f.severity, Severity::Info);
+    assert!(f.message.contains("not enforced yet"), "{f:?}");
+    assert!(f.line > 1, "points at the resource: {f:?}");
+}

@@ -40,7 +40,7 @@ pub use connection_pool::*;
 pub use destination_rule::*;
 pub use gateway::*;
 pub use load_balancer::*;
-pub use loader::{load_path, load_str, LoadError, LoadResult, Skipped};
+pub use loader::{load_bytes, load_path, load_str, LoadError, LoadResult, Skipped};
 pub use positions::Positions;
 pub use resource::*;
 pub use security::*;

@@ -167,8 +167,8 @@ pub fn load_path(path: &Path) -> LoadResult {
                 continue;
             }
         }
-        match std::fs::read_to_string(&file) {
-            Ok(text) => result.extend(load_str(&text, &name)),
+        match std::fs::read(&file) {
+            Ok(bytes) => result.extend(load_bytes(bytes, &name)),
             Err(err) => result.errors.push(io_error(&name, &err)),
         }
     }
@@ -231,6 +231,40 @@ fn forbidden_char(text: &str) -> Option<(Pos, char)> {
         column: before[line_start..].chars().count() + 1,
     };
     Some((pos, text[index..].chars().next()?))
+}
+
+/// Loads a file's bytes: like [`load_str`], and a text that is not UTF-8 is an error at the
+/// line and column where it stops being UTF-8.
+pub fn load_bytes(bytes: Vec<u8>, name: &str) -> LoadResult {
+    match String::from_utf8(bytes) {
+        Ok(text) => load_str(&text, name),
+        Err(e) => {
+            let mut result = LoadResult::default();
+            result
+                .errors
+                .push(not_utf8(name, e.as_bytes(), e.utf8_error()));
+            result
+        }
+    }
+}
+
+/// Where a file stops being UTF-8, as line and column (of the characters before it).
+fn not_utf8(file: &str, bytes: &[u8], err: std::str::Utf8Error) -> LoadError {
+    let valid = &bytes[..err.valid_up_to()];
+    let line_start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let column = String::from_utf8_lossy(&valid[line_start..])
+        .chars()
+        .count()
+        + 1;
+    LoadError {
+        file: file.to_owned(),
+        line: valid.iter().filter(|b| **b == b'\n').count() + 1,
+        column,
+        message: format!(
+            "invalid UTF-8 (byte 0x{:02x}): YAML files must be UTF-8; re-save the file as UTF-8",
+            bytes.get(err.valid_up_to()).copied().unwrap_or(0)
+        ),
+    }
 }
 
 fn io_error(file: &str, err: &std::io::Error) -> LoadError {

@@ -48,12 +48,37 @@ fn broken_example(name: &str, edit: impl Fn(String) -> String) -> PathBuf {
 }
 
 #[test]
-fn necpgame_example_is_clean() {
+fn necpgame_example_is_clean_and_says_what_is_not_enforced() {
     let out = weft(&["analyze", necpgame().to_str().unwrap()], None);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
-    assert!(stdout.contains("no problems found"), "{stdout}");
     assert!(!stdout.contains("error["), "{stdout}");
+    assert!(!stdout.contains("warning["), "{stdout}");
+    // The example's AuthorizationPolicies do nothing yet: analyze says so instead of
+    // "no problems found" (the same list `weft up` prints).
+    assert!(
+        stdout.contains("info[WA0200]: AuthorizationPolicy necpgame/"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("is loaded but not enforced yet"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("0 errors, 0 warnings,"), "{stdout}");
+    let strict = weft(
+        &[
+            "analyze",
+            "--fail-threshold",
+            "info",
+            necpgame().to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(
+        strict.status.code(),
+        Some(1),
+        "--fail-threshold info fails on what is not enforced"
+    );
 }
 
 #[test]
@@ -91,10 +116,7 @@ fn broken_subset_shows_location_caret_and_help_and_exits_1() {
         "{stdout}"
     );
     assert!(
-        lines
-            .last()
-            .unwrap()
-            .contains("1 error, 0 warnings, 0 info"),
+        lines.last().unwrap().contains("1 error, 0 warnings, "),
         "{stdout}"
     );
     let _ = std::fs::remove_dir_all(dir);
@@ -111,9 +133,14 @@ fn json_output_parses() {
     );
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
-    let arr = v.as_array().expect("an array");
+    let all = v.as_array().expect("an array");
+    // Besides the not-enforced infos (WA0200), exactly the one error.
+    let arr: Vec<&serde_json::Value> = all.iter().filter(|f| f["code"] != "WA0200").collect();
     assert_eq!(arr.len(), 1, "{v:#}");
-    let f = &arr[0];
+    assert!(all
+        .iter()
+        .any(|f| f["code"] == "WA0200" && f["severity"] == "info"));
+    let f = arr[0];
     assert_eq!(f["code"], "WA0101");
     assert_eq!(f["severity"], "error");
     assert_eq!(f["resource"], "VirtualService/necpgame/necpgame-api");
@@ -131,15 +158,20 @@ fn json_output_parses() {
         text(&out.stderr).contains("1 error"),
         "summary goes to stderr"
     );
-    // A clean config is an empty array.
+    // A clean config has only infos: what it loads but weft does not enforce yet.
     let out = weft(
         &["analyze", "--output", "json", necpgame().to_str().unwrap()],
         None,
     );
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(),
-        serde_json::json!([])
+    let clean: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let clean = clean.as_array().expect("an array");
+    assert!(!clean.is_empty());
+    assert!(
+        clean
+            .iter()
+            .all(|f| f["code"] == "WA0200" && f["severity"] == "info"),
+        "{clean:#?}"
     );
 }
 
@@ -197,4 +229,32 @@ fn usage_errors_exit_2() {
             .code(),
         Some(2)
     );
+}
+
+#[test]
+fn invalid_utf8_is_reported_at_its_line_and_column() {
+    let doc = b"apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: a, namespace: b}\nspec:\n  hosts: [x\xff.example]\n";
+    let dir = std::env::temp_dir().join(format!("weft-analyze-utf8-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("bad.yaml");
+    std::fs::write(&file, doc).expect("write");
+    let out = weft(&["analyze", file.to_str().unwrap()], None);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("invalid UTF-8"), "{stdout}");
+    assert!(stdout.contains("bad.yaml:5:12"), "{stdout}");
+    let mut child = std::process::Command::new(WEFT)
+        .args(["analyze", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawning weft");
+    child.stdin.take().unwrap().write_all(doc).unwrap();
+    let piped = child.wait_with_output().unwrap();
+    assert!(
+        text(&piped.stdout).contains("<stdin>:5:12"),
+        "{}",
+        text(&piped.stdout)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

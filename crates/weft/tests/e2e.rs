@@ -1303,7 +1303,10 @@ fn a_tcp_gateway_server_is_reported_and_never_opened_as_http() {
             "    hosts: [game.necpgame.local]\n  - port: {number: 31400, name: tcp, protocol: TCP}\n    hosts: [\"*\"]\n",
         )
     });
-    let gateways = mesh.ready["gateways"].as_object().cloned().unwrap_or_default();
+    let gateways = mesh.ready["gateways"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     assert!(gateways.contains_key("80"), "{gateways:?}");
     assert!(
         !gateways.contains_key("31400"),
