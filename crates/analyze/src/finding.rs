@@ -120,6 +120,20 @@ pub const DUPLICATE_RESOURCE: &str = "WA0115";
 /// Configuration weft loads but does not enforce yet (the list the mesh prints).
 pub const NOT_ENFORCED: &str = "WA0200";
 
+/// The `istioctl analyze` code that reports the same problem, where there is one.
+pub fn istio_code(code: &str) -> Option<&'static str> {
+    Some(match code {
+        VALIDATION_ERROR => "IST0106",
+        UNKNOWN_GATEWAY | UNKNOWN_HOST | UNKNOWN_SUBSET | GATEWAY_NO_WORKLOAD | DR_UNKNOWN_HOST => {
+            "IST0101"
+        }
+        CONFLICTING_VS => "IST0109",
+        SHADOWED_ROUTE => "IST0130",
+        SHADOWED_MATCH => "IST0131",
+        _ => return None,
+    })
+}
+
 /// Every code `weft analyze` can report.
 pub const CODES: &[CodeInfo] = &[
     CodeInfo { code: LOAD_ERROR, severity: Severity::Error, summary: "YAML syntax, envelope (apiVersion/kind/metadata) or schema error (unknown field, wrong type)" },

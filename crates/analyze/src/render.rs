@@ -199,9 +199,21 @@ pub fn human(findings: &[Finding], sources: &mut Sources, color: bool) -> String
 
 /// The findings as a pretty JSON array of objects with `code`, `severity`, `resource`,
 /// `file`, `line`, `column`, `message` and `suggestion`.
+/// The findings as a JSON array; each carries `istio_code` where `istioctl analyze` has a
+/// code for the same problem.
 pub fn json(findings: &[Finding]) -> String {
-    // Serializing plain strings and numbers cannot fail.
-    serde_json::to_string_pretty(findings).unwrap_or_else(|_| "[]".into())
+    let values: Vec<serde_json::Value> = findings
+        .iter()
+        .map(|f| {
+            // Serializing plain strings and numbers cannot fail.
+            let mut v = serde_json::to_value(f).unwrap_or_default();
+            if let Some(ist) = crate::finding::istio_code(f.code) {
+                v["istio_code"] = ist.into();
+            }
+            v
+        })
+        .collect();
+    serde_json::to_string_pretty(&values).unwrap_or_else(|_| "[]".into())
 }
 
 #[cfg(test)]

@@ -233,8 +233,11 @@ enum Output {
 #[derive(clap::Args)]
 struct AnalyzeArgs {
     /// Files or folders; `-` reads stdin.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "state_dir")]
     paths: Vec<String>,
+    /// Analyze the config folder a running local mesh (`weft up`/`weft demo`) serves.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
     /// `text`: rustc-style diagnostics; `json`: an array of findings (summary on stderr).
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
@@ -454,8 +457,13 @@ fn traffic(t: &TrafficArgs) -> weft_local::TrafficOptions {
 
 fn analyze(a: &AnalyzeArgs) -> anyhow::Result<u8> {
     use std::io::IsTerminal;
+    let mut paths = a.paths.clone();
+    if let Some(state) = &a.state_dir {
+        let mesh = weft_local::status::read(state)?;
+        paths.push(mesh.config_dir);
+    }
     let opts = weft_analyze::cli::Options {
-        paths: a.paths.clone(),
+        paths,
         format: match a.output {
             Output::Text => weft_analyze::cli::Format::Human,
             Output::Json => weft_analyze::cli::Format::Json,

@@ -142,6 +142,10 @@ fn json_output_parses() {
         .any(|f| f["code"] == "WA0200" && f["severity"] == "info"));
     let f = arr[0];
     assert_eq!(f["code"], "WA0101");
+    assert_eq!(
+        f["istio_code"], "IST0101",
+        "the istioctl code next to weft's"
+    );
     assert_eq!(f["severity"], "error");
     assert_eq!(f["resource"], "VirtualService/necpgame/necpgame-api");
     assert_eq!(

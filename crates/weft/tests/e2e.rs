@@ -1318,3 +1318,31 @@ fn a_tcp_gateway_server_is_reported_and_never_opened_as_http() {
         "the TCP server is reported as not enforced:\n{terminal}"
     );
 }
+
+#[test]
+fn weft_analyze_reads_the_config_of_a_running_mesh() {
+    let mesh = Mesh::up("analyze-live");
+    let state = mesh.state_dir.to_str().unwrap().to_string();
+    let out = run(WEFT, &["analyze", "--state-dir", &state]);
+    let text = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let served = mesh.config_dir.join("istio-gateway.yaml");
+    assert!(
+        text.contains("0 errors") && text.contains("info[WA0200]"),
+        "{text}"
+    );
+    assert!(
+        text.contains(mesh.config_dir.to_str().unwrap()),
+        "the served folder ({}) is what was analyzed:\n{text}",
+        served.display()
+    );
+    // A broken edit of the live folder is caught by analyze before anything else.
+    edit(
+        &served,
+        "gateways: [necpgame-gateway]",
+        "gateways: [necpgame-gw]",
+    );
+    let out = run(WEFT, &["analyze", "--state-dir", &state]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout_of(&out));
+    assert!(stdout_of(&out).contains("error[WA0101]"));
+}
