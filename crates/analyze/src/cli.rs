@@ -92,11 +92,13 @@ fn run_inner(
         .chain(loaded.skipped.iter().map(|s| s.source.file.as_str()))
         .collect();
     let mut summary = render::summary(&findings, loaded.resources.len(), files.len());
-    if !loaded.skipped.is_empty() {
-        summary.push_str(&format!(
-            " ({} non-Istio documents skipped)",
-            loaded.skipped.len()
-        ));
+    let foreign = loaded
+        .skipped
+        .iter()
+        .filter(|s| s.unsupported.is_none())
+        .count();
+    if foreign > 0 {
+        summary.push_str(&format!(" ({foreign} non-Istio documents skipped)"));
     }
     match opts.format {
         Format::Human => {

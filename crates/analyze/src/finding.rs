@@ -119,6 +119,8 @@ pub const DR_UNKNOWN_HOST: &str = "WA0114";
 pub const DUPLICATE_RESOURCE: &str = "WA0115";
 /// Configuration weft loads but does not enforce yet (the list the mesh prints).
 pub const NOT_ENFORCED: &str = "WA0200";
+/// A kind weft knows but does not support (EnvoyFilter, WasmPlugin, Gateway API kinds…).
+pub const NOT_SUPPORTED: &str = "WA0201";
 
 /// The `istioctl analyze` code that reports the same problem, where there is one.
 pub fn istio_code(code: &str) -> Option<&'static str> {
@@ -154,4 +156,5 @@ pub const CODES: &[CodeInfo] = &[
     CodeInfo { code: DR_UNKNOWN_HOST, severity: Severity::Warning, summary: "DestinationRule host matches no ServiceEntry host (the rule applies to nothing)" },
     CodeInfo { code: DUPLICATE_RESOURCE, severity: Severity::Error, summary: "the same kind/namespace/name defined twice (Kubernetes keeps one object per name; weft refuses to load it)" },
     CodeInfo { code: NOT_ENFORCED, severity: Severity::Info, summary: "loaded but not enforced yet: weft does not implement these semantics yet (the same list `weft up` prints)" },
+    CodeInfo { code: NOT_SUPPORTED, severity: Severity::Info, summary: "a kind weft knows but does not support (EnvoyFilter, ProxyConfig, WorkloadGroup, WasmPlugin, Gateway API kinds): loaded and ignored" },
 ];

@@ -81,6 +81,18 @@ pub fn findings_for(loaded: &LoadResult) -> Vec<Finding> {
         });
     }
     out.extend(not_enforced(&loaded.resources));
+    out.extend(loaded.skipped.iter().filter_map(|s| {
+        Some(Finding {
+            code: NOT_SUPPORTED,
+            severity: Severity::Info,
+            resource: None,
+            file: s.source.file.clone(),
+            line: s.source.line,
+            column: 1,
+            message: s.unsupported.clone()?,
+            suggestion: None,
+        })
+    }));
     out.extend(analyze(&loaded.resources));
     sort(&mut out);
     out

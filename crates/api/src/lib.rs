@@ -48,6 +48,7 @@ pub use service_entry::*;
 pub use sidecar::*;
 pub use telemetry::*;
 pub use validate::{
-    duplicates, duration_ms, load_valid, valid_duration, validate_all, ValidationError,
+    duplicates, duration_ms, load_valid, load_valid_with_unsupported, valid_duration, validate_all,
+    ValidationError,
 };
 pub use virtual_service::*;

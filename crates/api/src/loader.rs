@@ -9,7 +9,9 @@ use serde::de::DeserializeOwned;
 
 use crate::de;
 use crate::positions::Positions;
-use crate::resource::{Kind, ObjectMeta, Resource, Source, Spec, ISTIO_GROUPS};
+use crate::resource::{
+    Kind, ObjectMeta, Resource, Source, Spec, GATEWAY_API_GROUP, ISTIO_GROUPS, UNSUPPORTED_KINDS,
+};
 use crate::yaml::{self, Node, Pos, Value};
 
 /// An error located in a file. `line`/`column` are 1-based; both are 0 when the
@@ -36,12 +38,15 @@ impl fmt::Display for LoadError {
     }
 }
 
-/// A document that is not an Istio kind (e.g. a Kubernetes Service): reported, not loaded.
+/// A document that is not loaded: not an Istio kind (e.g. a Kubernetes Service), or a kind
+/// weft knows but does not support (`unsupported` says what weft does with it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skipped {
     pub source: Source,
     pub api_version: String,
     pub kind: String,
+    /// For a known but unsupported kind (EnvoyFilter, WasmPlugin, Gateway API kinds, …).
+    pub unsupported: Option<String>,
 }
 
 /// Everything found while loading: typed resources, errors and skipped documents.
@@ -407,12 +412,33 @@ impl DocLoader<'_> {
         let kind_name = self.required_str(root, "kind");
         let ((api_version, api_pos), (kind_name, kind_pos)) = (api_version?, kind_name?);
         let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-        if !ISTIO_GROUPS.contains(&group) {
-            return Some(Loaded::Skipped(Skipped {
-                source,
+        let skipped = |unsupported| {
+            Some(Loaded::Skipped(Skipped {
+                source: source.clone(),
                 api_version: api_version.to_owned(),
                 kind: kind_name.to_owned(),
-            }));
+                unsupported,
+            }))
+        };
+        if let Some((_, _, versions, note)) = UNSUPPORTED_KINDS
+            .iter()
+            .find(|(g, k, _, _)| *g == group && *k == kind_name)
+        {
+            if !versions.contains(&version) {
+                let served: Vec<String> = versions.iter().map(|v| format!("{group}/{v}")).collect();
+                let message = format!(
+                    "unsupported apiVersion `{group}/{version}` for {kind_name}; expected one of {}",
+                    served.join(", ")
+                );
+                self.error(api_pos, message);
+                return None;
+            }
+            return skipped(Some(format!(
+                "{kind_name} is not supported by weft ({note}); it is loaded and ignored"
+            )));
+        }
+        if !ISTIO_GROUPS.contains(&group) && group != GATEWAY_API_GROUP {
+            return skipped(None);
         }
         let kind = self.resolve_kind(group, version, (kind_name, kind_pos), api_pos)?;
 
@@ -462,6 +488,12 @@ impl DocLoader<'_> {
             .iter()
             .filter(|k| k.group() == group)
             .map(|k| k.as_str())
+            .chain(
+                UNSUPPORTED_KINDS
+                    .iter()
+                    .filter(|(g, ..)| *g == group)
+                    .map(|(_, k, ..)| *k),
+            )
             .collect();
         let Some(kind) = Kind::from_name(kind_name) else {
             let message = format!(

@@ -23,6 +23,87 @@ pub const TELEMETRY_GROUP: &str = "telemetry.istio.io";
 /// be one of the supported kinds and versions.
 pub const ISTIO_GROUPS: [&str; 3] = [NETWORKING_GROUP, SECURITY_GROUP, TELEMETRY_GROUP];
 
+/// Kinds of Istio's (and the Kubernetes Gateway API's) groups that weft knows but does not
+/// implement: (API group, kind, served versions, what weft does with it). Documents of these
+/// kinds load as skipped and are reported by name, never as "unknown kind".
+pub const UNSUPPORTED_KINDS: &[(&str, &str, &[&str], &str)] = &[
+    (
+        NETWORKING_GROUP,
+        "EnvoyFilter",
+        &["v1alpha3"],
+        "Envoy-specific patches have no meaning for weft's proxy",
+    ),
+    (
+        NETWORKING_GROUP,
+        "ProxyConfig",
+        &["v1beta1"],
+        "proxy settings are not applied yet",
+    ),
+    (
+        NETWORKING_GROUP,
+        "WorkloadGroup",
+        &["v1", "v1beta1", "v1alpha3"],
+        "workloads registering into a group are not built yet; declare each WorkloadEntry",
+    ),
+    (
+        "extensions.istio.io",
+        "WasmPlugin",
+        &["v1alpha1"],
+        "Wasm extensions are not supported",
+    ),
+    (
+        GATEWAY_API_GROUP,
+        "Gateway",
+        &["v1", "v1beta1"],
+        "the Kubernetes Gateway API is not built yet; use Istio's Gateway and VirtualService",
+    ),
+    (
+        GATEWAY_API_GROUP,
+        "GatewayClass",
+        &["v1", "v1beta1"],
+        "the Kubernetes Gateway API is not built yet",
+    ),
+    (
+        GATEWAY_API_GROUP,
+        "HTTPRoute",
+        &["v1", "v1beta1"],
+        "the Kubernetes Gateway API is not built yet; use a VirtualService",
+    ),
+    (
+        GATEWAY_API_GROUP,
+        "GRPCRoute",
+        &["v1", "v1alpha2"],
+        "the Kubernetes Gateway API is not built yet; use a VirtualService",
+    ),
+    (
+        GATEWAY_API_GROUP,
+        "ReferenceGrant",
+        &["v1beta1", "v1alpha2"],
+        "the Kubernetes Gateway API is not built yet",
+    ),
+    (
+        GATEWAY_API_GROUP,
+        "TCPRoute",
+        &["v1alpha2"],
+        "the Kubernetes Gateway API is not built yet",
+    ),
+    (
+        GATEWAY_API_GROUP,
+        "TLSRoute",
+        &["v1alpha2"],
+        "the Kubernetes Gateway API is not built yet",
+    ),
+    (
+        GATEWAY_API_GROUP,
+        "UDPRoute",
+        &["v1alpha2"],
+        "the Kubernetes Gateway API is not built yet",
+    ),
+];
+
+/// The Kubernetes Gateway API group.
+pub const GATEWAY_API_GROUP: &str = "gateway.networking.k8s.io";
+
 /// The ten supported Istio kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Kind {

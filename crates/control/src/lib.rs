@@ -67,14 +67,18 @@ pub(crate) fn emit(e: &Event) {
 /// Runs the control plane until `shutdown` resolves. Fails at startup if the config does
 /// not load (with every error at file:line:col) or the CA cannot be set up.
 pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let resources = weft_api::load_valid(&opts.config_dir).map_err(|errors| {
-        anyhow::anyhow!(
-            "the mesh config in {} does not load:\n  {}",
-            opts.config_dir.display(),
-            errors.join("\n  ")
-        )
-    })?;
+    let (resources, unsupported) = weft_api::load_valid_with_unsupported(&opts.config_dir)
+        .map_err(|errors| {
+            anyhow::anyhow!(
+                "the mesh config in {} does not load:\n  {}",
+                opts.config_dir.display(),
+                errors.join("\n  ")
+            )
+        })?;
     let _ = watch::report_not_enforced(&resources, None);
+    for u in &unsupported {
+        tracing::warn!(what = %u, "loaded but not supported");
+    }
     let ca = match &opts.ca_files {
         Some((cert, key)) => weft_identity::Ca::from_pem_files(cert, key, &opts.trust_domain),
         None => weft_identity::Ca::load_or_create(&opts.state_dir.join("ca"), &opts.trust_domain),

@@ -70,18 +70,30 @@ pub async fn run(dir: PathBuf, state: Arc<State>) {
         error!(dir = %dir.display(), error = %e, "cannot watch the config folder; changes will not be picked up");
         return;
     }
+    // Known kinds weft does not support (EnvoyFilter, …) are reported with the rest.
+    let mut unsupported = weft_api::load_valid_with_unsupported(&dir)
+        .map(|(_, u)| u)
+        .unwrap_or_default();
     while rx.recv().await.is_some() {
         if !settle(&mut rx).await {
             return;
         }
-        match weft_api::load_valid(&dir) {
-            Ok(resources) => {
+        match weft_api::load_valid_with_unsupported(&dir) {
+            Ok((resources, now_unsupported)) => {
                 let previous = state.resources();
-                if *previous == resources {
+                if *previous == resources && now_unsupported == unsupported {
                     continue;
                 }
-                let (not_enforced, not_enforced_new) =
+                let (mut not_enforced, mut not_enforced_new) =
                     report_not_enforced(&resources, Some(&previous));
+                for u in &now_unsupported {
+                    if !unsupported.contains(u) {
+                        warn!(what = %u, "loaded but not supported");
+                        not_enforced_new.push(u.clone());
+                    }
+                }
+                not_enforced.extend(now_unsupported.iter().cloned());
+                unsupported = now_unsupported;
                 info!(resources = resources.len(), "config reloaded");
                 state.set_resources(resources);
                 crate::emit(&Event::ConfigApplied {

@@ -10,29 +10,31 @@ use std::time::Duration;
 
 /// Runs the mesh until `shutdown` resolves (or the traffic run ends). Returns the exit code.
 pub async fn up(opts: UpOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<i32> {
-    let resources = weft_api::load_valid(&opts.config_dir).map_err(|errors| {
-        anyhow::anyhow!(
-            "the mesh config in {} does not load:\n  {}",
-            opts.config_dir.display(),
-            errors.join("\n  ")
-        )
-    })?;
+    let (resources, unsupported) = weft_api::load_valid_with_unsupported(&opts.config_dir)
+        .map_err(|errors| {
+            anyhow::anyhow!(
+                "the mesh config in {} does not load:\n  {}",
+                opts.config_dir.display(),
+                errors.join("\n  ")
+            )
+        })?;
     let plan = crate::plan::plan(&resources, &opts.trust_domain)
         .map_err(|e| anyhow::anyhow!("{}", e.join("\n")))?;
-    let not_enforced = weft_model::not_enforced(&resources);
+    let not_enforced: Vec<String> = weft_model::not_enforced(&resources)
+        .iter()
+        .map(|n| format!("{} ({}): {}", n.resource, n.location, n.what))
+        .chain(unsupported)
+        .collect();
     if !not_enforced.is_empty() {
         eprintln!("weft: loaded but not enforced yet ({} items; weft does not implement these semantics yet):", not_enforced.len());
         for n in &not_enforced {
-            eprintln!("  {} ({}): {}", n.resource, n.location, n.what);
+            eprintln!("  {n}");
         }
     }
     std::fs::create_dir_all(opts.state_dir.join("logs"))
         .with_context(|| format!("creating {}", opts.state_dir.display()))?;
     let mut mesh = Mesh::new(opts.clone(), &plan);
-    mesh.not_enforced = not_enforced
-        .iter()
-        .map(|n| format!("{} ({}): {}", n.resource, n.location, n.what))
-        .collect();
+    mesh.not_enforced = not_enforced;
     // A fresh secret per run: only processes started by this supervisor (or the same user,
     // who can read the 0600 file) can talk to this mesh's control plane.
     weft_protocol::auth::create_token(&mesh.token_file())

@@ -262,3 +262,45 @@ fn invalid_utf8_is_reported_at_its_line_and_column() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn known_kinds_weft_does_not_support_are_named_never_unknown() {
+    let docs = "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: {name: ef, namespace: default}\nspec: {}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: default}\nspec: {}\n---\napiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: {name: w, namespace: default}\nspec: {}\n";
+    let out = weft(&["analyze", "-"], Some(docs));
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(!stdout.contains("unknown kind"), "{stdout}");
+    for kind in ["EnvoyFilter", "HTTPRoute", "WasmPlugin"] {
+        assert!(
+            stdout.contains(&format!("{kind} is not supported by weft")),
+            "{kind}: {stdout}"
+        );
+    }
+    assert!(stdout.contains("info[WA0201]"), "{stdout}");
+    // A wrong apiVersion for a known kind says so; an unknown kind lists its group's kinds.
+    let wrong =
+        "apiVersion: networking.istio.io/v1\nkind: EnvoyFilter\nmetadata: {name: ef}\nspec: {}\n";
+    let out = weft(&["analyze", "-"], Some(wrong));
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("unsupported apiVersion `networking.istio.io/v1` for EnvoyFilter; expected one of networking.istio.io/v1alpha3"),
+        "{stdout}"
+    );
+    let unknown =
+        "apiVersion: networking.istio.io/v1\nkind: VirtualServce\nmetadata: {name: x}\nspec: {}\n";
+    let stdout = text(&weft(&["analyze", "-"], Some(unknown)).stdout);
+    assert!(stdout.contains("unknown kind `VirtualServce`"), "{stdout}");
+    for kind in [
+        "VirtualService",
+        "Gateway",
+        "EnvoyFilter",
+        "WorkloadGroup",
+        "ProxyConfig",
+    ] {
+        assert!(
+            stdout.contains(kind),
+            "the group's kinds include {kind}: {stdout}"
+        );
+    }
+}

@@ -66,9 +66,18 @@ impl Errs {
     }
 }
 
-/// Loads a file or folder and validates it: the resources, or every load and validation
-/// error (`file:line:col: …`). What the control plane and `weft up` accept.
+/// Loads and validates a folder (or file) the way the control plane and `weft up` accept
+/// it: every load and validation error (and duplicate definitions), or the resources.
 pub fn load_valid(path: &std::path::Path) -> Result<Vec<Resource>, Vec<String>> {
+    load_valid_with_unsupported(path).map(|(resources, _)| resources)
+}
+
+/// Like [`load_valid`], with what the folder holds that weft knows but does not support
+/// (EnvoyFilter, WasmPlugin, Gateway API kinds, …), one line each:
+/// `Kind (file:line): not supported …`.
+pub fn load_valid_with_unsupported(
+    path: &std::path::Path,
+) -> Result<(Vec<Resource>, Vec<String>), Vec<String>> {
     let loaded = crate::load_path(path);
     let mut errors: Vec<String> = loaded.errors.iter().map(|e| e.to_string()).collect();
     errors.extend(
@@ -77,11 +86,21 @@ pub fn load_valid(path: &std::path::Path) -> Result<Vec<Resource>, Vec<String>> 
             .chain(&duplicates(&loaded.resources))
             .map(|e| e.to_string()),
     );
-    if errors.is_empty() {
-        Ok(loaded.resources)
-    } else {
-        Err(errors)
+    if !errors.is_empty() {
+        return Err(errors);
     }
+    let unsupported = loaded
+        .skipped
+        .iter()
+        .filter_map(|s| {
+            let why = s.unsupported.as_ref()?;
+            Some(format!(
+                "{} ({}:{}): {why}",
+                s.kind, s.source.file, s.source.line
+            ))
+        })
+        .collect();
+    Ok((loaded.resources, unsupported))
 }
 
 /// Resources that share kind, namespace and name (what `kubectl apply` of two files
