@@ -69,6 +69,9 @@ pub(crate) struct Proc {
     listeners: BTreeMap<u32, String>,
     /// The config version a proxy last said it applied.
     applied: Option<u64>,
+    /// Sidecars: the outbound address, picked before its app starts so the app is told
+    /// where its sidecar listens (`HTTP_PROXY`, `WEFT_OUTBOUND`).
+    outbound: Option<String>,
     backoff: Backoff,
     given_up: bool,
 }
@@ -107,6 +110,7 @@ impl Mesh {
             ready: None,
             listeners: BTreeMap::new(),
             applied: None,
+            outbound: None,
             backoff: Backoff::default(),
             given_up: false,
         };
@@ -127,12 +131,14 @@ impl Mesh {
                 wl.clone(),
                 Some(w.app.clone()),
             ));
-            procs.push(mk(
+            let mut sidecar = mk(
                 format!("sidecar-{}.{}", w.name, w.namespace),
                 Role::Sidecar,
                 wl,
                 None,
-            ));
+            );
+            sidecar.outbound = free_loopback_addr();
+            procs.push(sidecar);
         }
         Mesh {
             opts,
@@ -145,12 +151,45 @@ impl Mesh {
         }
     }
 
+    /// The environment of process `i`: an app is told where its sidecar's outbound
+    /// listener is, the way HTTP clients understand (`HTTP_PROXY`/`http_proxy`, which the
+    /// sidecar serves as absolute-form requests), plus `WEFT_OUTBOUND`, and its own listen
+    /// address (`WEFT_APP_ADDRESS`, `PORT`).
+    fn env(&self, i: usize) -> Vec<(String, String)> {
+        let p = &self.procs[i];
+        if p.role != Role::App {
+            return Vec::new();
+        }
+        let mut env = Vec::new();
+        let outbound = self
+            .procs
+            .iter()
+            .find(|s| s.role == Role::Sidecar && s.workload == p.workload)
+            .and_then(|s| field(&s.ready, "outbound").or_else(|| s.outbound.clone()));
+        if let Some(o) = outbound {
+            for k in ["HTTP_PROXY", "http_proxy"] {
+                env.push((k.to_string(), format!("http://{o}")));
+            }
+            env.push(("NO_PROXY".into(), "localhost,127.0.0.1,::1".into()));
+            env.push(("no_proxy".into(), "localhost,127.0.0.1,::1".into()));
+            env.push(("WEFT_OUTBOUND".into(), o));
+        }
+        if let Some(App::Command { address, .. }) = &p.app {
+            env.push(("WEFT_APP_ADDRESS".into(), address.clone()));
+            if let Some((_, port)) = address.rsplit_once(':') {
+                env.push(("PORT".into(), port.to_string()));
+            }
+        }
+        env
+    }
+
     pub(crate) fn control_addr(&self) -> String {
         field(&self.procs[0].ready, "grpc").unwrap_or_default()
     }
 
     fn start(&mut self, i: usize) -> anyhow::Result<()> {
         let (program, args) = self.command(i);
+        let env = self.env(i);
         let p = &mut self.procs[i];
         p.generation += 1;
         let log = process::log_path(&self.opts.state_dir, &p.name);
@@ -159,6 +198,7 @@ impl Mesh {
             p.generation,
             &program,
             &args,
+            &env,
             &log,
             self.tx.clone(),
         )?);
@@ -454,4 +494,11 @@ impl Mesh {
         }
         let _ = self.write_status();
     }
+}
+
+/// A loopback address with a port that was free a moment ago (for a sidecar's outbound
+/// listener, told to its app before the sidecar starts).
+fn free_loopback_addr() -> Option<String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
+    l.local_addr().ok().map(|a| a.to_string())
 }

@@ -89,6 +89,7 @@ pub fn spawn(
     generation: u64,
     program: &Path,
     args: &[String],
+    env: &[(String, String)],
     log: &Path,
     tx: mpsc::UnboundedSender<Msg>,
 ) -> anyhow::Result<Running> {
@@ -99,6 +100,7 @@ pub fn spawn(
         .with_context(|| format!("opening log file {}", log.display()))?;
     let mut child: Child = Command::new(program)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log_file))

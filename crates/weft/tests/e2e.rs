@@ -1346,3 +1346,60 @@ fn weft_analyze_reads_the_config_of_a_running_mesh() {
     assert_eq!(out.status.code(), Some(1), "{}", stdout_of(&out));
     assert!(stdout_of(&out).contains("error[WA0101]"));
 }
+
+#[test]
+fn a_command_app_is_told_where_its_sidecar_listens_and_reaches_services_by_name() {
+    let mut env_file = std::path::PathBuf::new();
+    let mesh = Mesh::up_with("app-env", |dir| {
+        env_file = dir.join("caller-env.txt");
+        std::fs::write(
+            dir.join("caller.yaml"),
+            format!(
+                "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: caller\n  namespace: necpgame\n  annotations:\n    weft.dev/run: command\n    weft.dev/command: \"env > {} && exec sleep 1000\"\n    weft.dev/app-address: \"127.0.0.1:9\"\nspec: {{address: 127.0.0.1, labels: {{app: caller}}}}\n",
+                env_file.display()
+            ),
+        )
+        .expect("writing caller.yaml");
+    });
+    let env = poll_until(
+        "the command app to write its environment",
+        Duration::from_secs(10),
+        || {
+            std::fs::read_to_string(&env_file)
+                .ok()
+                .filter(|t| t.contains("WEFT_OUTBOUND="))
+        },
+    );
+    let var = |k: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("{k} is not set:\n{env}"))
+            .to_string()
+    };
+    let outbound = mesh.addr("sidecar-caller.necpgame", "outbound");
+    assert_eq!(var("WEFT_OUTBOUND"), outbound);
+    assert_eq!(var("HTTP_PROXY"), format!("http://{outbound}"));
+    assert_eq!(var("http_proxy"), format!("http://{outbound}"));
+    assert_eq!(var("PORT"), "9");
+    // What an app's HTTP client does with HTTP_PROXY: absolute-form through the sidecar,
+    // to a mesh service by name, over mTLS to its workload.
+    let out = curl(&[
+        "-sS",
+        "-m",
+        "10",
+        "-x",
+        &var("HTTP_PROXY"),
+        "http://inventory.necpgame.svc.cluster.local:8080/api/v1/inventory/items",
+    ]);
+    let body = stdout_of(&out);
+    assert!(
+        out.status.success(),
+        "{body}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(body.contains("inventory"), "{body}");
+    assert!(
+        body.contains("spiffe://cluster.local/ns/necpgame/sa/"),
+        "the inventory app names the caller's identity: {body}"
+    );
+}

@@ -81,7 +81,9 @@ impl Mesh {
                         s("--inbound-listen"),
                         prev("inbound"),
                         s("--outbound-listen"),
-                        prev("outbound"),
+                        field(&p.ready, "outbound")
+                            .or_else(|| p.outbound.clone())
+                            .unwrap_or_else(|| "127.0.0.1:0".into()),
                     ]);
                 }
                 a
