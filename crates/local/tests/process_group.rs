@@ -30,6 +30,7 @@ async fn spawn_with_grandchild(
         1,
         Path::new("/bin/sh"),
         &["-c".to_string(), script],
+        &[],
         &dir.join("app-test.log"),
         tx,
     )
