@@ -115,6 +115,10 @@ pub const SHADOWED_ROUTE: &str = "WA0112";
 pub const SHADOWED_MATCH: &str = "WA0113";
 /// DestinationRule host that is not in the registry.
 pub const DR_UNKNOWN_HOST: &str = "WA0114";
+/// A deprecated field Istio still honours.
+pub const DEPRECATED: &str = "WA0003";
+/// A setting Istio accepts but ignores where it is written.
+pub const IGNORED_SETTING: &str = "WA0116";
 /// Two resources with the same kind, namespace and name.
 pub const DUPLICATE_RESOURCE: &str = "WA0115";
 /// Configuration weft loads but does not enforce yet (the list the mesh prints).
@@ -126,6 +130,7 @@ pub const NOT_SUPPORTED: &str = "WA0201";
 pub fn istio_code(code: &str) -> Option<&'static str> {
     Some(match code {
         VALIDATION_ERROR => "IST0106",
+        DEPRECATED => "IST0002",
         UNKNOWN_GATEWAY | UNKNOWN_HOST | UNKNOWN_SUBSET | GATEWAY_NO_WORKLOAD | DR_UNKNOWN_HOST => {
             "IST0101"
         }
@@ -155,6 +160,8 @@ pub const CODES: &[CodeInfo] = &[
     CodeInfo { code: SHADOWED_MATCH, severity: Severity::Info, summary: "one match entry of an HTTP route is covered by an earlier route (the route matches other requests)" },
     CodeInfo { code: DR_UNKNOWN_HOST, severity: Severity::Warning, summary: "DestinationRule host matches no ServiceEntry host (the rule applies to nothing)" },
     CodeInfo { code: DUPLICATE_RESOURCE, severity: Severity::Error, summary: "the same kind/namespace/name defined twice (Kubernetes keeps one object per name; weft refuses to load it)" },
+    CodeInfo { code: DEPRECATED, severity: Severity::Warning, summary: "a deprecated field Istio still honours (istioctl warns about it too)" },
+    CodeInfo { code: IGNORED_SETTING, severity: Severity::Warning, summary: "a setting Istio accepts but ignores where it is written (e.g. a Sidecar egress bind without a port)" },
     CodeInfo { code: NOT_ENFORCED, severity: Severity::Info, summary: "loaded but not enforced yet: weft does not implement these semantics yet (the same list `weft up` prints)" },
     CodeInfo { code: NOT_SUPPORTED, severity: Severity::Info, summary: "a kind weft knows but does not support (EnvoyFilter, ProxyConfig, WorkloadGroup, WasmPlugin, Gateway API kinds): loaded and ignored" },
 ];

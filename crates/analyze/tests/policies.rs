@@ -199,3 +199,24 @@ fn wa0200_says_what_is_loaded_but_not_enforced() {
     assert!(f.message.contains("not enforced yet"), "{f:?}");
     assert!(f.line > 1, "points at the resource: {f:?}");
 }
+
+#[test]
+fn wa0003_wa0116_what_istio_accepts_gets_a_warning_not_an_error() {
+    let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: old, namespace: shop}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {consecutiveErrors: 5}\n";
+    let f = only(&analyze_with(dr), "WA0003");
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(
+        f.message.contains("consecutiveErrors is deprecated"),
+        "{f:?}"
+    );
+    assert_eq!(weft_analyze::istio_code(f.code), Some("IST0002"));
+
+    // Istio only checks bind when a port is set: weft loads it and warns.
+    let sc = "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: s, namespace: shop}\nspec:\n  egress:\n  - bind: 127.0.0.1\n    hosts: [\"./*\"]\n";
+    let f = only(&analyze_with(sc), "WA0116");
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(
+        f.message.contains("bind without a port is ignored"),
+        "{f:?}"
+    );
+}

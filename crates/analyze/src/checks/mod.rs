@@ -1,6 +1,7 @@
 //! The cross-resource checks, one module per area; each appends [`Finding`]s.
 
 mod conflicts;
+mod lenient;
 mod routes;
 mod security;
 mod shadow;
@@ -19,6 +20,7 @@ pub(crate) fn run_all(ix: &Index<'_>, out: &mut Vec<Finding>) {
     conflicts::check(ix, out);
     workloads::check(ix, out);
     security::check(ix, out);
+    lenient::check(ix, out);
 }
 
 /// A finding located at field `path` of `r`.

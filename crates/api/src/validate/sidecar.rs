@@ -98,9 +98,8 @@ pub(super) fn validate(sc: &Sidecar, errs: &mut Errs) {
                 if catch_all > 1 {
                     errs.key(&at, "only one egress listener without a port (catch-all) is allowed; give this listener a port or merge its hosts");
                 }
-                if l.bind.is_some() {
-                    errs.key(format!("{at}.bind"), "an egress bind requires a port");
-                }
+                // A bind without a port is accepted, as Istio does (it applies bind only
+                // with a port); `weft analyze` warns about it (WA0116).
             }
             Some(p) => {
                 listener_port(errs, &at, p, uds);
