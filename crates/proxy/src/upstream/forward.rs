@@ -136,7 +136,8 @@ pub async fn forward(
                     });
                     continue;
                 }
-                let flags = if retriable && n > 1 {
+                // URX: a retriable answer, and the retries are used up.
+                let flags = if retriable && !more && up.policy.attempts > 0 {
                     ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED
                 } else {
                     ResponseFlags::NONE
@@ -161,10 +162,12 @@ pub async fn forward(
                         .evict(&pick.endpoint.address, &pick.endpoint.identity);
                 }
                 let replay_ok = !e.sent() || out.body.replayable();
-                let retry = more && replay_ok && e.retry_allowed(up.policy.retry_on);
+                let retriable = replay_ok && e.retry_allowed(up.policy.retry_on);
+                let retry = more && retriable;
                 debug!(error = ?e, upstream = %pick.endpoint.address, retry, "upstream try failed");
                 let mut f = fail(e, Some(pick));
-                if n > 1 {
+                if retriable && !more && up.policy.attempts > 0 {
+                    // Envoy's URX: the failure was retriable, the retries are used up.
                     f.flags |= ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED;
                 }
                 if !retry {
