@@ -90,7 +90,7 @@ async fn killing_a_child_kills_its_whole_process_group() {
     wait_for_writers_to_exit(reader).await;
     assert!(!live(grandchild), "the grandchild {grandchild} survived");
     assert!(!live(running.pid), "the child {} survived", running.pid);
-    assert_eq!(live_members(running.pgid), Vec::<u32>::new());
+    assert_eq!(group_gone(running.pgid).await, Vec::<u32>::new());
     guard.disarm();
 }
 
@@ -121,7 +121,7 @@ async fn a_child_exiting_by_itself_takes_its_group_along() {
     assert!(status.contains("exit status: 3"), "{status}");
     wait_for_writers_to_exit(reader).await;
     assert!(!live(grandchild), "the grandchild {grandchild} survived");
-    assert_eq!(live_members(running.pgid), Vec::<u32>::new());
+    assert_eq!(group_gone(running.pgid).await, Vec::<u32>::new());
     guard.disarm();
 }
 

@@ -167,7 +167,7 @@ async fn up_then_stop(
     );
     // EOF: the server, the FIFO's only writer, was killed along with its shell.
     wait_for_writers_to_exit(reader).await;
-    assert_eq!(live_members(app), Vec::<u32>::new());
+    assert_eq!(group_gone(app).await, Vec::<u32>::new());
 
     let started = starts(dir);
     for (pid, role) in &started {

@@ -103,6 +103,21 @@ pub fn live_members(pgid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// Waits (bounded) until no live process is left in group `pgid`, and returns what is left
+/// then: a SIGKILLed group's members die asynchronously, one may still be on its way out
+/// when the leader has already been reaped.
+pub async fn group_gone(pgid: u32) -> Vec<u32> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let left = live_members(pgid);
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            return left;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// SIGKILLs process group `pgid` (if it still exists).
 pub fn kill_group(pgid: u32) {
     assert!(pgid > 1, "refusing to kill process group {pgid}");
