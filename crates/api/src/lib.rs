@@ -23,6 +23,7 @@ mod connection_pool;
 mod de;
 mod destination_rule;
 mod gateway;
+mod k8s_service;
 mod load_balancer;
 mod loader;
 mod positions;

@@ -437,6 +437,9 @@ impl DocLoader<'_> {
                 "{kind_name} is not supported by weft ({note}); it is loaded and ignored"
             )));
         }
+        if api_version == "v1" && kind_name == "Service" {
+            return self.k8s_service(root, source);
+        }
         if !ISTIO_GROUPS.contains(&group) && group != GATEWAY_API_GROUP {
             return skipped(None);
         }
@@ -472,6 +475,35 @@ impl DocLoader<'_> {
             kind,
             metadata: metadata?,
             spec: spec?,
+            source,
+            positions: Positions::from_node(root),
+        })))
+    }
+
+    /// A Kubernetes Service, read as the registry entry Istio makes of it (a MESH_INTERNAL
+    /// ServiceEntry with the Service's selector), keeping `apiVersion: v1`.
+    fn k8s_service(&mut self, root: &Node, source: Source) -> Option<Loaded> {
+        let svc: crate::k8s_service::K8sService = self.decode(root, "Service")?;
+        if svc.metadata.name.is_empty() {
+            self.error(root.pos, "missing metadata.name in Service".to_string());
+            return None;
+        }
+        let namespace = svc
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let spec = svc.to_service_entry(&namespace);
+        Some(Loaded::Resource(Box::new(Resource {
+            api_version: "v1".into(),
+            kind: Kind::ServiceEntry,
+            metadata: ObjectMeta {
+                name: svc.metadata.name.clone(),
+                namespace: Some(namespace),
+                labels: svc.metadata.labels.clone(),
+                ..Default::default()
+            },
+            spec: Spec::ServiceEntry(spec),
             source,
             positions: Positions::from_node(root),
         })))

@@ -61,8 +61,10 @@ fn corpus_resources_serialize_back_to_their_documents() {
     let mut checked = 0;
     for file in valid_files() {
         let text = std::fs::read_to_string(&file).expect("readable");
-        let result = load_str(&text, &file.display().to_string());
+        let mut result = load_str(&text, &file.display().to_string());
         assert!(result.errors.is_empty(), "{:?}", result.errors);
+        // Kubernetes Services are read as registry entries, not Istio documents.
+        result.resources.retain(|r| r.api_version != "v1");
         let docs: Vec<Value> = serde_saphyr::from_multiple(&text).expect("parses as YAML");
         let docs: Vec<&Value> = docs
             .iter()

@@ -304,3 +304,25 @@ fn known_kinds_weft_does_not_support_are_named_never_unknown() {
         );
     }
 }
+
+#[test]
+fn a_kubernetes_service_in_the_folder_defines_its_host() {
+    // What Istio's own task YAML looks like: a Service, and a VirtualService routing to it.
+    let docs = "apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: shop, labels: {app: reviews}}\nspec:\n  selector: {app: reviews}\n  ports:\n  - {name: http, port: 9080, targetPort: 9080}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews, namespace: shop}\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews}\n";
+    let out = weft(&["analyze", "-"], Some(docs));
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        !stdout.contains("WA0102"),
+        "the Service defines reviews: {stdout}"
+    );
+    assert!(!stdout.contains("non-Istio documents skipped"), "{stdout}");
+    // Without the Service the host is missing.
+    let vs_only = docs.split("---\n").nth(1).unwrap();
+    let out = weft(&["analyze", "-"], Some(vs_only));
+    assert!(
+        text(&out.stdout).contains("WA0102"),
+        "{}",
+        text(&out.stdout)
+    );
+}

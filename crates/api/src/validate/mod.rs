@@ -110,7 +110,12 @@ pub fn duplicates(resources: &[Resource]) -> Vec<ValidationError> {
     let mut first: std::collections::HashMap<String, &Resource> = std::collections::HashMap::new();
     let mut out = Vec::new();
     for r in resources {
-        let key = r.key();
+        // A Kubernetes Service and an Istio ServiceEntry of one name are two objects.
+        let key = if r.api_version == "v1" {
+            format!("Service/{}/{}", r.namespace(), r.name())
+        } else {
+            r.key()
+        };
         let Some(earlier) = first.get(&key) else {
             first.insert(key, r);
             continue;
