@@ -99,7 +99,11 @@ pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> an
         ca: Arc::new(ca),
         cert_ttl: opts.cert_ttl,
     };
-    let watcher = tokio::spawn(watch::run(opts.config_dir.clone(), state.clone()));
+    let watcher = tokio::spawn(watch::run(
+        opts.config_dir.clone(),
+        state.clone(),
+        unsupported,
+    ));
     let grace = tokio::spawn(async move {
         tokio::time::sleep(state::RECONNECT_GRACE).await;
         state.push_now();

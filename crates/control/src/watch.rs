@@ -49,8 +49,9 @@ async fn settle(rx: &mut mpsc::UnboundedReceiver<()>) -> bool {
     }
 }
 
-/// Watches `dir` until the task is dropped; pushes each good reload.
-pub async fn run(dir: PathBuf, state: Arc<State>) {
+/// Watches `dir` until the task is dropped; pushes each good reload. `unsupported` is what
+/// the folder held at start-up that weft knows but does not support.
+pub async fn run(dir: PathBuf, state: Arc<State>, mut unsupported: Vec<String>) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut watcher =
         match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
@@ -70,10 +71,6 @@ pub async fn run(dir: PathBuf, state: Arc<State>) {
         error!(dir = %dir.display(), error = %e, "cannot watch the config folder; changes will not be picked up");
         return;
     }
-    // Known kinds weft does not support (EnvoyFilter, …) are reported with the rest.
-    let mut unsupported = weft_api::load_valid_with_unsupported(&dir)
-        .map(|(_, u)| u)
-        .unwrap_or_default();
     while rx.recv().await.is_some() {
         if !settle(&mut rx).await {
             return;

@@ -10,7 +10,7 @@ use super::headers::{header_block_size, MAX_REQUEST_HEADERS_BYTES};
 use super::normalize::{normalize, PathNormalization};
 use super::pipeline::{Conn, Side};
 use crate::reply::LocalReply;
-use http::{header, Request, Uri};
+use http::{Request, Uri};
 use std::borrow::Cow;
 
 /// Checks and normalizes a request before anything else looks at it.
@@ -23,29 +23,11 @@ pub fn check<B>(req: &mut Request<B>, conn: &Conn) -> Result<(), LocalReply> {
     check_host(req.headers(), req.uri()).map_err(|e| LocalReply::BadRequest {
         detail: e.to_string(),
     })?;
-    host_agrees(req)?;
     normalize_path(req)?;
     if conn.side == Side::Gateway {
         apply_forwarded(req.headers_mut(), conn.peer.ip(), false, 0);
     }
     Ok(())
-}
-
-/// A `Host` header that names another host than the request target's authority is
-/// refused (the two could route and reach the app differently).
-fn host_agrees<B>(req: &Request<B>) -> Result<(), LocalReply> {
-    let (Some(authority), Some(host)) = (req.uri().authority(), req.headers().get(header::HOST))
-    else {
-        return Ok(());
-    };
-    let target = authority.as_str();
-    let target = target.rfind('@').map_or(target, |at| &target[at + 1..]);
-    if host.as_bytes().eq_ignore_ascii_case(target.as_bytes()) {
-        return Ok(());
-    }
-    Err(LocalReply::BadRequest {
-        detail: "the Host header disagrees with the request target's authority".into(),
-    })
 }
 
 /// Replaces the request's path with its normalized form.

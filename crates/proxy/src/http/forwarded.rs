@@ -2,17 +2,14 @@
 //!
 //! This module owns two decisions a gateway makes before routing:
 //!
-//! * **Which host the request is for** ([`check_host`], [`rewrite_host`]).
+//! * **Which host the request is for** ([`check_host`]).
 //!   The request is refused when it has no host at all, more than one `Host`
-//!   header, or a `Host` (or request-target authority) that is not
-//!   `uri-host [":" port]`. When the request target carries an authority
-//!   (HTTP/1.1 absolute-form, or HTTP/2 `:authority`), that authority wins over
-//!   `Host`: RFC 9112 §3.2.2 says a server MUST ignore `Host` then, and Envoy's
-//!   HTTP/1 codec does exactly that (`headers.setHost(absolute_url.hostAndPort())`
-//!   in `ServerConnectionImpl::handlePath`; HTTP/2 discards `host` when
-//!   `:authority` is present). Envoy does *not* reject a mismatch, so neither
-//!   do we; [`rewrite_host`] makes `Host` agree so no later stage can read the
-//!   stale value.
+//!   header, a `Host` (or request-target authority) that is not
+//!   `uri-host [":" port]`, or a `Host` that names another host than the request
+//!   target's authority (HTTP/1.1 absolute-form, or HTTP/2 `:authority`). RFC 9112
+//!   §3.2.2 says a server ignores `Host` then, and Envoy's codec replaces it
+//!   (`ServerConnectionImpl::handlePath`); weft refuses the disagreement instead,
+//!   so routing and the app can never read two different hosts.
 //! * **Who the client is** ([`apply_forwarded`]), as Envoy's
 //!   `ConnectionManagerUtility::mutateRequestHeaders` does with
 //!   `use_remote_address: true` and `xff_num_trusted_hops: N` (Istio's
@@ -64,6 +61,8 @@ pub enum HostError {
     InvalidHost,
     /// The request-target authority is not `[userinfo "@"] uri-host [":" port]`.
     InvalidAuthority,
+    /// The `Host` header names another host than the request-target authority.
+    Disagrees,
 }
 
 impl fmt::Display for HostError {
@@ -73,6 +72,7 @@ impl fmt::Display for HostError {
             HostError::Duplicate => "request has more than one Host header",
             HostError::InvalidHost => "Host header is not a valid host[:port]",
             HostError::InvalidAuthority => "request-target authority is not a valid host[:port]",
+            HostError::Disagrees => "the Host header disagrees with the request target's authority",
         })
     }
 }
@@ -81,9 +81,8 @@ impl std::error::Error for HostError {}
 
 /// Checks that the request names exactly one, well-formed host.
 ///
-/// A `Host` header that differs from the request-target authority is *not* an
-/// error (Envoy: the authority wins; see the module docs). Call
-/// [`rewrite_host`] after this so `Host` carries the winning value.
+/// A `Host` header that differs from the request-target authority is an error
+/// (see the module docs).
 pub fn check_host(headers: &HeaderMap, uri: &Uri) -> Result<(), HostError> {
     let mut hosts = headers.get_all(HOST).iter();
     let host = hosts.next();
@@ -95,26 +94,20 @@ pub fn check_host(headers: &HeaderMap, uri: &Uri) -> Result<(), HostError> {
             return Err(HostError::InvalidHost);
         }
     }
-    match uri.authority() {
-        Some(authority) if !is_valid_host(host_and_port(authority.as_str()).as_bytes()) => {
+    match (uri.authority(), host) {
+        (Some(authority), _) if !is_valid_host(host_and_port(authority.as_str()).as_bytes()) => {
             Err(HostError::InvalidAuthority)
         }
-        None if host.is_none() => Err(HostError::Missing),
+        (Some(authority), Some(host))
+            if !host
+                .as_bytes()
+                .eq_ignore_ascii_case(host_and_port(authority.as_str()).as_bytes()) =>
+        {
+            Err(HostError::Disagrees)
+        }
+        (None, None) => Err(HostError::Missing),
         _ => Ok(()),
     }
-}
-
-/// When the request target has an authority, replaces `Host` with its
-/// `host[:port]` (userinfo dropped), as Envoy's codec does. Otherwise leaves
-/// `Host` alone.
-pub fn rewrite_host(headers: &mut HeaderMap, uri: &Uri) -> Result<(), HostError> {
-    let Some(authority) = uri.authority() else {
-        return Ok(());
-    };
-    let value = HeaderValue::from_str(host_and_port(authority.as_str()))
-        .map_err(|_| HostError::InvalidAuthority)?;
-    headers.insert(HOST, value);
-    Ok(())
 }
 
 /// The authority without any `userinfo@`.
@@ -396,32 +389,22 @@ mod tests {
     }
 
     #[test]
-    fn authority_wins_over_mismatched_host() {
-        // Envoy replaces Host with the absolute-form authority; no rejection.
-        let mut map = headers(&[("host", "evil.example")]);
+    fn a_host_that_disagrees_with_the_authority_is_rejected() {
+        let map = headers(&[("host", "evil.example")]);
         let target = uri("http://good.example:8080/admin");
-        assert_eq!(check_host(&map, &target), Ok(()));
-        assert_eq!(rewrite_host(&mut map, &target), Ok(()));
-        assert_eq!(values(&map, &HOST), ["good.example:8080"]);
-    }
-
-    #[test]
-    fn rewrite_host_drops_userinfo_and_keeps_origin_form_host() {
-        let mut map = headers(&[("host", "h.example")]);
-        assert_eq!(rewrite_host(&mut map, &uri("/x")), Ok(()));
-        assert_eq!(values(&map, &HOST), ["h.example"]);
-
+        assert_eq!(check_host(&map, &target), Err(HostError::Disagrees));
+        let agrees = headers(&[("host", "Good.Example:8080")]);
+        assert_eq!(check_host(&agrees, &target), Ok(()));
+        // userinfo is not part of the host
         let target = uri("http://user:pw@good.example/x");
-        assert_eq!(check_host(&map, &target), Ok(()));
-        assert_eq!(rewrite_host(&mut map, &target), Ok(()));
-        assert_eq!(values(&map, &HOST), ["good.example"]);
-
-        let mut empty = HeaderMap::new();
         assert_eq!(
-            rewrite_host(&mut empty, &uri("https://[::1]:8443/")),
+            check_host(&headers(&[("host", "good.example")]), &target),
             Ok(())
         );
-        assert_eq!(values(&empty, &HOST), ["[::1]:8443"]);
+        assert_eq!(
+            check_host(&HeaderMap::new(), &uri("https://[::1]:8443/")),
+            Ok(())
+        );
     }
 
     #[test]

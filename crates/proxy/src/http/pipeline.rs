@@ -111,7 +111,7 @@ pub async fn handle(
     let mut rec = RequestRecord::start(&state.metrics, cfg.own.source.clone(), grpc);
     let answer = phases(req, state, &cfg, conn, &mut rec).await;
     let (parts, body) = answer.resp.into_parts();
-    rec.respond(parts.status.as_u16(), ResponseFlags::NONE);
+    rec.respond(parts.status.as_u16());
     let body = GuardedBody::new(body, answer.pick, Some(rec), answer.deadline);
     Response::from_parts(parts, body.boxed())
 }
@@ -372,17 +372,10 @@ async fn to_app(
     }
     let downstream_version = parts.version;
     let app = state.app_addr.as_deref().unwrap_or("127.0.0.1:0");
-    let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(http::uri::Scheme::HTTP);
-    uri.authority = app.parse().ok();
-    uri.path_and_query = parts.uri.path_and_query().cloned();
-    parts.uri = match Uri::from_parts(uri) {
-        Ok(u) => u,
-        Err(e) => {
-            let detail = format!("cannot address the local app at {app}: {e}");
-            return Answer::reply(LocalReply::BadRequest { detail }, rec);
-        }
-    };
+    // Origin-form: the app client addresses the app itself.
+    if let Some(pq) = parts.uri.path_and_query().cloned() {
+        parts.uri = pq.into();
+    }
     let h2 = cfg.config.inbound.as_ref().is_some_and(|i| i.app_http2);
     let req = Request::from_parts(parts, request_body(body));
     match state.app.send(app, req, h2).await {

@@ -76,15 +76,18 @@ pub fn decide<'c>(
         let detail = format!("no route: nothing in {} matches {}", vhost.name, req.path);
         return reply(None, Action::Reply(LocalReply::NoRoute { detail }));
     };
-    let mut d = reply(Some(route), Action::Reply(LocalReply::CorsIgnored));
-    d.action = match cors(route, req) {
-        Cors::Answer(r) => Action::Reply(r),
-        Cors::Continue(origin) => {
-            d.cors_origin = origin;
-            act(route, how, clusters, req, rng, &mut d.delay)
-        }
+    let cors_origin = match cors(route, req) {
+        Cors::Answer(r) => return reply(Some(route), Action::Reply(r)),
+        Cors::Continue(origin) => origin,
     };
-    d
+    let mut delay = None;
+    let action = act(route, how, clusters, req, rng, &mut delay);
+    Decision {
+        route: Some(route),
+        delay,
+        cors_origin,
+        action,
+    }
 }
 
 enum Cors {

@@ -14,7 +14,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::time::Instant;
 
@@ -107,7 +107,7 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     duration: Family<RequestLabels, Histogram>,
-    interned: Mutex<HashMap<Arc<PeerLabels>, ()>>,
+    interned: Mutex<HashSet<Arc<PeerLabels>>>,
     handles: RwLock<HashMap<Key, Handles>>,
     /// False only when telemetry is switched off (`weft proxy --no-telemetry`).
     recording: bool,
@@ -151,7 +151,7 @@ impl Metrics {
             registry,
             requests,
             duration,
-            interned: Mutex::new(HashMap::new()),
+            interned: Mutex::new(HashSet::new()),
             handles: RwLock::new(HashMap::new()),
             recording,
         }
@@ -160,11 +160,11 @@ impl Metrics {
     /// One shared copy of each distinct label set (so requests can key on its address).
     pub fn intern(&self, labels: PeerLabels) -> Arc<PeerLabels> {
         let mut interned = self.interned.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((k, _)) = interned.get_key_value(&labels) {
-            return k.clone();
+        if let Some(known) = interned.get(&labels) {
+            return known.clone();
         }
         let arc = Arc::new(labels);
-        interned.insert(arc.clone(), ());
+        interned.insert(arc.clone());
         arc
     }
 
@@ -255,10 +255,9 @@ impl RequestRecord {
         }
     }
 
-    /// The response status and the flags of whatever produced it.
-    pub fn respond(&mut self, code: u16, flags: ResponseFlags) {
+    /// The response status.
+    pub fn respond(&mut self, code: u16) {
         self.code = code;
-        self.flags |= flags;
     }
 
     /// More flags (e.g. an error in the response body).
@@ -300,7 +299,7 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &b), "interned once");
         for _ in 0..3 {
             let mut r = RequestRecord::start(&m, a.clone(), false);
-            r.respond(200, ResponseFlags::NONE);
+            r.respond(200);
             r.complete();
         }
         drop(RequestRecord::start(&m, b.clone(), true));

@@ -41,7 +41,7 @@ impl Default for AppClient {
 struct H1Pool {
     idle: Mutex<Vec<(http1::SendRequest<Body>, Instant)>>,
     timeout: Duration,
-    reaper: Mutex<bool>,
+    reaper: std::sync::Once,
 }
 
 impl AppClient {
@@ -52,7 +52,7 @@ impl AppClient {
             h1: Arc::new(H1Pool {
                 idle: Mutex::new(Vec::new()),
                 timeout: idle,
-                reaper: Mutex::new(false),
+                reaper: std::sync::Once::new(),
             }),
             h2: Client::builder(TokioExecutor::new())
                 .pool_timer(TokioTimer::new())
@@ -63,7 +63,8 @@ impl AppClient {
         }
     }
 
-    /// Sends a request to `addr` (`host:port`) over HTTP/2 when `h2`, else HTTP/1.1.
+    /// Sends a request (origin-form URI) to the app at `addr` (`host:port`) over HTTP/2
+    /// when `h2`, else HTTP/1.1.
     pub async fn send(
         &self,
         addr: &str,
@@ -72,6 +73,14 @@ impl AppClient {
     ) -> Result<Response<Body>, TryError> {
         if h2 {
             *req.version_mut() = Version::HTTP_2;
+            let mut uri = std::mem::take(req.uri_mut()).into_parts();
+            uri.scheme = Some(http::uri::Scheme::HTTP);
+            uri.authority = Some(addr.parse().map_err(|e| TryError::Connect {
+                detail: format!("the local app address {addr:?} is not host:port: {e}"),
+            })?);
+            *req.uri_mut() = http::Uri::from_parts(uri).map_err(|e| TryError::Connect {
+                detail: format!("cannot address the local app at {addr}: {e}"),
+            })?;
             return self
                 .h2
                 .request(req)
@@ -87,10 +96,6 @@ impl AppClient {
                 });
         }
         *req.version_mut() = Version::HTTP_11;
-        // The request-target to the app is origin-form.
-        if let Some(pq) = req.uri().path_and_query().cloned() {
-            *req.uri_mut() = pq.into();
-        }
         self.h1.send(addr, req).await
     }
 }
@@ -120,20 +125,17 @@ impl H1Pool {
     /// Closes connections idle past the timeout, checking every half timeout; the task
     /// ends with the pool.
     fn start_reaper(self: &Arc<Self>) {
-        let mut started = self.reaper.lock().unwrap_or_else(|p| p.into_inner());
-        if *started {
-            return;
-        }
-        *started = true;
-        let pool: Weak<H1Pool> = Arc::downgrade(self);
-        let every = (self.timeout / 2).max(Duration::from_millis(10));
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                let Some(pool) = pool.upgrade() else { return };
-                let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
-                idle.retain(|(s, since)| since.elapsed() < pool.timeout && !s.is_closed());
-            }
+        self.reaper.call_once(|| {
+            let pool: Weak<H1Pool> = Arc::downgrade(self);
+            let every = (self.timeout / 2).max(Duration::from_millis(10));
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    let Some(pool) = pool.upgrade() else { return };
+                    let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+                    idle.retain(|(s, since)| since.elapsed() < pool.timeout && !s.is_closed());
+                }
+            });
         });
     }
 

@@ -161,12 +161,7 @@ impl LbState {
         let i = (0..self.ring.len())
             .map(|k| self.ring[(start + k) % self.ring.len()].1)
             .find(|i| candidates.contains(i))?;
-        self.active[i].fetch_add(1, Ordering::Relaxed);
-        Some(Pick {
-            endpoint: Arc::clone(&self.endpoints[i]),
-            index: i,
-            active: self.active[i].clone(),
-        })
+        Some(self.take(i))
     }
 
     /// Chooses an endpoint, or `None` when none may be picked (Envoy's UH).
@@ -179,12 +174,7 @@ impl LbState {
         if !self.ring.is_empty() {
             // Consistent hashing without a key: Envoy picks at random.
             let i = candidates[fastrand::usize(..n)];
-            self.active[i].fetch_add(1, Ordering::Relaxed);
-            return Some(Pick {
-                endpoint: Arc::clone(&self.endpoints[i]),
-                index: i,
-                active: self.active[i].clone(),
-            });
+            return Some(self.take(i));
         }
         let load = |i: usize| self.active[candidates[i]].load(Ordering::Relaxed);
         let k = match self.policy {
@@ -205,12 +195,17 @@ impl LbState {
             }
         };
         let i = candidates[k];
+        Some(self.take(i))
+    }
+
+    /// Counts one more active request on endpoint `i` (until the pick is dropped).
+    fn take(&self, i: usize) -> Pick {
         self.active[i].fetch_add(1, Ordering::Relaxed);
-        Some(Pick {
+        Pick {
             endpoint: Arc::clone(&self.endpoints[i]),
             index: i,
             active: self.active[i].clone(),
-        })
+        }
     }
 
     /// Records the outcome of a try on `pick`'s endpoint; may eject it.
