@@ -3,7 +3,6 @@
 //! error reported at `file:line:column`.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
@@ -148,38 +147,6 @@ pub fn load_str(text: &str, file: &str) -> LoadResult {
     result
 }
 
-/// Loads a file, or every `*.yaml`/`*.yml` file below a folder (sorted by path;
-/// hidden files and folders skipped). I/O errors become `LoadError`s.
-pub fn load_path(path: &Path) -> LoadResult {
-    let mut result = LoadResult::default();
-    let mut files = Vec::new();
-    if path.is_dir() {
-        collect_yaml_files(path, &mut files, &mut result.errors);
-        files.sort();
-    } else {
-        files.push(path.to_path_buf());
-    }
-    for file in files {
-        let name = file.display().to_string();
-        if let Ok(meta) = std::fs::metadata(&file) {
-            if meta.len() > MAX_FILE_BYTES as u64 {
-                result.errors.push(LoadError {
-                    file: name,
-                    line: 0,
-                    column: 0,
-                    message: too_large(meta.len()),
-                });
-                continue;
-            }
-        }
-        match std::fs::read(&file) {
-            Ok(bytes) => result.extend(load_bytes(bytes, &name)),
-            Err(err) => result.errors.push(io_error(&name, &err)),
-        }
-    }
-    result
-}
-
 /// Largest file `load_str` and `load_path` accept (16 MiB): far above any real
 /// Istio configuration, small enough to parse in well under a second.
 pub(crate) const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
@@ -213,7 +180,7 @@ fn path_bytes(node: &Node, prefix: usize) -> usize {
     below.saturating_add(prefix)
 }
 
-fn too_large(len: u64) -> String {
+pub(crate) fn too_large(len: u64) -> String {
     format!(
         "file is too large ({len} bytes; the limit is {} MiB)",
         MAX_FILE_BYTES / (1024 * 1024)
@@ -236,78 +203,6 @@ fn forbidden_char(text: &str) -> Option<(Pos, char)> {
         column: before[line_start..].chars().count() + 1,
     };
     Some((pos, text[index..].chars().next()?))
-}
-
-/// Loads a file's bytes: like [`load_str`], and a text that is not UTF-8 is an error at the
-/// line and column where it stops being UTF-8.
-pub fn load_bytes(bytes: Vec<u8>, name: &str) -> LoadResult {
-    match String::from_utf8(bytes) {
-        Ok(text) => load_str(&text, name),
-        Err(e) => {
-            let mut result = LoadResult::default();
-            result
-                .errors
-                .push(not_utf8(name, e.as_bytes(), e.utf8_error()));
-            result
-        }
-    }
-}
-
-/// Where a file stops being UTF-8, as line and column (of the characters before it).
-fn not_utf8(file: &str, bytes: &[u8], err: std::str::Utf8Error) -> LoadError {
-    let valid = &bytes[..err.valid_up_to()];
-    let line_start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    let column = String::from_utf8_lossy(&valid[line_start..])
-        .chars()
-        .count()
-        + 1;
-    LoadError {
-        file: file.to_owned(),
-        line: valid.iter().filter(|b| **b == b'\n').count() + 1,
-        column,
-        message: format!(
-            "invalid UTF-8 (byte 0x{:02x}): YAML files must be UTF-8; re-save the file as UTF-8",
-            bytes.get(err.valid_up_to()).copied().unwrap_or(0)
-        ),
-    }
-}
-
-fn io_error(file: &str, err: &std::io::Error) -> LoadError {
-    LoadError {
-        file: file.to_owned(),
-        line: 0,
-        column: 0,
-        message: format!("cannot read: {err}"),
-    }
-}
-
-fn collect_yaml_files(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<LoadError>) {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(err) => return errors.push(io_error(&dir.display().to_string(), &err)),
-    };
-    for entry in entries {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(err) => {
-                errors.push(io_error(&dir.display().to_string(), &err));
-                continue;
-            }
-        };
-        let path = entry.path();
-        if entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        if path.is_dir() {
-            collect_yaml_files(&path, files, errors);
-        } else if path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"))
-        {
-            files.push(path);
-        }
-    }
 }
 
 /// Splits a YAML stream into documents, returning each document's text with the

@@ -151,38 +151,6 @@ impl Mesh {
         }
     }
 
-    /// The environment of process `i`: an app is told where its sidecar's outbound
-    /// listener is, the way HTTP clients understand (`HTTP_PROXY`/`http_proxy`, which the
-    /// sidecar serves as absolute-form requests), plus `WEFT_OUTBOUND`, and its own listen
-    /// address (`WEFT_APP_ADDRESS`, `PORT`).
-    fn env(&self, i: usize) -> Vec<(String, String)> {
-        let p = &self.procs[i];
-        if p.role != Role::App {
-            return Vec::new();
-        }
-        let mut env = Vec::new();
-        let outbound = self
-            .procs
-            .iter()
-            .find(|s| s.role == Role::Sidecar && s.workload == p.workload)
-            .and_then(|s| field(&s.ready, "outbound").or_else(|| s.outbound.clone()));
-        if let Some(o) = outbound {
-            for k in ["HTTP_PROXY", "http_proxy"] {
-                env.push((k.to_string(), format!("http://{o}")));
-            }
-            env.push(("NO_PROXY".into(), "localhost,127.0.0.1,::1".into()));
-            env.push(("no_proxy".into(), "localhost,127.0.0.1,::1".into()));
-            env.push(("WEFT_OUTBOUND".into(), o));
-        }
-        if let Some(App::Command { address, .. }) = &p.app {
-            env.push(("WEFT_APP_ADDRESS".into(), address.clone()));
-            if let Some((_, port)) = address.rsplit_once(':') {
-                env.push(("PORT".into(), port.to_string()));
-            }
-        }
-        env
-    }
-
     pub(crate) fn control_addr(&self) -> String {
         field(&self.procs[0].ready, "grpc").unwrap_or_default()
     }
