@@ -69,9 +69,6 @@ pub(crate) struct Proc {
     listeners: BTreeMap<u32, String>,
     /// The config version a proxy last said it applied.
     applied: Option<u64>,
-    /// Sidecars: the outbound address, picked before its app starts so the app is told
-    /// where its sidecar listens (`HTTP_PROXY`, `WEFT_OUTBOUND`).
-    outbound: Option<String>,
     backoff: Backoff,
     given_up: bool,
 }
@@ -110,7 +107,6 @@ impl Mesh {
             ready: None,
             listeners: BTreeMap::new(),
             applied: None,
-            outbound: None,
             backoff: Backoff::default(),
             given_up: false,
         };
@@ -125,20 +121,19 @@ impl Mesh {
         }
         for w in &plan.workloads {
             let wl = Some((w.name.clone(), w.namespace.clone()));
-            procs.push(mk(
+            let app = mk(
                 format!("app-{}.{}", w.name, w.namespace),
                 Role::App,
                 wl.clone(),
                 Some(w.app.clone()),
-            ));
-            let mut sidecar = mk(
+            );
+            let sidecar = mk(
                 format!("sidecar-{}.{}", w.name, w.namespace),
                 Role::Sidecar,
                 wl,
                 None,
             );
-            sidecar.outbound = free_loopback_addr();
-            procs.push(sidecar);
+            procs.extend([app, sidecar]);
         }
         Mesh {
             opts,
@@ -149,6 +144,25 @@ impl Mesh {
             not_enforced: Vec::new(),
             converged: BTreeMap::new(),
         }
+    }
+
+    /// The order processes first start in: as listed, except that a command app's sidecar
+    /// starts before the app. A command app listens where its config says, so its sidecar
+    /// can start first and the app is told the outbound address the sidecar actually bound
+    /// (no port picked ahead that something else could take meanwhile). A demo app reports
+    /// the address it bound, which its sidecar needs, so it starts first.
+    pub(crate) fn start_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.procs.len()).collect();
+        for i in 0..order.len().saturating_sub(1) {
+            let (a, b) = (&self.procs[order[i]], &self.procs[order[i + 1]]);
+            if matches!(a.app, Some(App::Command { .. }))
+                && b.role == Role::Sidecar
+                && a.workload == b.workload
+            {
+                order.swap(i, i + 1);
+            }
+        }
+        order
     }
 
     pub(crate) fn control_addr(&self) -> String {
@@ -462,11 +476,4 @@ impl Mesh {
         }
         let _ = self.write_status();
     }
-}
-
-/// A loopback address with a port that was free a moment ago (for a sidecar's outbound
-/// listener, told to its app before the sidecar starts).
-fn free_loopback_addr() -> Option<String> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
-    l.local_addr().ok().map(|a| a.to_string())
 }

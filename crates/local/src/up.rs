@@ -41,7 +41,7 @@ pub async fn up(opts: UpOptions, shutdown: impl Future<Output = ()>) -> anyhow::
         .with_context(|| format!("creating {}", mesh.token_file().display()))?;
     tokio::pin!(shutdown);
     let started = async {
-        for i in 0..mesh.procs.len() {
+        for i in mesh.start_order() {
             mesh.start_and_wait(i).await?;
         }
         mesh.converge().await

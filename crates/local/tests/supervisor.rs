@@ -267,3 +267,49 @@ async fn a_restart_that_cannot_spawn_is_retried_with_backoff_then_given_up() {
     assert!(took >= BACKOFF_BEFORE_GIVING_UP, "gave up after {took:?}");
     assert_eq!(starts(&dir.path).len(), 1);
 }
+
+#[tokio::test]
+async fn a_command_app_starts_after_its_sidecar_and_is_told_the_address_it_bound() {
+    let dir = TempDir::new("up-app-env");
+    let (env_file, fifo) = (dir.path.join("app-env"), dir.path.join("app.fifo"));
+    mkfifo(&fifo);
+    let app_pids = dir.path.join("app-pids");
+    let _cleanup = AppGroups(app_pids.clone());
+    // The fake sidecar reports the outbound address it "bound": the app must be told that
+    // one, not a port picked before the sidecar ran. The FIFO opens once `env` has run.
+    let command = format!(
+        "echo $$ >>{}; env >{}; sleep 1000 >{}",
+        app_pids.display(),
+        env_file.display(),
+        fifo.display()
+    );
+    let opts = options(
+        &dir.path,
+        fake_weft(&dir.path, CONTROL_READY, PROXY_READY),
+        &command,
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut up = tokio::spawn(weft_local::up(
+        opts,
+        stop_when(stopped, &dir.path, |_| true),
+    ));
+    let _reader = tokio::select! {
+        r = open_reader(&fifo) => r,
+        r = &mut up => panic!("weft up ended early: {r:?}"),
+    };
+    stop.send(()).unwrap();
+    let code = tokio::time::timeout(TIMEOUT, up)
+        .await
+        .expect("weft up to stop")
+        .unwrap()
+        .unwrap();
+    assert_eq!(code, 0);
+    let env = std::fs::read_to_string(&env_file).unwrap();
+    for want in [
+        "WEFT_OUTBOUND=127.0.0.1:9",
+        "HTTP_PROXY=http://127.0.0.1:9",
+        "PORT=9",
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} missing:\n{env}");
+    }
+}

@@ -35,7 +35,7 @@ impl Mesh {
             .procs
             .iter()
             .find(|s| s.role == Role::Sidecar && s.workload == p.workload)
-            .and_then(|s| field(&s.ready, "outbound").or_else(|| s.outbound.clone()));
+            .and_then(|s| field(&s.ready, "outbound"));
         if let Some(o) = outbound {
             for k in ["HTTP_PROXY", "http_proxy"] {
                 env.push((k.to_string(), format!("http://{o}")));
@@ -113,9 +113,7 @@ impl Mesh {
                         s("--inbound-listen"),
                         prev("inbound"),
                         s("--outbound-listen"),
-                        field(&p.ready, "outbound")
-                            .or_else(|| p.outbound.clone())
-                            .unwrap_or_else(|| "127.0.0.1:0".into()),
+                        prev("outbound"),
                     ]);
                 }
                 a

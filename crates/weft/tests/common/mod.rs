@@ -495,17 +495,35 @@ impl Drop for Mesh {
         }
         let left: Vec<u32> = pids.iter().copied().filter(|p| alive(*p)).collect();
         if std::thread::panicking() {
-            eprintln!(
-                "--- weft up stderr ---\n{}\n--- logs: {} ---",
-                self.stderr.text(),
-                self.state_dir.join("logs").display()
-            );
+            eprintln!("--- weft up stderr ---\n{}", self.stderr.text());
+            print_log_tails(&self.state_dir.join("logs"));
         } else {
             assert!(
                 left.is_empty(),
                 "mesh processes still running after weft up stopped: {left:?}"
             );
         }
+    }
+}
+
+/// The last lines of every log in `dir` (the temporary folder is gone after the test).
+fn print_log_tails(dir: &Path) {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    files.sort();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(15)..];
+        eprintln!(
+            "--- {} (last {} lines) ---\n{}",
+            f.display(),
+            tail.len(),
+            tail.join("\n")
+        );
     }
 }
 
