@@ -76,6 +76,14 @@ pub fn compile(
         }
     }
     b.clusters(trust_domain);
+    let (authz, policies) = crate::authz::authz_for(
+        resources,
+        crate::authz::DEFAULT_ROOT_NAMESPACE,
+        &workload.namespace,
+        &workload.labels,
+    );
+    b.cfg.authz = authz;
+    b.used.extend(policies);
     let used = b.used;
     let mut cfg = b.cfg;
     cfg.not_enforced = report::not_enforced(resources)

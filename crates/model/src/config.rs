@@ -15,6 +15,9 @@ pub struct ProxyConfig {
     pub clusters: BTreeMap<String, Cluster>,
     /// The sidecar's inbound side; `None` for gateways.
     pub inbound: Option<Inbound>,
+    /// AuthorizationPolicies that select this proxy's workload (inbound and gateways).
+    #[serde(default)]
+    pub authz: crate::authz::Authz,
     /// Resources (or fields) that reach this proxy but whose semantics weft does not enforce yet.
     pub not_enforced: Vec<NotEnforced>,
 }

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod actions;
+pub mod authz;
 pub mod compile;
 pub mod config;
 mod matching;
@@ -12,6 +13,7 @@ pub mod report;
 mod retry_on;
 
 pub use actions::{grpc_code, retry_policy};
+pub use authz::{Authz, AuthzAction, AuthzAttr, AuthzField, AuthzPolicy, AuthzRule};
 pub use compile::{cluster_name, compile, parse_duration_ms, CompileError, ProxyRef, Role};
 pub use config::*;
 pub use registry::{fqdn, spiffe_id, LiveProxy, Registry};

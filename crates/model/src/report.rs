@@ -167,7 +167,7 @@ pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
                     push("portLevelMtls".into());
                 }
             }
-            Spec::AuthorizationPolicy(_) => push("AuthorizationPolicy (authorization)".into()),
+            Spec::AuthorizationPolicy(ap) => crate::authz::report(ap, &mut push),
             Spec::RequestAuthentication(_) => push("RequestAuthentication (JWT)".into()),
             Spec::Telemetry(_) => push("Telemetry".into()),
             Spec::Sidecar(_) => push("Sidecar (egress/ingress scoping)".into()),

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod authz;
 pub mod body;
 pub mod config;
 pub mod control;
@@ -162,14 +163,7 @@ pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyh
         tasks.push(tokio::spawn(http::inbound::serve(l, shared.clone())));
     }
     if let Some(l) = outbound {
-        let conn = http::Conn {
-            side: http::Side::Outbound,
-            table: "outbound".into(),
-            peer: ([0, 0, 0, 0], 0).into(),
-            peer_identity: None,
-            peer_labels: Default::default(),
-            xfcc: None,
-        };
+        let conn = http::Conn::listener(http::Side::Outbound, "outbound", None);
         tasks.push(tokio::spawn(http::server::serve_plaintext(
             l,
             shared.clone(),

@@ -37,7 +37,13 @@ pub enum LocalReply {
     HeadersTooLarge { limit: usize },
     /// Sending upstream failed (`UH`, `UF`, `UO`, `UT`, `UC`, `UR`, …).
     Upstream(UpstreamFailure),
+    /// An AuthorizationPolicy denied the request (403 `RBAC: access denied`, `RBAC`; a gRPC
+    /// request gets `grpc-status: 7`, PERMISSION_DENIED, as Envoy maps 403).
+    Denied { grpc: bool },
 }
+
+/// The body of an authorization denial (Envoy's RBAC filter's).
+pub const RBAC_DENIED: &str = "RBAC: access denied";
 
 /// Why the upstream side could not produce a response.
 #[derive(Debug)]
@@ -62,6 +68,7 @@ impl LocalReply {
             | LocalReply::InvalidPath { .. }
             | LocalReply::HeadersTooLarge { .. } => ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR,
             LocalReply::Upstream(f) => f.flags,
+            LocalReply::Denied { .. } => ResponseFlags::UNAUTHORIZED_RBAC,
             LocalReply::Redirect { .. }
             | LocalReply::Direct { .. }
             | LocalReply::CorsPreflight { .. }
@@ -124,6 +131,24 @@ impl LocalReply {
                 &format!("request headers are larger than this proxy's limit of {limit} bytes"),
             ),
             LocalReply::Upstream(f) => text(f.status, &f.detail),
+            LocalReply::Denied { grpc: false } => {
+                let mut resp = Response::new(full(RBAC_DENIED));
+                *resp.status_mut() = StatusCode::FORBIDDEN;
+                resp.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                resp
+            }
+            LocalReply::Denied { grpc: true } => {
+                let mut resp = Response::new(empty());
+                let h = resp.headers_mut();
+                h.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/grpc"),
+                );
+                h.insert("grpc-status", HeaderValue::from_static("7"));
+                h.insert("grpc-message", HeaderValue::from_static(RBAC_DENIED));
+                resp
+            }
         }
     }
 }

@@ -22,6 +22,8 @@ pub struct ActiveConfig {
     pub clusters: HashMap<String, LiveCluster>,
     /// This proxy's own labels (telemetry).
     pub own: OwnLabels,
+    /// The AuthorizationPolicies of this workload, compiled.
+    pub authz: crate::authz::Engine,
 }
 
 impl ActiveConfig {
@@ -46,6 +48,7 @@ impl ActiveConfig {
             }
         }
         let own = labels::own(&config, who);
+        let authz = crate::authz::Engine::build(&config.authz)?;
         let clusters = config
             .clusters
             .iter()
@@ -70,6 +73,7 @@ impl ActiveConfig {
             tables,
             clusters,
             own,
+            authz,
         })
     }
 }

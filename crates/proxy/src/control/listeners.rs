@@ -76,14 +76,7 @@ pub async fn commit(state: &Arc<ProxyState>, prepared: Prepared) {
             tokio::spawn(serve_plaintext(
                 listener,
                 state.clone(),
-                Conn {
-                    side: Side::Gateway,
-                    table: table.into(),
-                    peer: ([0, 0, 0, 0], 0).into(),
-                    peer_identity: None,
-                    peer_labels: Default::default(),
-                    xfcc: None,
-                },
+                Conn::listener(Side::Gateway, &table, u16::try_from(port).ok()),
             )),
         );
         state.emit(Event::Listener {

@@ -5,16 +5,19 @@
 //! authorization see `/admin` however it was spelled; and at gateways the forwarding
 //! headers (`x-forwarded-for`, `x-forwarded-proto`) as Envoy sets them.
 
-use super::forwarded::{apply_forwarded, check_host};
+use super::forwarded::{apply_forwarded, check_host, last_forwarded_for};
 use super::headers::{header_block_size, MAX_REQUEST_HEADERS_BYTES};
 use super::normalize::{normalize, PathNormalization};
 use super::pipeline::{Conn, Side};
 use crate::reply::LocalReply;
 use http::{Request, Uri};
 use std::borrow::Cow;
+use std::net::IpAddr;
 
-/// Checks and normalizes a request before anything else looks at it.
-pub fn check<B>(req: &mut Request<B>, conn: &Conn) -> Result<(), LocalReply> {
+/// Checks and normalizes a request before anything else looks at it. Returns the original
+/// client's address (authorization's `remote.ip`): at gateways as `x-forwarded-for` trust
+/// decides (no trusted hops: the peer), on sidecars its rightmost entry, else the peer.
+pub fn check<B>(req: &mut Request<B>, conn: &Conn) -> Result<IpAddr, LocalReply> {
     if header_block_size(req.headers()) > MAX_REQUEST_HEADERS_BYTES {
         return Err(LocalReply::HeadersTooLarge {
             limit: MAX_REQUEST_HEADERS_BYTES,
@@ -24,10 +27,12 @@ pub fn check<B>(req: &mut Request<B>, conn: &Conn) -> Result<(), LocalReply> {
         detail: e.to_string(),
     })?;
     normalize_path(req)?;
-    if conn.side == Side::Gateway {
-        apply_forwarded(req.headers_mut(), conn.peer.ip(), false, 0);
-    }
-    Ok(())
+    Ok(match conn.side {
+        Side::Gateway => apply_forwarded(req.headers_mut(), conn.peer.ip(), false, 0).ip,
+        Side::Inbound | Side::Outbound => {
+            last_forwarded_for(req.headers()).unwrap_or(conn.peer.ip())
+        }
+    })
 }
 
 /// Replaces the request's path with its normalized form.
@@ -61,12 +66,8 @@ mod tests {
 
     fn conn(side: Side) -> Conn {
         Conn {
-            side,
-            table: "t".into(),
             peer: ([192, 0, 2, 9], 5555).into(),
-            peer_identity: None,
-            peer_labels: Default::default(),
-            xfcc: None,
+            ..Conn::listener(side, "t", None)
         }
     }
 

@@ -217,6 +217,13 @@ pub fn apply_forwarded(
     client
 }
 
+/// The client address a proxy that is not the edge sees (Envoy with `use_remote_address:
+/// false`, as Istio's sidecars run): the rightmost `x-forwarded-for` entry, if it is an
+/// IP address.
+pub fn last_forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
+    nth_from_right(&joined_xff(headers)?, 0)
+}
+
 /// Every `x-forwarded-for` line, joined as Envoy's header map coalesces them
 /// (`,` between non-empty values); `None` if there is no such header.
 fn joined_xff(headers: &HeaderMap) -> Option<Vec<u8>> {

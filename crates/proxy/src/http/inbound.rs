@@ -49,13 +49,14 @@ pub async fn serve(listener: TcpListener, state: Arc<ProxyState>) {
                 };
                 tracing::Span::current().record("peer_identity", peer_id.as_str());
                 let xfcc = crate::http::headers::xfcc(&state.identity_uri(), &peer_id);
+                let (tcp, session) = tls.get_ref();
                 let conn = Arc::new(Conn {
-                    side: Side::Inbound,
-                    table: "inbound".into(),
                     peer,
                     peer_identity: Some(peer_id.into()),
-                    peer_labels: Default::default(),
                     xfcc: Some(xfcc),
+                    local: tcp.local_addr().unwrap_or(peer),
+                    sni: session.server_name().map(Into::into),
+                    ..Conn::listener(Side::Inbound, "inbound", None)
                 });
                 let svc = hyper::service::service_fn(move |req| {
                     let state = state.clone();

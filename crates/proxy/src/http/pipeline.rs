@@ -55,6 +55,31 @@ pub struct Conn {
     pub peer_labels: PeerCache,
     /// The `x-forwarded-client-cert` value for requests on this connection (inbound).
     pub xfcc: Option<HeaderValue>,
+    /// The address the connection was accepted on.
+    pub local: SocketAddr,
+    /// The port the config gave the listener (gateways: the Gateway server's port, which a
+    /// loopback mesh may bind elsewhere); `None`: the request's authority says.
+    pub config_port: Option<u16>,
+    /// The TLS server name the peer asked for (inbound).
+    pub sni: Option<Arc<str>>,
+}
+
+impl Conn {
+    /// A listener's connection template: no peer yet.
+    pub fn listener(side: Side, table: &str, config_port: Option<u16>) -> Conn {
+        let unspecified: SocketAddr = ([0, 0, 0, 0], 0).into();
+        Conn {
+            side,
+            table: table.into(),
+            peer: unspecified,
+            peer_identity: None,
+            peer_labels: Default::default(),
+            xfcc: None,
+            local: unspecified,
+            config_port,
+            sni: None,
+        }
+    }
 }
 
 /// The labels of the last peer metadata seen on a connection (a peer proxy sends the same
@@ -126,12 +151,13 @@ async fn phases(
     // Who is calling comes first, so that even a request refused at the edge is reported
     // with its caller's labels.
     authenticate(&req, cfg, conn, state, rec);
-    if let Err(r) = super::edge::check(&mut req, conn) {
-        return Answer::reply(r, rec);
-    }
+    let remote_ip = match super::edge::check(&mut req, conn) {
+        Ok(ip) => ip,
+        Err(r) => return Answer::reply(r, rec),
+    };
     // The peer metadata is the proxies' own; the app never sees it.
     req.headers_mut().remove(crate::telemetry::PEER_HEADER);
-    if let Some(r) = authorize(&req, conn) {
+    if let Some(r) = authorize(&req, cfg, conn, remote_ip, state) {
         return Answer::reply(r, rec);
     }
     match conn.side {
@@ -167,10 +193,68 @@ fn authenticate(
     });
 }
 
-/// Phase 3: may the caller do this? (AuthorizationPolicy is reported as not enforced
-/// until the zero-trust work fills this phase.)
-fn authorize(_req: &Request<Incoming>, _conn: &Conn) -> Option<LocalReply> {
-    None
+/// Phase 3: may the caller do this? The AuthorizationPolicies that select this workload,
+/// on the sidecar's inbound side and at gateways (never on the app's own outbound calls).
+fn authorize(
+    req: &Request<Incoming>,
+    cfg: &ActiveConfig,
+    conn: &Conn,
+    remote_ip: std::net::IpAddr,
+    state: &ProxyState,
+) -> Option<LocalReply> {
+    if conn.side == Side::Outbound || cfg.authz.is_empty() {
+        return None;
+    }
+    let (host, port) = split_authority(authority(req));
+    let default_port = if req.uri().scheme_str() == Some("https") {
+        443
+    } else {
+        80
+    };
+    let input = crate::authz::Input {
+        peer: conn.peer_identity.as_deref(),
+        source_ip: conn.peer.ip(),
+        remote_ip,
+        destination_ip: conn.local.ip(),
+        destination_port: conn.config_port.or(port).unwrap_or(default_port),
+        host: &host,
+        method: req.method().as_str(),
+        path: req.uri().path_and_query().map_or("/", |p| p.as_str()),
+        headers: req.headers(),
+        sni: conn.sni.as_deref(),
+    };
+    let verdict = cfg.authz.evaluate(&input);
+    if let Some((policy, denied)) = &verdict.shadow {
+        state.metrics.authz(policy, *denied, true);
+        tracing::info!(
+            dry_run = true,
+            policy = %policy,
+            result = if *denied { "denied" } else { "allowed" },
+            method = input.method,
+            path = input.path,
+            peer = input.peer.unwrap_or("-"),
+            "authorization dry-run"
+        );
+    }
+    match verdict.denied {
+        Some(policy) => {
+            state.metrics.authz(&policy, true, false);
+            tracing::debug!(%policy, method = input.method, path = input.path, peer = input.peer.unwrap_or("-"), "request denied by authorization policy");
+            Some(LocalReply::Denied {
+                grpc: headers::is_grpc(req.headers()),
+            })
+        }
+        None => None,
+    }
+}
+
+/// `host[:port]` -> (lower-case host, port), IPv6 literals kept in brackets.
+fn split_authority(authority: &str) -> (String, Option<u16>) {
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !p.contains(']') => (h, p.parse().ok()),
+        _ => (authority, None),
+    };
+    (host.to_ascii_lowercase(), port)
 }
 
 /// The request's authority: the absolute-form URI's, else the Host header.

@@ -67,6 +67,7 @@ pub async fn serve_plaintext(listener: TcpListener, state: Arc<ProxyState>, conn
         let state = state.clone();
         let conn = Arc::new(Conn {
             peer,
+            local: stream.local_addr().unwrap_or(template.local),
             ..Conn::clone(&template)
         });
         let span = tracing::info_span!("downstream_conn", listener = %conn.table, peer = %peer);

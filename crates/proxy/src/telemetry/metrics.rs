@@ -36,6 +36,17 @@ pub struct PeerLabels {
     pub connection_security_policy: String,
 }
 
+/// Labels of an authorization decision worth counting: a denial, or a dry-run result.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthzLabels {
+    /// `namespace.name` of the deciding policy, or why (`no ALLOW policy matched`).
+    pub policy: String,
+    /// `allowed` or `denied`.
+    pub decision: String,
+    /// `true` for what a dry-run policy would have done.
+    pub dry_run: String,
+}
+
 /// Istio's request labels, as exported: who called whom, and how the request went.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet, Default)]
 pub struct RequestLabels {
@@ -107,6 +118,7 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     duration: Family<RequestLabels, Histogram>,
+    authz: Family<AuthzLabels, Counter>,
     interned: Mutex<HashSet<Arc<PeerLabels>>>,
     handles: RwLock<HashMap<Key, Handles>>,
     /// False only when telemetry is switched off (`weft proxy --no-telemetry`).
@@ -147,10 +159,17 @@ impl Metrics {
             "Request duration",
             duration.clone(),
         );
+        let authz = Family::<AuthzLabels, Counter>::default();
+        registry.register(
+            "weft_authorization_decisions",
+            "Requests denied by an AuthorizationPolicy, and dry-run policies' decisions",
+            authz.clone(),
+        );
         Metrics {
             registry,
             requests,
             duration,
+            authz,
             interned: Mutex::new(HashSet::new()),
             handles: RwLock::new(HashMap::new()),
             recording,
@@ -207,6 +226,19 @@ impl Metrics {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(key, h);
+    }
+
+    /// Counts an authorization denial, or a dry-run policy's decision.
+    pub fn authz(&self, policy: &str, denied: bool, dry_run: bool) {
+        if !self.recording {
+            return;
+        }
+        let labels = AuthzLabels {
+            policy: policy.to_string(),
+            decision: if denied { "denied" } else { "allowed" }.to_string(),
+            dry_run: dry_run.to_string(),
+        };
+        self.authz.get_or_create(&labels).inc();
     }
 
     /// Prometheus text exposition.

@@ -1,0 +1,361 @@
+//! AuthorizationPolicy for one proxy: which policies select its workload (Istio's scoping:
+//! the root namespace mesh-wide, the workload's namespace, `selector`), and their rules in
+//! a uniform form the proxy evaluates — every source field, operation field and `when`
+//! condition becomes one [`AuthzField`] (an attribute, values, notValues).
+
+use crate::registry::selects;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use weft_api::{Action, AuthorizationPolicy, Condition, Operation, Resource, RuleSource, Spec};
+
+/// MeshConfig `rootNamespace`'s default: policies here apply mesh-wide.
+pub const DEFAULT_ROOT_NAMESPACE: &str = "istio-system";
+
+/// The annotation that makes a policy log and count its decisions without enforcing them.
+pub const DRY_RUN_ANNOTATION: &str = "istio.io/dry-run";
+
+/// The AuthorizationPolicies one proxy enforces, in the order they were declared.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Authz {
+    pub policies: Vec<AuthzPolicy>,
+}
+
+impl Authz {
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+}
+
+/// One policy as it applies to this proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthzPolicy {
+    /// `namespace.name`, as Istio names a policy in logs and metrics.
+    pub name: String,
+    pub action: AuthzAction,
+    /// `istio.io/dry-run: "true"`: decisions are logged and counted, never enforced.
+    pub dry_run: bool,
+    /// The policy matches a request when any rule does; no rules = matches nothing.
+    pub rules: Vec<AuthzRule>,
+}
+
+/// What a matching policy does. (CUSTOM is reported as not enforced until it is built.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthzAction {
+    Allow,
+    Deny,
+    Audit,
+}
+
+/// A rule matches when one of `from`, one of `to` and every `when` field match.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AuthzRule {
+    /// Alternatives, each a conjunction of fields; empty = any source.
+    pub from: Vec<Vec<AuthzField>>,
+    /// Alternatives, each a conjunction of fields; empty = any operation.
+    pub to: Vec<Vec<AuthzField>>,
+    pub when: Vec<AuthzField>,
+}
+
+/// One attribute test: the value must match one of `values` (when any are given) and none
+/// of `not_values`. An absent attribute (no mTLS peer, no header) matches no value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthzField {
+    pub attr: AuthzAttr,
+    pub values: Vec<String>,
+    pub not_values: Vec<String>,
+}
+
+/// What an [`AuthzField`] tests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthzAttr {
+    /// The mTLS peer's SPIFFE id without `spiffe://` (`td/ns/N/sa/S`).
+    Principal,
+    /// The namespace in the peer's SPIFFE id.
+    Namespace,
+    /// `ns/sa` of the peer (a value without `/` is in the policy's namespace).
+    ServiceAccount,
+    /// The JWT's `iss/sub`.
+    RequestPrincipal,
+    /// The downstream connection's address (IPs or CIDRs).
+    SourceIp,
+    /// The original client address (X-Forwarded-For, as far as hops are trusted).
+    RemoteIp,
+    /// The Host / authority (case-insensitive).
+    Host,
+    /// The destination port.
+    Port,
+    Method,
+    /// The path without its query string (after normalization); `{*}`/`{**}` templates.
+    Path,
+    /// A request header (lower-case name).
+    Header(String),
+    /// `request.auth.audiences`, `presenter`, `claims[a][b]`.
+    AuthAudience,
+    AuthPresenter,
+    AuthClaim(Vec<String>),
+    /// The address the connection was accepted on.
+    DestinationIp,
+    /// The TLS server name the downstream sent.
+    Sni,
+    /// A key weft cannot evaluate (`experimental.*`; reported as not enforced): absent on
+    /// every request, so its values never match and its notValues always do.
+    Unsupported(String),
+}
+
+/// The policies that select the workload `(namespace, labels)`, compiled for its proxy,
+/// with the keys of the resources used. Policies with `targetRef(s)` attach to Gateway API
+/// gateways and waypoints, which weft does not build (reported as not enforced); CUSTOM
+/// policies are reported until external authorization is built.
+pub fn authz_for(
+    resources: &[Resource],
+    root_namespace: &str,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+) -> (Authz, Vec<String>) {
+    let mut out = Authz::default();
+    let mut used = Vec::new();
+    for r in resources {
+        let Spec::AuthorizationPolicy(ap) = &r.spec else {
+            continue;
+        };
+        if !applies(r, ap, root_namespace, namespace, labels) {
+            continue;
+        }
+        let action = match ap.action.unwrap_or_default() {
+            Action::Allow => AuthzAction::Allow,
+            Action::Deny => AuthzAction::Deny,
+            Action::Audit => AuthzAction::Audit,
+            Action::Custom => continue,
+        };
+        used.push(r.key());
+        out.policies.push(AuthzPolicy {
+            name: format!("{}.{}", r.namespace(), r.name()),
+            action,
+            dry_run: r
+                .metadata
+                .annotations
+                .get(DRY_RUN_ANNOTATION)
+                .is_some_and(|v| v == "true"),
+            rules: ap
+                .rules
+                .iter()
+                .flatten()
+                .map(|rule| AuthzRule {
+                    from: rule
+                        .from
+                        .iter()
+                        .flatten()
+                        .filter_map(|f| f.source.as_ref())
+                        .map(|s| source_fields(s, r.namespace()))
+                        .collect(),
+                    to: rule
+                        .to
+                        .iter()
+                        .flatten()
+                        .filter_map(|t| t.operation.as_ref())
+                        .map(operation_fields)
+                        .collect(),
+                    when: rule
+                        .when
+                        .iter()
+                        .flatten()
+                        .map(|c| condition_field(c, r.namespace()))
+                        .collect(),
+                })
+                .collect(),
+        });
+    }
+    (out, used)
+}
+
+/// Istio's scoping: a policy in the root namespace applies to every workload its selector
+/// picks (all without one); elsewhere only to the workloads of its own namespace.
+fn applies(
+    r: &Resource,
+    ap: &AuthorizationPolicy,
+    root_namespace: &str,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    if ap.target_ref.is_some() || !ap.target_refs.is_empty() {
+        return false;
+    }
+    let ns = r.namespace();
+    (ns == root_namespace || ns == namespace)
+        && ap
+            .selector
+            .as_ref()
+            .is_none_or(|s| selects(&s.match_labels, labels))
+}
+
+fn field(attr: AuthzAttr, values: &[String], not_values: &[String], out: &mut Vec<AuthzField>) {
+    if values.is_empty() && not_values.is_empty() {
+        return;
+    }
+    out.push(AuthzField {
+        attr,
+        values: values.to_vec(),
+        not_values: not_values.to_vec(),
+    });
+}
+
+/// `serviceAccounts` values name `ns/sa`; a bare `sa` is in the policy's namespace.
+fn qualify_accounts(list: &[String], policy_ns: &str) -> Vec<String> {
+    list.iter()
+        .map(|sa| match sa.contains('/') {
+            true => sa.clone(),
+            false => format!("{policy_ns}/{sa}"),
+        })
+        .collect()
+}
+
+fn source_fields(s: &RuleSource, policy_ns: &str) -> Vec<AuthzField> {
+    let mut out = Vec::new();
+    field(
+        AuthzAttr::Principal,
+        &s.principals,
+        &s.not_principals,
+        &mut out,
+    );
+    field(
+        AuthzAttr::RequestPrincipal,
+        &s.request_principals,
+        &s.not_request_principals,
+        &mut out,
+    );
+    field(
+        AuthzAttr::Namespace,
+        &s.namespaces,
+        &s.not_namespaces,
+        &mut out,
+    );
+    field(
+        AuthzAttr::ServiceAccount,
+        &qualify_accounts(&s.service_accounts, policy_ns),
+        &qualify_accounts(&s.not_service_accounts, policy_ns),
+        &mut out,
+    );
+    field(
+        AuthzAttr::SourceIp,
+        &s.ip_blocks,
+        &s.not_ip_blocks,
+        &mut out,
+    );
+    field(
+        AuthzAttr::RemoteIp,
+        &s.remote_ip_blocks,
+        &s.not_remote_ip_blocks,
+        &mut out,
+    );
+    field(
+        AuthzAttr::Unsupported("trustDomains".into()),
+        &s.trust_domains,
+        &s.not_trust_domains,
+        &mut out,
+    );
+    out
+}
+
+fn operation_fields(o: &Operation) -> Vec<AuthzField> {
+    let mut out = Vec::new();
+    field(AuthzAttr::Host, &o.hosts, &o.not_hosts, &mut out);
+    field(AuthzAttr::Port, &o.ports, &o.not_ports, &mut out);
+    field(AuthzAttr::Method, &o.methods, &o.not_methods, &mut out);
+    field(AuthzAttr::Path, &o.paths, &o.not_paths, &mut out);
+    out
+}
+
+/// A `when` condition's key as an attribute (validation admitted only known keys; the
+/// ones weft cannot evaluate are reported as not enforced and never match here).
+pub fn condition_attr(key: &str) -> Option<AuthzAttr> {
+    let bracketed = |prefix: &str| {
+        key.strip_prefix(prefix)?
+            .strip_prefix('[')?
+            .strip_suffix(']')
+            .map(str::to_string)
+    };
+    Some(match key {
+        "source.ip" => AuthzAttr::SourceIp,
+        "remote.ip" => AuthzAttr::RemoteIp,
+        "source.namespace" => AuthzAttr::Namespace,
+        "source.principal" => AuthzAttr::Principal,
+        "source.serviceAccount" => AuthzAttr::ServiceAccount,
+        "request.auth.principal" => AuthzAttr::RequestPrincipal,
+        "request.auth.audiences" => AuthzAttr::AuthAudience,
+        "request.auth.presenter" => AuthzAttr::AuthPresenter,
+        "destination.ip" => AuthzAttr::DestinationIp,
+        "destination.port" => AuthzAttr::Port,
+        "connection.sni" => AuthzAttr::Sni,
+        _ => {
+            if let Some(h) = bracketed("request.headers") {
+                AuthzAttr::Header(h.to_ascii_lowercase())
+            } else if let Some(c) = bracketed("request.auth.claims") {
+                AuthzAttr::AuthClaim(c.split("][").map(str::to_string).collect())
+            } else {
+                return None;
+            }
+        }
+    })
+}
+
+fn condition_field(c: &Condition, policy_ns: &str) -> AuthzField {
+    let attr = condition_attr(&c.key).unwrap_or_else(|| AuthzAttr::Unsupported(c.key.clone()));
+    let (values, not_values) = match attr {
+        AuthzAttr::ServiceAccount => (
+            qualify_accounts(&c.values, policy_ns),
+            qualify_accounts(&c.not_values, policy_ns),
+        ),
+        _ => (c.values.clone(), c.not_values.clone()),
+    };
+    AuthzField {
+        attr,
+        values,
+        not_values,
+    }
+}
+
+/// What of an AuthorizationPolicy weft loads but does not enforce (everything else is).
+pub(crate) fn report(ap: &AuthorizationPolicy, push: &mut impl FnMut(String)) {
+    if ap.target_ref.is_some() || !ap.target_refs.is_empty() {
+        push("targetRef/targetRefs (policies for Kubernetes Gateway API gateways and waypoints, which weft does not build; this policy applies to no proxy)".into());
+    }
+    match ap.action.unwrap_or_default() {
+        Action::Custom => push(
+            "action CUSTOM (external authorization is not built yet; this policy is not applied)"
+                .into(),
+        ),
+        Action::Audit => push("action AUDIT (there is no access log to mark yet)".into()),
+        Action::Allow | Action::Deny => {}
+    }
+    for (i, rule) in ap.rules.iter().flatten().enumerate() {
+        let jwt = |what: &str| {
+            format!("rules[{i}] {what} (JWT is not validated yet, so no request has a request principal or claims: these never match)")
+        };
+        for (j, s) in rule
+            .from
+            .iter()
+            .flatten()
+            .filter_map(|f| f.source.as_ref())
+            .enumerate()
+        {
+            if !s.request_principals.is_empty() || !s.not_request_principals.is_empty() {
+                push(jwt(&format!("from[{j}].source.requestPrincipals")));
+            }
+            if !s.trust_domains.is_empty() || !s.not_trust_domains.is_empty() {
+                push(format!("rules[{i}].from[{j}].source.trustDomains (not evaluated: this source never matches)"));
+            }
+        }
+        for (j, c) in rule.when.iter().flatten().enumerate() {
+            if c.key.starts_with("request.auth.") {
+                push(jwt(&format!("when[{j}] {}", c.key)));
+            } else if condition_attr(&c.key).is_none() {
+                push(format!(
+                    "rules[{i}].when[{j}] key {} (not evaluated: its values never match)",
+                    c.key
+                ));
+            }
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! AuthorizationPolicy enforcement: the policies that select this proxy's workload,
+//! compiled when a config is applied, evaluated per request in Istio's order — DENY
+//! policies first (any match denies), then ALLOW policies (when there are any, one must
+//! match) — with dry-run policies evaluated the same way on the side and only logged and
+//! counted. AUDIT policies only mark a request (nothing reads the mark until access logs
+//! exist; they are reported as not enforced).
+
+mod matchers;
+#[cfg(test)]
+mod tests;
+
+use http::HeaderMap;
+use matchers::{Actual, Field};
+use std::net::IpAddr;
+use weft_model::{Authz, AuthzAction, AuthzAttr};
+
+/// What a request looks like to authorization.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    /// The mTLS peer's SPIFFE id (`spiffe://td/ns/N/sa/S`), if any.
+    pub peer: Option<&'a str>,
+    pub source_ip: IpAddr,
+    /// The original client (X-Forwarded-For, as far as hops are trusted).
+    pub remote_ip: IpAddr,
+    pub destination_ip: IpAddr,
+    pub destination_port: u16,
+    /// The authority without its port.
+    pub host: &'a str,
+    pub method: &'a str,
+    /// The normalized path, query string included (it is cut off here).
+    pub path: &'a str,
+    pub headers: &'a HeaderMap,
+    pub sni: Option<&'a str>,
+}
+
+impl Input<'_> {
+    fn principal(&self) -> Option<&str> {
+        self.peer.map(|p| p.strip_prefix("spiffe://").unwrap_or(p))
+    }
+
+    /// `td/ns/N/sa/S` -> (`N`, `S`).
+    fn namespace_and_account(&self) -> Option<(&str, &str)> {
+        let p = self.principal()?;
+        let rest = &p[p.find("/ns/")? + 4..];
+        let (ns, rest) = rest.split_once('/')?;
+        let sa = rest.strip_prefix("sa/")?;
+        Some((ns, sa))
+    }
+
+    fn actual(&self, attr: &AuthzAttr) -> Actual<'_> {
+        match attr {
+            AuthzAttr::Principal => self.principal().map_or(Actual::Absent, Actual::Str),
+            AuthzAttr::Namespace => self
+                .namespace_and_account()
+                .map_or(Actual::Absent, |(ns, _)| Actual::Str(ns)),
+            // Compared as `ns/sa` (built only for policies that ask).
+            AuthzAttr::ServiceAccount => match self.namespace_and_account() {
+                Some((ns, sa)) => Actual::Owned(format!("{ns}/{sa}")),
+                None => Actual::Absent,
+            },
+            AuthzAttr::SourceIp => Actual::Ip(self.source_ip),
+            AuthzAttr::RemoteIp => Actual::Ip(self.remote_ip),
+            AuthzAttr::DestinationIp => Actual::Ip(self.destination_ip),
+            AuthzAttr::Port => Actual::Port(self.destination_port),
+            AuthzAttr::Host => Actual::Str(self.host),
+            AuthzAttr::Method => Actual::Str(self.method),
+            AuthzAttr::Path => Actual::Str(self.path.split('?').next().unwrap_or("")),
+            AuthzAttr::Header(name) => {
+                let all: Vec<&str> = self
+                    .headers
+                    .get_all(name.as_str())
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .collect();
+                if all.is_empty() {
+                    Actual::Absent
+                } else {
+                    Actual::Strs(all)
+                }
+            }
+            AuthzAttr::Sni => self.sni.map_or(Actual::Absent, Actual::Str),
+            // No JWT is validated yet: no request has a request principal or claims.
+            AuthzAttr::RequestPrincipal
+            | AuthzAttr::AuthAudience
+            | AuthzAttr::AuthPresenter
+            | AuthzAttr::AuthClaim(_)
+            | AuthzAttr::Unsupported(_) => Actual::Absent,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    from: Vec<Vec<Field>>,
+    to: Vec<Vec<Field>>,
+    when: Vec<Field>,
+}
+
+#[derive(Debug, Clone)]
+struct Policy {
+    name: String,
+    action: AuthzAction,
+    dry_run: bool,
+    rules: Vec<Rule>,
+}
+
+/// The compiled policies of one config.
+#[derive(Debug, Clone, Default)]
+pub struct Engine {
+    policies: Vec<Policy>,
+}
+
+/// The decision on one request.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Verdict {
+    /// Why the request is denied: the DENY policy that matched, or that no ALLOW policy
+    /// did. `None`: allowed.
+    pub denied: Option<String>,
+    /// What the dry-run policies would have decided: (policy or reason, denied).
+    pub shadow: Option<(String, bool)>,
+    /// An AUDIT policy matched.
+    pub audit: bool,
+}
+
+fn all(fields: &[Field], input: &Input) -> bool {
+    fields.iter().all(|f| f.matches(&input.actual(&f.attr)))
+}
+
+impl Rule {
+    fn matches(&self, input: &Input) -> bool {
+        let any_of = |alts: &[Vec<Field>]| alts.is_empty() || alts.iter().any(|a| all(a, input));
+        any_of(&self.from) && any_of(&self.to) && all(&self.when, input)
+    }
+}
+
+impl Policy {
+    fn matches(&self, input: &Input) -> bool {
+        self.rules.iter().any(|r| r.matches(input))
+    }
+}
+
+/// DENY then ALLOW over `policies` (all enforced, or all dry-run): the denial, if any.
+fn decide<'p>(policies: impl Iterator<Item = &'p Policy> + Clone, input: &Input) -> Option<String> {
+    let mut deny = policies.clone().filter(|p| p.action == AuthzAction::Deny);
+    if let Some(p) = deny.find(|p| p.matches(input)) {
+        return Some(p.name.clone());
+    }
+    let mut allow = policies
+        .filter(|p| p.action == AuthzAction::Allow)
+        .peekable();
+    allow.peek()?;
+    if allow.any(|p| p.matches(input)) {
+        None
+    } else {
+        Some("no ALLOW policy matched".to_string())
+    }
+}
+
+impl Engine {
+    /// Compiles the policies of a pushed config (a bad IP, port or template fails the push).
+    pub fn build(authz: &Authz) -> Result<Engine, String> {
+        let fields = |list: &[weft_model::AuthzField]| -> Result<Vec<Field>, String> {
+            list.iter().map(Field::compile).collect()
+        };
+        let mut policies = Vec::new();
+        for p in &authz.policies {
+            let mut rules = Vec::new();
+            for r in &p.rules {
+                rules.push(Rule {
+                    from: r.from.iter().map(|f| fields(f)).collect::<Result<_, _>>()?,
+                    to: r.to.iter().map(|t| fields(t)).collect::<Result<_, _>>()?,
+                    when: fields(&r.when)?,
+                });
+            }
+            policies.push(Policy {
+                name: p.name.clone(),
+                action: p.action,
+                dry_run: p.dry_run,
+                rules,
+            });
+        }
+        Ok(Engine { policies })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+
+    /// Istio's order: DENY, then ALLOW; dry-run policies give the shadow decision.
+    pub fn evaluate(&self, input: &Input) -> Verdict {
+        let enforced = self.policies.iter().filter(|p| !p.dry_run);
+        let dry: Vec<&Policy> = self.policies.iter().filter(|p| p.dry_run).collect();
+        let shadow = (!dry.is_empty()).then(|| match decide(dry.iter().copied(), input) {
+            Some(why) => (why, true),
+            None => {
+                let name = dry
+                    .iter()
+                    .find(|p| p.action == AuthzAction::Allow && p.matches(input))
+                    .map_or("no DENY policy matched", |p| p.name.as_str());
+                (name.to_string(), false)
+            }
+        });
+        Verdict {
+            denied: decide(enforced, input),
+            shadow,
+            audit: self
+                .policies
+                .iter()
+                .any(|p| p.action == AuthzAction::Audit && p.matches(input)),
+        }
+    }
+}
