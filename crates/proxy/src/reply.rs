@@ -37,7 +37,7 @@ pub enum LocalReply {
     HeadersTooLarge { limit: usize },
     /// Sending upstream failed (`UH`, `UF`, `UO`, `UT`, `UC`, `UR`, …).
     Upstream(UpstreamFailure),
-    /// An AuthorizationPolicy denied the request (403 `RBAC: access denied`, `RBAC`; a gRPC
+    /// An AuthorizationPolicy denied the request (403 `RBAC: access denied`; a gRPC
     /// request gets `grpc-status: 7`, PERMISSION_DENIED, as Envoy maps 403).
     Denied { grpc: bool },
 }
@@ -68,11 +68,13 @@ impl LocalReply {
             | LocalReply::InvalidPath { .. }
             | LocalReply::HeadersTooLarge { .. } => ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR,
             LocalReply::Upstream(f) => f.flags,
-            LocalReply::Denied { .. } => ResponseFlags::UNAUTHORIZED_RBAC,
             LocalReply::Redirect { .. }
             | LocalReply::Direct { .. }
             | LocalReply::CorsPreflight { .. }
-            | LocalReply::CorsIgnored => ResponseFlags::NONE,
+            | LocalReply::CorsIgnored
+            // Envoy has no response flag for an RBAC denial (its details say
+            // `rbac_access_denied_matched_policy[…]`): `-`, as Istio's metrics show it.
+            | LocalReply::Denied { .. } => ResponseFlags::NONE,
         }
     }
 

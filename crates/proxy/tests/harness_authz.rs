@@ -83,13 +83,13 @@ async fn inbound_policies_allow_and_deny_by_principal_method_and_path() {
     assert_eq!(post.status, 403, "only GET is allowed");
     assert_eq!(app.count(), 1, "denied requests never reach the app");
 
-    // The server counted the denial with Envoy's flag, and which policy decided.
+    // The server counted the denials (Envoy has no flag for them: `-`), and which policy decided.
     let stats = requests_total(
         pair.server.admin,
         &[
             ("reporter", "destination"),
             ("response_code", "403"),
-            ("response_flags", "RBAC"),
+            ("response_flags", "-"),
             ("source_principal", &format!("spiffe://{CLIENT_PRINCIPAL}")),
         ],
         2.0,

@@ -54,10 +54,15 @@ fn necpgame_example_is_clean_and_says_what_is_not_enforced() {
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
     assert!(!stdout.contains("error["), "{stdout}");
     assert!(!stdout.contains("warning["), "{stdout}");
-    // The example's AuthorizationPolicies do nothing yet: analyze says so instead of
-    // "no problems found" (the same list `weft up` prints).
+    // The example's egress ServiceEntries do nothing yet: analyze says so instead of
+    // "no problems found" (the same list `weft up` prints); its AuthorizationPolicies are
+    // enforced, so they are not listed.
     assert!(
-        stdout.contains("info[WA0200]: AuthorizationPolicy necpgame/"),
+        stdout.contains("info[WA0200]: ServiceEntry necpgame/kafka"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("AuthorizationPolicy necpgame/"),
         "{stdout}"
     );
     assert!(

@@ -1213,7 +1213,7 @@ fn a_live_config_change_reports_what_it_does_not_enforce_in_the_terminal_and_in_
     );
     assert!(text.contains("loaded but not enforced yet"), "{text}");
     assert!(
-        text.contains("AuthorizationPolicy/necpgame/"),
+        text.contains("ServiceEntry/necpgame/kafka"),
         "what was not enforced before the change is still listed:\n{text}"
     );
     let json = mesh.status_json();
@@ -1355,7 +1355,7 @@ fn a_command_app_is_told_where_its_sidecar_listens_and_reaches_services_by_name(
         std::fs::write(
             dir.join("caller.yaml"),
             format!(
-                "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: caller\n  namespace: necpgame\n  annotations:\n    weft.dev/run: command\n    weft.dev/command: \"env > {} && exec sleep 1000\"\n    weft.dev/app-address: \"127.0.0.1:9\"\nspec: {{address: 127.0.0.1, labels: {{app: caller}}}}\n",
+                "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: caller\n  namespace: necpgame\n  annotations:\n    weft.dev/run: command\n    weft.dev/command: \"env > {} && exec sleep 1000\"\n    weft.dev/app-address: \"127.0.0.1:9\"\nspec: {{address: 127.0.0.1, labels: {{app: caller}}}}\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: caller-reads-inventory, namespace: necpgame}}\nspec:\n  selector: {{matchLabels: {{app: inventory}}}}\n  rules: [{{from: [{{source: {{principals: [cluster.local/ns/necpgame/sa/default]}}}}]}}]\n",
                 env_file.display()
             ),
         )

@@ -15,6 +15,10 @@ pub(super) enum Str {
     Suffix(String),
     /// `*`: present and non-empty.
     Any,
+    /// `*` on a header or method: present, even if empty (Envoy's `present_match`).
+    Present,
+    /// A namespace with `*` inside (Istio turns each `*` into `.*`).
+    Glob(Regex),
     /// A `{*}`/`{**}` path template, as an anchored regex.
     Template(Regex),
 }
@@ -35,6 +39,26 @@ impl Str {
         } else {
             Str::Exact(v)
         }
+    }
+
+    /// Header values and methods: `*` is presence.
+    fn header(v: &str) -> Str {
+        match v {
+            "*" => Str::Present,
+            _ => Str::parse(v, false),
+        }
+    }
+
+    /// Namespaces: `*` anywhere matches any run of characters.
+    fn namespace(v: &str) -> Result<Str, String> {
+        let inner = v.trim_start_matches('*').trim_end_matches('*');
+        if !inner.contains('*') {
+            return Ok(Str::parse(v, false));
+        }
+        let re: Vec<String> = v.split('*').map(regex::escape).collect();
+        Regex::new(&format!("^{}$", re.join(".*")))
+            .map(Str::Glob)
+            .map_err(|e| format!("namespace {v:?}: {e}"))
     }
 
     fn path(v: &str) -> Result<Str, String> {
@@ -67,7 +91,8 @@ impl Str {
             Str::Prefix(p) => value.starts_with(p.as_str()),
             Str::Suffix(s) => value.ends_with(s.as_str()),
             Str::Any => !value.is_empty(),
-            Str::Template(re) => re.is_match(value),
+            Str::Present => true,
+            Str::Template(re) | Str::Glob(re) => re.is_match(value),
         }
     }
 }
@@ -92,8 +117,6 @@ pub(super) struct Field {
 pub(super) enum Actual<'a> {
     Str(&'a str),
     Owned(String),
-    /// Several values (a header sent more than once): any may match.
-    Strs(Vec<&'a str>),
     Ip(IpAddr),
     Port(u16),
     Absent,
@@ -124,6 +147,14 @@ fn compile_values(attr: &AuthzAttr, list: &[String]) -> Result<Option<Values>, S
                 .collect::<Result<_, _>>()?,
         ),
         AuthzAttr::Host => Values::Strings(list.iter().map(|v| Str::parse(v, true)).collect()),
+        AuthzAttr::Header(_) | AuthzAttr::Method => {
+            Values::Strings(list.iter().map(|v| Str::header(v)).collect())
+        }
+        AuthzAttr::Namespace => Values::Strings(
+            list.iter()
+                .map(|v| Str::namespace(v))
+                .collect::<Result<_, _>>()?,
+        ),
         _ => Values::Strings(list.iter().map(|v| Str::parse(v, false)).collect()),
     }))
 }
@@ -148,9 +179,6 @@ fn any(values: &Values, actual: &Actual) -> bool {
     match (values, actual) {
         (Values::Strings(list), Actual::Str(s)) => list.iter().any(|m| m.matches(s)),
         (Values::Strings(list), Actual::Owned(s)) => list.iter().any(|m| m.matches(s)),
-        (Values::Strings(list), Actual::Strs(all)) => {
-            all.iter().any(|s| list.iter().any(|m| m.matches(s)))
-        }
         (Values::Ips(list), Actual::Ip(ip)) => list.iter().any(|n| n.contains(ip)),
         (Values::Ports(list), Actual::Port(p)) => list.contains(p),
         _ => false,

@@ -24,7 +24,8 @@ pub struct Input<'a> {
     pub remote_ip: IpAddr,
     pub destination_ip: IpAddr,
     pub destination_port: u16,
-    /// The authority without its port.
+    /// The authority as sent (lower-case; Istio does not strip the port: `example.com`
+    /// does not match `example.com:8080`, `example.com:*` does).
     pub host: &'a str,
     pub method: &'a str,
     /// The normalized path, query string included (it is cut off here).
@@ -66,16 +67,20 @@ impl Input<'_> {
             AuthzAttr::Method => Actual::Str(self.method),
             AuthzAttr::Path => Actual::Str(self.path.split('?').next().unwrap_or("")),
             AuthzAttr::Header(name) => {
-                let all: Vec<&str> = self
-                    .headers
-                    .get_all(name.as_str())
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .collect();
-                if all.is_empty() {
-                    Actual::Absent
-                } else {
-                    Actual::Strs(all)
+                // A header sent more than once is matched as its values joined with `,`.
+                let mut all = self.headers.get_all(name.as_str()).iter();
+                match (all.next(), all.next()) {
+                    (None, _) => Actual::Absent,
+                    (Some(v), None) => v.to_str().map_or(Actual::Absent, Actual::Str),
+                    (Some(_), Some(_)) => {
+                        let joined: Vec<&str> = self
+                            .headers
+                            .get_all(name.as_str())
+                            .iter()
+                            .filter_map(|v| v.to_str().ok())
+                            .collect();
+                        Actual::Owned(joined.join(","))
+                    }
                 }
             }
             AuthzAttr::Sni => self.sni.map_or(Actual::Absent, Actual::Str),
@@ -116,10 +121,22 @@ pub struct Verdict {
     /// Why the request is denied: the DENY policy that matched, or that no ALLOW policy
     /// did. `None`: allowed.
     pub denied: Option<String>,
-    /// What the dry-run policies would have decided: (policy or reason, denied).
-    pub shadow: Option<(String, bool)>,
+    /// What the dry-run policies of each action would have decided, as Envoy's RBAC
+    /// filters report their shadow rules: DENY first, then ALLOW (only if the request got
+    /// past the enforced DENY policies).
+    pub shadow: Vec<Shadow>,
     /// An AUDIT policy matched.
     pub audit: bool,
+}
+
+/// One action's dry-run result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shadow {
+    pub action: AuthzAction,
+    /// The dry-run policy that matched (`None`: none did).
+    pub policy: Option<String>,
+    /// DENY: a policy matched; ALLOW: none did.
+    pub denied: bool,
 }
 
 fn all(fields: &[Field], input: &Input) -> bool {
@@ -139,21 +156,17 @@ impl Policy {
     }
 }
 
-/// DENY then ALLOW over `policies` (all enforced, or all dry-run): the denial, if any.
-fn decide<'p>(policies: impl Iterator<Item = &'p Policy> + Clone, input: &Input) -> Option<String> {
-    let mut deny = policies.clone().filter(|p| p.action == AuthzAction::Deny);
-    if let Some(p) = deny.find(|p| p.matches(input)) {
-        return Some(p.name.clone());
-    }
-    let mut allow = policies
-        .filter(|p| p.action == AuthzAction::Allow)
-        .peekable();
-    allow.peek()?;
-    if allow.any(|p| p.matches(input)) {
-        None
-    } else {
-        Some("no ALLOW policy matched".to_string())
-    }
+/// The first policy of `action` among `policies` that matches.
+fn first_match<'p>(
+    policies: &'p [Policy],
+    action: AuthzAction,
+    dry_run: bool,
+    input: &Input,
+) -> Option<&'p Policy> {
+    policies
+        .iter()
+        .filter(|p| p.action == action && p.dry_run == dry_run)
+        .find(|p| p.matches(input))
 }
 
 impl Engine {
@@ -186,27 +199,49 @@ impl Engine {
         self.policies.is_empty()
     }
 
-    /// Istio's order: DENY, then ALLOW; dry-run policies give the shadow decision.
+    fn has(&self, action: AuthzAction, dry_run: bool) -> bool {
+        self.policies
+            .iter()
+            .any(|p| p.action == action && p.dry_run == dry_run)
+    }
+
+    /// Dry-run policies of `action`, evaluated as their own filter would.
+    fn shadow(&self, action: AuthzAction, input: &Input) -> Option<Shadow> {
+        if !self.has(action, true) {
+            return None;
+        }
+        let matched = first_match(&self.policies, action, true, input).map(|p| p.name.clone());
+        let denied = match action {
+            AuthzAction::Allow => matched.is_none(),
+            _ => matched.is_some(),
+        };
+        Some(Shadow {
+            action,
+            policy: matched,
+            denied,
+        })
+    }
+
+    /// Istio's order: AUDIT (marks), DENY (any match denies), then ALLOW (when there are
+    /// enforced ALLOW policies, one must match); each with its dry-run policies beside it.
     pub fn evaluate(&self, input: &Input) -> Verdict {
-        let enforced = self.policies.iter().filter(|p| !p.dry_run);
-        let dry: Vec<&Policy> = self.policies.iter().filter(|p| p.dry_run).collect();
-        let shadow = (!dry.is_empty()).then(|| match decide(dry.iter().copied(), input) {
-            Some(why) => (why, true),
-            None => {
-                let name = dry
-                    .iter()
-                    .find(|p| p.action == AuthzAction::Allow && p.matches(input))
-                    .map_or("no DENY policy matched", |p| p.name.as_str());
-                (name.to_string(), false)
-            }
-        });
+        let audit = first_match(&self.policies, AuthzAction::Audit, false, input).is_some();
+        let mut shadow: Vec<Shadow> = self.shadow(AuthzAction::Deny, input).into_iter().collect();
+        if let Some(p) = first_match(&self.policies, AuthzAction::Deny, false, input) {
+            return Verdict {
+                denied: Some(p.name.clone()),
+                shadow,
+                audit,
+            };
+        }
+        shadow.extend(self.shadow(AuthzAction::Allow, input));
+        let denied = (self.has(AuthzAction::Allow, false)
+            && first_match(&self.policies, AuthzAction::Allow, false, input).is_none())
+        .then(|| "no ALLOW policy matched".to_string());
         Verdict {
-            denied: decide(enforced, input),
+            denied,
             shadow,
-            audit: self
-                .policies
-                .iter()
-                .any(|p| p.action == AuthzAction::Audit && p.matches(input)),
+            audit,
         }
     }
 }

@@ -343,11 +343,13 @@ fn when_conditions_all_hold_and_any_from_or_to_alternative_does() {
         ],
     };
     let e = engine(vec![policy("ns.w", AuthzAction::Allow, vec![rule])]);
-    assert_eq!(
-        r.denied(&e),
-        None,
-        "a header sent twice matches on either value"
+    assert!(
+        r.denied(&e).is_some(),
+        "a header sent twice is matched as `premium,beta`"
     );
+    r.headers.remove("x-player-tier");
+    r.headers.insert("x-player-tier", "beta".parse().unwrap());
+    assert_eq!(r.denied(&e), None);
     r.headers.insert("x-debug", "1".parse().unwrap());
     assert!(
         r.denied(&e).is_some(),
@@ -370,22 +372,30 @@ fn dry_run_policies_are_evaluated_on_the_side_and_never_enforced() {
         vec![rule_to(vec![f(AuthzAttr::Method, &["GET"], &[])])],
     );
     deny.dry_run = true;
-    let e = engine(vec![deny]);
+    let e = engine(vec![deny.clone()]);
     let v = req().verdict(&e);
     assert_eq!(v.denied, None);
-    assert_eq!(v.shadow, Some(("ns.dry-deny".to_string(), true)));
+    let shadow = |action, policy: Option<&str>, denied| Shadow {
+        action,
+        policy: policy.map(str::to_string),
+        denied,
+    };
+    assert_eq!(
+        v.shadow,
+        [shadow(AuthzAction::Deny, Some("ns.dry-deny"), true)]
+    );
     let post = Req {
         method: "POST",
         ..req()
     };
     assert_eq!(
         post.verdict(&e).shadow,
-        Some(("no DENY policy matched".to_string(), false))
+        [shadow(AuthzAction::Deny, None, false)]
     );
 
     let mut allow = policy("ns.dry-allow", AuthzAction::Allow, vec![]);
     allow.dry_run = true;
-    let e = engine(vec![allow]);
+    let e = engine(vec![allow.clone(), deny]);
     let v = req().verdict(&e);
     assert_eq!(
         v.denied, None,
@@ -393,8 +403,51 @@ fn dry_run_policies_are_evaluated_on_the_side_and_never_enforced() {
     );
     assert_eq!(
         v.shadow,
-        Some(("no ALLOW policy matched".to_string(), true))
+        [
+            shadow(AuthzAction::Deny, Some("ns.dry-deny"), true),
+            shadow(AuthzAction::Allow, None, true)
+        ]
     );
+    // A request an enforced DENY refuses never reaches the ALLOW shadow.
+    let e = engine(vec![
+        allow,
+        policy("ns.deny-all", AuthzAction::Deny, vec![AuthzRule::default()]),
+    ]);
+    let v = req().verdict(&e);
+    assert_eq!(v.denied.as_deref(), Some("ns.deny-all"));
+    assert!(v.shadow.is_empty());
+}
+
+#[test]
+fn header_and_namespace_forms() {
+    let when = |attr: AuthzAttr, v: &[&str]| {
+        engine(vec![policy(
+            "ns.w",
+            AuthzAction::Allow,
+            vec![AuthzRule {
+                when: vec![f(attr, v, &[])],
+                ..Default::default()
+            }],
+        )])
+    };
+    let mut r = req();
+    r.headers.insert("x-empty", "".parse().unwrap());
+    assert_eq!(
+        r.denied(&when(AuthzAttr::Header("x-empty".into()), &["*"])),
+        None,
+        "`*` is presence, even empty"
+    );
+    assert!(r
+        .denied(&when(AuthzAttr::Header("x-none".into()), &["*"]))
+        .is_some());
+    assert_eq!(r.denied(&when(AuthzAttr::Namespace, &["ne*game"])), None);
+    assert!(r.denied(&when(AuthzAttr::Namespace, &["ne*x"])).is_some());
+    // Hosts are the authority as sent: the port is not stripped.
+    let host =
+        |h: &'static str, v: &[&str]| Req { host: h, ..req() }.denied(&when(AuthzAttr::Host, v));
+    assert!(host("example.com:8080", &["example.com"]).is_some());
+    assert_eq!(host("example.com:8080", &["example.com:*"]), None);
+    assert_eq!(host("example.com", &["EXAMPLE.com"]), None);
 }
 
 #[test]

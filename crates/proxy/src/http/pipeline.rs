@@ -205,7 +205,9 @@ fn authorize(
     if conn.side == Side::Outbound || cfg.authz.is_empty() {
         return None;
     }
-    let (host, port) = split_authority(authority(req));
+    let raw = authority(req);
+    let port = split_port(raw);
+    let host = raw.to_ascii_lowercase();
     let default_port = if req.uri().scheme_str() == Some("https") {
         443
     } else {
@@ -224,12 +226,16 @@ fn authorize(
         sni: conn.sni.as_deref(),
     };
     let verdict = cfg.authz.evaluate(&input);
-    if let Some((policy, denied)) = &verdict.shadow {
-        state.metrics.authz(policy, *denied, true);
+    for sh in &verdict.shadow {
+        let policy = sh.policy.as_deref().unwrap_or(match sh.action {
+            weft_model::AuthzAction::Allow => "no ALLOW policy matched",
+            _ => "no DENY policy matched",
+        });
+        state.metrics.authz(policy, sh.denied, true);
         tracing::info!(
             dry_run = true,
-            policy = %policy,
-            result = if *denied { "denied" } else { "allowed" },
+            policy,
+            result = if sh.denied { "denied" } else { "allowed" },
             method = input.method,
             path = input.path,
             peer = input.peer.unwrap_or("-"),
@@ -248,13 +254,12 @@ fn authorize(
     }
 }
 
-/// `host[:port]` -> (lower-case host, port), IPv6 literals kept in brackets.
-fn split_authority(authority: &str) -> (String, Option<u16>) {
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !p.contains(']') => (h, p.parse().ok()),
-        _ => (authority, None),
-    };
-    (host.to_ascii_lowercase(), port)
+/// The port of `host[:port]` (IPv6 literals in brackets).
+fn split_port(authority: &str) -> Option<u16> {
+    match authority.rsplit_once(':') {
+        Some((_, p)) if !p.contains(']') => p.parse().ok(),
+        _ => None,
+    }
 }
 
 /// The request's authority: the absolute-form URI's, else the Host header.

@@ -32,7 +32,7 @@ flags! {
     DOWNSTREAM_PROTOCOL_ERROR = 13, "DPE", "The request broke HTTP rules (bad path, host, headers).";
     UPSTREAM_PROTOCOL_ERROR = 14, "UPE", "The upstream broke HTTP rules.";
     OVERLOAD_MANAGER = 15, "OM", "The proxy was over its overload limits.";
-    UNAUTHORIZED_RBAC = 16, "RBAC", "Authorization denied the request.";
+    UNAUTHORIZED_EXTERNAL_SERVICE = 16, "UAEX", "An external authorizer denied the request (or failed, closed).";
 }
 
 impl ResponseFlags {
