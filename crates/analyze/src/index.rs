@@ -7,9 +7,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use weft_api::{Resource, ServiceEntry, Spec, WorkloadEntry};
 use weft_model::registry::{fqdn, selects};
 
-/// MeshConfig `rootNamespace`: policies here without a selector apply mesh-wide.
-pub(crate) const ROOT_NAMESPACE: &str = "istio-system";
-
 /// Lookup tables over one set of resources. Indices point into `res`.
 pub(crate) struct Index<'a> {
     pub res: &'a [Resource],

@@ -188,12 +188,12 @@ fn wa0001_wa0002_load_and_validation_errors_are_findings() {
 
 #[test]
 fn wa0200_says_what_is_loaded_but_not_enforced() {
-    let ap = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny-all, namespace: shop}\nspec: {}\n";
+    let ap = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ext, namespace: shop}\nspec: {action: CUSTOM, provider: {name: x}, rules: [{}]}\n";
     let all = analyze_all(&format!("{BASE}---\n{ap}"));
     let infos = with_code(&all, "WA0200");
     let f = infos
         .iter()
-        .find(|f| f.resource.as_deref() == Some("AuthorizationPolicy/shop/deny-all"))
+        .find(|f| f.resource.as_deref() == Some("AuthorizationPolicy/shop/ext"))
         .unwrap_or_else(|| panic!("{all:#?}"));
     assert_eq!(f.severity, Severity::Info);
     assert!(f.message.contains("not enforced yet"), "{f:?}");

@@ -335,6 +335,9 @@ impl DocLoader<'_> {
         if api_version == "v1" && kind_name == "Service" {
             return self.k8s_service(root, source);
         }
+        if api_version == "v1" && kind_name == "ConfigMap" && is_mesh_config_map(root) {
+            return self.mesh_config(root, source);
+        }
         if !ISTIO_GROUPS.contains(&group) && group != GATEWAY_API_GROUP {
             return skipped(None);
         }
@@ -399,6 +402,64 @@ impl DocLoader<'_> {
                 ..Default::default()
             },
             spec: Spec::ServiceEntry(spec),
+            source,
+            positions: Positions::from_node(root),
+        })))
+    }
+
+    /// The ConfigMap `istio` in `istio-system`: its `mesh` key is MeshConfig (YAML text,
+    /// parsed with positions in the file when it is a block scalar).
+    fn mesh_config(&mut self, root: &Node, source: Source) -> Option<Loaded> {
+        let (ns, name) = crate::mesh_config::MESH_CONFIG_MAP;
+        let value = match root.get("data").and_then(|(_, d)| d.get("mesh")) {
+            None => serde_json::Value::Null,
+            Some((_, node)) => {
+                let Value::Str(text) = &node.value else {
+                    self.error(
+                        node.pos,
+                        "data.mesh of the ConfigMap istio must be a string of MeshConfig YAML"
+                            .into(),
+                    );
+                    return None;
+                };
+                let mut budget = yaml::TreeBudget::FILE;
+                match yaml::parse_document(text, &mut budget) {
+                    Err((pos, message)) => {
+                        let line = node.pos.line + pos.line;
+                        self.error(
+                            Pos {
+                                line,
+                                column: pos.column,
+                            },
+                            format!("invalid YAML in data.mesh (MeshConfig): {message}"),
+                        );
+                        return None;
+                    }
+                    Ok(None) => serde_json::Value::Null,
+                    Ok(Some(mut mesh)) => {
+                        // A block scalar's text starts on the line after `mesh: |`.
+                        mesh.shift(node.pos.line);
+                        self.decode(&mesh, "MeshConfig")?
+                    }
+                }
+            }
+        };
+        let spec = match crate::mesh_config::parse(value) {
+            Ok(mc) => mc,
+            Err(e) => {
+                self.error(root.pos, format!("ConfigMap {ns}/{name}: {e}"));
+                return None;
+            }
+        };
+        Some(Loaded::Resource(Box::new(Resource {
+            api_version: "v1".into(),
+            kind: Kind::MeshConfig,
+            metadata: ObjectMeta {
+                name: name.into(),
+                namespace: Some(ns.into()),
+                ..Default::default()
+            },
+            spec: Spec::MeshConfig(spec),
             source,
             positions: Positions::from_node(root),
         })))
@@ -485,8 +546,23 @@ impl DocLoader<'_> {
             Kind::AuthorizationPolicy => Spec::AuthorizationPolicy(self.decode(node, &path)?),
             Kind::RequestAuthentication => Spec::RequestAuthentication(self.decode(node, &path)?),
             Kind::Telemetry => Spec::Telemetry(self.decode(node, &path)?),
+            Kind::MeshConfig => Spec::MeshConfig(Default::default()),
         })
     }
+}
+
+/// `metadata: {name: istio, namespace: istio-system}`.
+fn is_mesh_config_map(root: &Node) -> bool {
+    let (ns, name) = crate::mesh_config::MESH_CONFIG_MAP;
+    let field = |k: &str| {
+        root.get("metadata")
+            .and_then(|(_, m)| m.get(k))
+            .and_then(|(_, v)| match &v.value {
+                Value::Str(s) => Some(s.clone()),
+                _ => None,
+            })
+    };
+    field("name").as_deref() == Some(name) && field("namespace").as_deref() == Some(ns)
 }
 
 fn key_display(key: &Node) -> String {

@@ -117,6 +117,9 @@ pub enum Kind {
     AuthorizationPolicy,
     RequestAuthentication,
     Telemetry,
+    /// Istio's MeshConfig, from the ConfigMap `istio` in `istio-system` (not in
+    /// [`Kind::ALL`]: it is not a kind of its own in YAML).
+    MeshConfig,
 }
 
 impl Kind {
@@ -147,6 +150,7 @@ impl Kind {
             Kind::AuthorizationPolicy => "AuthorizationPolicy",
             Kind::RequestAuthentication => "RequestAuthentication",
             Kind::Telemetry => "Telemetry",
+            Kind::MeshConfig => "MeshConfig",
         }
     }
 
@@ -162,6 +166,7 @@ impl Kind {
                 SECURITY_GROUP
             }
             Kind::Telemetry => TELEMETRY_GROUP,
+            Kind::MeshConfig => "",
             _ => NETWORKING_GROUP,
         }
     }
@@ -169,6 +174,7 @@ impl Kind {
     /// The served versions of this kind (storage version first).
     pub fn versions(self) -> &'static [&'static str] {
         match self.group() {
+            "" => &["v1"],
             SECURITY_GROUP => &["v1", "v1beta1"],
             TELEMETRY_GROUP => &["v1", "v1alpha1"],
             _ => &["v1", "v1beta1", "v1alpha3"],
@@ -217,6 +223,7 @@ pub enum Spec {
     AuthorizationPolicy(AuthorizationPolicy),
     RequestAuthentication(RequestAuthentication),
     Telemetry(Telemetry),
+    MeshConfig(crate::MeshConfig),
 }
 
 impl Spec {
@@ -233,6 +240,7 @@ impl Spec {
             Spec::AuthorizationPolicy(_) => Kind::AuthorizationPolicy,
             Spec::RequestAuthentication(_) => Kind::RequestAuthentication,
             Spec::Telemetry(_) => Kind::Telemetry,
+            Spec::MeshConfig(_) => Kind::MeshConfig,
         }
     }
 
@@ -249,6 +257,7 @@ impl Spec {
             Kind::AuthorizationPolicy => Spec::AuthorizationPolicy(Default::default()),
             Kind::RequestAuthentication => Spec::RequestAuthentication(Default::default()),
             Kind::Telemetry => Spec::Telemetry(Default::default()),
+            Kind::MeshConfig => Spec::MeshConfig(Default::default()),
         }
     }
 }

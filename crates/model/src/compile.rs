@@ -76,9 +76,10 @@ pub fn compile(
         }
     }
     b.clusters(trust_domain);
+    b.cfg.mesh = crate::mesh::options(resources);
     let (authz, policies) = crate::authz::authz_for(
         resources,
-        crate::authz::DEFAULT_ROOT_NAMESPACE,
+        crate::mesh::root_namespace(resources),
         &workload.namespace,
         &workload.labels,
     );
@@ -88,12 +89,15 @@ pub fn compile(
     let mut cfg = b.cfg;
     cfg.not_enforced = report::not_enforced(resources)
         .into_iter()
-        .filter(|n| used.contains(&n.resource) || policy_applies(n, &proxy.namespace))
+        .filter(|n| {
+            used.contains(&n.resource)
+                || policy_applies(n, &proxy.namespace, crate::mesh::root_namespace(resources))
+        })
         .collect();
     Ok(cfg)
 }
 
-fn policy_applies(n: &NotEnforced, ns: &str) -> bool {
+fn policy_applies(n: &NotEnforced, ns: &str, root: &str) -> bool {
     let mut parts = n.resource.split('/');
     let (kind, rns) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let policy = matches!(
@@ -103,8 +107,9 @@ fn policy_applies(n: &NotEnforced, ns: &str) -> bool {
             | "RequestAuthentication"
             | "Telemetry"
             | "Sidecar"
+            | "MeshConfig"
     );
-    policy && (rns == ns || rns == "istio-system")
+    kind == "MeshConfig" || (policy && (rns == ns || rns == root))
 }
 
 struct Builder<'a> {

@@ -18,6 +18,9 @@ pub struct ProxyConfig {
     /// AuthorizationPolicies that select this proxy's workload (inbound and gateways).
     #[serde(default)]
     pub authz: crate::authz::Authz,
+    /// Mesh-wide settings (MeshConfig).
+    #[serde(default)]
+    pub mesh: crate::mesh::MeshOptions,
     /// Resources (or fields) that reach this proxy but whose semantics weft does not enforce yet.
     pub not_enforced: Vec<NotEnforced>,
 }

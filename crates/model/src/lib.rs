@@ -7,6 +7,7 @@ pub mod authz;
 pub mod compile;
 pub mod config;
 mod matching;
+pub mod mesh;
 mod policy;
 pub mod registry;
 pub mod report;

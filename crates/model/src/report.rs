@@ -170,6 +170,7 @@ pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
             Spec::AuthorizationPolicy(ap) => crate::authz::report(ap, &mut push),
             Spec::RequestAuthentication(_) => push("RequestAuthentication (JWT)".into()),
             Spec::Telemetry(_) => push("Telemetry".into()),
+            Spec::MeshConfig(mc) => crate::mesh::report(mc, &mut push),
             Spec::Sidecar(_) => push("Sidecar (egress/ingress scoping)".into()),
         }
     }

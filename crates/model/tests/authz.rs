@@ -201,3 +201,108 @@ fn what_is_not_built_is_reported_by_name() {
         .iter()
         .any(|n| n.ends_with(".ext") || n.contains("gateway-api")));
 }
+
+const MESH_CONFIG: &str = r#"
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |-
+    rootNamespace: game
+    enableTracing: true
+    pathNormalization:
+      normalization: MERGE_SLASHES
+    defaultConfig:
+      gatewayTopology: {numTrustedProxies: 2}
+      holdApplicationUntilProxyStarts: true
+    extensionProviders:
+    - name: my-authz
+      envoyExtAuthzHttp: {service: authz.game.svc.cluster.local, port: 9000}
+    - name: otel
+      opentelemetry: {service: otel.svc, port: 4317}
+"#;
+
+fn with_mesh_config(role: Role, workload: &str, namespace: &str) -> ProxyConfig {
+    let text = format!("{MESH}{MESH_CONFIG}");
+    let loaded = weft_api::load_str(&text, "mesh.yaml");
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let errors = weft_api::validate_all(&loaded.resources);
+    assert!(errors.is_empty(), "{errors:?}");
+    let reg = Registry::build(&loaded.resources, &[]);
+    compile(
+        &loaded.resources,
+        &reg,
+        "cluster.local",
+        &ProxyRef {
+            role,
+            workload: workload.into(),
+            namespace: namespace.into(),
+        },
+    )
+    .expect("compiles")
+}
+
+#[test]
+fn mesh_config_moves_the_root_namespace_and_sets_what_proxies_apply() {
+    // With rootNamespace `game`, game's policies apply mesh-wide and istio-system's are an
+    // ordinary namespace's.
+    let shop = with_mesh_config(Role::Sidecar, "shop-v1", "shop");
+    assert_eq!(names(&shop), ["game.allow-nothing"]);
+    let gw = with_mesh_config(Role::Gateway, "gw", "istio-system");
+    assert_eq!(
+        names(&gw),
+        [
+            "istio-system.mesh-deny-debug",
+            "istio-system.ingress-only-get",
+            "game.allow-nothing"
+        ]
+    );
+    assert_eq!(
+        gw.mesh,
+        mesh::MeshOptions {
+            path_normalization: mesh::PathNormalization::MergeSlashes,
+            num_trusted_proxies: 2,
+        }
+    );
+    let reported: Vec<&str> = shop
+        .not_enforced
+        .iter()
+        .filter(|n| n.resource == "MeshConfig/istio-system/istio")
+        .map(|n| n.what.as_str())
+        .collect();
+    assert_eq!(
+        reported,
+        [
+            "MeshConfig enableTracing",
+            "MeshConfig defaultConfig.holdApplicationUntilProxyStarts",
+            "MeshConfig extensionProviders[1] otel (opentelemetry: not built yet)"
+        ]
+    );
+}
+
+#[test]
+fn a_broken_mesh_config_is_refused_where_it_is_written() {
+    let bad = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata:\n  mesh: |-\n    rootNamespace: game\n    pathNormalization: {normalization: SOMETIMES}\n";
+    let loaded = weft_api::load_str(bad, "istio.yaml");
+    let text: Vec<String> = loaded.errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(text.len(), 1, "{text:?}");
+    assert!(text[0].starts_with("istio.yaml:"), "{text:?}");
+    assert!(text[0].contains("SOMETIMES"), "{text:?}");
+    let provider = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\ndata:\n  mesh: |-\n    extensionProviders:\n    - name: a\n      envoyExtAuthzHttp: {service: '', port: 0, pathPrefix: check}\n";
+    let loaded = weft_api::load_str(provider, "istio.yaml");
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let errors: Vec<String> = weft_api::validate_all(&loaded.resources)
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("service is required")),
+        "{errors:?}"
+    );
+    // Other ConfigMaps are not MeshConfig.
+    let other = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app-settings, namespace: game}\ndata: {mesh: 'not yaml: ['}\n";
+    let loaded = weft_api::load_str(other, "cm.yaml");
+    assert!(loaded.errors.is_empty() && loaded.resources.is_empty());
+}

@@ -11,7 +11,7 @@ use weft_model::registry::{fqdn, selects};
 
 use super::{at, origin};
 use crate::finding::*;
-use crate::index::{Index, ROOT_NAMESPACE};
+use crate::index::Index;
 use crate::similar::closest;
 
 pub(super) fn check(ix: &Index<'_>, out: &mut Vec<Finding>) {
@@ -52,7 +52,7 @@ fn effective_mtls(ix: &Index<'_>, w: usize) -> Option<(MtlsMode, usize, bool)> {
         .iter()
         .copied()
         .find(|&i| !has_selector(i));
-    let mesh_level = policies(ROOT_NAMESPACE)
+    let mesh_level = policies(weft_model::mesh::root_namespace(ix.res))
         .iter()
         .copied()
         .find(|&i| !has_selector(i));

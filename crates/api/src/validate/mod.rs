@@ -9,6 +9,7 @@ mod gateway;
 mod headers;
 mod http_policies;
 mod l4_routes;
+mod mesh_config;
 mod policy_target;
 mod security;
 mod service_entry;
@@ -177,6 +178,7 @@ fn validate(r: &Resource, errs: &mut Errs) {
         Spec::AuthorizationPolicy(ap) => authorization_policy::validate(r, ap, errs),
         Spec::RequestAuthentication(ra) => security::request_authentication(r, ra, errs),
         Spec::Telemetry(t) => telemetry::validate(t, errs),
+        Spec::MeshConfig(mc) => mesh_config::validate(mc, errs),
     }
 }
 

@@ -13,11 +13,16 @@ use crate::reply::LocalReply;
 use http::{Request, Uri};
 use std::borrow::Cow;
 use std::net::IpAddr;
+use weft_model::mesh::MeshOptions;
 
 /// Checks and normalizes a request before anything else looks at it. Returns the original
 /// client's address (authorization's `remote.ip`): at gateways as `x-forwarded-for` trust
 /// decides (no trusted hops: the peer), on sidecars its rightmost entry, else the peer.
-pub fn check<B>(req: &mut Request<B>, conn: &Conn) -> Result<IpAddr, LocalReply> {
+pub fn check<B>(
+    req: &mut Request<B>,
+    conn: &Conn,
+    mesh: &MeshOptions,
+) -> Result<IpAddr, LocalReply> {
     if header_block_size(req.headers()) > MAX_REQUEST_HEADERS_BYTES {
         return Err(LocalReply::HeadersTooLarge {
             limit: MAX_REQUEST_HEADERS_BYTES,
@@ -26,21 +31,34 @@ pub fn check<B>(req: &mut Request<B>, conn: &Conn) -> Result<IpAddr, LocalReply>
     check_host(req.headers(), req.uri()).map_err(|e| LocalReply::BadRequest {
         detail: e.to_string(),
     })?;
-    normalize_path(req)?;
+    normalize_path(req, mode(mesh.path_normalization))?;
     Ok(match conn.side {
-        Side::Gateway => apply_forwarded(req.headers_mut(), conn.peer.ip(), false, 0).ip,
+        Side::Gateway => {
+            let trusted = mesh.num_trusted_proxies;
+            apply_forwarded(req.headers_mut(), conn.peer.ip(), false, trusted).ip
+        }
         Side::Inbound | Side::Outbound => {
             last_forwarded_for(req.headers()).unwrap_or(conn.peer.ip())
         }
     })
 }
 
+fn mode(m: weft_model::mesh::PathNormalization) -> PathNormalization {
+    use weft_model::mesh::PathNormalization as M;
+    match m {
+        M::None => PathNormalization::None,
+        M::Base => PathNormalization::Base,
+        M::MergeSlashes => PathNormalization::MergeSlashes,
+        M::DecodeAndMergeSlashes => PathNormalization::DecodeAndMergeSlashes,
+    }
+}
+
 /// Replaces the request's path with its normalized form.
-fn normalize_path<B>(req: &mut Request<B>) -> Result<(), LocalReply> {
+fn normalize_path<B>(req: &mut Request<B>, mode: PathNormalization) -> Result<(), LocalReply> {
     let Some(pq) = req.uri().path_and_query() else {
         return Ok(());
     };
-    let normalized = match normalize(pq.as_str(), PathNormalization::Base) {
+    let normalized = match normalize(pq.as_str(), mode) {
         Ok(Cow::Borrowed(p)) if p.len() == pq.as_str().len() => return Ok(()),
         Ok(p) => p.into_owned(),
         Err(e) => {
@@ -93,15 +111,15 @@ mod tests {
             "/a/%2E%2E/admin",
         ] {
             let mut r = req(p, &[("host", "game.local")]);
-            check(&mut r, &conn(Side::Gateway)).unwrap();
+            check(&mut r, &conn(Side::Gateway), &MeshOptions::default()).unwrap();
             assert_eq!(r.uri().path(), "/admin", "{p}");
         }
         let mut r = req("/a/../b?x=/../y", &[("host", "game.local")]);
-        check(&mut r, &conn(Side::Outbound)).unwrap();
+        check(&mut r, &conn(Side::Outbound), &MeshOptions::default()).unwrap();
         assert_eq!(r.uri().path_and_query().unwrap().as_str(), "/b?x=/../y");
         let mut r = req("/a%00b", &[("host", "game.local")]);
         assert_eq!(
-            status(check(&mut r, &conn(Side::Outbound)).unwrap_err()),
+            status(check(&mut r, &conn(Side::Outbound), &MeshOptions::default()).unwrap_err()),
             400
         );
     }
@@ -110,19 +128,21 @@ mod tests {
     fn hosts_must_be_one_and_agree() {
         let mut two = req("/", &[("host", "a.local"), ("host", "b.local")]);
         assert_eq!(
-            status(check(&mut two, &conn(Side::Gateway)).unwrap_err()),
+            status(check(&mut two, &conn(Side::Gateway), &MeshOptions::default()).unwrap_err()),
             400
         );
         let mut disagree = req("http://a.local/", &[("host", "b.local")]);
         assert_eq!(
-            status(check(&mut disagree, &conn(Side::Gateway)).unwrap_err()),
+            status(
+                check(&mut disagree, &conn(Side::Gateway), &MeshOptions::default()).unwrap_err()
+            ),
             400
         );
         let mut agree = req("http://a.local:8080/", &[("host", "A.local:8080")]);
-        assert!(check(&mut agree, &conn(Side::Gateway)).is_ok());
+        assert!(check(&mut agree, &conn(Side::Gateway), &MeshOptions::default()).is_ok());
         let mut none = req("/", &[]);
         assert_eq!(
-            status(check(&mut none, &conn(Side::Gateway)).unwrap_err()),
+            status(check(&mut none, &conn(Side::Gateway), &MeshOptions::default()).unwrap_err()),
             400
         );
     }
@@ -131,7 +151,7 @@ mod tests {
     fn oversized_header_blocks_are_431() {
         let big = "x".repeat(MAX_REQUEST_HEADERS_BYTES);
         let mut r = req("/", &[("host", "a.local"), ("x-big", &big)]);
-        let reply = check(&mut r, &conn(Side::Gateway)).unwrap_err();
+        let reply = check(&mut r, &conn(Side::Gateway), &MeshOptions::default()).unwrap_err();
         assert_eq!(reply.flags().render(), "DPE");
         assert_eq!(status(reply), 431);
     }
@@ -142,11 +162,11 @@ mod tests {
             "/",
             &[("host", "a.local"), ("x-forwarded-for", "203.0.113.1")],
         );
-        check(&mut r, &conn(Side::Gateway)).unwrap();
+        check(&mut r, &conn(Side::Gateway), &MeshOptions::default()).unwrap();
         assert_eq!(r.headers()["x-forwarded-for"], "203.0.113.1,192.0.2.9");
         assert_eq!(r.headers()["x-forwarded-proto"], "http");
         let mut r = req("/", &[("host", "a.local")]);
-        check(&mut r, &conn(Side::Outbound)).unwrap();
+        check(&mut r, &conn(Side::Outbound), &MeshOptions::default()).unwrap();
         assert!(
             r.headers().get("x-forwarded-for").is_none(),
             "sidecars leave it alone"

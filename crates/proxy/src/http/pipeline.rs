@@ -151,7 +151,7 @@ async fn phases(
     // Who is calling comes first, so that even a request refused at the edge is reported
     // with its caller's labels.
     authenticate(&req, cfg, conn, state, rec);
-    let remote_ip = match super::edge::check(&mut req, conn) {
+    let remote_ip = match super::edge::check(&mut req, conn, &cfg.config.mesh) {
         Ok(ip) => ip,
         Err(r) => return Answer::reply(r, rec),
     };

@@ -1,0 +1,149 @@
+//! Istio's MeshConfig, read where Istio keeps it: the `mesh` key of the ConfigMap `istio`
+//! in `istio-system` (what `kubectl get cm istio -n istio-system -o yaml` shows). The
+//! fields weft acts on are typed; every other top-level field is kept by name so it can be
+//! reported as not enforced.
+
+use serde::{Deserialize, Serialize};
+
+/// The parts of MeshConfig weft reads.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MeshConfig {
+    /// Policies in this namespace apply mesh-wide (Istio's default: `istio-system`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_normalization: Option<PathNormalizationConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_config: Option<DefaultProxyConfig>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extension_providers: Vec<ExtensionProviderConfig>,
+    /// Every top-level key written (the fields above and the ones weft does not read).
+    #[serde(skip)]
+    pub keys: Vec<String>,
+}
+
+/// `pathNormalization`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PathNormalizationConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalization: Option<PathNormalizationMode>,
+}
+
+/// `pathNormalization.normalization`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PathNormalizationMode {
+    /// Istio's default: the same as BASE.
+    #[default]
+    Default,
+    None,
+    Base,
+    MergeSlashes,
+    DecodeAndMergeSlashes,
+}
+
+/// `defaultConfig` (ProxyConfig defaults): weft reads the gateway topology.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DefaultProxyConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_topology: Option<GatewayTopology>,
+    /// Every key written under `defaultConfig`.
+    #[serde(skip)]
+    pub keys: Vec<String>,
+}
+
+/// `defaultConfig.gatewayTopology`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayTopology {
+    /// Proxies in front of the gateway whose `X-Forwarded-For` entries are trusted.
+    #[serde(default)]
+    pub num_trusted_proxies: u32,
+}
+
+/// One `extensionProviders[]` entry.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExtensionProviderConfig {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envoy_ext_authz_http: Option<ExtAuthzHttp>,
+    /// The provider's kind (`envoyExtAuthzHttp`, `zipkin`, `opentelemetry`, …).
+    #[serde(skip)]
+    pub kind: String,
+}
+
+/// `envoyExtAuthzHttp`: an external HTTP authorizer for CUSTOM policies.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExtAuthzHttp {
+    /// `[namespace/]host` of the authorizer.
+    #[serde(default)]
+    pub service: String,
+    #[serde(default)]
+    pub port: u32,
+    /// Istio's default: 600s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    #[serde(default)]
+    pub fail_open: bool,
+    /// Status sent when the authorizer cannot be reached (default 403).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_on_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include_request_headers_in_check: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include_headers_in_check: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub include_additional_headers_in_check: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers_to_upstream_on_allow: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers_to_downstream_on_deny: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers_to_downstream_on_allow: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_request_body_in_check: Option<serde_json::Value>,
+}
+
+/// The ConfigMap that holds MeshConfig.
+pub const MESH_CONFIG_MAP: (&str, &str) = ("istio-system", "istio");
+
+fn keys(v: &serde_json::Value) -> Vec<String> {
+    v.as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Reads the text of the ConfigMap's `mesh` key. Errors name the field in words.
+pub fn parse(value: serde_json::Value) -> Result<MeshConfig, String> {
+    if value.is_null() {
+        return Ok(MeshConfig::default());
+    }
+    if !value.is_object() {
+        return Err("the `mesh` key must hold a YAML mapping of MeshConfig fields".into());
+    }
+    let mut mc: MeshConfig =
+        serde_json::from_value(value.clone()).map_err(|e| format!("MeshConfig: {e}"))?;
+    mc.keys = keys(&value);
+    if let Some(dc) = mc.default_config.as_mut() {
+        dc.keys = keys(&value["defaultConfig"]);
+    }
+    let providers = value["extensionProviders"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for (p, raw) in mc.extension_providers.iter_mut().zip(providers) {
+        p.kind = keys(&raw)
+            .into_iter()
+            .find(|k| k != "name")
+            .unwrap_or_default();
+    }
+    Ok(mc)
+}

@@ -1,0 +1,67 @@
+//! MeshConfig (the `mesh` key of the ConfigMap `istio`): the fields weft reads must make
+//! sense — root namespace, extension providers (unique names; an HTTP authorizer's
+//! service, port, path prefix, timeout and error status).
+
+use super::Errs;
+use crate::MeshConfig;
+use std::collections::BTreeSet;
+
+pub(super) fn validate(mc: &MeshConfig, errs: &mut Errs) {
+    const AT: &str = "data.mesh";
+    if mc.root_namespace.as_deref() == Some("") {
+        errs.at(
+            AT,
+            "rootNamespace must not be empty (Istio's default is istio-system)",
+        );
+    }
+    let mut names = BTreeSet::new();
+    for (i, p) in mc.extension_providers.iter().enumerate() {
+        let at = format!("extensionProviders[{i}]");
+        if p.name.is_empty() {
+            errs.at(AT, format!("{at}.name is required"));
+        } else if !names.insert(p.name.as_str()) {
+            errs.at(
+                AT,
+                format!(
+                    "{at}.name {:?} is used by another extension provider; names must be unique",
+                    p.name
+                ),
+            );
+        }
+        let Some(h) = &p.envoy_ext_authz_http else {
+            continue;
+        };
+        let at = format!("{at}.envoyExtAuthzHttp");
+        if h.service.is_empty() {
+            errs.at(
+                AT,
+                format!("{at}.service is required: the authorizer's host (`[namespace/]host`)"),
+            );
+        }
+        if !(1..=65535).contains(&h.port) {
+            errs.at(AT, format!("{at}.port {} must be 1-65535", h.port));
+        }
+        if h.path_prefix
+            .as_deref()
+            .is_some_and(|p| !p.starts_with('/'))
+        {
+            errs.at(AT, format!("{at}.pathPrefix must start with /"));
+        }
+        if let Some(t) = &h.timeout {
+            if !super::valid_duration(t) {
+                errs.at(
+                    AT,
+                    format!("{at}.timeout {t:?} is not a duration (e.g. 500ms, 2s)"),
+                );
+            }
+        }
+        if let Some(s) = &h.status_on_error {
+            if !s.parse::<u16>().is_ok_and(|c| (100..=599).contains(&c)) {
+                errs.at(
+                    AT,
+                    format!("{at}.statusOnError {s:?} must be an HTTP status code"),
+                );
+            }
+        }
+    }
+}
