@@ -146,17 +146,23 @@ impl Mesh {
         }
     }
 
-    /// The order processes first start in: as listed, except that a command app's sidecar
-    /// starts before the app. A command app listens where its config says, so its sidecar
-    /// can start first and the app is told the outbound address the sidecar actually bound
-    /// (no port picked ahead that something else could take meanwhile). A demo app reports
-    /// the address it bound, which its sidecar needs, so it starts first.
+    /// The order processes first start in: as listed, except that a command app with a
+    /// configured address starts after its sidecar. It listens where its config says, so
+    /// its sidecar can start first and the app is told the outbound address the sidecar
+    /// actually bound (no port picked ahead that something else could take meanwhile). A
+    /// demo app, or a command app without an address, reports the address it bound, which
+    /// its sidecar needs, so it starts first (and is not told its sidecar's outbound).
     pub(crate) fn start_order(&self) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.procs.len()).collect();
         for i in 0..order.len().saturating_sub(1) {
             let (a, b) = (&self.procs[order[i]], &self.procs[order[i + 1]]);
-            if matches!(a.app, Some(App::Command { .. }))
-                && b.role == Role::Sidecar
+            if matches!(
+                a.app,
+                Some(App::Command {
+                    address: Some(_),
+                    ..
+                })
+            ) && b.role == Role::Sidecar
                 && a.workload == b.workload
             {
                 order.swap(i, i + 1);
@@ -357,7 +363,13 @@ impl Mesh {
     pub(crate) async fn start_and_wait(&mut self, i: usize) -> anyhow::Result<()> {
         self.start(i)?;
         let name = self.procs[i].name.clone();
-        if matches!(self.procs[i].app, Some(App::Command { .. })) {
+        if matches!(
+            self.procs[i].app,
+            Some(App::Command {
+                address: Some(_),
+                ..
+            })
+        ) {
             return Ok(());
         }
         self.wait_for(&format!("{name} to start"), START_TIMEOUT, |m| {

@@ -16,8 +16,12 @@ pub enum App {
         error_rate: f64,
         identity: String,
     },
-    /// A user command (`weft.dev/command`, run by `sh -c`) listening on `weft.dev/app-address`.
-    Command { command: String, address: String },
+    /// A user command (`weft.dev/command`, run by `sh -c`) listening on `weft.dev/app-address`;
+    /// without one, it binds `127.0.0.1:0` and reports where with a `ready` event on stdout.
+    Command {
+        command: String,
+        address: Option<String>,
+    },
 }
 
 /// One workload with a sidecar.
@@ -119,13 +123,13 @@ pub fn plan(resources: &[Resource], trust_domain: &str) -> Result<Plan, Vec<Stri
                     ),
                 }
             }
-            Some("command") => match (a.get("weft.dev/command"), a.get("weft.dev/app-address")) {
-                (Some(c), Some(addr)) => App::Command {
+            Some("command") => match a.get("weft.dev/command") {
+                Some(c) => App::Command {
                     command: c.clone(),
-                    address: addr.clone(),
+                    address: a.get("weft.dev/app-address").cloned(),
                 },
-                _ => {
-                    errors.push(format!("{at}: weft.dev/run: command needs weft.dev/command and weft.dev/app-address"));
+                None => {
+                    errors.push(format!("{at}: weft.dev/run: command needs weft.dev/command (and weft.dev/app-address, or a ready event on stdout saying where it listens)"));
                     continue;
                 }
             },

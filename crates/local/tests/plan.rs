@@ -69,7 +69,7 @@ fn reads_gateways_demo_apps_and_commands() {
         p.workloads[1].app,
         App::Command {
             command: "my-server --port 9000".into(),
-            address: "127.0.0.1:9000".into()
+            address: Some("127.0.0.1:9000".into())
         }
     );
 }

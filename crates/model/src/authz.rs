@@ -5,8 +5,10 @@
 
 use crate::registry::selects;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-use weft_api::{Action, AuthorizationPolicy, Condition, Operation, Resource, RuleSource, Spec};
+use std::collections::{BTreeMap, BTreeSet};
+use weft_api::{
+    Action, AuthorizationPolicy, Condition, MeshConfig, Operation, Resource, RuleSource, Spec,
+};
 
 /// MeshConfig `rootNamespace`'s default: policies here apply mesh-wide.
 pub const DEFAULT_ROOT_NAMESPACE: &str = "istio-system";
@@ -18,6 +20,9 @@ pub const DRY_RUN_ANNOTATION: &str = "istio.io/dry-run";
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Authz {
     pub policies: Vec<AuthzPolicy>,
+    /// The external authorizers CUSTOM policies call (at most one per workload).
+    #[serde(default)]
+    pub providers: Vec<crate::ext_authz::ExtAuthzProvider>,
 }
 
 impl Authz {
@@ -36,15 +41,20 @@ pub struct AuthzPolicy {
     pub dry_run: bool,
     /// The policy matches a request when any rule does; no rules = matches nothing.
     pub rules: Vec<AuthzRule>,
+    /// CUSTOM: the extension provider to ask.
+    #[serde(default)]
+    pub provider: Option<String>,
 }
 
-/// What a matching policy does. (CUSTOM is reported as not enforced until it is built.)
+/// What a matching policy does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthzAction {
     Allow,
     Deny,
     Audit,
+    /// Ask the policy's external authorizer.
+    Custom,
 }
 
 /// A rule matches when one of `from`, one of `to` and every `when` field match.
@@ -106,32 +116,64 @@ pub enum AuthzAttr {
 
 /// The policies that select the workload `(namespace, labels)`, compiled for its proxy,
 /// with the keys of the resources used. Policies with `targetRef(s)` attach to Gateway API
-/// gateways and waypoints, which weft does not build (reported as not enforced); CUSTOM
-/// policies are reported until external authorization is built.
+/// gateways and waypoints, which weft does not build (reported as not enforced).
 pub fn authz_for(
     resources: &[Resource],
-    root_namespace: &str,
+    mesh: Option<&MeshConfig>,
     namespace: &str,
     labels: &BTreeMap<String, String>,
 ) -> (Authz, Vec<String>) {
+    let root_namespace = mesh
+        .and_then(|m| m.root_namespace.as_deref())
+        .unwrap_or(DEFAULT_ROOT_NAMESPACE);
     let mut out = Authz::default();
     let mut used = Vec::new();
-    for r in resources {
-        let Spec::AuthorizationPolicy(ap) = &r.spec else {
-            continue;
-        };
-        if !applies(r, ap, root_namespace, namespace, labels) {
-            continue;
-        }
+    let applicable: Vec<(&Resource, &AuthorizationPolicy)> = resources
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::AuthorizationPolicy(ap) => Some((r, ap)),
+            _ => None,
+        })
+        .filter(|(r, ap)| applies(r, ap, root_namespace, namespace, labels))
+        .collect();
+    // Istio lets one workload's CUSTOM policies use one provider only.
+    let custom_providers: BTreeSet<&str> = applicable
+        .iter()
+        .filter(|(_, ap)| ap.action == Some(Action::Custom))
+        .filter_map(|(_, ap)| ap.provider.as_ref()?.name.as_deref())
+        .collect();
+    for (r, ap) in applicable {
+        let mut name = format!("{}.{}", r.namespace(), r.name());
+        let mut provider = None;
         let action = match ap.action.unwrap_or_default() {
             Action::Allow => AuthzAction::Allow,
             Action::Deny => AuthzAction::Deny,
             Action::Audit => AuthzAction::Audit,
-            Action::Custom => continue,
+            Action::Custom => {
+                let p = ap
+                    .provider
+                    .as_ref()
+                    .and_then(|p| p.name.clone())
+                    .unwrap_or_default();
+                match crate::ext_authz::provider(mesh, &p) {
+                    Some(compiled) if custom_providers.len() == 1 => {
+                        if !out.providers.iter().any(|q| q.name == compiled.name) {
+                            out.providers.push(compiled);
+                        }
+                        provider = Some(p);
+                        AuthzAction::Custom
+                    }
+                    // A bad CUSTOM action denies what it matches, as Istio does.
+                    _ => {
+                        name.push_str("-deny-due-to-bad-CUSTOM-action");
+                        AuthzAction::Deny
+                    }
+                }
+            }
         };
         used.push(r.key());
         out.policies.push(AuthzPolicy {
-            name: format!("{}.{}", r.namespace(), r.name()),
+            name,
             action,
             dry_run: r
                 .metadata
@@ -142,32 +184,37 @@ pub fn authz_for(
                 .rules
                 .iter()
                 .flatten()
-                .map(|rule| AuthzRule {
-                    from: rule
-                        .from
-                        .iter()
-                        .flatten()
-                        .filter_map(|f| f.source.as_ref())
-                        .map(|s| source_fields(s, r.namespace()))
-                        .collect(),
-                    to: rule
-                        .to
-                        .iter()
-                        .flatten()
-                        .filter_map(|t| t.operation.as_ref())
-                        .map(operation_fields)
-                        .collect(),
-                    when: rule
-                        .when
-                        .iter()
-                        .flatten()
-                        .map(|c| condition_field(c, r.namespace()))
-                        .collect(),
-                })
+                .map(|rule| compile_rule(rule, r.namespace()))
                 .collect(),
+            provider,
         });
     }
     (out, used)
+}
+
+fn compile_rule(rule: &weft_api::Rule, policy_ns: &str) -> AuthzRule {
+    AuthzRule {
+        from: rule
+            .from
+            .iter()
+            .flatten()
+            .filter_map(|f| f.source.as_ref())
+            .map(|s| source_fields(s, policy_ns))
+            .collect(),
+        to: rule
+            .to
+            .iter()
+            .flatten()
+            .filter_map(|t| t.operation.as_ref())
+            .map(operation_fields)
+            .collect(),
+        when: rule
+            .when
+            .iter()
+            .flatten()
+            .map(|c| condition_field(c, policy_ns))
+            .collect(),
+    }
 }
 
 /// Istio's scoping: a policy in the root namespace applies to every workload its selector
@@ -317,15 +364,25 @@ fn condition_field(c: &Condition, policy_ns: &str) -> AuthzField {
 }
 
 /// What of an AuthorizationPolicy weft loads but does not enforce (everything else is).
-pub(crate) fn report(ap: &AuthorizationPolicy, push: &mut impl FnMut(String)) {
+pub(crate) fn report(
+    ap: &AuthorizationPolicy,
+    mesh: Option<&MeshConfig>,
+    push: &mut impl FnMut(String),
+) {
     if ap.target_ref.is_some() || !ap.target_refs.is_empty() {
         push("targetRef/targetRefs (policies for Kubernetes Gateway API gateways and waypoints, which weft does not build; this policy applies to no proxy)".into());
     }
     match ap.action.unwrap_or_default() {
-        Action::Custom => push(
-            "action CUSTOM (external authorization is not built yet; this policy is not applied)"
-                .into(),
-        ),
+        Action::Custom => {
+            let p = ap
+                .provider
+                .as_ref()
+                .and_then(|p| p.name.as_deref())
+                .unwrap_or_default();
+            if let Some(why) = crate::ext_authz::provider_problem(mesh, p) {
+                push(format!("action CUSTOM: {why}; requests this policy matches are denied, as Istio does with a bad CUSTOM action"));
+            }
+        }
         Action::Audit => push("action AUDIT (there is no access log to mark yet)".into()),
         Action::Allow | Action::Deny => {}
     }

@@ -56,6 +56,7 @@ pub fn compile(
         registry,
         cfg: ProxyConfig::default(),
         used: BTreeSet::new(),
+        extra_clusters: BTreeSet::new(),
     };
     match proxy.role {
         Role::Gateway => b.gateway(&workload.labels, &workload.namespace),
@@ -75,16 +76,18 @@ pub fn compile(
             });
         }
     }
-    b.clusters(trust_domain);
     b.cfg.mesh = crate::mesh::options(resources);
     let (authz, policies) = crate::authz::authz_for(
         resources,
-        crate::mesh::root_namespace(resources),
+        crate::mesh::mesh_config(resources),
         &workload.namespace,
         &workload.labels,
     );
+    let authorizers = authz.providers.iter().map(|p| p.cluster.clone());
+    b.extra_clusters.extend(authorizers);
     b.cfg.authz = authz;
     b.used.extend(policies);
+    b.clusters(trust_domain);
     let used = b.used;
     let mut cfg = b.cfg;
     cfg.not_enforced = report::not_enforced(resources)
@@ -118,6 +121,8 @@ struct Builder<'a> {
     cfg: ProxyConfig,
     /// Keys of resources that shaped this config (for not-enforced reporting).
     used: BTreeSet<String>,
+    /// Clusters no route names (external authorizers).
+    extra_clusters: BTreeSet<String>,
 }
 
 fn origin(r: &Resource) -> String {
@@ -400,6 +405,7 @@ impl<'a> Builder<'a> {
                     .map(|d| d.cluster.clone())
                     .chain(r.mirrors.iter().map(|m| m.cluster.clone()))
             })
+            .chain(self.extra_clusters.iter().cloned())
             .collect();
         for name in names {
             let Some((port, subset, host)) = parse_cluster_name(&name) else {
@@ -507,7 +513,7 @@ pub fn cluster_name(port: u32, subset: Option<&str>, host: &str) -> String {
     format!("outbound|{port}|{}|{host}", subset.unwrap_or(""))
 }
 
-fn parse_cluster_name(name: &str) -> Option<(u32, Option<String>, String)> {
+pub(crate) fn parse_cluster_name(name: &str) -> Option<(u32, Option<String>, String)> {
     let mut it = name.splitn(4, '|');
     let _ = it.next()?;
     let port = it.next()?.parse().ok()?;

@@ -95,6 +95,13 @@ pub(crate) fn report(mc: &MeshConfig, push: &mut impl FnMut(String)) {
         }
     }
     for (i, p) in mc.extension_providers.iter().enumerate() {
+        let body = p
+            .envoy_ext_authz_http
+            .as_ref()
+            .and_then(|h| h.include_request_body_in_check.as_ref());
+        if body.is_some() {
+            push(format!("MeshConfig extensionProviders[{i}] {} includeRequestBodyInCheck (not built: checks carry no body)", p.name));
+        }
         if !PROVIDER_KINDS.contains(&p.kind.as_str()) {
             push(format!(
                 "MeshConfig extensionProviders[{i}] {} ({}: not built yet)",

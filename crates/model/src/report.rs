@@ -8,6 +8,7 @@ use weft_api::{Resource, Spec};
 
 /// Every resource or field in `resources` whose semantics weft does not implement yet.
 pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
+    let mesh = crate::mesh::mesh_config(resources);
     let mut out = Vec::new();
     for r in resources {
         let mut push = |what: String| {
@@ -167,7 +168,7 @@ pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
                     push("portLevelMtls".into());
                 }
             }
-            Spec::AuthorizationPolicy(ap) => crate::authz::report(ap, &mut push),
+            Spec::AuthorizationPolicy(ap) => crate::authz::report(ap, mesh, &mut push),
             Spec::RequestAuthentication(_) => push("RequestAuthentication (JWT)".into()),
             Spec::Telemetry(_) => push("Telemetry".into()),
             Spec::MeshConfig(mc) => crate::mesh::report(mc, &mut push),

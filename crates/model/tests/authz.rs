@@ -109,9 +109,14 @@ fn policies_apply_by_root_namespace_namespace_and_selector() {
         [
             "istio-system.mesh-deny-debug",
             "game.allow-nothing",
-            "game.player-from-matchmaking"
+            "game.player-from-matchmaking",
+            // No MeshConfig declares its provider: it denies what it matches, as Istio's
+            // bad CUSTOM actions do.
+            "game.ext-deny-due-to-bad-CUSTOM-action"
         ]
     );
+    let bad = player.authz.policies.last().unwrap();
+    assert_eq!(bad.action, AuthzAction::Deny);
     // Another namespace gets only the mesh-wide policy.
     assert_eq!(
         names(&config(Role::Sidecar, "shop-v1", "shop")),
@@ -248,14 +253,32 @@ fn mesh_config_moves_the_root_namespace_and_sets_what_proxies_apply() {
     // With rootNamespace `game`, game's policies apply mesh-wide and istio-system's are an
     // ordinary namespace's.
     let shop = with_mesh_config(Role::Sidecar, "shop-v1", "shop");
-    assert_eq!(names(&shop), ["game.allow-nothing"]);
+    assert_eq!(names(&shop), ["game.allow-nothing", "game.ext"]);
+    // The CUSTOM policy asks the declared HTTP authorizer, whose cluster the proxy gets.
+    let ext = &shop.authz.policies[1];
+    assert_eq!(
+        (ext.action, ext.provider.as_deref()),
+        (AuthzAction::Custom, Some("my-authz"))
+    );
+    let p = &shop.authz.providers[0];
+    assert_eq!(p.cluster, "outbound|9000||authz.game.svc.cluster.local");
+    assert_eq!(
+        (p.timeout_ms, p.status_on_error, p.fail_open),
+        (600_000, 403, false)
+    );
+    assert!(
+        shop.clusters.contains_key(&p.cluster),
+        "{:?}",
+        shop.clusters.keys()
+    );
     let gw = with_mesh_config(Role::Gateway, "gw", "istio-system");
     assert_eq!(
         names(&gw),
         [
             "istio-system.mesh-deny-debug",
             "istio-system.ingress-only-get",
-            "game.allow-nothing"
+            "game.allow-nothing",
+            "game.ext"
         ]
     );
     assert_eq!(

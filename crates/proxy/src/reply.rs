@@ -40,6 +40,15 @@ pub enum LocalReply {
     /// An AuthorizationPolicy denied the request (403 `RBAC: access denied`; a gRPC
     /// request gets `grpc-status: 7`, PERMISSION_DENIED, as Envoy maps 403).
     Denied { grpc: bool },
+    /// An external authorizer (CUSTOM policy) denied: its status, headers and body (`UAEX`).
+    ExtAuthzDenied {
+        status: StatusCode,
+        headers: Box<HeaderMap>,
+        body: Bytes,
+    },
+    /// The external authorizer failed and the provider does not fail open: its
+    /// `statusOnError` with no body (`UAEX`).
+    ExtAuthzError { status: StatusCode },
 }
 
 /// The body of an authorization denial (Envoy's RBAC filter's).
@@ -68,6 +77,9 @@ impl LocalReply {
             | LocalReply::InvalidPath { .. }
             | LocalReply::HeadersTooLarge { .. } => ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR,
             LocalReply::Upstream(f) => f.flags,
+            LocalReply::ExtAuthzDenied { .. } | LocalReply::ExtAuthzError { .. } => {
+                ResponseFlags::UNAUTHORIZED_EXTERNAL_SERVICE
+            }
             LocalReply::Redirect { .. }
             | LocalReply::Direct { .. }
             | LocalReply::CorsPreflight { .. }
@@ -133,6 +145,21 @@ impl LocalReply {
                 &format!("request headers are larger than this proxy's limit of {limit} bytes"),
             ),
             LocalReply::Upstream(f) => text(f.status, &f.detail),
+            LocalReply::ExtAuthzDenied {
+                status,
+                headers,
+                body,
+            } => {
+                let mut resp = Response::new(full(body));
+                *resp.status_mut() = status;
+                *resp.headers_mut() = *headers;
+                resp
+            }
+            LocalReply::ExtAuthzError { status } => {
+                let mut resp = Response::new(empty());
+                *resp.status_mut() = status;
+                resp
+            }
             LocalReply::Denied { grpc: false } => {
                 let mut resp = Response::new(full(RBAC_DENIED));
                 *resp.status_mut() = StatusCode::FORBIDDEN;

@@ -25,13 +25,17 @@ fn policy(name: &str, action: AuthzAction, rules: Vec<AuthzRule>) -> AuthzPolicy
         action,
         dry_run: false,
         rules,
+        provider: None,
     }
 }
 
 /// Pushes `policies` to the pair's server sidecar.
 async fn protect(pair: &Pair, policies: Vec<AuthzPolicy>) {
     let mut cfg = Config::sidecar(&pair.server).build();
-    cfg.authz = Authz { policies };
+    cfg.authz = Authz {
+        policies,
+        providers: vec![],
+    };
     pair.control.push_acked("server", &cfg).await;
 }
 
@@ -262,6 +266,7 @@ async fn mesh_path_normalization_closes_doubled_and_escaped_slashes() {
         let mut cfg = Config::sidecar(&pair.server).build();
         cfg.authz = Authz {
             policies: api_policies(CLIENT_PRINCIPAL),
+            providers: vec![],
         };
         cfg.mesh = MeshOptions {
             path_normalization: mode,
@@ -334,4 +339,151 @@ async fn a_gateway_behind_trusted_proxies_judges_the_forwarded_client() {
     assert_eq!(via("198.51.100.1, 203.0.113.7").await.status, 200);
     assert_eq!(via("203.0.113.7, 198.51.100.1").await.status, 403);
     assert_eq!(app.count(), 1);
+}
+
+/// Istio's ext-authz sample, as a scripted app: allows requests with `x-ext-authz: allow`
+/// (adding `x-ext-authz-check-result: allowed` for the upstream), denies the rest with 403.
+async fn sample_authorizer() -> App {
+    App::start("ext-authz", |_, seen| {
+        if seen.header("x-ext-authz") == Some("allow") {
+            Reply::status(200)
+                .header("x-ext-authz-check-result", "allowed")
+                .header("x-ext-authz-received-path", &seen.path)
+        } else if seen.header("x-ext-authz") == Some("crash") {
+            Reply::status(500)
+        } else {
+            Reply::status(403)
+                .header("x-ext-authz-check-result", "denied")
+                .body(
+                    "denied by ext_authz for not found header `x-ext-authz: allow` in the request",
+                )
+        }
+    })
+    .await
+}
+
+fn provider(cluster: &str, fail_open: bool) -> weft_model::ExtAuthzProvider {
+    weft_model::ExtAuthzProvider {
+        name: "sample-ext-authz".into(),
+        cluster: cluster.into(),
+        authority: "ext-authz.test.svc.cluster.local:8000".into(),
+        timeout_ms: 2000,
+        path_prefix: "/check".into(),
+        fail_open,
+        status_on_error: 403,
+        include_request_headers: vec!["x-ext-authz".into()],
+        additional_headers: vec![("x-added-by-mesh".into(), "yes".into())],
+        headers_to_upstream_on_allow: vec!["x-ext-authz-check-*".into()],
+        headers_to_downstream_on_deny: vec!["x-ext-authz-check-result".into()],
+        headers_to_downstream_on_allow: vec![],
+    }
+}
+
+#[tokio::test]
+async fn custom_policies_ask_an_external_authorizer_first() {
+    let app = App::echo("server-app").await;
+    let authorizer = sample_authorizer().await;
+    let pair = Pair::start(&app, |r| r).await;
+    let authz_sidecar = Proxy::sidecar("ext-authz")
+        .app(authorizer.addr)
+        .start(&pair.control)
+        .await;
+    pair.control
+        .push_acked("ext-authz", &Config::sidecar(&authz_sidecar).build())
+        .await;
+    let c = cluster(
+        &service_host("ext-authz", NAMESPACE),
+        8000,
+        vec![endpoint(&authz_sidecar)],
+    );
+    let push = |fail_open: bool| {
+        let mut cfg = Config::sidecar(&pair.server).cluster(c.clone()).build();
+        let mut custom = policy(
+            "test.ext-authz",
+            AuthzAction::Custom,
+            vec![AuthzRule {
+                to: vec![vec![f(AuthzAttr::Path, &["/headers*"])]],
+                ..Default::default()
+            }],
+        );
+        custom.provider = Some("sample-ext-authz".into());
+        // A DENY evaluated after the authorizer: it sees the header the authorizer added.
+        let deny = policy(
+            "test.deny-after-allow",
+            AuthzAction::Deny,
+            vec![AuthzRule {
+                when: vec![
+                    f(
+                        AuthzAttr::Header("x-ext-authz-check-result".into()),
+                        &["allowed"],
+                    ),
+                    f(AuthzAttr::Header("x-also".into()), &["deny-me"]),
+                ],
+                ..Default::default()
+            }],
+        );
+        cfg.authz = Authz {
+            policies: vec![custom, deny],
+            providers: vec![provider(&c.name, fail_open)],
+        };
+        cfg
+    };
+    pair.control.push_acked("server", &push(false)).await;
+    let with = |path: &str, headers: &[(&str, &str)]| {
+        let mut b = Request::get(path).header("host", &pair.host);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        send(pair.client.outbound(), b.body(Full::default()).unwrap())
+    };
+
+    // Allowed: the app gets the authorizer's header; the check saw prefix + path + query.
+    let ok = with("/headers?q=1", &[("x-ext-authz", "allow")]).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let seen = app.last();
+    assert_eq!(seen.header("x-ext-authz-check-result"), Some("allowed"));
+    let check = authorizer.last();
+    assert_eq!(check.path, "/check/headers?q=1");
+    assert_eq!(check.method, "GET");
+    assert_eq!(check.header("x-added-by-mesh"), Some("yes"));
+    assert_eq!(check.header("x-ext-authz"), Some("allow"));
+
+    // Denied: the authorizer's status, listed headers and body reach the client.
+    let denied = with("/headers", &[]).await;
+    assert_eq!(denied.status, 403);
+    assert_eq!(denied.header("x-ext-authz-check-result"), Some("denied"));
+    assert!(
+        denied.body.starts_with("denied by ext_authz"),
+        "{}",
+        denied.body
+    );
+    // A path no CUSTOM rule matches is not sent to the authorizer.
+    let checks = authorizer.count();
+    assert_eq!(with("/other", &[]).await.status, 200);
+    assert_eq!(authorizer.count(), checks);
+    // DENY runs after the authorizer's allow and sees what it added.
+    let both = with(
+        "/headers",
+        &[("x-ext-authz", "allow"), ("x-also", "deny-me")],
+    )
+    .await;
+    assert_eq!(
+        (both.status, both.body.as_str()),
+        (403, "RBAC: access denied")
+    );
+
+    // The authorizer failing: statusOnError (403), no body, flag UAEX; or fail open.
+    let crashed = with("/headers", &[("x-ext-authz", "crash")]).await;
+    assert_eq!((crashed.status, crashed.body.as_str()), (403, ""));
+    requests_total(
+        pair.server.admin,
+        &[("response_code", "403"), ("response_flags", "UAEX")],
+        2.0,
+    )
+    .await;
+    pair.control.push_acked("server", &push(true)).await;
+    assert_eq!(
+        with("/headers", &[("x-ext-authz", "crash")]).await.status,
+        200
+    );
 }

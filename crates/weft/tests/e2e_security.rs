@@ -121,3 +121,123 @@ fn the_necpgame_authorization_policies_decide_who_may_call_whom() {
         "{stats}"
     );
 }
+
+/// Istio's ext-authz sample in Python, run by `weft up` as a command app: binds the port
+/// weft gives it (0: any) and says where with a ready event; allows `x-ext-authz: allow`.
+const EXT_AUTHZ_PY: &str = r#"
+import http.server, json, os
+class Check(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def check(self):
+        if self.headers.get("x-ext-authz") == "allow":
+            self.send_response(200)
+            self.send_header("x-ext-authz-check-result", "allowed")
+            self.send_header("content-length", "0")
+            self.end_headers()
+            return
+        body = b"denied by ext_authz for not found header `x-ext-authz: allow` in the request"
+        self.send_response(403)
+        self.send_header("x-ext-authz-check-result", "denied")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = check
+    def log_message(self, *args):
+        pass
+host, port = os.environ["WEFT_APP_ADDRESS"].rsplit(":", 1)
+server = http.server.ThreadingHTTPServer((host, int(port)), Check)
+print(json.dumps({"event": "ready", "address": "%s:%d" % server.server_address}), flush=True)
+server.serve_forever()
+"#;
+
+fn ext_authz_yaml(script: &std::path::Path) -> String {
+    format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: ext-authz, namespace: authz}}
+spec:
+  hosts: [ext-authz.authz.svc.cluster.local]
+  location: MESH_INTERNAL
+  ports: [{{number: 8000, name: http, protocol: HTTP}}]
+  workloadSelector: {{labels: {{app: ext-authz}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: ext-authz
+  namespace: authz
+  annotations:
+    weft.dev/run: command
+    weft.dev/command: "exec python3 {}"
+spec: {{address: 127.0.0.1, labels: {{app: ext-authz}}}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: istio, namespace: istio-system}}
+data:
+  mesh: |-
+    extensionProviders:
+    - name: sample-ext-authz-http
+      envoyExtAuthzHttp:
+        service: ext-authz.authz.svc.cluster.local
+        port: 8000
+        includeRequestHeadersInCheck: [x-ext-authz]
+        headersToDownstreamOnDeny: [x-ext-authz-check-result]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: ext-authz, namespace: istio-system}}
+spec:
+  selector: {{matchLabels: {{istio: ingressgateway}}}}
+  action: CUSTOM
+  provider: {{name: sample-ext-authz-http}}
+  rules: [{{to: [{{operation: {{paths: ["/api/v1/leaderboard*"]}}}}]}}]
+"#,
+        script.display()
+    )
+}
+
+#[test]
+fn a_custom_policy_asks_a_real_external_authorizer_at_the_gateway() {
+    let mesh = Mesh::up_with("ext-authz", |dir| {
+        let script = dir.parent().expect("a temp dir").join("ext_authz.py");
+        std::fs::write(&script, EXT_AUTHZ_PY).expect("writing the authorizer");
+        std::fs::write(dir.join("ext-authz.yaml"), ext_authz_yaml(&script))
+            .expect("writing ext-authz.yaml");
+    });
+    let gateway = mesh.gateway();
+    let get = |path: &str, header: Option<&str>| {
+        let mut args = vec![
+            "-sS".to_string(),
+            "-m".into(),
+            "10".into(),
+            "-D".into(),
+            "-".into(),
+            "-H".into(),
+            format!("Host: {GAME_HOST}"),
+        ];
+        if let Some(h) = header {
+            args.extend(["-H".into(), h.to_string()]);
+        }
+        args.push(format!("http://{gateway}{path}"));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        stdout_of(&curl(&args))
+    };
+    let allowed = get("/api/v1/leaderboard/top", Some("x-ext-authz: allow"));
+    assert!(allowed.starts_with("HTTP/1.1 200"), "{allowed}");
+    let denied = get("/api/v1/leaderboard/top", None);
+    assert!(denied.starts_with("HTTP/1.1 403"), "{denied}");
+    assert!(
+        denied.contains("x-ext-authz-check-result: denied"),
+        "the authorizer's header reaches the client: {denied}"
+    );
+    assert!(
+        denied.ends_with(
+            "denied by ext_authz for not found header `x-ext-authz: allow` in the request"
+        ),
+        "{denied}"
+    );
+    // Paths the CUSTOM rule does not match never go to the authorizer.
+    let other = get("/api/v1/player/1", None);
+    assert!(other.starts_with("HTTP/1.1 200"), "{other}");
+}

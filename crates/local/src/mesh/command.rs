@@ -16,7 +16,10 @@ impl Mesh {
             .iter()
             .find(|p| p.role == Role::App && p.workload.as_ref() == Some(workload))?;
         match &p.app {
-            Some(App::Command { address, .. }) => Some(address.clone()),
+            Some(App::Command {
+                address: Some(address),
+                ..
+            }) => Some(address.clone()),
             _ => field(&p.ready, "address"),
         }
     }
@@ -45,6 +48,11 @@ impl Mesh {
             env.push(("WEFT_OUTBOUND".into(), o));
         }
         if let Some(App::Command { address, .. }) = &p.app {
+            // Without a configured address: bind port 0 and say where (a ready event).
+            let address = address
+                .clone()
+                .or_else(|| field(&p.ready, "address"))
+                .unwrap_or_else(|| "127.0.0.1:0".into());
             env.push(("WEFT_APP_ADDRESS".into(), address.clone()));
             if let Some((_, port)) = address.rsplit_once(':') {
                 env.push(("PORT".into(), port.to_string()));

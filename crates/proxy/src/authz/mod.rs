@@ -5,6 +5,7 @@
 //! counted. AUDIT policies only mark a request (nothing reads the mark until access logs
 //! exist; they are reported as not enforced).
 
+pub mod ext;
 mod matchers;
 #[cfg(test)]
 mod tests;
@@ -12,7 +13,7 @@ mod tests;
 use http::HeaderMap;
 use matchers::{Actual, Field};
 use std::net::IpAddr;
-use weft_model::{Authz, AuthzAction, AuthzAttr};
+use weft_model::{Authz, AuthzAction, AuthzAttr, ExtAuthzProvider};
 
 /// What a request looks like to authorization.
 #[derive(Debug, Clone, Copy)]
@@ -107,12 +108,15 @@ struct Policy {
     action: AuthzAction,
     dry_run: bool,
     rules: Vec<Rule>,
+    /// CUSTOM: index into [`Engine::providers`].
+    provider: Option<usize>,
 }
 
 /// The compiled policies of one config.
 #[derive(Debug, Clone, Default)]
 pub struct Engine {
     policies: Vec<Policy>,
+    providers: Vec<ExtAuthzProvider>,
 }
 
 /// The decision on one request.
@@ -185,14 +189,39 @@ impl Engine {
                     when: fields(&r.when)?,
                 });
             }
+            let provider = match (&p.action, &p.provider) {
+                (AuthzAction::Custom, Some(name)) => Some(
+                    authz
+                        .providers
+                        .iter()
+                        .position(|q| &q.name == name)
+                        .ok_or_else(|| {
+                            format!("policy {} names unknown provider {name}", p.name)
+                        })?,
+                ),
+                (AuthzAction::Custom, None) => {
+                    return Err(format!("CUSTOM policy {} has no provider", p.name))
+                }
+                _ => None,
+            };
             policies.push(Policy {
                 name: p.name.clone(),
                 action: p.action,
                 dry_run: p.dry_run,
                 rules,
+                provider,
             });
         }
-        Ok(Engine { policies })
+        Ok(Engine {
+            policies,
+            providers: authz.providers.clone(),
+        })
+    }
+
+    /// The CUSTOM policy that matches, and the authorizer to ask (evaluated first).
+    pub fn custom(&self, input: &Input) -> Option<(&str, &ExtAuthzProvider)> {
+        let p = first_match(&self.policies, AuthzAction::Custom, false, input)?;
+        Some((p.name.as_str(), &self.providers[p.provider?]))
     }
 
     pub fn is_empty(&self) -> bool {

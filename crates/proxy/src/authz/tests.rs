@@ -18,6 +18,7 @@ fn policy(name: &str, action: AuthzAction, rules: Vec<AuthzRule>) -> AuthzPolicy
         action,
         dry_run: false,
         rules,
+        provider: None,
     }
 }
 
@@ -36,7 +37,11 @@ fn rule_to(fields: Vec<AuthzField>) -> AuthzRule {
 }
 
 fn engine(policies: Vec<AuthzPolicy>) -> Engine {
-    Engine::build(&Authz { policies }).expect("policies compile")
+    Engine::build(&Authz {
+        policies,
+        providers: vec![],
+    })
+    .expect("policies compile")
 }
 
 struct Req {
@@ -310,6 +315,7 @@ fn hosts_are_case_insensitive_ports_and_ips_are_exact_or_cidr() {
         .denied(&from(AuthzAttr::RemoteIp, &[], &["203.0.113.9"]))
         .is_some());
     assert!(Engine::build(&Authz {
+        providers: vec![],
         policies: vec![policy(
             "ns.bad",
             AuthzAction::Allow,

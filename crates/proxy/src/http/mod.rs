@@ -2,6 +2,7 @@
 //! outbound, mTLS for the sidecar's inbound), the request pipeline every request goes
 //! through, the headers the proxy owns, and the guarded response body.
 
+mod authorize;
 mod edge;
 pub mod forwarded;
 pub mod guard;

@@ -4,7 +4,8 @@
 //! 1. **downstream authentication** — the mTLS peer (inbound; JWT later);
 //! 2. **edge checks** — header-block limit (431), host rules (400), path normalization,
 //!    forwarding headers at gateways ([`super::edge`]);
-//! 3. **authorization** — no-op until AuthorizationPolicy is built;
+//! 3. **authorization** — AuthorizationPolicy: CUSTOM (an external authorizer), DENY,
+//!    ALLOW ([`super::authorize`]; inbound and gateways);
 //! 4. **route decision** — [`crate::route::decide`], pure (inbound: the local app);
 //! 5. **local reply or forward** — retries, timeouts and mirrors to the mesh, or the app;
 //! 6. **response** — route response headers, CORS, hop-by-hop stripping;
@@ -157,15 +158,29 @@ async fn phases(
     };
     // The peer metadata is the proxies' own; the app never sees it.
     req.headers_mut().remove(crate::telemetry::PEER_HEADER);
-    if let Some(r) = authorize(&req, cfg, conn, remote_ip, state) {
-        return Answer::reply(r, rec);
-    }
-    match conn.side {
+    let allowed = if cfg.authz.is_empty() || conn.side == Side::Outbound {
+        Vec::new()
+    } else {
+        match Box::pin(super::authorize::authorize(
+            &mut req, cfg, conn, remote_ip, state,
+        ))
+        .await
+        {
+            Ok(add) => add,
+            Err(r) => return Answer::reply(r, rec),
+        }
+    };
+    let mut answer = match conn.side {
         // Boxed: the hyper task that runs this future moves it a few times (an HTTP/2
         // stream's future is spawned); a pointer moves cheaper than kilobytes of state.
         Side::Inbound => Box::pin(to_app(req, state, cfg, conn, rec)).await,
         Side::Gateway | Side::Outbound => Box::pin(route(req, state, cfg, conn, rec)).await,
+    };
+    // What an external authorizer asked to add to the client's response.
+    for (k, v) in allowed {
+        answer.resp.headers_mut().append(k, v);
     }
+    answer
 }
 
 /// Phase 1: who is calling. Inbound: the mTLS peer (verified at the handshake) and the
@@ -193,77 +208,8 @@ fn authenticate(
     });
 }
 
-/// Phase 3: may the caller do this? The AuthorizationPolicies that select this workload,
-/// on the sidecar's inbound side and at gateways (never on the app's own outbound calls).
-fn authorize(
-    req: &Request<Incoming>,
-    cfg: &ActiveConfig,
-    conn: &Conn,
-    remote_ip: std::net::IpAddr,
-    state: &ProxyState,
-) -> Option<LocalReply> {
-    if conn.side == Side::Outbound || cfg.authz.is_empty() {
-        return None;
-    }
-    let raw = authority(req);
-    let port = split_port(raw);
-    let host = raw.to_ascii_lowercase();
-    let default_port = if req.uri().scheme_str() == Some("https") {
-        443
-    } else {
-        80
-    };
-    let input = crate::authz::Input {
-        peer: conn.peer_identity.as_deref(),
-        source_ip: conn.peer.ip(),
-        remote_ip,
-        destination_ip: conn.local.ip(),
-        destination_port: conn.config_port.or(port).unwrap_or(default_port),
-        host: &host,
-        method: req.method().as_str(),
-        path: req.uri().path_and_query().map_or("/", |p| p.as_str()),
-        headers: req.headers(),
-        sni: conn.sni.as_deref(),
-    };
-    let verdict = cfg.authz.evaluate(&input);
-    for sh in &verdict.shadow {
-        let policy = sh.policy.as_deref().unwrap_or(match sh.action {
-            weft_model::AuthzAction::Allow => "no ALLOW policy matched",
-            _ => "no DENY policy matched",
-        });
-        state.metrics.authz(policy, sh.denied, true);
-        tracing::info!(
-            dry_run = true,
-            policy,
-            result = if sh.denied { "denied" } else { "allowed" },
-            method = input.method,
-            path = input.path,
-            peer = input.peer.unwrap_or("-"),
-            "authorization dry-run"
-        );
-    }
-    match verdict.denied {
-        Some(policy) => {
-            state.metrics.authz(&policy, true, false);
-            tracing::debug!(%policy, method = input.method, path = input.path, peer = input.peer.unwrap_or("-"), "request denied by authorization policy");
-            Some(LocalReply::Denied {
-                grpc: headers::is_grpc(req.headers()),
-            })
-        }
-        None => None,
-    }
-}
-
-/// The port of `host[:port]` (IPv6 literals in brackets).
-fn split_port(authority: &str) -> Option<u16> {
-    match authority.rsplit_once(':') {
-        Some((_, p)) if !p.contains(']') => p.parse().ok(),
-        _ => None,
-    }
-}
-
 /// The request's authority: the absolute-form URI's, else the Host header.
-fn authority(req: &Request<Incoming>) -> &str {
+pub(crate) fn authority(req: &Request<Incoming>) -> &str {
     req.uri()
         .authority()
         .map(|a| a.as_str())

@@ -1,0 +1,110 @@
+//! Phase 3 of the pipeline, authorization: the AuthorizationPolicies that select this
+//! workload, on a sidecar's inbound side and at gateways (never on an app's own outbound
+//! calls). In Envoy's filter order: a matching CUSTOM policy asks its external authorizer
+//! first (whose allow may add request headers the later rules see), then DENY, then ALLOW.
+//! Dry-run decisions are logged and counted, never enforced.
+
+use super::pipeline::{authority, Conn};
+use crate::authz::{ext, Input};
+use crate::config::ActiveConfig;
+use crate::reply::LocalReply;
+use crate::state::ProxyState;
+use http::{HeaderName, HeaderValue, Request};
+use hyper::body::Incoming;
+use std::net::IpAddr;
+use weft_model::AuthzAction;
+
+/// The request as authorization sees it.
+fn input<'a>(
+    req: &'a Request<Incoming>,
+    conn: &'a Conn,
+    host: &'a str,
+    remote_ip: IpAddr,
+) -> Input<'a> {
+    let default_port = if req.uri().scheme_str() == Some("https") {
+        443
+    } else {
+        80
+    };
+    Input {
+        peer: conn.peer_identity.as_deref(),
+        source_ip: conn.peer.ip(),
+        remote_ip,
+        destination_ip: conn.local.ip(),
+        destination_port: conn
+            .config_port
+            .or(split_port(authority(req)))
+            .unwrap_or(default_port),
+        host,
+        method: req.method().as_str(),
+        path: req.uri().path_and_query().map_or("/", |p| p.as_str()),
+        headers: req.headers(),
+        sni: conn.sni.as_deref(),
+    }
+}
+
+/// May the caller do this? `Ok` carries the headers an external authorizer asked to add
+/// to the client's response; `Err` the denial.
+pub(super) async fn authorize(
+    req: &mut Request<Incoming>,
+    cfg: &ActiveConfig,
+    conn: &Conn,
+    remote_ip: IpAddr,
+    state: &ProxyState,
+) -> Result<Vec<(HeaderName, HeaderValue)>, LocalReply> {
+    let host = authority(req).to_ascii_lowercase();
+    let mut downstream = Vec::new();
+    let custom = cfg
+        .authz
+        .custom(&input(req, conn, &host, remote_ip))
+        .map(|(policy, provider)| (policy.to_string(), provider.clone()));
+    if let Some((policy, provider)) = custom {
+        match ext::check(state, cfg, &provider, req).await {
+            ext::Decision::Allow(allow) => {
+                allow.apply(req.headers_mut());
+                downstream = allow.downstream;
+            }
+            ext::Decision::Deny(reply) => {
+                state.metrics.authz(&policy, true, false);
+                tracing::debug!(%policy, provider = %provider.name, "request denied by the external authorizer");
+                return Err(reply);
+            }
+        }
+    }
+    let input = input(req, conn, &host, remote_ip);
+    let verdict = cfg.authz.evaluate(&input);
+    for sh in &verdict.shadow {
+        let policy = sh.policy.as_deref().unwrap_or(match sh.action {
+            AuthzAction::Allow => "no ALLOW policy matched",
+            _ => "no DENY policy matched",
+        });
+        state.metrics.authz(policy, sh.denied, true);
+        tracing::info!(
+            dry_run = true,
+            policy,
+            result = if sh.denied { "denied" } else { "allowed" },
+            method = input.method,
+            path = input.path,
+            peer = input.peer.unwrap_or("-"),
+            "authorization dry-run"
+        );
+    }
+    match verdict.denied {
+        Some(policy) => {
+            state.metrics.authz(&policy, true, false);
+            tracing::debug!(%policy, method = input.method, path = input.path, peer = input.peer.unwrap_or("-"), "request denied by authorization policy");
+            Err(LocalReply::Denied {
+                grpc: super::headers::is_grpc(req.headers()),
+            })
+        }
+        None => Ok(downstream),
+    }
+}
+
+/// The port of `host[:port]` (IPv6 literals in brackets).
+fn split_port(authority: &str) -> Option<u16> {
+    match authority.rsplit_once(':') {
+        Some((_, p)) if !p.contains(']') => p.parse().ok(),
+        _ => None,
+    }
+}
