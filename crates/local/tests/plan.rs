@@ -107,7 +107,7 @@ fn bad_annotations_are_errors_at_the_workload_entry() {
         "{errors:#?}"
     );
     assert!(
-        errors[3].contains("needs weft.dev/command and weft.dev/app-address"),
+        errors[3].contains("needs weft.dev/command (and weft.dev/app-address, or a ready event"),
         "{errors:#?}"
     );
 }
