@@ -62,7 +62,15 @@ pub fn compile(
         Role::Gateway => b.gateway(&workload.labels, &workload.namespace),
         Role::Sidecar => {
             b.outbound(&proxy.namespace, &workload.labels);
+            let (mtls, policies) = crate::mtls::inbound(
+                resources,
+                crate::mesh::root_namespace(resources),
+                &workload.namespace,
+                &workload.labels,
+            );
+            b.used.extend(policies);
             b.cfg.inbound = Some(Inbound {
+                mtls,
                 workload: workload.name.clone(),
                 namespace: workload.namespace.clone(),
                 identity: spiffe_id(trust_domain, &workload.namespace, &workload.service_account),
@@ -419,6 +427,7 @@ impl<'a> Builder<'a> {
                 hash,
                 outlier,
                 max_requests,
+                tls,
             } = self.destination_rule(&host, &namespace, subset.as_deref());
             let mut endpoints = Vec::new();
             for key in svc.map(|s| s.workloads.as_slice()).unwrap_or_default() {
@@ -431,11 +440,15 @@ impl<'a> Builder<'a> {
                 if !selects(&subset_labels, &w.labels) {
                     continue;
                 }
+                let root = crate::mesh::root_namespace(self.resources);
+                let (server, _) =
+                    crate::mtls::inbound(self.resources, root, &w.namespace, &w.labels);
                 endpoints.push(Endpoint {
                     address: addr.clone(),
                     identity: spiffe_id(trust_domain, &w.namespace, &w.service_account),
                     workload: w.name.clone(),
                     version: w.labels.get("version").cloned(),
+                    plaintext: crate::mtls::client_plaintext(tls, &server, port),
                 });
             }
             self.cfg.clusters.insert(
@@ -477,6 +490,7 @@ impl<'a> Builder<'a> {
         let mut hash = hash_of(top);
         let mut outlier = top.and_then(|t| t.outlier_detection.as_ref());
         let mut pool = top.and_then(|t| t.connection_pool.as_ref());
+        let mut tls = top.and_then(|t| t.tls.as_ref()).and_then(|t| t.mode);
         let mut labels = BTreeMap::new();
         if let Some(name) = subset {
             if let Some(s) = dr.subsets.iter().find(|s| s.name == name) {
@@ -489,6 +503,10 @@ impl<'a> Builder<'a> {
                 // A subset's settings replace the top-level ones, object by object.
                 outlier = sub.and_then(|t| t.outlier_detection.as_ref()).or(outlier);
                 pool = sub.and_then(|t| t.connection_pool.as_ref()).or(pool);
+                tls = sub
+                    .and_then(|t| t.tls.as_ref())
+                    .and_then(|t| t.mode)
+                    .or(tls);
             } else {
                 // An unknown subset selects nothing: Istio answers 503 (no healthy upstream).
                 labels.insert("weft.dev/unknown-subset".into(), name.to_string());
@@ -504,6 +522,7 @@ impl<'a> Builder<'a> {
             hash,
             outlier: outlier.map(outlier_of),
             max_requests,
+            tls,
         }
     }
 }

@@ -332,6 +332,22 @@ pub struct Endpoint {
     /// WorkloadEntry name and labels (for metrics).
     pub workload: String,
     pub version: Option<String>,
+    /// Send plaintext HTTP/2 instead of mTLS (auto-mTLS: the server's PeerAuthentication
+    /// is DISABLE, or a DestinationRule's `tls.mode: DISABLE`).
+    #[serde(default)]
+    pub plaintext: bool,
+}
+
+impl Endpoint {
+    /// The identity a connection to this endpoint is pooled and verified under; empty for
+    /// plaintext.
+    pub fn tls_identity(&self) -> &str {
+        if self.plaintext {
+            ""
+        } else {
+            &self.identity
+        }
+    }
 }
 
 /// The sidecar's inbound side: who it is and what it accepts.
@@ -341,8 +357,11 @@ pub struct Inbound {
     pub namespace: String,
     /// This workload's SPIFFE id.
     pub identity: String,
-    /// Only peers with certificates from this trust domain are accepted (STRICT mTLS).
+    /// Only peers with certificates from this trust domain are accepted.
     pub trust_domain: String,
+    /// What the inbound side accepts: mTLS, plaintext or both (PeerAuthentication).
+    #[serde(default)]
+    pub mtls: crate::mtls::InboundMtls,
     /// Services this workload backs (for `destination_service` in metrics).
     pub services: Vec<String>,
     pub version: Option<String>,

@@ -9,6 +9,7 @@ pub mod config;
 mod ext_authz;
 mod matching;
 pub mod mesh;
+pub mod mtls;
 mod policy;
 pub mod registry;
 pub mod report;

@@ -52,6 +52,8 @@ pub(crate) struct DrSettings {
     pub hash: Option<HashKey>,
     pub outlier: Option<Outlier>,
     pub max_requests: Option<u32>,
+    /// `tls.mode` (the subset's over the top level).
+    pub tls: Option<weft_api::ClientTlsMode>,
 }
 
 pub(crate) fn hash_of(tp: Option<&weft_api::TrafficPolicy>) -> Option<HashKey> {

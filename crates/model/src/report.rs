@@ -150,24 +150,8 @@ pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
                     &mut push,
                 );
             }
-            Spec::PeerAuthentication(pa) => {
-                let mode = pa.mtls.as_ref().and_then(|m| m.mode);
-                let named = match mode {
-                    Some(weft_api::MtlsMode::Permissive) => Some("PERMISSIVE"),
-                    Some(weft_api::MtlsMode::Disable) => Some("DISABLE"),
-                    None | Some(weft_api::MtlsMode::Strict) | Some(weft_api::MtlsMode::Unset) => {
-                        None
-                    }
-                };
-                if let Some(named) = named {
-                    push(format!(
-                        "mtls.mode {named} (weft enforces STRICT mTLS everywhere)"
-                    ));
-                }
-                if !pa.port_level_mtls.is_empty() {
-                    push("portLevelMtls".into());
-                }
-            }
+            // Every mode and port-level override is enforced.
+            Spec::PeerAuthentication(_) => {}
             Spec::AuthorizationPolicy(ap) => crate::authz::report(ap, mesh, &mut push),
             Spec::RequestAuthentication(_) => push("RequestAuthentication (JWT)".into()),
             Spec::Telemetry(_) => push("Telemetry".into()),
@@ -182,9 +166,18 @@ fn traffic_policy(v: &Value, prefix: &str, push: &mut impl FnMut(String)) {
     extra_keys(
         v,
         prefix,
-        &["loadBalancer", "outlierDetection", "connectionPool"],
+        &["loadBalancer", "outlierDetection", "connectionPool", "tls"],
         push,
     );
+    if let Some(tls) = v.get("tls") {
+        match tls.get("mode").and_then(Value::as_str) {
+            Some("SIMPLE") | Some("MUTUAL") => push(format!(
+                "{prefix}tls.mode {} (TLS origination is not built; the mesh's mTLS is used)",
+                tls["mode"].as_str().unwrap_or_default()
+            )),
+            _ => extra_keys(tls, &format!("{prefix}tls."), &["mode"], push),
+        }
+    }
     if let Some(lb) = v.get("loadBalancer") {
         extra_keys(
             lb,

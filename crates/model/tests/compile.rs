@@ -302,15 +302,11 @@ fn unimplemented_semantics_are_reported_not_ignored() {
         .iter()
         .map(|n| format!("{} {}", n.resource, n.what))
         .collect();
-    for expected in [
-        "PeerAuthentication/game/default mtls.mode",
-        "Gateway/game/public servers[1].tls",
-    ] {
-        assert!(
-            whats.iter().any(|w| w.starts_with(expected)),
-            "missing {expected:?} in {whats:#?}"
-        );
-    }
+    let expected = "Gateway/game/public servers[1].tls";
+    assert!(
+        whats.iter().any(|w| w.starts_with(expected)),
+        "missing {expected:?} in {whats:#?}"
+    );
     // Implemented fields are not reported.
     assert!(
         !whats.iter().any(|w| [
@@ -600,23 +596,23 @@ spec:
 
 #[test]
 fn reports_say_modes_in_istios_words_not_rust_debug_text() {
-    let pa = r#"
+    let dr = r#"
 ---
-apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {name: lax, namespace: game}
-spec: {mtls: {mode: PERMISSIVE}}
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: originate, namespace: game}
+spec: {host: player, trafficPolicy: {tls: {mode: SIMPLE}}}
 "#;
-    let loaded = weft_api::load_str(&format!("{MESH}{pa}"), "mesh.yaml");
+    let loaded = weft_api::load_str(&format!("{MESH}{dr}"), "mesh.yaml");
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
     let what: Vec<String> = not_enforced(&loaded.resources)
         .into_iter()
-        .filter(|n| n.resource == "PeerAuthentication/game/lax")
+        .filter(|n| n.resource == "DestinationRule/game/originate")
         .map(|n| n.what)
         .collect();
     assert_eq!(
         what,
-        ["mtls.mode PERMISSIVE (weft enforces STRICT mTLS everywhere)"]
+        ["trafficPolicy.tls.mode SIMPLE (TLS origination is not built; the mesh's mTLS is used)"]
     );
     for n in not_enforced(&resources()) {
         assert!(

@@ -40,6 +40,8 @@ pub enum LocalReply {
     /// An AuthorizationPolicy denied the request (403 `RBAC: access denied`; a gRPC
     /// request gets `grpc-status: 7`, PERMISSION_DENIED, as Envoy maps 403).
     Denied { grpc: bool },
+    /// A plaintext request to a port whose PeerAuthentication is STRICT (403).
+    PlaintextRefused { port: u32 },
     /// An external authorizer (CUSTOM policy) denied: its status, headers and body (`UAEX`).
     ExtAuthzDenied {
         status: StatusCode,
@@ -86,7 +88,8 @@ impl LocalReply {
             | LocalReply::CorsIgnored
             // Envoy has no response flag for an RBAC denial (its details say
             // `rbac_access_denied_matched_policy[…]`): `-`, as Istio's metrics show it.
-            | LocalReply::Denied { .. } => ResponseFlags::NONE,
+            | LocalReply::Denied { .. }
+            | LocalReply::PlaintextRefused { .. } => ResponseFlags::NONE,
         }
     }
 
@@ -155,6 +158,10 @@ impl LocalReply {
                 *resp.headers_mut() = *headers;
                 resp
             }
+            LocalReply::PlaintextRefused { port } => text(
+                StatusCode::FORBIDDEN,
+                &format!("port {port} requires mutual TLS (PeerAuthentication STRICT); plaintext requests are refused"),
+            ),
             LocalReply::ExtAuthzError { status } => {
                 let mut resp = Response::new(empty());
                 *resp.status_mut() = status;

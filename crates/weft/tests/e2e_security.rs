@@ -9,6 +9,7 @@ use std::time::Duration;
 
 const PLAYER_HOST: &str = "player.necpgame.svc.cluster.local:8080";
 const LEADERBOARD_HOST: &str = "leaderboard.necpgame.svc.cluster.local:8080";
+const INVENTORY_PATH: &str = "/api/v1/inventory/items";
 
 /// `METHOD url` through `proxy` (an HTTP proxy address, as an app's HTTP_PROXY) or straight
 /// to a gateway: (status, body).
@@ -240,4 +241,66 @@ fn a_custom_policy_asks_a_real_external_authorizer_at_the_gateway() {
     // Paths the CUSTOM rule does not match never go to the authorizer.
     let other = get("/api/v1/player/1", None);
     assert!(other.starts_with("HTTP/1.1 200"), "{other}");
+}
+
+/// `curl` straight to a sidecar's inbound port, as a client without a sidecar: the HTTP
+/// status, or `None` when the connection is refused or cut.
+fn plaintext_status(inbound: &str) -> Option<u16> {
+    let out = curl(&[
+        "-s",
+        "-m",
+        "5",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-H",
+        &format!("Host: {INVENTORY_HOST}"),
+        &format!("http://{inbound}/api/v1/inventory/items"),
+    ]);
+    let code: u16 = stdout_of(&out).trim().parse().unwrap_or(0);
+    (out.status.success() && code != 0).then_some(code)
+}
+
+/// Istio's "Mutual TLS Migration" task: a client without a sidecar reaches a PERMISSIVE
+/// workload in plaintext, and is refused once the namespace is STRICT — while mesh traffic
+/// keeps flowing through both changes.
+#[test]
+fn mutual_tls_migration_from_permissive_to_strict() {
+    let mesh = Mesh::up_with("mtls-migration", |dir| {
+        // The task runs without authorization policies.
+        std::fs::remove_file(dir.join("authorization-policy.yaml")).expect("removing policies");
+        edit(
+            &dir.join("peer-authentication.yaml"),
+            "mode: STRICT",
+            "mode: PERMISSIVE",
+        );
+    });
+    let inbound = mesh.addr(INVENTORY_V1_SIDECAR, "inbound");
+    assert_eq!(
+        plaintext_status(&inbound),
+        Some(200),
+        "PERMISSIVE takes plaintext"
+    );
+    let mut conn = HttpConn::connect(&mesh.gateway()).unwrap();
+    assert_eq!(
+        conn.get(GAME_HOST, INVENTORY_PATH, &[]).unwrap().status,
+        200
+    );
+
+    // Lock the namespace down: plaintext is refused, the mesh still works.
+    edit(
+        &mesh.config_dir.join("peer-authentication.yaml"),
+        "mode: PERMISSIVE",
+        "mode: STRICT",
+    );
+    poll_until(
+        "STRICT to refuse the plaintext client",
+        Duration::from_secs(10),
+        || plaintext_status(&inbound).is_none().then_some(()),
+    );
+    let r = conn
+        .get_retry_closed(GAME_HOST, INVENTORY_PATH, &[])
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
 }

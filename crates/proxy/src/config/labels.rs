@@ -23,6 +23,9 @@ pub struct OwnLabels {
     pub source: Arc<PeerLabels>,
     /// As the destination of a request: the template each caller's labels fill in.
     pub destination: PeerLabels,
+    /// As the destination of a plaintext request (PERMISSIVE or DISABLE): the caller is
+    /// unknown and the connection is not mTLS.
+    pub plaintext: Arc<PeerLabels>,
 }
 
 fn version(config: &ProxyConfig) -> String {
@@ -45,17 +48,30 @@ pub fn own(config: &ProxyConfig, who: &Who) -> OwnLabels {
         connection_security_policy: "unknown".into(),
         ..Default::default()
     };
+    let destination = PeerLabels {
+        reporter: "destination".into(),
+        destination_workload: who.workload.into(),
+        destination_workload_namespace: who.namespace.into(),
+        destination_principal: who.principal.into(),
+        destination_version: version,
+        connection_security_policy: "mutual_tls".into(),
+        ..Default::default()
+    };
+    let plaintext = PeerLabels {
+        source_workload: "unknown".into(),
+        source_workload_namespace: "unknown".into(),
+        source_principal: "unknown".into(),
+        source_version: "unknown".into(),
+        destination_service: "unknown".into(),
+        destination_service_name: "unknown".into(),
+        destination_service_namespace: "unknown".into(),
+        connection_security_policy: "none".into(),
+        ..destination.clone()
+    };
     OwnLabels {
         source: who.metrics.intern(source),
-        destination: PeerLabels {
-            reporter: "destination".into(),
-            destination_workload: who.workload.into(),
-            destination_workload_namespace: who.namespace.into(),
-            destination_principal: who.principal.into(),
-            destination_version: version,
-            connection_security_policy: "mutual_tls".into(),
-            ..Default::default()
-        },
+        destination,
+        plaintext: who.metrics.intern(plaintext),
     }
 }
 

@@ -140,7 +140,7 @@ async fn apply(state: &Arc<ProxyState>, push: &pb::ConfigPush) -> Result<(), Str
         .flat_map(|c| {
             c.endpoints
                 .iter()
-                .map(|e| (e.address.clone(), e.identity.clone()))
+                .map(|e| (e.address.clone(), e.tls_identity().to_string()))
         })
         .collect();
     state.config.store(Arc::new(active));

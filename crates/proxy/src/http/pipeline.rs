@@ -158,6 +158,9 @@ async fn phases(
     };
     // The peer metadata is the proxies' own; the app never sees it.
     req.headers_mut().remove(crate::telemetry::PEER_HEADER);
+    if let Some(r) = plaintext_refused(&req, cfg, conn) {
+        return Answer::reply(r, rec);
+    }
     let allowed = if cfg.authz.is_empty() || conn.side == Side::Outbound {
         Vec::new()
     } else {
@@ -193,6 +196,9 @@ fn authenticate(
     rec: &mut RequestRecord,
 ) {
     let Some(peer_id) = &conn.peer_identity else {
+        if conn.side == Side::Inbound {
+            rec.peers = cfg.own.plaintext.clone();
+        }
         return;
     };
     let none = HeaderValue::from_static("");
@@ -206,6 +212,25 @@ fn authenticate(
         crate::telemetry::peer::apply_peer_metadata(&mut l, meta.to_str().unwrap_or(""), peer_id);
         state.metrics.intern(l)
     });
+}
+
+/// A plaintext request to a port whose PeerAuthentication is STRICT (the connection was
+/// admitted because another port of this workload takes plaintext).
+fn plaintext_refused(
+    req: &Request<Incoming>,
+    cfg: &ActiveConfig,
+    conn: &Conn,
+) -> Option<LocalReply> {
+    if conn.side != Side::Inbound || conn.peer_identity.is_some() {
+        return None;
+    }
+    let mtls = &cfg.config.inbound.as_ref()?.mtls;
+    let port = authority(req)
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or(80);
+    (mtls.for_port(port) == weft_model::mtls::InboundMode::Strict)
+        .then_some(LocalReply::PlaintextRefused { port })
 }
 
 /// The request's authority: the absolute-form URI's, else the Host header.

@@ -159,7 +159,7 @@ pub async fn forward(
                         | TryError::ConnectionTerminated { .. }
                 ) {
                     up.pool
-                        .evict(&pick.endpoint.address, &pick.endpoint.identity);
+                        .evict(&pick.endpoint.address, pick.endpoint.tls_identity());
                 }
                 let replay_ok = !e.sent() || out.body.replayable();
                 let retriable = replay_ok && e.retry_allowed(up.policy.retry_on);
@@ -226,13 +226,13 @@ async fn try_once(
     let started = Instant::now();
     let send = async {
         let e = &pick.endpoint;
-        let mut sender =
-            up.pool
-                .get(&e.address, &e.identity)
-                .await
-                .map_err(|err| TryError::Connect {
-                    detail: err.to_string(),
-                })?;
+        let mut sender = up
+            .pool
+            .get(&e.address, e.tls_identity())
+            .await
+            .map_err(|err| TryError::Connect {
+                detail: err.to_string(),
+            })?;
         sender
             .try_send_request(out.request())
             .await

@@ -55,7 +55,7 @@ pub fn mirror(
             }
             let p = lb.pick().ok_or("no endpoint for the mirror")?;
             let mut sender = pool
-                .get(&p.endpoint.address, &p.endpoint.identity)
+                .get(&p.endpoint.address, p.endpoint.tls_identity())
                 .await
                 .map_err(|e| e.to_string())?;
             let mut req = Request::new(body.body().boxed());

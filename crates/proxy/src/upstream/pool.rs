@@ -1,6 +1,7 @@
 //! Pooled mTLS HTTP/2 connections to peer sidecars: one multiplexed connection per
 //! (peer address, expected identity), so a connection verified for one identity is never
-//! reused for another. Connects are bounded (Istio's default connectTimeout, 10 s),
+//! reused for another. An empty identity is a plaintext (h2c) connection, for peers that
+//! auto-mTLS or a DestinationRule says take plaintext. Connects are bounded (Istio's default connectTimeout, 10 s),
 //! connections are kept alive with HTTP/2 pings, and slots for endpoints that left the
 //! config are dropped on every push.
 
@@ -113,10 +114,6 @@ impl PeerPool {
     }
 
     async fn connect(&self, addr: &str, identity: &str) -> Result<SendRequest<Body>, ConnectError> {
-        let creds = self.tls.current.load_full();
-        let cfg = creds
-            .client_for(identity)
-            .map_err(ConnectError::Credentials)?;
         let tcp = TcpStream::connect(addr)
             .await
             .map_err(|source| ConnectError::Tcp {
@@ -124,6 +121,23 @@ impl PeerPool {
                 source,
             })?;
         let _ = tcp.set_nodelay(true);
+        let mut h2 = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT);
+        let h2_error = |source| ConnectError::H2 {
+            addr: addr.into(),
+            source,
+        };
+        if identity.is_empty() {
+            let (sender, conn) = h2.handshake(TokioIo::new(tcp)).await.map_err(h2_error)?;
+            spawn_conn(conn, addr, "plaintext");
+            return Ok(sender);
+        }
+        let creds = self.tls.current.load_full();
+        let cfg = creds
+            .client_for(identity)
+            .map_err(ConnectError::Credentials)?;
         let name =
             rustls::pki_types::ServerName::try_from("weft.mesh").expect("static name is valid");
         let tls = tokio_rustls::TlsConnector::from(cfg)
@@ -134,25 +148,27 @@ impl PeerPool {
                 identity: identity.into(),
                 source,
             })?;
-        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .keep_alive_interval(KEEPALIVE_INTERVAL)
-            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-            .handshake(TokioIo::new(tls))
-            .await
-            .map_err(|source| ConnectError::H2 {
-                addr: addr.into(),
-                source,
-            })?;
-        let span = tracing::info_span!("upstream_conn", peer = %addr, identity = %identity);
-        tokio::spawn(
-            async move {
-                if let Err(e) = conn.await {
-                    debug!(error = %e, "upstream connection closed with error");
-                }
-            }
-            .instrument(span),
-        );
+        let (sender, conn) = h2.handshake(TokioIo::new(tls)).await.map_err(h2_error)?;
+        spawn_conn(conn, addr, identity);
         Ok(sender)
     }
+}
+
+/// Drives a client connection until it closes.
+fn spawn_conn<T>(
+    conn: hyper::client::conn::http2::Connection<T, Body, TokioExecutor>,
+    addr: &str,
+    identity: &str,
+) where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let span = tracing::info_span!("upstream_conn", peer = %addr, identity = %identity);
+    tokio::spawn(
+        async move {
+            if let Err(e) = conn.await {
+                debug!(error = %e, "upstream connection closed with error");
+            }
+        }
+        .instrument(span),
+    );
 }

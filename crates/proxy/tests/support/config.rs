@@ -21,6 +21,7 @@ pub fn endpoint(p: &Proxy) -> Endpoint {
         identity: p.identity.clone(),
         workload: p.workload.clone(),
         version: None,
+        plaintext: false,
     }
 }
 
@@ -103,6 +104,11 @@ impl Config {
                 services: vec![service_host(&p.workload, &p.namespace)],
                 version: None,
                 app_http2: false,
+                // The harness's sidecars are STRICT unless a test says otherwise.
+                mtls: weft_model::mtls::InboundMtls {
+                    mode: weft_model::mtls::InboundMode::Strict,
+                    ports: Default::default(),
+                },
             }),
             ..Default::default()
         };

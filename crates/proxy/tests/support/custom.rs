@@ -109,6 +109,11 @@ impl Custom {
                 services: vec![service_host(&self.workload, NAMESPACE)],
                 version: None,
                 app_http2: false,
+                // The harness's sidecars are STRICT unless a test says otherwise.
+                mtls: weft_model::mtls::InboundMtls {
+                    mode: weft_model::mtls::InboundMode::Strict,
+                    ports: Default::default(),
+                },
             }),
             ..Default::default()
         };
@@ -129,6 +134,7 @@ impl Custom {
             identity: self.identity.clone(),
             workload: self.workload.clone(),
             version: None,
+            plaintext: false,
         }
     }
 
