@@ -33,6 +33,8 @@ pub struct ControlOptions {
     pub cert_ttl: Duration,
     /// Bearer token every proxy must present (`--token-file`); `None` accepts anyone.
     pub token: Option<String>,
+    /// Per-workload tokens (`--workload-tokens`): each admits only the proxy it names.
+    pub workload_tokens: Vec<(String, weft_protocol::auth::BoundProxy)>,
 }
 
 /// A lifecycle event, printed to stdout as one JSON line.
@@ -84,8 +86,10 @@ pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> an
         None => weft_identity::Ca::load_or_create(&opts.state_dir.join("ca"), &opts.trust_domain),
     }
     .context("setting up the mesh CA")?;
-    if opts.token.is_none() {
-        tracing::warn!("no --token-file: any local process that reaches the control plane can register a proxy and get a workload's certificate");
+    if opts.token.is_none() && opts.workload_tokens.is_empty() {
+        tracing::warn!("no --token-file or --workload-tokens: any local process that reaches the control plane can register a proxy and get a workload's certificate");
+    } else if opts.workload_tokens.is_empty() {
+        tracing::info!("one token for the whole mesh: a process holding it can ask for any workload's identity; --workload-tokens binds a token to each proxy");
     }
     let count = resources.len();
     let state = state::State::new(resources, &opts.trust_domain);
@@ -116,7 +120,10 @@ pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> an
     let result = tonic::transport::Server::builder()
         .add_service(weft_protocol::MeshServer::with_interceptor(
             service,
-            weft_protocol::auth::RequireToken::new(opts.token.clone()),
+            weft_protocol::auth::RequireToken::with_workloads(
+                opts.token.clone(),
+                opts.workload_tokens.clone(),
+            ),
         ))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;

@@ -13,7 +13,21 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 use weft_api::Spec;
 use weft_identity::{Ca, SpiffeId};
+use weft_protocol::auth::BoundProxy;
 use weft_protocol::{pb, Mesh};
+
+/// A per-workload token admits only the proxy it was made for.
+fn check_bound(bound: Option<&BoundProxy>, node: &pb::Node) -> Result<(), Status> {
+    let Some(b) = bound else { return Ok(()) };
+    if b.role == node.role && b.namespace == node.namespace && b.workload == node.workload {
+        return Ok(());
+    }
+    warn!(token_for = %b, claimed = %format!("{} {}/{}", node.role, node.namespace, node.workload), "a proxy presented another workload's token");
+    Err(Status::permission_denied(format!(
+        "this token was made for the {b}; it cannot act as {} {}/{}",
+        node.role, node.namespace, node.workload
+    )))
+}
 
 /// The Mesh service.
 pub struct MeshService {
@@ -32,6 +46,7 @@ impl Mesh for MeshService {
         &self,
         req: Request<Streaming<pb::ProxyMessage>>,
     ) -> Result<Response<PushStream>, Status> {
+        let bound = req.extensions().get::<BoundProxy>().cloned();
         let mut inbound = req.into_inner();
         let first = inbound
             .message()
@@ -42,10 +57,11 @@ impl Mesh for MeshService {
                 "the first message on the config stream must be hello",
             ));
         };
+        check_bound(bound.as_ref(), &node)?;
         let (tx, rx) = watch::channel(None);
         let state = self.state.clone();
         let proxy = node.id.clone();
-        let id = state.connect(node, tx);
+        let id = state.connect(node, tx).map_err(Status::already_exists)?;
         tokio::spawn(async move {
             loop {
                 match inbound.message().await {
@@ -77,10 +93,12 @@ impl Mesh for MeshService {
         &self,
         req: Request<pb::CertificateRequest>,
     ) -> Result<Response<pb::CertificateResponse>, Status> {
+        let bound = req.extensions().get::<BoundProxy>().cloned();
         let req = req.into_inner();
         let node = req
             .node
             .ok_or_else(|| Status::invalid_argument("certificate request without node"))?;
+        check_bound(bound.as_ref(), &node)?;
         let resources = self.state.resources();
         let sa = resources
             .iter()

@@ -70,8 +70,22 @@ impl State {
     }
 
     /// Registers a proxy stream; returns its id.
-    pub fn connect(&self, node: pb::Node, tx: PushTx) -> u64 {
+    /// Registers a proxy stream. A second proxy for a workload instance that already has a
+    /// connected one is refused (never swapped in for it): the error says which.
+    pub fn connect(&self, node: pb::Node, tx: PushTx) -> Result<u64, String> {
         let mut inner = self.inner.lock().expect("state poisoned");
+        let taken = inner.conns.values().any(|c| {
+            c.node.role == node.role
+                && c.node.namespace == node.namespace
+                && c.node.workload == node.workload
+        });
+        if taken {
+            warn!(proxy = %node.id, "refused: this workload already has a connected proxy");
+            return Err(format!(
+                "{} {}/{} already has a connected proxy; a second one is refused (stop the first, or give this one its own WorkloadEntry)",
+                node.role, node.namespace, node.workload
+            ));
+        }
         let id = inner.next_conn;
         inner.next_conn += 1;
         info!(proxy = %node.id, inbound = %node.inbound_addr, "proxy connected");
@@ -86,7 +100,7 @@ impl State {
             },
         );
         self.push_all(&mut inner);
-        id
+        Ok(id)
     }
 
     /// Forgets a proxy stream (its endpoints leave every other proxy's config).

@@ -61,13 +61,17 @@ fn channel() -> (watch::Sender<Option<pb::ConfigPush>>, Rx) {
 async fn pushes_on_connect_and_only_when_a_config_changes() {
     let state = State::new(resources(MESH), "cluster.local");
     let (tx, mut player) = channel();
-    state.connect(node("player", "127.0.0.1:1001", ""), tx);
+    state
+        .connect(node("player", "127.0.0.1:1001", ""), tx)
+        .unwrap();
     let first = next(&mut player).expect("a new proxy gets a config at once");
     assert!(next(&mut player).is_none());
 
     // inventory connects: player's config gains an endpoint, so player gets a push.
     let (tx, mut inv) = channel();
-    let id = state.connect(node("inv-v1", "127.0.0.1:1002", ""), tx);
+    let id = state
+        .connect(node("inv-v1", "127.0.0.1:1002", ""), tx)
+        .unwrap();
     assert!(next(&mut inv).is_some());
     let second = next(&mut player).expect("endpoint change reaches the other proxy");
     assert!(
@@ -100,13 +104,17 @@ async fn pushes_on_connect_and_only_when_a_config_changes() {
 async fn a_proxy_that_already_has_config_is_left_alone_during_the_reconnect_grace() {
     let state = State::new(resources(MESH), "cluster.local");
     let (tx, mut player) = channel();
-    state.connect(node("player", "127.0.0.1:1001", "41"), tx);
+    state
+        .connect(node("player", "127.0.0.1:1001", "41"), tx)
+        .unwrap();
     assert!(
         next(&mut player).is_none(),
         "a reconnecting proxy keeps its config while peers reconnect"
     );
     let (tx, mut inv) = channel();
-    state.connect(node("inv-v1", "127.0.0.1:1002", ""), tx);
+    state
+        .connect(node("inv-v1", "127.0.0.1:1002", ""), tx)
+        .unwrap();
     assert!(
         next(&mut inv).is_some(),
         "a proxy without config is served at once"
@@ -122,7 +130,9 @@ async fn a_proxy_that_already_has_config_is_left_alone_during_the_reconnect_grac
 async fn unknown_workload_gets_no_config() {
     let state = State::new(resources(MESH), "cluster.local");
     let (tx, mut ghost) = channel();
-    state.connect(node("ghost", "127.0.0.1:1003", ""), tx);
+    state
+        .connect(node("ghost", "127.0.0.1:1003", ""), tx)
+        .unwrap();
     assert!(next(&mut ghost).is_none());
 }
 
@@ -130,13 +140,19 @@ async fn unknown_workload_gets_no_config() {
 async fn a_slow_proxy_gets_the_newest_config_not_a_backlog() {
     let state = State::new(resources(MESH), "cluster.local");
     let (tx, mut player) = channel();
-    state.connect(node("player", "127.0.0.1:1001", ""), tx);
+    state
+        .connect(node("player", "127.0.0.1:1001", ""), tx)
+        .unwrap();
     // Three changes while player reads nothing: inventory comes, goes, comes back elsewhere.
     let (tx, _first) = channel();
-    let first = state.connect(node("inv-v1", "127.0.0.1:2000", ""), tx);
+    let first = state
+        .connect(node("inv-v1", "127.0.0.1:2000", ""), tx)
+        .unwrap();
     state.disconnect(first);
     let (tx, _inv) = channel();
-    state.connect(node("inv-v1", "127.0.0.1:3000", ""), tx);
+    state
+        .connect(node("inv-v1", "127.0.0.1:3000", ""), tx)
+        .unwrap();
     let latest = decode_config(&next(&mut player).expect("a push is waiting")).unwrap();
     let cluster = latest
         .clusters
@@ -148,4 +164,24 @@ async fn a_slow_proxy_gets_the_newest_config_not_a_backlog() {
         "the newest state, not an old one"
     );
     assert!(next(&mut player).is_none(), "coalesced into one push");
+}
+
+#[tokio::test]
+async fn a_second_proxy_for_a_connected_workload_is_refused_not_swapped_in() {
+    let state = State::new(resources(MESH), "cluster.local");
+    let (tx, _real) = channel();
+    let real = state
+        .connect(node("inv-v1", "127.0.0.1:2000", ""), tx)
+        .unwrap();
+    let (tx, _rogue) = channel();
+    let err = state
+        .connect(node("inv-v1", "127.0.0.1:6666", ""), tx)
+        .unwrap_err();
+    assert!(err.contains("already has a connected proxy"), "{err}");
+    // Once the real one is gone, a proxy for that workload may connect again.
+    state.disconnect(real);
+    let (tx, _again) = channel();
+    assert!(state
+        .connect(node("inv-v1", "127.0.0.1:2001", ""), tx)
+        .is_ok());
 }

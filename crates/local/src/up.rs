@@ -35,10 +35,15 @@ pub async fn up(opts: UpOptions, shutdown: impl Future<Output = ()>) -> anyhow::
         .with_context(|| format!("creating {}", opts.state_dir.display()))?;
     let mut mesh = Mesh::new(opts.clone(), &plan);
     mesh.not_enforced = not_enforced;
-    // A fresh secret per run: only processes started by this supervisor (or the same user,
-    // who can read the 0600 file) can talk to this mesh's control plane.
-    weft_protocol::auth::create_token(&mesh.token_file())
-        .with_context(|| format!("creating {}", mesh.token_file().display()))?;
+    // Fresh secrets per run, one per proxy: only processes started by this supervisor (or
+    // the same user, who can read the 0600 files) can talk to this mesh's control plane,
+    // and each token admits only the proxy it was made for.
+    mesh.create_tokens().with_context(|| {
+        format!(
+            "creating the proxies' tokens in {}",
+            mesh.opts.state_dir.display()
+        )
+    })?;
     tokio::pin!(shutdown);
     let started = async {
         for i in mesh.start_order() {

@@ -1,8 +1,10 @@
-//! Bootstrap authentication of proxies to the control plane: a shared secret (a token file
-//! the operator or `weft up` creates, mode 0600) sent as `authorization: Bearer <token>` on
-//! every call. It keeps other local users' processes from asking for a workload's identity
-//! or registering endpoints. (Per-workload attestation — Kubernetes service-account tokens —
-//! replaces it with the Kubernetes work.)
+//! Bootstrap authentication of proxies to the control plane: a token sent as
+//! `authorization: Bearer <token>` on every call. Either one secret for the whole mesh
+//! (`weft control --token-file`), which keeps other local users' processes out, or one
+//! token per workload (`--workload-tokens`, what `weft up` creates), bound to the proxy it
+//! was made for: a process holding one workload's token cannot get another workload's
+//! identity or claim its endpoint. (Kubernetes service-account tokens take this role on
+//! Kubernetes.)
 
 use std::path::Path;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -30,11 +32,15 @@ pub fn read_token(path: &Path) -> Result<String, String> {
 
 /// Writes a fresh random token (32 bytes from /dev/urandom, hex) to `path`, mode 0600.
 pub fn create_token(path: &Path) -> std::io::Result<String> {
-    use std::io::{Read, Write};
+    let token = random_token()?;
+    write_private(path, &token)?;
+    Ok(token)
+}
+
+/// Writes `text` to `path` (mode 0600, replaced atomically).
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -42,9 +48,8 @@ pub fn create_token(path: &Path) -> std::io::Result<String> {
         .truncate(true)
         .mode(0o600)
         .open(&tmp)?;
-    f.write_all(token.as_bytes())?;
-    std::fs::rename(&tmp, path)?;
-    Ok(token)
+    f.write_all(text.as_bytes())?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Client side: adds the bearer token (if any) to every call.
@@ -73,13 +78,93 @@ impl Interceptor for AddToken {
     }
 }
 
-/// Server side: refuses calls without the right token (when one is configured).
+/// The proxy a per-workload token was issued to (put in the request's extensions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundProxy {
+    /// `sidecar` or `gateway`.
+    pub role: String,
+    pub namespace: String,
+    pub workload: String,
+}
+
+impl std::fmt::Display for BoundProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}/{}", self.role, self.namespace, self.workload)
+    }
+}
+
+/// Reads a per-workload token file: one `<token> <role> <namespace>/<workload>` per line.
+pub fn read_workload_tokens(path: &Path) -> Result<Vec<(String, BoundProxy)>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read workload token file {}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = || {
+            format!(
+                "{}:{}: expected `<token> <role> <namespace>/<workload>`",
+                path.display(),
+                i + 1
+            )
+        };
+        let mut parts = line.split_whitespace();
+        let (Some(token), Some(role), Some(who), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        let (namespace, workload) = who.split_once('/').ok_or_else(bad)?;
+        out.push((
+            token.to_string(),
+            BoundProxy {
+                role: role.into(),
+                namespace: namespace.into(),
+                workload: workload.into(),
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// Writes a fresh random token (hex of 32 random bytes).
+pub fn random_token() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Server side: refuses calls without a right token (when tokens are configured).
 #[derive(Clone)]
-pub struct RequireToken(Option<String>);
+pub struct RequireToken {
+    mesh: Option<String>,
+    workloads: std::sync::Arc<Vec<(String, BoundProxy)>>,
+}
 
 impl RequireToken {
+    /// One token for the whole mesh (or `None`: open).
     pub fn new(token: Option<String>) -> RequireToken {
-        RequireToken(token)
+        RequireToken {
+            mesh: token,
+            workloads: Default::default(),
+        }
+    }
+
+    /// Per-workload tokens, and optionally a mesh-wide one beside them.
+    pub fn with_workloads(
+        mesh: Option<String>,
+        workloads: Vec<(String, BoundProxy)>,
+    ) -> RequireToken {
+        RequireToken {
+            mesh,
+            workloads: std::sync::Arc::new(workloads),
+        }
+    }
+
+    fn open(&self) -> bool {
+        self.mesh.is_none() && self.workloads.is_empty()
     }
 }
 
@@ -89,22 +174,37 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 impl Interceptor for RequireToken {
-    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
-        let Some(expected) = &self.0 else {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        if self.open() {
             return Ok(req);
-        };
+        }
         let given = req
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
-            Ok(req)
-        } else {
-            Err(Status::unauthenticated(
-                "missing or wrong control-plane token: start the proxy with --token-file pointing at the control plane's token",
-            ))
+            .unwrap_or("")
+            .to_string();
+        // Every candidate is compared, so timing does not say which one was close.
+        let mut bound = None;
+        for (token, who) in self.workloads.iter() {
+            if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+                bound = Some(who.clone());
+            }
+        }
+        let mesh = self
+            .mesh
+            .as_ref()
+            .is_some_and(|m| constant_time_eq(given.as_bytes(), m.as_bytes()));
+        match bound {
+            Some(who) => {
+                req.extensions_mut().insert(who);
+                Ok(req)
+            }
+            None if mesh => Ok(req),
+            None => Err(Status::unauthenticated(
+                "missing or wrong control-plane token: start the proxy with --token-file pointing at the token made for it",
+            )),
         }
     }
 }
@@ -136,6 +236,16 @@ mod tests {
             RequireToken::new(None).call(with(None)).is_ok(),
             "no token configured: open"
         );
+        let who = BoundProxy {
+            role: "sidecar".into(),
+            namespace: "game".into(),
+            workload: "player-v1".into(),
+        };
+        let mut per = RequireToken::with_workloads(None, vec![("p1".into(), who.clone())]);
+        let ok = per.call(with(Some("p1"))).unwrap();
+        assert_eq!(ok.extensions().get::<BoundProxy>(), Some(&who));
+        assert!(per.call(with(Some("s3cret"))).is_err());
+        assert!(per.call(with(None)).is_err());
     }
 
     #[test]

@@ -67,6 +67,10 @@ struct ControlArgs {
     /// `head -c 32 /dev/urandom | xxd -p -c 64 > token && chmod 600 token`).
     #[arg(long)]
     token_file: Option<PathBuf>,
+    /// Per-workload tokens: a file of `<token> <role> <namespace>/<workload>` lines (mode
+    /// 0600); each token admits only the proxy it names. `weft up` makes one per proxy.
+    #[arg(long)]
+    workload_tokens: Option<PathBuf>,
     /// Exit when stdin closes (set by `weft up` for its children).
     #[arg(long)]
     exit_with_parent: bool,
@@ -156,6 +160,10 @@ struct UpArgs {
     /// Private key (PKCS#8 PEM) of --ca-cert.
     #[arg(long, requires = "ca_cert")]
     ca_key: Option<PathBuf>,
+    /// Lifetime of workload certificates, in seconds (renewed at half-life; Istio's default
+    /// is 24 h).
+    #[arg(long, default_value_t = 86400, value_parser = clap::value_parser!(u64).range(2..))]
+    cert_ttl_secs: u64,
 }
 
 #[derive(clap::Args)]
@@ -338,6 +346,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 ca_files: a.ca_cert.zip(a.ca_key),
                 cert_ttl: Duration::from_secs(a.cert_ttl_secs),
                 token: read_token(a.token_file.as_deref())?,
+                workload_tokens: match &a.workload_tokens {
+                    Some(p) => {
+                        weft_protocol::auth::read_workload_tokens(p).map_err(anyhow::Error::msg)?
+                    }
+                    None => Vec::new(),
+                },
             };
             weft_control::run(opts, shutdown_signal(a.exit_with_parent)).await?;
             Ok(0)
@@ -382,6 +396,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 weft: std::env::current_exe().context("locating the weft executable")?,
                 trust_domain: a.trust_domain,
                 ca_files: a.ca_cert.zip(a.ca_key),
+                cert_ttl: Duration::from_secs(a.cert_ttl_secs),
                 traffic: (a.traffic || a.traffic_opts.duration.is_some())
                     .then(|| traffic(&a.traffic_opts)),
             };
@@ -396,6 +411,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 weft: std::env::current_exe().context("locating the weft executable")?,
                 trust_domain: "cluster.local".into(),
                 ca_files: None,
+                cert_ttl: Duration::from_secs(86400),
                 traffic: Some(traffic(&a.traffic_opts)),
             };
             Ok(weft_local::up(opts, shutdown_signal(false)).await? as u8)

@@ -304,3 +304,58 @@ fn mutual_tls_migration_from_permissive_to_strict() {
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
 }
+
+/// Starts `weft proxy` as a sidecar for `workload` with the token file `token`.
+fn rogue_sidecar(mesh: &Mesh, workload: &str, token: &std::path::Path) -> (ChildGuard, Captured) {
+    let control = mesh.ready["control"]
+        .as_str()
+        .expect("control address")
+        .to_string();
+    let (child, _out, err) = ChildGuard::spawn(
+        std::process::Command::new(WEFT)
+            .args(["proxy", "--role", "sidecar", "--workload", workload])
+            .args(["--namespace", "necpgame", "--control", &control])
+            .args(["--app", "127.0.0.1:9", "--token-file"])
+            .arg(token),
+    );
+    (child, err)
+}
+
+/// The hole Istio closes with service-account tokens: in `weft up` each proxy has its own
+/// bootstrap token, so a process holding one workload's token cannot get another's identity,
+/// and a second proxy for a connected workload is refused — never swapped in.
+#[test]
+fn a_rogue_proxy_cannot_take_another_workloads_identity_or_endpoint() {
+    let mesh = Mesh::up("rogue");
+    let tokens = mesh.state_dir.join("tokens");
+    // inventory's token, claiming to be player: no certificate, no config.
+    let (mut rogue, err) = rogue_sidecar(
+        &mesh,
+        "player-v1",
+        &tokens.join(format!("{INVENTORY_V1_SIDECAR}")),
+    );
+    let status = rogue.wait_timeout(Duration::from_secs(30));
+    assert!(!status.success());
+    let text = err.wait_closed(Duration::from_secs(10));
+    assert!(
+        text.contains("this token was made for the sidecar necpgame/inventory-v1"),
+        "{text}"
+    );
+
+    // player's own token while player is connected: refused as a second player.
+    let (mut rogue, err) = rogue_sidecar(
+        &mesh,
+        "player-v1",
+        &tokens.join(format!("{PLAYER_SIDECAR}")),
+    );
+    err.wait_for("the refusal", 0, Duration::from_secs(30), |t| {
+        t.contains("already has a connected proxy").then_some(())
+    });
+    // Every request still reaches the real player (the rogue's "app" would answer 503).
+    let mut conn = HttpConn::connect(&mesh.gateway()).unwrap();
+    for _ in 0..100 {
+        let r = conn.get(GAME_HOST, "/api/v1/player/7", &[]).unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    rogue.stop(Duration::from_secs(10));
+}

@@ -5,9 +5,31 @@ use crate::plan::App;
 use std::path::PathBuf;
 
 impl Mesh {
-    /// The control-plane token `weft up` creates for this mesh (`<state>/control-token`).
-    pub(crate) fn token_file(&self) -> PathBuf {
-        self.opts.state_dir.join("control-token")
+    /// The per-workload tokens `weft up` gives the control plane (`<state>/workload-tokens`).
+    pub(crate) fn workload_tokens_file(&self) -> PathBuf {
+        self.opts.state_dir.join("workload-tokens")
+    }
+
+    /// The token made for proxy process `name` (`<state>/tokens/<name>`): it admits only
+    /// that proxy.
+    pub(crate) fn token_file(&self, name: &str) -> PathBuf {
+        self.opts.state_dir.join("tokens").join(name)
+    }
+
+    /// Creates a fresh token for every proxy (mode 0600 files) and the control plane's list.
+    pub(crate) fn create_tokens(&self) -> std::io::Result<()> {
+        std::fs::create_dir_all(self.opts.state_dir.join("tokens"))?;
+        let mut list = String::new();
+        for p in self
+            .procs
+            .iter()
+            .filter(|p| matches!(p.role, Role::Gateway | Role::Sidecar))
+        {
+            let (name, ns) = p.workload.clone().unwrap_or_default();
+            let token = weft_protocol::auth::create_token(&self.token_file(&p.name))?;
+            list.push_str(&format!("{token} {} {ns}/{name}\n", p.role.as_str()));
+        }
+        weft_protocol::auth::write_private(&self.workload_tokens_file(), &list)
     }
 
     fn app_addr(&self, workload: &(String, String)) -> Option<String> {
@@ -79,8 +101,10 @@ impl Mesh {
                 prev("grpc"),
                 s("--trust-domain"),
                 self.opts.trust_domain.clone(),
-                s("--token-file"),
-                self.token_file().display().to_string(),
+                s("--workload-tokens"),
+                self.workload_tokens_file().display().to_string(),
+                s("--cert-ttl-secs"),
+                self.opts.cert_ttl.as_secs().to_string(),
             ]
             .into_iter()
             .chain(self.opts.ca_files.iter().flat_map(|(c, k)| {
@@ -106,7 +130,7 @@ impl Mesh {
                     s("--control"),
                     self.control_addr(),
                     s("--token-file"),
-                    self.token_file().display().to_string(),
+                    self.token_file(&p.name).display().to_string(),
                     s("--admin-listen"),
                     prev("admin"),
                 ]);
