@@ -329,11 +329,7 @@ fn a_rogue_proxy_cannot_take_another_workloads_identity_or_endpoint() {
     let mesh = Mesh::up("rogue");
     let tokens = mesh.state_dir.join("tokens");
     // inventory's token, claiming to be player: no certificate, no config.
-    let (mut rogue, err) = rogue_sidecar(
-        &mesh,
-        "player-v1",
-        &tokens.join(format!("{INVENTORY_V1_SIDECAR}")),
-    );
+    let (mut rogue, err) = rogue_sidecar(&mesh, "player-v1", &tokens.join(INVENTORY_V1_SIDECAR));
     let status = rogue.wait_timeout(Duration::from_secs(30));
     assert!(!status.success());
     let text = err.wait_closed(Duration::from_secs(10));
@@ -343,11 +339,7 @@ fn a_rogue_proxy_cannot_take_another_workloads_identity_or_endpoint() {
     );
 
     // player's own token while player is connected: refused as a second player.
-    let (mut rogue, err) = rogue_sidecar(
-        &mesh,
-        "player-v1",
-        &tokens.join(format!("{PLAYER_SIDECAR}")),
-    );
+    let (mut rogue, err) = rogue_sidecar(&mesh, "player-v1", &tokens.join(PLAYER_SIDECAR));
     err.wait_for("the refusal", 0, Duration::from_secs(30), |t| {
         t.contains("already has a connected proxy").then_some(())
     });
