@@ -29,6 +29,9 @@ pub struct ControlOptions {
     pub trust_domain: String,
     /// A user-given CA (cert, key) instead of the generated root.
     pub ca_files: Option<(PathBuf, PathBuf)>,
+    /// Istio's plug-in CA folder (`ca-cert.pem`, `ca-key.pem`, `root-cert.pem`,
+    /// `cert-chain.pem`): an intermediate signing CA under an offline root.
+    pub cacerts: Option<PathBuf>,
     /// Lifetime of workload certificates.
     pub cert_ttl: Duration,
     /// Bearer token every proxy must present (`--token-file`); `None` accepts anyone.
@@ -81,9 +84,14 @@ pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> an
     for u in &unsupported {
         tracing::warn!(what = %u, "loaded but not supported");
     }
-    let ca = match &opts.ca_files {
-        Some((cert, key)) => weft_identity::Ca::from_pem_files(cert, key, &opts.trust_domain),
-        None => weft_identity::Ca::load_or_create(&opts.state_dir.join("ca"), &opts.trust_domain),
+    let ca = match (&opts.cacerts, &opts.ca_files) {
+        (Some(dir), _) => weft_identity::Ca::from_istio_cacerts(dir, &opts.trust_domain),
+        (None, Some((cert, key))) => {
+            weft_identity::Ca::from_pem_files(cert, key, &opts.trust_domain)
+        }
+        (None, None) => {
+            weft_identity::Ca::load_or_create(&opts.state_dir.join("ca"), &opts.trust_domain)
+        }
     }
     .context("setting up the mesh CA")?;
     if opts.token.is_none() && opts.workload_tokens.is_empty() {

@@ -145,6 +145,20 @@ impl Ca {
         )
     }
 
+    /// Istio's plug-in CA layout (the `cacerts` secret's files): `ca-cert.pem` and
+    /// `ca-key.pem` sign workload certificates, `root-cert.pem` holds the trust anchor(s),
+    /// `cert-chain.pem` (optional) the chain from `ca-cert.pem` to the root.
+    pub fn from_istio_cacerts(dir: &Path, trust_domain: &str) -> Result<Ca> {
+        let chain = dir.join("cert-chain.pem");
+        Self::from_pem_files_with_root(
+            &dir.join("ca-cert.pem"),
+            &dir.join("ca-key.pem"),
+            chain.exists().then_some(chain.as_path()),
+            &dir.join("root-cert.pem"),
+            trust_domain,
+        )
+    }
+
     /// In-memory form of the constructors above. With `root_pem = None` the
     /// signing certificate is the trust anchor and `chain_pem` must be `None`.
     ///
@@ -198,14 +212,16 @@ impl Ca {
                 let roots = pem::parse_certs("CA root", root_pem)?;
                 let mut chain = Vec::new();
                 if !roots.contains(&signing_cert) {
+                    // Istio's cert-chain.pem repeats the signing certificate and the root.
+                    let extra: Vec<_> = match chain_pem {
+                        Some(chain_pem) => pem::parse_certs("CA chain", chain_pem)?
+                            .into_iter()
+                            .filter(|c| !roots.contains(c) && *c != signing_cert)
+                            .collect(),
+                        None => Vec::new(),
+                    };
                     chain.push(signing_cert);
-                    if let Some(chain_pem) = chain_pem {
-                        chain.extend(
-                            pem::parse_certs("CA chain", chain_pem)?
-                                .into_iter()
-                                .filter(|c| !roots.contains(c)),
-                        );
-                    }
+                    chain.extend(extra);
                 }
                 (chain, roots)
             }

@@ -27,6 +27,8 @@ pub struct UpOptions {
     pub trust_domain: String,
     /// A user-given CA (cert, key) for the control plane instead of a generated root.
     pub ca_files: Option<(PathBuf, PathBuf)>,
+    /// Istio's plug-in CA folder for the control plane (`--cacerts`).
+    pub cacerts: Option<PathBuf>,
     /// Lifetime of workload certificates (the control plane's `--cert-ttl-secs`).
     pub cert_ttl: Duration,
     pub traffic: Option<TrafficOptions>,

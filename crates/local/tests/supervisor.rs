@@ -66,6 +66,7 @@ spec: {{address: 127.0.0.1, labels: {{app: pg}}}}
         weft,
         trust_domain: "cluster.local".into(),
         ca_files: None,
+        cacerts: None,
         cert_ttl: Duration::from_secs(86400),
         traffic: None,
     }

@@ -148,6 +148,9 @@ pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyh
         bind_ip: opts.bind_ip,
         events: opts.events.clone(),
     });
+    shared
+        .metrics
+        .certificate(shared.tls.current.load().identity.not_after(), false);
     let admin_addr = admin.local_addr()?.to_string();
     let mut tasks = vec![tokio::spawn(admin::serve(admin, shared.clone()))];
     let ready = Event::Ready {

@@ -60,6 +60,10 @@ struct ControlArgs {
     /// Private key (PKCS#8 PEM) of --ca-cert.
     #[arg(long, requires = "ca_cert")]
     ca_key: Option<PathBuf>,
+    /// Istio's plug-in CA folder: ca-cert.pem and ca-key.pem (an intermediate that signs
+    /// workload certificates), root-cert.pem (the trust anchors), cert-chain.pem.
+    #[arg(long, conflicts_with = "ca_cert")]
+    cacerts: Option<PathBuf>,
     /// Lifetime of workload certificates, in seconds (renewed at half-life).
     #[arg(long, default_value_t = 86400)]
     cert_ttl_secs: u64,
@@ -160,6 +164,9 @@ struct UpArgs {
     /// Private key (PKCS#8 PEM) of --ca-cert.
     #[arg(long, requires = "ca_cert")]
     ca_key: Option<PathBuf>,
+    /// Istio's plug-in CA folder (see `weft control --cacerts`).
+    #[arg(long, conflicts_with = "ca_cert")]
+    cacerts: Option<PathBuf>,
     /// Lifetime of workload certificates, in seconds (renewed at half-life; Istio's default
     /// is 24 h).
     #[arg(long, default_value_t = 86400, value_parser = clap::value_parser!(u64).range(2..))]
@@ -344,6 +351,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 listen: a.listen,
                 trust_domain: a.trust_domain,
                 ca_files: a.ca_cert.zip(a.ca_key),
+                cacerts: a.cacerts,
                 cert_ttl: Duration::from_secs(a.cert_ttl_secs),
                 token: read_token(a.token_file.as_deref())?,
                 workload_tokens: match &a.workload_tokens {
@@ -396,6 +404,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 weft: std::env::current_exe().context("locating the weft executable")?,
                 trust_domain: a.trust_domain,
                 ca_files: a.ca_cert.zip(a.ca_key),
+                cacerts: a.cacerts,
                 cert_ttl: Duration::from_secs(a.cert_ttl_secs),
                 traffic: (a.traffic || a.traffic_opts.duration.is_some())
                     .then(|| traffic(&a.traffic_opts)),
@@ -411,6 +420,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 weft: std::env::current_exe().context("locating the weft executable")?,
                 trust_domain: "cluster.local".into(),
                 ca_files: None,
+                cacerts: None,
                 cert_ttl: Duration::from_secs(86400),
                 traffic: Some(traffic(&a.traffic_opts)),
             };

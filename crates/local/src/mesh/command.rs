@@ -107,6 +107,12 @@ impl Mesh {
                 self.opts.cert_ttl.as_secs().to_string(),
             ]
             .into_iter()
+            .chain(
+                self.opts
+                    .cacerts
+                    .iter()
+                    .flat_map(|d| [s("--cacerts"), d.display().to_string()]),
+            )
             .chain(self.opts.ca_files.iter().flat_map(|(c, k)| {
                 [
                     s("--ca-cert"),

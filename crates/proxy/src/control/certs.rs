@@ -1,7 +1,6 @@
 //! The proxy's certificate from the control plane's CA: a fresh key and CSR (the key never
 //! leaves this process), and renewal at half the certificate's lifetime.
 
-use super::connect;
 use super::ControlTarget;
 use crate::state::ProxyState;
 use crate::tls::{renew_after, Credentials};
@@ -35,19 +34,36 @@ pub async fn fetch(client: &mut ControlClient, node: &pb::Node) -> anyhow::Resul
     Credentials::new(identity)
 }
 
-/// Renews the certificate at half its lifetime; on failure keeps the current one and retries.
+fn secs_left(not_after: std::time::SystemTime) -> u64 {
+    not_after
+        .duration_since(std::time::SystemTime::now())
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Renews the certificate at half its lifetime; on failure keeps the current one and retries
+/// (at half of what is left each time, at least every second), saying how long it has.
 pub async fn renew(state: Arc<ProxyState>, control: ControlTarget) {
     loop {
         let not_after = state.tls.current.load().identity.not_after();
         tokio::time::sleep(renew_after(not_after)).await;
-        let mut client = connect(&control).await;
-        match fetch(&mut client, &state.node).await {
+        // One attempt: an unreachable control plane is a failed renewal, counted and
+        // logged with the time left, then retried.
+        let renewed = async {
+            let mut client = weft_protocol::auth::connect(&control.addr, control.token.as_deref())
+                .await
+                .map_err(anyhow::Error::msg)?;
+            fetch(&mut client, &state.node).await
+        };
+        match renewed.await {
             Ok(creds) => {
-                info!(identity = %creds.identity.spiffe_id(), "certificate renewed");
+                let not_after = creds.identity.not_after();
+                info!(identity = %creds.identity.spiffe_id(), expires_in_s = secs_left(not_after), "certificate renewed");
                 state.tls.current.store(Arc::new(creds));
+                state.metrics.certificate(not_after, true);
             }
             Err(e) => {
-                warn!(error = %e, "certificate renewal failed; keeping the current certificate")
+                state.metrics.renewal_failed();
+                warn!(error = %e, expires_in_s = secs_left(not_after), "certificate renewal failed; keeping the current certificate until it expires, retrying")
             }
         }
     }

@@ -12,6 +12,7 @@ use super::ResponseFlags;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::collections::{HashMap, HashSet};
@@ -34,6 +35,17 @@ pub struct PeerLabels {
     pub destination_service_name: String,
     pub destination_service_namespace: String,
     pub connection_security_policy: String,
+}
+
+/// The workload certificate's lifecycle, for alerts before it expires.
+#[derive(Default)]
+struct CertMetrics {
+    /// Unix time the current certificate expires.
+    not_after: Gauge,
+    /// Envoy's `server.days_until_first_cert_expiring`, as of the last scrape.
+    days_left: Gauge,
+    rotations: Counter,
+    renewal_failures: Counter,
 }
 
 /// Labels of an authorization decision worth counting: a denial, or a dry-run result.
@@ -119,6 +131,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     duration: Family<RequestLabels, Histogram>,
     authz: Family<AuthzLabels, Counter>,
+    cert: CertMetrics,
     interned: Mutex<HashSet<Arc<PeerLabels>>>,
     handles: RwLock<HashMap<Key, Handles>>,
     /// False only when telemetry is switched off (`weft proxy --no-telemetry`).
@@ -165,11 +178,33 @@ impl Metrics {
             "Requests denied by an AuthorizationPolicy, and dry-run policies' decisions",
             authz.clone(),
         );
+        let cert = CertMetrics::default();
+        registry.register(
+            "weft_certificate_expiration_timestamp_seconds",
+            "When the proxy's workload certificate expires (Unix time)",
+            cert.not_after.clone(),
+        );
+        registry.register(
+            "envoy_server_days_until_first_cert_expiring",
+            "Days until the proxy's workload certificate expires",
+            cert.days_left.clone(),
+        );
+        registry.register(
+            "weft_certificate_rotations",
+            "Times the workload certificate was renewed and swapped in",
+            cert.rotations.clone(),
+        );
+        registry.register(
+            "weft_certificate_renewal_failures",
+            "Renewals that failed (the current certificate stays in use until it expires)",
+            cert.renewal_failures.clone(),
+        );
         Metrics {
             registry,
             requests,
             duration,
             authz,
+            cert,
             interned: Mutex::new(HashSet::new()),
             handles: RwLock::new(HashMap::new()),
             recording,
@@ -241,8 +276,32 @@ impl Metrics {
         self.authz.get_or_create(&labels).inc();
     }
 
+    /// Records the certificate in use (`rotated`: a renewal replaced the previous one).
+    pub fn certificate(&self, not_after: std::time::SystemTime, rotated: bool) {
+        let secs = not_after
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.cert
+            .not_after
+            .set(i64::try_from(secs).unwrap_or(i64::MAX));
+        if rotated {
+            self.cert.rotations.inc();
+        }
+    }
+
+    /// Counts a failed renewal.
+    pub fn renewal_failed(&self) {
+        self.cert.renewal_failures.inc();
+    }
+
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.cert
+            .days_left
+            .set((self.cert.not_after.get() - now).max(0) / 86_400);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
