@@ -53,6 +53,19 @@ async fn permissive_takes_mtls_and_plaintext_on_one_port_and_strict_only_mtls() 
         seen.header("x-forwarded-client-cert").is_none(),
         "a plaintext caller has no certificate to name"
     );
+    // … and cannot claim one: a forged header is removed.
+    let forged = try_send(
+        pair.server.inbound(),
+        Request::get("/forged")
+            .header("host", &pair.host)
+            .header("x-forwarded-client-cert", format!("By=x;URI={CLIENT_ID}"))
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(forged.status, 200);
+    assert!(app.last().header("x-forwarded-client-cert").is_none());
     // mTLS peers still get through, with their identity.
     let mesh = pair.get("/from-mesh").await;
     assert_eq!(mesh.status, 200, "{}", mesh.body);
@@ -68,7 +81,7 @@ async fn permissive_takes_mtls_and_plaintext_on_one_port_and_strict_only_mtls() 
             ("connection_security_policy", "none"),
             ("source_workload", "unknown"),
         ],
-        1.0,
+        2.0,
     )
     .await;
     requests_total(

@@ -351,3 +351,135 @@ fn a_rogue_proxy_cannot_take_another_workloads_identity_or_endpoint() {
     }
     rogue.stop(Duration::from_secs(10));
 }
+
+fn openssl(args: &[&str]) {
+    let out = run("openssl", args);
+    assert!(
+        out.status.success(),
+        "openssl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An offline root and an intermediate signing CA under it, in Istio's `cacerts` layout.
+fn plug_in_ca(dir: &std::path::Path) {
+    let p = |f: &str| dir.join(f).display().to_string();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut root = vec!["req", "-x509"];
+    root.extend(ec);
+    let (root_key, root_cert) = (p("root-key.pem"), p("root-cert.pem"));
+    root.extend(["-keyout", &root_key, "-out", &root_cert]);
+    root.extend(["-subj", "/O=NECPGAME/CN=offline root", "-days", "3"]);
+    openssl(&root);
+    let ext = p("ca.ext");
+    std::fs::write(
+        &ext,
+        "[v3_ca]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid:always\n",
+    )
+    .unwrap();
+    let (ca_key, csr, ca_cert) = (p("ca-key.pem"), p("ca.csr"), p("ca-cert.pem"));
+    let mut req = vec!["req", "-new"];
+    req.extend(ec);
+    req.extend([
+        "-keyout",
+        &ca_key,
+        "-out",
+        &csr,
+        "-subj",
+        "/O=NECPGAME/CN=mesh intermediate",
+    ]);
+    openssl(&req);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &root_cert,
+        "-CAkey",
+        &root_key,
+        "-CAcreateserial",
+        "-out",
+        &ca_cert,
+        "-days",
+        "2",
+        "-extfile",
+        &ext,
+        "-extensions",
+        "v3_ca",
+    ]);
+    let chain = format!(
+        "{}{}",
+        std::fs::read_to_string(&ca_cert).unwrap(),
+        std::fs::read_to_string(&root_cert).unwrap()
+    );
+    std::fs::write(dir.join("cert-chain.pem"), chain).unwrap();
+}
+
+/// Istio's "Plug in CA certificates" task: workloads get certificates from an intermediate
+/// under an offline root; peers are sent the chain and verify it against the root alone.
+#[test]
+fn plugged_in_intermediate_ca_signs_workloads_and_peers_get_the_chain() {
+    let cacerts = TempDir::new("cacerts");
+    plug_in_ca(cacerts.path());
+    let dir = cacerts.path().to_str().unwrap().to_string();
+    let mesh = Mesh::up_with_args("plug-in-ca", &["--cacerts", &dir], |_| {});
+    let mut conn = HttpConn::connect(&mesh.gateway()).unwrap();
+    assert_eq!(
+        conn.get(GAME_HOST, INVENTORY_PATH, &[]).unwrap().status,
+        200
+    );
+
+    let inbound = mesh.addr(INVENTORY_V1_SIDECAR, "inbound");
+    let out = run("openssl", &["s_client", "-connect", &inbound, "-showcerts"]);
+    let text = stdout_of(&out);
+    let certs: Vec<&str> = text
+        .match_indices("-----BEGIN CERTIFICATE-----")
+        .map(|(i, _)| {
+            let end = text[i..].find("-----END CERTIFICATE-----").unwrap() + i + 25;
+            &text[i..end]
+        })
+        .collect();
+    assert_eq!(certs.len(), 2, "leaf and intermediate are sent:\n{text}");
+    let (leaf, chain) = (
+        cacerts.path().join("leaf.pem"),
+        cacerts.path().join("sent-chain.pem"),
+    );
+    std::fs::write(&leaf, format!("{}\n", certs[0])).unwrap();
+    std::fs::write(&chain, format!("{}\n", certs[1])).unwrap();
+    let root = cacerts.path().join("root-cert.pem");
+    let ok = run(
+        "openssl",
+        &[
+            "verify",
+            "-CAfile",
+            root.to_str().unwrap(),
+            "-untrusted",
+            chain.to_str().unwrap(),
+            leaf.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        ok.status.success(),
+        "{}{}",
+        stdout_of(&ok),
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    // The intermediate alone is not what peers trust: the root is.
+    let issuer = run(
+        "openssl",
+        &["x509", "-in", leaf.to_str().unwrap(), "-noout", "-issuer"],
+    );
+    assert!(
+        stdout_of(&issuer).contains("mesh intermediate"),
+        "{}",
+        stdout_of(&issuer)
+    );
+}

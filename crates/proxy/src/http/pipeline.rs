@@ -420,10 +420,17 @@ async fn to_app(
     rec: &mut RequestRecord,
 ) -> Answer {
     let (mut parts, body) = req.into_parts();
-    if let Some(xfcc) = &conn.xfcc {
-        parts
-            .headers
-            .insert("x-forwarded-client-cert", xfcc.clone());
+    // Envoy's SANITIZE_SET: the caller's certificate as verified here, or nothing — never
+    // what a plaintext caller wrote.
+    match &conn.xfcc {
+        Some(xfcc) => {
+            parts
+                .headers
+                .insert("x-forwarded-client-cert", xfcc.clone());
+        }
+        None => {
+            parts.headers.remove("x-forwarded-client-cert");
+        }
     }
     if let Some(a) = parts.uri.authority() {
         if let Ok(v) = HeaderValue::from_str(a.as_str()) {

@@ -337,6 +337,11 @@ impl Mesh {
 
     /// Like [`Mesh::up`], after `edit` changed the copied config folder.
     pub fn up_with(tag: &str, edit: impl FnOnce(&Path)) -> Mesh {
+        Mesh::up_with_args(tag, &[], edit)
+    }
+
+    /// Like [`Mesh::up_with`], with more `weft up` arguments.
+    pub fn up_with_args(tag: &str, args: &[&str], edit: impl FnOnce(&Path)) -> Mesh {
         let serial = serial();
         let dir = TempDir::new(tag);
         let config_dir = dir.path().join("config");
@@ -348,7 +353,8 @@ impl Mesh {
                 .arg("up")
                 .arg(&config_dir)
                 .arg("--state-dir")
-                .arg(&state_dir),
+                .arg(&state_dir)
+                .args(args),
         );
         let mut mesh = Mesh {
             child,
