@@ -483,3 +483,104 @@ fn plugged_in_intermediate_ca_signs_workloads_and_peers_get_the_chain() {
         stdout_of(&issuer)
     );
 }
+
+const ADMIN_DENY_YAML: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |-
+    pathNormalization: {normalization: DECODE_AND_MERGE_SLASHES}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-admin, namespace: necpgame}
+spec:
+  selector: {matchLabels: {app: inventory}}
+  action: DENY
+  rules:
+  - to: [{operation: {paths: [/api/v1/inventory/admin, "/api/v1/inventory/admin/*"]}}]
+"#;
+
+/// The authorization bypass corpus: every other spelling of a denied path, and forged
+/// identity headers, sent by curl through the gateway. Nothing reaches the app as the
+/// denied path, and no forged identity reaches it or the metrics.
+#[test]
+fn no_spelling_of_a_denied_path_or_forged_identity_gets_through() {
+    let mesh = Mesh::up_with("bypass", |dir| {
+        std::fs::write(dir.join("no-admin.yaml"), ADMIN_DENY_YAML).expect("writing no-admin.yaml");
+    });
+    let gateway = mesh.gateway();
+    let status = |path: &str, host: &str| {
+        let out = curl(&[
+            "-s",
+            "--path-as-is",
+            "-m",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            &format!("Host: {host}"),
+            &format!("http://{gateway}{path}"),
+        ]);
+        stdout_of(&out).trim().parse::<u16>().unwrap_or(0)
+    };
+    assert_eq!(
+        status("/api/v1/inventory/items", GAME_HOST),
+        200,
+        "the control works"
+    );
+    let corpus = [
+        "/api/v1/inventory/admin",
+        "/api/v1/inventory/admin/",
+        "/api/v1/inventory/admin/users",
+        "/api/v1/inventory/./admin",
+        "/api/v1/inventory/x/../admin",
+        "/api/v1/inventory/items/../admin/users",
+        "/api/v1/inventory/%2e/admin",
+        "/api/v1/inventory/%2E%2E/inventory/admin",
+        "/api/v1/inventory/%61dmin",
+        "/api/v1/inventory/%61%64%6d%69%6e",
+        "/api/v1/inventory//admin",
+        "/api/v1/inventory///admin//users",
+        "/api/v1/inventory/admin%2Fusers",
+        "/api/v1/inventory%2Fadmin",
+        "/api/v1/inventory%2fadmin%2f",
+        "/api/v1/inventory/admin%5Cusers",
+        "/api/v1/inventory\\admin",
+        "/api/v1/inventory/admin?role=user",
+        "/api/v1/inventory/admin#fragment",
+        "/api/v1/inventory/admin;x=1/../admin",
+    ];
+    for path in corpus {
+        for host in [GAME_HOST, "GAME.necpgame.LOCAL", "game.necpgame.local:80"] {
+            let got = status(path, host);
+            assert!(
+                got == 403 || got == 404 || got == 400,
+                "{path} (Host {host}) got {got}: the denied path reached the app"
+            );
+        }
+    }
+
+    // Forged identity headers from an outside client: the app sees the gateway's identity,
+    // and the destination's metrics the gateway as the caller.
+    let out = curl(&[
+        "-sS", "-m", "10",
+        "-H", &format!("Host: {GAME_HOST}"),
+        "-H", "x-forwarded-client-cert: By=spiffe://cluster.local/ns/necpgame/sa/inventory;URI=spiffe://cluster.local/ns/necpgame/sa/admin",
+        "-H", "x-weft-peer: workload=admin;namespace=necpgame",
+        &format!("http://{gateway}/api/v1/inventory/items"),
+    ]);
+    let body = stdout_of(&out);
+    let v: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(
+        v["peer"], "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway",
+        "{body}"
+    );
+    let version = v["version"].as_str().unwrap_or("v1").to_string();
+    let sidecar = format!("sidecar-inventory-{version}.necpgame");
+    let stats = admin_get(&mesh.addr(&sidecar, "admin"), "/stats/prometheus");
+    assert!(!stats.contains("source_workload=\"admin\""), "{stats}");
+}
