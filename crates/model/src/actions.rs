@@ -2,7 +2,7 @@
 //! redirect, direct response, fault injection — translated from Istio's HTTPRoute.
 
 use crate::config::{DirectResponse, Fault, HeaderOps, Redirect, RetryPolicy};
-use crate::parse_duration_ms;
+use crate::names::parse_duration_ms;
 use base64::Engine;
 
 fn percent(p: Option<&weft_api::Percent>, deprecated: Option<i32>) -> f64 {
@@ -45,7 +45,7 @@ pub fn grpc_code(name: &str) -> Option<u8> {
 pub(crate) fn fault(f: &weft_api::HttpFaultInjection) -> Fault {
     let mut out = Fault::default();
     if let Some(d) = &f.delay {
-        out.delay_ms = d.fixed_delay.as_deref().and_then(crate::parse_duration_ms);
+        out.delay_ms = d.fixed_delay.as_deref().and_then(parse_duration_ms);
         out.delay_percent = percent(d.percentage.as_ref(), d.percent);
     }
     if let Some(a) = &f.abort {

@@ -6,6 +6,7 @@
 use crate::actions::{header_ops, retry_policy};
 use crate::config::*;
 use crate::matching::{convert, host_intersection, MatchCtx};
+use crate::names::{cluster_name, parse_cluster_name, parse_duration_ms};
 use crate::policy::{hash_of, lb_of, outlier_of, DrSettings};
 use crate::registry::{fqdn, selects, spiffe_id, Registry};
 use crate::report;
@@ -525,29 +526,4 @@ impl<'a> Builder<'a> {
             tls,
         }
     }
-}
-
-/// Envoy's cluster naming: `outbound|<port>|<subset>|<host>`.
-pub fn cluster_name(port: u32, subset: Option<&str>, host: &str) -> String {
-    format!("outbound|{port}|{}|{host}", subset.unwrap_or(""))
-}
-
-pub(crate) fn parse_cluster_name(name: &str) -> Option<(u32, Option<String>, String)> {
-    let mut it = name.splitn(4, '|');
-    let _ = it.next()?;
-    let port = it.next()?.parse().ok()?;
-    let subset = it.next()?;
-    let host = it.next()?;
-    Some((
-        port,
-        (!subset.is_empty()).then(|| subset.to_string()),
-        host.to_string(),
-    ))
-}
-
-/// Parses an Istio duration (`1h`, `5m`, `2s`, `0.5s`, `250ms`) to whole milliseconds.
-pub fn parse_duration_ms(s: &str) -> Option<u64> {
-    weft_api::duration_ms(s.trim())
-        .filter(|ms| *ms >= 0.0)
-        .map(|ms| ms.round() as u64)
 }

@@ -4,7 +4,7 @@
 //! missing, not an HTTP authorizer, or one of several on one workload denies what it
 //! matches — Istio's `-deny-due-to-bad-CUSTOM-action`.
 
-use crate::compile::{cluster_name, parse_duration_ms};
+use crate::names::{cluster_name, parse_duration_ms};
 use crate::registry::fqdn;
 use serde::{Deserialize, Serialize};
 use weft_api::{ExtAuthzHttp, MeshConfig};

@@ -2,7 +2,7 @@
 //! outlier detection, circuit-breaker limits — with Istio's defaults filled in.
 
 use crate::config::{HashKey, LbPolicy, Outlier};
-use crate::parse_duration_ms;
+use crate::names::parse_duration_ms;
 use std::collections::BTreeMap;
 use weft_api::SimpleLb;
 

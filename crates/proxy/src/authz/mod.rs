@@ -5,7 +5,6 @@
 //! counted. AUDIT policies only mark a request (nothing reads the mark until access logs
 //! exist; they are reported as not enforced).
 
-pub mod ext;
 mod matchers;
 #[cfg(test)]
 mod tests;

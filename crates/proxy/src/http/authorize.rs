@@ -4,8 +4,9 @@
 //! first (whose allow may add request headers the later rules see), then DENY, then ALLOW.
 //! Dry-run decisions are logged and counted, never enforced.
 
+use super::ext_authz as ext;
 use super::pipeline::{authority, Conn};
-use crate::authz::{ext, Input};
+use crate::authz::Input;
 use crate::config::ActiveConfig;
 use crate::reply::LocalReply;
 use crate::state::ProxyState;

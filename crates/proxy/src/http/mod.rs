@@ -4,6 +4,7 @@
 
 mod authorize;
 mod edge;
+mod ext_authz;
 pub mod forwarded;
 pub mod guard;
 pub mod headers;

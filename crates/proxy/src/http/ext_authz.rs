@@ -117,7 +117,7 @@ pub async fn check(
         return error(format!("no cluster {}", p.cluster));
     };
     let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let authority = crate::http::pipeline::authority(req);
+    let authority = super::pipeline::authority(req);
     let uri = match Uri::builder()
         .scheme("http")
         .authority(if authority.is_empty() {
@@ -190,7 +190,7 @@ pub async fn check(
             headers.append(k.clone(), v.clone());
         }
     }
-    crate::http::headers::strip_hop_by_hop(&mut headers);
+    super::headers::strip_hop_by_hop(&mut headers);
     Decision::Deny(LocalReply::ExtAuthzDenied {
         status,
         headers: Box::new(headers),
