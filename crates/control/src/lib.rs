@@ -3,6 +3,7 @@
 //! (versioned, ACK/NACK), and runs the CA that signs workload certificates.
 #![forbid(unsafe_code)]
 
+pub mod ca_source;
 pub mod server;
 pub mod state;
 pub mod watch;
@@ -84,13 +85,15 @@ pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> an
     for u in &unsupported {
         tracing::warn!(what = %u, "loaded but not supported");
     }
+    use ca_source::CaSource;
     let ca = match (&opts.cacerts, &opts.ca_files) {
-        (Some(dir), _) => weft_identity::Ca::from_istio_cacerts(dir, &opts.trust_domain),
+        (Some(dir), _) => CaSource::cacerts(dir.clone(), &opts.trust_domain),
         (None, Some((cert, key))) => {
-            weft_identity::Ca::from_pem_files(cert, key, &opts.trust_domain)
+            weft_identity::Ca::from_pem_files(cert, key, &opts.trust_domain).map(CaSource::fixed)
         }
         (None, None) => {
             weft_identity::Ca::load_or_create(&opts.state_dir.join("ca"), &opts.trust_domain)
+                .map(CaSource::fixed)
         }
     }
     .context("setting up the mesh CA")?;

@@ -12,7 +12,7 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 use weft_api::Spec;
-use weft_identity::{Ca, SpiffeId};
+use weft_identity::SpiffeId;
 use weft_protocol::auth::BoundProxy;
 use weft_protocol::{pb, Mesh};
 
@@ -32,7 +32,7 @@ fn check_bound(bound: Option<&BoundProxy>, node: &pb::Node) -> Result<(), Status
 /// The Mesh service.
 pub struct MeshService {
     pub state: Arc<State>,
-    pub ca: Arc<Ca>,
+    pub ca: Arc<crate::ca_source::CaSource>,
     pub cert_ttl: Duration,
 }
 
@@ -118,6 +118,7 @@ impl Mesh for MeshService {
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let issued = self
             .ca
+            .get()
             .sign_csr(&req.csr_pem, &id, self.cert_ttl)
             .map_err(|e| Status::invalid_argument(format!("CSR rejected: {e}")))?;
         info!(proxy = %node.id, identity = %id, "certificate issued");

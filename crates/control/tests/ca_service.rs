@@ -18,7 +18,9 @@ fn service(dir: &std::path::Path) -> MeshService {
     let loaded = weft_api::load_str(MESH, "mesh.yaml");
     MeshService {
         state: State::new(loaded.resources, "cluster.local"),
-        ca: Arc::new(Ca::load_or_create(dir, "cluster.local").unwrap()),
+        ca: Arc::new(weft_control::ca_source::CaSource::fixed(
+            Ca::load_or_create(dir, "cluster.local").unwrap(),
+        )),
         cert_ttl: Duration::from_secs(3600),
     }
 }

@@ -428,6 +428,7 @@ impl<'a> Builder<'a> {
                 hash,
                 outlier,
                 max_requests,
+                max_requests_per_connection,
                 tls,
             } = self.destination_rule(&host, &namespace, subset.as_deref());
             let mut endpoints = Vec::new();
@@ -465,6 +466,7 @@ impl<'a> Builder<'a> {
                     hash,
                     outlier,
                     max_requests,
+                    max_requests_per_connection,
                 },
             );
         }
@@ -517,12 +519,19 @@ impl<'a> Builder<'a> {
             .and_then(|p| p.http.as_ref())
             .and_then(|h| h.http2_max_requests)
             .and_then(|m| u32::try_from(m).ok());
+        // Istio: 0 means unlimited.
+        let max_requests_per_connection = pool
+            .and_then(|p| p.http.as_ref())
+            .and_then(|h| h.max_requests_per_connection)
+            .and_then(|m| u32::try_from(m).ok())
+            .filter(|m| *m > 0);
         DrSettings {
             labels,
             lb,
             hash,
             outlier: outlier.map(outlier_of),
             max_requests,
+            max_requests_per_connection,
             tls,
         }
     }

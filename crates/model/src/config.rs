@@ -288,6 +288,10 @@ pub struct Cluster {
     /// (`connectionPool.http.http2MaxRequests`); beyond it requests fail fast with `UO`.
     #[serde(default)]
     pub max_requests: Option<u32>,
+    /// Requests one pooled connection carries before a new one takes over
+    /// (`connectionPool.http.maxRequestsPerConnection`; none = unlimited).
+    #[serde(default)]
+    pub max_requests_per_connection: Option<u32>,
 }
 
 /// What a consistent-hash load balancer hashes.

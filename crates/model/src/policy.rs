@@ -52,6 +52,7 @@ pub(crate) struct DrSettings {
     pub hash: Option<HashKey>,
     pub outlier: Option<Outlier>,
     pub max_requests: Option<u32>,
+    pub max_requests_per_connection: Option<u32>,
     /// `tls.mode` (the subset's over the top level).
     pub tls: Option<weft_api::ClientTlsMode>,
 }

@@ -224,12 +224,14 @@ fn traffic_policy(v: &Value, prefix: &str, push: &mut impl FnMut(String)) {
     if let Some(cp) = v.get("connectionPool") {
         extra_keys(cp, &format!("{prefix}connectionPool."), &["http"], push);
         if let Some(http) = cp.get("http") {
-            // Requests to peers are multiplexed on one HTTP/2 connection per endpoint, so the
-            // connection-count knobs have nothing to act on yet; the request limit does.
+            // Requests to peers are multiplexed on one HTTP/2 connection per endpoint: the
+            // request limit and the per-connection request count act on it; the
+            // connection-count knobs have nothing to act on yet.
+
             extra_keys(
                 http,
                 &format!("{prefix}connectionPool.http."),
-                &["http2MaxRequests"],
+                &["http2MaxRequests", "maxRequestsPerConnection"],
                 push,
             );
         }

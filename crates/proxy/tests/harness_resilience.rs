@@ -255,3 +255,33 @@ async fn consistent_hash_keeps_a_player_on_one_endpoint() {
     );
     assert_eq!(v1.app.count() + v2.app.count(), 80);
 }
+
+#[tokio::test]
+async fn max_requests_per_connection_opens_a_new_connection_past_the_count() {
+    let app = App::echo("server-app").await;
+    let control = FakeControl::start().await;
+    let server = Proxy::sidecar("server").app(app.addr).start(&control).await;
+    let client = Proxy::sidecar("client").start(&control).await;
+    control
+        .push_acked("server", &Config::sidecar(&server).build())
+        .await;
+    let relay = support::conns::Relay::start(server.inbound()).await;
+    let host = service_host("server", NAMESPACE);
+    let mut ep = endpoint(&server);
+    ep.address = relay.addr.to_string();
+    let mut c = cluster(&host, 80, vec![ep]);
+    c.max_requests_per_connection = Some(3);
+    let cfg = Config::sidecar(&client)
+        .route(&host, route_to(&c.name))
+        .cluster(c);
+    control.push_acked("client", &cfg.build()).await;
+    for i in 0..9 {
+        let resp = get(client.outbound(), &host, &format!("/{i}")).await;
+        assert_eq!(resp.status, 200, "{}", resp.body);
+    }
+    assert_eq!(
+        relay.accepted(),
+        3,
+        "3 requests per connection: 9 requests, 3 connections"
+    );
+}

@@ -228,7 +228,11 @@ async fn try_once(
         let e = &pick.endpoint;
         let mut sender = up
             .pool
-            .get(&e.address, e.tls_identity())
+            .get(
+                &e.address,
+                e.tls_identity(),
+                up.cluster.spec.max_requests_per_connection,
+            )
             .await
             .map_err(|err| TryError::Connect {
                 detail: err.to_string(),

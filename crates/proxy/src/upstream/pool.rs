@@ -42,7 +42,8 @@ pub enum ConnectError {
     Credentials(anyhow::Error),
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<SendRequest<Body>>>>;
+/// A pooled connection and the requests it has carried.
+type Slot = Arc<tokio::sync::Mutex<Option<(SendRequest<Body>, u32)>>>;
 /// (peer address, SPIFFE id the peer must present)
 type Key = (String, String);
 
@@ -61,8 +62,15 @@ impl PeerPool {
     }
 
     /// A ready HTTP/2 sender to `addr` whose certificate carried `identity`, reusing the
-    /// pooled connection when it is alive. Concurrent callers share one connect.
-    pub async fn get(&self, addr: &str, identity: &str) -> Result<SendRequest<Body>, ConnectError> {
+    /// pooled connection when it is alive and has carried fewer than `max_requests`
+    /// requests (DestinationRule `maxRequestsPerConnection`; past it a new connection takes
+    /// over and the old one finishes its streams). Concurrent callers share one connect.
+    pub async fn get(
+        &self,
+        addr: &str,
+        identity: &str,
+        max_requests: Option<u32>,
+    ) -> Result<SendRequest<Body>, ConnectError> {
         let key = (addr.to_string(), identity.to_string());
         let slot = self
             .slots
@@ -72,8 +80,10 @@ impl PeerPool {
             .or_default()
             .clone();
         let mut guard = slot.lock().await;
-        if let Some(s) = guard.as_ref() {
-            if !s.is_closed() && s.is_ready() {
+        if let Some((s, used)) = guard.as_mut() {
+            let fresh = max_requests.is_none_or(|max| *used < max);
+            if fresh && !s.is_closed() && s.is_ready() {
+                *used += 1;
                 return Ok(s.clone());
             }
         }
@@ -82,7 +92,7 @@ impl PeerPool {
         let sender = tokio::time::timeout(CONNECT_TIMEOUT, Box::pin(self.connect(addr, identity)))
             .await
             .map_err(|_| ConnectError::Timeout { addr: addr.into() })??;
-        *guard = Some(sender.clone());
+        *guard = Some((sender.clone(), 1));
         Ok(sender)
     }
 

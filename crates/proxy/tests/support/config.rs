@@ -38,6 +38,7 @@ pub fn cluster(host: &str, port: u32, endpoints: Vec<Endpoint>) -> Cluster {
         outlier: None,
         hash: None,
         max_requests: None,
+        max_requests_per_connection: None,
     }
 }
 
