@@ -584,3 +584,180 @@ fn no_spelling_of_a_denied_path_or_forged_identity_gets_through() {
     let stats = admin_get(&mesh.addr(&sidecar, "admin"), "/stats/prometheus");
     assert!(!stats.contains("source_workload=\"admin\""), "{stats}");
 }
+
+/// A root and an intermediate under it, written as `<name>-root-*.pem`, `<name>-int-*.pem`.
+fn root_and_intermediate(dir: &std::path::Path, name: &str) {
+    let p = |f: &str| dir.join(format!("{name}-{f}")).display().to_string();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let (root_key, root_cert) = (p("root-key.pem"), p("root-cert.pem"));
+    let subj = format!("/O=NECPGAME/CN=root {name}");
+    let mut root = vec!["req", "-x509"];
+    root.extend(ec);
+    root.extend([
+        "-keyout", &root_key, "-out", &root_cert, "-subj", &subj, "-days", "3",
+    ]);
+    openssl(&root);
+    let ext = p("ca.ext");
+    std::fs::write(
+        &ext,
+        "[v3_ca]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid:always\n",
+    )
+    .unwrap();
+    let (key, csr, cert) = (p("int-key.pem"), p("int.csr"), p("int-cert.pem"));
+    let isubj = format!("/O=NECPGAME/CN=intermediate {name}");
+    let mut req = vec!["req", "-new"];
+    req.extend(ec);
+    req.extend(["-keyout", &key, "-out", &csr, "-subj", &isubj]);
+    openssl(&req);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &root_cert,
+        "-CAkey",
+        &root_key,
+        "-CAcreateserial",
+        "-out",
+        &cert,
+        "-days",
+        "2",
+        "-extfile",
+        &ext,
+        "-extensions",
+        "v3_ca",
+    ]);
+}
+
+/// Writes the `cacerts` folder: signing with `signer`'s intermediate, trusting `roots`.
+fn install_cacerts(
+    keys: &std::path::Path,
+    cacerts: &std::path::Path,
+    signer: &str,
+    roots: &[&str],
+) {
+    let read = |f: String| std::fs::read_to_string(keys.join(f)).unwrap();
+    let bundle: String = roots
+        .iter()
+        .map(|r| read(format!("{r}-root-cert.pem")))
+        .collect();
+    let int = read(format!("{signer}-int-cert.pem"));
+    let chain = format!("{int}{}", read(format!("{signer}-root-cert.pem")));
+    // Written to temporary names and renamed, so no request sees a half-written file.
+    for (name, text) in [
+        ("root-cert.pem", bundle),
+        ("cert-chain.pem", chain),
+        ("ca-key.pem", read(format!("{signer}-int-key.pem"))),
+        ("ca-cert.pem", int),
+    ] {
+        let tmp = cacerts.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, cacerts.join(name)).unwrap();
+    }
+}
+
+/// Every proxy's renewals so far (admin address -> count).
+fn rotations(mesh: &Mesh) -> Vec<(String, f64)> {
+    mesh.names()
+        .into_iter()
+        .filter(|n| n.starts_with("sidecar-") || n.starts_with("gateway-"))
+        .map(|n| {
+            let admin = mesh.addr(&n, "admin");
+            let stats = admin_get(&admin, "/stats/prometheus");
+            (
+                admin,
+                metric_sum(&stats, "weft_certificate_rotations_total", &[]),
+            )
+        })
+        .collect()
+}
+
+/// Waits until every proxy renewed twice more than in `before` (so each holds a
+/// certificate and trust bundle from after the change).
+fn await_renewals(mesh: &Mesh, before: &[(String, f64)], what: &str) {
+    poll_until(what, Duration::from_secs(60), || {
+        rotations(mesh)
+            .iter()
+            .zip(before)
+            .all(|((_, now), (_, then))| *now >= then + 2.0)
+            .then_some(())
+    });
+}
+
+/// Istio's root-certificate rotation: trust old and new roots, switch the signer to an
+/// intermediate of the new root, then drop the old root — under steady load, with every
+/// peer connection re-handshaking often (maxRequestsPerConnection), and no failed request.
+#[test]
+fn the_mesh_root_rotates_under_load_with_no_failed_request() {
+    let keys = TempDir::new("root-rotation-keys");
+    let cacerts = TempDir::new("root-rotation-cacerts");
+    root_and_intermediate(keys.path(), "old");
+    root_and_intermediate(keys.path(), "new");
+    install_cacerts(keys.path(), cacerts.path(), "old", &["old"]);
+    let dir = cacerts.path().to_str().unwrap().to_string();
+    let mesh = Mesh::up_with_args(
+        "root-rotation",
+        &["--cacerts", &dir, "--cert-ttl-secs", "4"],
+        |config| {
+            edit(
+                &config.join("destination-rule.yaml"),
+                "maxRequestsPerConnection: 100",
+                "maxRequestsPerConnection: 5",
+            )
+        },
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (gateway, stop) = (mesh.gateway(), stop.clone());
+        std::thread::spawn(move || {
+            let (mut sent, mut failed) = (0u32, Vec::new());
+            let mut conn = HttpConn::connect(&gateway).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = conn.get_retry_closed(GAME_HOST, INVENTORY_PATH, &[]);
+                sent += 1;
+                match r {
+                    Ok(r) if r.status == 200 => {}
+                    Ok(r) => failed.push(format!("{} {}", r.status, r.body)),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (sent, failed)
+        })
+    };
+    for (step, signer, roots) in [
+        ("trust both roots", "old", &["old", "new"][..]),
+        (
+            "sign with the new root's intermediate",
+            "new",
+            &["old", "new"][..],
+        ),
+        ("trust only the new root", "new", &["new"][..]),
+    ] {
+        let before = rotations(&mesh);
+        install_cacerts(keys.path(), cacerts.path(), signer, roots);
+        await_renewals(&mesh, &before, step);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, failed) = load.join().unwrap();
+    assert!(sent > 100, "only {sent} requests were sent");
+    assert!(
+        failed.is_empty(),
+        "{} of {sent} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+
+    // Every sidecar now presents a chain to the new root, which alone verifies it.
+    let inbound = mesh.addr(INVENTORY_V1_SIDECAR, "inbound");
+    let out = run("openssl", &["s_client", "-connect", &inbound, "-showcerts"]);
+    let text = stdout_of(&out);
+    assert!(text.contains("intermediate new"), "{text}");
+    assert!(!text.contains("intermediate old"), "{text}");
+}

@@ -688,8 +688,14 @@ pub fn admin_get(admin: &str, path: &str) -> String {
 pub fn metric_sum(exposition: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
     exposition
         .lines()
-        .filter_map(|l| l.strip_prefix(metric)?.strip_prefix('{'))
-        .filter_map(|rest| rest.rsplit_once("} "))
+        .filter_map(|l| {
+            let rest = l.strip_prefix(metric)?;
+            // A sample without labels: `name value`.
+            match rest.strip_prefix('{') {
+                Some(r) => r.rsplit_once("} "),
+                None => rest.strip_prefix(' ').map(|v| ("", v)),
+            }
+        })
         .filter(|(lbls, _)| {
             labels
                 .iter()
