@@ -761,3 +761,88 @@ fn the_mesh_root_rotates_under_load_with_no_failed_request() {
     assert!(text.contains("intermediate new"), "{text}");
     assert!(!text.contains("intermediate old"), "{text}");
 }
+
+/// Istio's "Dry run" task: a DENY policy annotated `istio.io/dry-run` denies nothing, and
+/// says what it would have done in the sidecar's log and metrics.
+#[test]
+fn a_dry_run_policy_logs_and_counts_but_denies_nothing() {
+    let mesh = Mesh::up_with("dry-run", |dir| {
+        std::fs::write(
+            dir.join("dry-run.yaml"),
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: deny-get\n  namespace: necpgame\n  annotations: {istio.io/dry-run: \"true\"}\nspec:\n  selector: {matchLabels: {app: player}}\n  action: DENY\n  rules: [{to: [{operation: {methods: [GET]}}]}]\n",
+        )
+        .expect("writing dry-run.yaml");
+    });
+    let mut conn = HttpConn::connect(&mesh.gateway()).unwrap();
+    for _ in 0..5 {
+        let r = conn.get(GAME_HOST, "/api/v1/player/1", &[]).unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let admin = mesh.addr(PLAYER_SIDECAR, "admin");
+    poll_until("the dry-run count", Duration::from_secs(10), || {
+        let s = admin_get(&admin, "/stats/prometheus");
+        let would = [
+            ("policy", "necpgame.deny-get"),
+            ("decision", "denied"),
+            ("dry_run", "true"),
+        ];
+        (metric_sum(&s, "weft_authorization_decisions_total", &would) >= 5.0).then_some(())
+    });
+    let log = std::fs::read_to_string(mesh.state_dir.join(format!("logs/{PLAYER_SIDECAR}.log")))
+        .unwrap_or_default();
+    assert!(
+        log.contains("authorization dry-run") && log.contains("necpgame.deny-get"),
+        "{log}"
+    );
+}
+
+/// Istio's "Ingress access control" task: ipBlocks judge the connection's address;
+/// remoteIpBlocks the original client, from X-Forwarded-For as far as MeshConfig's
+/// numTrustedProxies trusts it.
+#[test]
+fn ingress_access_control_by_client_address() {
+    let mesh = Mesh::up_with("ingress-ip", |dir| {
+        std::fs::write(
+            dir.join("ingress-ip.yaml"),
+            r#"apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |-
+    defaultConfig:
+      gatewayTopology: {numTrustedProxies: 1}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ingress-policy, namespace: istio-system}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  action: DENY
+  rules: [{from: [{source: {remoteIpBlocks: [203.0.113.0/24]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: loopback-only, namespace: istio-system}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  action: ALLOW
+  rules: [{from: [{source: {ipBlocks: [127.0.0.0/8]}}]}]
+"#,
+        )
+        .expect("writing ingress-ip.yaml");
+    });
+    let mut conn = HttpConn::connect(&mesh.gateway()).unwrap();
+    let via = |conn: &mut HttpConn, xff: &str| {
+        conn.get_retry_closed(GAME_HOST, INVENTORY_PATH, &[("x-forwarded-for", xff)])
+            .unwrap()
+            .status
+    };
+    // One trusted hop in front of the gateway: the client is the last XFF entry.
+    assert_eq!(via(&mut conn, "198.51.100.7"), 200);
+    assert_eq!(via(&mut conn, "203.0.113.9"), 403);
+    assert_eq!(
+        via(&mut conn, "203.0.113.9, 198.51.100.7"),
+        200,
+        "only one hop is trusted"
+    );
+}
