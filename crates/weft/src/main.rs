@@ -197,8 +197,10 @@ struct DemoAppArgs {
     service: String,
     #[arg(long, default_value = "v1")]
     version: String,
-    #[arg(long, default_value = "127.0.0.1:0")]
-    listen: SocketAddr,
+    /// Where to listen; default: `$WEFT_APP_ADDRESS` (what `weft up` tells every app), else
+    /// 127.0.0.1:0.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
     #[arg(long)]
     identity: Option<String>,
     #[arg(long, default_value_t = 0)]
@@ -428,7 +430,15 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Cmd::DemoApp(a) => {
             let mut cfg = weft_demo::DemoAppConfig::new(a.service, a.version);
-            cfg.listen = a.listen;
+            cfg.listen = match a.listen {
+                Some(l) => l,
+                None => match std::env::var("WEFT_APP_ADDRESS") {
+                    Ok(v) => v.parse().with_context(|| {
+                        format!("WEFT_APP_ADDRESS {v:?} is not an address like 127.0.0.1:8080")
+                    })?,
+                    Err(_) => "127.0.0.1:0".parse().expect("static address"),
+                },
+            };
             cfg.identity = a.identity;
             cfg.latency = Duration::from_millis(a.latency_ms);
             cfg.error_rate = a.error_rate;

@@ -1035,6 +1035,25 @@ fn sidecar_outbound_http1_and_h2c_carry_the_caller_identity() {
 fn weft_status_lists_every_process_running() {
     let mesh = Mesh::up("status");
     let names = mesh.names();
+    // The built-in demo apps learn where to listen as every app does: WEFT_APP_ADDRESS.
+    let app = mesh.pid("app-player-v1.necpgame");
+    let environ = std::fs::read(format!("/proc/{app}/environ")).unwrap_or_default();
+    let cmdline = std::fs::read(format!("/proc/{app}/cmdline")).unwrap_or_default();
+    let env_vars: Vec<String> = environ
+        .split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    assert!(
+        env_vars
+            .iter()
+            .any(|v| v.starts_with("WEFT_APP_ADDRESS=127.0.0.1:")),
+        "{env_vars:?}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&cmdline).contains("--listen"),
+        "no --listen flag: {}",
+        String::from_utf8_lossy(&cmdline)
+    );
     assert_eq!(
         names.len(),
         12,

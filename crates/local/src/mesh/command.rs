@@ -49,7 +49,7 @@ impl Mesh {
     /// The environment of process `i`: an app is told where its sidecar's outbound
     /// listener is, the way HTTP clients understand (`HTTP_PROXY`/`http_proxy`, which the
     /// sidecar serves as absolute-form requests), plus `WEFT_OUTBOUND`, and its own listen
-    /// address (`WEFT_APP_ADDRESS`, `PORT`).
+    /// address (`WEFT_APP_ADDRESS`, `PORT`) — command apps and the built-in demo app alike.
     pub(super) fn env(&self, i: usize) -> Vec<(String, String)> {
         let p = &self.procs[i];
         if p.role != Role::App {
@@ -69,10 +69,14 @@ impl Mesh {
             env.push(("no_proxy".into(), "localhost,127.0.0.1,::1".into()));
             env.push(("WEFT_OUTBOUND".into(), o));
         }
-        if let Some(App::Command { address, .. }) = &p.app {
-            // Without a configured address: bind port 0 and say where (a ready event).
-            let address = address
-                .clone()
+        {
+            // Without a configured address: bind port 0 and say where (a ready event); a
+            // restart reuses the address it reported.
+            let configured = match &p.app {
+                Some(App::Command { address, .. }) => address.clone(),
+                _ => None,
+            };
+            let address = configured
                 .or_else(|| field(&p.ready, "address"))
                 .unwrap_or_else(|| "127.0.0.1:0".into());
             env.push(("WEFT_APP_ADDRESS".into(), address.clone()));
@@ -175,8 +179,6 @@ impl Mesh {
                     error_rate.to_string(),
                     s("--identity"),
                     identity.clone(),
-                    s("--listen"),
-                    prev("address"),
                 ],
                 Some(App::Command { command, .. }) => {
                     return (PathBuf::from("/bin/sh"), vec![s("-c"), command.clone()])
