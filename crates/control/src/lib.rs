@@ -3,6 +3,7 @@
 //! (versioned, ACK/NACK), and runs the CA that signs workload certificates.
 #![forbid(unsafe_code)]
 
+pub mod jwks;
 pub mod server;
 pub mod state;
 pub mod watch;
@@ -33,6 +34,8 @@ pub struct ControlOptions {
     pub cert_ttl: Duration,
     /// Bearer token every proxy must present (`--token-file`); `None` accepts anyone.
     pub token: Option<String>,
+    /// How often fetched JWKS are fetched again ([`jwks::DEFAULT_REFRESH`]: Istio's 20 min).
+    pub jwks_refresh: Duration,
 }
 
 /// A lifecycle event, printed to stdout as one JSON line.
@@ -88,7 +91,10 @@ pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> an
         tracing::warn!("no --token-file: any local process that reaches the control plane can register a proxy and get a workload's certificate");
     }
     let count = resources.len();
+    let jwks = jwks::Jwks::new(opts.jwks_refresh);
+    let fetched = jwks.prefetch(&resources).await;
     let state = state::State::new(resources, &opts.trust_domain);
+    state.set_jwks(fetched);
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("binding the control plane on {}", opts.listen))?;
@@ -102,8 +108,10 @@ pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> an
     let watcher = tokio::spawn(watch::run(
         opts.config_dir.clone(),
         state.clone(),
+        jwks.clone(),
         unsupported,
     ));
+    let refresher = tokio::spawn(jwks.run(state.clone()));
     let grace = tokio::spawn(async move {
         tokio::time::sleep(state::RECONNECT_GRACE).await;
         state.push_now();
@@ -121,6 +129,7 @@ pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> an
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;
     watcher.abort();
+    refresher.abort();
     grace.abort();
     result.context("control plane gRPC server")
 }
