@@ -314,3 +314,64 @@ fn cors_preflights_skip_the_check_and_the_realm_is_the_url() {
         .unwrap();
     assert_eq!(realm(&long, "http").len(), "https://h".len() + 256);
 }
+
+#[test]
+fn hostile_tokens_and_keys_are_refused_without_panicking() {
+    let mut rng = fastrand::Rng::with_seed(7);
+    let e = engine(vec![
+        rule(),
+        JwtProvider {
+            issuer: "hmac".into(),
+            jwks: Some(r#"{"keys":[{"kty":"oct","k":"c2VjcmV0"},{"kty":"EC","crv":"P-521","x":"AA","y":"AA"},{"kty":"nope"},7]}"#.into()),
+            ..rule()
+        },
+    ]);
+    let seeds = [
+        sign(Algorithm::RS256, K1, Some("k1"), good("a")),
+        sign(Algorithm::ES256, EC, Some("ec1"), good("a")),
+        sign(
+            Algorithm::RS256,
+            K1,
+            None,
+            json!({"iss": "hmac", "exp": u64::MAX, "nbf": i64::MIN, "aud": [1, 2]}),
+        ),
+    ];
+    let alphabet = b"ABCxyz019-_.=%/+ \xc3\xa9";
+    for i in 0..3000 {
+        let mut t = seeds[i % seeds.len()].clone().into_bytes();
+        for _ in 0..rng.usize(1..4) {
+            match rng.u8(0..3) {
+                0 if !t.is_empty() => {
+                    let at = rng.usize(0..t.len());
+                    t[at] = alphabet[rng.usize(0..alphabet.len())];
+                }
+                1 if !t.is_empty() => {
+                    let at = rng.usize(0..t.len());
+                    t.truncate(at);
+                }
+                _ => t.extend_from_slice(b".e30"),
+            }
+        }
+        let t = String::from_utf8_lossy(&t).into_owned();
+        let Ok(mut req) = Request::get(format!("/?access_token={}", t.replace(' ', "%20")))
+            .header("authorization", format!("Bearer {t}"))
+            .body(())
+        else {
+            continue;
+        };
+        let _ = e.authenticate(&mut req);
+    }
+    // A header-only HS256 key cannot verify a token signed for another family.
+    let hs = encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"iss": "hmac"}),
+        &EncodingKey::from_secret(b"secret"),
+    )
+    .unwrap();
+    assert_eq!(status(&e, bearer(&hs)), None, "the oct key verifies HS256");
+    let rs_as_hmac = sign(Algorithm::RS256, K1, None, json!({"iss": "hmac"}));
+    assert_eq!(
+        status(&e, bearer(&rs_as_hmac)),
+        Some(Status::VerificationFail)
+    );
+}
