@@ -175,7 +175,10 @@ pub async fn fetch(key: &JwksKey, timeout: Duration) -> Result<String, String> {
 async fn get(url: &str, timeout: Duration) -> Result<String, String> {
     match tokio::time::timeout(timeout, get_once(url)).await {
         Ok(r) => r,
-        Err(_) => Err(format!("GET {url}: no answer within {timeout:?}")),
+        Err(_) => Err(format!(
+            "GET {url}: no answer within {} ms",
+            timeout.as_millis()
+        )),
     }
 }
 
@@ -224,7 +227,7 @@ async fn get_once(url: &str) -> Result<String, String> {
     let text = String::from_utf8_lossy(&body).into_owned();
     if !status.is_success() {
         let head: String = text.chars().take(100).collect();
-        return Err(format!("GET {url}: status {}, {head:?}", status.as_u16()));
+        return Err(format!("GET {url}: status {}: {head}", status.as_u16()));
     }
     Ok(text)
 }

@@ -137,7 +137,7 @@ fn compile(v: Value) -> Result<Key, String> {
             use jsonwebtoken::jwk::EllipticCurve::*;
             match p.curve {
                 P256 | P384 => Family::Ec,
-                _ => return Err(format!("EC curve {:?} is not supported", p.curve)),
+                _ => return Err("only the EC curves P-256 and P-384 are supported".into()),
             }
         }
         AlgorithmParameters::OctetKeyPair(_) => Family::Okp,
