@@ -119,6 +119,8 @@ pub const DR_UNKNOWN_HOST: &str = "WA0114";
 pub const DEPRECATED: &str = "WA0003";
 /// A setting Istio accepts but ignores where it is written.
 pub const IGNORED_SETTING: &str = "WA0116";
+/// A route matching JWT claims on a gateway no RequestAuthentication selects.
+pub const JWT_CLAIM_ROUTE_WITHOUT_AUTHN: &str = "WA0117";
 /// Two resources with the same kind, namespace and name.
 pub const DUPLICATE_RESOURCE: &str = "WA0115";
 /// Configuration weft loads but does not enforce yet (the list the mesh prints).
@@ -137,6 +139,7 @@ pub fn istio_code(code: &str) -> Option<&'static str> {
         CONFLICTING_VS => "IST0109",
         SHADOWED_ROUTE => "IST0130",
         SHADOWED_MATCH => "IST0131",
+        JWT_CLAIM_ROUTE_WITHOUT_AUTHN => "IST0149",
         _ => return None,
     })
 }
@@ -159,6 +162,7 @@ pub const CODES: &[CodeInfo] = &[
     CodeInfo { code: SHADOWED_ROUTE, severity: Severity::Warning, summary: "an HTTP route that can never match: an earlier route always matches first (IST0130-like)" },
     CodeInfo { code: SHADOWED_MATCH, severity: Severity::Info, summary: "one match entry of an HTTP route is covered by an earlier route (the route matches other requests)" },
     CodeInfo { code: DR_UNKNOWN_HOST, severity: Severity::Warning, summary: "DestinationRule host matches no ServiceEntry host (the rule applies to nothing)" },
+    CodeInfo { code: JWT_CLAIM_ROUTE_WITHOUT_AUTHN, severity: Severity::Error, summary: "a route matches @request.auth.claims on a gateway whose workload no RequestAuthentication selects: it never matches (IST0149)" },
     CodeInfo { code: DUPLICATE_RESOURCE, severity: Severity::Error, summary: "the same kind/namespace/name defined twice (Kubernetes keeps one object per name; weft refuses to load it)" },
     CodeInfo { code: DEPRECATED, severity: Severity::Warning, summary: "a deprecated field Istio still honours (istioctl warns about it too)" },
     CodeInfo { code: IGNORED_SETTING, severity: Severity::Warning, summary: "a setting Istio accepts but ignores where it is written (e.g. a Sidecar egress bind without a port)" },

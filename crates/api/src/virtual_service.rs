@@ -355,3 +355,51 @@ pub struct L4MatchAttributes {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_namespace: Option<String>,
 }
+
+/// The header-match name Istio reads as a JWT claim condition.
+pub const JWT_CLAIM_HEADER: &str = "@request.auth.claims";
+
+/// The claim path a header-match name names, as Istio parses it: `@request.auth.claims.a.b`
+/// (`.`-separated) or `@request.auth.claims[a][b]`; `None` for an ordinary header name.
+pub fn routing_claim(name: &str) -> Option<Vec<String>> {
+    let prefix = name.get(..JWT_CLAIM_HEADER.len())?;
+    if !prefix.eq_ignore_ascii_case(JWT_CLAIM_HEADER) {
+        return None;
+    }
+    let rest = &name[JWT_CLAIM_HEADER.len()..];
+    if let Some(dotted) = rest.strip_prefix('.').filter(|r| !r.is_empty()) {
+        return Some(dotted.split('.').map(str::to_string).collect());
+    }
+    let inner = rest.strip_prefix('[')?.strip_suffix(']')?;
+    (!inner.is_empty()).then(|| inner.split("][").map(str::to_string).collect())
+}
+
+#[cfg(test)]
+mod claim_tests {
+    use super::routing_claim;
+
+    #[test]
+    fn claim_names_parse_as_istio_reads_them() {
+        let v = |s: &[&str]| Some(s.iter().map(|x| x.to_string()).collect::<Vec<_>>());
+        assert_eq!(routing_claim("@request.auth.claims.key1"), v(&["key1"]));
+        assert_eq!(
+            routing_claim("@request.auth.claims.key1.KEY2"),
+            v(&["key1", "KEY2"])
+        );
+        assert_eq!(
+            routing_claim("@request.auth.claims[a@b.io][k]"),
+            v(&["a@b.io", "k"])
+        );
+        assert_eq!(routing_claim("@request.auth.claims.[key1]"), v(&["[key1]"]));
+        for bad in [
+            "@request.auth.claims",
+            "@request.auth.claims.",
+            "@request.auth.claims-abc",
+            "@request.auth.claimskey1",
+            "@request.auth.claims[key1",
+            "x-some-header",
+        ] {
+            assert_eq!(routing_claim(bad), None, "{bad}");
+        }
+    }
+}

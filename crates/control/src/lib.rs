@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ca_source;
+pub mod jwks;
 pub mod server;
 pub mod state;
 pub mod watch;
@@ -39,6 +40,8 @@ pub struct ControlOptions {
     pub token: Option<String>,
     /// Per-workload tokens (`--workload-tokens`): each admits only the proxy it names.
     pub workload_tokens: Vec<(String, weft_protocol::auth::BoundProxy)>,
+    /// How often fetched JWKS are fetched again ([`jwks::DEFAULT_REFRESH`]: Istio's 20 min).
+    pub jwks_refresh: Duration,
 }
 
 /// A lifecycle event, printed to stdout as one JSON line.
@@ -103,7 +106,10 @@ pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> an
         tracing::info!("one token for the whole mesh: a process holding it can ask for any workload's identity; --workload-tokens binds a token to each proxy");
     }
     let count = resources.len();
+    let jwks = jwks::Jwks::new(opts.jwks_refresh);
+    let fetched = jwks.prefetch(&resources).await;
     let state = state::State::new(resources, &opts.trust_domain);
+    state.set_jwks(fetched);
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("binding the control plane on {}", opts.listen))?;
@@ -117,8 +123,10 @@ pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> an
     let watcher = tokio::spawn(watch::run(
         opts.config_dir.clone(),
         state.clone(),
+        jwks.clone(),
         unsupported,
     ));
+    let refresher = tokio::spawn(jwks.run(state.clone()));
     let grace = tokio::spawn(async move {
         tokio::time::sleep(state::RECONNECT_GRACE).await;
         state.push_now();
@@ -139,6 +147,7 @@ pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> an
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;
     watcher.abort();
+    refresher.abort();
     grace.abort();
     result.context("control plane gRPC server")
 }

@@ -1,5 +1,5 @@
-//! The control plane's state, under one lock: the last good resources, the connected
-//! proxies, and what each was last sent. Any change (config reload, proxy connect or
+//! The control plane's state, under one lock: the last good resources, the JWKS fetched for
+//! them, the connected proxies, and what each was last sent. Any change (config reload, proxy connect or
 //! disconnect) recompiles every proxy and pushes only configs that changed.
 
 use std::collections::HashMap;
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tracing::{info, warn};
 use weft_api::Resource;
-use weft_model::{compile, LiveProxy, ProxyConfig, ProxyRef, Registry, Role};
+use weft_model::{compile, FetchedJwks, LiveProxy, ProxyConfig, ProxyRef, Registry, Role};
 use weft_protocol::{encode_config, pb};
 
 /// Sender half of one proxy's push stream: a single slot holding the newest config, so
@@ -26,6 +26,8 @@ struct Conn {
 
 struct Inner {
     resources: Arc<Vec<Resource>>,
+    /// The JWKS fetched for RequestAuthentication `jwksUri`s ([`crate::jwks`]).
+    jwks: FetchedJwks,
     conns: HashMap<u64, Conn>,
     next_conn: u64,
     version: u64,
@@ -48,6 +50,7 @@ impl State {
         Arc::new(State {
             inner: Mutex::new(Inner {
                 resources: Arc::new(resources),
+                jwks: FetchedJwks::new(),
                 conns: HashMap::new(),
                 next_conn: 0,
                 version: 0,
@@ -66,6 +69,16 @@ impl State {
     pub fn set_resources(&self, resources: Vec<Resource>) {
         let mut inner = self.inner.lock().expect("state poisoned");
         inner.resources = Arc::new(resources);
+        self.push_all(&mut inner);
+    }
+
+    /// Replaces the fetched JWKS documents and pushes what changed.
+    pub fn set_jwks(&self, jwks: FetchedJwks) {
+        let mut inner = self.inner.lock().expect("state poisoned");
+        if inner.jwks == jwks {
+            return;
+        }
+        inner.jwks = jwks;
         self.push_all(&mut inner);
     }
 
@@ -174,7 +187,8 @@ impl State {
                 inbound_addr: c.node.inbound_addr.clone(),
             })
             .collect();
-        let registry = Registry::build(&inner.resources, &live);
+        let mut registry = Registry::build(&inner.resources, &live);
+        registry.jwks = inner.jwks.clone();
         let resources = inner.resources.clone();
         let mut version = inner.version;
         for conn in inner.conns.values_mut() {

@@ -51,7 +51,12 @@ async fn settle(rx: &mut mpsc::UnboundedReceiver<()>) -> bool {
 
 /// Watches `dir` until the task is dropped; pushes each good reload. `unsupported` is what
 /// the folder held at start-up that weft knows but does not support.
-pub async fn run(dir: PathBuf, state: Arc<State>, mut unsupported: Vec<String>) {
+pub async fn run(
+    dir: PathBuf,
+    state: Arc<State>,
+    jwks: Arc<crate::jwks::Jwks>,
+    mut unsupported: Vec<String>,
+) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut watcher =
         match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
@@ -92,6 +97,8 @@ pub async fn run(dir: PathBuf, state: Arc<State>, mut unsupported: Vec<String>) 
                 not_enforced.extend(now_unsupported.iter().cloned());
                 unsupported = now_unsupported;
                 info!(resources = resources.len(), "config reloaded");
+                // Keys a new jwksUri names are fetched before the config that names it goes out.
+                state.set_jwks(jwks.prefetch(&resources).await);
                 state.set_resources(resources);
                 crate::emit(&Event::ConfigApplied {
                     resources: state.resources().len(),

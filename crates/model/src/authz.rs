@@ -226,15 +226,34 @@ fn applies(
     namespace: &str,
     labels: &BTreeMap<String, String>,
 ) -> bool {
-    if ap.target_ref.is_some() || !ap.target_refs.is_empty() {
+    let targeted = ap.target_ref.is_some() || !ap.target_refs.is_empty();
+    in_scope(
+        r,
+        ap.selector.as_ref(),
+        targeted,
+        root_namespace,
+        namespace,
+        labels,
+    )
+}
+
+/// Istio's policy attachment for sidecars and classic gateways: a policy with
+/// `targetRef(s)` attaches to none of them; otherwise it applies when it is in the root
+/// namespace or the workload's, and its selector (if any) picks the workload.
+pub(crate) fn in_scope(
+    r: &Resource,
+    selector: Option<&weft_api::LabelSelector>,
+    targeted: bool,
+    root_namespace: &str,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    if targeted {
         return false;
     }
     let ns = r.namespace();
     (ns == root_namespace || ns == namespace)
-        && ap
-            .selector
-            .as_ref()
-            .is_none_or(|s| selects(&s.match_labels, labels))
+        && selector.is_none_or(|s| selects(&s.match_labels, labels))
 }
 
 fn field(attr: AuthzAttr, values: &[String], not_values: &[String], out: &mut Vec<AuthzField>) {
@@ -387,9 +406,6 @@ pub(crate) fn report(
         Action::Allow | Action::Deny => {}
     }
     for (i, rule) in ap.rules.iter().flatten().enumerate() {
-        let jwt = |what: &str| {
-            format!("rules[{i}] {what} (JWT is not validated yet, so no request has a request principal or claims: these never match)")
-        };
         for (j, s) in rule
             .from
             .iter()
@@ -397,17 +413,12 @@ pub(crate) fn report(
             .filter_map(|f| f.source.as_ref())
             .enumerate()
         {
-            if !s.request_principals.is_empty() || !s.not_request_principals.is_empty() {
-                push(jwt(&format!("from[{j}].source.requestPrincipals")));
-            }
             if !s.trust_domains.is_empty() || !s.not_trust_domains.is_empty() {
                 push(format!("rules[{i}].from[{j}].source.trustDomains (not evaluated: this source never matches)"));
             }
         }
         for (j, c) in rule.when.iter().flatten().enumerate() {
-            if c.key.starts_with("request.auth.") {
-                push(jwt(&format!("when[{j}] {}", c.key)));
-            } else if condition_attr(&c.key).is_none() {
+            if condition_attr(&c.key).is_none() {
                 push(format!(
                     "rules[{i}].when[{j}] key {} (not evaluated: its values never match)",
                     c.key

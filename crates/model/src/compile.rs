@@ -96,6 +96,15 @@ pub fn compile(
     b.extra_clusters.extend(authorizers);
     b.cfg.authz = authz;
     b.used.extend(policies);
+    let (authn, policies) = crate::authn::authn_for(
+        resources,
+        crate::mesh::root_namespace(resources),
+        &workload.namespace,
+        &workload.labels,
+        &registry.jwks,
+    );
+    b.cfg.authn = authn;
+    b.used.extend(policies);
     b.clusters(trust_domain);
     let used = b.used;
     let mut cfg = b.cfg;

@@ -18,6 +18,10 @@ pub struct ProxyConfig {
     /// AuthorizationPolicies that select this proxy's workload (inbound and gateways).
     #[serde(default)]
     pub authz: crate::authz::Authz,
+    /// RequestAuthentications (JWT rules) that select this proxy's workload (inbound and
+    /// gateways).
+    #[serde(default)]
+    pub authn: crate::authn::Authn,
     /// Mesh-wide settings (MeshConfig).
     #[serde(default)]
     pub mesh: crate::mesh::MeshOptions,
@@ -134,7 +138,22 @@ pub struct RouteMatch {
     /// Query parameters (names case-sensitive).
     #[serde(default)]
     pub query_params: Vec<HeaderMatcher>,
+    /// Claims of the request's validated JWT (`@request.auth.claims.a.b` header matches):
+    /// a string claim, or any string in a list claim, must match. A request without a
+    /// validated token (and every request on a sidecar) has no claims.
+    #[serde(default)]
+    pub claims: Vec<ClaimMatcher>,
+    /// Claims that must NOT match (the same keys under `withoutHeaders`).
+    #[serde(default)]
+    pub without_claims: Vec<ClaimMatcher>,
     pub ignore_uri_case: bool,
+}
+
+/// A condition on a JWT claim; `path` names nested claims (`["group", "id"]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClaimMatcher {
+    pub path: Vec<String>,
+    pub matcher: StringMatcher,
 }
 
 /// Istio's StringMatch, after validation (exactly one form).

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod actions;
+pub mod authn;
 pub mod authz;
 pub mod compile;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod report;
 mod retry_on;
 
 pub use actions::{grpc_code, retry_policy};
+pub use authn::{Authn, FetchedJwks, JwksKey, JwtProvider, TokenLocation};
 pub use authz::{Authz, AuthzAction, AuthzAttr, AuthzField, AuthzPolicy, AuthzRule};
 pub use compile::{compile, CompileError, ProxyRef, Role};
 pub use config::*;

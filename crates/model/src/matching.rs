@@ -3,7 +3,7 @@
 //! decided here, per proxy, at compile time; the rest become request matchers. A match
 //! that cannot apply to this proxy is dropped — never widened into match-everything.
 
-use crate::config::{HeaderMatcher, RouteMatch, StringMatcher};
+use crate::config::{ClaimMatcher, HeaderMatcher, RouteMatch, StringMatcher};
 use crate::registry::selects;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -71,11 +71,23 @@ pub(crate) fn convert(
     if m.port.is_some_and(|p| p != ctx.port) {
         return None;
     }
+    // `@request.auth.claims.*` names are conditions on the validated JWT, not headers.
     let headers = |map: &BTreeMap<String, weft_api::StringMatch>| -> Vec<HeaderMatcher> {
         map.iter()
+            .filter(|(k, _)| weft_api::routing_claim(k).is_none())
             .map(|(k, v)| HeaderMatcher {
                 name: k.to_ascii_lowercase(),
                 matcher: string_matcher(v),
+            })
+            .collect()
+    };
+    let claims = |map: &BTreeMap<String, weft_api::StringMatch>| -> Vec<ClaimMatcher> {
+        map.iter()
+            .filter_map(|(k, v)| {
+                Some(ClaimMatcher {
+                    path: weft_api::routing_claim(k)?,
+                    matcher: string_matcher(v),
+                })
             })
             .collect()
     };
@@ -86,6 +98,8 @@ pub(crate) fn convert(
         authority: m.authority.as_ref().map(string_matcher),
         headers: headers(&m.headers),
         without_headers: headers(&m.without_headers),
+        claims: claims(&m.headers),
+        without_claims: claims(&m.without_headers),
         query_params: m
             .query_params
             .iter()

@@ -47,6 +47,9 @@ pub struct Registry {
     pub services: BTreeMap<String, Service>,
     /// Keyed by (namespace, name).
     pub workloads: BTreeMap<(String, String), Workload>,
+    /// The JWKS documents the control plane fetched for RequestAuthentication `jwksUri`s
+    /// (not from the config: [`Registry::build`] leaves it empty, the control plane fills it).
+    pub jwks: crate::authn::FetchedJwks,
 }
 
 /// Istio's short-name rule: a host without dots is in the namespace of the config object.

@@ -153,7 +153,7 @@ pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
             // Every mode and port-level override is enforced.
             Spec::PeerAuthentication(_) => {}
             Spec::AuthorizationPolicy(ap) => crate::authz::report(ap, mesh, &mut push),
-            Spec::RequestAuthentication(_) => push("RequestAuthentication (JWT)".into()),
+            Spec::RequestAuthentication(ra) => crate::authn::report(ra, &mut push),
             Spec::Telemetry(_) => push("Telemetry".into()),
             Spec::MeshConfig(mc) => crate::mesh::report(mc, &mut push),
             Spec::Sidecar(_) => push("Sidecar (egress/ingress scoping)".into()),

@@ -51,6 +51,16 @@ pub enum LocalReply {
     /// The external authorizer failed and the provider does not fail open: its
     /// `statusOnError` with no body (`UAEX`).
     ExtAuthzError { status: StatusCode },
+    /// RequestAuthentication refused the request's token, as Envoy's `jwt_authn` answers:
+    /// 401 (403 for a wrong audience), the reason as the body, a `www-authenticate: Bearer`
+    /// challenge naming the request's URL; gRPC requests get UNAUTHENTICATED (16) or
+    /// PERMISSION_DENIED (7).
+    JwtRejected {
+        status: StatusCode,
+        reason: &'static str,
+        realm: String,
+        grpc: bool,
+    },
 }
 
 /// The body of an authorization denial (Envoy's RBAC filter's).
@@ -86,6 +96,8 @@ impl LocalReply {
             | LocalReply::Direct { .. }
             | LocalReply::CorsPreflight { .. }
             | LocalReply::CorsIgnored
+            // Envoy's JWT filter sets no response flag either.
+            | LocalReply::JwtRejected { .. }
             // Envoy has no response flag for an RBAC denial (its details say
             // `rbac_access_denied_matched_policy[…]`): `-`, as Istio's metrics show it.
             | LocalReply::Denied { .. }
@@ -167,6 +179,12 @@ impl LocalReply {
                 *resp.status_mut() = status;
                 resp
             }
+            LocalReply::JwtRejected {
+                status,
+                reason,
+                realm,
+                grpc,
+            } => jwt_rejected(status, reason, &realm, grpc),
             LocalReply::Denied { grpc: false } => {
                 let mut resp = Response::new(full(RBAC_DENIED));
                 *resp.status_mut() = StatusCode::FORBIDDEN;
@@ -187,6 +205,41 @@ impl LocalReply {
             }
         }
     }
+}
+
+fn jwt_rejected(
+    status: StatusCode,
+    reason: &'static str,
+    realm: &str,
+    grpc: bool,
+) -> Response<Body> {
+    let mut resp = if grpc {
+        let mut resp = Response::new(empty());
+        let code = if status == StatusCode::FORBIDDEN {
+            "7"
+        } else {
+            "16"
+        };
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        h.insert("grpc-status", HeaderValue::from_static(code));
+        h.insert("grpc-message", HeaderValue::from_static(reason));
+        resp
+    } else {
+        let mut resp = Response::new(full(reason));
+        *resp.status_mut() = status;
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        resp
+    };
+    let challenge = format!("Bearer realm=\"{realm}\", error=\"invalid_token\"");
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    resp
 }
 
 /// A plain-text reply (Envoy-style: the reason in the body).

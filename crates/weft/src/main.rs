@@ -344,6 +344,19 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// istiod's `PILOT_JWT_PUB_KEY_REFRESH_INTERVAL` (a duration such as `20m`, `30s`): how
+/// often the control plane fetches RequestAuthentication JWKS again.
+fn jwks_refresh() -> anyhow::Result<Duration> {
+    const VAR: &str = "PILOT_JWT_PUB_KEY_REFRESH_INTERVAL";
+    match std::env::var(VAR) {
+        Err(_) => Ok(weft_control::jwks::DEFAULT_REFRESH),
+        Ok(v) => weft_model::parse_duration_ms(&v)
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis)
+            .ok_or_else(|| anyhow::anyhow!("{VAR}={v:?} is not a duration such as 20m or 30s")),
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.cmd {
         Cmd::Control(a) => {
@@ -362,6 +375,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     }
                     None => Vec::new(),
                 },
+                jwks_refresh: jwks_refresh()?,
             };
             weft_control::run(opts, shutdown_signal(a.exit_with_parent)).await?;
             Ok(0)

@@ -1,6 +1,7 @@
 //! The cross-resource checks, one module per area; each appends [`Finding`]s.
 
 mod conflicts;
+mod jwt;
 mod lenient;
 mod routes;
 mod security;
@@ -20,6 +21,7 @@ pub(crate) fn run_all(ix: &Index<'_>, out: &mut Vec<Finding>) {
     conflicts::check(ix, out);
     workloads::check(ix, out);
     security::check(ix, out);
+    jwt::check(ix, out);
     lenient::check(ix, out);
 }
 

@@ -381,6 +381,14 @@ fn http_route(errs: &mut Errs, at: &str, h: &HttpRoute, delegate_vs: bool, mesh:
     }
 }
 
+/// Istio refuses JWT claim matches in a VirtualService bound to no gateway: sidecars
+/// validate no tokens, so the claims never exist there.
+fn claim_on_mesh(errs: &mut Errs, at: &str, name: &str, mesh: bool) {
+    if mesh && crate::routing_claim(name).is_some() {
+        errs.key(at, format!("JWT claim based routing (key: {name}) is only supported on gateways, not when the VirtualService applies to the mesh"));
+    }
+}
+
 fn http_match(errs: &mut Errs, at: &str, m: &HttpMatchRequest, mesh: bool) {
     if let Some(u) = &m.uri {
         string_match(u, &format!("{at}.uri"), "uri", EmptyPrefix::Allowed, errs);
@@ -405,13 +413,12 @@ fn http_match(errs: &mut Errs, at: &str, m: &HttpMatchRequest, mesh: bool) {
         if k.is_empty() {
             errs.key(&hat, "header match names must not be empty");
         }
-        if k.starts_with("@request.auth.claims") && mesh {
-            errs.key(&hat, "JWT claim matches (@request.auth.claims.*) are only supported on gateways, not when the VirtualService applies to the mesh");
-        }
+        claim_on_mesh(errs, &hat, k, mesh);
         string_match(sm, &hat, "header", EmptyPrefix::Rejected, errs);
     }
     for (k, sm) in &m.without_headers {
         let hat = format!("{at}.withoutHeaders.{k}");
+        claim_on_mesh(errs, &hat, k, mesh);
         if sm.regex.as_deref() == Some("*") {
             continue;
         }

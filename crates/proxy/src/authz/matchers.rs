@@ -1,6 +1,7 @@
 //! The value forms of AuthorizationPolicy fields, compiled once per config: Istio's string
 //! forms (`exact`, `prefix*`, `*suffix`, `*` for any non-empty value), path templates
-//! (`{*}` one segment, `{**}` any rest), IPs and CIDRs, port numbers.
+//! (`{*}` one segment, `{**}` any rest), IPs and CIDRs, port numbers, and Istio's
+//! `iss/sub` forms of requestPrincipals.
 
 use ipnet::IpNet;
 use regex::Regex;
@@ -103,6 +104,8 @@ pub(super) enum Values {
     Strings(Vec<Str>),
     Ips(Vec<IpNet>),
     Ports(Vec<u16>),
+    /// requestPrincipals: `iss/sub` forms (issuer matcher, subject matcher).
+    RequestPrincipals(Vec<(Str, Str)>),
 }
 
 /// A compiled [`AuthzField`].
@@ -119,7 +122,40 @@ pub(super) enum Actual<'a> {
     Owned(String),
     Ip(IpAddr),
     Port(u16),
+    /// A JWT claim: a string, or a list whose strings each count.
+    Claim(&'a serde_json::Value),
+    /// The JWT's issuer and subject.
+    RequestPrincipal(&'a str, Option<&'a str>),
     Absent,
+}
+
+/// Istio's requestPrincipals form: split at the last `/` into issuer and subject; `*` any
+/// (non-empty) both; `*x` a suffix (of the issuer when `x` has a `/`, the subject is then
+/// exact); `x*` a prefix (of the subject when `x` has a `/`, the issuer then exact);
+/// otherwise both exact (no `/`: an empty subject).
+fn request_principal(v: &str) -> (Str, Str) {
+    let (iss, sub, slash) = match v.rfind('/') {
+        Some(i) => (&v[..i], &v[i + 1..], true),
+        None => (v, "", false),
+    };
+    let exact = |s: &str| Str::Exact(s.to_string());
+    if v == "*" {
+        (Str::Any, Str::Any)
+    } else if let Some(rest) = v.strip_prefix('*') {
+        match slash {
+            true if iss == "*" => (Str::Any, exact(sub)),
+            true => (Str::Suffix(iss[1..].to_string()), exact(sub)),
+            false => (Str::Any, Str::Suffix(rest.to_string())),
+        }
+    } else if let Some(rest) = v.strip_suffix('*') {
+        match slash {
+            true if sub == "*" => (exact(iss), Str::Any),
+            true => (exact(iss), Str::Prefix(sub[..sub.len() - 1].to_string())),
+            false => (Str::Prefix(rest.to_string()), Str::Any),
+        }
+    } else {
+        (exact(iss), exact(sub))
+    }
 }
 
 fn ip_net(v: &str) -> Result<IpNet, String> {
@@ -149,6 +185,9 @@ fn compile_values(attr: &AuthzAttr, list: &[String]) -> Result<Option<Values>, S
         AuthzAttr::Host => Values::Strings(list.iter().map(|v| Str::parse(v, true)).collect()),
         AuthzAttr::Header(_) | AuthzAttr::Method => {
             Values::Strings(list.iter().map(|v| Str::header(v)).collect())
+        }
+        AuthzAttr::RequestPrincipal => {
+            Values::RequestPrincipals(list.iter().map(|v| request_principal(v)).collect())
         }
         AuthzAttr::Namespace => Values::Strings(
             list.iter()
@@ -181,6 +220,12 @@ fn any(values: &Values, actual: &Actual) -> bool {
         (Values::Strings(list), Actual::Owned(s)) => list.iter().any(|m| m.matches(s)),
         (Values::Ips(list), Actual::Ip(ip)) => list.iter().any(|n| n.contains(ip)),
         (Values::Ports(list), Actual::Port(p)) => list.contains(p),
+        (Values::Strings(list), Actual::Claim(v)) => crate::authn::claims::strings(v)
+            .iter()
+            .any(|s| list.iter().any(|m| m.matches(s))),
+        (Values::RequestPrincipals(list), Actual::RequestPrincipal(iss, sub)) => list
+            .iter()
+            .any(|(mi, ms)| mi.matches(iss) && sub.is_some_and(|s| ms.matches(s))),
         _ => false,
     }
 }

@@ -2,9 +2,13 @@
 //! compiled when a config is applied, evaluated per request in Istio's order — DENY
 //! policies first (any match denies), then ALLOW policies (when there are any, one must
 //! match) — with dry-run policies evaluated the same way on the side and only logged and
-//! counted. AUDIT policies only mark a request (nothing reads the mark until access logs
+//! counted. JWT attributes (requestPrincipals, `request.auth.*`) read the token that
+//! request authentication validated; a request without one has none of them. AUDIT
+//! policies only mark a request (nothing reads the mark until access logs
 //! exist; they are reported as not enforced).
 
+#[cfg(test)]
+mod jwt_tests;
 mod matchers;
 #[cfg(test)]
 mod tests;
@@ -32,6 +36,8 @@ pub struct Input<'a> {
     pub path: &'a str,
     pub headers: &'a HeaderMap,
     pub sni: Option<&'a str>,
+    /// The request's validated JWT (RequestAuthentication), if it carried one.
+    pub jwt: Option<&'a crate::authn::Verified>,
 }
 
 impl Input<'_> {
@@ -46,6 +52,13 @@ impl Input<'_> {
         let (ns, rest) = rest.split_once('/')?;
         let sa = rest.strip_prefix("sa/")?;
         Some((ns, sa))
+    }
+
+    /// A top-level claim of the request's JWT.
+    fn claim(&self, name: &[&str]) -> Actual<'_> {
+        self.jwt
+            .and_then(|j| name.iter().try_fold(&j.claims, |v, k| v.get(*k)))
+            .map_or(Actual::Absent, Actual::Claim)
     }
 
     fn actual(&self, attr: &AuthzAttr) -> Actual<'_> {
@@ -84,12 +97,19 @@ impl Input<'_> {
                 }
             }
             AuthzAttr::Sni => self.sni.map_or(Actual::Absent, Actual::Str),
-            // No JWT is validated yet: no request has a request principal or claims.
-            AuthzAttr::RequestPrincipal
-            | AuthzAttr::AuthAudience
-            | AuthzAttr::AuthPresenter
-            | AuthzAttr::AuthClaim(_)
-            | AuthzAttr::Unsupported(_) => Actual::Absent,
+            AuthzAttr::RequestPrincipal => match self.jwt {
+                Some(j) => Actual::RequestPrincipal(&j.issuer, j.subject.as_deref()),
+                None => Actual::Absent,
+            },
+            AuthzAttr::AuthAudience => self.claim(&["aud"]),
+            AuthzAttr::AuthPresenter => self.claim(&["azp"]),
+            AuthzAttr::AuthClaim(path) => match self.jwt {
+                Some(j) => {
+                    crate::authn::claims::at(&j.claims, path).map_or(Actual::Absent, Actual::Claim)
+                }
+                None => Actual::Absent,
+            },
+            AuthzAttr::Unsupported(_) => Actual::Absent,
         }
     }
 }

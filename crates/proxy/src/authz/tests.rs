@@ -85,6 +85,7 @@ impl Req {
             path: self.path,
             headers: &self.headers,
             sni: None,
+            jwt: None,
         })
     }
 }

@@ -24,6 +24,8 @@ pub struct ActiveConfig {
     pub own: OwnLabels,
     /// The AuthorizationPolicies of this workload, compiled.
     pub authz: crate::authz::Engine,
+    /// The RequestAuthentications (JWT rules and keys) of this workload, compiled.
+    pub authn: crate::authn::Engine,
 }
 
 impl ActiveConfig {
@@ -49,6 +51,7 @@ impl ActiveConfig {
         }
         let own = labels::own(&config, who);
         let authz = crate::authz::Engine::build(&config.authz)?;
+        let authn = crate::authn::Engine::build(&config.authn)?;
         let clusters = config
             .clusters
             .iter()
@@ -74,6 +77,7 @@ impl ActiveConfig {
             clusters,
             own,
             authz,
+            authn,
         })
     }
 }
@@ -136,6 +140,7 @@ mod tests {
             authority: "x",
             headers,
             source_ip: std::net::Ipv6Addr::LOCALHOST.into(),
+            claims: None,
         }
     }
 

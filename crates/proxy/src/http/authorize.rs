@@ -1,11 +1,15 @@
-//! Phase 3 of the pipeline, authorization: the AuthorizationPolicies that select this
-//! workload, on a sidecar's inbound side and at gateways (never on an app's own outbound
-//! calls). In Envoy's filter order: a matching CUSTOM policy asks its external authorizer
-//! first (whose allow may add request headers the later rules see), then DENY, then ALLOW.
-//! Dry-run decisions are logged and counted, never enforced.
+//! Phase 3 of the pipeline, authorization: the AuthorizationPolicies and
+//! RequestAuthentications that select this workload, on a sidecar's inbound side and at
+//! gateways (never on an app's own outbound calls). In Envoy's filter order: a matching
+//! CUSTOM policy asks its external authorizer first (it sees the request as the client sent
+//! it, token included; its allow may add request headers the later steps see), then the
+//! request's JWTs are authenticated ([`crate::authn`]: an invalid token is refused with 401),
+//! then DENY, then ALLOW, which see the validated token's principal and claims. Dry-run
+//! decisions are logged and counted, never enforced.
 
 use super::ext_authz as ext;
 use super::pipeline::{authority, Conn};
+use crate::authn::{Rejected, Verified};
 use crate::authz::Input;
 use crate::config::ActiveConfig;
 use crate::reply::LocalReply;
@@ -21,6 +25,7 @@ fn input<'a>(
     conn: &'a Conn,
     host: &'a str,
     remote_ip: IpAddr,
+    jwt: Option<&'a Verified>,
 ) -> Input<'a> {
     let default_port = if req.uri().scheme_str() == Some("https") {
         443
@@ -41,23 +46,30 @@ fn input<'a>(
         path: req.uri().path_and_query().map_or("/", |p| p.as_str()),
         headers: req.headers(),
         sni: conn.sni.as_deref(),
+        jwt,
     }
 }
 
-/// May the caller do this? `Ok` carries the headers an external authorizer asked to add
-/// to the client's response; `Err` the denial.
+/// What authorization lets through: headers an external authorizer asked to add to the
+/// client's response, and the request's validated JWT (routing reads its claims).
+pub(super) struct Allowed {
+    pub downstream: Vec<(HeaderName, HeaderValue)>,
+    pub jwt: Option<Verified>,
+}
+
+/// May the caller do this? `Err` is the denial.
 pub(super) async fn authorize(
     req: &mut Request<Incoming>,
     cfg: &ActiveConfig,
     conn: &Conn,
     remote_ip: IpAddr,
     state: &ProxyState,
-) -> Result<Vec<(HeaderName, HeaderValue)>, LocalReply> {
+) -> Result<Allowed, LocalReply> {
     let host = authority(req).to_ascii_lowercase();
     let mut downstream = Vec::new();
     let custom = cfg
         .authz
-        .custom(&input(req, conn, &host, remote_ip))
+        .custom(&input(req, conn, &host, remote_ip, None))
         .map(|(policy, provider)| (policy.to_string(), provider.clone()));
     if let Some((policy, provider)) = custom {
         match ext::check(state, cfg, &provider, req).await {
@@ -72,7 +84,8 @@ pub(super) async fn authorize(
             }
         }
     }
-    let input = input(req, conn, &host, remote_ip);
+    let jwt = authenticate(req, cfg, conn)?;
+    let input = input(req, conn, &host, remote_ip, jwt.as_ref());
     let verdict = cfg.authz.evaluate(&input);
     for sh in &verdict.shadow {
         let policy = sh.policy.as_deref().unwrap_or(match sh.action {
@@ -98,7 +111,39 @@ pub(super) async fn authorize(
                 grpc: super::headers::is_grpc(req.headers()),
             })
         }
-        None => Ok(downstream),
+        None => Ok(Allowed { downstream, jwt }),
+    }
+}
+
+/// Request authentication: the request's JWTs against this workload's rules.
+fn authenticate(
+    req: &mut Request<Incoming>,
+    cfg: &ActiveConfig,
+    conn: &Conn,
+) -> Result<Option<Verified>, LocalReply> {
+    match cfg.authn.authenticate(req) {
+        Ok(jwt) => Ok(jwt),
+        Err(Rejected { status, issuer }) => {
+            let scheme = if conn.peer_identity.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            let realm = crate::authn::realm(req, scheme);
+            tracing::debug!(
+                reason = status.message(),
+                issuer = issuer.as_deref().unwrap_or("-"),
+                method = %req.method(),
+                path = req.uri().path(),
+                "request refused by request authentication"
+            );
+            Err(LocalReply::JwtRejected {
+                status: status.http_status(),
+                reason: status.message(),
+                realm,
+                grpc: super::headers::is_grpc(req.headers()),
+            })
+        }
     }
 }
 

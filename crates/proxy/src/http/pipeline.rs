@@ -1,11 +1,12 @@
 //! The request pipeline: one path for gateway, sidecar-outbound and sidecar-inbound
 //! requests, in named phases, each a plain function over explicit inputs:
 //!
-//! 1. **downstream authentication** — the mTLS peer (inbound; JWT later);
+//! 1. **downstream authentication** — the mTLS peer (inbound);
 //! 2. **edge checks** — header-block limit (431), host rules (400), path normalization,
 //!    forwarding headers at gateways ([`super::edge`]);
-//! 3. **authorization** — AuthorizationPolicy: CUSTOM (an external authorizer), DENY,
-//!    ALLOW ([`super::authorize`]; inbound and gateways);
+//! 3. **authorization** — CUSTOM (an external authorizer), then request authentication
+//!    (JWT: RequestAuthentication, 401 for an invalid token), then DENY and ALLOW
+//!    ([`super::authorize`]; inbound and gateways, in Envoy's filter order);
 //! 4. **route decision** — [`crate::route::decide`], pure (inbound: the local app);
 //! 5. **local reply or forward** — retries, timeouts and mirrors to the mesh, or the app;
 //! 6. **response** — route response headers, CORS, hop-by-hop stripping;
@@ -161,26 +162,31 @@ async fn phases(
     if let Some(r) = plaintext_refused(&req, cfg, conn) {
         return Answer::reply(r, rec);
     }
-    let allowed = if cfg.authz.is_empty() || conn.side == Side::Outbound {
-        Vec::new()
+    let unguarded = cfg.authz.is_empty() && cfg.authn.is_empty();
+    let allowed = if unguarded || conn.side == Side::Outbound {
+        super::authorize::Allowed {
+            downstream: Vec::new(),
+            jwt: None,
+        }
     } else {
         match Box::pin(super::authorize::authorize(
             &mut req, cfg, conn, remote_ip, state,
         ))
         .await
         {
-            Ok(add) => add,
+            Ok(a) => a,
             Err(r) => return Answer::reply(r, rec),
         }
     };
+    let claims = allowed.jwt.as_ref().map(|j| &j.claims);
     let mut answer = match conn.side {
         // Boxed: the hyper task that runs this future moves it a few times (an HTTP/2
         // stream's future is spawned); a pointer moves cheaper than kilobytes of state.
         Side::Inbound => Box::pin(to_app(req, state, cfg, conn, rec)).await,
-        Side::Gateway | Side::Outbound => Box::pin(route(req, state, cfg, conn, rec)).await,
+        Side::Gateway | Side::Outbound => Box::pin(route(req, state, cfg, conn, claims, rec)).await,
     };
     // What an external authorizer asked to add to the client's response.
-    for (k, v) in allowed {
+    for (k, v) in allowed.downstream {
         answer.resp.headers_mut().append(k, v);
     }
     answer
@@ -246,12 +252,13 @@ pub(crate) fn authority(req: &Request<Incoming>) -> &str {
         .unwrap_or("")
 }
 
-/// Phases 4-6 for gateway and outbound requests.
+/// Phases 4-6 for gateway and outbound requests; `claims` of the validated JWT (gateways).
 async fn route(
     req: Request<Incoming>,
     state: &Arc<ProxyState>,
     cfg: &ActiveConfig,
     conn: &Conn,
+    claims: Option<&serde_json::Value>,
     rec: &mut RequestRecord,
 ) -> Answer {
     let Some(table) = cfg.tables.get(&*conn.table) else {
@@ -266,6 +273,7 @@ async fn route(
         authority: authority(&req),
         headers: req.headers(),
         source_ip: conn.peer.ip(),
+        claims,
     };
     let mut rng = fastrand::Rng::new();
     let Decision {

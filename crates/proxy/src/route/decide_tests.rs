@@ -82,6 +82,7 @@ fn get<'a>(path: &'a str, headers: &'a http::HeaderMap) -> RequestView<'a> {
         authority: "game.local:8080",
         headers,
         source_ip: [10, 0, 0, 7].into(),
+        claims: None,
     }
 }
 

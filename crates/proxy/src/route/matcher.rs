@@ -1,6 +1,6 @@
 //! Compiled request matchers: Istio's StringMatch (exact, prefix, regex, presence) and
 //! HTTPMatchRequest (uri, scheme, method, authority, headers, withoutHeaders,
-//! queryParams), evaluated with Envoy's semantics over a [`RequestView`].
+//! queryParams, and JWT claims), evaluated with Envoy's semantics over a [`RequestView`].
 
 use regex::Regex;
 use weft_model::{RouteMatch, StringMatcher};
@@ -64,7 +64,17 @@ pub struct CompiledMatch {
     headers: Named,
     without_headers: Named,
     query_params: Named,
+    claims: Vec<(Vec<String>, Matcher)>,
+    without_claims: Vec<(Vec<String>, Matcher)>,
     ignore_uri_case: bool,
+}
+
+fn claim_matchers(
+    list: &[weft_model::ClaimMatcher],
+) -> Result<Vec<(Vec<String>, Matcher)>, String> {
+    list.iter()
+        .map(|c| Ok((c.path.clone(), Matcher::build(&c.matcher, false)?)))
+        .collect()
 }
 
 /// What a route match looks at.
@@ -78,6 +88,8 @@ pub struct RequestView<'a> {
     pub headers: &'a http::HeaderMap,
     /// The downstream peer's address (consistent hashing by source IP).
     pub source_ip: std::net::IpAddr,
+    /// The claims of the request's validated JWT (gateways; `None` without one).
+    pub claims: Option<&'a serde_json::Value>,
 }
 
 impl CompiledMatch {
@@ -92,6 +104,8 @@ impl CompiledMatch {
             headers: named(&m.headers)?,
             without_headers: named(&m.without_headers)?,
             query_params: named(&m.query_params)?,
+            claims: claim_matchers(&m.claims)?,
+            without_claims: claim_matchers(&m.without_claims)?,
             ignore_uri_case: m.ignore_uri_case,
         })
     }
@@ -132,6 +146,21 @@ impl CompiledMatch {
         // header does not match).
         if !self.headers.iter().all(|(n, m)| header(n, m))
             || self.without_headers.iter().any(|(n, m)| header(n, m))
+        {
+            return false;
+        }
+        // JWT claims (`@request.auth.claims.*`): a string claim, or a string in a list.
+        let claim = |path: &[String], m: &Matcher| {
+            req.claims
+                .and_then(|c| crate::authn::claims::at(c, path))
+                .is_some_and(|v| {
+                    crate::authn::claims::strings(v)
+                        .iter()
+                        .any(|s| m.matches(s))
+                })
+        };
+        if !self.claims.iter().all(|(p, m)| claim(p, m))
+            || self.without_claims.iter().any(|(p, m)| claim(p, m))
         {
             return false;
         }
