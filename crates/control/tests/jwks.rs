@@ -133,17 +133,18 @@ type Rx = watch::Receiver<Option<pb::ConfigPush>>;
 
 fn gateway(state: &State) -> Rx {
     let (tx, rx) = watch::channel(None);
-    state.connect(
-        pb::Node {
-            id: "gateway~gw.istio-system".into(),
-            role: "gateway".into(),
-            workload: "gw".into(),
-            namespace: "istio-system".into(),
-            ..Default::default()
-        },
-        tx,
-    )
-    .expect("the only gateway connects");
+    state
+        .connect(
+            pb::Node {
+                id: "gateway~gw.istio-system".into(),
+                role: "gateway".into(),
+                workload: "gw".into(),
+                namespace: "istio-system".into(),
+                ..Default::default()
+            },
+            tx,
+        )
+        .expect("the only gateway connects");
     rx
 }
 
