@@ -36,6 +36,7 @@ mod sidecar;
 mod telemetry;
 mod validate;
 mod virtual_service;
+mod workload_group;
 mod yaml;
 
 pub use common::*;
@@ -57,3 +58,4 @@ pub use validate::{
     ValidationError,
 };
 pub use virtual_service::*;
+pub use workload_group::*;

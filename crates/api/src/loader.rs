@@ -546,6 +546,7 @@ impl DocLoader<'_> {
             Kind::AuthorizationPolicy => Spec::AuthorizationPolicy(self.decode(node, &path)?),
             Kind::RequestAuthentication => Spec::RequestAuthentication(self.decode(node, &path)?),
             Kind::Telemetry => Spec::Telemetry(self.decode(node, &path)?),
+            Kind::WorkloadGroup => Spec::WorkloadGroup(self.decode(node, &path)?),
             Kind::MeshConfig => Spec::MeshConfig(Default::default()),
         })
     }

@@ -40,12 +40,6 @@ pub const UNSUPPORTED_KINDS: &[(&str, &str, &[&str], &str)] = &[
         "proxy settings are not applied yet",
     ),
     (
-        NETWORKING_GROUP,
-        "WorkloadGroup",
-        &["v1", "v1beta1", "v1alpha3"],
-        "workloads registering into a group are not built yet; declare each WorkloadEntry",
-    ),
-    (
         "extensions.istio.io",
         "WasmPlugin",
         &["v1alpha1"],
@@ -117,6 +111,7 @@ pub enum Kind {
     AuthorizationPolicy,
     RequestAuthentication,
     Telemetry,
+    WorkloadGroup,
     /// Istio's MeshConfig, from the ConfigMap `istio` in `istio-system` (not in
     /// [`Kind::ALL`]: it is not a kind of its own in YAML).
     MeshConfig,
@@ -124,7 +119,7 @@ pub enum Kind {
 
 impl Kind {
     /// All kinds, in declaration order.
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::VirtualService,
         Kind::DestinationRule,
         Kind::Gateway,
@@ -135,6 +130,7 @@ impl Kind {
         Kind::AuthorizationPolicy,
         Kind::RequestAuthentication,
         Kind::Telemetry,
+        Kind::WorkloadGroup,
     ];
 
     /// The kind name as written in YAML (`VirtualService`).
@@ -150,6 +146,7 @@ impl Kind {
             Kind::AuthorizationPolicy => "AuthorizationPolicy",
             Kind::RequestAuthentication => "RequestAuthentication",
             Kind::Telemetry => "Telemetry",
+            Kind::WorkloadGroup => "WorkloadGroup",
             Kind::MeshConfig => "MeshConfig",
         }
     }
@@ -223,6 +220,7 @@ pub enum Spec {
     AuthorizationPolicy(AuthorizationPolicy),
     RequestAuthentication(RequestAuthentication),
     Telemetry(Telemetry),
+    WorkloadGroup(crate::WorkloadGroup),
     MeshConfig(crate::MeshConfig),
 }
 
@@ -240,6 +238,7 @@ impl Spec {
             Spec::AuthorizationPolicy(_) => Kind::AuthorizationPolicy,
             Spec::RequestAuthentication(_) => Kind::RequestAuthentication,
             Spec::Telemetry(_) => Kind::Telemetry,
+            Spec::WorkloadGroup(_) => Kind::WorkloadGroup,
             Spec::MeshConfig(_) => Kind::MeshConfig,
         }
     }
@@ -257,6 +256,7 @@ impl Spec {
             Kind::AuthorizationPolicy => Spec::AuthorizationPolicy(Default::default()),
             Kind::RequestAuthentication => Spec::RequestAuthentication(Default::default()),
             Kind::Telemetry => Spec::Telemetry(Default::default()),
+            Kind::WorkloadGroup => Spec::WorkloadGroup(Default::default()),
             Kind::MeshConfig => Spec::MeshConfig(Default::default()),
         }
     }

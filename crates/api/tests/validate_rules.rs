@@ -350,3 +350,90 @@ fn weights_that_add_up_past_u32_are_rejected() {
         "exactly u32::MAX is fine"
     );
 }
+
+// ---- WorkloadGroup (istio/istio ValidateWorkloadGroup) ----
+
+const WG: &str = "apiVersion: networking.istio.io/v1\nkind: WorkloadGroup\nmetadata: {name: reviews, namespace: bookinfo}\nspec:\n";
+
+#[test]
+fn workload_group_needs_a_template_and_valid_labels() {
+    accepted(&format!(
+        "{WG}  metadata: {{labels: {{app: reviews}}, annotations: {{owner: team-a}}}}\n  template: {{ports: {{http: 9080}}, serviceAccount: reviews}}\n"
+    ));
+    rejected(
+        &format!("{WG}  metadata: {{labels: {{app: reviews}}}}\n"),
+        "spec",
+        4,
+        &["template is required"],
+    );
+    let errs = errors(&format!(
+        "{WG}  metadata: {{labels: {{'bad key!': x}}}}\n  template: {{}}\n"
+    ));
+    assert_eq!(errs.len(), 1, "{}", render(&errs));
+}
+
+#[test]
+fn workload_group_probes_as_istio_checks_them() {
+    let with = |probe: &str| format!("{WG}  template: {{}}\n  probe:\n{probe}");
+    accepted(&with("    periodSeconds: 5\n    httpGet: {path: /ready, port: 8080, scheme: HTTPS, httpHeaders: [{name: x-probe, value: '1'}]}\n"));
+    accepted(&with("    tcpSocket: {port: 3306}\n"));
+    accepted(&with("    exec: {command: [cat, /tmp/healthy]}\n"));
+    rejected(
+        &with("    periodSeconds: -1\n    tcpSocket: {port: 80}\n"),
+        "spec.probe.periodSeconds",
+        7,
+        &["non-negative"],
+    );
+    rejected(
+        &with("    httpGet: {port: 0}\n"),
+        "spec.probe.httpGet.port",
+        7,
+        &["1..65535"],
+    );
+    rejected(
+        &with("    httpGet: {port: 80, scheme: ftp}\n"),
+        "spec.probe.httpGet.scheme",
+        7,
+        &["HTTPS"],
+    );
+    rejected(
+        &with("    exec: {command: []}\n"),
+        "spec.probe.exec",
+        7,
+        &["exec.command is required"],
+    );
+    rejected(
+        &with("    timeoutSeconds: 3\n"),
+        "spec.probe",
+        6,
+        &["health check method"],
+    );
+    rejected(
+        &with("    tcpSocket: {port: 80}\n    exec: {command: [\"true\"]}\n"),
+        "spec.probe",
+        6,
+        &["only one of"],
+    );
+}
+
+#[test]
+fn workload_entry_labels_follow_kubernetes_syntax() {
+    let we = |labels: &str| {
+        format!("apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: w, namespace: ns}}\nspec:\n  address: 10.0.0.1\n  labels: {labels}\n")
+    };
+    accepted(&we(
+        "{app: reviews, version: v1, app.kubernetes.io/part-of: shop, empty: ''}",
+    ));
+    rejected(
+        &we("{'app!': x}"),
+        "spec.labels.app!",
+        6,
+        &["invalid label key"],
+    );
+    rejected(
+        &we("{app: 'has space'}"),
+        "spec.labels.app",
+        6,
+        &["invalid label value"],
+    );
+}

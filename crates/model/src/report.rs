@@ -156,6 +156,10 @@ pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
             Spec::RequestAuthentication(ra) => crate::authn::report(ra, &mut push),
             Spec::Telemetry(_) => push("Telemetry".into()),
             Spec::MeshConfig(mc) => crate::mesh::report(mc, &mut push),
+            Spec::WorkloadGroup(_) => push(
+                "WorkloadGroup (workloads registering into a group are not built yet; declare each WorkloadEntry)"
+                    .into(),
+            ),
             Spec::Sidecar(_) => push("Sidecar (egress/ingress scoping)".into()),
         }
     }

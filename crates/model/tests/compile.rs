@@ -1107,3 +1107,20 @@ fn necpgame_cors_policies_on_a_route_and_a_direct_response() {
         })
     );
 }
+
+#[test]
+fn a_workload_group_loads_and_is_reported_as_not_built() {
+    let wg = "---\napiVersion: networking.istio.io/v1\nkind: WorkloadGroup\nmetadata: {name: vms, namespace: game}\nspec:\n  metadata: {labels: {app: vm}}\n  template: {serviceAccount: vm}\n  probe: {httpGet: {port: 8080, path: /ready}}\n";
+    let loaded = weft_api::load_str(&format!("{MESH}{wg}"), "mesh.yaml");
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    assert!(weft_api::validate_all(&loaded.resources).is_empty());
+    let what: Vec<String> = not_enforced(&loaded.resources)
+        .into_iter()
+        .filter(|n| n.resource == "WorkloadGroup/game/vms")
+        .map(|n| n.what)
+        .collect();
+    assert_eq!(
+        what,
+        ["WorkloadGroup (workloads registering into a group are not built yet; declare each WorkloadEntry)"]
+    );
+}

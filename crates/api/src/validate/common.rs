@@ -212,6 +212,42 @@ pub(crate) fn ip_or_cidr(errs: &mut Errs, path: &str, s: &str, what: &str) {
     }
 }
 
+/// A Kubernetes label name or value part: at most 63 of `[A-Za-z0-9._-]`, starting and
+/// ending alphanumeric (a value may also be empty).
+fn label_part(s: &str) -> bool {
+    s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && s.bytes().next().is_none_or(|b| b.is_ascii_alphanumeric())
+        && s.bytes().last().is_none_or(|b| b.is_ascii_alphanumeric())
+}
+
+/// Labels as Istio's `labels.Instance.Validate` checks them (Kubernetes' syntax): keys are
+/// `[prefix/]name` with a DNS-subdomain prefix, values label parts.
+pub(crate) fn k8s_labels(errs: &mut Errs, path: &str, labels: &BTreeMap<String, String>) {
+    for (k, v) in labels {
+        let (prefix, name) = match k.rsplit_once('/') {
+            Some((p, n)) => (Some(p), n),
+            None => (None, k.as_str()),
+        };
+        let key_ok = !name.is_empty()
+            && label_part(name)
+            && prefix.is_none_or(|p| !p.is_empty() && p.len() <= 253 && is_dns_name(p));
+        if !key_ok {
+            errs.at(
+                format!("{path}.{k}"),
+                format!("invalid label key {k:?}: a key is an optional DNS-subdomain prefix and `/`, then at most 63 letters, digits, `-`, `_`, `.` starting and ending with a letter or digit"),
+            );
+        }
+        if !label_part(v) {
+            errs.at(
+                format!("{path}.{k}"),
+                format!("invalid label value {v:?} for {k:?}: at most 63 letters, digits, `-`, `_`, `.`, starting and ending with a letter or digit"),
+            );
+        }
+    }
+}
+
 /// Selector labels: no empty keys, no `*` in keys or values.
 pub(crate) fn selector_labels(errs: &mut Errs, path: &str, labels: &BTreeMap<String, String>) {
     for (k, v) in labels {

@@ -17,6 +17,7 @@ mod sidecar;
 mod telemetry;
 mod virtual_service;
 mod workload_entry;
+mod workload_group;
 
 pub use common::{duration_ms, valid_duration};
 
@@ -179,6 +180,7 @@ fn validate(r: &Resource, errs: &mut Errs) {
         Spec::RequestAuthentication(ra) => security::request_authentication(r, ra, errs),
         Spec::Telemetry(t) => telemetry::validate(t, errs),
         Spec::MeshConfig(mc) => mesh_config::validate(mc, errs),
+        Spec::WorkloadGroup(wg) => workload_group::validate(wg, errs),
     }
 }
 

@@ -88,4 +88,6 @@ pub(super) fn entry(errs: &mut Errs, at: &str, we: &WorkloadEntry) -> Option<Add
 
 pub(super) fn validate(we: &WorkloadEntry, errs: &mut Errs) {
     entry(errs, "spec", we);
+    // Istio: `labels.Instance(we.Labels).Validate()`.
+    super::common::k8s_labels(errs, "spec.labels", &we.labels);
 }
