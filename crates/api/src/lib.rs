@@ -1,4 +1,4 @@
-//! weft-api: typed Istio configuration resources (the ten supported kinds) and a
+//! weft-api: typed Istio configuration resources (the eleven supported kinds) and a
 //! position-aware YAML loader.
 //!
 //! Entry points: [`load_str`] and [`load_path`] return a [`LoadResult`] with typed

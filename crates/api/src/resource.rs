@@ -98,7 +98,7 @@ pub const UNSUPPORTED_KINDS: &[(&str, &str, &[&str], &str)] = &[
 /// The Kubernetes Gateway API group.
 pub const GATEWAY_API_GROUP: &str = "gateway.networking.k8s.io";
 
-/// The ten supported Istio kinds.
+/// The eleven supported Istio kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Kind {
     VirtualService,
