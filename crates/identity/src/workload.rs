@@ -15,8 +15,9 @@ use crate::error::{Error, Result};
 use crate::spiffe::SpiffeId;
 use crate::{pem, x509};
 
-/// A workload's ECDSA P-256 private key. It is only ever handed to rustls; there
-/// is deliberately no way to export it.
+/// A workload's ECDSA P-256 private key. It is only ever handed to rustls (and, inside
+/// its [`Identity`], to the workload itself over the SPIFFE Workload API); there is
+/// deliberately no other way to export it.
 pub struct WorkloadKey {
     key: KeyPair,
 }
@@ -154,6 +155,13 @@ impl Identity {
     /// Mesh trust anchors.
     pub fn roots(&self) -> &[CertificateDer<'static>] {
         &self.roots
+    }
+
+    /// The private key as unencrypted PKCS#8 DER. It exists for one use: handing the
+    /// workload its own X.509-SVID over the SPIFFE Workload API (a Unix socket only the
+    /// workload's user can open), as SPIRE's agent does. Nothing else exports it.
+    pub fn private_key_pkcs8_der(&self) -> &[u8] {
+        self.key.secret_der()
     }
 
     pub(crate) fn root_store(&self) -> Arc<RootCertStore> {

@@ -130,6 +130,11 @@ struct ProxyArgs {
     inbound_listen: Option<SocketAddr>,
     #[arg(long)]
     outbound_listen: Option<SocketAddr>,
+    /// Serve the SPIFFE Workload API (this workload's X.509-SVID, streamed on every
+    /// rotation) on a Unix socket at PATH, mode 0600; tell the app
+    /// `SPIFFE_ENDPOINT_SOCKET=unix://PATH`.
+    #[arg(long, value_name = "PATH")]
+    workload_api_socket: Option<PathBuf>,
     #[arg(long)]
     exit_with_parent: bool,
 }
@@ -382,6 +387,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 outbound_listen: a.outbound_listen,
                 max_connections: a.max_connections,
                 telemetry: !a.no_telemetry,
+                workload_api_socket: a.workload_api_socket,
                 events: weft_proxy::EventSink::Stdout,
             };
             if matches!(opts.role, weft_proxy::Role::Sidecar) && opts.app.is_none() {
