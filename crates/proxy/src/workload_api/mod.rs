@@ -9,8 +9,10 @@
 //! standard leaves caller attestation to the implementation, SPIRE's agent inspects the
 //! caller's pid instead). Every call must carry the metadata `workload.spiffe.io: true` or is
 //! refused with InvalidArgument, the standard's guard against a browser or a confused
-//! proxy being tricked into calling the socket.
+//! proxy being tricked into calling the socket. Each connection goes through `authority`,
+//! which lets gRPC C-core clients (py-spiffe) past the HTTP/2 server's `:authority` check.
 
+mod authority;
 mod service;
 
 pub use service::WorkloadApi;
@@ -20,11 +22,11 @@ use anyhow::Context;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::net::UnixListener;
+use tokio::io::{AsyncWriteExt, DuplexStream};
+use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
-use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Status};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use weft_protocol::workload::spiffe_workload_api_server::SpiffeWorkloadApiServer;
 use weft_protocol::workload::SECURITY_HEADER;
 
@@ -105,13 +107,58 @@ impl Endpoint {
                 service,
                 require_security_header,
             ))
-            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+            .serve_with_incoming_shutdown(incoming(listener), async move {
                 let _ = stop.wait_for(|c| *c).await;
             })
             .await;
         if let Err(e) = served {
             warn!(socket = %file.0.display(), error = %e, "the SPIFFE Workload API server stopped");
         }
+    }
+}
+
+/// Accepted connections, each behind the `:authority` shim: the server gets one end of a
+/// pipe, a task relays between the other end and the socket.
+fn incoming(
+    listener: UnixListener,
+) -> impl futures_util::Stream<Item = std::io::Result<DuplexStream>> + Send + 'static {
+    futures_util::stream::unfold(listener, |listener| async move {
+        loop {
+            match listener.accept().await {
+                Ok((socket, _)) => {
+                    let (server_end, relay_end) = tokio::io::duplex(64 * 1024);
+                    tokio::spawn(relay(socket, relay_end));
+                    return Some((Ok(server_end), listener));
+                }
+                Err(e) => {
+                    warn!(error = %e, "accepting a Workload API connection failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    })
+}
+
+/// Client bytes through the shim to the server, server bytes straight back. The client
+/// closing lets the server finish; the server closing ends the connection.
+async fn relay(socket: UnixStream, server: DuplexStream) {
+    let (client_in, mut client_out) = socket.into_split();
+    let (mut server_in, server_out) = tokio::io::split(server);
+    let up = authority::relay_client(client_in, server_out);
+    let down = async move {
+        tokio::io::copy(&mut server_in, &mut client_out).await?;
+        client_out.shutdown().await
+    };
+    tokio::pin!(up, down);
+    let result = tokio::select! {
+        r = &mut up => match r {
+            Ok(()) => down.await,
+            Err(e) => Err(e),
+        },
+        r = &mut down => r,
+    };
+    if let Err(e) = result {
+        debug!(error = %e, "a Workload API connection ended");
     }
 }
 
