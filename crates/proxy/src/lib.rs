@@ -74,6 +74,9 @@ pub struct ProxyOptions {
     /// Downstream connections served at once, all listeners together (Envoy's overload
     /// manager `global_downstream_max_connections` role).
     pub max_connections: usize,
+    /// Take this workload's identity from the SPIFFE Workload API at this Unix socket (a
+    /// SPIRE agent's) instead of the control plane's CA.
+    pub spiffe_socket: Option<std::path::PathBuf>,
     /// Serve the SPIFFE Workload API (this workload's X.509-SVID) on a Unix socket here.
     pub workload_api_socket: Option<std::path::PathBuf>,
     /// Record request metrics (off only to measure what telemetry costs).
@@ -104,11 +107,23 @@ pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyh
         addr: opts.control.clone(),
         token: opts.token.clone(),
     };
-    let mut client = control::connect(&control).await;
-    let creds = control::certs::fetch(&mut client, &node)
-        .await
-        .context("getting this workload's certificate")?;
-    info!(identity = %creds.identity.spiffe_id(), "certificate issued");
+    let (creds, svids) = match &opts.spiffe_socket {
+        Some(path) => {
+            let (creds, svids) = workload_api::source::first(path)
+                .await
+                .context("getting this workload's SVID from the SPIFFE Workload API")?;
+            info!(identity = %creds.identity.spiffe_id(), socket = %path.display(), "SVID from the Workload API");
+            (creds, Some((path.clone(), svids)))
+        }
+        None => {
+            let mut client = control::connect(&control).await;
+            let creds = control::certs::fetch(&mut client, &node)
+                .await
+                .context("getting this workload's certificate")?;
+            info!(identity = %creds.identity.spiffe_id(), "certificate issued");
+            (creds, None)
+        }
+    };
     let tls = tls::TlsState::new(creds);
 
     // The inbound listener follows --bind-ip; the plaintext outbound listener and the
@@ -185,7 +200,12 @@ pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyh
     let workload_api = workload_api.map(|api| tokio::spawn(api.serve(tls.clone(), closing_rx)));
     shared.emit(ready);
     tasks.push(tokio::spawn(control::run(shared.clone(), control.clone())));
-    tasks.push(tokio::spawn(control::certs::renew(shared.clone(), control)));
+    tasks.push(match svids {
+        Some((path, svids)) => {
+            tokio::spawn(workload_api::source::follow(shared.clone(), path, svids))
+        }
+        None => tokio::spawn(control::certs::renew(shared.clone(), control)),
+    });
     shutdown.await;
     info!("shutting down");
     // Workload API streams end, its connections close and the socket file goes (bounded:

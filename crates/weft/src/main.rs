@@ -135,6 +135,12 @@ struct ProxyArgs {
     /// `SPIFFE_ENDPOINT_SOCKET=unix://PATH`.
     #[arg(long, value_name = "PATH")]
     workload_api_socket: Option<PathBuf>,
+    /// Take this workload's identity from the SPIFFE Workload API on the Unix socket at
+    /// PATH (a SPIRE agent's) instead of the control plane's CA: its X.509-SVID and bundle
+    /// serve mTLS, and each new SVID on the stream rotates them. Run the control plane with
+    /// the SPIRE trust domain (--trust-domain); SPIFFE ids must be /ns/<ns>/sa/<sa>.
+    #[arg(long, value_name = "PATH")]
+    spiffe_socket: Option<PathBuf>,
     #[arg(long)]
     exit_with_parent: bool,
 }
@@ -387,6 +393,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 outbound_listen: a.outbound_listen,
                 max_connections: a.max_connections,
                 telemetry: !a.no_telemetry,
+                spiffe_socket: a.spiffe_socket,
                 workload_api_socket: a.workload_api_socket,
                 events: weft_proxy::EventSink::Stdout,
             };

@@ -9,11 +9,13 @@
 //! standard leaves caller attestation to the implementation, SPIRE's agent inspects the
 //! caller's pid instead). Every call must carry the metadata `workload.spiffe.io: true` or is
 //! refused with InvalidArgument, the standard's guard against a browser or a confused
-//! proxy being tricked into calling the socket. Each connection goes through `authority`,
+//! proxy being tricked into calling the socket. `source` is the other direction: a proxy
+//! taking its own identity from someone else's Workload API (a SPIRE agent). Each connection goes through `authority`,
 //! which lets gRPC C-core clients (py-spiffe) past the HTTP/2 server's `:authority` check.
 
 mod authority;
 mod service;
+pub mod source;
 
 pub use service::WorkloadApi;
 
