@@ -397,6 +397,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 workload_api_socket: a.workload_api_socket,
                 events: weft_proxy::EventSink::Stdout,
             };
+            if opts.spiffe_socket.is_some() && opts.spiffe_socket == opts.workload_api_socket {
+                bail!("--spiffe-socket (where this proxy gets its identity) and --workload-api-socket (where it serves its app) must be different sockets");
+            }
             if matches!(opts.role, weft_proxy::Role::Sidecar) && opts.app.is_none() {
                 bail!("a sidecar needs --app HOST:PORT (where its local app listens)");
             }
