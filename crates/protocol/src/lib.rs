@@ -19,6 +19,10 @@ pub mod workload {
     /// The header the standard requires on every Workload API call (`true`); a call
     /// without it is refused with InvalidArgument.
     pub const SECURITY_HEADER: &str = "workload.spiffe.io";
+
+    /// The longest Workload API socket path weft uses: `sun_path` is 108 bytes on Linux
+    /// and 104 on macOS, including the terminating NUL.
+    pub const MAX_SOCKET_PATH: usize = 103;
 }
 
 pub use auth::ControlClient;

@@ -305,3 +305,20 @@ async fn a_second_proxy_cannot_take_a_live_socket_but_replaces_a_stale_one() {
     let svid = within("the SVID", client.fetch_x509_svid()).await.unwrap();
     assert_eq!(svid.spiffe_id().to_string(), proxy.identity);
 }
+
+#[tokio::test]
+async fn a_socket_path_too_long_for_unix_sockets_is_an_error_in_words() {
+    let control = FakeControl::start().await;
+    let dir = Dir::new();
+    let long = dir.0.join("s".repeat(120)).join("api.sock");
+    let err = Proxy::sidecar("player")
+        .workload_api(&long)
+        .try_start(&control)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        err.contains("Unix socket paths must be at most 103 bytes"),
+        "{err}"
+    );
+}

@@ -10,8 +10,7 @@ use std::hash::{Hash, Hasher};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// The longest socket path used (`sun_path` on macOS, less the terminating NUL).
-pub(crate) const MAX_SOCKET_PATH: usize = 103;
+use weft_protocol::workload::MAX_SOCKET_PATH;
 
 impl Mesh {
     fn sidecar_names(&self) -> impl Iterator<Item = &str> {

@@ -30,11 +30,7 @@ use tokio::sync::watch;
 use tonic::{Request, Status};
 use tracing::{debug, info, warn};
 use weft_protocol::workload::spiffe_workload_api_server::SpiffeWorkloadApiServer;
-use weft_protocol::workload::SECURITY_HEADER;
-
-/// The longest Unix socket path every supported system takes (`sun_path` is 108 bytes on
-/// Linux and 104 on macOS, including the terminating NUL).
-pub const MAX_SOCKET_PATH: usize = 103;
+use weft_protocol::workload::{MAX_SOCKET_PATH, SECURITY_HEADER};
 
 /// A bound Workload API socket. The socket file is removed when this (or the future of
 /// [`Endpoint::serve`]) is dropped.
