@@ -15,8 +15,10 @@ use crate::error::{Error, Result};
 use crate::spiffe::SpiffeId;
 use crate::{pem, x509};
 
-/// A workload's ECDSA P-256 private key. It is only ever handed to rustls; there
-/// is deliberately no way to export it.
+/// A workload's private key (ECDSA P-256 when weft makes it). It is only ever handed to
+/// rustls (and, inside
+/// its [`Identity`], to the workload itself over the SPIFFE Workload API); there is
+/// deliberately no other way to export it.
 pub struct WorkloadKey {
     key: KeyPair,
 }
@@ -37,6 +39,13 @@ impl WorkloadKey {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .expect("ECDSA P-256 key generation failed (system RNG unavailable?)");
         WorkloadKey { key }
+    }
+
+    /// A key some other issuer made (a SPIRE agent's X.509-SVID): unencrypted PKCS#8 DER.
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<WorkloadKey> {
+        Ok(WorkloadKey {
+            key: KeyPair::try_from(der)?,
+        })
     }
 
     /// A PEM CSR for `id`, signed by this key. The CA decides the identity
@@ -102,6 +111,30 @@ impl Identity {
     pub fn new(key: WorkloadKey, cert_chain_pem: &str, root_pem: &str) -> Result<Identity> {
         let cert_chain = pem::parse_certs("certificate chain", cert_chain_pem)?;
         let roots = pem::parse_certs("roots", root_pem)?;
+        Identity::from_parts(key, cert_chain, roots)
+    }
+
+    /// An identity from an X.509-SVID as the SPIFFE Workload API hands it out: the chain
+    /// (leaf first) and the bundle as concatenated DER certificates, the key as PKCS#8
+    /// DER. The same checks as [`Identity::new`] apply.
+    pub fn from_x509_svid(
+        chain_der: &[u8],
+        key_pkcs8_der: &[u8],
+        bundle_der: &[u8],
+    ) -> Result<Identity> {
+        let key = WorkloadKey::from_pkcs8_der(key_pkcs8_der)?;
+        Identity::from_parts(
+            key,
+            x509::split_der("X.509-SVID", chain_der)?,
+            x509::split_der("bundle", bundle_der)?,
+        )
+    }
+
+    fn from_parts(
+        key: WorkloadKey,
+        cert_chain: Vec<CertificateDer<'static>>,
+        roots: Vec<CertificateDer<'static>>,
+    ) -> Result<Identity> {
         let info = x509::inspect(&cert_chain[0])?;
         let spiffe_id = info.spiffe_id.ok_or(Error::MissingSpiffeId)?;
         if info.is_ca {
@@ -154,6 +187,13 @@ impl Identity {
     /// Mesh trust anchors.
     pub fn roots(&self) -> &[CertificateDer<'static>] {
         &self.roots
+    }
+
+    /// The private key as unencrypted PKCS#8 DER. It exists for one use: handing the
+    /// workload its own X.509-SVID over the SPIFFE Workload API (a Unix socket only the
+    /// workload's user can open), as SPIRE's agent does. Nothing else exports it.
+    pub fn private_key_pkcs8_der(&self) -> &[u8] {
+        self.key.secret_der()
     }
 
     pub(crate) fn root_store(&self) -> Arc<RootCertStore> {

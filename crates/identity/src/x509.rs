@@ -34,6 +34,29 @@ pub(crate) fn parse(der: &[u8]) -> Result<X509Certificate<'_>> {
     Ok(cert)
 }
 
+/// Splits concatenated DER certificates (the Workload API's encoding); at least one.
+pub(crate) fn split_der(
+    what: &str,
+    mut der: &[u8],
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    let mut certs = Vec::new();
+    while !der.is_empty() {
+        let (rest, _) = X509Certificate::from_der(der).map_err(|e| {
+            Error::InvalidCertificate(format!(
+                "{what}: cannot parse certificate {}: {e}",
+                certs.len() + 1
+            ))
+        })?;
+        let len = der.len() - rest.len();
+        certs.push(rustls::pki_types::CertificateDer::from(der[..len].to_vec()));
+        der = rest;
+    }
+    if certs.is_empty() {
+        return Err(Error::InvalidCertificate(format!("{what}: no certificate")));
+    }
+    Ok(certs)
+}
+
 pub(crate) fn inspect(der: &[u8]) -> Result<CertInfo> {
     let cert = parse(der)?;
     let bad = |e: x509_parser::error::X509Error| Error::InvalidCertificate(e.to_string());

@@ -260,3 +260,36 @@ fn plug_in_ca_with_intermediate() {
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_dir_all(&root_dir).unwrap();
 }
+
+/// An X.509-SVID as the SPIFFE Workload API carries it (concatenated DER, PKCS#8 key)
+/// becomes the same identity; a key that is not the leaf's, or a bundle it does not chain
+/// to, is refused.
+#[test]
+fn identity_round_trips_through_the_workload_api_encoding() {
+    let ca = new_ca("x509-svid");
+    let identity = issue(&ca, &id("game", "player"));
+    let concat = |certs: &[CertificateDer<'static>]| -> Vec<u8> {
+        certs.iter().flat_map(|c| c.as_ref().to_vec()).collect()
+    };
+    let chain = concat(identity.cert_chain());
+    let bundle = concat(identity.roots());
+    let back = Identity::from_x509_svid(&chain, identity.private_key_pkcs8_der(), &bundle).unwrap();
+    assert_eq!(back.spiffe_id(), identity.spiffe_id());
+    assert_eq!(back.cert_chain(), identity.cert_chain());
+    assert_eq!(back.roots(), identity.roots());
+    assert_eq!(
+        back.private_key_pkcs8_der(),
+        identity.private_key_pkcs8_der()
+    );
+
+    let other = issue(&ca, &id("game", "other"));
+    let err = Identity::from_x509_svid(&chain, other.private_key_pkcs8_der(), &bundle).unwrap_err();
+    assert!(matches!(err, Error::KeyMismatch(_)), "{err}");
+    let foreign = concat(new_ca("x509-svid-other").roots());
+    let err =
+        Identity::from_x509_svid(&chain, identity.private_key_pkcs8_der(), &foreign).unwrap_err();
+    assert!(err.to_string().contains("does not verify"), "{err}");
+    let err = Identity::from_x509_svid(&chain[..10], identity.private_key_pkcs8_der(), &bundle)
+        .unwrap_err();
+    assert!(err.to_string().contains("X.509-SVID"), "{err}");
+}

@@ -5,6 +5,7 @@
 //! shutdown.
 
 mod command;
+mod sockets;
 
 use crate::plan::{App, Plan};
 use crate::process::{self, Msg, Running};
@@ -443,6 +444,10 @@ impl Mesh {
                                         .iter()
                                         .map(|(port, a)| (format!("port {port}"), a.clone())),
                                 )
+                                .chain((p.role == Role::Sidecar).then(|| {
+                                    let socket = self.workload_api_socket(&p.name);
+                                    ("workload_api".into(), socket.display().to_string())
+                                }))
                                 .collect()
                         })
                         .unwrap_or_default(),
@@ -491,5 +496,6 @@ impl Mesh {
             }
         }
         let _ = self.write_status();
+        self.remove_sockets();
     }
 }

@@ -44,6 +44,7 @@ pub async fn up(opts: UpOptions, shutdown: impl Future<Output = ()>) -> anyhow::
             mesh.opts.state_dir.display()
         )
     })?;
+    mesh.create_socket_dir()?;
     tokio::pin!(shutdown);
     let started = async {
         for i in mesh.start_order() {

@@ -314,4 +314,22 @@ async fn a_command_app_starts_after_its_sidecar_and_is_told_the_address_it_bound
     ] {
         assert!(env.lines().any(|l| l == want), "{want} missing:\n{env}");
     }
+    // The SPIFFE Workload API of its sidecar: an absolute unix:// URI (the standard's
+    // form) in a folder only this user may enter.
+    let socket = env
+        .lines()
+        .find_map(|l| l.strip_prefix("SPIFFE_ENDPOINT_SOCKET=unix://"))
+        .unwrap_or_else(|| panic!("SPIFFE_ENDPOINT_SOCKET missing:\n{env}"));
+    let socket = std::path::Path::new(socket);
+    assert!(
+        socket.is_absolute() && socket.ends_with("sidecar-pg.game.sock"),
+        "{socket:?}"
+    );
+    assert!(socket.as_os_str().len() <= 103, "{socket:?}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(socket.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
 }

@@ -1,7 +1,7 @@
 //! weft's data plane: a sidecar or gateway proxy. Gets its certificate (CSR to the control
 //! plane's CA) and its config (gRPC stream), then serves: plaintext HTTP listeners toward
-//! the mesh (gateway ports, sidecar outbound), the mTLS inbound listener (sidecars), and
-//! the admin/metrics endpoint. Lifecycle events go to stdout as JSON lines for supervisors.
+//! the mesh (gateway ports, sidecar outbound), the mTLS inbound listener (sidecars), the
+//! admin/metrics endpoint, and optionally the SPIFFE Workload API for its app (a Unix socket). Lifecycle events go to stdout as JSON lines for supervisors.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -18,6 +18,7 @@ pub mod state;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;
+pub mod workload_api;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
@@ -74,6 +75,11 @@ pub struct ProxyOptions {
     /// Downstream connections served at once, all listeners together (Envoy's overload
     /// manager `global_downstream_max_connections` role).
     pub max_connections: usize,
+    /// Take this workload's identity from the SPIFFE Workload API at this Unix socket (a
+    /// SPIRE agent's) instead of the control plane's CA.
+    pub spiffe_socket: Option<std::path::PathBuf>,
+    /// Serve the SPIFFE Workload API (this workload's X.509-SVID) on a Unix socket here.
+    pub workload_api_socket: Option<std::path::PathBuf>,
     /// Record request metrics (off only to measure what telemetry costs).
     pub telemetry: bool,
     /// Where lifecycle events go: stdout JSON lines (for supervisors) or a channel (for a
@@ -102,11 +108,23 @@ pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyh
         addr: opts.control.clone(),
         token: opts.token.clone(),
     };
-    let mut client = control::connect(&control).await;
-    let creds = control::certs::fetch(&mut client, &node)
-        .await
-        .context("getting this workload's certificate")?;
-    info!(identity = %creds.identity.spiffe_id(), "certificate issued");
+    let (creds, svids) = match &opts.spiffe_socket {
+        Some(path) => {
+            let (creds, svids) = workload_api::source::first(path)
+                .await
+                .context("getting this workload's SVID from the SPIFFE Workload API")?;
+            info!(identity = %creds.identity.spiffe_id(), socket = %path.display(), "SVID from the Workload API");
+            (creds, Some((path.clone(), svids)))
+        }
+        None => {
+            let mut client = control::connect(&control).await;
+            let creds = control::certs::fetch(&mut client, &node)
+                .await
+                .context("getting this workload's certificate")?;
+            info!(identity = %creds.identity.spiffe_id(), "certificate issued");
+            (creds, None)
+        }
+    };
     let tls = tls::TlsState::new(creds);
 
     // The inbound listener follows --bind-ip; the plaintext outbound listener and the
@@ -133,6 +151,11 @@ pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyh
             .map(|a| a.to_string())
     };
     node.inbound_addr = addr(&inbound).unwrap_or_default();
+    // Bound before Ready: an app started after its sidecar finds the socket there.
+    let workload_api = match &opts.workload_api_socket {
+        Some(path) => Some(workload_api::Endpoint::bind(path).await?),
+        None => None,
+    };
     let shared = Arc::new(ProxyState {
         node,
         config: ArcSwap::from_pointee(config::ActiveConfig::default()),
@@ -174,11 +197,29 @@ pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyh
             conn,
         )));
     }
+    let (closing, closing_rx) = tokio::sync::watch::channel(false);
+    let workload_api = workload_api.map(|api| tokio::spawn(api.serve(tls.clone(), closing_rx)));
     shared.emit(ready);
     tasks.push(tokio::spawn(control::run(shared.clone(), control.clone())));
-    tasks.push(tokio::spawn(control::certs::renew(shared.clone(), control)));
+    tasks.push(match svids {
+        Some((path, svids)) => {
+            tokio::spawn(workload_api::source::follow(shared.clone(), path, svids))
+        }
+        None => tokio::spawn(control::certs::renew(shared.clone(), control)),
+    });
     shutdown.await;
     info!("shutting down");
+    // Workload API streams end, its connections close and the socket file goes (bounded:
+    // a client that never lets its connection go is cut off by the abort).
+    closing.send_replace(true);
+    if let Some(mut api) = workload_api {
+        if tokio::time::timeout(std::time::Duration::from_secs(1), &mut api)
+            .await
+            .is_err()
+        {
+            api.abort();
+        }
+    }
     for t in tasks {
         t.abort();
     }

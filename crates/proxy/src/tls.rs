@@ -49,7 +49,11 @@ impl Credentials {
 
 /// The live credentials, swapped atomically on renewal.
 pub struct TlsState {
+    /// Read on every handshake; replaced only through [`TlsState::rotate`].
     pub current: ArcSwap<Credentials>,
+    /// Counts rotations; whoever hands the credentials on (the Workload API's streams)
+    /// waits on it instead of polling `current`.
+    rotations: tokio::sync::watch::Sender<u64>,
 }
 
 /// How long to wait before renewing: half the remaining lifetime, at least 1 s.
@@ -64,6 +68,18 @@ impl TlsState {
     pub fn new(creds: Credentials) -> Arc<TlsState> {
         Arc::new(TlsState {
             current: ArcSwap::from_pointee(creds),
+            rotations: tokio::sync::watch::Sender::new(0),
         })
+    }
+
+    /// Swaps in renewed credentials and wakes everyone subscribed.
+    pub fn rotate(&self, creds: Credentials) {
+        self.current.store(Arc::new(creds));
+        self.rotations.send_modify(|n| *n += 1);
+    }
+
+    /// Changes whenever [`TlsState::rotate`] has swapped the credentials.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.rotations.subscribe()
     }
 }

@@ -130,6 +130,17 @@ struct ProxyArgs {
     inbound_listen: Option<SocketAddr>,
     #[arg(long)]
     outbound_listen: Option<SocketAddr>,
+    /// Serve the SPIFFE Workload API (this workload's X.509-SVID, streamed on every
+    /// rotation) on a Unix socket at PATH, mode 0600; tell the app
+    /// `SPIFFE_ENDPOINT_SOCKET=unix://PATH`.
+    #[arg(long, value_name = "PATH")]
+    workload_api_socket: Option<PathBuf>,
+    /// Take this workload's identity from the SPIFFE Workload API on the Unix socket at
+    /// PATH (a SPIRE agent's) instead of the control plane's CA: its X.509-SVID and bundle
+    /// serve mTLS, and each new SVID on the stream rotates them. Run the control plane with
+    /// the SPIRE trust domain (--trust-domain); SPIFFE ids must be /ns/<ns>/sa/<sa>.
+    #[arg(long, value_name = "PATH")]
+    spiffe_socket: Option<PathBuf>,
     #[arg(long)]
     exit_with_parent: bool,
 }
@@ -398,8 +409,13 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 outbound_listen: a.outbound_listen,
                 max_connections: a.max_connections,
                 telemetry: !a.no_telemetry,
+                spiffe_socket: a.spiffe_socket,
+                workload_api_socket: a.workload_api_socket,
                 events: weft_proxy::EventSink::Stdout,
             };
+            if opts.spiffe_socket.is_some() && opts.spiffe_socket == opts.workload_api_socket {
+                bail!("--spiffe-socket (where this proxy gets its identity) and --workload-api-socket (where it serves its app) must be different sockets");
+            }
             if matches!(opts.role, weft_proxy::Role::Sidecar) && opts.app.is_none() {
                 bail!("a sidecar needs --app HOST:PORT (where its local app listens)");
             }

@@ -49,18 +49,27 @@ impl Mesh {
     /// The environment of process `i`: an app is told where its sidecar's outbound
     /// listener is, the way HTTP clients understand (`HTTP_PROXY`/`http_proxy`, which the
     /// sidecar serves as absolute-form requests), plus `WEFT_OUTBOUND`, and its own listen
-    /// address (`WEFT_APP_ADDRESS`, `PORT`) — command apps and the built-in demo app alike.
+    /// address (`WEFT_APP_ADDRESS`, `PORT`) — command apps and the built-in demo app alike —
+    /// and where its sidecar serves the SPIFFE Workload API (`SPIFFE_ENDPOINT_SOCKET`, the
+    /// standard's variable).
     pub(super) fn env(&self, i: usize) -> Vec<(String, String)> {
         let p = &self.procs[i];
         if p.role != Role::App {
             return Vec::new();
         }
         let mut env = Vec::new();
-        let outbound = self
+        let sidecar = self
             .procs
             .iter()
-            .find(|s| s.role == Role::Sidecar && s.workload == p.workload)
-            .and_then(|s| field(&s.ready, "outbound"));
+            .find(|s| s.role == Role::Sidecar && s.workload == p.workload);
+        if let Some(s) = sidecar {
+            let socket = self.workload_api_socket(&s.name);
+            env.push((
+                "SPIFFE_ENDPOINT_SOCKET".into(),
+                format!("unix://{}", socket.display()),
+            ));
+        }
+        let outbound = sidecar.and_then(|s| field(&s.ready, "outbound"));
         if let Some(o) = outbound {
             for k in ["HTTP_PROXY", "http_proxy"] {
                 env.push((k.to_string(), format!("http://{o}")));
@@ -156,6 +165,8 @@ impl Mesh {
                         prev("inbound"),
                         s("--outbound-listen"),
                         prev("outbound"),
+                        s("--workload-api-socket"),
+                        self.workload_api_socket(&p.name).display().to_string(),
                     ]);
                 }
                 a

@@ -58,7 +58,7 @@ pub async fn renew(state: Arc<ProxyState>, control: ControlTarget) {
             Ok(creds) => {
                 let not_after = creds.identity.not_after();
                 info!(identity = %creds.identity.spiffe_id(), expires_in_s = secs_left(not_after), "certificate renewed");
-                state.tls.current.store(Arc::new(creds));
+                state.tls.rotate(creds);
                 state.metrics.certificate(not_after, true);
             }
             Err(e) => {

@@ -40,6 +40,8 @@ pub fn sidecar_options(control: &FakeControl, workload: &str) -> ProxyOptions {
         outbound_listen: None,
         max_connections: weft_proxy::state::MAX_DOWNSTREAM_CONNECTIONS,
         telemetry: true,
+        spiffe_socket: None,
+        workload_api_socket: None,
         events: EventSink::Stdout,
     }
 }

@@ -19,9 +19,23 @@ pub struct ProxyBuilder {
     app: Option<SocketAddr>,
     token: Option<String>,
     port_map: HashMap<u32, SocketAddr>,
+    workload_api: Option<std::path::PathBuf>,
+    spiffe_socket: Option<std::path::PathBuf>,
 }
 
 impl ProxyBuilder {
+    /// Take the identity from the SPIFFE Workload API at `path` (a SPIRE agent's).
+    pub fn spiffe_socket(mut self, path: &std::path::Path) -> Self {
+        self.spiffe_socket = Some(path.to_path_buf());
+        self
+    }
+
+    /// Serve the SPIFFE Workload API on a Unix socket at `path`.
+    pub fn workload_api(mut self, path: &std::path::Path) -> Self {
+        self.workload_api = Some(path.to_path_buf());
+        self
+    }
+
     pub fn namespace(mut self, ns: &str) -> Self {
         self.namespace = ns.into();
         self
@@ -73,6 +87,8 @@ impl ProxyBuilder {
             outbound_listen: None,
             max_connections: weft_proxy::state::MAX_DOWNSTREAM_CONNECTIONS,
             telemetry: true,
+            spiffe_socket: self.spiffe_socket,
+            workload_api_socket: self.workload_api,
             events: EventSink::Channel(tx),
         };
         let mut task = tokio::spawn(weft_proxy::run(opts, async move {
@@ -222,6 +238,8 @@ impl ProxyBuilder {
             app: None,
             token: None,
             port_map: HashMap::new(),
+            workload_api: None,
+            spiffe_socket: None,
         }
     }
 }
