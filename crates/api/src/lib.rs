@@ -27,6 +27,7 @@ mod gateway;
 mod k8s_service;
 mod load_balancer;
 mod loader;
+mod loader_k8s;
 mod mesh_config;
 mod positions;
 mod resource;

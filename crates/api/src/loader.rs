@@ -230,20 +230,20 @@ fn split_documents(text: &str) -> Vec<(usize, &str)> {
     docs
 }
 
-enum Loaded {
+pub(crate) enum Loaded {
     Resource(Box<Resource>),
     Skipped(Skipped),
 }
 
 const TOP_LEVEL_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
 
-struct DocLoader<'a> {
+pub(crate) struct DocLoader<'a> {
     file: &'a str,
     errors: Vec<LoadError>,
 }
 
 impl DocLoader<'_> {
-    fn error(&mut self, pos: Pos, message: String) {
+    pub(crate) fn error(&mut self, pos: Pos, message: String) {
         self.errors.push(LoadError {
             file: self.file.to_owned(),
             line: pos.line,
@@ -280,7 +280,7 @@ impl DocLoader<'_> {
         }
     }
 
-    fn decode<T: DeserializeOwned>(&mut self, node: &Node, path: &str) -> Option<T> {
+    pub(crate) fn decode<T: DeserializeOwned>(&mut self, node: &Node, path: &str) -> Option<T> {
         match de::from_node(node, path) {
             Ok(value) => Some(value),
             Err(err) => {
@@ -335,7 +335,7 @@ impl DocLoader<'_> {
         if api_version == "v1" && kind_name == "Service" {
             return self.k8s_service(root, source);
         }
-        if api_version == "v1" && kind_name == "ConfigMap" && is_mesh_config_map(root) {
+        if api_version == "v1" && kind_name == "ConfigMap" && DocLoader::is_mesh_config_map(root) {
             return self.mesh_config(root, source);
         }
         if !ISTIO_GROUPS.contains(&group) && group != GATEWAY_API_GROUP {
@@ -373,93 +373,6 @@ impl DocLoader<'_> {
             kind,
             metadata: metadata?,
             spec: spec?,
-            source,
-            positions: Positions::from_node(root),
-        })))
-    }
-
-    /// A Kubernetes Service, read as the registry entry Istio makes of it (a MESH_INTERNAL
-    /// ServiceEntry with the Service's selector), keeping `apiVersion: v1`.
-    fn k8s_service(&mut self, root: &Node, source: Source) -> Option<Loaded> {
-        let svc: crate::k8s_service::K8sService = self.decode(root, "Service")?;
-        if svc.metadata.name.is_empty() {
-            self.error(root.pos, "missing metadata.name in Service".to_string());
-            return None;
-        }
-        let namespace = svc
-            .metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into());
-        let spec = svc.to_service_entry(&namespace);
-        Some(Loaded::Resource(Box::new(Resource {
-            api_version: "v1".into(),
-            kind: Kind::ServiceEntry,
-            metadata: ObjectMeta {
-                name: svc.metadata.name.clone(),
-                namespace: Some(namespace),
-                labels: svc.metadata.labels.clone(),
-                ..Default::default()
-            },
-            spec: Spec::ServiceEntry(spec),
-            source,
-            positions: Positions::from_node(root),
-        })))
-    }
-
-    /// The ConfigMap `istio` in `istio-system`: its `mesh` key is MeshConfig (YAML text,
-    /// parsed with positions in the file when it is a block scalar).
-    fn mesh_config(&mut self, root: &Node, source: Source) -> Option<Loaded> {
-        let (ns, name) = crate::mesh_config::MESH_CONFIG_MAP;
-        let value = match root.get("data").and_then(|(_, d)| d.get("mesh")) {
-            None => serde_json::Value::Null,
-            Some((_, node)) => {
-                let Value::Str(text) = &node.value else {
-                    self.error(
-                        node.pos,
-                        "data.mesh of the ConfigMap istio must be a string of MeshConfig YAML"
-                            .into(),
-                    );
-                    return None;
-                };
-                let mut budget = yaml::TreeBudget::FILE;
-                match yaml::parse_document(text, &mut budget) {
-                    Err((pos, message)) => {
-                        let line = node.pos.line + pos.line;
-                        self.error(
-                            Pos {
-                                line,
-                                column: pos.column,
-                            },
-                            format!("invalid YAML in data.mesh (MeshConfig): {message}"),
-                        );
-                        return None;
-                    }
-                    Ok(None) => serde_json::Value::Null,
-                    Ok(Some(mut mesh)) => {
-                        // A block scalar's text starts on the line after `mesh: |`.
-                        mesh.shift(node.pos.line);
-                        self.decode(&mesh, "MeshConfig")?
-                    }
-                }
-            }
-        };
-        let spec = match crate::mesh_config::parse(value) {
-            Ok(mc) => mc,
-            Err(e) => {
-                self.error(root.pos, format!("ConfigMap {ns}/{name}: {e}"));
-                return None;
-            }
-        };
-        Some(Loaded::Resource(Box::new(Resource {
-            api_version: "v1".into(),
-            kind: Kind::MeshConfig,
-            metadata: ObjectMeta {
-                name: name.into(),
-                namespace: Some(ns.into()),
-                ..Default::default()
-            },
-            spec: Spec::MeshConfig(spec),
             source,
             positions: Positions::from_node(root),
         })))
@@ -550,20 +463,6 @@ impl DocLoader<'_> {
             Kind::MeshConfig => Spec::MeshConfig(Default::default()),
         })
     }
-}
-
-/// `metadata: {name: istio, namespace: istio-system}`.
-fn is_mesh_config_map(root: &Node) -> bool {
-    let (ns, name) = crate::mesh_config::MESH_CONFIG_MAP;
-    let field = |k: &str| {
-        root.get("metadata")
-            .and_then(|(_, m)| m.get(k))
-            .and_then(|(_, v)| match &v.value {
-                Value::Str(s) => Some(s.clone()),
-                _ => None,
-            })
-    };
-    field("name").as_deref() == Some(name) && field("namespace").as_deref() == Some(ns)
 }
 
 fn key_display(key: &Node) -> String {

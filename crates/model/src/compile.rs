@@ -7,7 +7,7 @@ use crate::actions::{header_ops, retry_policy};
 use crate::config::*;
 use crate::matching::{convert, host_intersection, MatchCtx};
 use crate::names::{cluster_name, parse_cluster_name, parse_duration_ms};
-use crate::policy::{hash_of, lb_of, outlier_of, DrSettings};
+use crate::policy::DrSettings;
 use crate::registry::{fqdn, selects, spiffe_id, Registry};
 use crate::report;
 use std::collections::{BTreeMap, BTreeSet};
@@ -439,7 +439,13 @@ impl<'a> Builder<'a> {
                 max_requests,
                 max_requests_per_connection,
                 tls,
-            } = self.destination_rule(&host, &namespace, subset.as_deref());
+            } = crate::policy::destination_rule(
+                self.resources,
+                &mut self.used,
+                &host,
+                &namespace,
+                subset.as_deref(),
+            );
             let mut endpoints = Vec::new();
             for key in svc.map(|s| s.workloads.as_slice()).unwrap_or_default() {
                 let Some(w) = self.registry.workloads.get(key) else {
@@ -478,70 +484,6 @@ impl<'a> Builder<'a> {
                     max_requests_per_connection,
                 },
             );
-        }
-    }
-
-    /// Subset labels and LB policy from the DestinationRule for `host` (one in the
-    /// service's namespace wins over others).
-    fn destination_rule(&mut self, host: &str, svc_ns: &str, subset: Option<&str>) -> DrSettings {
-        let mut rules: Vec<&Resource> = self
-            .resources
-            .iter()
-            .filter(|r| matches!(&r.spec, Spec::DestinationRule(dr) if fqdn(&dr.host, r.namespace()) == host))
-            .collect();
-        rules.sort_by_key(|r| r.namespace() != svc_ns);
-        let Some(r) = rules.first() else {
-            return DrSettings::default();
-        };
-        let Spec::DestinationRule(dr) = &r.spec else {
-            unreachable!()
-        };
-        self.used.insert(r.key());
-        let top = dr.traffic_policy.as_ref();
-        let mut lb = lb_of(top).unwrap_or_default();
-        let mut hash = hash_of(top);
-        let mut outlier = top.and_then(|t| t.outlier_detection.as_ref());
-        let mut pool = top.and_then(|t| t.connection_pool.as_ref());
-        let mut tls = top.and_then(|t| t.tls.as_ref()).and_then(|t| t.mode);
-        let mut labels = BTreeMap::new();
-        if let Some(name) = subset {
-            if let Some(s) = dr.subsets.iter().find(|s| s.name == name) {
-                labels = s.labels.clone();
-                let sub = s.traffic_policy.as_ref();
-                lb = lb_of(sub).unwrap_or(lb);
-                if sub.and_then(|t| t.load_balancer.as_ref()).is_some() {
-                    hash = hash_of(sub);
-                }
-                // A subset's settings replace the top-level ones, object by object.
-                outlier = sub.and_then(|t| t.outlier_detection.as_ref()).or(outlier);
-                pool = sub.and_then(|t| t.connection_pool.as_ref()).or(pool);
-                tls = sub
-                    .and_then(|t| t.tls.as_ref())
-                    .and_then(|t| t.mode)
-                    .or(tls);
-            } else {
-                // An unknown subset selects nothing: Istio answers 503 (no healthy upstream).
-                labels.insert("weft.dev/unknown-subset".into(), name.to_string());
-            }
-        }
-        let max_requests = pool
-            .and_then(|p| p.http.as_ref())
-            .and_then(|h| h.http2_max_requests)
-            .and_then(|m| u32::try_from(m).ok());
-        // Istio: 0 means unlimited.
-        let max_requests_per_connection = pool
-            .and_then(|p| p.http.as_ref())
-            .and_then(|h| h.max_requests_per_connection)
-            .and_then(|m| u32::try_from(m).ok())
-            .filter(|m| *m > 0);
-        DrSettings {
-            labels,
-            lb,
-            hash,
-            outlier: outlier.map(outlier_of),
-            max_requests,
-            max_requests_per_connection,
-            tls,
         }
     }
 }

@@ -1,10 +1,13 @@
 //! What a DestinationRule says about a cluster: load-balancer policy, consistent-hash key,
-//! outlier detection, circuit-breaker limits — with Istio's defaults filled in.
+//! outlier detection, circuit-breaker limits, TLS mode — with Istio's defaults filled in,
+//! and which DestinationRule applies to a cluster.
 
 use crate::config::{HashKey, LbPolicy, Outlier};
 use crate::names::parse_duration_ms;
-use std::collections::BTreeMap;
+use crate::registry::fqdn;
+use std::collections::{BTreeMap, BTreeSet};
 use weft_api::SimpleLb;
+use weft_api::{Resource, Spec};
 
 /// Istio's outlier defaults: 5 consecutive 5xx, 30 s base ejection, 10% max ejected,
 /// panic threshold off; the deprecated `consecutiveErrors` means gateway errors.
@@ -79,5 +82,74 @@ pub(crate) fn lb_of(tp: Option<&weft_api::TrafficPolicy>) -> Option<LbPolicy> {
         SimpleLb::LeastConn | SimpleLb::LeastRequest => Some(LbPolicy::LeastRequest),
         // PASSTHROUGH is reported as not enforced; UNSPECIFIED means the default.
         SimpleLb::Unspecified | SimpleLb::Passthrough => None,
+    }
+}
+
+/// Subset labels and LB policy from the DestinationRule for `host` (one in the
+/// service's namespace wins over others).
+pub(crate) fn destination_rule(
+    resources: &[Resource],
+    used: &mut BTreeSet<String>,
+    host: &str,
+    svc_ns: &str,
+    subset: Option<&str>,
+) -> DrSettings {
+    let mut rules: Vec<&Resource> = resources
+        .iter()
+        .filter(|r| matches!(&r.spec, Spec::DestinationRule(dr) if fqdn(&dr.host, r.namespace()) == host))
+        .collect();
+    rules.sort_by_key(|r| r.namespace() != svc_ns);
+    let Some(r) = rules.first() else {
+        return DrSettings::default();
+    };
+    let Spec::DestinationRule(dr) = &r.spec else {
+        unreachable!()
+    };
+    used.insert(r.key());
+    let top = dr.traffic_policy.as_ref();
+    let mut lb = lb_of(top).unwrap_or_default();
+    let mut hash = hash_of(top);
+    let mut outlier = top.and_then(|t| t.outlier_detection.as_ref());
+    let mut pool = top.and_then(|t| t.connection_pool.as_ref());
+    let mut tls = top.and_then(|t| t.tls.as_ref()).and_then(|t| t.mode);
+    let mut labels = BTreeMap::new();
+    if let Some(name) = subset {
+        if let Some(s) = dr.subsets.iter().find(|s| s.name == name) {
+            labels = s.labels.clone();
+            let sub = s.traffic_policy.as_ref();
+            lb = lb_of(sub).unwrap_or(lb);
+            if sub.and_then(|t| t.load_balancer.as_ref()).is_some() {
+                hash = hash_of(sub);
+            }
+            // A subset's settings replace the top-level ones, object by object.
+            outlier = sub.and_then(|t| t.outlier_detection.as_ref()).or(outlier);
+            pool = sub.and_then(|t| t.connection_pool.as_ref()).or(pool);
+            tls = sub
+                .and_then(|t| t.tls.as_ref())
+                .and_then(|t| t.mode)
+                .or(tls);
+        } else {
+            // An unknown subset selects nothing: Istio answers 503 (no healthy upstream).
+            labels.insert("weft.dev/unknown-subset".into(), name.to_string());
+        }
+    }
+    let max_requests = pool
+        .and_then(|p| p.http.as_ref())
+        .and_then(|h| h.http2_max_requests)
+        .and_then(|m| u32::try_from(m).ok());
+    // Istio: 0 means unlimited.
+    let max_requests_per_connection = pool
+        .and_then(|p| p.http.as_ref())
+        .and_then(|h| h.max_requests_per_connection)
+        .and_then(|m| u32::try_from(m).ok())
+        .filter(|m| *m > 0);
+    DrSettings {
+        labels,
+        lb,
+        hash,
+        outlier: outlier.map(outlier_of),
+        max_requests,
+        max_requests_per_connection,
+        tls,
     }
 }
