@@ -16,6 +16,47 @@ pub const DEFAULT_ROOT_NAMESPACE: &str = "istio-system";
 /// The annotation that makes a policy log and count its decisions without enforcing them.
 pub const DRY_RUN_ANNOTATION: &str = "istio.io/dry-run";
 
+/// Istio's trust-domain aliasing for principals: a `cluster.local/ns/N/sa/S` value (the
+/// default trust domain, what most policies are written with) also names
+/// `<mesh trust domain>/ns/N/sa/S`, so policies keep working under `--trust-domain`.
+pub(crate) fn alias_trust_domain(authz: &mut Authz, trust_domain: &str) {
+    if trust_domain == "cluster.local" {
+        return;
+    }
+    let expand = |list: &mut Vec<String>| {
+        let extra: Vec<String> = list
+            .iter()
+            .filter_map(|v| {
+                let rest = v.strip_prefix("cluster.local/")?;
+                (rest.split('/').count() == 4).then(|| format!("{trust_domain}/{rest}"))
+            })
+            .collect();
+        list.extend(extra);
+    };
+    let fields = authz.policies.iter_mut().flat_map(|p| {
+        p.rules.iter_mut().flat_map(|r| {
+            r.from
+                .iter_mut()
+                .flatten()
+                .chain(r.to.iter_mut().flatten())
+                .chain(r.when.iter_mut())
+        })
+    });
+    for f in fields.filter(|f| f.attr == AuthzAttr::Principal) {
+        expand(&mut f.values);
+        expand(&mut f.not_values);
+    }
+}
+
+/// Go's `strconv.ParseBool`, which Istio reads `istio.io/dry-run` with.
+pub fn parse_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
 /// The AuthorizationPolicies one proxy enforces, in the order they were declared.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Authz {
@@ -179,7 +220,7 @@ pub fn authz_for(
                 .metadata
                 .annotations
                 .get(DRY_RUN_ANNOTATION)
-                .is_some_and(|v| v == "true"),
+                .is_some_and(|v| parse_bool(v) == Some(true)),
             rules: ap
                 .rules
                 .iter()
@@ -414,7 +455,7 @@ pub(crate) fn report(
             .enumerate()
         {
             if !s.trust_domains.is_empty() || !s.not_trust_domains.is_empty() {
-                push(format!("rules[{i}].from[{j}].source.trustDomains (not evaluated: this source never matches)"));
+                push(format!("rules[{i}].from[{j}].source.trustDomains (not evaluated: treated as absent, so its values never match and its notValues always do)"));
             }
         }
         for (j, c) in rule.when.iter().flatten().enumerate() {

@@ -77,6 +77,17 @@ pub fn compile(
                 identity: spiffe_id(trust_domain, &workload.namespace, &workload.service_account),
                 trust_domain: trust_domain.to_string(),
                 services: registry.services_of(&workload.namespace, &workload.name),
+                ports: {
+                    let mut ports: Vec<u32> = registry
+                        .services
+                        .values()
+                        .filter(|s| s.workloads.contains(&key))
+                        .flat_map(|s| s.ports.iter().copied())
+                        .collect();
+                    ports.sort_unstable();
+                    ports.dedup();
+                    ports
+                },
                 app_http2: registry
                     .services
                     .values()
@@ -86,12 +97,13 @@ pub fn compile(
         }
     }
     b.cfg.mesh = crate::mesh::options(resources);
-    let (authz, policies) = crate::authz::authz_for(
+    let (mut authz, policies) = crate::authz::authz_for(
         resources,
         crate::mesh::mesh_config(resources),
         &workload.namespace,
         &workload.labels,
     );
+    crate::authz::alias_trust_domain(&mut authz, trust_domain);
     let authorizers = authz.providers.iter().map(|p| p.cluster.clone());
     b.extra_clusters.extend(authorizers);
     b.cfg.authz = authz;

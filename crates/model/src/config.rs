@@ -385,6 +385,10 @@ pub struct Inbound {
     /// What the inbound side accepts: mTLS, plaintext or both (PeerAuthentication).
     #[serde(default)]
     pub mtls: crate::mtls::InboundMtls,
+    /// The service ports this workload serves (sorted): the ports a request to it may
+    /// name, which authorization and port-level mTLS judge.
+    #[serde(default)]
+    pub ports: Vec<u32>,
     /// Services this workload backs (for `destination_service` in metrics).
     pub services: Vec<String>,
     pub version: Option<String>,

@@ -329,3 +329,33 @@ fn a_broken_mesh_config_is_refused_where_it_is_written() {
     let loaded = weft_api::load_str(other, "cm.yaml");
     assert!(loaded.errors.is_empty() && loaded.resources.is_empty());
 }
+
+#[test]
+fn principals_written_for_cluster_local_also_name_the_mesh_trust_domain() {
+    let loaded = weft_api::load_str(MESH, "mesh.yaml");
+    let reg = Registry::build(&loaded.resources, &[]);
+    let cfg = compile(
+        &loaded.resources,
+        &reg,
+        "game.example",
+        &ProxyRef {
+            role: Role::Sidecar,
+            workload: "player-v1".into(),
+            namespace: "game".into(),
+        },
+    )
+    .expect("compiles");
+    let dry = cfg
+        .authz
+        .policies
+        .iter()
+        .find(|p| p.name == "game.player-from-matchmaking")
+        .unwrap();
+    assert_eq!(
+        dry.rules[0].from[0][0].values,
+        [
+            "cluster.local/ns/game/sa/matchmaking".to_string(),
+            "game.example/ns/game/sa/matchmaking".to_string()
+        ]
+    );
+}

@@ -487,3 +487,52 @@ async fn custom_policies_ask_an_external_authorizer_first() {
         200
     );
 }
+
+#[tokio::test]
+async fn a_caller_cannot_pick_a_port_to_escape_a_port_rule() {
+    let app = App::echo("server-app").await;
+    let pair = Pair::start(&app, |r| r).await;
+    let push = |ports: Vec<u32>| {
+        let mut cfg = Config::sidecar(&pair.server).build();
+        cfg.inbound.as_mut().unwrap().ports = ports;
+        cfg.authz = Authz {
+            policies: vec![policy(
+                "test.no-admin-port",
+                AuthzAction::Deny,
+                vec![AuthzRule {
+                    to: vec![vec![f(AuthzAttr::Port, &["9090"])]],
+                    ..Default::default()
+                }],
+            )],
+            providers: vec![],
+        };
+        cfg
+    };
+    let with_host = |host: String| {
+        send(
+            pair.client.outbound(),
+            Request::get("/x")
+                .header("host", host)
+                .body(Full::default())
+                .unwrap(),
+        )
+    };
+    // One port: whatever port the authority names, the request is for that port.
+    pair.control.push_acked("server", &push(vec![9090])).await;
+    for host in [
+        format!("{}:9090", pair.host),
+        format!("{}:1", pair.host),
+        pair.host.clone(),
+    ] {
+        assert_eq!(with_host(host.clone()).await.status, 403, "{host}");
+    }
+    // Two ports: each is judged as itself; a port the workload does not serve is refused.
+    pair.control
+        .push_acked("server", &push(vec![8080, 9090]))
+        .await;
+    assert_eq!(with_host(format!("{}:9090", pair.host)).await.status, 403);
+    assert_eq!(with_host(format!("{}:8080", pair.host)).await.status, 200);
+    let bogus = with_host(format!("{}:1", pair.host)).await;
+    assert_eq!(bogus.status, 400, "{}", bogus.body);
+    assert_eq!(app.count(), 1);
+}

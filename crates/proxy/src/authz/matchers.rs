@@ -52,8 +52,7 @@ impl Str {
 
     /// Namespaces: `*` anywhere matches any run of characters.
     fn namespace(v: &str) -> Result<Str, String> {
-        let inner = v.trim_start_matches('*').trim_end_matches('*');
-        if !inner.contains('*') {
+        if v == "*" || !v.contains('*') {
             return Ok(Str::parse(v, false));
         }
         let re: Vec<String> = v.split('*').map(regex::escape).collect();

@@ -448,6 +448,12 @@ fn header_and_namespace_forms() {
         .denied(&when(AuthzAttr::Header("x-none".into()), &["*"]))
         .is_some());
     assert_eq!(r.denied(&when(AuthzAttr::Namespace, &["ne*game"])), None);
+    assert_eq!(
+        r.denied(&when(AuthzAttr::Namespace, &["*cpga*"])),
+        None,
+        "`*` at both ends"
+    );
+    assert!(r.denied(&when(AuthzAttr::Namespace, &["*prod*"])).is_some());
     assert!(r.denied(&when(AuthzAttr::Namespace, &["ne*x"])).is_some());
     // Hosts are the authority as sent: the port is not stripped.
     let host =

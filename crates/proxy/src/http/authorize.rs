@@ -26,6 +26,7 @@ fn input<'a>(
     host: &'a str,
     remote_ip: IpAddr,
     jwt: Option<&'a Verified>,
+    inbound_port: Option<u16>,
 ) -> Input<'a> {
     let default_port = if req.uri().scheme_str() == Some("https") {
         443
@@ -37,8 +38,10 @@ fn input<'a>(
         source_ip: conn.peer.ip(),
         remote_ip,
         destination_ip: conn.local.ip(),
+        // Gateways: the Gateway server's port; sidecars: one of the workload's ports.
         destination_port: conn
             .config_port
+            .or(inbound_port)
             .or(split_port(authority(req)))
             .unwrap_or(default_port),
         host,
@@ -66,10 +69,14 @@ pub(super) async fn authorize(
     state: &ProxyState,
 ) -> Result<Allowed, LocalReply> {
     let host = authority(req).to_ascii_lowercase();
+    let inbound_port = match conn.side {
+        super::pipeline::Side::Inbound => Some(super::pipeline::inbound_port(req, cfg)?),
+        _ => None,
+    };
     let mut downstream = Vec::new();
     let custom = cfg
         .authz
-        .custom(&input(req, conn, &host, remote_ip, None))
+        .custom(&input(req, conn, &host, remote_ip, None, inbound_port))
         .map(|(policy, provider)| (policy.to_string(), provider.clone()));
     if let Some((policy, provider)) = custom {
         match ext::check(state, cfg, &provider, req).await {
@@ -85,7 +92,7 @@ pub(super) async fn authorize(
         }
     }
     let jwt = authenticate(req, cfg, conn)?;
-    let input = input(req, conn, &host, remote_ip, jwt.as_ref());
+    let input = input(req, conn, &host, remote_ip, jwt.as_ref(), inbound_port);
     let verdict = cfg.authz.evaluate(&input);
     for sh in &verdict.shadow {
         let policy = sh.policy.as_deref().unwrap_or(match sh.action {

@@ -230,13 +230,48 @@ fn plaintext_refused(
     if conn.side != Side::Inbound || conn.peer_identity.is_some() {
         return None;
     }
+    let port = match inbound_port(req, cfg) {
+        Ok(p) => p,
+        Err(r) => return Some(r),
+    };
     let mtls = &cfg.config.inbound.as_ref()?.mtls;
-    let port = authority(req)
+    (mtls.for_port(u32::from(port)) == weft_model::mtls::InboundMode::Strict).then_some(
+        LocalReply::PlaintextRefused {
+            port: u32::from(port),
+        },
+    )
+}
+
+/// Which of the workload's ports a request on the sidecar's inbound side is for. weft's
+/// one inbound listener serves every port of the workload (and sends all to its one app
+/// address), so the port comes from the request's authority — but only one of the
+/// workload's own ports counts: an authority naming no port, or one the workload does not
+/// serve, means its only port, and with several ports such a request is refused rather
+/// than judged under a port of the caller's choosing.
+pub(super) fn inbound_port(req: &Request<Incoming>, cfg: &ActiveConfig) -> Result<u16, LocalReply> {
+    let named: Option<u16> = authority(req)
         .rsplit_once(':')
-        .and_then(|(_, p)| p.parse().ok())
-        .unwrap_or(80);
-    (mtls.for_port(port) == weft_model::mtls::InboundMode::Strict)
-        .then_some(LocalReply::PlaintextRefused { port })
+        .filter(|(_, p)| !p.contains(']'))
+        .and_then(|(_, p)| p.parse().ok());
+    let ports = cfg
+        .config
+        .inbound
+        .as_ref()
+        .map_or(&[][..], |i| i.ports.as_slice());
+    let ok = |p: u32| u16::try_from(p).ok();
+    match (named, ports) {
+        (n, []) => Ok(n.unwrap_or(80)),
+        (Some(n), ports) if ports.contains(&u32::from(n)) => Ok(n),
+        (_, [only]) => ok(*only).ok_or_else(|| LocalReply::BadRequest {
+            detail: format!("port {only} is out of range"),
+        }),
+        (n, ports) => Err(LocalReply::BadRequest {
+            detail: format!(
+                "this workload serves ports {ports:?}; the request names {}: address one of them",
+                n.map_or("none".to_string(), |n| n.to_string())
+            ),
+        }),
+    }
 }
 
 /// The request's authority: the absolute-form URI's, else the Host header.

@@ -110,6 +110,7 @@ impl Config {
                     mode: weft_model::mtls::InboundMode::Strict,
                     ports: Default::default(),
                 },
+                ports: vec![],
             }),
             ..Default::default()
         };

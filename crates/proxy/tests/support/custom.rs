@@ -116,6 +116,7 @@ impl Custom {
                     mode: weft_model::mtls::InboundMode::Strict,
                     ports: Default::default(),
                 },
+                ports: vec![],
             }),
             ..Default::default()
         };
