@@ -52,9 +52,11 @@ pub fn compile(
             name: proxy.workload.clone(),
         });
     };
+    let root = crate::mesh::root_namespace(resources);
     let mut b = Builder {
         resources,
         registry,
+        root,
         cfg: ProxyConfig::default(),
         used: BTreeSet::new(),
         extra_clusters: BTreeSet::new(),
@@ -63,12 +65,8 @@ pub fn compile(
         Role::Gateway => b.gateway(&workload.labels, &workload.namespace),
         Role::Sidecar => {
             b.outbound(&proxy.namespace, &workload.labels);
-            let (mtls, policies) = crate::mtls::inbound(
-                resources,
-                crate::mesh::root_namespace(resources),
-                &workload.namespace,
-                &workload.labels,
-            );
+            let (mtls, policies) =
+                crate::mtls::inbound(resources, root, &workload.namespace, &workload.labels);
             b.used.extend(policies);
             b.cfg.inbound = Some(Inbound {
                 mtls,
@@ -110,7 +108,7 @@ pub fn compile(
     b.used.extend(policies);
     let (authn, policies) = crate::authn::authn_for(
         resources,
-        crate::mesh::root_namespace(resources),
+        root,
         &workload.namespace,
         &workload.labels,
         &registry.jwks,
@@ -122,10 +120,7 @@ pub fn compile(
     let mut cfg = b.cfg;
     cfg.not_enforced = report::not_enforced(resources)
         .into_iter()
-        .filter(|n| {
-            used.contains(&n.resource)
-                || policy_applies(n, &proxy.namespace, crate::mesh::root_namespace(resources))
-        })
+        .filter(|n| used.contains(&n.resource) || policy_applies(n, &proxy.namespace, root))
         .collect();
     Ok(cfg)
 }
@@ -148,6 +143,8 @@ fn policy_applies(n: &NotEnforced, ns: &str, root: &str) -> bool {
 struct Builder<'a> {
     resources: &'a [Resource],
     registry: &'a Registry,
+    /// MeshConfig `rootNamespace`.
+    root: &'a str,
     cfg: ProxyConfig,
     /// Keys of resources that shaped this config (for not-enforced reporting).
     used: BTreeSet<String>,
@@ -437,6 +434,8 @@ impl<'a> Builder<'a> {
             })
             .chain(self.extra_clusters.iter().cloned())
             .collect();
+        // Each endpoint workload's PeerAuthentication, looked up once (auto-mTLS).
+        let mut servers: BTreeMap<(String, String), crate::mtls::InboundMtls> = BTreeMap::new();
         for name in names {
             let Some((port, subset, host)) = parse_cluster_name(&name) else {
                 continue;
@@ -469,15 +468,15 @@ impl<'a> Builder<'a> {
                 if !selects(&subset_labels, &w.labels) {
                     continue;
                 }
-                let root = crate::mesh::root_namespace(self.resources);
-                let (server, _) =
-                    crate::mtls::inbound(self.resources, root, &w.namespace, &w.labels);
+                let server = servers.entry(key.clone()).or_insert_with(|| {
+                    crate::mtls::inbound(self.resources, self.root, &w.namespace, &w.labels).0
+                });
                 endpoints.push(Endpoint {
                     address: addr.clone(),
                     identity: spiffe_id(trust_domain, &w.namespace, &w.service_account),
                     workload: w.name.clone(),
                     version: w.labels.get("version").cloned(),
-                    plaintext: crate::mtls::client_plaintext(tls, &server, port),
+                    plaintext: crate::mtls::client_plaintext(tls, server, port),
                 });
             }
             self.cfg.clusters.insert(

@@ -8,7 +8,7 @@
 //! decisions are logged and counted, never enforced.
 
 use super::ext_authz as ext;
-use super::pipeline::{authority, Conn};
+use super::pipeline::{authority, authority_port, Conn};
 use crate::authn::{Rejected, Verified};
 use crate::authz::Input;
 use crate::config::ActiveConfig;
@@ -42,7 +42,7 @@ fn input<'a>(
         destination_port: conn
             .config_port
             .or(inbound_port)
-            .or(split_port(authority(req)))
+            .or(authority_port(authority(req)))
             .unwrap_or(default_port),
         host,
         method: req.method().as_str(),
@@ -151,13 +151,5 @@ fn authenticate(
                 grpc: super::headers::is_grpc(req.headers()),
             })
         }
-    }
-}
-
-/// The port of `host[:port]` (IPv6 literals in brackets).
-fn split_port(authority: &str) -> Option<u16> {
-    match authority.rsplit_once(':') {
-        Some((_, p)) if !p.contains(']') => p.parse().ok(),
-        _ => None,
     }
 }

@@ -249,10 +249,7 @@ fn plaintext_refused(
 /// serve, means its only port, and with several ports such a request is refused rather
 /// than judged under a port of the caller's choosing.
 pub(super) fn inbound_port(req: &Request<Incoming>, cfg: &ActiveConfig) -> Result<u16, LocalReply> {
-    let named: Option<u16> = authority(req)
-        .rsplit_once(':')
-        .filter(|(_, p)| !p.contains(']'))
-        .and_then(|(_, p)| p.parse().ok());
+    let named = authority_port(authority(req));
     let ports = cfg
         .config
         .inbound
@@ -271,6 +268,14 @@ pub(super) fn inbound_port(req: &Request<Incoming>, cfg: &ActiveConfig) -> Resul
                 n.map_or("none".to_string(), |n| n.to_string())
             ),
         }),
+    }
+}
+
+/// The port of `host[:port]` (IPv6 literals in brackets).
+pub(crate) fn authority_port(authority: &str) -> Option<u16> {
+    match authority.rsplit_once(':') {
+        Some((_, p)) if !p.contains(']') => p.parse().ok(),
+        _ => None,
     }
 }
 
