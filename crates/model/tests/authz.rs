@@ -78,8 +78,15 @@ spec:
   rules: [{to: [{operation: {paths: [/admin]}}]}]
 "#;
 
-fn config(role: Role, workload: &str, namespace: &str) -> ProxyConfig {
-    let loaded = weft_api::load_str(MESH, "mesh.yaml");
+/// Loads `text` (which must be valid) and compiles the proxy of `workload`.
+fn compile_in(
+    text: &str,
+    trust_domain: &str,
+    role: Role,
+    workload: &str,
+    namespace: &str,
+) -> ProxyConfig {
+    let loaded = weft_api::load_str(text, "mesh.yaml");
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
     let errors = weft_api::validate_all(&loaded.resources);
     assert!(errors.is_empty(), "{errors:?}");
@@ -87,7 +94,7 @@ fn config(role: Role, workload: &str, namespace: &str) -> ProxyConfig {
     compile(
         &loaded.resources,
         &reg,
-        "cluster.local",
+        trust_domain,
         &ProxyRef {
             role,
             workload: workload.into(),
@@ -95,6 +102,10 @@ fn config(role: Role, workload: &str, namespace: &str) -> ProxyConfig {
         },
     )
     .expect("compiles")
+}
+
+fn config(role: Role, workload: &str, namespace: &str) -> ProxyConfig {
+    compile_in(MESH, "cluster.local", role, workload, namespace)
 }
 
 fn names(cfg: &ProxyConfig) -> Vec<&str> {
@@ -229,23 +240,13 @@ data:
 "#;
 
 fn with_mesh_config(role: Role, workload: &str, namespace: &str) -> ProxyConfig {
-    let text = format!("{MESH}{MESH_CONFIG}");
-    let loaded = weft_api::load_str(&text, "mesh.yaml");
-    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
-    let errors = weft_api::validate_all(&loaded.resources);
-    assert!(errors.is_empty(), "{errors:?}");
-    let reg = Registry::build(&loaded.resources, &[]);
-    compile(
-        &loaded.resources,
-        &reg,
+    compile_in(
+        &format!("{MESH}{MESH_CONFIG}"),
         "cluster.local",
-        &ProxyRef {
-            role,
-            workload: workload.into(),
-            namespace: namespace.into(),
-        },
+        role,
+        workload,
+        namespace,
     )
-    .expect("compiles")
 }
 
 #[test]
@@ -332,19 +333,7 @@ fn a_broken_mesh_config_is_refused_where_it_is_written() {
 
 #[test]
 fn principals_written_for_cluster_local_also_name_the_mesh_trust_domain() {
-    let loaded = weft_api::load_str(MESH, "mesh.yaml");
-    let reg = Registry::build(&loaded.resources, &[]);
-    let cfg = compile(
-        &loaded.resources,
-        &reg,
-        "game.example",
-        &ProxyRef {
-            role: Role::Sidecar,
-            workload: "player-v1".into(),
-            namespace: "game".into(),
-        },
-    )
-    .expect("compiles");
+    let cfg = compile_in(MESH, "game.example", Role::Sidecar, "player-v1", "game");
     let dry = cfg
         .authz
         .policies

@@ -201,20 +201,27 @@ async fn grpc_requests_are_denied_with_permission_denied() {
     assert_eq!(resp.header("grpc-message"), Some("RBAC: access denied"));
 }
 
-#[tokio::test]
-async fn a_gateway_judges_the_client_address_and_ignores_a_spoofed_forwarded_for() {
-    let app = App::echo("web-app").await;
+/// A gateway routing `shop.example.com` on port 80 to a sidecar in front of `app`, and the
+/// gateway's config (pushed by the caller, with its policies).
+async fn gateway_to(app: &App) -> (FakeControl, Proxy, Proxy, weft_model::ProxyConfig) {
     let control = FakeControl::start().await;
     let web = Proxy::sidecar("web").app(app.addr).start(&control).await;
-    let mut gw = Proxy::gateway("ingress").start(&control).await;
+    let gw = Proxy::gateway("ingress").start(&control).await;
     control
         .push_acked("web", &Config::sidecar(&web).build())
         .await;
     let c = cluster(&service_host("web", NAMESPACE), 80, vec![endpoint(&web)]);
-    let mut cfg = Config::gateway()
+    let cfg = Config::gateway()
         .gateway_route(80, "shop.example.com", route_to(&c.name))
         .cluster(c)
         .build();
+    (control, web, gw, cfg)
+}
+
+#[tokio::test]
+async fn a_gateway_judges_the_client_address_and_ignores_a_spoofed_forwarded_for() {
+    let app = App::echo("web-app").await;
+    let (control, _web, mut gw, mut cfg) = gateway_to(&app).await;
     // Only clients from 203.0.113.0/24 (the original client, remote.ip), and only on the
     // gateway's port 80 (the configured port, wherever the listener is bound).
     cfg.authz.policies = vec![policy(
@@ -303,17 +310,7 @@ async fn mesh_path_normalization_closes_doubled_and_escaped_slashes() {
 #[tokio::test]
 async fn a_gateway_behind_trusted_proxies_judges_the_forwarded_client() {
     let app = App::echo("web-app").await;
-    let control = FakeControl::start().await;
-    let web = Proxy::sidecar("web").app(app.addr).start(&control).await;
-    let mut gw = Proxy::gateway("ingress").start(&control).await;
-    control
-        .push_acked("web", &Config::sidecar(&web).build())
-        .await;
-    let c = cluster(&service_host("web", NAMESPACE), 80, vec![endpoint(&web)]);
-    let mut cfg = Config::gateway()
-        .gateway_route(80, "shop.example.com", route_to(&c.name))
-        .cluster(c)
-        .build();
+    let (control, _web, mut gw, mut cfg) = gateway_to(&app).await;
     cfg.mesh.num_trusted_proxies = 1;
     cfg.authz.policies = vec![policy(
         "istio-system.partners-only",
