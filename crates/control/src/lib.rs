@@ -42,6 +42,9 @@ pub struct ControlOptions {
     pub workload_tokens: Vec<(String, weft_protocol::auth::BoundProxy)>,
     /// How often fetched JWKS are fetched again ([`jwks::DEFAULT_REFRESH`]: Istio's 20 min).
     pub jwks_refresh: Duration,
+    /// The largest config push sent ([`weft_protocol::MAX_PUSH_BYTES`] by default); a
+    /// proxy whose config is larger is told so instead, and it is logged and reported.
+    pub max_push_bytes: usize,
 }
 
 /// A lifecycle event, printed to stdout as one JSON line.
@@ -62,6 +65,11 @@ pub enum Event {
     },
     ConfigRejected {
         errors: Vec<String>,
+    },
+    /// The control plane cannot serve a proxy its config (too large for a push): who, why.
+    ProxyUnserved {
+        proxy: String,
+        reason: String,
     },
     /// Every connected proxy has accepted the latest config it was sent: proxy id -> version.
     Converged {
@@ -108,7 +116,7 @@ pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> an
     let count = resources.len();
     let jwks = jwks::Jwks::new(opts.jwks_refresh);
     let fetched = jwks.prefetch(&resources).await;
-    let state = state::State::new(resources, &opts.trust_domain);
+    let state = state::State::new(resources, &opts.trust_domain, opts.max_push_bytes);
     state.set_jwks(fetched);
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
@@ -137,8 +145,14 @@ pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> an
         resources: count,
     });
     let result = tonic::transport::Server::builder()
-        .add_service(weft_protocol::MeshServer::with_interceptor(
-            service,
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            weft_protocol::MeshServer::new(service)
+                // Pushes are checked against `max_push_bytes` before they are sent; this
+                // only keeps the transport from refusing what was checked.
+                .max_encoding_message_size(
+                    weft_protocol::MAX_PUSH_BYTES.max(opts.max_push_bytes) + 1024,
+                )
+                .max_decoding_message_size(1 << 20),
             weft_protocol::auth::RequireToken::with_workloads(
                 opts.token.clone(),
                 opts.workload_tokens.clone(),

@@ -38,6 +38,8 @@ pub struct State {
     inner: Mutex<Inner>,
     pub trust_domain: String,
     started: Instant,
+    /// Largest push sent; a larger config is replaced by a push saying why.
+    max_push_bytes: usize,
 }
 
 /// After a (re)start, proxies that already serve a config are not pushed to for this long,
@@ -46,7 +48,7 @@ pub struct State {
 pub const RECONNECT_GRACE: Duration = Duration::from_secs(3);
 
 impl State {
-    pub fn new(resources: Vec<Resource>, trust_domain: &str) -> Arc<State> {
+    pub fn new(resources: Vec<Resource>, trust_domain: &str, max_push_bytes: usize) -> Arc<State> {
         Arc::new(State {
             inner: Mutex::new(Inner {
                 resources: Arc::new(resources),
@@ -57,6 +59,7 @@ impl State {
             }),
             trust_domain: trust_domain.into(),
             started: Instant::now(),
+            max_push_bytes,
         })
     }
 
@@ -216,7 +219,14 @@ impl State {
                 continue;
             }
             version += 1;
-            let push = encode_config(&version.to_string(), &cfg);
+            let push = encode_config(&version.to_string(), &cfg, self.max_push_bytes);
+            if !push.error.is_empty() {
+                warn!(proxy = %conn.node.id, reason = %push.error, "cannot serve this proxy its config");
+                crate::emit(&crate::Event::ProxyUnserved {
+                    proxy: conn.node.id.clone(),
+                    reason: push.error.clone(),
+                });
+            }
             // Fails only once the stream is gone; disconnect() then forgets the proxy.
             let _ = conn.tx.send(Some(push));
             conn.last_sent = Some(cfg);

@@ -17,7 +17,11 @@ spec: {address: 127.0.0.1, labels: {app: inventory}, serviceAccount: inventory}
 fn service(dir: &std::path::Path) -> MeshService {
     let loaded = weft_api::load_str(MESH, "mesh.yaml");
     MeshService {
-        state: State::new(loaded.resources, "cluster.local"),
+        state: State::new(
+            loaded.resources,
+            "cluster.local",
+            weft_protocol::MAX_PUSH_BYTES,
+        ),
         ca: Arc::new(weft_control::ca_source::CaSource::fixed(
             Ca::load_or_create(dir, "cluster.local").unwrap(),
         )),

@@ -180,7 +180,7 @@ async fn fetched_before_the_first_push_refreshed_and_kept_when_the_server_is_dow
     let jwks = Jwks::new(Duration::from_millis(200));
     let fetched = jwks.prefetch(&resources).await;
     assert_eq!(fetched.len(), 1);
-    let state = State::new(resources, "cluster.local");
+    let state = State::new(resources, "cluster.local", weft_protocol::MAX_PUSH_BYTES);
     state.set_jwks(fetched);
     let mut rx = gateway(&state);
     assert_eq!(
@@ -214,7 +214,7 @@ async fn a_server_never_reached_is_retried_and_discovery_finds_the_keys() {
     let jwks = Jwks::new(Duration::from_millis(200));
     let fetched = jwks.prefetch(&resources).await;
     assert!(fetched.is_empty(), "down at start: nothing fetched");
-    let state = State::new(resources, "cluster.local");
+    let state = State::new(resources, "cluster.local", weft_protocol::MAX_PUSH_BYTES);
     state.set_jwks(fetched);
     let mut rx = gateway(&state);
     assert_eq!(

@@ -59,7 +59,11 @@ fn channel() -> (watch::Sender<Option<pb::ConfigPush>>, Rx) {
 
 #[tokio::test]
 async fn pushes_on_connect_and_only_when_a_config_changes() {
-    let state = State::new(resources(MESH), "cluster.local");
+    let state = State::new(
+        resources(MESH),
+        "cluster.local",
+        weft_protocol::MAX_PUSH_BYTES,
+    );
     let (tx, mut player) = channel();
     state
         .connect(node("player", "127.0.0.1:1001", ""), tx)
@@ -102,7 +106,11 @@ async fn pushes_on_connect_and_only_when_a_config_changes() {
 
 #[tokio::test]
 async fn a_proxy_that_already_has_config_is_left_alone_during_the_reconnect_grace() {
-    let state = State::new(resources(MESH), "cluster.local");
+    let state = State::new(
+        resources(MESH),
+        "cluster.local",
+        weft_protocol::MAX_PUSH_BYTES,
+    );
     let (tx, mut player) = channel();
     state
         .connect(node("player", "127.0.0.1:1001", "41"), tx)
@@ -128,7 +136,11 @@ async fn a_proxy_that_already_has_config_is_left_alone_during_the_reconnect_grac
 
 #[tokio::test]
 async fn unknown_workload_gets_no_config() {
-    let state = State::new(resources(MESH), "cluster.local");
+    let state = State::new(
+        resources(MESH),
+        "cluster.local",
+        weft_protocol::MAX_PUSH_BYTES,
+    );
     let (tx, mut ghost) = channel();
     state
         .connect(node("ghost", "127.0.0.1:1003", ""), tx)
@@ -138,7 +150,11 @@ async fn unknown_workload_gets_no_config() {
 
 #[tokio::test]
 async fn a_slow_proxy_gets_the_newest_config_not_a_backlog() {
-    let state = State::new(resources(MESH), "cluster.local");
+    let state = State::new(
+        resources(MESH),
+        "cluster.local",
+        weft_protocol::MAX_PUSH_BYTES,
+    );
     let (tx, mut player) = channel();
     state
         .connect(node("player", "127.0.0.1:1001", ""), tx)
@@ -168,7 +184,11 @@ async fn a_slow_proxy_gets_the_newest_config_not_a_backlog() {
 
 #[tokio::test]
 async fn a_second_proxy_for_a_connected_workload_is_refused_not_swapped_in() {
-    let state = State::new(resources(MESH), "cluster.local");
+    let state = State::new(
+        resources(MESH),
+        "cluster.local",
+        weft_protocol::MAX_PUSH_BYTES,
+    );
     let (tx, _real) = channel();
     let real = state
         .connect(node("inv-v1", "127.0.0.1:2000", ""), tx)

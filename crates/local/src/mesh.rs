@@ -272,6 +272,21 @@ impl Mesh {
                             .filter_map(|(id, v)| Some((id.clone(), v.as_str()?.parse().ok()?)))
                             .collect();
                     }
+                    Some("push_rejected") => {
+                        eprintln!(
+                            "weft: {} rejected config {} and keeps its last good one: {}",
+                            p.name,
+                            event["version"].as_str().unwrap_or_default(),
+                            event["error"].as_str().unwrap_or_default()
+                        );
+                    }
+                    Some("proxy_unserved") => {
+                        eprintln!(
+                            "weft: the control plane cannot serve {} its config: {}",
+                            event["proxy"].as_str().unwrap_or_default(),
+                            event["reason"].as_str().unwrap_or_default()
+                        );
+                    }
                     Some("config_rejected") => {
                         eprintln!(
                             "weft: config change rejected; the last good config stays in force:"

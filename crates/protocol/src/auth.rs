@@ -217,7 +217,9 @@ pub async fn connect(addr: &str, token: Option<&str>) -> Result<ControlClient, S
         .connect()
         .await
         .map_err(|e| format!("cannot reach the control plane at {addr}: {e}"))?;
-    Ok(crate::MeshClient::with_interceptor(channel, interceptor))
+    Ok(crate::MeshClient::with_interceptor(channel, interceptor)
+        .max_decoding_message_size(crate::MAX_PUSH_BYTES + 1024)
+        .max_encoding_message_size(crate::MAX_PUSH_BYTES + 1024))
 }
 
 #[cfg(test)]

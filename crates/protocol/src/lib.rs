@@ -31,16 +31,45 @@ pub use pb::mesh_server::{Mesh, MeshServer};
 
 use weft_model::ProxyConfig;
 
-/// Encodes a compiled config for the wire.
-pub fn encode_config(version: &str, config: &ProxyConfig) -> pb::ConfigPush {
+/// The largest config message either side sends or accepts (gRPC's default is 4 MiB; both
+/// ends set this deliberately). A config that would be larger is not sent: the proxy gets a
+/// push with the reason instead ([`encode_config`]).
+pub const MAX_PUSH_BYTES: usize = 64 << 20;
+
+/// Encodes a compiled config for the wire. A config larger than `limit` bytes is replaced
+/// by a push that says so (`error` set, no config), so the stream stays up and the proxy
+/// can tell its operator why it gets nothing.
+pub fn encode_config(version: &str, config: &ProxyConfig, limit: usize) -> pb::ConfigPush {
+    let json = serde_json::to_vec(config).expect("ProxyConfig always serializes");
+    if json.len() > limit {
+        return pb::ConfigPush {
+            version: version.to_string(),
+            config_json: Vec::new(),
+            error: format!(
+                "this proxy's config is {} bytes, over the control plane's limit of {limit} \
+                 bytes per push; it keeps its last good config. Fewer services, routes or \
+                 endpoints visible to this proxy make it smaller (Sidecar scoping and delta \
+                 pushes are not built yet)",
+                json.len()
+            ),
+        };
+    }
     pb::ConfigPush {
         version: version.to_string(),
-        config_json: serde_json::to_vec(config).expect("ProxyConfig always serializes"),
+        config_json: json,
+        error: String::new(),
     }
 }
 
-/// Decodes a pushed config; the error says what in the payload is wrong.
+/// Decodes a pushed config; the error says what in the payload is wrong, or why the
+/// control plane sent none.
 pub fn decode_config(push: &pb::ConfigPush) -> Result<ProxyConfig, String> {
+    if !push.error.is_empty() {
+        return Err(format!(
+            "the control plane cannot serve config {}: {}",
+            push.version, push.error
+        ));
+    }
     serde_json::from_slice(&push.config_json)
         .map_err(|e| format!("config {} does not decode: {e}", push.version))
 }

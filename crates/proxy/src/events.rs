@@ -52,4 +52,9 @@ pub enum Event {
     ConfigApplied {
         version: String,
     },
+    /// A push was not applied (NACK); the last good config stays in force.
+    PushRejected {
+        version: String,
+        error: String,
+    },
 }

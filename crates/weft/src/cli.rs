@@ -77,6 +77,10 @@ pub(crate) struct ControlArgs {
     /// Exit when stdin closes (set by `weft up` for its children).
     #[arg(long)]
     pub(crate) exit_with_parent: bool,
+    /// Largest config push sent to a proxy, in bytes; a proxy whose config is larger gets
+    /// the reason instead (logged, and a `proxy_unserved` event), never a broken stream.
+    #[arg(long, default_value_t = weft_protocol::MAX_PUSH_BYTES)]
+    pub(crate) max_push_bytes: usize,
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -124,6 +124,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     None => Vec::new(),
                 },
                 jwks_refresh: jwks_refresh()?,
+                max_push_bytes: a.max_push_bytes,
             };
             weft_control::run(opts, shutdown_signal(a.exit_with_parent)).await?;
             Ok(0)

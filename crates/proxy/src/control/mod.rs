@@ -100,6 +100,10 @@ async fn session(
             }
             Err(error) => {
                 warn!(version = %push.version, %error, "config rejected (NACK); keeping the last good config");
+                state.emit(Event::PushRejected {
+                    version: push.version.clone(),
+                    error: error.clone(),
+                });
                 pb::Ack {
                     version: push.version.clone(),
                     accepted: false,

@@ -180,7 +180,10 @@ impl FakeControl {
     /// Pushes `config` to a proxy (now, or when it connects) and returns its version.
     pub fn push(&self, who: &str, config: &ProxyConfig) -> String {
         let version = self.next_version();
-        self.push_raw(who, weft_protocol::encode_config(&version, config));
+        self.push_raw(
+            who,
+            weft_protocol::encode_config(&version, config, weft_protocol::MAX_PUSH_BYTES),
+        );
         version
     }
 

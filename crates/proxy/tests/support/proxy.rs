@@ -212,7 +212,9 @@ impl Proxy {
                 self.listeners.insert(name, a);
             }
             Some(Event::Connected { .. }) => self.connected += 1,
-            Some(Event::Ready { .. } | Event::ConfigApplied { .. }) => {}
+            Some(
+                Event::Ready { .. } | Event::ConfigApplied { .. } | Event::PushRejected { .. },
+            ) => {}
             None => panic!("proxy {} stopped", self.workload),
         }
     }
