@@ -3,13 +3,14 @@
 //! consecutiveErrors; `validateLoadBalancer`: minimumRingSize; `validateHTTPRoute`:
 //! mirrorPercent), istioctl's deprecation analyzer
 //! (`pkg/config/analysis/analyzers/deprecation`: fault.delay.percent, Sidecar
-//! outboundTrafficPolicy.egressProxy) and the fields istio/api marks `deprecated = true`
-//! (corsPolicy.allowOrigin, loadBalancer.simple LEAST_CONN).
+//! outboundTrafficPolicy.egressProxy). Other fields istio/api marks `deprecated = true`
+//! (corsPolicy.allowOrigin, loadBalancer.simple LEAST_CONN, port targetPort) draw no
+//! warning from Istio, so none here (targetPort is an error on Gateways and Sidecars).
 
 use super::{Errs, WarningKind};
 use crate::{
-    DestinationRule, LoadBalancerSettings, OutlierDetection, Resource, SimpleLb, Spec,
-    TrafficPolicy, VirtualService,
+    DestinationRule, LoadBalancerSettings, OutlierDetection, Resource, Spec, TrafficPolicy,
+    VirtualService,
 };
 
 pub(super) fn check(r: &Resource, errs: &mut Errs) {
@@ -70,17 +71,10 @@ fn destination_rule(dr: &DestinationRule, errs: &mut Errs) {
             errs.warn(
                 WarningKind::Deprecated,
                 format!("{path}.outlierDetection.consecutiveErrors"),
-                "outlier detection consecutive errors is deprecated (Istio treats it as consecutiveGatewayErrors, and so does weft): use consecutiveGatewayErrors (502/503/504) or consecutive5xxErrors instead",
+                "outlierDetection.consecutiveErrors is deprecated (Istio treats it as consecutiveGatewayErrors, and so does weft): use consecutiveGatewayErrors (502/503/504) or consecutive5xxErrors instead",
             );
         }
         let Some(lb) = lb else { continue };
-        if lb.simple == Some(SimpleLb::LeastConn) {
-            errs.warn(
-                WarningKind::Deprecated,
-                format!("{path}.loadBalancer.simple"),
-                "loadBalancer.simple LEAST_CONN is deprecated: use LEAST_REQUEST (it means the same)",
-            );
-        }
         let ring = lb
             .consistent_hash
             .as_ref()
@@ -103,16 +97,6 @@ fn virtual_service(vs: &VirtualService, errs: &mut Errs) {
                 WarningKind::Deprecated,
                 format!("{at}.mirrorPercent"),
                 "using deprecated setting \"mirrorPercent\": use \"mirrorPercentage\" instead (e.g. mirrorPercentage: {value: 50})",
-            );
-        }
-        if h.cors_policy
-            .as_ref()
-            .is_some_and(|c| !c.allow_origin.is_empty())
-        {
-            errs.warn(
-                WarningKind::Deprecated,
-                format!("{at}.corsPolicy.allowOrigin"),
-                "corsPolicy.allowOrigin is deprecated: use allowOrigins (a list of string matches, e.g. - exact: https://example.com)",
             );
         }
         let delay = h.fault.as_ref().and_then(|f| f.delay.as_ref());
