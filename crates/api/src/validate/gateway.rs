@@ -80,9 +80,10 @@ pub(super) fn validate(r: &Resource, gw: &Gateway, errs: &mut Errs) {
     let mut server_names = BTreeSet::new();
     for (i, s) in gw.servers.iter().enumerate() {
         let at = format!("spec.servers[{i}]");
-        let uds = s.bind.as_deref().is_some_and(is_uds);
+        // The port rules follow the `unix://` prefix, the bind rule the whole address.
+        let uds = s.bind.as_deref().is_some_and(|b| b.starts_with("unix://"));
         if let Some(b) = &s.bind {
-            if !uds && b.parse::<IpAddr>().is_err() {
+            if !is_uds(b) && b.parse::<IpAddr>().is_err() {
                 errs.at(format!("{at}.bind"), format!("server bind {b:?} is not a valid IP address or unix socket (unix:///absolute/path to a file, or unix://@name)"));
             }
         }
@@ -222,18 +223,23 @@ pub(super) fn server_tls(errs: &mut Errs, at: &str, t: &ServerTlsSettings) {
     let mode = t.mode.unwrap_or(ServerTlsMode::Passthrough);
     protocol_versions(errs, at, t);
     cipher_suites(errs, at, t);
-    if t.credential_name.is_some() && !t.credential_names.is_empty() {
-        errs.key(
-            at,
+    // The CRD's CEL rules (reported instead of the source count below, which they imply).
+    let cel = [
+        (
+            t.credential_name.is_some() && !t.credential_names.is_empty(),
             "only one of credentialName or credentialNames can be set",
-        );
-    }
-    if !t.credential_names.is_empty() && !t.tls_certificates.is_empty() {
-        errs.key(
-            at,
+        ),
+        (
+            !t.credential_names.is_empty() && !t.tls_certificates.is_empty(),
             "only one of credentialNames or tlsCertificates can be set",
-        );
+        ),
+    ];
+    for (broken, why) in cel {
+        if broken {
+            errs.key(at, why);
+        }
     }
+    let cel_broken = cel.iter().any(|(b, _)| *b);
     if t.credential_names.len() > 2 || t.tls_certificates.len() > 2 {
         errs.key(
             at,
@@ -266,7 +272,7 @@ pub(super) fn server_tls(errs: &mut Errs, at: &str, t: &ServerTlsSettings) {
         !t.credential_names.is_empty(),
         !t.tls_certificates.is_empty(),
     ];
-    if sources.iter().filter(|b| **b).count() > 1 {
+    if !cel_broken && sources.iter().filter(|b| **b).count() > 1 {
         errs.key(at, "only one of credentialName/credentialNames, serverCertificate+privateKey or tlsCertificates may be set");
     }
     let terminating = matches!(
