@@ -704,3 +704,33 @@ fn security_and_telemetry_rules() {
         Warn(WarningKind::Istio, "spec.tracing", "multiple tracing"),
     );
 }
+
+fn mesh(mesh: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: istio, namespace: istio-system}}\ndata:\n  mesh: |\n{mesh}")
+}
+
+#[test]
+fn mesh_config_rules() {
+    let authz = |service: &str| {
+        mesh(&format!("    extensionProviders:\n    - name: ext\n      envoyExtAuthzHttp: {{service: \"{service}\", port: 8000}}\n"))
+    };
+    check(
+        "ext-authz service form",
+        &authz("not a host"),
+        Error("data.mesh", "service \"not a host\" is invalid"),
+    );
+    check(
+        "ext-authz service ns/host",
+        &authz("foo/ext-authz.foo.svc.cluster.local"),
+        Clean,
+    );
+    // Istio merges onto its defaults: an empty root namespace is the default one.
+    let loaded = load_str(&mesh("    rootNamespace: \"\"\n"), "t.yaml");
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let (errors, _) = validate_all_with_warnings(&loaded.resources);
+    assert!(errors.is_empty(), "{errors:?}");
+    match &loaded.resources[0].spec {
+        weft_api::Spec::MeshConfig(mc) => assert_eq!(mc.root_namespace, None),
+        other => panic!("not a MeshConfig: {other:?}"),
+    }
+}
