@@ -734,3 +734,30 @@ fn mesh_config_rules() {
         other => panic!("not a MeshConfig: {other:?}"),
     }
 }
+
+#[test]
+fn metadata_rules() {
+    let annotated = |a: &str| {
+        sc("  egress:\n  - hosts: [\"./*\"]\n").replace(
+            "namespace: ns}",
+            &format!("namespace: ns, annotations: {{{a}: \"true\"}}}}"),
+        )
+    };
+    check(
+        "internal annotation",
+        &annotated("internal.istio.io/parents"),
+        Error(
+            "metadata.annotations.internal.istio.io/parents",
+            "internal to Istio",
+        ),
+    );
+    check(
+        "dry-run on a Sidecar",
+        &annotated("istio.io/dry-run"),
+        Error(
+            "metadata.annotations.istio.io/dry-run",
+            "unsupported annotation",
+        ),
+    );
+    check("other annotations", &annotated("example.com/owner"), Clean);
+}

@@ -192,6 +192,23 @@ pub(crate) fn is_wildcard_domain(s: &str) -> bool {
     first_ok && rest.is_none_or(is_dns_name)
 }
 
+/// The SNI names AUTO_PASSTHROUGH gateways route on, `outbound_.<port>_._.<host>`, which
+/// Istio accepts as hosts of a gateway-bound VirtualService with TLS routes
+/// (`ValidateWildcardDomainForVirtualServiceBoundToGateway`).
+pub(crate) fn is_auto_passthrough_sni(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('_').collect();
+    parts.len() >= 4
+        && parts[0] == "outbound"
+        && parts[1]
+            .trim_matches('.')
+            .bytes()
+            .any(|b| b.is_ascii_digit())
+        && parts[3]
+            .trim_matches('.')
+            .bytes()
+            .any(|b| b.is_ascii_alphabetic())
+}
+
 /// Checks a host name, explaining what is wrong.
 pub(crate) fn host(errs: &mut Errs, path: &str, h: &str) {
     if h.is_empty() {

@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use super::common::{host, host_within, ip_or_cidr, is_wildcard_domain};
+use super::common::{host, host_within, ip_or_cidr, is_auto_passthrough_sni, is_wildcard_domain};
 use super::virtual_service::{l4_common, routes};
 use super::{Errs, WarningKind};
 use crate::{TlsRoute, VirtualService};
@@ -52,6 +52,13 @@ fn tls_route(errs: &mut Errs, at: &str, t: &TlsRoute, vs: &VirtualService) {
         }
         for (k, s) in m.sni_hosts.iter().enumerate() {
             let sat = format!("{mat}.sniHosts[{k}]");
+            // Istio's `isGateway`: a VirtualService not bound to `mesh` (also with no
+            // gateways) takes the AUTO_PASSTHROUGH SNI form.
+            let gateway = !vs.gateways.iter().any(|g| g == "mesh");
+            if gateway && is_auto_passthrough_sni(s) {
+                sni_within_hosts(errs, &sat, s, &vs.hosts);
+                continue;
+            }
             host(errs, &sat, s);
             sni_within_hosts(errs, &sat, s, &vs.hosts);
         }
@@ -85,7 +92,7 @@ fn sni_within_hosts(errs: &mut Errs, at: &str, sni: &str, hosts: &[String]) {
         errs.warn(WarningKind::Istio, at, format!("using an IP address ({sni:?}) goes against the SNI spec and most clients do not support this: match a host name"));
         return;
     }
-    if sni.is_empty() || !is_wildcard_domain(sni) {
+    if sni.is_empty() || !(is_wildcard_domain(sni) || is_auto_passthrough_sni(sni)) {
         return;
     }
     if hosts.iter().any(|h| host_within(sni, h)) {

@@ -180,7 +180,40 @@ pub fn validate_all_with_warnings(
     (errors, warnings)
 }
 
+/// Istio's `validateMetadata`: annotations users may not set, and `istio.io/dry-run`
+/// outside AuthorizationPolicy (which checks its value itself).
+fn metadata(r: &Resource, errs: &mut Errs) {
+    if r.api_version == "v1" {
+        return; // Kubernetes documents (Service, the istio ConfigMap) are no Istio resources
+    }
+    const INTERNAL: &[&str] = &[
+        "internal.istio.io/webhook-always-reject",
+        "internal.istio.io/parent-namespace",
+        "internal.istio.io/parents",
+    ];
+    for a in INTERNAL {
+        if r.metadata.annotations.contains_key(*a) {
+            errs.key(
+                format!("metadata.annotations.{a}"),
+                format!("the {a:?} annotation is internal to Istio and may not be set by users (Istio rejects the resource); remove it"),
+            );
+        }
+    }
+    let dry_run = authorization_policy::DRY_RUN;
+    let own_check = matches!(
+        r.spec,
+        Spec::AuthorizationPolicy(_) | Spec::RequestAuthentication(_)
+    );
+    if !own_check && r.metadata.annotations.contains_key(dry_run) {
+        errs.key(
+            format!("metadata.annotations.{dry_run}"),
+            format!("{} has unsupported annotation {dry_run} (only AuthorizationPolicy supports it); remove the annotation", r.kind),
+        );
+    }
+}
+
 fn validate(r: &Resource, errs: &mut Errs) {
+    metadata(r, errs);
     match &r.spec {
         Spec::VirtualService(vs) => virtual_service::validate(r, vs, errs),
         Spec::DestinationRule(dr) => destination_rule::validate(r, dr, errs),

@@ -9,8 +9,8 @@ use std::net::IpAddr;
 use std::collections::BTreeMap;
 
 use super::common::{
-    export_to, host, hosts_overlap, is_dns_label, is_dns_name, is_namespace, is_wildcard_domain,
-    k8s_labels, port,
+    export_to, host, hosts_overlap, is_auto_passthrough_sni, is_dns_label, is_dns_name,
+    is_namespace, is_wildcard_domain, k8s_labels, port,
 };
 use super::http_route::http_route;
 use super::l4_routes;
@@ -33,8 +33,12 @@ pub(super) fn validate(r: &Resource, vs: &VirtualService, errs: &mut Errs) {
             errs.key(at, "a delegate VirtualService (no hosts) may only contain http routes; move tcp/tls routes to the root VirtualService");
         }
     }
+    let sni_on_gateway = !applies_to_mesh && has_sni(vs);
     for (i, h) in vs.hosts.iter().enumerate() {
         let at = format!("spec.hosts[{i}]");
+        if sni_on_gateway && is_auto_passthrough_sni(h) {
+            continue;
+        }
         if h == "*" && applies_to_mesh {
             errs.at(at, "host \"*\" is not allowed when the VirtualService applies to the mesh (no gateways => mesh); list the hosts, or bind it to a gateway only");
         } else {
@@ -64,12 +68,20 @@ pub(super) fn validate(r: &Resource, vs: &VirtualService, errs: &mut Errs) {
     l4_routes::validate(errs, vs);
 }
 
+/// Istio's `isSniHost`: some TLS route matches on SNI.
+fn has_sni(vs: &VirtualService) -> bool {
+    vs.tls
+        .iter()
+        .any(|t| t.r#match.iter().any(|m| !m.sni_hosts.is_empty()))
+}
+
 /// Istio rejects hosts that duplicate or overlap within one VirtualService
 /// (`*.foo.bar` with `*.bar`, `a.bar` with `*.bar`, `*` with anything); only
 /// checked when every host is well-formed, as Istio does.
 fn overlapping_hosts(errs: &mut Errs, hosts: &[String], applies_to_mesh: bool) {
     let valid = hosts.iter().all(|h| {
-        !(h == "*" && applies_to_mesh) && (is_wildcard_domain(h) || h.parse::<IpAddr>().is_ok())
+        !(h == "*" && applies_to_mesh)
+            && (is_wildcard_domain(h) || h.parse::<IpAddr>().is_ok() || is_auto_passthrough_sni(h))
     });
     if !valid {
         return;
