@@ -221,6 +221,16 @@ pub(crate) fn host(errs: &mut Errs, path: &str, h: &str) {
     }
 }
 
+/// Checks a host where Istio takes a domain only (`ValidateWildcardDomain`: ServiceEntry
+/// hosts, DestinationRule hosts, route destinations): an IP address is refused there.
+pub(crate) fn domain_host(errs: &mut Errs, path: &str, h: &str) {
+    if h.parse::<IpAddr>().is_ok() {
+        errs.at(path, format!("host {h:?} is an IP address, not a domain name: name the service (a ServiceEntry host such as db.example.com, with the IP in its addresses or endpoints)"));
+    } else {
+        host(errs, path, h);
+    }
+}
+
 /// An IP address or CIDR block (`10.0.0.0/8`, `2001:db8::/32`).
 pub(crate) fn is_ip_or_cidr(s: &str) -> bool {
     match s.split_once('/') {

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use super::client_tls::client_tls;
 use super::common::{
-    duration, export_to, host, is_dns_label, is_dns_name, k8s_labels, percent, port_ok,
+    domain_host, duration, export_to, is_dns_label, is_dns_name, k8s_labels, percent, port_ok,
     selector_labels, selector_without_labels,
 };
 use super::connection_pool::connection_pool;
@@ -22,7 +22,7 @@ pub(super) fn validate(r: &Resource, dr: &DestinationRule, errs: &mut Errs) {
     if dr.host.is_empty() {
         errs.key("spec.host", "destination rule host must not be empty: name the service (e.g. reviews.prod.svc.cluster.local)");
     } else {
-        host(errs, "spec.host", &dr.host);
+        domain_host(errs, "spec.host", &dr.host);
     }
     export_to(errs, &dr.export_to, r.namespace(), false);
     if let Some(sel) = &dr.workload_selector {

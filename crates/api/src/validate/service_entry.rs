@@ -6,7 +6,8 @@
 use std::collections::BTreeSet;
 
 use super::common::{
-    export_to, host, is_dns_label, is_ip_or_cidr, port, selector_labels, selector_without_labels,
+    domain_host, export_to, is_dns_label, is_ip_or_cidr, port, selector_labels,
+    selector_without_labels,
 };
 use super::gateway::{is_http, is_tls, PROTOCOLS};
 use super::workload_entry::{entry, Address};
@@ -26,7 +27,7 @@ pub(super) fn validate(r: &Resource, se: &ServiceEntry, errs: &mut Errs) {
                 "hostname cannot be wildcard `*`: use a domain such as *.example.com",
             );
         } else {
-            host(errs, &at, h);
+            domain_host(errs, &at, h);
             let partial = h.contains('*') && !h.starts_with("*.");
             if partial && resolution != Resolution::DynamicDns {
                 errs.warn(WarningKind::Istio, &at, format!("partial wildcard {h:?} not allowed: only a whole leading `*.` label is a wildcard for this resolution; write e.g. *.example.com"));

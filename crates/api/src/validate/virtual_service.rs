@@ -9,8 +9,8 @@ use std::net::IpAddr;
 use std::collections::BTreeMap;
 
 use super::common::{
-    export_to, host, hosts_overlap, is_auto_passthrough_sni, is_dns_label, is_dns_name,
-    is_namespace, is_wildcard_domain, k8s_labels, port,
+    domain_host, export_to, host, hosts_overlap, is_auto_passthrough_sni, is_dns_label,
+    is_dns_name, is_namespace, is_wildcard_domain, k8s_labels, port,
 };
 use super::http_route::http_route;
 use super::l4_routes;
@@ -169,7 +169,7 @@ pub(super) fn destination(errs: &mut Errs, dat: &str, d: &Destination) {
     } else if d.host == "*" {
         errs.at(hat, "invalid destination host \"*\": a destination names one service (e.g. reviews.prod.svc.cluster.local)");
     } else {
-        host(errs, &hat, &d.host);
+        domain_host(errs, &hat, &d.host);
     }
     if let Some(s) = &d.subset {
         if !is_dns_label(s) {
