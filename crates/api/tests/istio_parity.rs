@@ -555,6 +555,14 @@ fn sidecar_rules() {
     check("UDS captureMode", &sc("  egress:\n  - port: {number: 0, name: u, protocol: HTTP}\n    bind: unix:///run/a.sock\n    captureMode: IPTABLES\n    hosts: [\"./*\"]\n"), Error("spec.egress[0].captureMode", "DEFAULT or NONE"));
     check("egressProxy without port", &sc("  outboundTrafficPolicy:\n    mode: ALLOW_ANY\n    egressProxy: {host: proxy.example.com}\n"), Error("spec.outboundTrafficPolicy.egressProxy", "port must be set"));
     check("ingress connection pool", &sc("  ingress:\n  - port: {number: 80, name: h, protocol: HTTP}\n    defaultEndpoint: 127.0.0.1:8080\n    connectionPool: {}\n"), Error("spec.ingress[0].connectionPool", "must set tcp and/or http"));
+    check(
+        "short egress host",
+        &sc("  egress:\n  - hosts: [\"./reviews\"]\n"),
+        Error(
+            "spec.egress[0].hosts[0]",
+            "short names (non FQDN) are not allowed",
+        ),
+    );
     check("two UDS listeners", &sc("  egress:\n  - port: {number: 0, name: a, protocol: HTTP}\n    bind: unix:///run/a.sock\n    hosts: [\"./*\"]\n  - port: {number: 0, name: b, protocol: HTTP}\n    bind: unix:///run/b.sock\n    hosts: [\"./*\"]\n"), Clean);
     check("defaultEndpoint :port", &sc("  ingress:\n  - port: {number: 80, name: h, protocol: HTTP}\n    defaultEndpoint: \":8080\"\n"), Clean);
     check(

@@ -308,5 +308,7 @@ fn egress_host(errs: &mut Errs, at: &str, h: &str) {
             at,
             format!("egress host {h:?}: {name:?} is not a valid domain name"),
         );
+    } else if !name.contains('.') {
+        errs.at(at, format!("egress host {h:?}: short names (non FQDN) are not allowed; write the FQDN, e.g. {ns}/{name}.{ns_hint}.svc.cluster.local", ns_hint = if matches!(ns, "." | "*" | "~") { "<namespace>" } else { ns }));
     }
 }
