@@ -14,7 +14,9 @@ use crate::{HttpMatchRequest, HttpRoute};
 
 pub(super) fn http_route(errs: &mut Errs, at: &str, h: &HttpRoute, delegate_vs: bool, mesh: bool) {
     for (j, m) in h.r#match.iter().enumerate() {
-        http_match(errs, &format!("{at}.match[{j}]"), m, mesh && !delegate_vs);
+        // Istio checks claims whenever the VirtualService is not gateway-bound, delegates
+        // (which may not name gateways) included.
+        http_match(errs, &format!("{at}.match[{j}]"), m, mesh);
     }
     let has_route = !h.route.is_empty();
     if h.delegate.is_some() {
