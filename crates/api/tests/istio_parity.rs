@@ -226,9 +226,9 @@ fn gateway_rules_istio_accepts() {
         Clean,
     );
     check("httpsRedirect on TLS passthrough", &gw("  servers:\n  - port: {number: 443, name: tls, protocol: TLS}\n    hosts: [a.example.com]\n    tls: {mode: PASSTHROUGH, httpsRedirect: true}\n"), Clean);
-    check("passthrough with certificates", &gw("  servers:\n  - port: {number: 443, name: tls, protocol: TLS}\n    hosts: [a.example.com]\n    tls: {mode: PASSTHROUGH, credentialName: c}\n"), Warn(WarningKind::Ignored, "spec.servers[0].tls", "does not use certificates"));
+    check("passthrough with certificates", &gw("  servers:\n  - port: {number: 443, name: tls, protocol: TLS}\n    hosts: [a.example.com]\n    tls: {mode: PASSTHROUGH, credentialName: c}\n"), Warn(WarningKind::Istio, "spec.servers[0].tls", "does not use certificates"));
     check("old TLS without ciphers", &gw(&format!("{SERVER}      mode: SIMPLE\n      credentialName: c\n      minProtocolVersion: TLSV1_0\n")), Warn(WarningKind::Istio, "spec.servers[0].tls.minProtocolVersion", "require setting compatible cipherSuites"));
-    check("invalid cipher", &gw(&format!("{SERVER}      mode: SIMPLE\n      credentialName: c\n      cipherSuites: [NOT-A-CIPHER, AES128-SHA, AES128-SHA]\n")), Warn(WarningKind::Ignored, "spec.servers[0].tls.cipherSuites", "ignoring invalid cipher suites: NOT-A-CIPHER"));
+    check("invalid cipher", &gw(&format!("{SERVER}      mode: SIMPLE\n      credentialName: c\n      cipherSuites: [NOT-A-CIPHER, AES128-SHA, AES128-SHA]\n")), Warn(WarningKind::Istio, "spec.servers[0].tls.cipherSuites", "ignoring invalid cipher suites: NOT-A-CIPHER"));
     check("duplicate server names", &gw("  servers:\n  - port: {number: 80, name: a, protocol: HTTP}\n    hosts: ['*']\n    name: s\n  - port: {number: 81, name: b, protocol: HTTP}\n    hosts: ['*']\n    name: s\n"), Warn(WarningKind::Istio, "spec.servers[1].name", "used twice"));
 }
 
@@ -593,7 +593,7 @@ fn sidecar_rules() {
             "`*/*` selects every host",
         ),
     );
-    check("HTTP pool on TCP port", &sc("  ingress:\n  - port: {number: 9000, name: t, protocol: TCP}\n    defaultEndpoint: 127.0.0.1:9000\n    connectionPool: {http: {maxRetries: 1}}\n"), Warn(WarningKind::Ignored, "spec.ingress[0].connectionPool.http", "only TCP settings will apply"));
+    check("HTTP pool on TCP port", &sc("  ingress:\n  - port: {number: 9000, name: t, protocol: TCP}\n    defaultEndpoint: 127.0.0.1:9000\n    connectionPool: {http: {maxRetries: 1}}\n"), Warn(WarningKind::Istio, "spec.ingress[0].connectionPool.http", "only TCP settings will apply"));
     check("egressProxy ignored", &sc("  outboundTrafficPolicy:\n    mode: ALLOW_ANY\n    egressProxy: {host: proxy.example.com, port: {number: 3128}}\n"), Warn(WarningKind::Deprecated, "spec.outboundTrafficPolicy.egressProxy", "EgressProxy ignored"));
 }
 

@@ -45,7 +45,7 @@ pub(super) fn client_tls(errs: &mut Errs, at: &str, t: &ClientTlsSettings, names
         }
     }
     if mode == ClientTlsMode::IstioMutual && (files || t.credential_name.is_some()) {
-        errs.warn(WarningKind::Ignored, at, "ISTIO_MUTUAL uses the mesh's own workload certificates: clientCertificate, privateKey, caCertificates, caCrl and credentialName are ignored (DestinationRule reference, ClientTLSSettings); remove them, or use mode MUTUAL to present your own");
+        errs.warn(WarningKind::Ignored, at, "ISTIO_MUTUAL uses the mesh's own workload certificates, so clientCertificate, privateKey, caCertificates, caCrl and credentialName are ignored (the DestinationRule reference, ClientTLSSettings.ISTIO_MUTUAL: all other fields should be empty); remove them, or use mode MUTUAL to present your own");
     }
 }
 

@@ -262,7 +262,7 @@ pub(super) fn server_tls(errs: &mut Errs, at: &str, t: &ServerTlsSettings) {
         ServerTlsMode::Passthrough | ServerTlsMode::AutoPassthrough
             if any_cert || t.ca_crl.is_some() =>
         {
-            errs.warn(WarningKind::Ignored, at, "PASSTHROUGH/AUTO_PASSTHROUGH mode does not use certificates: they will be ignored (the TLS connection is forwarded as is)");
+            errs.warn(WarningKind::Istio, at, "PASSTHROUGH/AUTO_PASSTHROUGH mode does not use certificates: they will be ignored (the TLS connection is forwarded as is)");
         }
         _ => {}
     }
@@ -341,14 +341,14 @@ fn cipher_suites(errs: &mut Errs, at: &str, t: &ServerTlsSettings) {
     }
     if !invalid.is_empty() {
         errs.warn(
-            WarningKind::Ignored,
+            WarningKind::Istio,
             format!("{at}.cipherSuites"),
             format!("ignoring invalid cipher suites: {}", invalid.join(", ")),
         );
     }
     if !dup.is_empty() {
         errs.warn(
-            WarningKind::Ignored,
+            WarningKind::Istio,
             format!("{at}.cipherSuites"),
             format!("ignoring duplicate cipher suites: {}", dup.join(", ")),
         );

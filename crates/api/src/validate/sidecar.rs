@@ -114,7 +114,7 @@ fn ingress(errs: &mut Errs, at: &str, l: &IstioIngressListener) {
         let cat = format!("{at}.connectionPool");
         connection_pool(errs, &cat, cp);
         if cp.http.is_some() && !is_http(&p.protocol) {
-            errs.warn(WarningKind::Ignored, format!("{cat}.http"), format!("HTTP connection pool settings are configured for port {} ({:?}) but its protocol is not HTTP ({}); only TCP settings will apply", p.number, p.name, p.protocol));
+            errs.warn(WarningKind::Istio, format!("{cat}.http"), format!("HTTP connection pool settings are configured for port {} ({:?}) but its protocol is not HTTP ({}); only TCP settings will apply", p.number, p.name, p.protocol));
         }
     }
 }
