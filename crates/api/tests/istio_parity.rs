@@ -603,6 +603,15 @@ fn service_and_workload_entry_rules() {
     check("DYNAMIC_DNS on TCP", &se("  hosts: [\"*.example.com\"]\n  ports: [{number: 5432, name: pg, protocol: TCP}]\n  resolution: DYNAMIC_DNS\n"), Error("spec.ports[0]", "only HTTP, TLS, GRPC and HTTP2"));
     check("DNS endpoint on a socket", &se("  hosts: [a.example.com]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: DNS\n  endpoints: [{address: \"unix:///run/a.sock\"}]\n"), Error("spec.endpoints[0].address", "not a valid FQDN or an IP address"));
     check("endpoint labels", &se("  hosts: [a.example.com]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: STATIC\n  endpoints: [{address: 10.0.0.1, labels: {app: \"-x\"}}]\n"), Error("spec.endpoints[0].labels.app", "invalid label value"));
+    let many: Vec<String> = (0..257).map(|i| format!("h{i}.example.com")).collect();
+    check(
+        "257 hosts",
+        &se(&format!(
+            "  hosts: [{}]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n",
+            many.join(", ")
+        )),
+        Error("spec.hosts", "at most 256 allowed"),
+    );
     check("HTTP_PROXY protocol", &se("  hosts: [a.example.com]\n  ports: [{number: 3128, name: proxy, protocol: HTTP_PROXY}]\n  resolution: DNS\n"), Clean);
     check(
         "partial wildcard",

@@ -6,7 +6,7 @@
 //! (`from`/`to`/`when`), source and operation value forms, condition keys, the identity
 //! fields CUSTOM policies cannot use, and the DENY-on-TCP warning.
 
-use super::common::{is_ip_or_cidr, selector_labels, selector_without_labels};
+use super::common::{is_ip_or_cidr, max_items, selector_labels, selector_without_labels};
 use super::policy_target::target_refs;
 use super::{Errs, WarningKind};
 use crate::{Action, AuthorizationPolicy, Condition, Operation, Resource, Rule, RuleSource};
@@ -80,7 +80,19 @@ pub(super) fn validate(r: &Resource, ap: &AuthorizationPolicy, errs: &mut Errs) 
             );
         }
     }
+    max_items(
+        errs,
+        "spec.rules",
+        ap.rules.as_ref().map_or(0, Vec::len),
+        512,
+    );
     for (i, rule) in ap.rules.iter().flatten().enumerate() {
+        max_items(
+            errs,
+            &format!("spec.rules[{i}].from"),
+            rule.from.as_ref().map_or(0, Vec::len),
+            512,
+        );
         let at = format!("spec.rules[{i}]");
         if action == Action::Custom {
             custom_restrictions(errs, &at, rule);

@@ -326,7 +326,19 @@ pub(crate) fn selector_labels(errs: &mut Errs, path: &str, labels: &BTreeMap<Str
                     "wildcard is not supported in selector ({k}: {v:?}): list exact label values"
                 ),
             );
+        } else if v.len() > 63 {
+            errs.at(at, format!("selector value for {k:?} is {} characters long, at most 63 allowed (a label value)", v.len()));
         }
+    }
+}
+
+/// The CRD's `maxItems`: a list longer than `max` is refused by the API server.
+pub(crate) fn max_items(errs: &mut Errs, path: &str, len: usize, max: usize) {
+    if len > max {
+        errs.key(
+            path,
+            format!("{path} has {len} entries, at most {max} allowed (the CRD's limit); split the resource"),
+        );
     }
 }
 

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use super::common::{
-    domain_host, export_to, is_dns_label, is_ip_or_cidr, port, selector_labels,
+    domain_host, export_to, is_dns_label, is_ip_or_cidr, max_items, port, selector_labels,
     selector_without_labels,
 };
 use super::gateway::{is_http, is_tls, PROTOCOLS};
@@ -18,6 +18,14 @@ pub(super) fn validate(r: &Resource, se: &ServiceEntry, errs: &mut Errs) {
     let resolution = se.resolution.unwrap_or(Resolution::None);
     if se.hosts.is_empty() {
         errs.key("spec", "spec.hosts: Required value: list at least one host");
+    }
+    for (path, len, max) in [
+        ("spec.hosts", se.hosts.len(), 256),
+        ("spec.addresses", se.addresses.len(), 256),
+        ("spec.ports", se.ports.len(), 256),
+        ("spec.endpoints", se.endpoints.len(), 4096),
+    ] {
+        max_items(errs, path, len, max);
     }
     for (i, h) in se.hosts.iter().enumerate() {
         let at = format!("spec.hosts[{i}]");
