@@ -115,6 +115,8 @@ pub const SHADOWED_ROUTE: &str = "WA0112";
 pub const SHADOWED_MATCH: &str = "WA0113";
 /// DestinationRule host that is not in the registry.
 pub const DR_UNKNOWN_HOST: &str = "WA0114";
+/// What Istio's validation accepts with a warning (istioctl IST0133).
+pub const VALIDATION_WARNING: &str = "WA0004";
 /// A deprecated field Istio still honours.
 pub const DEPRECATED: &str = "WA0003";
 /// A setting Istio accepts but ignores where it is written.
@@ -133,6 +135,7 @@ pub fn istio_code(code: &str) -> Option<&'static str> {
     Some(match code {
         VALIDATION_ERROR => "IST0106",
         DEPRECATED => "IST0002",
+        VALIDATION_WARNING => "IST0133",
         UNKNOWN_GATEWAY | UNKNOWN_HOST | UNKNOWN_SUBSET | GATEWAY_NO_WORKLOAD | DR_UNKNOWN_HOST => {
             "IST0101"
         }
@@ -165,6 +168,7 @@ pub const CODES: &[CodeInfo] = &[
     CodeInfo { code: JWT_CLAIM_ROUTE_WITHOUT_AUTHN, severity: Severity::Error, summary: "a route matches @request.auth.claims on a gateway whose workload no RequestAuthentication selects: it never matches (IST0149)" },
     CodeInfo { code: DUPLICATE_RESOURCE, severity: Severity::Error, summary: "the same kind/namespace/name defined twice (Kubernetes keeps one object per name; weft refuses to load it)" },
     CodeInfo { code: DEPRECATED, severity: Severity::Warning, summary: "a deprecated field Istio still honours (istioctl warns about it too)" },
+    CodeInfo { code: VALIDATION_WARNING, severity: Severity::Warning, summary: "what Istio's validation accepts with a warning (IST0133), or what the API reference says is unsupported though Istio accepts it" },
     CodeInfo { code: IGNORED_SETTING, severity: Severity::Warning, summary: "a setting Istio accepts but ignores where it is written (e.g. a Sidecar egress bind without a port)" },
     CodeInfo { code: NOT_ENFORCED, severity: Severity::Info, summary: "loaded but not enforced yet: weft does not implement these semantics yet (the same list `weft up` prints)" },
     CodeInfo { code: NOT_SUPPORTED, severity: Severity::Info, summary: "a kind weft knows but does not support (EnvoyFilter, ProxyConfig, WorkloadGroup, WasmPlugin, Gateway API kinds): loaded and ignored" },

@@ -28,7 +28,7 @@ mod similar;
 
 pub use finding::*;
 
-use weft_api::{LoadResult, Resource};
+use weft_api::{LoadResult, Resource, WarningKind};
 
 /// Runs every cross-resource check. Findings are sorted by file, line, column and code.
 pub fn analyze(resources: &[Resource]) -> Vec<Finding> {
@@ -55,7 +55,25 @@ pub fn findings_for(loaded: &LoadResult) -> Vec<Finding> {
             suggestion: None,
         })
         .collect();
-    for e in weft_api::validate_all(&loaded.resources) {
+    let (invalid, warnings) = weft_api::validate_all_with_warnings(&loaded.resources);
+    for w in warnings {
+        let (line, column) = position::validation_position(&w.at);
+        out.push(Finding {
+            code: match w.kind {
+                WarningKind::Deprecated => DEPRECATED,
+                WarningKind::Ignored => IGNORED_SETTING,
+                WarningKind::Istio => VALIDATION_WARNING,
+            },
+            severity: Severity::Warning,
+            resource: Some(w.at.resource.clone()),
+            file: w.at.file.clone(),
+            line,
+            column,
+            message: w.at.message.clone(),
+            suggestion: None,
+        });
+    }
+    for e in invalid {
         let (line, column) = position::validation_position(&e);
         out.push(Finding {
             code: VALIDATION_ERROR,

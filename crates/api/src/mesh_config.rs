@@ -132,6 +132,11 @@ pub fn parse(value: serde_json::Value) -> Result<MeshConfig, String> {
     let mut mc: MeshConfig =
         serde_json::from_value(value.clone()).map_err(|e| format!("MeshConfig: {e}"))?;
     mc.keys = keys(&value);
+    // Istio merges the mesh YAML onto its defaults, where an empty string is unset:
+    // `rootNamespace: ""` keeps the default (istio-system).
+    if mc.root_namespace.as_deref() == Some("") {
+        mc.root_namespace = None;
+    }
     if let Some(dc) = mc.default_config.as_mut() {
         dc.keys = keys(&value["defaultConfig"]);
     }

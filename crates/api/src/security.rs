@@ -190,6 +190,8 @@ pub struct RequestAuthentication {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JwtRule {
+    /// Empty when not written (Istio accepts a rule with a `jwksUri` alone).
+    #[serde(default)]
     pub issuer: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub audiences: Vec<String>,

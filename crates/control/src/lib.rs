@@ -84,14 +84,20 @@ pub(crate) fn emit(e: &Event) {
 /// Runs the control plane until `shutdown` resolves. Fails at startup if the config does
 /// not load (with every error at file:line:col) or the CA cannot be set up.
 pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let (resources, unsupported) = weft_api::load_valid_with_unsupported(&opts.config_dir)
-        .map_err(|errors| {
-            anyhow::anyhow!(
-                "the mesh config in {} does not load:\n  {}",
-                opts.config_dir.display(),
-                errors.join("\n  ")
-            )
-        })?;
+    let weft_api::ValidConfig {
+        resources,
+        unsupported,
+        warnings,
+    } = weft_api::load_valid_report(&opts.config_dir).map_err(|errors| {
+        anyhow::anyhow!(
+            "the mesh config in {} does not load:\n  {}",
+            opts.config_dir.display(),
+            errors.join("\n  ")
+        )
+    })?;
+    for w in &warnings {
+        tracing::warn!(warning = %w, "config accepted with a warning");
+    }
     let _ = watch::report_not_enforced(&resources, None);
     for u in &unsupported {
         tracing::warn!(what = %u, "loaded but not supported");

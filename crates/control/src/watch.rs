@@ -80,11 +80,18 @@ pub async fn run(
         if !settle(&mut rx).await {
             return;
         }
-        match weft_api::load_valid_with_unsupported(&dir) {
-            Ok((resources, now_unsupported)) => {
+        match weft_api::load_valid_report(&dir) {
+            Ok(weft_api::ValidConfig {
+                resources,
+                unsupported: now_unsupported,
+                warnings,
+            }) => {
                 let previous = state.resources();
                 if *previous == resources && now_unsupported == unsupported {
                     continue;
+                }
+                for w in &warnings {
+                    warn!(warning = %w, "config accepted with a warning");
                 }
                 let (mut not_enforced, mut not_enforced_new) =
                     report_not_enforced(&resources, Some(&previous));

@@ -10,14 +10,26 @@ use std::time::Duration;
 
 /// Runs the mesh until `shutdown` resolves (or the traffic run ends). Returns the exit code.
 pub async fn up(opts: UpOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<i32> {
-    let (resources, unsupported) = weft_api::load_valid_with_unsupported(&opts.config_dir)
-        .map_err(|errors| {
-            anyhow::anyhow!(
-                "the mesh config in {} does not load:\n  {}",
-                opts.config_dir.display(),
-                errors.join("\n  ")
-            )
-        })?;
+    let weft_api::ValidConfig {
+        resources,
+        unsupported,
+        warnings,
+    } = weft_api::load_valid_report(&opts.config_dir).map_err(|errors| {
+        anyhow::anyhow!(
+            "the mesh config in {} does not load:\n  {}",
+            opts.config_dir.display(),
+            errors.join("\n  ")
+        )
+    })?;
+    if !warnings.is_empty() {
+        eprintln!(
+            "weft: config warnings ({} items; Istio accepts these too, and says this about them):",
+            warnings.len()
+        );
+        for w in &warnings {
+            eprintln!("  {w}");
+        }
+    }
     let plan = crate::plan::plan(&resources, &opts.trust_domain)
         .map_err(|e| anyhow::anyhow!("{}", e.join("\n")))?;
     let not_enforced: Vec<String> = weft_model::not_enforced(&resources)

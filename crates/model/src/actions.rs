@@ -91,6 +91,13 @@ pub(crate) fn direct_response(d: &weft_api::HttpDirectResponse) -> DirectRespons
     }
 }
 
+/// `Host` and `:authority` in request add/set are the authority (Istio's
+/// `translateHeadersOperations` turns them into a host rewrite, see [`header_authority`]),
+/// never a header.
+fn is_authority(name: &str) -> bool {
+    name.eq_ignore_ascii_case("host") || name.eq_ignore_ascii_case(":authority")
+}
+
 fn ops(o: Option<&weft_api::HeaderOperations>) -> HeaderOps {
     let Some(o) = o else {
         return HeaderOps::default();
@@ -99,15 +106,28 @@ fn ops(o: Option<&weft_api::HeaderOperations>) -> HeaderOps {
         set: o
             .set
             .iter()
+            .filter(|(k, _)| !is_authority(k))
             .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
             .collect(),
         add: o
             .add
             .iter()
+            .filter(|(k, _)| !is_authority(k))
             .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
             .collect(),
         remove: o.remove.iter().map(|k| k.to_ascii_lowercase()).collect(),
     }
+}
+
+/// The authority a `headers.request` block sets (`Host` or `:authority` in set, then add),
+/// which Istio applies as the route's host rewrite.
+pub(crate) fn header_authority(h: Option<&weft_api::Headers>) -> Option<String> {
+    let req = h?.request.as_ref()?;
+    req.set
+        .iter()
+        .chain(&req.add)
+        .find(|(k, _)| is_authority(k))
+        .map(|(_, v)| v.clone())
 }
 
 /// (request, response) header operations of an Istio `headers` block.
@@ -191,4 +211,25 @@ pub(crate) fn cors(c: &weft_api::CorsPolicy) -> crate::config::Cors {
             Some(weft_api::UnmatchedPreflights::Ignore)
         ),
     }
+}
+
+/// The route's rewrite: `rewrite`, with the authority `headers.request` sets (`Host` or
+/// `:authority`) as Istio applies it when `rewrite.authority` is not set.
+pub(crate) fn route_rewrite(http: &weft_api::HttpRoute) -> Option<crate::Rewrite> {
+    let from_headers = header_authority(http.headers.as_ref());
+    let Some(rw) = &http.rewrite else {
+        return from_headers.map(|a| crate::Rewrite {
+            uri: None,
+            authority: Some(a),
+            uri_regex: None,
+        });
+    };
+    Some(crate::Rewrite {
+        uri: rw.uri.clone(),
+        authority: rw.authority.clone().or(from_headers),
+        uri_regex: rw
+            .uri_regex_rewrite
+            .as_ref()
+            .and_then(|r| Some((r.r#match.clone()?, r.rewrite.clone().unwrap_or_default()))),
+    })
 }

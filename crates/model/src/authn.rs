@@ -221,6 +221,21 @@ pub(crate) fn report(ra: &weft_api::RequestAuthentication, push: &mut impl FnMut
         push("targetRef/targetRefs (policies for Kubernetes Gateway API gateways and waypoints, which weft does not build; this policy applies to no proxy)".into());
     }
     for (i, rule) in ra.jwt_rules.iter().enumerate() {
+        if rule.issuer.is_empty() {
+            push(format!(
+                "jwtRules[{i}] without issuer (Istio accepts a jwksUri alone, and Envoy then takes any issuer the keys verify; weft matches a token to its rule by issuer, so this rule's tokens fail)"
+            ));
+        }
+        let single_key = rule
+            .jwks
+            .as_deref()
+            .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+            .is_some_and(|v| v.get("keys").is_none());
+        if single_key {
+            push(format!(
+                "jwtRules[{i}].jwks as one JWK rather than a JWK Set (weft reads {{\"keys\": [...]}} only, so this rule's tokens fail; wrap the key in a \"keys\" list)"
+            ));
+        }
         if rule.presence.is_some() {
             push(format!(
                 "jwtRules[{i}].presence (not built: a missing token always passes authentication)"

@@ -385,13 +385,7 @@ impl<'a> Builder<'a> {
                     fault: http.fault.as_ref().map(crate::actions::fault),
                     request_headers: header_ops(http.headers.as_ref()).0,
                     response_headers: header_ops(http.headers.as_ref()).1,
-                    rewrite: http.rewrite.as_ref().map(|rw| Rewrite {
-                        uri: rw.uri.clone(),
-                        authority: rw.authority.clone(),
-                        uri_regex: rw.uri_regex_rewrite.as_ref().and_then(|r| {
-                            Some((r.r#match.clone()?, r.rewrite.clone().unwrap_or_default()))
-                        }),
-                    }),
+                    rewrite: crate::actions::route_rewrite(http),
                     origin: origin(r),
                 })
             })

@@ -24,6 +24,11 @@ pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
                 for (i, h) in vs.http.iter().enumerate() {
                     let p = format!("http[{i}].");
                     extra_keys(&json(h), &p, &HTTP_ROUTE_ENFORCED, &mut push);
+                    for (j, d) in h.route.iter().enumerate() {
+                        if crate::actions::header_authority(d.headers.as_ref()).is_some() {
+                            push(format!("{p}route[{j}].headers.request Host/:authority (a per-destination authority rewrite)"));
+                        }
+                    }
                     if let Some(f) = &h.fault {
                         if f.delay
                             .as_ref()

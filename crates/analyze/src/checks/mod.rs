@@ -2,7 +2,6 @@
 
 mod conflicts;
 mod jwt;
-mod lenient;
 mod routes;
 mod security;
 mod shadow;
@@ -22,7 +21,6 @@ pub(crate) fn run_all(ix: &Index<'_>, out: &mut Vec<Finding>) {
     workloads::check(ix, out);
     security::check(ix, out);
     jwt::check(ix, out);
-    lenient::check(ix, out);
 }
 
 /// A finding located at field `path` of `r`.

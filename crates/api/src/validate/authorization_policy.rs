@@ -1,11 +1,14 @@
-//! AuthorizationPolicy rules: selector/targetRef exclusivity, action/provider,
-//! the dry-run annotation, rules (`from`/`to`/`when`), source and operation
-//! value forms (including `{*}`/`{**}` path templates), condition keys, and the
-//! identity fields CUSTOM policies cannot use.
+//! AuthorizationPolicy rules, as istio/istio's `ValidateAuthorizationPolicy` and
+//! `checkDryRunAnnotation` (`pkg/config/validation/validation.go`), the helpers of
+//! `pkg/config/security` (`CheckServiceAccount`, `CheckTrustDomainValues`,
+//! `ValidateAttribute`, `CheckValidPathTemplate`) and the CRD's CEL rules:
+//! selector/targetRef exclusivity, action/provider, the dry-run annotation, rules
+//! (`from`/`to`/`when`), source and operation value forms, condition keys, the identity
+//! fields CUSTOM policies cannot use, and the DENY-on-TCP warning.
 
-use super::common::{is_ip_or_cidr, selector_labels};
+use super::common::{is_ip_or_cidr, max_items, selector_labels, selector_without_labels};
 use super::policy_target::target_refs;
-use super::Errs;
+use super::{Errs, WarningKind};
 use crate::{Action, AuthorizationPolicy, Condition, Operation, Resource, Rule, RuleSource};
 
 const KEYS: &[&str] = &[
@@ -28,6 +31,7 @@ pub(super) const DRY_RUN: &str = "istio.io/dry-run";
 pub(super) fn validate(r: &Resource, ap: &AuthorizationPolicy, errs: &mut Errs) {
     if let Some(sel) = &ap.selector {
         selector_labels(errs, "spec.selector.matchLabels", &sel.match_labels);
+        selector_without_labels(errs, "spec.selector", &sel.match_labels);
     }
     target_refs(
         errs,
@@ -41,7 +45,7 @@ pub(super) fn validate(r: &Resource, ap: &AuthorizationPolicy, errs: &mut Errs) 
         .as_ref()
         .and_then(|p| p.name.as_deref())
         .unwrap_or_default();
-    if action == Action::Custom && provider.is_empty() {
+    if action == Action::Custom && provider.is_empty() && ap.rules.is_some() {
         errs.key("spec.action", "CUSTOM action requires a non-empty provider.name (an extensionProviders entry of MeshConfig)");
     }
     if action != Action::Custom && ap.provider.is_some() {
@@ -60,7 +64,11 @@ pub(super) fn validate(r: &Resource, ap: &AuthorizationPolicy, errs: &mut Errs) 
     }
     if let Some(v) = r.metadata.annotations.get(DRY_RUN) {
         let at = format!("metadata.annotations.{DRY_RUN}");
-        if v != "true" && v != "false" {
+        // Go's strconv.ParseBool, as Istio parses it.
+        const BOOLS: &[&str] = &[
+            "1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False",
+        ];
+        if !BOOLS.contains(&v.as_str()) {
             errs.at(
                 &at,
                 format!("{DRY_RUN} annotation must be \"true\" or \"false\" ({v:?} given)"),
@@ -72,7 +80,19 @@ pub(super) fn validate(r: &Resource, ap: &AuthorizationPolicy, errs: &mut Errs) 
             );
         }
     }
+    max_items(
+        errs,
+        "spec.rules",
+        ap.rules.as_ref().map_or(0, Vec::len),
+        512,
+    );
     for (i, rule) in ap.rules.iter().flatten().enumerate() {
+        max_items(
+            errs,
+            &format!("spec.rules[{i}].from"),
+            rule.from.as_ref().map_or(0, Vec::len),
+            512,
+        );
         let at = format!("spec.rules[{i}]");
         if action == Action::Custom {
             custom_restrictions(errs, &at, rule);
@@ -106,6 +126,9 @@ pub(super) fn validate(r: &Resource, ap: &AuthorizationPolicy, errs: &mut Errs) 
                     Some(o) => operation(errs, &format!("{tat}.operation"), o),
                 }
             }
+        }
+        if action == Action::Deny {
+            deny_http_only(errs, &at, rule);
         }
         if let Some(when) = &rule.when {
             if when.is_empty() {
@@ -187,8 +210,8 @@ fn source(errs: &mut Errs, at: &str, s: &RuleSource) {
             );
         }
         for (i, v) in list.iter().enumerate() {
-            if v.contains('*') {
-                errs.at(format!("{at}.{name}[{i}]"), format!("wildcard not allowed in serviceAccounts ({v:?}): list `namespace/name` or `name`"));
+            if let Err(why) = service_account(v) {
+                errs.at(format!("{at}.{name}[{i}]"), format!("{name}[{i}] {why}"));
             }
         }
     }
@@ -197,12 +220,13 @@ fn source(errs: &mut Errs, at: &str, s: &RuleSource) {
         ("notTrustDomains", &s.not_trust_domains),
     ] {
         for (i, v) in list.iter().enumerate() {
-            let inner = v.trim_start_matches('*').trim_end_matches('*');
-            if v != "*" && inner.contains('*') {
+            if let Err(why) = wildcard_value(v) {
                 errs.at(
                     format!("{at}.{name}[{i}]"),
-                    format!("trustDomains wildcard only allowed at start or end ({v:?})"),
+                    format!("trustDomains {why} ({v:?})"),
                 );
+            } else if v.contains('/') {
+                errs.at(format!("{at}.{name}[{i}]"), format!("trust domain must not contain '/' ({v:?} given): a trust domain is a name such as cluster.local"));
             }
         }
     }
@@ -282,6 +306,16 @@ fn condition(errs: &mut Errs, at: &str, c: &Condition) {
                 {
                     errs.at(vat, format!("when {key} value {v:?} is not an IP/CIDR"));
                 }
+                "source.serviceAccount" => {
+                    if let Err(why) = service_account(v) {
+                        errs.at(vat, format!("when source.serviceAccount value {why}"));
+                    }
+                }
+                "source.trustDomain" => {
+                    if let Err(why) = wildcard_value(v) {
+                        errs.at(vat, format!("when source.trustDomain value {v:?}: {why}"));
+                    }
+                }
                 "destination.port" if !v.parse::<u32>().is_ok_and(|p| p <= 65535) => {
                     errs.at(
                         vat,
@@ -291,6 +325,77 @@ fn condition(errs: &mut Errs, at: &str, c: &Condition) {
                 _ => {}
             }
         }
+    }
+}
+
+/// Istio's `CheckServiceAccount`: `name` or `namespace/name`, no wildcard, at most 320
+/// characters.
+fn service_account(v: &str) -> Result<(), String> {
+    if v.contains('*') {
+        return Err(format!(
+            "{v:?}: wildcard not allowed in serviceAccounts; list `namespace/name` or `name`"
+        ));
+    }
+    if v.len() > 320 {
+        return Err(format!("{v:?} exceeds 320 characters"));
+    }
+    let parts: Vec<&str> = v.split('/').collect();
+    if v.is_empty() || parts.len() > 2 || parts.iter().any(|p| p.is_empty()) {
+        return Err(format!(
+            "{v:?}: expected format 'serviceAccount' or 'namespace/serviceAccount'"
+        ));
+    }
+    Ok(())
+}
+
+/// Istio's `CheckWildcardValues`: at most one `*`, only at the start or end.
+fn wildcard_value(v: &str) -> Result<(), &'static str> {
+    let stars = v.matches('*').count();
+    if stars > 1 {
+        return Err("at most one wildcard is allowed");
+    }
+    if stars == 1 && !v.starts_with('*') && !v.ends_with('*') {
+        return Err("wildcard only allowed at start or end");
+    }
+    Ok(())
+}
+
+/// Istio warns when a DENY rule uses only HTTP attributes: on a TCP port such a rule cannot
+/// be evaluated, so it denies all traffic there.
+fn deny_http_only(errs: &mut Errs, at: &str, rule: &Rule) {
+    let sources: Vec<&RuleSource> = rule
+        .from
+        .iter()
+        .flatten()
+        .filter_map(|f| f.source.as_ref())
+        .collect();
+    let ops: Vec<&Operation> = rule
+        .to
+        .iter()
+        .flatten()
+        .filter_map(|t| t.operation.as_ref())
+        .collect();
+    let tcp_from = sources.iter().any(|s| {
+        [
+            &s.principals,
+            &s.not_principals,
+            &s.ip_blocks,
+            &s.not_ip_blocks,
+            &s.namespaces,
+            &s.not_namespaces,
+            &s.remote_ip_blocks,
+            &s.not_remote_ip_blocks,
+            &s.service_accounts,
+            &s.not_service_accounts,
+        ]
+        .iter()
+        .any(|l| !l.is_empty())
+    });
+    let tcp_to = ops
+        .iter()
+        .any(|o| !o.ports.is_empty() || !o.not_ports.is_empty());
+    if (!sources.is_empty() && ops.is_empty() && !tcp_from) || (!ops.is_empty() && !tcp_to) {
+        errs.warn(WarningKind::Istio, at, "this DENY rule uses only HTTP attributes, so it denies all traffic to TCP ports under the policy's scope: it is recommended to explicitly specify the port (to.operation.ports)");
     }
 }
 

@@ -129,6 +129,10 @@ pub(crate) fn string_match(
 
 /// Checks `re` compiles as an RE2-compatible regular expression.
 pub(crate) fn regex(errs: &mut Errs, path: &str, re: &str, what: &str) {
+    if re.len() > 1024 {
+        errs.at(path, format!("{what} regex is too large ({} characters, at most 1024 allowed: Envoy limits RE2 program size); simplify it or split the match", re.len()));
+        return;
+    }
     if let Err(e) = regex::Regex::new(re) {
         let first = e
             .to_string()
@@ -153,15 +157,21 @@ pub(crate) fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-/// A lowercase DNS-1123 label (Kubernetes namespace names).
+/// A namespace reference as Istio checks it (`labels.IsDNS1123Label`: letters of either
+/// case, digits, `-`). Kubernetes names are lowercase, so an uppercase one matches nothing.
 pub(crate) fn is_namespace(s: &str) -> bool {
-    is_dns_label(s) && !s.bytes().any(|b| b.is_ascii_uppercase())
+    is_dns_label(s)
 }
 
-/// Dot-separated DNS-1123 labels (a trailing dot is accepted).
+/// Dot-separated DNS-1123 labels (a trailing dot is accepted) whose last label is not all
+/// digits (Istio's `ValidateDNS1123Labels`: `foo.123` is no domain name).
 pub(crate) fn is_dns_name(s: &str) -> bool {
     let s = s.strip_suffix('.').unwrap_or(s);
-    !s.is_empty() && s.len() <= 255 && s.split('.').all(is_dns_label)
+    let tld_numeric = s
+        .rsplit('.')
+        .next()
+        .is_some_and(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()));
+    !s.is_empty() && s.len() <= 255 && s.split('.').all(is_dns_label) && !tld_numeric
 }
 
 /// Host forms accepted by VirtualService/DestinationRule/ServiceEntry: `*`, a DNS
@@ -182,6 +192,23 @@ pub(crate) fn is_wildcard_domain(s: &str) -> bool {
     first_ok && rest.is_none_or(is_dns_name)
 }
 
+/// The SNI names AUTO_PASSTHROUGH gateways route on, `outbound_.<port>_._.<host>`, which
+/// Istio accepts as hosts of a gateway-bound VirtualService with TLS routes
+/// (`ValidateWildcardDomainForVirtualServiceBoundToGateway`).
+pub(crate) fn is_auto_passthrough_sni(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('_').collect();
+    parts.len() >= 4
+        && parts[0] == "outbound"
+        && parts[1]
+            .trim_matches('.')
+            .bytes()
+            .any(|b| b.is_ascii_digit())
+        && parts[3]
+            .trim_matches('.')
+            .bytes()
+            .any(|b| b.is_ascii_alphabetic())
+}
+
 /// Checks a host name, explaining what is wrong.
 pub(crate) fn host(errs: &mut Errs, path: &str, h: &str) {
     if h.is_empty() {
@@ -191,6 +218,16 @@ pub(crate) fn host(errs: &mut Errs, path: &str, h: &str) {
             path,
             format!("host {h:?} is not a valid domain name: use an FQDN such as reviews.prod.svc.cluster.local, optionally starting with a single `*.` label"),
         );
+    }
+}
+
+/// Checks a host where Istio takes a domain only (`ValidateWildcardDomain`: ServiceEntry
+/// hosts, DestinationRule hosts, route destinations): an IP address is refused there.
+pub(crate) fn domain_host(errs: &mut Errs, path: &str, h: &str) {
+    if h.parse::<IpAddr>().is_ok() {
+        errs.at(path, format!("host {h:?} is an IP address, not a domain name: name the service (a ServiceEntry host such as db.example.com, with the IP in its addresses or endpoints)"));
+    } else {
+        host(errs, path, h);
     }
 }
 
@@ -248,6 +285,34 @@ pub(crate) fn k8s_labels(errs: &mut Errs, path: &str, labels: &BTreeMap<String, 
     }
 }
 
+/// Istio's `validateWorkloadSelector` warning: a selector without labels selects every
+/// workload of the namespace.
+pub(crate) fn selector_without_labels(
+    errs: &mut Errs,
+    path: &str,
+    labels: &BTreeMap<String, String>,
+) {
+    if labels.is_empty() {
+        errs.warn(
+            super::WarningKind::Istio,
+            path,
+            "workload selector specified without labels: it applies to every workload of the namespace; list labels, or remove the selector to say so",
+        );
+    }
+}
+
+/// An HTTP header name as Istio's `validHeaderNameRegex` (RFC 7230 token characters).
+pub(crate) fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Status codes Go's `net/http.StatusText` knows (what Istio accepts as a `retryOn` code).
+pub(crate) fn is_known_status(code: u32) -> bool {
+    matches!(code, 100..=103 | 200..=208 | 226 | 300..=305 | 307 | 308 | 400..=418 | 421..=426 | 428 | 429 | 431 | 451 | 500..=508 | 510 | 511)
+}
+
 /// Selector labels: no empty keys, no `*` in keys or values.
 pub(crate) fn selector_labels(errs: &mut Errs, path: &str, labels: &BTreeMap<String, String>) {
     for (k, v) in labels {
@@ -261,7 +326,19 @@ pub(crate) fn selector_labels(errs: &mut Errs, path: &str, labels: &BTreeMap<Str
                     "wildcard is not supported in selector ({k}: {v:?}): list exact label values"
                 ),
             );
+        } else if v.len() > 63 {
+            errs.at(at, format!("selector value for {k:?} is {} characters long, at most 63 allowed (a label value)", v.len()));
         }
+    }
+}
+
+/// The CRD's `maxItems`: a list longer than `max` is refused by the API server.
+pub(crate) fn max_items(errs: &mut Errs, path: &str, len: usize, max: usize) {
+    if len > max {
+        errs.key(
+            path,
+            format!("{path} has {len} entries, at most {max} allowed (the CRD's limit); split the resource"),
+        );
     }
 }
 

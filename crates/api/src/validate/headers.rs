@@ -1,5 +1,8 @@
-//! Header manipulation rules (VirtualService routes and destinations): non-empty
-//! names, no `Host`/pseudo-header changes except `:authority`, Envoy format values.
+//! Header manipulation rules (VirtualService routes and destinations), as istio/istio's
+//! `ValidateHTTPHeaderWithAuthorityOperationName`, `ValidateHTTPHeaderOperationName` and
+//! `ValidateHTTPHeaderValue`: non-empty names, request add/set may change the authority
+//! (`:authority` or `Host`) but no other pseudo-header, responses and removals touch neither,
+//! values are Envoy format strings without control characters.
 
 use super::common::is_envoy_format;
 use super::Errs;
@@ -18,7 +21,12 @@ fn operations(errs: &mut Errs, at: &str, request: bool, ops: &HeaderOperations) 
         for (name, value) in map {
             let hat = format!("{at}.{op}.{name}");
             name_rules(errs, &hat, op, name, request);
-            if !is_envoy_format(value) {
+            if value
+                .chars()
+                .any(|c| (c < ' ' && c != '\t') || c == '\u{7f}')
+            {
+                errs.at(&hat, format!("header value {value:?} contains a control character, which no header may carry; remove it"));
+            } else if !is_envoy_format(value) {
                 errs.at(&hat, format!("header value {value:?} has an unescaped % (not a valid Envoy format string); write %% for a literal %"));
             }
         }
@@ -42,10 +50,10 @@ fn name_rules(errs: &mut Errs, at: &str, op: &str, name: &str, request: bool) {
             at,
             format!("header operation with an empty header name in `{op}`; name the header"),
         );
-    } else if name.eq_ignore_ascii_case("host") {
+    } else if name.eq_ignore_ascii_case("host") && !request {
         errs.key(
             at,
-            "the Host header cannot be modified here; use rewrite.authority",
+            "the Host header cannot be set on a response (on requests, set it or use rewrite.authority)",
         );
     } else if name.starts_with(':') && !(request && name.eq_ignore_ascii_case(":authority")) {
         errs.key(

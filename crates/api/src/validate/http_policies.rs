@@ -1,8 +1,11 @@
-//! VirtualService HTTP route policies: retries (`retryOn` tokens and status
-//! codes), fault injection (delay/abort, percentages) and CORS.
+//! VirtualService HTTP route policies: retries (`retryOn` tokens and status codes; Istio's
+//! `ValidateHTTPRetry` in `agent/validation.go`), fault injection (delay/abort,
+//! percentages; `validateHTTPFaultInjection*`) and CORS (`validateCORSPolicy`).
 
-use super::common::{duration, percent, string_match, EmptyPrefix};
-use super::Errs;
+use super::common::{
+    duration, duration_ms, is_known_status, is_token, percent, string_match, EmptyPrefix,
+};
+use super::{Errs, WarningKind};
 use crate::{CorsPolicy, HttpFaultInjection, HttpRetry};
 
 const RETRY_ON: &[&str] = &[
@@ -24,6 +27,27 @@ const RETRY_ON: &[&str] = &[
     "unavailable",
 ];
 
+/// gRPC status code names Istio accepts for `fault.abort.grpcStatus`.
+const GRPC_STATUS: &[&str] = &[
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
 const HTTP_METHODS: &[&str] = &[
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "*",
 ];
@@ -43,21 +67,46 @@ pub(super) fn retries(errs: &mut Errs, at: &str, rt: &HttpRetry) {
     if let Some(b) = &rt.backoff {
         duration(errs, &format!("{at}.backoff"), b, false);
     }
-    if let Some(on) = &rt.retry_on {
-        for tok in on.split(',') {
-            let t = tok.trim();
-            if t.is_empty() || RETRY_ON.contains(&t) {
+    let disabled = rt.attempts.unwrap_or(0) == 0;
+    let configured = rt.per_try_timeout.is_some()
+        || rt.retry_on.as_deref().is_some_and(|r| !r.is_empty())
+        || rt.retry_remote_localities.is_some();
+    if disabled && configured {
+        errs.key(format!("{at}.attempts"), "http retry policy configured when attempts are set to 0 (disabled): set attempts (e.g. attempts: 3), or remove perTryTimeout/retryOn/retryRemoteLocalities");
+    }
+    if let Some(on) = rt.retry_on.as_deref().filter(|r| !r.is_empty()) {
+        for t in on.split(',') {
+            if RETRY_ON.contains(&t) || t.parse::<u32>().is_ok_and(is_known_status) {
                 continue;
             }
-            match t.parse::<u32>() {
-                Ok(code) if (100..=599).contains(&code) => {}
-                Ok(code) => errs.at(format!("{at}.retryOn"), format!("retryOn HTTP status {code} is out of range (use 100-599)")),
-                Err(_) => errs.at(
+            if let Ok(code) = t.parse::<u32>() {
+                let why = if (100..=599).contains(&code) {
+                    "is not a known HTTP status code"
+                } else {
+                    "is out of range (use 100-599)"
+                };
+                errs.at(
                     format!("{at}.retryOn"),
-                    format!("retryOn contains an unknown policy ({t:?}); use comma-separated Envoy retry policies such as 5xx,connect-failure,reset or HTTP status codes"),
-                ),
+                    format!("retryOn HTTP status {code} {why}"),
+                );
+                continue;
             }
+            errs.at(
+                format!("{at}.retryOn"),
+                format!("retryOn contains an unknown policy ({t:?}); use comma-separated Envoy retry policies such as 5xx,connect-failure,reset (no spaces) or HTTP status codes"),
+            );
         }
+    }
+}
+
+/// Istio's `validatePercentage`: 0, or within [0.0001, 100].
+fn fault_percentage(errs: &mut Errs, at: &str, what: &str, v: f64) {
+    percent(errs, at, what, v);
+    if v > 0.0 && v < 0.0001 {
+        errs.at(
+            at,
+            format!("{what} {v} is neither 0 nor in range [0.0001, 100] (Envoy's precision)"),
+        );
     }
 }
 
@@ -67,30 +116,33 @@ pub(super) fn fault(errs: &mut Errs, at: &str, f: &HttpFaultInjection) {
     }
     if let Some(d) = &f.delay {
         let dat = format!("{at}.delay");
-        match &d.fixed_delay {
-            Some(fd) => duration(errs, &format!("{dat}.fixedDelay"), fd, false),
-            None if d.exponential_delay.is_none() => errs.key(&dat, "fault delay needs fixedDelay"),
-            None => {}
+        match (&d.fixed_delay, &d.exponential_delay) {
+            (Some(fd), _) => duration(errs, &format!("{dat}.fixedDelay"), fd, false),
+            (None, Some(ed)) => {
+                duration(errs, &format!("{dat}.exponentialDelay"), ed, false);
+                errs.key(format!("{dat}.exponentialDelay"), "exponentialDelay is not supported yet (Istio rejects it): use fixedDelay");
+            }
+            (None, None) => errs.warn(WarningKind::Istio, &dat, "fault delay without fixedDelay: Istio accepts it, but no delay is injected; set fixedDelay (e.g. 5s)"),
         }
         if let Some(v) = d.percentage.as_ref().and_then(|p| p.value) {
-            percent(
+            fault_percentage(
                 errs,
                 &format!("{dat}.percentage.value"),
                 "fault delay percentage",
                 v,
             );
         }
-        if let Some(p) = d.percent {
-            if !(0..=100).contains(&p) {
-                errs.at(
-                    format!("{dat}.percent"),
-                    format!("fault delay percent {p} must be within [0, 100]"),
-                );
-            }
-        }
     }
     if let Some(a) = &f.abort {
         let aat = format!("{at}.abort");
+        if let Some(g) = &a.grpc_status {
+            if !GRPC_STATUS.contains(&g.as_str()) {
+                errs.at(format!("{aat}.grpcStatus"), format!("gRPC status {g:?} is not supported: use a code name such as NOT_FOUND or UNAVAILABLE (https://github.com/grpc/grpc/blob/master/doc/statuscodes.md)"));
+            }
+        }
+        if a.http2_error.is_some() {
+            errs.key(format!("{aat}.http2Error"), "HTTP/2 abort fault injection is not supported yet (Istio rejects it): use httpStatus or grpcStatus");
+        }
         if let Some(s) = a.http_status {
             if !(200..=599).contains(&s) {
                 errs.at(
@@ -107,9 +159,10 @@ pub(super) fn fault(errs: &mut Errs, at: &str, f: &HttpFaultInjection) {
             a.http2_error.is_some(),
         ];
         match kinds.iter().filter(|b| **b).count() {
-            0 => errs.key(
+            0 => errs.warn(
+                WarningKind::Istio,
                 &aat,
-                "fault abort needs one of httpStatus, grpcStatus or http2Error",
+                "abort configured, but error type not set: Istio accepts it, but no request is aborted; set httpStatus or grpcStatus",
             ),
             1 => {}
             _ => errs.key(
@@ -118,7 +171,7 @@ pub(super) fn fault(errs: &mut Errs, at: &str, f: &HttpFaultInjection) {
             ),
         }
         if let Some(v) = a.percentage.as_ref().and_then(|p| p.value) {
-            percent(
+            fault_percentage(
                 errs,
                 &format!("{aat}.percentage.value"),
                 "fault abort percentage",
@@ -154,10 +207,19 @@ pub(super) fn cors(errs: &mut Errs, at: &str, c: &CorsPolicy) {
                     format!("{at}.{name}[{i}]"),
                     format!("corsPolicy.{name} entries must not be empty"),
                 );
+            } else if h != "*" && !is_token(h) {
+                errs.at(
+                    format!("{at}.{name}[{i}]"),
+                    format!("corsPolicy.{name} entry {h:?} is not a valid header name (or \"*\")"),
+                );
             }
         }
     }
     if let Some(m) = &c.max_age {
-        duration(errs, &format!("{at}.maxAge"), m, true);
+        let mat = format!("{at}.maxAge");
+        duration(errs, &mat, m, false);
+        if duration_ms(m).is_some_and(|ms| ms >= 1.0 && ms % 1000.0 != 0.0) {
+            errs.at(mat, format!("corsPolicy.maxAge {m:?} is accurate only to seconds: use whole seconds (e.g. \"24h\" or \"600s\")"));
+        }
     }
 }

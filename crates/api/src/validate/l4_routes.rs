@@ -1,12 +1,14 @@
 //! VirtualService TLS and TCP routes: SNI matches (which must fall within the
 //! VirtualService hosts), subnets, L4 match attributes and destinations.
 //! (`sourceLabels` on a gateway-only match is accepted, as istiod does; it never matches there.)
+//! Istio: `validateTLSRoute`, `validateTLSMatch`, `validateSniHost`, `validateTCPRoute`,
+//! `validateTCPMatch` (`pkg/config/validation/validation.go`).
 
 use std::net::IpAddr;
 
-use super::common::{host, host_within, ip_or_cidr, is_wildcard_domain};
+use super::common::{host, host_within, ip_or_cidr, is_auto_passthrough_sni, is_wildcard_domain};
 use super::virtual_service::{l4_common, routes};
-use super::Errs;
+use super::{Errs, WarningKind};
 use crate::{TlsRoute, VirtualService};
 
 pub(super) fn validate(errs: &mut Errs, vs: &VirtualService) {
@@ -25,7 +27,7 @@ pub(super) fn validate(errs: &mut Errs, vs: &VirtualService) {
                 errs,
                 &mat,
                 m.port,
-                &m.gateways,
+                (&m.gateways, &m.source_labels),
                 m.source_namespace.as_deref(),
             );
         }
@@ -50,6 +52,13 @@ fn tls_route(errs: &mut Errs, at: &str, t: &TlsRoute, vs: &VirtualService) {
         }
         for (k, s) in m.sni_hosts.iter().enumerate() {
             let sat = format!("{mat}.sniHosts[{k}]");
+            // Istio's `isGateway`: a VirtualService not bound to `mesh` (also with no
+            // gateways) takes the AUTO_PASSTHROUGH SNI form.
+            let gateway = !vs.gateways.iter().any(|g| g == "mesh");
+            if gateway && is_auto_passthrough_sni(s) {
+                sni_within_hosts(errs, &sat, s, &vs.hosts);
+                continue;
+            }
             host(errs, &sat, s);
             sni_within_hosts(errs, &sat, s, &vs.hosts);
         }
@@ -58,7 +67,7 @@ fn tls_route(errs: &mut Errs, at: &str, t: &TlsRoute, vs: &VirtualService) {
             errs,
             &mat,
             m.port,
-            &m.gateways,
+            (&m.gateways, &m.source_labels),
             m.source_namespace.as_deref(),
         );
     }
@@ -77,9 +86,13 @@ fn subnets(errs: &mut Errs, mat: &str, list: &[String]) {
 }
 
 /// Istio's `validateSniHost`: a well-formed SNI host must be a subset of one
-/// of the VirtualService hosts (IP "SNI" values only draw a warning there).
+/// of the VirtualService hosts; an IP "SNI" value only draws a warning.
 fn sni_within_hosts(errs: &mut Errs, at: &str, sni: &str, hosts: &[String]) {
-    if sni.is_empty() || !is_wildcard_domain(sni) || sni.parse::<IpAddr>().is_ok() {
+    if sni.parse::<IpAddr>().is_ok() {
+        errs.warn(WarningKind::Istio, at, format!("using an IP address ({sni:?}) goes against the SNI spec and most clients do not support this: match a host name"));
+        return;
+    }
+    if sni.is_empty() || !(is_wildcard_domain(sni) || is_auto_passthrough_sni(sni)) {
         return;
     }
     if hosts.iter().any(|h| host_within(sni, h)) {

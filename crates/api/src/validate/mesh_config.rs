@@ -1,6 +1,9 @@
-//! MeshConfig (the `mesh` key of the ConfigMap `istio`): the fields weft reads must make
-//! sense — root namespace, extension providers (unique names; an HTTP authorizer's
-//! service, port, path prefix, timeout and error status).
+//! MeshConfig (the `mesh` key of the ConfigMap `istio`): the fields weft reads, as
+//! istio/istio's `validateExtensionProvider` and `ValidateExtensionProviderEnvoyExtAuthzHTTP`
+//! (`pkg/config/validation/agent/extensionprovider.go`) check them — unique non-empty
+//! provider names; an HTTP authorizer's service (`[namespace/]host` or IP), port, path
+//! prefix, timeout and error status. (An empty rootNamespace is Istio's default, read as
+//! unset by the loader.)
 
 use super::Errs;
 use crate::MeshConfig;
@@ -8,12 +11,6 @@ use std::collections::BTreeSet;
 
 pub(super) fn validate(mc: &MeshConfig, errs: &mut Errs) {
     const AT: &str = "data.mesh";
-    if mc.root_namespace.as_deref() == Some("") {
-        errs.at(
-            AT,
-            "rootNamespace must not be empty (Istio's default is istio-system)",
-        );
-    }
     let mut names = BTreeSet::new();
     for (i, p) in mc.extension_providers.iter().enumerate() {
         let at = format!("extensionProviders[{i}]");
@@ -37,6 +34,8 @@ pub(super) fn validate(mc: &MeshConfig, errs: &mut Errs) {
                 AT,
                 format!("{at}.service is required: the authorizer's host (`[namespace/]host`)"),
             );
+        } else if !service_ok(&h.service) {
+            errs.at(AT, format!("{at}.service {:?} is invalid: use an FQDN or IP (ext-authz.foo.svc.cluster.local), or namespace/FQDN", h.service));
         }
         if !(1..=65535).contains(&h.port) {
             errs.at(AT, format!("{at}.port {} must be 1-65535", h.port));
@@ -56,12 +55,27 @@ pub(super) fn validate(mc: &MeshConfig, errs: &mut Errs) {
             }
         }
         if let Some(s) = &h.status_on_error {
-            if !s.parse::<u16>().is_ok_and(|c| (100..=599).contains(&c)) {
+            if !s.parse::<u32>().is_ok_and(super::common::is_known_status) {
                 errs.at(
                     AT,
                     format!("{at}.statusOnError {s:?} must be an HTTP status code"),
                 );
             }
+        }
+    }
+}
+
+/// Istio's `validateExtensionProviderService`: an FQDN or IP, or `namespace/host` with a
+/// `*`, `.` or DNS-label namespace and an FQDN (optionally `*.`-prefixed) host.
+fn service_ok(service: &str) -> bool {
+    use super::common::{is_dns_name, is_namespace};
+    match service.split_once('/') {
+        None => is_dns_name(service) || service.parse::<std::net::IpAddr>().is_ok(),
+        Some((ns, host)) => {
+            let ns = ns.strip_prefix('~').unwrap_or(ns);
+            let ns_ok = matches!(ns, "*" | ".") || is_namespace(ns);
+            let bare = host.strip_prefix("*.").unwrap_or(host);
+            ns_ok && (host == "*" || (host.contains('.') && is_dns_name(bare)))
         }
     }
 }

@@ -3,12 +3,17 @@
 //! offending field, with its path and what to do about it.
 
 mod authorization_policy;
+mod client_tls;
 mod common;
+mod connection_pool;
+mod deprecated;
 mod destination_rule;
 mod gateway;
 mod headers;
 mod http_policies;
+mod http_route;
 mod l4_routes;
+mod load_balancer;
 mod mesh_config;
 mod policy_target;
 mod security;
@@ -20,6 +25,9 @@ mod workload_entry;
 mod workload_group;
 
 pub use common::{duration_ms, valid_duration};
+pub use report::{load_valid_report, ValidConfig, ValidationWarning, WarningKind};
+
+mod report;
 
 use crate::{Resource, Spec};
 
@@ -50,21 +58,32 @@ impl std::fmt::Display for ValidationError {
 
 impl std::error::Error for ValidationError {}
 
-/// Problems found in one resource, before they are located.
+/// One finding about one resource, before it is located: `(path, message, at the key,
+/// None for an error or the kind of warning)`.
+type Item = (String, String, bool, Option<WarningKind>);
+
+/// Problems (errors, and warnings about what Istio accepts but says something about) found
+/// in one resource, before they are located.
 #[derive(Default)]
 pub(crate) struct Errs {
-    items: Vec<(String, String, bool)>,
+    items: Vec<Item>,
 }
 
 impl Errs {
     /// A problem with the value at `path`.
     pub fn at(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.items.push((path.into(), message.into(), false));
+        self.items.push((path.into(), message.into(), false, None));
     }
 
     /// A problem with the presence of the field at `path` (located at its key).
     pub fn key(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.items.push((path.into(), message.into(), true));
+        self.items.push((path.into(), message.into(), true, None));
+    }
+
+    /// A warning about the field at `path` (located at its key): Istio accepts it.
+    pub fn warn(&mut self, kind: WarningKind, path: impl Into<String>, message: impl Into<String>) {
+        self.items
+            .push((path.into(), message.into(), true, Some(kind)));
     }
 }
 
@@ -80,29 +99,7 @@ pub fn load_valid(path: &std::path::Path) -> Result<Vec<Resource>, Vec<String>> 
 pub fn load_valid_with_unsupported(
     path: &std::path::Path,
 ) -> Result<(Vec<Resource>, Vec<String>), Vec<String>> {
-    let loaded = crate::load_path(path);
-    let mut errors: Vec<String> = loaded.errors.iter().map(|e| e.to_string()).collect();
-    errors.extend(
-        validate_all(&loaded.resources)
-            .iter()
-            .chain(&duplicates(&loaded.resources))
-            .map(|e| e.to_string()),
-    );
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let unsupported = loaded
-        .skipped
-        .iter()
-        .filter_map(|s| {
-            let why = s.unsupported.as_ref()?;
-            Some(format!(
-                "{} ({}:{}): {why}",
-                s.kind, s.source.file, s.source.line
-            ))
-        })
-        .collect();
-    Ok((loaded.resources, unsupported))
+    load_valid_report(path).map(|v| (v.resources, v.unsupported))
 }
 
 /// Resources that share kind, namespace and name (what `kubectl apply` of two files
@@ -142,39 +139,88 @@ pub fn duplicates(resources: &[Resource]) -> Vec<ValidationError> {
     out
 }
 
-/// Validates every resource; an empty result means all are valid.
+/// Validates every resource; an empty result means all are valid. (Warnings — what Istio
+/// accepts but warns about — come from [`validate_all_with_warnings`].)
 pub fn validate_all(resources: &[Resource]) -> Vec<ValidationError> {
-    let mut out = Vec::new();
+    validate_all_with_warnings(resources).0
+}
+
+/// Validates every resource: the errors (which make Istio reject the resource) and the
+/// warnings (deprecated fields, settings Istio ignores, what Istio's validation warns
+/// about; the resource is accepted).
+pub fn validate_all_with_warnings(
+    resources: &[Resource],
+) -> (Vec<ValidationError>, Vec<ValidationWarning>) {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
     for r in resources {
         let mut errs = Errs::default();
         validate(r, &mut errs);
-        for (path, message, at_key) in errs.items {
+        deprecated::check(r, &mut errs);
+        for (path, message, at_key, kind) in errs.items {
             let (line, column) = if at_key {
                 r.key_position_of(&path)
             } else {
                 r.position_of(&path)
             };
-            out.push(ValidationError {
+            let e = ValidationError {
                 file: r.source.file.clone(),
                 line,
                 column,
                 resource: r.key(),
                 path,
                 message,
-            });
+            };
+            match kind {
+                None => errors.push(e),
+                Some(kind) => warnings.push(ValidationWarning { kind, at: e }),
+            }
         }
     }
-    out
+    (errors, warnings)
+}
+
+/// Istio's `validateMetadata`: annotations users may not set, and `istio.io/dry-run`
+/// outside AuthorizationPolicy (which checks its value itself).
+fn metadata(r: &Resource, errs: &mut Errs) {
+    if r.api_version == "v1" {
+        return; // Kubernetes documents (Service, the istio ConfigMap) are no Istio resources
+    }
+    const INTERNAL: &[&str] = &[
+        "internal.istio.io/webhook-always-reject",
+        "internal.istio.io/parent-namespace",
+        "internal.istio.io/parents",
+    ];
+    for a in INTERNAL {
+        if r.metadata.annotations.contains_key(*a) {
+            errs.key(
+                format!("metadata.annotations.{a}"),
+                format!("the {a:?} annotation is internal to Istio and may not be set by users (Istio rejects the resource); remove it"),
+            );
+        }
+    }
+    let dry_run = authorization_policy::DRY_RUN;
+    let own_check = matches!(
+        r.spec,
+        Spec::AuthorizationPolicy(_) | Spec::RequestAuthentication(_)
+    );
+    if !own_check && r.metadata.annotations.contains_key(dry_run) {
+        errs.key(
+            format!("metadata.annotations.{dry_run}"),
+            format!("{} has unsupported annotation {dry_run} (only AuthorizationPolicy supports it); remove the annotation", r.kind),
+        );
+    }
 }
 
 fn validate(r: &Resource, errs: &mut Errs) {
+    metadata(r, errs);
     match &r.spec {
         Spec::VirtualService(vs) => virtual_service::validate(r, vs, errs),
         Spec::DestinationRule(dr) => destination_rule::validate(r, dr, errs),
-        Spec::Gateway(gw) => gateway::validate(gw, errs),
+        Spec::Gateway(gw) => gateway::validate(r, gw, errs),
         Spec::ServiceEntry(se) => service_entry::validate(r, se, errs),
         Spec::WorkloadEntry(we) => workload_entry::validate(we, errs),
-        Spec::Sidecar(sc) => sidecar::validate(sc, errs),
+        Spec::Sidecar(sc) => sidecar::validate(sc, r.namespace(), errs),
         Spec::PeerAuthentication(pa) => security::peer_authentication(r, pa, errs),
         Spec::AuthorizationPolicy(ap) => authorization_policy::validate(r, ap, errs),
         Spec::RequestAuthentication(ra) => security::request_authentication(r, ra, errs),

@@ -1,19 +1,22 @@
-//! PeerAuthentication and RequestAuthentication rules: selectors and target
-//! references, port-level mTLS, and JWT rules (issuer, audiences, JWKS source,
-//! token locations, output headers, timeouts).
+//! PeerAuthentication and RequestAuthentication rules, as istio/istio's
+//! `ValidatePeerAuthentication`, `ValidateRequestAuthentication`, `validateJwtRule` and
+//! `warnPrivateJwksKeys` (`pkg/config/validation/validation.go`) and the CRDs' CEL rules:
+//! selectors and target references, port-level mTLS, and JWT rules (issuer or jwksUri,
+//! audiences, JWKS source, token locations, output headers, timeouts).
 
 use std::collections::BTreeSet;
 
 use super::authorization_policy::DRY_RUN;
-use super::common::{duration, is_header_name, selector_labels};
+use super::common::{duration, is_header_name, selector_labels, selector_without_labels};
 use super::policy_target::target_refs;
-use super::Errs;
+use super::{Errs, WarningKind};
 use crate::{JwtRule, PeerAuthentication, RequestAuthentication, Resource};
 
 pub(super) fn peer_authentication(r: &Resource, pa: &PeerAuthentication, errs: &mut Errs) {
     let labels = pa.selector.as_ref().map(|s| &s.match_labels);
     if let Some(l) = labels {
         selector_labels(errs, "spec.selector.matchLabels", l);
+        selector_without_labels(errs, "spec.selector", l);
     }
     let written = r.positions.get("spec.portLevelMtls").is_some();
     if written && pa.port_level_mtls.is_empty() {
@@ -38,6 +41,7 @@ pub(super) fn peer_authentication(r: &Resource, pa: &PeerAuthentication, errs: &
 pub(super) fn request_authentication(r: &Resource, ra: &RequestAuthentication, errs: &mut Errs) {
     if let Some(sel) = &ra.selector {
         selector_labels(errs, "spec.selector.matchLabels", &sel.match_labels);
+        selector_without_labels(errs, "spec.selector", &sel.match_labels);
     }
     target_refs(
         errs,
@@ -55,9 +59,10 @@ pub(super) fn request_authentication(r: &Resource, ra: &RequestAuthentication, e
     for (i, rule) in ra.jwt_rules.iter().enumerate() {
         let at = format!("spec.jwtRules[{i}]");
         if !rule.issuer.is_empty() && !issuers.insert(&rule.issuer) {
-            errs.at(
+            errs.warn(
+                WarningKind::Istio,
                 format!("{at}.issuer"),
-                format!("issuer {:?} has two jwtRules; merge them", rule.issuer),
+                format!("issuer {:?} has two jwtRules: Istio accepts it, but a token is checked against the first rule of its issuer only; merge them", rule.issuer),
             );
         }
         jwt_rule(errs, &at, rule);
@@ -78,10 +83,10 @@ fn non_empty(errs: &mut Errs, at: &str, name: &str, list: &[String]) {
 }
 
 fn jwt_rule(errs: &mut Errs, at: &str, rule: &JwtRule) {
-    if rule.issuer.is_empty() {
+    if rule.issuer.is_empty() && rule.jwks_uri.as_deref().is_none_or(str::is_empty) {
         errs.key(
             format!("{at}.issuer"),
-            "issuer is required: the `iss` of accepted tokens",
+            "issuer or jwksUri must be set: the issuer is the `iss` of accepted tokens",
         );
     }
     non_empty(errs, at, "audiences", &rule.audiences);
@@ -103,18 +108,7 @@ fn jwt_rule(errs: &mut Errs, at: &str, rule: &JwtRule) {
         jwks_uri(errs, &format!("{at}.jwksUri"), uri);
     }
     if let Some(jwks) = &rule.jwks {
-        let ok = serde_json::from_str::<serde_json::Value>(jwks)
-            .ok()
-            .is_some_and(|v| v.get("keys").is_some_and(|k| k.is_array()));
-        if !ok {
-            errs.at(
-                format!("{at}.jwks"),
-                format!(
-                    "inline jwks {:?} is not a valid JWKS document (JSON with a \"keys\" array)",
-                    abbreviate(jwks)
-                ),
-            );
-        }
+        inline_jwks(errs, &format!("{at}.jwks"), jwks);
     }
     for (i, h) in rule.from_headers.iter().enumerate() {
         if h.name.is_empty() {
@@ -140,9 +134,10 @@ fn jwt_rule(errs: &mut Errs, at: &str, rule: &JwtRule) {
         } else if !is_header_name(&c.header, false) {
             errs.at(format!("{cat}.header"), format!("outputClaimToHeaders[].header {:?} is not a valid header name (letters, digits, `-`, `_`)", c.header));
         } else if !seen.insert(c.header.to_ascii_lowercase()) {
-            errs.at(
+            errs.warn(
+                WarningKind::Istio,
                 format!("{cat}.header"),
-                format!("outputClaimToHeaders[].header {:?} is used twice", c.header),
+                format!("outputClaimToHeaders[].header {:?} is used twice: Istio accepts it, but only one claim ends up in the header; use one header per claim", c.header),
             );
         }
         if c.claim.is_empty() {
@@ -154,6 +149,31 @@ fn jwt_rule(errs: &mut Errs, at: &str, rule: &JwtRule) {
     }
     if let Some(t) = &rule.timeout {
         duration(errs, &format!("{at}.timeout"), t, false);
+    }
+}
+
+/// Istio parses inline keys with `jwk.Parse`: a JWK Set (`{"keys": [...]}`) or one JWK
+/// (`{"kty": ...}`); keys carrying private material draw a warning (`warnPrivateJwksKeys`).
+fn inline_jwks(errs: &mut Errs, at: &str, jwks: &str) {
+    let doc = serde_json::from_str::<serde_json::Value>(jwks).ok();
+    let keys: Option<Vec<&serde_json::Value>> = doc.as_ref().and_then(|v| match v.get("keys") {
+        Some(k) => k.as_array().map(|a| a.iter().collect()),
+        None => v.get("kty").is_some().then(|| vec![v]),
+    });
+    let Some(keys) = keys else {
+        errs.at(
+            at,
+            format!(
+                "inline jwks {:?} is not a valid JWKS document (JSON with a \"keys\" array, or one JWK with \"kty\")",
+                abbreviate(jwks)
+            ),
+        );
+        return;
+    };
+    for (i, k) in keys.iter().enumerate() {
+        if k.get("d").is_some() || k.get("kty").and_then(|t| t.as_str()) == Some("oct") {
+            errs.warn(WarningKind::Istio, at, format!("jwks key at index {i} contains private key material; only public keys are used for verification: publish the public key only"));
+        }
     }
 }
 

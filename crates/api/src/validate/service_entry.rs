@@ -1,21 +1,31 @@
-//! ServiceEntry rules: hosts, addresses, ports, resolution/location combinations
-//! (including several hosts on non-HTTP/TLS ports), endpoints and workloadSelector.
+//! ServiceEntry rules, as istio/istio's `ValidateServiceEntry`
+//! (`pkg/config/validation/validation.go`) and the ServiceEntry CRD's CEL rules: hosts,
+//! addresses, ports, resolution combinations (including several hosts on non-HTTP/TLS
+//! ports), endpoints and workloadSelector.
 
 use std::collections::BTreeSet;
 
-use super::common::{export_to, host, is_ip_or_cidr, port, selector_labels};
+use super::common::{
+    domain_host, export_to, is_dns_label, is_ip_or_cidr, max_items, port, selector_labels,
+    selector_without_labels,
+};
+use super::gateway::{is_http, is_tls, PROTOCOLS};
 use super::workload_entry::{entry, Address};
-use super::Errs;
+use super::{Errs, WarningKind};
 use crate::{Resolution, Resource, ServiceEntry};
-
-const PROTOCOLS: &[&str] = &[
-    "HTTP", "HTTPS", "GRPC", "GRPC-WEB", "HTTP2", "MONGO", "TCP", "TLS", "UDP", "REDIS", "MYSQL",
-];
 
 pub(super) fn validate(r: &Resource, se: &ServiceEntry, errs: &mut Errs) {
     let resolution = se.resolution.unwrap_or(Resolution::None);
     if se.hosts.is_empty() {
         errs.key("spec", "spec.hosts: Required value: list at least one host");
+    }
+    for (path, len, max) in [
+        ("spec.hosts", se.hosts.len(), 256),
+        ("spec.addresses", se.addresses.len(), 256),
+        ("spec.ports", se.ports.len(), 256),
+        ("spec.endpoints", se.endpoints.len(), 4096),
+    ] {
+        max_items(errs, path, len, max);
     }
     for (i, h) in se.hosts.iter().enumerate() {
         let at = format!("spec.hosts[{i}]");
@@ -25,7 +35,11 @@ pub(super) fn validate(r: &Resource, se: &ServiceEntry, errs: &mut Errs) {
                 "hostname cannot be wildcard `*`: use a domain such as *.example.com",
             );
         } else {
-            host(errs, &at, h);
+            domain_host(errs, &at, h);
+            let partial = h.contains('*') && !h.starts_with("*.");
+            if partial && resolution != Resolution::DynamicDns {
+                errs.warn(WarningKind::Istio, &at, format!("partial wildcard {h:?} not allowed: only a whole leading `*.` label is a wildcard for this resolution; write e.g. *.example.com"));
+            }
         }
     }
     let wildcard_host = se.hosts.iter().any(|h| h.starts_with('*'));
@@ -56,6 +70,14 @@ pub(super) fn validate(r: &Resource, se: &ServiceEntry, errs: &mut Errs) {
         }
         if p.name.is_empty() {
             errs.key(&at, "port name is required");
+        } else if !is_dns_label(&p.name) {
+            errs.at(
+                format!("{at}.name"),
+                format!(
+                    "invalid port name {:?}: a port name is a DNS-1123 label (e.g. http-api)",
+                    p.name
+                ),
+            );
         } else if !names.insert(p.name.as_str()) {
             errs.at(
                 format!("{at}.name"),
@@ -85,6 +107,10 @@ pub(super) fn validate(r: &Resource, se: &ServiceEntry, errs: &mut Errs) {
     }
     if let Some(ws) = &se.workload_selector {
         selector_labels(errs, "spec.workloadSelector.labels", &ws.labels);
+        selector_without_labels(errs, "spec.workloadSelector", &ws.labels);
+        if resolution == Resolution::None {
+            errs.warn(WarningKind::Istio, "spec.workloadSelector", "workloadSelector should not be set when resolution mode is NONE: the selected workloads are not used as endpoints; use resolution STATIC");
+        }
     }
     match resolution {
         Resolution::None if !se.endpoints.is_empty() => {
@@ -100,7 +126,8 @@ pub(super) fn validate(r: &Resource, se: &ServiceEntry, errs: &mut Errs) {
             );
         }
         Resolution::DynamicDns => {
-            if !se.hosts.iter().all(|h| h.starts_with("*.")) {
+            dynamic_dns_ports(errs, se);
+            if !se.hosts.iter().all(|h| h.starts_with('*')) {
                 errs.key(
                     "spec.resolution",
                     "resolution DYNAMIC_DNS requires wildcard hosts (*.example.com)",
@@ -123,10 +150,15 @@ pub(super) fn validate(r: &Resource, se: &ServiceEntry, errs: &mut Errs) {
     for (i, ep) in se.endpoints.iter().enumerate() {
         let at = format!("spec.endpoints[{i}]");
         let kind = entry(errs, &at, ep);
+        let a = ep.address.as_deref().unwrap_or_default();
         if resolution == Resolution::Static && kind == Some(Address::Dns) {
-            let a = ep.address.as_deref().unwrap_or_default();
             errs.at(format!("{at}.address"), format!("resolution STATIC requires IP (or unix socket) endpoint addresses; {a:?} given"));
         }
+        let dns = matches!(resolution, Resolution::Dns | Resolution::DnsRoundRobin);
+        if dns && kind == Some(Address::Uds) {
+            errs.at(format!("{at}.address"), format!("endpoint address {a:?} is not a valid FQDN or an IP address (resolution {} resolves names; use STATIC for a unix socket)", resolution_name(resolution)));
+        }
+        super::common::k8s_labels(errs, &format!("{at}.labels"), &ep.labels);
         if kind == Some(Address::Uds) && se.ports.len() != 1 {
             errs.key(&at, "a unix socket endpoint needs exactly one service port");
         }
@@ -142,6 +174,20 @@ pub(super) fn validate(r: &Resource, se: &ServiceEntry, errs: &mut Errs) {
     export_to(errs, &se.export_to, r.namespace(), true);
 }
 
+/// DYNAMIC_DNS (Envoy's dynamic forward proxy) serves HTTP, TLS, GRPC and HTTP2 ports only.
+fn dynamic_dns_ports(errs: &mut Errs, se: &ServiceEntry) {
+    for (i, p) in se.ports.iter().enumerate() {
+        let proto = p
+            .protocol
+            .as_deref()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        if !matches!(proto.as_str(), "HTTP" | "TLS" | "GRPC" | "HTTP2") {
+            errs.at(format!("spec.ports[{i}]"), format!("only HTTP, TLS, GRPC and HTTP2 protocols are supported for resolution type DYNAMIC_DNS (port {} has {})", p.number, if proto.is_empty() { "no protocol" } else { &proto }));
+        }
+    }
+}
+
 /// Istio: with several hosts and a resolution other than NONE, every port must
 /// be HTTP-like or TLS, since plain TCP cannot tell the hosts apart (HTTP uses
 /// the authority, TLS the SNI). Istio reports the first offending port only.
@@ -149,12 +195,7 @@ fn multiple_hosts_need_l7(errs: &mut Errs, se: &ServiceEntry, resolution: Resolu
     if resolution == Resolution::None || se.hosts.len() < 2 {
         return;
     }
-    let distinguishes = |p: &str| {
-        matches!(
-            p.to_ascii_uppercase().as_str(),
-            "HTTP" | "HTTP2" | "GRPC" | "GRPC-WEB" | "HTTP_PROXY" | "HTTPS" | "TLS"
-        )
-    };
+    let distinguishes = |p: &str| is_http(p) || is_tls(p);
     let Some((i, p)) = se
         .ports
         .iter()

@@ -1,10 +1,13 @@
-//! Telemetry rules: selector/targetRef exclusivity, provider names, tracing
-//! sampling and custom tags, metric overrides and access logging.
+//! Telemetry rules, as istio/istio's `ValidateTelemetry`, `validateTelemetryTracing`,
+//! `validateTelemetryMetrics` and `validateTelemetryProviders`
+//! (`pkg/config/validation/validation.go`) and the CRD's CEL rules: selector/targetRef
+//! exclusivity, provider names, tracing sampling and custom tags, metric overrides and
+//! access logging.
 
-use super::common::{duration, percent, selector_labels};
+use super::common::{duration, percent, selector_labels, selector_without_labels};
 use super::policy_target::target_refs;
-use super::Errs;
-use crate::{ProviderRef, TagOperation, Telemetry};
+use super::{Errs, WarningKind};
+use crate::{CustomTag, ProviderRef, TagOperation, Telemetry};
 
 fn providers(errs: &mut Errs, at: &str, list: &[ProviderRef]) {
     for (i, p) in list.iter().enumerate() {
@@ -17,6 +20,10 @@ fn providers(errs: &mut Errs, at: &str, list: &[ProviderRef]) {
 pub(super) fn validate(t: &Telemetry, errs: &mut Errs) {
     if let Some(sel) = &t.selector {
         selector_labels(errs, "spec.selector.matchLabels", &sel.match_labels);
+        selector_without_labels(errs, "spec.selector", &sel.match_labels);
+    }
+    if t.tracing.len() > 1 {
+        errs.warn(WarningKind::Istio, "spec.tracing", "multiple tracing is not currently supported: Istio uses the first entry only; merge them");
     }
     target_refs(
         errs,
@@ -27,6 +34,13 @@ pub(super) fn validate(t: &Telemetry, errs: &mut Errs) {
     for (i, tr) in t.tracing.iter().enumerate() {
         let at = format!("spec.tracing[{i}]");
         providers(errs, &at, &tr.providers);
+        if tr.providers.len() > 1 {
+            errs.warn(
+                WarningKind::Istio,
+                format!("{at}.providers"),
+                "multiple providers is not currently supported: Istio uses the first one only",
+            );
+        }
         if let Some(v) = tr.random_sampling_percentage {
             percent(
                 errs,
@@ -39,15 +53,7 @@ pub(super) fn validate(t: &Telemetry, errs: &mut Errs) {
             let tat = format!("{at}.customTags.{name}");
             match tag {
                 None => errs.at(&tat, format!("custom tag '{name}' may not have a nil value: set literal, environment, header or formatter")),
-                Some(tag) => {
-                    let n = [tag.literal.is_some(), tag.environment.is_some(), tag.header.is_some(), tag.formatter.is_some()]
-                        .iter()
-                        .filter(|b| **b)
-                        .count();
-                    if n != 1 {
-                        errs.at(&tat, format!("custom tag '{name}' must set exactly one of literal, environment, header or formatter"));
-                    }
-                }
+                Some(tag) => custom_tag(errs, &tat, name, tag),
             }
         }
     }
@@ -72,6 +78,13 @@ pub(super) fn validate(t: &Telemetry, errs: &mut Errs) {
             }
             for (tag, ov) in &o.tag_overrides {
                 let tat = format!("{oat}.tagOverrides.{tag}");
+                if tag.is_empty() {
+                    errs.warn(
+                        WarningKind::Istio,
+                        &tat,
+                        "tagOverrides name may not be empty: name the metric label to change",
+                    );
+                }
                 match ov.operation.unwrap_or(TagOperation::Upsert) {
                     TagOperation::Upsert if ov.value.as_deref().is_none_or(str::is_empty) => {
                         errs.at(&tat, format!("tag override '{tag}' with operation UPSERT needs a value (a CEL expression)"));
@@ -91,5 +104,52 @@ pub(super) fn validate(t: &Telemetry, errs: &mut Errs) {
     }
     for (i, a) in t.access_logging.iter().enumerate() {
         providers(errs, &format!("spec.accessLogging[{i}]"), &a.providers);
+    }
+}
+
+/// At most one of literal/environment/header/formatter (the CRD's oneOf; none is
+/// accepted), each with a non-empty value or name.
+fn custom_tag(errs: &mut Errs, tat: &str, name: &str, tag: &CustomTag) {
+    let n = [
+        tag.literal.is_some(),
+        tag.environment.is_some(),
+        tag.header.is_some(),
+        tag.formatter.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if n > 1 {
+        errs.at(
+            tat,
+            format!("custom tag '{name}' must set only one of literal, environment, header or formatter"),
+        );
+    }
+    let empty = [
+        (
+            "literal value",
+            tag.literal
+                .as_ref()
+                .map(|l| l.value.as_deref().unwrap_or_default()),
+        ),
+        (
+            "environment name",
+            tag.environment.as_ref().map(|e| e.name.as_str()),
+        ),
+        ("header name", tag.header.as_ref().map(|h| h.name.as_str())),
+        (
+            "formatter value",
+            tag.formatter
+                .as_ref()
+                .map(|f| f.value.as_deref().unwrap_or_default()),
+        ),
+    ];
+    for (what, v) in empty {
+        if v == Some("") {
+            errs.at(tat, format!("custom tag '{name}': {what} may not be empty"));
+        }
+    }
+    if name.is_empty() {
+        errs.key(tat, "custom tag name may not be empty");
     }
 }

@@ -1,10 +1,11 @@
-//! WorkloadEntry rules (also applied to ServiceEntry endpoints): address forms
-//! (IP, FQDN, unix socket), unix-socket restrictions, port names and numbers.
+//! WorkloadEntry rules (also applied to ServiceEntry endpoints), as istio/istio's
+//! `validateWorkloadEntry` and the CRD's CEL rules: address forms (IP, FQDN, unix socket),
+//! unix-socket restrictions, port names and numbers, labels.
 
 use std::net::IpAddr;
 
 use super::common::{is_dns_label, is_dns_name, port_ok};
-use super::Errs;
+use super::{Errs, WarningKind};
 use crate::WorkloadEntry;
 
 /// What an endpoint address is.
@@ -56,11 +57,12 @@ pub(super) fn entry(errs: &mut Errs, at: &str, we: &WorkloadEntry) -> Option<Add
     let kind = match we.address.as_deref() {
         Some(a) if !a.is_empty() => address(errs, &format!("{at}.address"), a),
         _ => {
-            if we.network.is_none() {
-                errs.key(
+            match &we.network {
+                None => errs.key(
                     at,
                     "Address is required (an IP, FQDN or unix socket) unless network is set",
-                );
+                ),
+                Some(n) => errs.warn(WarningKind::Istio, at, format!("address is unset with network {n:?}: the workload is reached through that network's gateway only")),
             }
             None
         }
