@@ -115,6 +115,16 @@ pub fn compile(
     );
     b.cfg.authn = authn;
     b.used.extend(policies);
+    let mesh = crate::mesh::mesh_config(resources);
+    let (telemetry, used) = crate::telemetry::telemetry_for(
+        resources,
+        mesh,
+        root,
+        &workload.namespace,
+        &workload.labels,
+    );
+    b.cfg.telemetry = telemetry;
+    b.used.extend(used);
     b.clusters(trust_domain);
     let used = b.used;
     let mut cfg = b.cfg;

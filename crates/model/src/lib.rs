@@ -16,6 +16,7 @@ mod policy;
 pub mod registry;
 pub mod report;
 mod retry_on;
+pub mod telemetry;
 
 pub use actions::{grpc_code, retry_policy};
 pub use authn::{Authn, FetchedJwks, JwksKey, JwtProvider, TokenLocation};
