@@ -124,6 +124,12 @@ pub fn compile(
         &workload.labels,
     );
     b.cfg.telemetry = telemetry;
+    b.cfg.telemetry.workload = crate::telemetry::WorkloadTags::new(
+        &workload.name,
+        &workload.namespace,
+        &workload.labels,
+        trust_domain,
+    );
     b.used.extend(used);
     b.clusters(trust_domain);
     let used = b.used;

@@ -67,6 +67,49 @@ pub struct TelemetryConfig {
     pub client: SideTelemetry,
     /// Sidecar-inbound requests (SERVER mode).
     pub server: SideTelemetry,
+    /// Who this proxy is, for span tags and the trace resource.
+    #[serde(default)]
+    pub workload: WorkloadTags,
+}
+
+/// Istio's span tags about the proxy's workload (`istio.canonical_service`, …).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct WorkloadTags {
+    pub canonical_service: String,
+    pub canonical_revision: String,
+    pub namespace: String,
+    /// Istio's mesh id (the trust domain unless set).
+    pub mesh_id: String,
+    pub workload: String,
+}
+
+impl WorkloadTags {
+    /// Istio's canonical service and revision from a workload's labels.
+    pub fn new(
+        workload: &str,
+        ns: &str,
+        labels: &BTreeMap<String, String>,
+        mesh_id: &str,
+    ) -> WorkloadTags {
+        let first = |keys: &[&str]| keys.iter().find_map(|k| labels.get(*k).cloned());
+        WorkloadTags {
+            canonical_service: first(&[
+                "service.istio.io/canonical-name",
+                "app.kubernetes.io/name",
+                "app",
+            ])
+            .unwrap_or_else(|| workload.to_string()),
+            canonical_revision: first(&[
+                "service.istio.io/canonical-revision",
+                "app.kubernetes.io/version",
+                "version",
+            ])
+            .unwrap_or_else(|| "latest".into()),
+            namespace: ns.to_string(),
+            mesh_id: mesh_id.to_string(),
+            workload: workload.to_string(),
+        }
+    }
 }
 
 /// Tracing and access logs of one side.
@@ -237,6 +280,7 @@ pub fn telemetry_for(
             tracing: server,
             access_logs: access_logs(&a.logging, mesh, WorkloadMode::Server),
         },
+        workload: WorkloadTags::default(),
     };
     (cfg, a.used)
 }

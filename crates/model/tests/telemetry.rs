@@ -84,10 +84,16 @@ fn sampling(s: &SideTelemetry) -> Option<f64> {
 #[test]
 fn nothing_configured_means_no_tracing_and_no_access_logs() {
     let cfg = compile_for("", "api-v1", "game");
-    assert_eq!(cfg.telemetry, TelemetryConfig::default());
+    assert_eq!(
+        (&cfg.telemetry.client, &cfg.telemetry.server),
+        (&SideTelemetry::default(), &SideTelemetry::default())
+    );
     // Providers alone turn nothing on: a Telemetry or defaultProviders must name one.
     let cfg = compile_for(PROVIDERS, "api-v1", "game");
-    assert_eq!(cfg.telemetry, TelemetryConfig::default());
+    assert_eq!(
+        (&cfg.telemetry.client, &cfg.telemetry.server),
+        (&SideTelemetry::default(), &SideTelemetry::default())
+    );
 }
 
 #[test]
