@@ -95,3 +95,13 @@ pub(super) fn answered(rec: &mut Record, host: Option<&str>, ms: u64) {
         x.upstream_ms = Some(ms);
     }
 }
+
+/// Inbound: the local app as the upstream (`inbound|<port>||`, as Istio names it).
+pub(super) fn to_app(rec: &mut Record, app: &str, ms: u64) {
+    if let Some(x) = rec.exchange.as_mut() {
+        let port = app.rsplit_once(':').map_or("0", |(_, p)| p);
+        x.cluster = Some(format!("inbound|{port}||"));
+        x.upstream_host = Some(app.to_string());
+        x.upstream_ms = Some(ms);
+    }
+}

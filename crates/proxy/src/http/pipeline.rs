@@ -508,7 +508,10 @@ async fn to_app(
     }
     let h2 = cfg.config.inbound.as_ref().is_some_and(|i| i.app_http2);
     let req = Request::from_parts(parts, request_body(body));
-    match state.app.send(app, req, h2).await {
+    let sent_at = tokio::time::Instant::now();
+    let answer = state.app.send(app, req, h2).await;
+    super::observe::to_app(rec, app, sent_at.elapsed().as_millis() as u64);
+    match answer {
         Ok(resp) => {
             let (mut p, b) = resp.into_parts();
             p.version = downstream_version;
