@@ -407,3 +407,209 @@ fn one_trace_across_gateway_relay_and_matchmaking_and_the_access_log_they_write(
         "matchmaking's inbound logs nothing: {lines:#?}"
     );
 }
+
+/// A slow service with room for one request at a time, routes that fail in each way the
+/// access log must tell apart, and a second log that a filter keeps to errors.
+fn failures_yaml(log: &str, errors: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: ConfigMap
+metadata: {{name: istio, namespace: istio-system}}
+data:
+  mesh: |-
+    extensionProviders:
+    - name: file-log
+      envoyFileAccessLog: {{path: {log}}}
+    - name: errors-log
+      envoyFileAccessLog: {{path: {errors}}}
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {{name: mesh-default, namespace: istio-system}}
+spec:
+  accessLogging:
+  - providers: [{{name: file-log}}]
+  - providers: [{{name: errors-log}}]
+    filter: {{expression: "response.code >= 400"}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: slowpoke, namespace: necpgame}}
+spec:
+  hosts: [slowpoke.necpgame.svc.cluster.local]
+  location: MESH_INTERNAL
+  ports: [{{number: 8080, name: http, protocol: HTTP}}]
+  workloadSelector: {{labels: {{app: slowpoke}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: slowpoke
+  namespace: necpgame
+  annotations:
+    weft.dev/run: demo-app
+    weft.dev/demo-latency: 3s
+spec: {{address: 127.0.0.1, serviceAccount: slowpoke, labels: {{app: slowpoke}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: slowpoke, namespace: necpgame}}
+spec:
+  host: slowpoke
+  trafficPolicy:
+    connectionPool: {{http: {{http2MaxRequests: 1}}}}
+"#
+    )
+}
+
+const FAILING_ROUTES: &str = "  http:
+  - name: slow
+    match:
+    - uri: {prefix: /api/v1/slow}
+    route:
+    - destination: {host: slowpoke}
+  - name: hurried
+    match:
+    - uri: {prefix: /api/v1/hurried}
+    route:
+    - destination: {host: matchmaking}
+    timeout: 1ms
+  - name: broken
+    match:
+    - uri: {prefix: /api/v1/broken}
+    fault:
+      abort: {httpStatus: 503, percentage: {value: 100}}
+    route:
+    - destination: {host: matchmaking}
+  - name: inventory-premium";
+
+fn curl_gw(mesh: &Mesh, method: &str, path: &str) -> String {
+    let gw = mesh.gateway();
+    let url = format!("http://{gw}{path}");
+    stdout_of(&curl(&[
+        "-sS",
+        "-m",
+        "20",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-X",
+        method,
+        "-H",
+        "host: game.necpgame.local",
+        &url,
+    ]))
+}
+
+#[test]
+fn access_log_lines_tell_overflow_timeout_denial_and_fault_apart_and_a_filter_keeps_errors() {
+    let (mut log, mut errors) = (std::path::PathBuf::new(), std::path::PathBuf::new());
+    let mesh = Mesh::up_with("access-log", |dir| {
+        let base = dir.parent().expect("a temp dir");
+        log = base.join("access.log");
+        errors = base.join("errors.log");
+        let yaml = failures_yaml(&log.display().to_string(), &errors.display().to_string());
+        std::fs::write(dir.join("telemetry.yaml"), yaml).unwrap();
+        edit(
+            &dir.join("istio-gateway.yaml"),
+            "  http:\n  - name: inventory-premium",
+            FAILING_ROUTES,
+        );
+    });
+    assert_eq!(curl_gw(&mesh, "GET", "/api/v1/player/me"), "200");
+    // One request holds slowpoke's only slot (the gateway says it is overflowing), the next
+    // overflows.
+    let gw = mesh.gateway();
+    let holder = std::thread::spawn(move || {
+        let url = format!("http://{gw}/api/v1/slow");
+        stdout_of(&curl(&[
+            "-sS",
+            "-m",
+            "20",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            "host: game.necpgame.local",
+            &url,
+        ]))
+    });
+    let admin = mesh.gateway_admin();
+    poll_until(
+        "slowpoke's request limit to be reached",
+        Duration::from_secs(10),
+        || {
+            let out = stdout_of(&curl(&["-sS", &format!("http://{admin}/clusters")]));
+            let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+            v["outbound|8080||slowpoke.necpgame.svc.cluster.local"]["overflowing"]
+                .as_bool()
+                .filter(|o| *o)
+        },
+    );
+    assert_eq!(curl_gw(&mesh, "GET", "/api/v1/slow"), "503");
+    assert_eq!(holder.join().unwrap(), "200");
+    assert_eq!(curl_gw(&mesh, "GET", "/api/v1/hurried"), "504");
+    assert_eq!(curl_gw(&mesh, "DELETE", "/api/v1/player/me"), "403");
+    assert_eq!(curl_gw(&mesh, "GET", "/api/v1/broken"), "503");
+    // The gateway's lines (HTTP/1.1 from curl), in request order per outcome.
+    let gateway_line = |path: &str, method: &str, status: &str| {
+        let want = format!("\"{method} {path} HTTP/1.1\" {status} ");
+        poll_until(
+            &format!("the gateway's line for {method} {path} {status}"),
+            Duration::from_secs(20),
+            || {
+                std::fs::read_to_string(&log)
+                    .unwrap_or_default()
+                    .lines()
+                    .find(|l| l.contains(&want))
+                    .map(str::to_string)
+            },
+        )
+    };
+    let ok = gateway_line("/api/v1/player/me", "GET", "200");
+    assert!(ok.contains(" 200 - via_upstream "), "{ok}");
+    let uo = gateway_line("/api/v1/slow", "GET", "503");
+    assert!(
+        uo.contains(" 503 UO upstream_reset_before_response_started{overflow} "),
+        "{uo}"
+    );
+    let ut = gateway_line("/api/v1/hurried", "GET", "504");
+    assert!(ut.contains(" 504 UT response_timeout "), "{ut}");
+    let fi = gateway_line("/api/v1/broken", "GET", "503");
+    assert!(fi.contains(" 503 FI fault_filter_abort "), "{fi}");
+    // The denial: the gateway passes player's 403 on; player's sidecar says why.
+    gateway_line("/api/v1/player/me", "DELETE", "403");
+    let denied = poll_until("player's RBAC denial", Duration::from_secs(20), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.contains("\"DELETE /api/v1/player/me HTTP/2\" 403 "))
+            .map(str::to_string)
+    });
+    assert!(
+        denied.contains(" 403 - rbac_access_denied_matched_policy[none] "),
+        "{denied}"
+    );
+    // The filtered log holds errors only: every line is 4xx/5xx, and all of them came.
+    let errs = poll_until("the filtered log", Duration::from_secs(20), || {
+        let t = std::fs::read_to_string(&errors).unwrap_or_default();
+        (t.contains("\"DELETE /api/v1/player/me HTTP/2\" 403")
+            && t.contains("/api/v1/broken HTTP/1.1\" 503"))
+        .then_some(t)
+    });
+    for l in errs.lines() {
+        let code: u16 = l
+            .split("\" ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        assert!(code >= 400, "a non-error in the errors log: {l}");
+    }
+    assert!(
+        !errs.contains("\"GET /api/v1/player/me HTTP/1.1\" 200"),
+        "{errs}"
+    );
+}
