@@ -115,21 +115,8 @@ pub fn compile(
     );
     b.cfg.authn = authn;
     b.used.extend(policies);
-    let mesh = crate::mesh::mesh_config(resources);
-    let (telemetry, used) = crate::telemetry::telemetry_for(
-        resources,
-        mesh,
-        root,
-        &workload.namespace,
-        &workload.labels,
-    );
+    let (telemetry, used) = crate::telemetry::for_workload(resources, root, workload, trust_domain);
     b.cfg.telemetry = telemetry;
-    b.cfg.telemetry.workload = crate::telemetry::WorkloadTags::new(
-        &workload.name,
-        &workload.namespace,
-        &workload.labels,
-        trust_domain,
-    );
     b.used.extend(used);
     b.clusters(trust_domain);
     let used = b.used;

@@ -10,8 +10,14 @@
 
 use crate::registry::{fqdn, selects};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use weft_api::{AccessLogging, MeshConfig, Resource, Spec, Telemetry, Tracing, WorkloadMode};
+
+mod logs;
+mod report;
+
+use logs::access_logs;
+pub(crate) use report::report;
 
 /// Istio's default sampling when a Telemetry names a provider but no percentage
 /// (`PILOT_TRACE_SAMPLING`).
@@ -285,6 +291,19 @@ pub fn telemetry_for(
     (cfg, a.used)
 }
 
+/// [`telemetry_for`] a registry workload, with its span tags (`mesh_id`: the trust domain).
+pub(crate) fn for_workload(
+    resources: &[Resource],
+    root: &str,
+    w: &crate::registry::Workload,
+    trust_domain: &str,
+) -> (TelemetryConfig, Vec<String>) {
+    let mesh = crate::mesh::mesh_config(resources);
+    let (mut cfg, used) = telemetry_for(resources, mesh, root, &w.namespace, &w.labels);
+    cfg.workload = WorkloadTags::new(&w.name, &w.namespace, &w.labels, trust_domain);
+    (cfg, used)
+}
+
 /// The tracing fields Istio merges, per side, before the provider is looked up.
 #[derive(Clone)]
 struct Merged<'a> {
@@ -408,205 +427,4 @@ fn finish(m: &Merged, mesh: Option<&MeshConfig>) -> Option<TracingSpec> {
         custom_tags: tags.collect(),
         max_tag_length: otel.max_tag_length.unwrap_or(256),
     })
-}
-
-fn mode_matches(a: &AccessLogging, mode: WorkloadMode) -> bool {
-    match a.r#match.as_ref().and_then(|m| m.mode) {
-        None | Some(WorkloadMode::ClientAndServer) => true,
-        Some(m) => m == mode,
-    }
-}
-
-/// Istio's `mergeLogs`, then each provider compiled; the legacy `accessLogFile` when no
-/// Telemetry and no default provider speaks.
-fn access_logs(
-    levels: &[&[AccessLogging]],
-    mesh: Option<&MeshConfig>,
-    mode: WorkloadMode,
-) -> Vec<AccessLog> {
-    let defaults: Vec<String> = mesh
-        .and_then(|m| m.default_providers.as_ref())
-        .map(|d| d.access_logging.clone())
-        .unwrap_or_default();
-    if levels.is_empty() && defaults.is_empty() {
-        return legacy(mesh).into_iter().collect();
-    }
-    // provider -> (disabled, filter)
-    let mut providers: BTreeMap<String, (bool, Option<String>)> = BTreeMap::new();
-    if levels.is_empty() {
-        for d in &defaults {
-            providers.insert(d.clone(), (false, None));
-        }
-    } else {
-        let mut filters: BTreeMap<String, Option<String>> = BTreeMap::new();
-        let mut in_scope: Vec<String> = defaults.clone();
-        for level in levels {
-            let mut names = BTreeSet::new();
-            for a in level.iter().filter(|a| mode_matches(a, mode)) {
-                for p in &a.providers {
-                    names.insert(p.name.clone());
-                    let f = a.filter.as_ref().and_then(|f| f.expression.clone());
-                    filters.insert(p.name.clone(), f);
-                }
-            }
-            if !names.is_empty() {
-                in_scope = names.into_iter().collect();
-            }
-        }
-        let mut parent = defaults.clone();
-        for level in levels {
-            for a in level.iter() {
-                let mut names: Vec<String> = a.providers.iter().map(|p| p.name.clone()).collect();
-                if names.is_empty() {
-                    names = parent.clone();
-                }
-                parent = names.clone();
-                if !mode_matches(a, mode) {
-                    continue;
-                }
-                for p in names.into_iter().filter(|p| in_scope.contains(p)) {
-                    let entry = if a.disabled == Some(true) {
-                        (true, None)
-                    } else {
-                        (false, filters.get(&p).cloned().flatten())
-                    };
-                    providers.insert(p, entry);
-                }
-            }
-        }
-    }
-    providers
-        .into_iter()
-        .filter(|(_, (disabled, _))| !disabled)
-        .filter_map(|(name, (_, filter))| file_log(&name, mesh, filter))
-        .collect()
-}
-
-/// MeshConfig's text or JSON format (`accessLogEncoding`, `accessLogFormat`).
-fn mesh_format(mesh: Option<&MeshConfig>) -> LogFormat {
-    let json = mesh.and_then(|m| m.access_log_encoding.as_deref()) == Some("JSON");
-    let custom = mesh
-        .and_then(|m| m.access_log_format.clone())
-        .filter(|f| !f.is_empty());
-    match (json, custom) {
-        (false, Some(f)) => LogFormat::Text(if f.ends_with('\n') {
-            f
-        } else {
-            format!("{f}\n")
-        }),
-        (false, None) => LogFormat::Text(DEFAULT_TEXT_FORMAT.into()),
-        (true, Some(f)) => match serde_json::from_str::<BTreeMap<String, String>>(&f) {
-            Ok(m) => LogFormat::Json(m.into_iter().collect()),
-            Err(_) => LogFormat::Json(default_json()),
-        },
-        (true, None) => LogFormat::Json(default_json()),
-    }
-}
-
-fn default_json() -> Vec<(String, String)> {
-    DEFAULT_JSON_LABELS
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn legacy(mesh: Option<&MeshConfig>) -> Option<AccessLog> {
-    let path = mesh?.access_log_file.clone().filter(|p| !p.is_empty())?;
-    Some(AccessLog {
-        provider: "meshConfig.accessLogFile".into(),
-        path,
-        format: mesh_format(mesh),
-        filter: None,
-    })
-}
-
-fn file_log(name: &str, mesh: Option<&MeshConfig>, filter: Option<String>) -> Option<AccessLog> {
-    let declared = mesh.and_then(|m| {
-        m.extension_providers
-            .iter()
-            .find(|p| p.name.eq_ignore_ascii_case(name))
-    });
-    let (path, format) = match declared {
-        None if name == BUILTIN_LOG_PROVIDER => ("/dev/stdout".to_string(), mesh_format(mesh)),
-        None => return None,
-        Some(p) => {
-            let f = p.envoy_file_access_log.as_ref()?;
-            let format = match &f.log_format {
-                Some(weft_api::LogFormat {
-                    labels: Some(l), ..
-                }) => LogFormat::Json(
-                    l.iter()
-                        .map(|(k, v)| {
-                            (
-                                k.clone(),
-                                v.as_str().map_or_else(|| v.to_string(), str::to_string),
-                            )
-                        })
-                        .collect(),
-                ),
-                Some(weft_api::LogFormat { text: Some(t), .. }) => LogFormat::Text(t.clone()),
-                // The built-in provider's name with no format takes MeshConfig's.
-                _ if name == BUILTIN_LOG_PROVIDER => mesh_format(mesh),
-                _ => LogFormat::Text(DEFAULT_TEXT_FORMAT.into()),
-            };
-            (f.path.clone(), format)
-        }
-    };
-    Some(AccessLog {
-        provider: name.to_string(),
-        path,
-        format,
-        filter,
-    })
-}
-
-/// What a Telemetry resource says that weft does not build, by field.
-pub(crate) fn report(t: &Telemetry, mesh: Option<&MeshConfig>, push: &mut impl FnMut(String)) {
-    if t.target_ref.is_some() || !t.target_refs.is_empty() {
-        push("targetRef/targetRefs (a Telemetry attached by targetRef is not applied yet)".into());
-    }
-    if !t.metrics.is_empty() {
-        push("metrics (providers, overrides, reportingInterval: not enforced yet)".into());
-    }
-    let kind = |name: &str| {
-        mesh.and_then(|m| {
-            m.extension_providers
-                .iter()
-                .find(|p| p.name.eq_ignore_ascii_case(name))
-        })
-        .map(|p| p.kind.clone())
-    };
-    for (i, tr) in t.tracing.iter().enumerate() {
-        for (name, tag) in &tr.custom_tags {
-            if tag.as_ref().is_some_and(|t| t.formatter.is_some()) {
-                push(format!("tracing[{i}].customTags.{name}.formatter"));
-            }
-        }
-        if tr.use_request_id_for_trace_sampling == Some(false) {
-            push(format!("tracing[{i}].useRequestIdForTraceSampling (weft decides from the trace headers' sampled flag)"));
-        }
-        for p in tr.providers.iter().skip(1) {
-            push(format!(
-                "tracing[{i}].providers {} (one tracing provider per mode: the first is used)",
-                p.name
-            ));
-        }
-        if let Some(p) = tr.providers.first() {
-            match kind(&p.name).as_deref() {
-                Some("opentelemetry") => {}
-                Some(k) => push(format!("tracing[{i}].providers {} ({k} tracing is not built; use an opentelemetry provider)", p.name)),
-                None => push(format!("tracing[{i}].providers {} (no such MeshConfig extension provider: no spans)", p.name)),
-            }
-        }
-    }
-    for (i, a) in t.access_logging.iter().enumerate() {
-        for p in &a.providers {
-            match kind(&p.name).as_deref() {
-                Some("envoyFileAccessLog") => {}
-                None if p.name == BUILTIN_LOG_PROVIDER => {}
-                Some(k) => push(format!("accessLogging[{i}].providers {} ({k} access logs are not built)", p.name)),
-                None => push(format!("accessLogging[{i}].providers {} (no such MeshConfig extension provider: nothing logged)", p.name)),
-            }
-        }
-    }
 }
