@@ -8,6 +8,7 @@ use crate::route::{CompiledRoute, ForwardPlan};
 use crate::telemetry::{Downstream, Exchange, Record};
 use http::Request;
 use hyper::body::Incoming;
+use tokio::time::Instant;
 use weft_model::StringMatcher;
 
 /// Phase 0: the exchange of a request whose side traces or logs; it writes this proxy's
@@ -88,20 +89,29 @@ fn operation(plan: &ForwardPlan<'_>) -> String {
     format!("{vs}:{}{path}", c.port)
 }
 
+/// When the upstream call starts, read only for an exchange (no clock read otherwise).
+pub(super) fn clock(rec: &Record) -> Option<Instant> {
+    rec.exchange.as_ref().map(|_| Instant::now())
+}
+
+fn ms(since: Option<Instant>) -> Option<u64> {
+    since.map(|t| t.elapsed().as_millis() as u64)
+}
+
 /// What the upstream answered: the endpoint and how long it took to respond.
-pub(super) fn answered(rec: &mut Record, host: Option<&str>, ms: u64) {
+pub(super) fn answered(rec: &mut Record, host: Option<&str>, since: Option<Instant>) {
     if let Some(x) = rec.exchange.as_mut() {
         x.upstream_host = host.map(str::to_string);
-        x.upstream_ms = Some(ms);
+        x.upstream_ms = ms(since);
     }
 }
 
 /// Inbound: the local app as the upstream (`inbound|<port>||`, as Istio names it).
-pub(super) fn to_app(rec: &mut Record, app: &str, ms: u64) {
+pub(super) fn to_app(rec: &mut Record, app: &str, since: Option<Instant>) {
     if let Some(x) = rec.exchange.as_mut() {
         let port = app.rsplit_once(':').map_or("0", |(_, p)| p);
         x.cluster = Some(format!("inbound|{port}||"));
         x.upstream_host = Some(app.to_string());
-        x.upstream_ms = Some(ms);
+        x.upstream_ms = ms(since);
     }
 }

@@ -418,8 +418,8 @@ async fn to_mesh(
         hash: plan.hash,
         timeout: plan.timeout,
     };
+    let sent_at = super::observe::clock(rec);
     let peers = &mut rec.peers;
-    let sent_at = tokio::time::Instant::now();
     let f = crate::upstream::forward(&up, &out, |p| {
         if let Some(l) = labels.endpoints.get(p.index) {
             *peers = l.clone();
@@ -428,7 +428,7 @@ async fn to_mesh(
     .await;
     rec.flag(f.flags);
     let host = f.pick.as_ref().map(|p| p.endpoint.address.as_str());
-    super::observe::answered(rec, host, sent_at.elapsed().as_millis() as u64);
+    super::observe::answered(rec, host, sent_at);
     if plan.mirrors.is_empty() {
         // No try or mirror will replay the body now: give its copy back.
         out.body.release();
@@ -508,9 +508,9 @@ async fn to_app(
     }
     let h2 = cfg.config.inbound.as_ref().is_some_and(|i| i.app_http2);
     let req = Request::from_parts(parts, request_body(body));
-    let sent_at = tokio::time::Instant::now();
+    let sent_at = super::observe::clock(rec);
     let answer = state.app.send(app, req, h2).await;
-    super::observe::to_app(rec, app, sent_at.elapsed().as_millis() as u64);
+    super::observe::to_app(rec, app, sent_at);
     match answer {
         Ok(resp) => {
             let (mut p, b) = resp.into_parts();
