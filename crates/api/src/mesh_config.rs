@@ -173,6 +173,9 @@ pub struct OtlpHttp {
     pub path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    /// Extra headers for the collector (reported: not sent yet).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<serde_json::Value>,
 }
 
 /// `opentelemetry.grpc`.
@@ -181,6 +184,9 @@ pub struct OtlpHttp {
 pub struct OtlpGrpc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    /// Metadata for the collector (reported: not sent yet).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub initial_metadata: Vec<serde_json::Value>,
 }
 
 /// `envoyFileAccessLog`: access log lines to a file (`/dev/stdout` for the proxy's stdout).
@@ -191,6 +197,9 @@ pub struct FileAccessLogProvider {
     pub path: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    /// Envoy's `omit_empty_values` (reported: not built).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub omit_empty_values: Option<bool>,
 }
 
 /// `envoyFileAccessLog.logFormat`: a text line or JSON labels (each value a format string).

@@ -118,7 +118,32 @@ pub(crate) fn report(mc: &MeshConfig, push: &mut impl FnMut(String)) {
         if body.is_some() {
             push(format!("MeshConfig extensionProviders[{i}] {} includeRequestBodyInCheck (not built: checks carry no body)", p.name));
         }
-        for k in p.opentelemetry.iter().flat_map(|o| &o.keys) {
+        let otel = p.opentelemetry.as_ref();
+        if otel
+            .and_then(|o| o.http.as_ref())
+            .is_some_and(|h| !h.headers.is_empty())
+        {
+            push(format!(
+                "MeshConfig extensionProviders[{i}] {} opentelemetry.http.headers (not sent yet)",
+                p.name
+            ));
+        }
+        if otel
+            .and_then(|o| o.grpc.as_ref())
+            .is_some_and(|g| !g.initial_metadata.is_empty())
+        {
+            push(format!("MeshConfig extensionProviders[{i}] {} opentelemetry.grpc.initialMetadata (not sent yet)", p.name));
+        }
+        if p.envoy_file_access_log
+            .as_ref()
+            .is_some_and(|f| f.omit_empty_values.is_some())
+        {
+            push(format!(
+                "MeshConfig extensionProviders[{i}] {} envoyFileAccessLog.omitEmptyValues",
+                p.name
+            ));
+        }
+        for k in otel.iter().flat_map(|o| &o.keys) {
             if !["service", "port", "http", "grpc", "maxTagLength"].contains(&k.as_str()) {
                 push(format!(
                     "MeshConfig extensionProviders[{i}] {} opentelemetry.{k}",

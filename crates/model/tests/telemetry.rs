@@ -44,7 +44,7 @@ data:
       opentelemetry:
         service: 127.0.0.1
         port: 4318
-        http: {path: /v1/traces, timeout: 2s}
+        http: {path: /v1/traces, timeout: 2s, headers: [{name: x-token, value: abc}]}
     - name: zipkin
       zipkin: {service: zipkin.istio-system.svc.cluster.local, port: 9411}
     - name: file
@@ -311,7 +311,10 @@ fn what_is_not_built_is_reported_by_name() {
         .collect();
     assert_eq!(
         mesh,
-        ["MeshConfig extensionProviders[2] zipkin (zipkin: not built yet)"]
+        [
+            "MeshConfig extensionProviders[1] otel-http opentelemetry.http.headers (not sent yet)",
+            "MeshConfig extensionProviders[2] zipkin (zipkin: not built yet)"
+        ]
     );
 }
 
