@@ -3,7 +3,8 @@
 //! OTLP/gRPC receiver (opentelemetry-proto's tonic service) in the test: a request through
 //! the gateway, a relay app (Python, propagating trace headers as Istio asks apps to) and
 //! matchmaking yields one trace with correctly parented spans from all three proxies; a B3
-//! caller's trace continues; a caller's "not sampled" sends nothing; the access log file
+//! caller's trace continues; a caller's "not sampled" sends nothing, and after a live
+//! change of the mesh-level Telemetry to 0 % neither does a new trace; the access log file
 //! the provider names gets the lines of the proxies Telemetry leaves logging on. (Its own
 //! test binary: it runs beside `e2e.rs`'s meshes.)
 
@@ -370,6 +371,42 @@ fn one_trace_across_gateway_relay_and_matchmaking_and_the_access_log_they_write(
     );
     rx.trace(marker, 4);
     assert_eq!(rx.count(), before + 4, "the unsampled request sent no span");
+
+    // A live change at mesh level: 0 %. Once every proxy runs it, a request with no trace
+    // headers is sampled by nobody (the next sampled caller's spans arrive alone).
+    edit(
+        &mesh.config_file("telemetry.yaml"),
+        "randomSamplingPercentage: 100",
+        "randomSamplingPercentage: 0",
+    );
+    for proxy in [
+        GATEWAY,
+        "sidecar-relay.necpgame",
+        "sidecar-matchmaking-v1.necpgame",
+    ] {
+        let admin = mesh.addr(proxy, "admin");
+        poll_until(
+            &format!("{proxy} to run 0 % sampling"),
+            Duration::from_secs(20),
+            || {
+                let dump = stdout_of(&curl(&["-sS", &format!("http://{admin}/config_dump")]));
+                dump.contains("\"sampling_percent\": 0.0").then_some(())
+            },
+        );
+    }
+    let before = rx.count();
+    assert_eq!(get(&mesh, &[]), "200");
+    let marker2 = "55555555555555555555555555555555";
+    get(
+        &mesh,
+        &[&format!("traceparent: 00-{marker2}-2222222222222222-01")],
+    );
+    rx.trace(marker2, 4);
+    assert_eq!(
+        rx.count(),
+        before + 4,
+        "0 % at the mesh level: the headerless request sent no span"
+    );
 
     // The access log the provider names: the gateway's and relay's lines (matchmaking's
     // workload-level Telemetry turned its logging off).
