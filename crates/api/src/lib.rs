@@ -18,6 +18,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod cel;
 mod common;
 mod connection_pool;
 mod de;

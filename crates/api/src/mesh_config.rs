@@ -18,6 +18,21 @@ pub struct MeshConfig {
     pub default_config: Option<DefaultProxyConfig>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extension_providers: Vec<ExtensionProviderConfig>,
+    /// Providers used when no Telemetry resource names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_providers: Option<DefaultProviders>,
+    /// Istio's legacy mesh-wide tracing switch (`true` unless set false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_tracing: Option<bool>,
+    /// Istio's mesh-wide access log switch: a path (`/dev/stdout`) turns logs on everywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_log_file: Option<String>,
+    /// `TEXT` (Istio's default) or `JSON`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_log_encoding: Option<String>,
+    /// An Envoy format string replacing Istio's default line (TEXT encoding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_log_format: Option<String>,
     /// Every top-level key written (the fields above and the ones weft does not read).
     #[serde(skip)]
     pub keys: Vec<String>,
@@ -72,6 +87,10 @@ pub struct ExtensionProviderConfig {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub envoy_ext_authz_http: Option<ExtAuthzHttp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opentelemetry: Option<OpenTelemetryProvider>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envoy_file_access_log: Option<FileAccessLogProvider>,
     /// The provider's kind (`envoyExtAuthzHttp`, `zipkin`, `opentelemetry`, …).
     #[serde(skip)]
     pub kind: String,
@@ -112,6 +131,87 @@ pub struct ExtAuthzHttp {
     pub include_request_body_in_check: Option<serde_json::Value>,
 }
 
+/// `defaultProviders`: provider names per signal.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DefaultProviders {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tracing: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access_logging: Vec<String>,
+}
+
+/// `opentelemetry`: an OTLP collector for trace spans.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenTelemetryProvider {
+    /// `[namespace/]host` of the collector.
+    #[serde(default)]
+    pub service: String,
+    #[serde(default)]
+    pub port: u32,
+    /// OTLP/HTTP instead of OTLP/gRPC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<OtlpHttp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<OtlpGrpc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tag_length: Option<u32>,
+    /// Every key written (some are reported, not built).
+    #[serde(skip)]
+    pub keys: Vec<String>,
+}
+
+/// `opentelemetry.http`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OtlpHttp {
+    /// Istio's default: `/v1/traces`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Extra headers for the collector (reported: not sent yet).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<serde_json::Value>,
+}
+
+/// `opentelemetry.grpc`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OtlpGrpc {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Metadata for the collector (reported: not sent yet).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub initial_metadata: Vec<serde_json::Value>,
+}
+
+/// `envoyFileAccessLog`: access log lines to a file (`/dev/stdout` for the proxy's stdout).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileAccessLogProvider {
+    #[serde(default)]
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+    /// Envoy's `omit_empty_values` (reported: not built).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub omit_empty_values: Option<bool>,
+}
+
+/// `envoyFileAccessLog.logFormat`: a text line or JSON labels (each value a format string).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogFormat {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+}
+
 /// The ConfigMap that holds MeshConfig.
 pub const MESH_CONFIG_MAP: (&str, &str) = ("istio-system", "istio");
 
@@ -149,6 +249,9 @@ pub fn parse(value: serde_json::Value) -> Result<MeshConfig, String> {
             .into_iter()
             .find(|k| k != "name")
             .unwrap_or_default();
+        if let Some(o) = p.opentelemetry.as_mut() {
+            o.keys = keys(&raw["opentelemetry"]);
+        }
     }
     Ok(mc)
 }

@@ -443,8 +443,8 @@ pub(crate) fn report(
                 push(format!("action CUSTOM: {why}; requests this policy matches are denied, as Istio does with a bad CUSTOM action"));
             }
         }
-        Action::Audit => push("action AUDIT (there is no access log to mark yet)".into()),
-        Action::Allow | Action::Deny => {}
+        // AUDIT marks matching requests for the access log (Envoy's `access_log_hint`).
+        Action::Audit | Action::Allow | Action::Deny => {}
     }
     for (i, rule) in ap.rules.iter().flatten().enumerate() {
         for (j, s) in rule

@@ -115,6 +115,9 @@ pub fn compile(
     );
     b.cfg.authn = authn;
     b.used.extend(policies);
+    let (telemetry, used) = crate::telemetry::for_workload(resources, root, workload, trust_domain);
+    b.cfg.telemetry = telemetry;
+    b.used.extend(used);
     b.clusters(trust_domain);
     let used = b.used;
     let mut cfg = b.cfg;

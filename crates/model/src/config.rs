@@ -25,6 +25,9 @@ pub struct ProxyConfig {
     /// Mesh-wide settings (MeshConfig).
     #[serde(default)]
     pub mesh: crate::mesh::MeshOptions,
+    /// Tracing and access logging (Telemetry API and MeshConfig), per side.
+    #[serde(default)]
+    pub telemetry: crate::telemetry::TelemetryConfig,
     /// Resources (or fields) that reach this proxy but whose semantics weft does not enforce yet.
     pub not_enforced: Vec<NotEnforced>,
 }

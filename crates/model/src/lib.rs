@@ -16,6 +16,9 @@ mod policy;
 pub mod registry;
 pub mod report;
 mod retry_on;
+pub mod telemetry;
+/// The CEL subset of access log filters (parsed at validation, evaluated by proxies).
+pub use weft_api::cel;
 
 pub use actions::{grpc_code, retry_policy};
 pub use authn::{Authn, FetchedJwks, JwksKey, JwtProvider, TokenLocation};

@@ -73,21 +73,37 @@ pub fn options(resources: &[Resource]) -> MeshOptions {
 }
 
 /// Extension provider kinds weft runs.
-const PROVIDER_KINDS: &[&str] = &["envoyExtAuthzHttp"];
+const PROVIDER_KINDS: &[&str] = &["envoyExtAuthzHttp", "opentelemetry", "envoyFileAccessLog"];
+
+/// MeshConfig top-level fields weft acts on.
+const READ: &[&str] = &[
+    "rootNamespace",
+    "pathNormalization",
+    "defaultConfig",
+    "extensionProviders",
+    "defaultProviders",
+    "enableTracing",
+    "accessLogFile",
+    "accessLogEncoding",
+    "accessLogFormat",
+];
 
 /// MeshConfig fields weft does not act on, by name.
 pub(crate) fn report(mc: &MeshConfig, push: &mut impl FnMut(String)) {
     for k in &mc.keys {
-        if ![
-            "rootNamespace",
-            "pathNormalization",
-            "defaultConfig",
-            "extensionProviders",
-        ]
-        .contains(&k.as_str())
-        {
+        if !READ.contains(&k.as_str()) {
             push(format!("MeshConfig {k}"));
         }
+    }
+    if mc.enable_tracing == Some(true) {
+        push("MeshConfig enableTracing (the legacy Zipkin tracer of defaultConfig.tracing is not built: name an opentelemetry provider in Telemetry tracing or defaultProviders.tracing)".into());
+    }
+    if mc
+        .default_providers
+        .as_ref()
+        .is_some_and(|d| !d.metrics.is_empty())
+    {
+        push("MeshConfig defaultProviders.metrics (not enforced yet)".into());
     }
     for k in mc.default_config.iter().flat_map(|d| &d.keys) {
         if k != "gatewayTopology" {
@@ -101,6 +117,39 @@ pub(crate) fn report(mc: &MeshConfig, push: &mut impl FnMut(String)) {
             .and_then(|h| h.include_request_body_in_check.as_ref());
         if body.is_some() {
             push(format!("MeshConfig extensionProviders[{i}] {} includeRequestBodyInCheck (not built: checks carry no body)", p.name));
+        }
+        let otel = p.opentelemetry.as_ref();
+        if otel
+            .and_then(|o| o.http.as_ref())
+            .is_some_and(|h| !h.headers.is_empty())
+        {
+            push(format!(
+                "MeshConfig extensionProviders[{i}] {} opentelemetry.http.headers (not sent yet)",
+                p.name
+            ));
+        }
+        if otel
+            .and_then(|o| o.grpc.as_ref())
+            .is_some_and(|g| !g.initial_metadata.is_empty())
+        {
+            push(format!("MeshConfig extensionProviders[{i}] {} opentelemetry.grpc.initialMetadata (not sent yet)", p.name));
+        }
+        if p.envoy_file_access_log
+            .as_ref()
+            .is_some_and(|f| f.omit_empty_values.is_some())
+        {
+            push(format!(
+                "MeshConfig extensionProviders[{i}] {} envoyFileAccessLog.omitEmptyValues",
+                p.name
+            ));
+        }
+        for k in otel.iter().flat_map(|o| &o.keys) {
+            if !["service", "port", "http", "grpc", "maxTagLength"].contains(&k.as_str()) {
+                push(format!(
+                    "MeshConfig extensionProviders[{i}] {} opentelemetry.{k}",
+                    p.name
+                ));
+            }
         }
         if !PROVIDER_KINDS.contains(&p.kind.as_str()) {
             push(format!(

@@ -159,7 +159,7 @@ pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
             Spec::PeerAuthentication(_) => {}
             Spec::AuthorizationPolicy(ap) => crate::authz::report(ap, mesh, &mut push),
             Spec::RequestAuthentication(ra) => crate::authn::report(ra, &mut push),
-            Spec::Telemetry(_) => push("Telemetry".into()),
+            Spec::Telemetry(t) => crate::telemetry::report(t, mesh, &mut push),
             Spec::MeshConfig(mc) => crate::mesh::report(mc, &mut push),
             Spec::WorkloadGroup(_) => push(
                 "WorkloadGroup (workloads registering into a group are not built yet; declare each WorkloadEntry)"

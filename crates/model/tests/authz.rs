@@ -298,9 +298,8 @@ fn mesh_config_moves_the_root_namespace_and_sets_what_proxies_apply() {
     assert_eq!(
         reported,
         [
-            "MeshConfig enableTracing",
+            "MeshConfig enableTracing (the legacy Zipkin tracer of defaultConfig.tracing is not built: name an opentelemetry provider in Telemetry tracing or defaultProviders.tracing)",
             "MeshConfig defaultConfig.holdApplicationUntilProxyStarts",
-            "MeshConfig extensionProviders[1] otel (opentelemetry: not built yet)"
         ]
     );
 }

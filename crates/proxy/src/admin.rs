@@ -28,6 +28,20 @@ pub async fn serve(listener: TcpListener, shared: Arc<ProxyState>) {
     }
 }
 
+/// The metrics, then the span export and access log counters (before OpenMetrics' `# EOF`).
+fn render_stats(shared: &ProxyState) -> String {
+    let mut text = shared.metrics.render();
+    let eof = text.ends_with("# EOF\n");
+    if eof {
+        text.truncate(text.len() - "# EOF\n".len());
+    }
+    shared.observe.render(&mut text);
+    if eof {
+        text.push_str("# EOF\n");
+    }
+    text
+}
+
 fn json(v: serde_json::Value) -> Response<Body> {
     Response::builder()
         .header("content-type", "application/json")
@@ -42,7 +56,7 @@ fn handle(req: Request<Incoming>, shared: &ProxyState) -> Response<Body> {
                 "content-type",
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )
-            .body(full(shared.metrics.render()))
+            .body(full(render_stats(shared)))
             .expect("static response parts are valid"),
         "/config_dump" => {
             let rt = shared.config.load();

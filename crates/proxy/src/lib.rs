@@ -160,6 +160,7 @@ pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyh
         node,
         config: ArcSwap::from_pointee(config::ActiveConfig::default()),
         metrics: Arc::new(telemetry::Metrics::with_recording(opts.telemetry)),
+        observe: Arc::default(),
         pool: Arc::new(upstream::PeerPool::new(tls.clone())),
         tls: tls.clone(),
         app_addr: opts.app.clone(),

@@ -105,6 +105,56 @@ impl LocalReply {
         }
     }
 
+    /// Envoy's `%RESPONSE_CODE_DETAILS%` for this reply.
+    pub fn details(&self) -> &'static str {
+        use ResponseFlags as F;
+        match self {
+            LocalReply::NoRoute { .. } => "route_not_found",
+            LocalReply::NoDestination { .. } => "cluster_not_found",
+            LocalReply::Redirect { .. } | LocalReply::Direct { .. } => "direct_response",
+            LocalReply::CorsPreflight { .. } | LocalReply::CorsIgnored => "cors_response",
+            LocalReply::FaultAbort { .. } | LocalReply::FaultAbortGrpc { .. } => {
+                "fault_filter_abort"
+            }
+            LocalReply::BadRequest { .. } | LocalReply::InvalidPath { .. } => {
+                "downstream_protocol_error"
+            }
+            LocalReply::HeadersTooLarge { .. } => "request_headers_too_large",
+            LocalReply::Denied { .. } => "rbac_access_denied_matched_policy[none]",
+            LocalReply::PlaintextRefused { .. } => "plaintext_refused_by_strict_mtls",
+            LocalReply::ExtAuthzDenied { .. } => "ext_authz_denied",
+            LocalReply::ExtAuthzError { .. } => "ext_authz_error",
+            LocalReply::JwtRejected { .. } => "jwt_authn_access_denied",
+            LocalReply::Upstream(f) => {
+                let pairs = [
+                    (
+                        F::UPSTREAM_OVERFLOW,
+                        "upstream_reset_before_response_started{overflow}",
+                    ),
+                    (F::NO_HEALTHY_UPSTREAM, "no_healthy_upstream"),
+                    (F::UPSTREAM_REQUEST_TIMEOUT, "response_timeout"),
+                    (
+                        F::UPSTREAM_CONNECTION_FAILURE,
+                        "upstream_reset_before_response_started{connection_failure}",
+                    ),
+                    (
+                        F::UPSTREAM_CONNECTION_TERMINATION,
+                        "upstream_reset_before_response_started{connection_termination}",
+                    ),
+                    (
+                        F::UPSTREAM_REMOTE_RESET,
+                        "upstream_reset_before_response_started{remote_reset}",
+                    ),
+                    (F::STREAM_IDLE_TIMEOUT, "stream_idle_timeout"),
+                ];
+                pairs
+                    .iter()
+                    .find(|(fl, _)| f.flags.contains(*fl))
+                    .map_or("upstream_reset_before_response_started", |(_, d)| d)
+            }
+        }
+    }
+
     /// The response to send.
     pub fn into_response(self) -> Response<Body> {
         match self {

@@ -64,6 +64,8 @@ pub struct ProxyState {
     pub node: pb::Node,
     pub config: ArcSwap<ActiveConfig>,
     pub metrics: Arc<Metrics>,
+    /// Span export queues and access log writers (shared by every push).
+    pub observe: Arc<crate::telemetry::Observe>,
     pub pool: Arc<PeerPool>,
     pub tls: Arc<TlsState>,
     pub app_addr: Option<String>,

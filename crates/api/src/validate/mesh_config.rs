@@ -11,6 +11,11 @@ use std::collections::BTreeSet;
 
 pub(super) fn validate(mc: &MeshConfig, errs: &mut Errs) {
     const AT: &str = "data.mesh";
+    if let Some(e) = &mc.access_log_encoding {
+        if !["TEXT", "JSON"].contains(&e.as_str()) {
+            errs.at(AT, format!("accessLogEncoding {e:?} must be TEXT or JSON"));
+        }
+    }
     let mut names = BTreeSet::new();
     for (i, p) in mc.extension_providers.iter().enumerate() {
         let at = format!("extensionProviders[{i}]");
@@ -24,6 +29,24 @@ pub(super) fn validate(mc: &MeshConfig, errs: &mut Errs) {
                     p.name
                 ),
             );
+        }
+        if let Some(o) = &p.opentelemetry {
+            if o.service.is_empty() || !(1..=65535).contains(&o.port) {
+                errs.at(
+                    AT,
+                    format!(
+                        "{at}.opentelemetry needs service (the collector's host) and port 1-65535"
+                    ),
+                );
+            }
+        }
+        if let Some(f) = &p.envoy_file_access_log {
+            if f.path.is_empty() {
+                errs.at(
+                    AT,
+                    format!("{at}.envoyFileAccessLog.path is required (a file, or /dev/stdout)"),
+                );
+            }
         }
         let Some(h) = &p.envoy_ext_authz_http else {
             continue;

@@ -104,6 +104,14 @@ pub(super) fn validate(t: &Telemetry, errs: &mut Errs) {
     }
     for (i, a) in t.access_logging.iter().enumerate() {
         providers(errs, &format!("spec.accessLogging[{i}]"), &a.providers);
+        if let Some(expr) = a.filter.as_ref().and_then(|f| f.expression.as_deref()) {
+            if let Err(e) = crate::cel::parse(expr) {
+                errs.at(
+                    format!("spec.accessLogging[{i}].filter.expression"),
+                    format!("access log filter {expr:?}: {e}"),
+                );
+            }
+        }
     }
 }
 

@@ -26,6 +26,9 @@ pub struct ActiveConfig {
     pub authz: crate::authz::Engine,
     /// The RequestAuthentications (JWT rules and keys) of this workload, compiled.
     pub authn: crate::authn::Engine,
+    /// Tracing and access logs per side (set by the control stream, which owns the
+    /// export queues and log writers).
+    pub telemetry: crate::telemetry::observe::Compiled,
 }
 
 impl ActiveConfig {
@@ -78,6 +81,7 @@ impl ActiveConfig {
             own,
             authz,
             authn,
+            telemetry: Default::default(),
         })
     }
 }

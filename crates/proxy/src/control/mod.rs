@@ -129,7 +129,10 @@ async fn apply(state: &Arc<ProxyState>, push: &pb::ConfigPush) -> Result<(), Str
         principal: &principal,
         metrics: &state.metrics,
     };
-    let active = ActiveConfig::build(&push.version, config, &previous, &who)?;
+    let mut active = ActiveConfig::build(&push.version, config, &previous, &who)?;
+    active.telemetry = state
+        .observe
+        .compile(&active.config.telemetry, &state.node.id)?;
     // Bind new gateway ports first (a failure rejects the push and changes nothing) ...
     let listeners = listeners::prepare(state, &active.config).await?;
     for n in &active.config.not_enforced {

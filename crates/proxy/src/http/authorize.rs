@@ -67,6 +67,7 @@ pub(super) async fn authorize(
     conn: &Conn,
     remote_ip: IpAddr,
     state: &ProxyState,
+    audit: &mut bool,
 ) -> Result<Allowed, LocalReply> {
     let host = authority(req).to_ascii_lowercase();
     let inbound_port = match conn.side {
@@ -94,6 +95,8 @@ pub(super) async fn authorize(
     let jwt = authenticate(req, cfg, conn)?;
     let input = input(req, conn, &host, remote_ip, jwt.as_ref(), inbound_port);
     let verdict = cfg.authz.evaluate(&input);
+    // An AUDIT policy marks the request for the access log, allowed or denied.
+    *audit = verdict.audit;
     for sh in &verdict.shadow {
         let policy = sh.policy.as_deref().unwrap_or(match sh.action {
             AuthzAction::Allow => "no ALLOW policy matched",

@@ -4,7 +4,7 @@
 //! which also covers the response body as Envoy's does.
 
 use crate::body::{Body, BoxError};
-use crate::telemetry::{RequestRecord, ResponseFlags};
+use crate::telemetry::{Record, ResponseFlags};
 use crate::upstream::Pick;
 use bytes::Bytes;
 use hyper::body::{Frame, SizeHint};
@@ -19,7 +19,7 @@ pub type Deadline = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 pub struct GuardedBody {
     inner: Body,
     _pick: Option<Pick>,
-    record: Option<RequestRecord>,
+    record: Option<Record>,
     deadline: Option<Deadline>,
 }
 
@@ -27,7 +27,7 @@ impl GuardedBody {
     pub fn new(
         inner: Body,
         pick: Option<Pick>,
-        record: Option<RequestRecord>,
+        record: Option<Record>,
         deadline: Option<Deadline>,
     ) -> GuardedBody {
         let mut g = GuardedBody {
@@ -79,7 +79,10 @@ impl hyper::body::Body for GuardedBody {
                 }
                 self.done();
             }
-            Poll::Ready(Some(Ok(_))) => {
+            Poll::Ready(Some(Ok(f))) => {
+                if let (Some(r), Some(d)) = (self.record.as_mut(), f.data_ref()) {
+                    r.sent(d.len());
+                }
                 if self.inner.is_end_stream() {
                     self.done();
                 }

@@ -11,6 +11,7 @@ pub mod headers;
 pub mod inbound;
 pub mod limits;
 pub mod normalize;
+mod observe;
 pub mod pipeline;
 pub mod server;
 

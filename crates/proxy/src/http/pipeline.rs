@@ -11,7 +11,10 @@
 //! 5. **local reply or forward** — retries, timeouts and mirrors to the mesh, or the app;
 //! 6. **response** — route response headers, CORS, hop-by-hop stripping;
 //! 7. **telemetry** — the request's record rides on the response body and is counted
-//!    when the body ends, also when the request ends abnormally.
+//!    when the body ends, also when the request ends abnormally; on a side a push traces
+//!    or logs, its exchange (started first, [`super::observe`]: trace context read and
+//!    this proxy's span written into the request) writes the access log lines and queues
+//!    the span then.
 
 use super::guard::{Deadline, GuardedBody};
 use super::headers;
@@ -21,7 +24,7 @@ use crate::config::ActiveConfig;
 use crate::reply::LocalReply;
 use crate::route::{Action, CompiledRoute, Decision, ForwardPlan, RequestView};
 use crate::state::ProxyState;
-use crate::telemetry::{PeerLabels, RequestRecord, ResponseFlags};
+use crate::telemetry::{PeerLabels, Record, RequestRecord, ResponseFlags};
 use crate::upstream::{Outgoing, Pick, Replay, Upstream};
 use http::{header, HeaderValue, Request, Response, Uri};
 use http_body_util::BodyExt;
@@ -117,8 +120,9 @@ struct Answer {
 }
 
 impl Answer {
-    fn reply(r: LocalReply, rec: &mut RequestRecord) -> Answer {
+    fn reply(r: LocalReply, rec: &mut Record) -> Answer {
         rec.flag(r.flags());
+        rec.details(std::borrow::Cow::Borrowed(r.details()));
         Answer {
             resp: r.into_response(),
             pick: None,
@@ -129,13 +133,15 @@ impl Answer {
 
 /// Runs one request through the pipeline.
 pub async fn handle(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     state: &Arc<ProxyState>,
     conn: &Conn,
 ) -> Response<Body> {
     let cfg = state.config.load_full();
     let grpc = headers::is_grpc(req.headers());
-    let mut rec = RequestRecord::start(&state.metrics, cfg.own.source.clone(), grpc);
+    let metrics = RequestRecord::start(&state.metrics, cfg.own.source.clone(), grpc);
+    let exchange = super::observe::start(&mut req, &cfg, conn);
+    let mut rec = Record::new(metrics, exchange);
     let answer = phases(req, state, &cfg, conn, &mut rec).await;
     let (parts, body) = answer.resp.into_parts();
     rec.respond(parts.status.as_u16());
@@ -148,7 +154,7 @@ async fn phases(
     state: &Arc<ProxyState>,
     cfg: &ActiveConfig,
     conn: &Conn,
-    rec: &mut RequestRecord,
+    rec: &mut Record,
 ) -> Answer {
     // Who is calling comes first, so that even a request refused at the edge is reported
     // with its caller's labels.
@@ -169,11 +175,15 @@ async fn phases(
             jwt: None,
         }
     } else {
-        match Box::pin(super::authorize::authorize(
-            &mut req, cfg, conn, remote_ip, state,
+        let mut audit = false;
+        let verdict = Box::pin(super::authorize::authorize(
+            &mut req, cfg, conn, remote_ip, state, &mut audit,
         ))
-        .await
-        {
+        .await;
+        if let Some(x) = rec.exchange.as_mut() {
+            x.audit = audit;
+        }
+        match verdict {
             Ok(a) => a,
             Err(r) => return Answer::reply(r, rec),
         }
@@ -199,7 +209,7 @@ fn authenticate(
     cfg: &ActiveConfig,
     conn: &Conn,
     state: &ProxyState,
-    rec: &mut RequestRecord,
+    rec: &mut Record,
 ) {
     let Some(peer_id) = &conn.peer_identity else {
         if conn.side == Side::Inbound {
@@ -299,7 +309,7 @@ async fn route(
     cfg: &ActiveConfig,
     conn: &Conn,
     claims: Option<&serde_json::Value>,
-    rec: &mut RequestRecord,
+    rec: &mut Record,
 ) -> Answer {
     let Some(table) = cfg.tables.get(&*conn.table) else {
         let detail = format!("no route: listener {} has no route table", conn.table);
@@ -322,6 +332,7 @@ async fn route(
         cors_origin,
         action,
     } = crate::route::decide(table, &cfg.clusters, &view, &mut rng);
+    super::observe::routed(rec, route);
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
         rec.flag(ResponseFlags::DELAY_INJECTED);
@@ -349,8 +360,9 @@ async fn to_mesh(
     req: Request<Incoming>,
     state: &Arc<ProxyState>,
     plan: ForwardPlan<'_>,
-    rec: &mut RequestRecord,
+    rec: &mut Record,
 ) -> Answer {
+    super::observe::forwarding(rec, &plan);
     let labels = &plan.cluster.labels;
     rec.peers = labels.cluster.clone();
     let authority = match plan.authority.as_deref() {
@@ -406,6 +418,7 @@ async fn to_mesh(
         hash: plan.hash,
         timeout: plan.timeout,
     };
+    let sent_at = super::observe::clock(rec);
     let peers = &mut rec.peers;
     let f = crate::upstream::forward(&up, &out, |p| {
         if let Some(l) = labels.endpoints.get(p.index) {
@@ -414,6 +427,8 @@ async fn to_mesh(
     })
     .await;
     rec.flag(f.flags);
+    let host = f.pick.as_ref().map(|p| p.endpoint.address.as_str());
+    super::observe::answered(rec, host, sent_at);
     if plan.mirrors.is_empty() {
         // No try or mirror will replay the body now: give its copy back.
         out.body.release();
@@ -465,7 +480,7 @@ async fn to_app(
     state: &Arc<ProxyState>,
     cfg: &ActiveConfig,
     conn: &Conn,
-    rec: &mut RequestRecord,
+    rec: &mut Record,
 ) -> Answer {
     let (mut parts, body) = req.into_parts();
     // Envoy's SANITIZE_SET: the caller's certificate as verified here, or nothing — never
@@ -493,7 +508,10 @@ async fn to_app(
     }
     let h2 = cfg.config.inbound.as_ref().is_some_and(|i| i.app_http2);
     let req = Request::from_parts(parts, request_body(body));
-    match state.app.send(app, req, h2).await {
+    let sent_at = super::observe::clock(rec);
+    let answer = state.app.send(app, req, h2).await;
+    super::observe::to_app(rec, app, sent_at);
+    match answer {
         Ok(resp) => {
             let (mut p, b) = resp.into_parts();
             p.version = downstream_version;

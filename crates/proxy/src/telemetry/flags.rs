@@ -51,6 +51,33 @@ impl ResponseFlags {
         self.0
     }
 
+    /// Envoy's bit vector (`response.flags` in CEL: Envoy's `ResponseFlag` values).
+    pub fn envoy_bits(self) -> u64 {
+        const ENVOY: [(ResponseFlags, u64); 17] = [
+            (ResponseFlags::NO_HEALTHY_UPSTREAM, 0x2),
+            (ResponseFlags::UPSTREAM_REQUEST_TIMEOUT, 0x4),
+            (ResponseFlags::LOCAL_RESET, 0x8),
+            (ResponseFlags::UPSTREAM_REMOTE_RESET, 0x10),
+            (ResponseFlags::UPSTREAM_CONNECTION_FAILURE, 0x20),
+            (ResponseFlags::UPSTREAM_CONNECTION_TERMINATION, 0x40),
+            (ResponseFlags::UPSTREAM_OVERFLOW, 0x80),
+            (ResponseFlags::NO_ROUTE_FOUND, 0x100),
+            (ResponseFlags::DELAY_INJECTED, 0x200),
+            (ResponseFlags::FAULT_INJECTED, 0x400),
+            (ResponseFlags::UNAUTHORIZED_EXTERNAL_SERVICE, 0x1000),
+            (ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION, 0x4000),
+            (ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED, 0x8000),
+            (ResponseFlags::STREAM_IDLE_TIMEOUT, 0x10000),
+            (ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR, 0x40000),
+            (ResponseFlags::UPSTREAM_PROTOCOL_ERROR, 0x80_0000),
+            (ResponseFlags::OVERLOAD_MANAGER, 0x200_0000),
+        ];
+        ENVOY
+            .iter()
+            .filter(|(f, _)| self.contains(*f))
+            .fold(0, |acc, (_, b)| acc | b)
+    }
+
     /// Envoy's rendering: flags joined by `,` in Envoy's order, `-` when none.
     pub fn render(self) -> String {
         if self.is_empty() {

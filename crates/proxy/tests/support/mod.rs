@@ -27,6 +27,7 @@ pub mod config;
 pub mod conns;
 pub mod control;
 pub mod custom;
+pub mod otlp;
 pub mod proxy;
 pub mod raw;
 pub mod routing;
