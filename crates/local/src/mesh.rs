@@ -5,6 +5,7 @@
 //! shutdown.
 
 mod command;
+mod prometheus;
 mod sockets;
 
 use crate::plan::{App, Plan};
@@ -76,6 +77,8 @@ pub(crate) struct Proc {
     applied: Option<u64>,
     backoff: Backoff,
     given_up: bool,
+    /// A sidecar merges its app's metrics from here.
+    app_metrics: Option<crate::plan::AppMetrics>,
 }
 
 /// The supervisor of one local mesh.
@@ -114,6 +117,7 @@ impl Mesh {
             applied: None,
             backoff: Backoff::default(),
             given_up: false,
+            app_metrics: None,
         };
         let mut procs = vec![mk("control".into(), Role::Control, None, None)];
         for g in &plan.gateways {
@@ -132,12 +136,13 @@ impl Mesh {
                 wl.clone(),
                 Some(w.app.clone()),
             );
-            let sidecar = mk(
+            let mut sidecar = mk(
                 format!("sidecar-{}.{}", w.name, w.namespace),
                 Role::Sidecar,
                 wl,
                 None,
             );
+            sidecar.app_metrics = w.metrics.clone();
             procs.extend([app, sidecar]);
         }
         Mesh {
@@ -432,8 +437,15 @@ impl Mesh {
                         .map(|o| {
                             o.iter()
                                 .filter(|(k, v)| {
-                                    ["grpc", "admin", "inbound", "outbound", "address"]
-                                        .contains(&k.as_str())
+                                    [
+                                        "grpc",
+                                        "admin",
+                                        "inbound",
+                                        "outbound",
+                                        "address",
+                                        "merged_metrics",
+                                    ]
+                                    .contains(&k.as_str())
                                         && v.is_string()
                                 })
                                 .map(|(k, v)| {

@@ -30,6 +30,41 @@ pub struct Workload {
     pub name: String,
     pub namespace: String,
     pub app: App,
+    /// Merge the app's metrics into the sidecar's merged page (Istio's
+    /// `prometheus.io/scrape: "true"`, `prometheus.io/port`, `prometheus.io/path`).
+    pub metrics: Option<AppMetrics>,
+}
+
+/// Where an app serves its Prometheus metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppMetrics {
+    /// `None`: the port the app serves on.
+    pub port: Option<u16>,
+    pub path: String,
+}
+
+/// Istio's `prometheus.io/*` annotations.
+fn app_metrics(
+    a: &std::collections::BTreeMap<String, String>,
+) -> Result<Option<AppMetrics>, String> {
+    if a.get("prometheus.io/scrape").map(String::as_str) != Some("true") {
+        return Ok(None);
+    }
+    let port = match a.get("prometheus.io/port") {
+        None => None,
+        Some(p) => Some(
+            p.parse::<u16>()
+                .map_err(|_| format!("prometheus.io/port: {p:?} is not a port number"))?,
+        ),
+    };
+    let path = a
+        .get("prometheus.io/path")
+        .cloned()
+        .unwrap_or_else(|| "/metrics".into());
+    if !path.starts_with('/') {
+        return Err(format!("prometheus.io/path: {path:?} must start with /"));
+    }
+    Ok(Some(AppMetrics { port, path }))
 }
 
 /// One gateway proxy.
@@ -140,10 +175,18 @@ pub fn plan(resources: &[Resource], trust_domain: &str) -> Result<Plan, Vec<Stri
                 continue;
             }
         };
+        let metrics = match app_metrics(a) {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push(format!("{at}: {e}"));
+                continue;
+            }
+        };
         plan.workloads.push(Workload {
             name: r.name().into(),
             namespace: r.namespace().into(),
             app,
+            metrics,
         });
     }
     if errors.is_empty() {

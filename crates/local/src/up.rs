@@ -77,6 +77,7 @@ async fn run(
     tokio::pin!(shutdown);
     let opts = mesh.opts.clone();
     mesh.write_status()?;
+    mesh.write_prometheus()?;
     print_summary(mesh);
 
     let mut traffic = None;

@@ -25,6 +25,9 @@ pub struct ProxyConfig {
     /// Mesh-wide settings (MeshConfig).
     #[serde(default)]
     pub mesh: crate::mesh::MeshOptions,
+    /// This proxy's workload as telemetry names it (app, canonical service, …).
+    #[serde(default)]
+    pub workload_meta: crate::WorkloadMeta,
     /// Resources (or fields) that reach this proxy but whose semantics weft does not enforce yet.
     pub not_enforced: Vec<NotEnforced>,
 }
@@ -355,6 +358,9 @@ pub struct Endpoint {
     /// WorkloadEntry name and labels (for metrics).
     pub workload: String,
     pub version: Option<String>,
+    /// The workload's app, canonical service and revision, cluster (for metrics).
+    #[serde(default)]
+    pub meta: crate::WorkloadMeta,
     /// Send plaintext HTTP/2 instead of mTLS (auto-mTLS: the server's PeerAuthentication
     /// is DISABLE, or a DestinationRule's `tls.mode: DISABLE`).
     #[serde(default)]

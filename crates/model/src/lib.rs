@@ -16,6 +16,7 @@ mod policy;
 pub mod registry;
 pub mod report;
 mod retry_on;
+pub mod workload_meta;
 
 pub use actions::{grpc_code, retry_policy};
 pub use authn::{Authn, FetchedJwks, JwksKey, JwtProvider, TokenLocation};
@@ -27,3 +28,4 @@ pub use names::{cluster_name, parse_duration_ms};
 pub use registry::{fqdn, spiffe_id, LiveProxy, Registry};
 pub use report::not_enforced;
 pub use retry_on::{RetryCondition, RetryOn};
+pub use workload_meta::WorkloadMeta;

@@ -38,11 +38,8 @@ fn json(v: serde_json::Value) -> Response<Body> {
 fn handle(req: Request<Incoming>, shared: &ProxyState) -> Response<Body> {
     match req.uri().path() {
         "/stats/prometheus" | "/metrics" => Response::builder()
-            .header(
-                "content-type",
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )
-            .body(full(shared.metrics.render()))
+            .header("content-type", crate::telemetry::exposition::CONTENT_TYPE)
+            .body(full(crate::stats::prometheus(shared)))
             .expect("static response parts are valid"),
         "/config_dump" => {
             let rt = shared.config.load();

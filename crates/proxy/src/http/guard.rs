@@ -79,7 +79,14 @@ impl hyper::body::Body for GuardedBody {
                 }
                 self.done();
             }
-            Poll::Ready(Some(Ok(_))) => {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(r) = self.record.as_mut() {
+                    if let Some(d) = f.data_ref() {
+                        r.response_data(d);
+                    } else if let Some(t) = f.trailers_ref() {
+                        r.response_trailers(t);
+                    }
+                }
                 if self.inner.is_end_stream() {
                     self.done();
                 }

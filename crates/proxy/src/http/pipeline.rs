@@ -136,9 +136,10 @@ pub async fn handle(
     let cfg = state.config.load_full();
     let grpc = headers::is_grpc(req.headers());
     let mut rec = RequestRecord::start(&state.metrics, cfg.own.source.clone(), grpc);
+    rec.request_headers(req.headers());
     let answer = phases(req, state, &cfg, conn, &mut rec).await;
     let (parts, body) = answer.resp.into_parts();
-    rec.respond(parts.status.as_u16());
+    rec.respond(parts.status.as_u16(), &parts.headers);
     let body = GuardedBody::new(body, answer.pick, Some(rec), answer.deadline);
     Response::from_parts(parts, body.boxed())
 }
@@ -387,7 +388,11 @@ async fn to_mesh(
         method: parts.method,
         uri,
         headers: parts.headers,
-        body: Replay::new(request_body(body), MAX_REPLAY_BYTES, &state.replay_budget),
+        body: Replay::new(
+            request_body(body, rec),
+            MAX_REPLAY_BYTES,
+            &state.replay_budget,
+        ),
     };
     for m in &plan.mirrors {
         crate::upstream::mirror(
@@ -439,12 +444,12 @@ async fn to_mesh(
     }
 }
 
-/// A downstream request body, bounded by the stream idle timeout.
-fn request_body(body: Incoming) -> Body {
+/// A downstream request body, bounded by the stream idle timeout and counted (telemetry).
+fn request_body(body: Incoming, rec: &RequestRecord) -> Body {
     if hyper::body::Body::is_end_stream(&body) {
         return incoming(body);
     }
-    IdleTimeout::new(incoming(body), BODY_IDLE_TIMEOUT).boxed()
+    rec.count_request_body(IdleTimeout::new(incoming(body), BODY_IDLE_TIMEOUT).boxed())
 }
 
 /// The route timeout, which runs from the end of the request until the response is done.
@@ -492,7 +497,7 @@ async fn to_app(
         parts.uri = pq.into();
     }
     let h2 = cfg.config.inbound.as_ref().is_some_and(|i| i.app_http2);
-    let req = Request::from_parts(parts, request_body(body));
+    let req = Request::from_parts(parts, request_body(body, rec));
     match state.app.send(app, req, h2).await {
         Ok(resp) => {
             let (mut p, b) = resp.into_parts();

@@ -40,6 +40,7 @@ pub fn sidecar_options(control: &FakeControl, workload: &str) -> ProxyOptions {
         outbound_listen: None,
         max_connections: weft_proxy::state::MAX_DOWNSTREAM_CONNECTIONS,
         telemetry: true,
+        merged_metrics: None,
         spiffe_socket: None,
         workload_api_socket: None,
         events: EventSink::Stdout,
@@ -137,6 +138,7 @@ impl Custom {
             identity: self.identity.clone(),
             workload: self.workload.clone(),
             version: None,
+            meta: Default::default(),
             plaintext: false,
         }
     }
