@@ -76,10 +76,26 @@ pub fn openmetrics_to_text(om: &str) -> String {
         if line.starts_with("# UNIT ") || line == "# EOF" {
             continue;
         }
-        out.push_str(line);
-        out.push('\n');
+        push_sample(&mut out, line);
     }
     out
+}
+
+/// A sample line, with a bucket bound written as Envoy writes it (`le="10000"`, not
+/// `le="10000.0"`), so series match what Envoy-based meshes stored.
+fn push_sample(out: &mut String, line: &str) {
+    let label = line.find("{le=\"").or_else(|| line.find(",le=\""));
+    let Some(at) = label.map(|i| i + 5) else {
+        out.push_str(line);
+        out.push('\n');
+        return;
+    };
+    let end = line[at..].find('"').map_or(line.len(), |e| at + e);
+    let bound = &line[at..end];
+    out.push_str(&line[..at]);
+    out.push_str(bound.strip_suffix(".0").unwrap_or(bound));
+    out.push_str(&line[end..]);
+    out.push('\n');
 }
 
 /// The proxy's resident memory (Linux `/proc/self/status`), if known.
@@ -137,11 +153,11 @@ mod tests {
 
     #[test]
     fn counters_get_total_in_help_and_type_and_eof_goes() {
-        let om = "# HELP istio_requests Requests.\n# TYPE istio_requests counter\nistio_requests_total{a=\"b\"} 3\n# HELP g A gauge.\n# TYPE g gauge\ng 1\n# EOF\n";
+        let om = "# HELP istio_requests Requests.\n# TYPE istio_requests counter\nistio_requests_total{a=\"b\"} 3\n# HELP g A gauge.\n# TYPE g gauge\ng 1\nh_bucket{le=\"10000.0\",a=\"b\"} 2\nh_bucket{le=\"0.5\"} 1\n# EOF\n";
         let text = openmetrics_to_text(om);
         assert_eq!(
             text,
-            "# HELP istio_requests_total Requests.\n# TYPE istio_requests_total counter\nistio_requests_total{a=\"b\"} 3\n# HELP g A gauge.\n# TYPE g gauge\ng 1\n"
+            "# HELP istio_requests_total Requests.\n# TYPE istio_requests_total counter\nistio_requests_total{a=\"b\"} 3\n# HELP g A gauge.\n# TYPE g gauge\ng 1\nh_bucket{le=\"10000\",a=\"b\"} 2\nh_bucket{le=\"0.5\"} 1\n"
         );
         assert_eq!(escape("a\"b\\c"), "a\\\"b\\\\c");
     }

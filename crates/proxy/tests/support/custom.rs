@@ -19,6 +19,8 @@ pub struct Custom {
     pub admin: SocketAddr,
     pub inbound: Option<SocketAddr>,
     pub outbound: Option<SocketAddr>,
+    /// The merged metrics page, when the options asked for one.
+    pub merged_metrics: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
     _events: mpsc::UnboundedReceiver<Event>,
@@ -75,6 +77,7 @@ impl Custom {
             admin,
             inbound,
             outbound,
+            merged_metrics,
             ..
         } = ready
         else {
@@ -87,6 +90,7 @@ impl Custom {
             admin: parse(&admin),
             inbound: inbound.as_deref().map(parse),
             outbound: outbound.as_deref().map(parse),
+            merged_metrics: merged_metrics.as_deref().map(parse),
             stop: Some(stop),
             task: Some(task),
             _events: events,
