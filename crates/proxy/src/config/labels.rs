@@ -71,10 +71,11 @@ pub fn own(config: &ProxyConfig, who: &Who) -> OwnLabels {
         ..Default::default()
     };
     let unknown = || "unknown".to_string();
-    let plaintext = PeerLabels {
+    let mut plaintext = PeerLabels {
         source_workload: unknown(),
         source_canonical_service: unknown(),
-        source_canonical_revision: unknown(),
+        // Istio's default revision for a peer it knows nothing about.
+        source_canonical_revision: "latest".into(),
         source_workload_namespace: unknown(),
         source_principal: unknown(),
         source_app: unknown(),
@@ -86,6 +87,11 @@ pub fn own(config: &ProxyConfig, who: &Who) -> OwnLabels {
         connection_security_policy: "none".into(),
         ..destination.clone()
     };
+    // A caller outside the mesh sends no peer metadata; a workload that backs one service
+    // knows which one it is being called as.
+    if let Some([only]) = config.inbound.as_ref().map(|i| i.services.as_slice()) {
+        plaintext.set_service(only);
+    }
     OwnLabels {
         source: who.metrics.intern(source),
         destination,
@@ -100,9 +106,13 @@ pub fn cluster(c: &Cluster, own: &OwnLabels, who: &Who) -> ClusterLabels {
     base.set_service(&c.service);
     let unknown = || "unknown".to_string();
     // Before an endpoint is picked, Istio knows the service but no workload.
+    base.destination_workload = unknown();
+    base.destination_workload_namespace = unknown();
+    base.destination_principal = unknown();
+    base.destination_version = unknown();
     base.destination_app = unknown();
     base.destination_canonical_service = unknown();
-    base.destination_canonical_revision = unknown();
+    base.destination_canonical_revision = "latest".into();
     base.destination_cluster = unknown();
     let endpoints = c
         .endpoints

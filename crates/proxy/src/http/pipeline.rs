@@ -328,7 +328,15 @@ async fn route(
         rec.flag(ResponseFlags::DELAY_INJECTED);
     }
     let mut answer = match action {
-        Action::Reply(r) => Answer::reply(r, rec),
+        Action::Reply(r) => {
+            // A local reply on a route with a destination (a fault abort, no healthy
+            // upstream) is reported against that destination's service, as Envoy does.
+            let dest = route.and_then(|r| r.spec.destinations.first());
+            if let Some(c) = dest.and_then(|d| cfg.clusters.get(&d.cluster)) {
+                rec.peers = c.labels.cluster.clone();
+            }
+            Answer::reply(r, rec)
+        }
         Action::Forward(plan) => to_mesh(req, state, plan, rec).await,
     };
     respond(&mut answer.resp, route, cors_origin.as_deref());

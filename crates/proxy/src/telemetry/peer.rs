@@ -62,7 +62,7 @@ pub fn apply_peer_metadata(labels: &mut PeerLabels, meta: &str, peer_id: &str) {
         labels.source_app = unknown();
         labels.source_version = unknown();
         labels.source_canonical_service = unknown();
-        labels.source_canonical_revision = unknown();
+        labels.source_canonical_revision = "latest".into();
         labels.source_cluster = unknown();
         return;
     }
@@ -72,7 +72,10 @@ pub fn apply_peer_metadata(labels: &mut PeerLabels, meta: &str, peer_id: &str) {
     labels.source_version = or_unknown(claimed.source_version);
     labels.source_app = or_unknown(claimed.source_app);
     labels.source_canonical_service = or_unknown(claimed.source_canonical_service);
-    labels.source_canonical_revision = or_unknown(claimed.source_canonical_revision);
+    labels.source_canonical_revision = match claimed.source_canonical_revision {
+        r if r.is_empty() => "latest".into(),
+        r => r,
+    };
     labels.source_cluster = or_unknown(claimed.source_cluster);
     labels.set_service(&claimed.destination_service);
 }
