@@ -195,3 +195,51 @@ pub fn plan(resources: &[Resource], trust_domain: &str) -> Result<Plan, Vec<Stri
         Err(errors)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn annotations(kv: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn prometheus_annotations_ask_for_the_apps_metrics_as_on_a_pod() {
+        assert_eq!(app_metrics(&annotations(&[])), Ok(None));
+        assert_eq!(
+            app_metrics(&annotations(&[("prometheus.io/scrape", "false")])),
+            Ok(None)
+        );
+        assert_eq!(
+            app_metrics(&annotations(&[("prometheus.io/scrape", "true")])),
+            Ok(Some(AppMetrics {
+                port: None,
+                path: "/metrics".into()
+            }))
+        );
+        let full = [
+            ("prometheus.io/scrape", "true"),
+            ("prometheus.io/port", "9102"),
+            ("prometheus.io/path", "/stats"),
+        ];
+        assert_eq!(
+            app_metrics(&annotations(&full)),
+            Ok(Some(AppMetrics {
+                port: Some(9102),
+                path: "/stats".into()
+            }))
+        );
+        let bad = [
+            ("prometheus.io/scrape", "true"),
+            ("prometheus.io/port", "http"),
+        ];
+        let err = app_metrics(&annotations(&bad)).unwrap_err();
+        assert!(
+            err.contains("prometheus.io/port") && err.contains("\"http\""),
+            "{err}"
+        );
+    }
+}

@@ -30,8 +30,15 @@ const FAIL_ROUTE: &str = "  - name: leaderboard-fail
   - name: leaderboard
 ";
 
-/// (service, gateway path, headers) of one round of traffic.
-const ROUND: [(&str, &str, &[(&str, &str)]); 4] = [
+/// (service, gateway path, headers) of one gateway request.
+type Call = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+/// One round of gateway traffic.
+const ROUND: [Call; 4] = [
     ("player", "/api/v1/player/me", &[]),
     ("inventory", "/api/v1/inventory/items", &[]),
     ("leaderboard", "/api/v1/leaderboard/top", &[]),
@@ -347,26 +354,13 @@ fn prometheus_scrapes_the_mesh_and_istios_dashboards_read_it() {
     );
 
     dashboards(&prom);
+    weft_dashboards(&prom);
 }
 
 /// Every Prometheus query of Istio's dashboards, with their template variables filled in
 /// for NECPGAME (service player, workload player-v1 which also calls inventory).
 fn dashboards(prom: &Prometheus) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/istio-dashboards");
-    let vars: [(&str, &str); 12] = [
-        ("__rate_interval", "1m"),
-        ("qrep", "source|destination"),
-        ("service", "player.necpgame.svc.cluster.local"),
-        ("namespace", "necpgame"),
-        ("workload", "player-v1"),
-        ("srcns", "istio-system|necpgame"),
-        ("srcwl", "istio-ingressgateway|player-v1"),
-        ("dstns", "necpgame"),
-        ("dstwl", "player-v1|inventory-v1|inventory-v2"),
-        ("dstsvc", "inventory.necpgame.svc.cluster.local"),
-        ("srccluster", "Kubernetes"),
-        ("dstcluster", "Kubernetes"),
-    ];
     let mut all = 0;
     let mut with_data = 0;
     let mut tcp_empty = Vec::new();
@@ -384,15 +378,7 @@ fn dashboards(prom: &Prometheus) {
         let mut exprs = Vec::new();
         collect(&d, &mut exprs);
         for (title, expr) in exprs {
-            let mut q = expr.clone();
-            let mut sorted = vars;
-            sorted.sort_by_key(|(k, _)| std::cmp::Reverse(k.len()));
-            for (k, v) in sorted {
-                q = q
-                    .replace(&format!("${{{k}}}"), v)
-                    .replace(&format!("${k}"), v);
-            }
-            assert!(!q.contains('$'), "{file}: a template variable left in {q}");
+            let q = fill(&expr);
             all += 1;
             match prom.query(&q, None) {
                 Err(e) => unparsed.push(format!("{file} / {title}: {e}\n  {q}")),
@@ -436,6 +422,59 @@ fn dashboards(prom: &Prometheus) {
 /// A query about the source reporter's mTLS series only.
 fn client_side_mtls(q: &str) -> bool {
     q.contains(r#"reporter="source""#) && q.contains(r#"connection_security_policy="mutual_tls""#)
+}
+
+/// Grafana's template variables, filled in for NECPGAME (service player, workload player-v1
+/// which also calls inventory); `$__rate_interval` covers the traffic just sent.
+const VARS: [(&str, &str); 12] = [
+    ("__rate_interval", "1m"),
+    ("qrep", "source|destination"),
+    ("service", "player.necpgame.svc.cluster.local"),
+    ("namespace", "necpgame"),
+    ("workload", "player-v1"),
+    ("srcns", "istio-system|necpgame"),
+    ("srcwl", "istio-ingressgateway|player-v1"),
+    ("dstns", "necpgame"),
+    ("dstwl", "player-v1|inventory-v1|inventory-v2"),
+    ("dstsvc", "inventory.necpgame.svc.cluster.local"),
+    ("srccluster", "Kubernetes"),
+    ("dstcluster", "Kubernetes"),
+];
+
+/// `expr` with every `$var` / `${var}` of [`VARS`] replaced (longest names first).
+fn fill(expr: &str) -> String {
+    let mut q = expr.to_string();
+    let mut sorted = VARS;
+    sorted.sort_by_key(|(k, _)| std::cmp::Reverse(k.len()));
+    for (k, v) in sorted {
+        q = q
+            .replace(&format!("${{{k}}}"), v)
+            .replace(&format!("${k}"), v);
+    }
+    assert!(!q.contains('$'), "a template variable left in {q}");
+    q
+}
+
+/// weft's own dashboards (`examples/grafana/`): every query parses and returns data.
+fn weft_dashboards(prom: &Prometheus) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/grafana");
+    let mut all = 0;
+    for file in ["weft-mesh.json", "weft-service.json", "weft-workload.json"] {
+        let d: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap();
+        let mut exprs = Vec::new();
+        collect(&d, &mut exprs);
+        for (title, expr) in exprs {
+            let q = fill(&expr);
+            let r = prom
+                .query(&q, None)
+                .unwrap_or_else(|e| panic!("{file} / {title}: {e}\n  {q}"));
+            assert!(!r.is_empty(), "{file} / {title}: no data\n  {q}");
+            all += 1;
+        }
+    }
+    eprintln!("weft's dashboards: all {all} queries returned data");
+    assert!(all >= 30, "{all} queries");
 }
 
 /// (panel title, expr) of every panel target, rows' nested panels included.
