@@ -438,3 +438,56 @@ async fn the_merged_page_has_proxy_and_app_metrics_and_outlives_a_failing_app() 
     );
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn an_abandoned_response_records_the_bytes_that_did_pass() {
+    // 5,000 body bytes, then the body never ends: the client reads them and goes away.
+    let app = App::start("stalls", |_, _| {
+        Reply::status(200).body(vec![b'z'; 5_000]).stall()
+    })
+    .await;
+    let pair = Pair::start(&app, |r| r).await;
+    let mut c = Client::<Full<Bytes>>::h1(pair.client.outbound()).await;
+    let req = Request::get(format!("http://{}/stall", pair.host))
+        .header(header::HOST, pair.host.as_str())
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = within("the stalled response's head", c.send(req))
+        .await
+        .unwrap();
+    let mut body = resp.into_body();
+    let mut got = 0;
+    while got < 5_000 {
+        let f = within("the body so far", body.frame())
+            .await
+            .unwrap()
+            .unwrap();
+        got += f.into_data().map_or(0, |d| d.len());
+    }
+    drop(body);
+    drop(c);
+    let labels = [
+        ("reporter", "source"),
+        ("response_code", "200"),
+        ("response_flags", "DC"),
+    ];
+    let s = within(
+        "the client sidecar to count it",
+        requests_total(pair.client.admin, &labels, 1.0),
+    )
+    .await;
+    let bytes = sample_sum(&s, "istio_response_bytes_sum", &labels);
+    assert!(
+        (5_000.0..7_000.0).contains(&bytes),
+        "response bytes of a DC request: {bytes}\n{s}"
+    );
+    assert_eq!(
+        sample_sum(
+            &s,
+            "istio_response_bytes_bucket",
+            &[&labels[..], &[("le", "5000")]].concat()
+        ),
+        0.0,
+        "5,000 body bytes plus headers"
+    );
+}

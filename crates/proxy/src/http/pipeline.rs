@@ -453,7 +453,7 @@ async fn to_mesh(
 }
 
 /// A downstream request body, bounded by the stream idle timeout and counted (telemetry).
-fn request_body(body: Incoming, rec: &RequestRecord) -> Body {
+fn request_body(body: Incoming, rec: &mut RequestRecord) -> Body {
     if hyper::body::Body::is_end_stream(&body) {
         return incoming(body);
     }

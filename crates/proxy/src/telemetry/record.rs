@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::time::Instant;
 
-/// Envoy's `HeaderMap::byteSize`: names and values, no framing.
+/// Envoy's `HeaderMap::byteSize`: names and values, no framing. With the body bytes this
+/// approximates the downstream wire bytes Istio's `istio_request_bytes` counts (HTTP/1
+/// line framing and HTTP/2 frame headers and HPACK are not counted).
 pub fn header_bytes(h: &HeaderMap) -> u64 {
     h.iter()
         .map(|(k, v)| (k.as_str().len() + v.len()) as u64)
@@ -81,7 +83,8 @@ pub struct RequestRecord {
     pub peers: Arc<PeerLabels>,
     start: Instant,
     sample: Sample,
-    request: Arc<Tally>,
+    /// Made only for requests with a body (most GETs cost no allocation).
+    request: Option<Arc<Tally>>,
     response: GrpcFramer,
     complete: bool,
 }
@@ -98,7 +101,7 @@ impl RequestRecord {
                 grpc_status: NO_GRPC_STATUS,
                 ..Sample::default()
             },
-            request: Arc::default(),
+            request: None,
             response: GrpcFramer::default(),
             complete: false,
         }
@@ -110,10 +113,11 @@ impl RequestRecord {
     }
 
     /// Wraps the request body so what the client sends is counted.
-    pub fn count_request_body(&self, body: Body) -> Body {
+    pub fn count_request_body(&mut self, body: Body) -> Body {
+        let tally = self.request.get_or_insert_with(Arc::default).clone();
         http_body_util::BodyExt::boxed(CountedBody {
             inner: body,
-            tally: self.request.clone(),
+            tally,
             framer: self.sample.grpc.then(GrpcFramer::default),
         })
     }
@@ -165,8 +169,10 @@ impl Drop for RequestRecord {
             self.sample.flags |= ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION;
         }
         self.sample.ms = self.start.elapsed().as_secs_f64() * 1000.0;
-        self.sample.request_bytes += self.request.bytes.load(Ordering::Relaxed);
-        self.sample.request_messages = self.request.messages.load(Ordering::Relaxed);
+        if let Some(t) = &self.request {
+            self.sample.request_bytes += t.bytes.load(Ordering::Relaxed);
+            self.sample.request_messages = t.messages.load(Ordering::Relaxed);
+        }
         self.metrics.observe(&self.peers, &self.sample);
     }
 }
