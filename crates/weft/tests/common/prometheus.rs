@@ -20,6 +20,11 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts `prometheus --config.file=<config>` with a fresh TSDB folder.
     pub fn start(config: &Path) -> Prometheus {
+        let found = Command::new("prometheus").arg("--version").output();
+        assert!(
+            found.is_ok_and(|o| o.status.success()),
+            "this test runs Debian's Prometheus: apt-get install prometheus (.ci/run does)"
+        );
         let data = TempDir::new("prometheus-data");
         let (child, _stdout, stderr) = ChildGuard::spawn(
             Command::new("prometheus")
