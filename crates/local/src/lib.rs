@@ -2,6 +2,7 @@
 //! example), the process supervisor behind them, and `weft status`.
 #![forbid(unsafe_code)]
 
+pub mod dashboard;
 pub mod examples;
 pub mod mesh;
 pub mod plan;

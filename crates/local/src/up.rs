@@ -78,7 +78,8 @@ async fn run(
     let opts = mesh.opts.clone();
     mesh.write_status()?;
     mesh.write_prometheus()?;
-    print_summary(mesh);
+    let dashboard = start_dashboard(&opts.state_dir).await;
+    print_summary(mesh, dashboard.as_ref().map(|d| d.1));
 
     let mut traffic = None;
     if let (Some(t), Some((_, url))) = (&opts.traffic, mesh.gateway_urls().first()) {
@@ -132,7 +133,37 @@ async fn run(
     Ok(code)
 }
 
-fn print_summary(mesh: &Mesh) {
+/// A task aborted when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Serves the mesh's dashboard on a free loopback port for as long as the mesh runs;
+/// `None` (logged) if it cannot bind.
+async fn start_dashboard(
+    state_dir: &std::path::Path,
+) -> Option<(AbortOnDrop, std::net::SocketAddr)> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let state_dir = state_dir.to_path_buf();
+    let task = tokio::spawn(async move {
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        if let Err(e) = crate::dashboard::serve(&state_dir, listen, |a| {
+            let _ = tx.send(a);
+        })
+        .await
+        {
+            eprintln!("weft: the dashboard is not served: {e:#}");
+        }
+    });
+    let addr = rx.await.ok()?;
+    Some((AbortOnDrop(task), addr))
+}
+
+fn print_summary(mesh: &Mesh, dashboard: Option<std::net::SocketAddr>) {
     let status = mesh.status();
     println!(
         "weft: mesh up from {} (state: {})",
@@ -143,8 +174,13 @@ fn print_summary(mesh: &Mesh) {
     for (port, url) in mesh.gateway_urls() {
         println!("gateway port {port}: {url}");
     }
+    let dashboard = dashboard.map(|a| format!("http://{a}/"));
+    if let Some(url) = &dashboard {
+        println!("dashboard: {url}");
+    }
     let event = serde_json::json!({
         "event": "mesh_ready",
+        "dashboard": dashboard,
         "state_dir": mesh.opts.state_dir,
         "control": mesh.control_addr(),
         "gateways": mesh.gateway_urls().into_iter().map(|(p, u)| (p.to_string(), u)).collect::<BTreeMap<_, _>>(),

@@ -286,6 +286,195 @@ async fn a_200_mib_upload_streams_to_the_app_while_proxy_memory_stays_bounded() 
     );
 }
 
+/// An HTTP/1.1 app with a fixed 16 KiB buffer per connection (so the test's RSS is the
+/// proxies'): for each request it reads the head and `answer_after` body bytes (counted in
+/// `received`), answers `200`, and reads on and drops the rest until the connection closes.
+async fn counting_raw_app(answer_after: usize, received: Arc<AtomicU64>) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let received = received.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 << 10];
+                let (mut head, mut in_head) = (Vec::new(), true);
+                let (mut body, mut answered) = (0usize, false);
+                while let Ok(n) = tcp.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    // New body bytes in this read (after the head, the first time).
+                    let fresh = if in_head {
+                        head.extend_from_slice(&buf[..n]);
+                        let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            continue;
+                        };
+                        let fresh = head.len() - (end + 4);
+                        (head, in_head) = (Vec::new(), false);
+                        fresh
+                    } else {
+                        n
+                    };
+                    body += fresh;
+                    if !answered {
+                        let counted = body.min(answer_after) - (body - fresh).min(answer_after);
+                        received.fetch_add(counted as u64, Ordering::SeqCst);
+                    }
+                    if !answered && body >= answer_after {
+                        answered = true;
+                        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if tcp.write_all(ok).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// An app that answers before it has read the whole request body (full duplex, as an
+/// upload endpoint refusing early does) must not leave its connection in the sidecar's
+/// pool while that body is still being sent: the next request would queue behind a body
+/// that may never end.
+#[tokio::test]
+async fn an_app_answering_before_the_body_ends_does_not_hold_up_the_next_request() {
+    let _shared = RSS_GATE.read().await;
+    let app = counting_raw_app(0, Arc::new(AtomicU64::new(0))).await;
+    let pair = Pair::start_for(app, |r| r).await;
+    let mut uploader = Client::h1(pair.client.outbound()).await;
+    let (tx, body) = body_channel(1);
+    let req = Request::post("/upload")
+        .header(header::HOST, pair.host.as_str())
+        .header(header::CONTENT_LENGTH, 1 << 20)
+        .body(body)
+        .unwrap();
+    let response = uploader.send(req);
+    tx.data(Bytes::from_static(b"the first bytes")).await;
+    let early = within("the early answer", response)
+        .await
+        .expect("the early answer arrives while the body is still open");
+    assert_eq!(early.status(), 200);
+    // The upload's body is still open (tx is alive); another request must not wait on it.
+    let next = within("a request after the early answer", pair.get("/next")).await;
+    assert_eq!(next.status, 200, "{}", next.body);
+    drop(tx);
+}
+
+/// Envoy-style abuse: 800 clients each declare a 64 MiB body, send 1 MiB of it and then
+/// stall, all at once, through a gateway and a sidecar to an app. Before bodies streamed
+/// this drove a gateway to 1.25 GB RSS. Now the proxies hold at most their replay budgets
+/// (64 MiB each, here two proxies) plus flow-control windows, so memory stays bounded. The
+/// app answers each request once it has read that request's 1 MiB, so every client gets
+/// its response and the test ends without waiting on time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_hundred_stalled_1_mib_bodies_through_a_gateway_keep_memory_bounded() {
+    const CLIENTS: usize = 800;
+    const SENT: usize = 1 << 20;
+    const DECLARED: usize = 64 << 20;
+    // Nothing of a body declared past the replay cap is copied; what is left is bounded per
+    // connection (HTTP/1 read buffers of at most 68 KiB: ~54 MiB for 800) and per h2
+    // connection (1 MiB windows). Holding the bodies would take over 800 MiB.
+    const MAX_GROWTH: u64 = 160 << 20;
+    let _alone = RSS_GATE.write().await;
+
+    let received = Arc::new(AtomicU64::new(0));
+    let app = counting_raw_app(SENT, received.clone()).await;
+    let control = FakeControl::start().await;
+    let server = Proxy::sidecar("server").app(app).start(&control).await;
+    let mut gw = Proxy::gateway("ingress").start(&control).await;
+    let host = service_host("server", NAMESPACE);
+    let c = cluster(&host, 80, vec![endpoint(&server)]);
+    let cfg = Config::gateway()
+        .gateway_route(80, "upload.example.com", route_to(&c.name))
+        .cluster(c);
+    control.push_acked("ingress", &cfg.build()).await;
+    let port80 = gw.listener("gateway_80").await;
+
+    let baseline = vm_rss();
+    let chunk = Bytes::from(vec![0x5a; 64 << 10]);
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..CLIENTS {
+        let chunk = chunk.clone();
+        clients.spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut tcp = tokio::net::TcpStream::connect(port80).await.map_err(|e| e.to_string())?;
+            let head = format!(
+                "POST /upload HTTP/1.1\r\nhost: upload.example.com\r\ncontent-length: {DECLARED}\r\n\r\n"
+            );
+            tcp.write_all(head.as_bytes()).await.map_err(|e| e.to_string())?;
+            for i in 0..SENT / chunk.len() {
+                tcp.write_all(&chunk).await.map_err(|e| format!("write {i}: {e}"))?;
+            }
+            // Stalled: the rest of the declared body never comes. Read the response.
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = tcp.read(&mut buf).await.map_err(|e| format!("read: {e}"))?;
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            Ok::<_, String>(String::from_utf8_lossy(&got).into_owned())
+        });
+    }
+    let mut peak = baseline;
+    let mut answered = 0;
+    let all = async {
+        loop {
+            tokio::select! {
+                done = clients.join_next() => match done {
+                    None => break,
+                    Some(r) => {
+                        let head = r.expect("a client task");
+                        match head {
+                            Ok(h) if h.starts_with("HTTP/1.1 200") => answered += 1,
+                            Ok(h) => { eprintln!("got {}", h.replace("\r\n", " | ")); }
+                            Err(e) => { eprintln!("err {e}"); }
+                        }
+                    }
+                },
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+            // Sampled while the bodies are in flight (a tick, not a synchronization).
+            peak = peak.max(vm_rss());
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), all)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "within 120 s not every stalled client was answered: {} MiB reached the app",
+                received.load(Ordering::SeqCst) >> 20
+            )
+        });
+    let growth = peak.saturating_sub(baseline);
+    eprintln!(
+        "{CLIENTS} stalled bodies: {} MiB reached the app; RSS {} MiB -> peak {} MiB (+{} MiB)",
+        received.load(Ordering::SeqCst) >> 20,
+        baseline >> 20,
+        peak >> 20,
+        growth >> 20
+    );
+    assert_eq!(answered, CLIENTS);
+    assert_eq!(
+        received.load(Ordering::SeqCst),
+        (CLIENTS * SENT) as u64,
+        "the app got each client's 1 MiB"
+    );
+    assert!(
+        growth < MAX_GROWTH,
+        "RSS grew by {} MiB with {CLIENTS} stalled 1 MiB bodies (limit {} MiB): a proxy is \
+         holding bodies past its replay budget",
+        growth >> 20,
+        MAX_GROWTH >> 20
+    );
+    gw.stop().await;
+}
+
 // ---- 3. retries replay a body kept whole ---------------------------------------------
 
 /// A pair in front of an app that answers 503 to its first 2 requests, the client's

@@ -34,6 +34,10 @@ pub(crate) enum Cmd {
     ProxyConfig(ProxyConfigArgs),
     /// Validate Istio YAML files or folders (`-` for stdin).
     Analyze(AnalyzeArgs),
+    /// Serve a live web view of a running local mesh: the service graph with request
+    /// rate, errors and latency per call, mTLS and circuit-breaker state, and the config
+    /// that applies to each workload.
+    Dashboard(DashboardArgs),
 }
 
 #[derive(clap::Args)]
@@ -235,6 +239,16 @@ pub(crate) struct StatusArgs {
     pub(crate) state_dir: PathBuf,
     #[arg(long, value_enum, default_value = "text")]
     pub(crate) output: Output,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct DashboardArgs {
+    /// The state folder of the running mesh (`weft up --state-dir`, `.weft/demo` for the demo).
+    #[arg(long)]
+    pub(crate) state_dir: PathBuf,
+    /// Where to serve the page (port 0 picks a free port; the URL is printed).
+    #[arg(long, default_value = "127.0.0.1:15080")]
+    pub(crate) listen: SocketAddr,
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -232,6 +232,13 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             serve.await?;
             Ok(0)
         }
+        Cmd::Dashboard(a) => {
+            weft_local::dashboard::serve(&a.state_dir, a.listen, |addr| {
+                println!("dashboard: http://{addr}/ (Ctrl-C stops it)");
+            })
+            .await?;
+            Ok(0)
+        }
         Cmd::Status(a) => {
             println!(
                 "{}",

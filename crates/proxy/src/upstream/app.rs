@@ -1,6 +1,7 @@
 //! The sidecar's client for its local app: pooled plaintext HTTP/1.1 (our own small pool:
 //! a connection goes back to the pool when its response body ends, with no task per
-//! request), or HTTP/2 with prior knowledge when a service the workload backs declares a
+//! request; only once the request body has been sent whole too, so an app that answers
+//! early never gets a second request queued behind a body still streaming), or HTTP/2 with prior knowledge when a service the workload backs declares a
 //! `GRPC`/`HTTP2` port (as Istio's inbound cluster does). Idle pooled connections close
 //! after [`APP_IDLE_TIMEOUT`].
 
@@ -13,6 +14,7 @@ use hyper::client::conn::http1;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -161,6 +163,17 @@ impl H1Pool {
         addr: &str,
         mut req: Request<Body>,
     ) -> Result<Response<Body>, TryError> {
+        // A connection is reusable only once its request body has been sent whole: mark
+        // when it ends (a body known to be empty is sent with the head).
+        let sent = (!req.body().is_end_stream()).then(|| {
+            let sent = Arc::new(AtomicBool::new(false));
+            let body = std::mem::replace(req.body_mut(), crate::body::empty());
+            *req.body_mut() = http_body_util::BodyExt::boxed(SentWhole {
+                inner: body,
+                sent: sent.clone(),
+            });
+            sent
+        });
         // A pooled connection the app closed meanwhile gives the request back unsent; it
         // then goes on a fresh connection.
         for _ in 0..3 {
@@ -179,6 +192,7 @@ impl H1Pool {
                             inner: body,
                             sender: Some(sender),
                             pool,
+                            request_sent: sent.clone(),
                         };
                         if r.inner.is_end_stream() {
                             // Nothing will poll an empty body: the connection is free now.
@@ -203,18 +217,59 @@ impl H1Pool {
     }
 }
 
-/// A response body that gives its connection back to the pool when it ends.
+/// A response body that gives its connection back to the pool when it ends, if the
+/// request body has been sent whole by then (otherwise the connection finishes that
+/// request and closes: the app answered early, as Envoy closes such connections too).
 struct Returning {
     inner: Incoming,
     sender: Option<http1::SendRequest<Body>>,
     pool: Arc<H1Pool>,
+    /// Set when the request body has ended; `None`: it was empty.
+    request_sent: Option<Arc<AtomicBool>>,
 }
 
 impl Returning {
     fn give_back(&mut self) {
-        if let Some(s) = self.sender.take() {
+        let Some(s) = self.sender.take() else { return };
+        if self
+            .request_sent
+            .as_ref()
+            .is_none_or(|sent| sent.load(Ordering::Acquire))
+        {
             self.pool.push(s);
         }
+    }
+}
+
+/// A request body that notes when it has ended.
+struct SentWhole {
+    inner: Body,
+    sent: Arc<AtomicBool>,
+}
+
+impl hyper::body::Body for SentWhole {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None))
+            || matches!(polled, Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream())
+        {
+            self.sent.store(true, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -75,15 +75,17 @@ pub struct Replay(Arc<Inner>);
 
 impl Replay {
     /// Wraps a downstream body; keeps at most `limit` bytes, within `budget`.
+    /// A body that declares more than `limit` (its Content-Length) is never kept at all.
     pub fn new(source: Body, limit: usize, budget: &ReplayBudget) -> Replay {
         let done = hyper::body::Body::is_end_stream(&source);
+        let too_long = hyper::body::Body::size_hint(&source).lower() > limit as u64;
         let state = State {
             source: (!done).then_some(source),
             chunks: Vec::new(),
             base: 0,
             kept: 0,
             limit,
-            capped: false,
+            capped: too_long,
             trailers: None,
             ended_at: done.then(Instant::now),
             error: None,
@@ -330,6 +332,21 @@ mod tests {
         );
         drop(r);
         assert_eq!(budget.0.load(Ordering::Relaxed), 1 << 20, "budget returned");
+    }
+
+    #[tokio::test]
+    async fn a_body_declaring_more_than_the_cap_is_never_kept() {
+        let budget = ReplayBudget::new(1 << 20);
+        let r = Replay::new(full("x".repeat(2048)), 1024, &budget);
+        let mut body = r.body();
+        let first = body.frame().await.expect("a frame").expect("data");
+        assert_eq!(first.data_ref().map(|d| d.len()), Some(2048));
+        assert_eq!(
+            budget.0.load(Ordering::Relaxed),
+            1 << 20,
+            "nothing of a body known to be over the cap is copied"
+        );
+        assert!(!r.replayable());
     }
 
     #[tokio::test]
