@@ -248,6 +248,15 @@ async fn handle(app: &DemoAppConfig, req: Request<Incoming>) -> Response<Full<By
     if path == "/healthz" {
         return respond(app, StatusCode::OK, "text/plain", Bytes::from_static(b"ok"));
     }
+    if path == "/metrics" {
+        return respond(
+            app,
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            metrics(app).into(),
+        );
+    }
+    SERVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if !app.latency.is_zero() {
         tokio::time::sleep(app.latency).await;
     }
@@ -292,6 +301,21 @@ async fn handle(app: &DemoAppConfig, req: Request<Incoming>) -> Response<Full<By
     };
     let body = serde_json::to_vec(&echo).unwrap_or_default();
     respond(app, status, "application/json", body.into())
+}
+
+/// Requests this process's demo app has answered (other than `/healthz` and `/metrics`).
+static SERVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The app's own Prometheus page (what a sidecar merges when the WorkloadEntry says
+/// `prometheus.io/scrape: "true"`).
+fn metrics(app: &DemoAppConfig) -> String {
+    let n = SERVED.load(std::sync::atomic::Ordering::Relaxed);
+    let esc = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"");
+    format!(
+        "# HELP demo_app_requests_total Requests the demo app answered\n# TYPE demo_app_requests_total counter\ndemo_app_requests_total{{service=\"{}\",version=\"{}\"}} {n}\n",
+        esc(&app.service),
+        esc(&app.version)
+    )
 }
 
 fn error_response(app: &DemoAppConfig, status: StatusCode, msg: &str) -> Response<Full<Bytes>> {

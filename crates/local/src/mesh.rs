@@ -5,12 +5,13 @@
 //! shutdown.
 
 mod command;
+mod prometheus;
 mod sockets;
+mod view;
 
 use crate::plan::{App, Plan};
 use crate::process::{self, Msg, Running};
 use crate::restart::{Backoff, Decision};
-use crate::status::{MeshStatus, ProcStatus};
 use anyhow::bail;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -76,6 +77,8 @@ pub(crate) struct Proc {
     applied: Option<u64>,
     backoff: Backoff,
     given_up: bool,
+    /// A sidecar merges its app's metrics from here.
+    app_metrics: Option<crate::plan::AppMetrics>,
 }
 
 /// The supervisor of one local mesh.
@@ -114,6 +117,7 @@ impl Mesh {
             applied: None,
             backoff: Backoff::default(),
             given_up: false,
+            app_metrics: None,
         };
         let mut procs = vec![mk("control".into(), Role::Control, None, None)];
         for g in &plan.gateways {
@@ -132,12 +136,13 @@ impl Mesh {
                 wl.clone(),
                 Some(w.app.clone()),
             );
-            let sidecar = mk(
+            let mut sidecar = mk(
                 format!("sidecar-{}.{}", w.name, w.namespace),
                 Role::Sidecar,
                 wl,
                 None,
             );
+            sidecar.app_metrics = w.metrics.clone();
             procs.extend([app, sidecar]);
         }
         Mesh {
@@ -425,50 +430,6 @@ impl Mesh {
                     (Some(want), Some(have)) if have >= *want
                 )
             })
-    }
-
-    pub(crate) fn status(&self) -> MeshStatus {
-        MeshStatus {
-            config_dir: self.opts.config_dir.display().to_string(),
-            supervisor_pid: std::process::id(),
-            not_enforced: self.not_enforced.clone(),
-            processes: self
-                .procs
-                .iter()
-                .map(|p| ProcStatus {
-                    name: p.name.clone(),
-                    role: p.role.as_str().into(),
-                    pid: p.running.as_ref().map(|r| r.pid),
-                    restarts: p.restarts,
-                    addresses: p
-                        .ready
-                        .as_ref()
-                        .and_then(Value::as_object)
-                        .map(|o| {
-                            o.iter()
-                                .filter(|(k, v)| {
-                                    ["grpc", "admin", "inbound", "outbound", "address"]
-                                        .contains(&k.as_str())
-                                        && v.is_string()
-                                })
-                                .map(|(k, v)| {
-                                    (k.clone(), v.as_str().unwrap_or_default().to_string())
-                                })
-                                .chain(
-                                    p.listeners
-                                        .iter()
-                                        .map(|(port, a)| (format!("port {port}"), a.clone())),
-                                )
-                                .chain((p.role == Role::Sidecar).then(|| {
-                                    let socket = self.workload_api_socket(&p.name);
-                                    ("workload_api".into(), socket.display().to_string())
-                                }))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                })
-                .collect(),
-        }
     }
 
     pub(crate) fn write_status(&self) -> anyhow::Result<()> {

@@ -30,6 +30,41 @@ pub struct Workload {
     pub name: String,
     pub namespace: String,
     pub app: App,
+    /// Merge the app's metrics into the sidecar's merged page (Istio's
+    /// `prometheus.io/scrape: "true"`, `prometheus.io/port`, `prometheus.io/path`).
+    pub metrics: Option<AppMetrics>,
+}
+
+/// Where an app serves its Prometheus metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppMetrics {
+    /// `None`: the port the app serves on.
+    pub port: Option<u16>,
+    pub path: String,
+}
+
+/// Istio's `prometheus.io/*` annotations.
+fn app_metrics(
+    a: &std::collections::BTreeMap<String, String>,
+) -> Result<Option<AppMetrics>, String> {
+    if a.get("prometheus.io/scrape").map(String::as_str) != Some("true") {
+        return Ok(None);
+    }
+    let port = match a.get("prometheus.io/port") {
+        None => None,
+        Some(p) => Some(
+            p.parse::<u16>()
+                .map_err(|_| format!("prometheus.io/port: {p:?} is not a port number"))?,
+        ),
+    };
+    let path = a
+        .get("prometheus.io/path")
+        .cloned()
+        .unwrap_or_else(|| "/metrics".into());
+    if !path.starts_with('/') {
+        return Err(format!("prometheus.io/path: {path:?} must start with /"));
+    }
+    Ok(Some(AppMetrics { port, path }))
 }
 
 /// One gateway proxy.
@@ -140,15 +175,71 @@ pub fn plan(resources: &[Resource], trust_domain: &str) -> Result<Plan, Vec<Stri
                 continue;
             }
         };
+        let metrics = match app_metrics(a) {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push(format!("{at}: {e}"));
+                continue;
+            }
+        };
         plan.workloads.push(Workload {
             name: r.name().into(),
             namespace: r.namespace().into(),
             app,
+            metrics,
         });
     }
     if errors.is_empty() {
         Ok(plan)
     } else {
         Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn annotations(kv: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn prometheus_annotations_ask_for_the_apps_metrics_as_on_a_pod() {
+        assert_eq!(app_metrics(&annotations(&[])), Ok(None));
+        assert_eq!(
+            app_metrics(&annotations(&[("prometheus.io/scrape", "false")])),
+            Ok(None)
+        );
+        assert_eq!(
+            app_metrics(&annotations(&[("prometheus.io/scrape", "true")])),
+            Ok(Some(AppMetrics {
+                port: None,
+                path: "/metrics".into()
+            }))
+        );
+        let full = [
+            ("prometheus.io/scrape", "true"),
+            ("prometheus.io/port", "9102"),
+            ("prometheus.io/path", "/stats"),
+        ];
+        assert_eq!(
+            app_metrics(&annotations(&full)),
+            Ok(Some(AppMetrics {
+                port: Some(9102),
+                path: "/stats".into()
+            }))
+        );
+        let bad = [
+            ("prometheus.io/scrape", "true"),
+            ("prometheus.io/port", "http"),
+        ];
+        let err = app_metrics(&annotations(&bad)).unwrap_err();
+        assert!(
+            err.contains("prometheus.io/port") && err.contains("\"http\""),
+            "{err}"
+        );
     }
 }

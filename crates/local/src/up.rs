@@ -89,6 +89,7 @@ async fn run(
     tokio::pin!(shutdown);
     let opts = mesh.opts.clone();
     mesh.write_status()?;
+    mesh.write_prometheus()?;
     let dashboard = start_dashboard(&opts.state_dir).await;
     print_summary(mesh, dashboard.as_ref().map(|d| d.1));
 

@@ -95,6 +95,7 @@ pub fn compile(
         }
     }
     b.cfg.mesh = crate::mesh::options(resources);
+    b.cfg.workload_meta = crate::WorkloadMeta::from_labels(&workload.name, &workload.labels);
     let (mut authz, policies) = crate::authz::authz_for(
         resources,
         crate::mesh::mesh_config(resources),
@@ -473,6 +474,7 @@ impl<'a> Builder<'a> {
                     identity: spiffe_id(trust_domain, &w.namespace, &w.service_account),
                     workload: w.name.clone(),
                     version: w.labels.get("version").cloned(),
+                    meta: crate::WorkloadMeta::from_labels(&w.name, &w.labels),
                     plaintext: crate::mtls::client_plaintext(tls, server, port),
                 });
             }

@@ -28,6 +28,9 @@ pub struct ProxyConfig {
     /// Tracing and access logging (Telemetry API and MeshConfig), per side.
     #[serde(default)]
     pub telemetry: crate::telemetry::TelemetryConfig,
+    /// This proxy's workload as telemetry names it (app, canonical service, …).
+    #[serde(default)]
+    pub workload_meta: crate::WorkloadMeta,
     /// Resources (or fields) that reach this proxy but whose semantics weft does not enforce yet.
     pub not_enforced: Vec<NotEnforced>,
 }
@@ -358,6 +361,9 @@ pub struct Endpoint {
     /// WorkloadEntry name and labels (for metrics).
     pub workload: String,
     pub version: Option<String>,
+    /// The workload's app, canonical service and revision, cluster (for metrics).
+    #[serde(default)]
+    pub meta: crate::WorkloadMeta,
     /// Send plaintext HTTP/2 instead of mTLS (auto-mTLS: the server's PeerAuthentication
     /// is DISABLE, or a DestinationRule's `tls.mode: DISABLE`).
     #[serde(default)]

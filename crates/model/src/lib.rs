@@ -19,6 +19,7 @@ mod retry_on;
 pub mod telemetry;
 /// The CEL subset of access log filters (parsed at validation, evaluated by proxies).
 pub use weft_api::cel;
+pub mod workload_meta;
 
 pub use actions::{grpc_code, retry_policy};
 pub use authn::{Authn, FetchedJwks, JwksKey, JwtProvider, TokenLocation};
@@ -30,3 +31,4 @@ pub use names::{cluster_name, parse_duration_ms};
 pub use registry::{fqdn, spiffe_id, LiveProxy, Registry};
 pub use report::not_enforced;
 pub use retry_on::{RetryCondition, RetryOn};
+pub use workload_meta::WorkloadMeta;

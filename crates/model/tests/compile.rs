@@ -1124,3 +1124,53 @@ fn a_workload_group_loads_and_is_reported_as_not_built() {
         ["WorkloadGroup (workloads registering into a group are not built yet; declare each WorkloadEntry)"]
     );
 }
+
+#[test]
+fn telemetry_meta_of_the_proxy_and_each_endpoint_comes_from_workload_labels() {
+    let res = resources();
+    let reg = Registry::build(&res, &live());
+    let p = ProxyRef {
+        role: Role::Sidecar,
+        workload: "player-v1".into(),
+        namespace: "game".into(),
+    };
+    let cfg = compile(&res, &reg, "cluster.local", &p).unwrap();
+    let own = &cfg.workload_meta;
+    assert_eq!(
+        (
+            own.app.as_str(),
+            own.version.as_str(),
+            own.canonical_service.as_str(),
+            own.canonical_revision.as_str()
+        ),
+        ("player", "v1", "player", "v1")
+    );
+    let c = &cfg.clusters["outbound|8080||inventory.game.svc.cluster.local"];
+    let mut metas: Vec<(&str, &str, &str)> = c
+        .endpoints
+        .iter()
+        .map(|e| {
+            (
+                e.workload.as_str(),
+                e.meta.canonical_service.as_str(),
+                e.meta.canonical_revision.as_str(),
+            )
+        })
+        .collect();
+    metas.sort();
+    assert_eq!(
+        metas,
+        [("inv-v1", "inventory", "v1"), ("inv-v2", "inventory", "v2")]
+    );
+    // The gateway's labels have no app: Istio's fallbacks.
+    let gw = gateway_config().workload_meta;
+    assert_eq!(
+        (
+            gw.app.as_str(),
+            gw.canonical_service.as_str(),
+            gw.canonical_revision.as_str(),
+            gw.cluster.as_str()
+        ),
+        ("unknown", "gw", "latest", "Kubernetes")
+    );
+}

@@ -30,15 +30,8 @@ pub async fn serve(listener: TcpListener, shared: Arc<ProxyState>) {
 
 /// The metrics, then the span export and access log counters (before OpenMetrics' `# EOF`).
 fn render_stats(shared: &ProxyState) -> String {
-    let mut text = shared.metrics.render();
-    let eof = text.ends_with("# EOF\n");
-    if eof {
-        text.truncate(text.len() - "# EOF\n".len());
-    }
+    let mut text = crate::stats::prometheus(shared);
     shared.observe.render(&mut text);
-    if eof {
-        text.push_str("# EOF\n");
-    }
     text
 }
 
@@ -52,10 +45,7 @@ fn json(v: serde_json::Value) -> Response<Body> {
 fn handle(req: Request<Incoming>, shared: &ProxyState) -> Response<Body> {
     match req.uri().path() {
         "/stats/prometheus" | "/metrics" => Response::builder()
-            .header(
-                "content-type",
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )
+            .header("content-type", crate::telemetry::exposition::CONTENT_TYPE)
             .body(full(render_stats(shared)))
             .expect("static response parts are valid"),
         "/config_dump" => {

@@ -39,6 +39,9 @@ pub enum Event {
         admin: String,
         inbound: Option<String>,
         outbound: Option<String>,
+        /// The merged metrics page (proxy + app), when served.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        merged_metrics: Option<String>,
     },
     Listener {
         name: String,

@@ -1,7 +1,7 @@
 //! weft's data plane: a sidecar or gateway proxy. Gets its certificate (CSR to the control
 //! plane's CA) and its config (gRPC stream), then serves: plaintext HTTP listeners toward
 //! the mesh (gateway ports, sidecar outbound), the mTLS inbound listener (sidecars), the
-//! admin/metrics endpoint, and optionally the SPIFFE Workload API for its app (a Unix socket). Lifecycle events go to stdout as JSON lines for supervisors.
+//! admin/metrics endpoint (and Istio's merged metrics page), and optionally the SPIFFE Workload API for its app (a Unix socket). Lifecycle events go to stdout as JSON lines for supervisors.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -12,9 +12,11 @@ pub mod config;
 pub mod control;
 pub mod events;
 pub mod http;
+pub mod merged;
 pub mod reply;
 pub mod route;
 pub mod state;
+pub mod stats;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;
@@ -82,6 +84,8 @@ pub struct ProxyOptions {
     pub workload_api_socket: Option<std::path::PathBuf>,
     /// Record request metrics (off only to measure what telemetry costs).
     pub telemetry: bool,
+    /// Serve Istio's merged metrics page (proxy + app, the agent's 15020) here.
+    pub merged_metrics: Option<merged::MergedMetrics>,
     /// Where lifecycle events go: stdout JSON lines (for supervisors) or a channel (for a
     /// proxy running inside a test).
     pub events: EventSink,
@@ -151,6 +155,17 @@ pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyh
             .map(|a| a.to_string())
     };
     node.inbound_addr = addr(&inbound).unwrap_or_default();
+    let merged = match &opts.merged_metrics {
+        Some(m) => Some((
+            bind(Some(m.listen), loopback, "merged metrics").await?,
+            m.clone(),
+        )),
+        None => None,
+    };
+    let merged_addr = merged
+        .as_ref()
+        .and_then(|(l, _)| l.local_addr().ok())
+        .map(|a| a.to_string());
     // Bound before Ready: an app started after its sidecar finds the socket there.
     let workload_api = match &opts.workload_api_socket {
         Some(path) => Some(workload_api::Endpoint::bind(path).await?),
@@ -186,7 +201,11 @@ pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyh
         admin: admin_addr,
         inbound: addr(&inbound),
         outbound: addr(&outbound),
+        merged_metrics: merged_addr,
     };
+    if let Some((l, m)) = merged {
+        tasks.push(tokio::spawn(merged::serve(l, shared.clone(), m)));
+    }
     if let Some(l) = inbound {
         tasks.push(tokio::spawn(http::inbound::serve(l, shared.clone())));
     }

@@ -124,6 +124,17 @@ pub(crate) struct ProxyArgs {
     /// Record no metrics (to measure what telemetry costs; `bench/` compares both).
     #[arg(long)]
     pub(crate) no_telemetry: bool,
+    /// Serve Istio's merged metrics page (the agent's 15020: this proxy's metrics plus the
+    /// app's) at `/stats/prometheus` on this address (port 0: any).
+    #[arg(long)]
+    pub(crate) merged_metrics_listen: Option<SocketAddr>,
+    /// Merge the app's metrics into that page (`prometheus.io/scrape: "true"`), from this
+    /// port (`prometheus.io/port`; default: the app's own port) ...
+    #[arg(long, requires = "merged_metrics_listen")]
+    pub(crate) app_metrics_port: Option<u16>,
+    /// ... and path (`prometheus.io/path`). Either flag turns app scraping on.
+    #[arg(long, requires = "merged_metrics_listen")]
+    pub(crate) app_metrics_path: Option<String>,
     /// Bind a gateway port to a fixed address: `80=0.0.0.0:8080` (repeatable).
     #[arg(long = "port", value_parser = parse_port_map)]
     pub(crate) ports: Vec<(u32, SocketAddr)>,

@@ -147,6 +147,20 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 outbound_listen: a.outbound_listen,
                 max_connections: a.max_connections,
                 telemetry: !a.no_telemetry,
+                merged_metrics: a.merged_metrics_listen.map(|listen| {
+                    weft_proxy::merged::MergedMetrics {
+                        listen,
+                        app: (a.app_metrics_port.is_some() || a.app_metrics_path.is_some()).then(
+                            || weft_proxy::merged::AppScrape {
+                                port: a.app_metrics_port,
+                                path: a
+                                    .app_metrics_path
+                                    .clone()
+                                    .unwrap_or_else(|| "/metrics".into()),
+                            },
+                        ),
+                    }
+                }),
                 spiffe_socket: a.spiffe_socket,
                 workload_api_socket: a.workload_api_socket,
                 events: weft_proxy::EventSink::Stdout,

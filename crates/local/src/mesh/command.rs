@@ -152,7 +152,15 @@ impl Mesh {
                     self.token_file(&p.name).display().to_string(),
                     s("--admin-listen"),
                     prev("admin"),
+                    s("--merged-metrics-listen"),
+                    prev("merged_metrics"),
                 ]);
+                if let Some(m) = &p.app_metrics {
+                    a.extend([s("--app-metrics-path"), m.path.clone()]);
+                    if let Some(port) = m.port {
+                        a.extend([s("--app-metrics-port"), port.to_string()]);
+                    }
+                }
                 for (port, addr) in &p.listeners {
                     a.extend([s("--port"), format!("{port}={addr}")]);
                 }

@@ -136,6 +136,7 @@ mod tests {
                     command: "true".into(),
                     address: None,
                 },
+                metrics: None,
             }],
         };
         Mesh::new(opts, &plan)

@@ -151,6 +151,7 @@ async fn apply(state: &Arc<ProxyState>, push: &pb::ConfigPush) -> Result<(), Str
         })
         .collect();
     state.config.store(Arc::new(active));
+    state.metrics.config_applied(&push.version);
     // ... and serve them only once their routes are live.
     listeners::commit(state, listeners).await;
     state.pool.retain(&live);

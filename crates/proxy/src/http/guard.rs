@@ -80,8 +80,13 @@ impl hyper::body::Body for GuardedBody {
                 self.done();
             }
             Poll::Ready(Some(Ok(f))) => {
-                if let (Some(r), Some(d)) = (self.record.as_mut(), f.data_ref()) {
-                    r.sent(d.len());
+                if let Some(r) = self.record.as_mut() {
+                    if let Some(d) = f.data_ref() {
+                        r.sent(d.len());
+                        r.response_data(d);
+                    } else if let Some(t) = f.trailers_ref() {
+                        r.response_trailers(t);
+                    }
                 }
                 if self.inner.is_end_stream() {
                     self.done();

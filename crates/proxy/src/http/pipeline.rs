@@ -139,12 +139,13 @@ pub async fn handle(
 ) -> Response<Body> {
     let cfg = state.config.load_full();
     let grpc = headers::is_grpc(req.headers());
-    let metrics = RequestRecord::start(&state.metrics, cfg.own.source.clone(), grpc);
+    let mut metrics = RequestRecord::start(&state.metrics, cfg.own.source.clone(), grpc);
+    metrics.request_headers(req.headers());
     let exchange = super::observe::start(&mut req, &cfg, conn);
     let mut rec = Record::new(metrics, exchange);
     let answer = phases(req, state, &cfg, conn, &mut rec).await;
     let (parts, body) = answer.resp.into_parts();
-    rec.respond(parts.status.as_u16());
+    rec.respond(parts.status.as_u16(), &parts.headers);
     let body = GuardedBody::new(body, answer.pick, Some(rec), answer.deadline);
     Response::from_parts(parts, body.boxed())
 }
@@ -338,7 +339,15 @@ async fn route(
         rec.flag(ResponseFlags::DELAY_INJECTED);
     }
     let mut answer = match action {
-        Action::Reply(r) => Answer::reply(r, rec),
+        Action::Reply(r) => {
+            // A local reply on a route with a destination (a fault abort, no healthy
+            // upstream) is reported against that destination's service, as Envoy does.
+            let dest = route.and_then(|r| r.spec.destinations.first());
+            if let Some(c) = dest.and_then(|d| cfg.clusters.get(&d.cluster)) {
+                rec.peers = c.labels.cluster.clone();
+            }
+            Answer::reply(r, rec)
+        }
         Action::Forward(plan) => to_mesh(req, state, plan, rec).await,
     };
     respond(&mut answer.resp, route, cors_origin.as_deref());
@@ -399,7 +408,11 @@ async fn to_mesh(
         method: parts.method,
         uri,
         headers: parts.headers,
-        body: Replay::new(request_body(body), MAX_REPLAY_BYTES, &state.replay_budget),
+        body: Replay::new(
+            request_body(body, rec),
+            MAX_REPLAY_BYTES,
+            &state.replay_budget,
+        ),
     };
     for m in &plan.mirrors {
         crate::upstream::mirror(
@@ -454,12 +467,12 @@ async fn to_mesh(
     }
 }
 
-/// A downstream request body, bounded by the stream idle timeout.
-fn request_body(body: Incoming) -> Body {
+/// A downstream request body, bounded by the stream idle timeout and counted (telemetry).
+fn request_body(body: Incoming, rec: &mut RequestRecord) -> Body {
     if hyper::body::Body::is_end_stream(&body) {
         return incoming(body);
     }
-    IdleTimeout::new(incoming(body), BODY_IDLE_TIMEOUT).boxed()
+    rec.count_request_body(IdleTimeout::new(incoming(body), BODY_IDLE_TIMEOUT).boxed())
 }
 
 /// The route timeout, which runs from the end of the request until the response is done.
@@ -507,7 +520,7 @@ async fn to_app(
         parts.uri = pq.into();
     }
     let h2 = cfg.config.inbound.as_ref().is_some_and(|i| i.app_http2);
-    let req = Request::from_parts(parts, request_body(body));
+    let req = Request::from_parts(parts, request_body(body, rec));
     let sent_at = super::observe::clock(rec);
     let answer = state.app.send(app, req, h2).await;
     super::observe::to_app(rec, app, sent_at);

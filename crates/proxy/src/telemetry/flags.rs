@@ -78,6 +78,11 @@ impl ResponseFlags {
             .fold(0, |acc, (_, b)| acc | b)
     }
 
+    /// The flags of [`ResponseFlags::bits`].
+    pub fn from_bits(bits: u32) -> ResponseFlags {
+        ResponseFlags(bits)
+    }
+
     /// Envoy's rendering: flags joined by `,` in Envoy's order, `-` when none.
     pub fn render(self) -> String {
         if self.is_empty() {

@@ -1,13 +1,18 @@
-//! Istio's standard request metrics (`istio_requests_total`,
-//! `istio_request_duration_milliseconds`) with Istio's label names, so Istio dashboards and
-//! alerts work unchanged. Rendered in Prometheus text format on the admin port.
+//! Istio's standard HTTP metrics — `istio_requests_total`,
+//! `istio_request_duration_milliseconds`, `istio_request_bytes`, `istio_response_bytes`,
+//! and for gRPC `istio_request_messages_total`/`istio_response_messages_total` — with
+//! Istio's full label set and Envoy's default histogram buckets, so Istio dashboards and
+//! alerts work unchanged. The registry is shared: other parts (TCP proxying) register
+//! their families into [`Metrics::registry`].
 //!
 //! Recording is cheap by construction: who-called-whom labels ([`PeerLabels`]) are built
 //! and interned when a config is applied (per cluster endpoint) or once per calling peer,
-//! so a request records with a small key (interned labels, protocol, status, flags) that
-//! finds the counter and histogram directly; the full label set is built only the first
-//! time a key is seen.
+//! so a request records with a small key (interned labels, protocol, status, gRPC status,
+//! flags) that finds its series directly; the full label set is built only the first time
+//! a key is seen. Every label value comes from config or a certificate-backed peer (never
+//! a path or header), so the number of series is bounded by construction.
 
+use super::cluster_stats::ClusterStats;
 use super::ResponseFlags;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -17,35 +22,32 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
-use tokio::time::Instant;
 
-/// The labels that say who called whom (everything but protocol, status and flags).
+/// The labels that say who called whom (everything but protocol, status and flags), in
+/// the order Istio's proxies export them.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, Default, EncodeLabelSet)]
 pub struct PeerLabels {
     pub reporter: String,
     pub source_workload: String,
+    pub source_canonical_service: String,
+    pub source_canonical_revision: String,
     pub source_workload_namespace: String,
     pub source_principal: String,
+    pub source_app: String,
     pub source_version: String,
+    pub source_cluster: String,
     pub destination_workload: String,
     pub destination_workload_namespace: String,
     pub destination_principal: String,
+    pub destination_app: String,
     pub destination_version: String,
     pub destination_service: String,
+    pub destination_canonical_service: String,
+    pub destination_canonical_revision: String,
     pub destination_service_name: String,
     pub destination_service_namespace: String,
+    pub destination_cluster: String,
     pub connection_security_policy: String,
-}
-
-/// The workload certificate's lifecycle, for alerts before it expires.
-#[derive(Default)]
-struct CertMetrics {
-    /// Unix time the current certificate expires.
-    not_after: Gauge,
-    /// Envoy's `server.days_until_first_cert_expiring`, as of the last scrape.
-    days_left: Gauge,
-    rotations: Counter,
-    renewal_failures: Counter,
 }
 
 /// Labels of an authorization decision worth counting: a denial, or a dry-run result.
@@ -66,6 +68,8 @@ pub struct RequestLabels {
     pub peers: PeerLabels,
     pub request_protocol: String,
     pub response_code: String,
+    /// The gRPC status number (`grpc-status`), empty for HTTP or when none arrived.
+    pub grpc_response_status: String,
     pub response_flags: String,
 }
 
@@ -78,17 +82,21 @@ impl PeerLabels {
         self.destination_service_namespace = ns;
     }
 
-    fn with(&self, grpc: bool, code: u16, flags: ResponseFlags) -> RequestLabels {
+    fn with(&self, k: &Key) -> RequestLabels {
         RequestLabels {
             peers: self.clone(),
-            request_protocol: if grpc { "grpc" } else { "http" }.into(),
-            response_code: code.to_string(),
-            response_flags: flags.render(),
+            request_protocol: if k.grpc { "grpc" } else { "http" }.into(),
+            response_code: k.code.to_string(),
+            grpc_response_status: match k.grpc_status {
+                NO_GRPC_STATUS => String::new(),
+                s => s.to_string(),
+            },
+            response_flags: ResponseFlags::from_bits(k.flags).render(),
         }
     }
 }
 
-/// A cluster's precomputed labels and header.
+/// A cluster's precomputed labels, header and counters.
 #[derive(Debug, Clone)]
 pub struct ClusterLabels {
     /// Before an endpoint is picked (no healthy upstream, overflow).
@@ -97,6 +105,8 @@ pub struct ClusterLabels {
     pub endpoints: Vec<Arc<PeerLabels>>,
     /// The `x-weft-peer` value sent with requests to this cluster.
     pub peer_header: http::HeaderValue,
+    /// The cluster's Envoy counters (kept across pushes, by cluster name).
+    pub stats: Arc<ClusterStats>,
 }
 
 impl Default for ClusterLabels {
@@ -105,9 +115,13 @@ impl Default for ClusterLabels {
             cluster: Arc::default(),
             endpoints: Vec::new(),
             peer_header: http::HeaderValue::from_static(""),
+            stats: Arc::default(),
         }
     }
 }
+
+/// `grpc_status` of a request that has none.
+pub const NO_GRPC_STATUS: u8 = u8::MAX;
 
 /// What a request records with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -116,22 +130,69 @@ struct Key {
     peers: usize,
     grpc: bool,
     code: u16,
+    grpc_status: u8,
     flags: u32,
+}
+
+/// What one finished request measured.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sample {
+    pub grpc: bool,
+    pub code: u16,
+    /// [`NO_GRPC_STATUS`] when none.
+    pub grpc_status: u8,
+    pub flags: ResponseFlags,
+    pub ms: f64,
+    /// Headers and body, as Envoy's `request.total_size` counts them.
+    pub request_bytes: u64,
+    pub response_bytes: u64,
+    /// Length-prefixed gRPC messages in each direction.
+    pub request_messages: u64,
+    pub response_messages: u64,
 }
 
 struct Handles {
     _peers: Arc<PeerLabels>,
     requests: Counter,
     duration: Histogram,
+    request_bytes: Histogram,
+    response_bytes: Histogram,
+    /// gRPC only.
+    messages: Option<(Counter, Counter)>,
+}
+
+struct Families {
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<RequestLabels, Histogram>,
+    request_bytes: Family<RequestLabels, Histogram>,
+    response_bytes: Family<RequestLabels, Histogram>,
+    request_messages: Family<RequestLabels, Counter>,
+    response_messages: Family<RequestLabels, Counter>,
+}
+
+/// The workload certificate's lifecycle, for alerts before it expires.
+#[derive(Default)]
+pub(super) struct CertMetrics {
+    /// Unix time the current certificate expires.
+    pub(super) not_after: Gauge,
+    /// Envoy's `server.days_until_first_cert_expiring`, as of the last scrape.
+    pub(super) days_left: Gauge,
+    rotations: Counter,
+    renewal_failures: Counter,
 }
 
 /// The metric families of one proxy.
 pub struct Metrics {
-    registry: Registry,
-    requests: Family<RequestLabels, Counter>,
-    duration: Family<RequestLabels, Histogram>,
+    /// Every family; other parts of the proxy register theirs here (before serving).
+    pub registry: Mutex<Registry>,
+    families: Families,
     authz: Family<AuthzLabels, Counter>,
-    cert: CertMetrics,
+    pub(super) cert: CertMetrics,
+    /// Envoy's per-cluster counters, by cluster name.
+    clusters: Mutex<HashMap<String, Arc<ClusterStats>>>,
+    /// The last config applied: version (when numeric) and Unix time.
+    pub(super) config_version: Gauge,
+    pub(super) config_applied: Gauge,
     interned: Mutex<HashSet<Arc<PeerLabels>>>,
     handles: RwLock<HashMap<Key, Handles>>,
     /// False only when telemetry is switched off (`weft proxy --no-telemetry`).
@@ -144,11 +205,16 @@ impl Default for Metrics {
     }
 }
 
-/// Istio's default buckets for request duration (ms).
-const DURATION_BUCKETS: [f64; 19] = [
+/// Envoy's default histogram buckets (Istio keeps them for every histogram it exports:
+/// duration in ms, sizes in bytes).
+pub const DEFAULT_BUCKETS: [f64; 19] = [
     0.5, 1., 5., 10., 25., 50., 100., 250., 500., 1000., 2500., 5000., 10000., 30000., 60000.,
     300000., 600000., 1800000., 3600000.,
 ];
+
+fn histograms() -> Family<RequestLabels, Histogram> {
+    Family::new_with_constructor(|| Histogram::new(DEFAULT_BUCKETS))
+}
 
 impl Metrics {
     pub fn new() -> Metrics {
@@ -158,53 +224,72 @@ impl Metrics {
     /// Metrics that record requests only if `recording`.
     pub fn with_recording(recording: bool) -> Metrics {
         let mut registry = Registry::default();
-        let requests = Family::<RequestLabels, Counter>::default();
-        let duration = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(DURATION_BUCKETS)
-        });
-        registry.register(
+        let families = Families {
+            requests: Family::default(),
+            duration: histograms(),
+            request_bytes: histograms(),
+            response_bytes: histograms(),
+            request_messages: Family::default(),
+            response_messages: Family::default(),
+        };
+        let f = &families;
+        let r = &mut registry;
+        r.register(
             "istio_requests",
             "Requests handled by this proxy",
-            requests.clone(),
+            f.requests.clone(),
         );
-        registry.register(
-            "istio_request_duration_milliseconds",
-            "Request duration",
-            duration.clone(),
-        );
+        let d = "Request duration";
+        r.register("istio_request_duration_milliseconds", d, f.duration.clone());
+        let d = "Request size (headers and body)";
+        r.register("istio_request_bytes", d, f.request_bytes.clone());
+        let d = "Response size (headers and body)";
+        r.register("istio_response_bytes", d, f.response_bytes.clone());
+        let d = "gRPC messages the client sent";
+        r.register("istio_request_messages", d, f.request_messages.clone());
+        let d = "gRPC messages the server sent";
+        r.register("istio_response_messages", d, f.response_messages.clone());
         let authz = Family::<AuthzLabels, Counter>::default();
-        registry.register(
-            "weft_authorization_decisions",
-            "Requests denied by an AuthorizationPolicy, and dry-run policies' decisions",
-            authz.clone(),
-        );
+        let d = "Requests denied by an AuthorizationPolicy, and dry-run policies' decisions";
+        r.register("weft_authorization_decisions", d, authz.clone());
         let cert = CertMetrics::default();
-        registry.register(
+        let d = "When the proxy's workload certificate expires (Unix time)";
+        r.register(
             "weft_certificate_expiration_timestamp_seconds",
-            "When the proxy's workload certificate expires (Unix time)",
+            d,
             cert.not_after.clone(),
         );
-        registry.register(
+        let d = "Days until the proxy's workload certificate expires";
+        r.register(
             "envoy_server_days_until_first_cert_expiring",
-            "Days until the proxy's workload certificate expires",
+            d,
             cert.days_left.clone(),
         );
-        registry.register(
-            "weft_certificate_rotations",
-            "Times the workload certificate was renewed and swapped in",
-            cert.rotations.clone(),
-        );
-        registry.register(
+        let d = "Times the workload certificate was renewed and swapped in";
+        r.register("weft_certificate_rotations", d, cert.rotations.clone());
+        let d = "Renewals that failed (the current certificate stays in use until it expires)";
+        r.register(
             "weft_certificate_renewal_failures",
-            "Renewals that failed (the current certificate stays in use until it expires)",
+            d,
             cert.renewal_failures.clone(),
         );
+        let (config_version, config_applied) = (Gauge::default(), Gauge::default());
+        let d = "Version of the config last applied (the control plane's push counter)";
+        r.register("weft_config_version", d, config_version.clone());
+        let d = "When the proxy last applied a config push (Unix time)";
+        r.register(
+            "weft_config_last_push_timestamp_seconds",
+            d,
+            config_applied.clone(),
+        );
         Metrics {
-            registry,
-            requests,
-            duration,
+            registry: Mutex::new(registry),
+            families,
             authz,
             cert,
+            clusters: Mutex::new(HashMap::new()),
+            config_version,
+            config_applied,
             interned: Mutex::new(HashSet::new()),
             handles: RwLock::new(HashMap::new()),
             recording,
@@ -222,22 +307,22 @@ impl Metrics {
         arc
     }
 
-    fn observe(
-        &self,
-        peers: &Arc<PeerLabels>,
-        grpc: bool,
-        code: u16,
-        flags: ResponseFlags,
-        ms: f64,
-    ) {
+    /// The counters of cluster `name` (the same ones across pushes).
+    pub fn cluster_stats(&self, name: &str) -> Arc<ClusterStats> {
+        let mut clusters = self.clusters.lock().unwrap_or_else(|p| p.into_inner());
+        clusters.entry(name.to_string()).or_default().clone()
+    }
+
+    pub(super) fn observe(&self, peers: &Arc<PeerLabels>, s: &Sample) {
         if !self.recording {
             return;
         }
         let key = Key {
             peers: Arc::as_ptr(peers) as usize,
-            grpc,
-            code,
-            flags: flags.bits(),
+            grpc: s.grpc,
+            code: s.code,
+            grpc_status: s.grpc_status,
+            flags: s.flags.bits(),
         };
         if let Some(h) = self
             .handles
@@ -245,18 +330,25 @@ impl Metrics {
             .unwrap_or_else(|p| p.into_inner())
             .get(&key)
         {
-            h.requests.inc();
-            h.duration.observe(ms);
+            h.record(s);
             return;
         }
-        let labels = peers.with(grpc, code, flags);
+        let labels = peers.with(&key);
+        let f = &self.families;
         let h = Handles {
             _peers: peers.clone(),
-            requests: self.requests.get_or_create(&labels).clone(),
-            duration: self.duration.get_or_create(&labels).clone(),
+            requests: f.requests.get_or_create(&labels).clone(),
+            duration: f.duration.get_or_create(&labels).clone(),
+            request_bytes: f.request_bytes.get_or_create(&labels).clone(),
+            response_bytes: f.response_bytes.get_or_create(&labels).clone(),
+            messages: s.grpc.then(|| {
+                (
+                    f.request_messages.get_or_create(&labels).clone(),
+                    f.response_messages.get_or_create(&labels).clone(),
+                )
+            }),
         };
-        h.requests.inc();
-        h.duration.observe(ms);
+        h.record(s);
         self.handles
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -294,18 +386,25 @@ impl Metrics {
         self.cert.renewal_failures.inc();
     }
 
-    /// Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        self.cert
-            .days_left
-            .set((self.cert.not_after.get() - now).max(0) / 86_400);
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
-        out
+    /// Records that config `version` was applied now.
+    pub fn config_applied(&self, version: &str) {
+        if let Ok(v) = version.parse::<i64>() {
+            self.config_version.set(v);
+        }
+        self.config_applied.set(super::exposition::unix_now());
+    }
+}
+
+impl Handles {
+    fn record(&self, s: &Sample) {
+        self.requests.inc();
+        self.duration.observe(s.ms);
+        self.request_bytes.observe(s.request_bytes as f64);
+        self.response_bytes.observe(s.response_bytes as f64);
+        if let Some((req, resp)) = &self.messages {
+            req.inc_by(s.request_messages);
+            resp.inc_by(s.response_messages);
+        }
     }
 }
 
@@ -315,93 +414,4 @@ pub fn service_name_ns(host: &str) -> (String, String) {
     let name = it.next().unwrap_or("").to_string();
     let ns = it.next().unwrap_or("").to_string();
     (name, ns)
-}
-
-/// One request's telemetry, recorded when dropped — when its response body has been sent
-/// or abandoned, which is when Istio's proxies count a request and stop its duration clock.
-/// A request whose response never finished (the client went away) gets Envoy's `DC` flag,
-/// and `response_code="0"` when no response was started.
-pub struct RequestRecord {
-    metrics: Arc<Metrics>,
-    /// Who called whom; phases replace it as they learn more (cluster, endpoint, peer).
-    pub peers: Arc<PeerLabels>,
-    grpc: bool,
-    start: Instant,
-    code: u16,
-    flags: ResponseFlags,
-    complete: bool,
-}
-
-impl RequestRecord {
-    /// Starts the record of one request; it is counted when the record is dropped.
-    pub fn start(metrics: &Arc<Metrics>, peers: Arc<PeerLabels>, grpc: bool) -> RequestRecord {
-        RequestRecord {
-            metrics: metrics.clone(),
-            peers,
-            grpc,
-            start: Instant::now(),
-            code: 0,
-            flags: ResponseFlags::NONE,
-            complete: false,
-        }
-    }
-
-    /// The response status.
-    pub fn respond(&mut self, code: u16) {
-        self.code = code;
-    }
-
-    /// More flags (e.g. an error in the response body).
-    pub fn flag(&mut self, flags: ResponseFlags) {
-        self.flags |= flags;
-    }
-
-    /// The response went out whole.
-    pub fn complete(&mut self) {
-        self.complete = true;
-    }
-}
-
-impl Drop for RequestRecord {
-    fn drop(&mut self) {
-        if !self.complete {
-            self.flags |= ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION;
-        }
-        let ms = self.start.elapsed().as_secs_f64() * 1000.0;
-        self.metrics
-            .observe(&self.peers, self.grpc, self.code, self.flags, ms);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn requests_with_the_same_labels_share_one_series() {
-        let m = Arc::new(Metrics::new());
-        let mut peers = PeerLabels {
-            reporter: "source".into(),
-            ..Default::default()
-        };
-        peers.set_service("inventory.game.svc.cluster.local");
-        let a = m.intern(peers.clone());
-        let b = m.intern(peers);
-        assert!(Arc::ptr_eq(&a, &b), "interned once");
-        for _ in 0..3 {
-            let mut r = RequestRecord::start(&m, a.clone(), false);
-            r.respond(200);
-            r.complete();
-        }
-        drop(RequestRecord::start(&m, b.clone(), true));
-        let text = m.render();
-        assert!(
-            text.contains(r#"destination_service_name="inventory",destination_service_namespace="game",connection_security_policy="",request_protocol="http",response_code="200",response_flags="-"} 3"#),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"request_protocol="grpc",response_code="0",response_flags="DC""#),
-            "abandoned: DC and code 0\n{text}"
-        );
-    }
 }

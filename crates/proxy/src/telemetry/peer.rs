@@ -10,9 +10,15 @@ use http::HeaderValue;
 pub const PEER_HEADER: &str = "x-weft-peer";
 
 /// The peer-metadata value a calling proxy sends.
-pub fn peer_metadata(workload: &str, namespace: &str, version: &str, service: &str) -> HeaderValue {
+pub fn peer_metadata(
+    workload: &str,
+    namespace: &str,
+    meta: &weft_model::WorkloadMeta,
+    service: &str,
+) -> HeaderValue {
     let v = format!(
-        "source_workload={workload};source_namespace={namespace};source_version={version};destination_service={service}"
+        "source_workload={workload};source_namespace={namespace};source_version={};source_app={};source_canonical_service={};source_canonical_revision={};source_cluster={};destination_service={service}",
+        meta.version, meta.app, meta.canonical_service, meta.canonical_revision, meta.cluster
     );
     HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""))
 }
@@ -36,22 +42,41 @@ pub fn apply_peer_metadata(labels: &mut PeerLabels, meta: &str, peer_id: &str) {
         if v.len() > MAX {
             continue;
         }
-        match k {
-            "source_workload" => claimed.source_workload = v.into(),
-            "source_namespace" => claimed.source_workload_namespace = v.into(),
-            "source_version" => claimed.source_version = v.into(),
-            "destination_service" => claimed.destination_service = v.into(),
-            _ => {}
-        }
+        let slot = match k {
+            "source_workload" => &mut claimed.source_workload,
+            "source_namespace" => &mut claimed.source_workload_namespace,
+            "source_version" => &mut claimed.source_version,
+            "source_app" => &mut claimed.source_app,
+            "source_canonical_service" => &mut claimed.source_canonical_service,
+            "source_canonical_revision" => &mut claimed.source_canonical_revision,
+            "source_cluster" => &mut claimed.source_cluster,
+            "destination_service" => &mut claimed.destination_service,
+            _ => continue,
+        };
+        *slot = v.into();
     }
+    let unknown = || "unknown".to_string();
     if claimed.source_workload_namespace != cert_ns {
-        labels.source_workload = "unknown".into();
+        labels.source_workload = unknown();
         labels.source_workload_namespace = cert_ns.into();
+        labels.source_app = unknown();
+        labels.source_version = unknown();
+        labels.source_canonical_service = unknown();
+        labels.source_canonical_revision = "latest".into();
+        labels.source_cluster = unknown();
         return;
     }
+    let or_unknown = |v: String| if v.is_empty() { unknown() } else { v };
     labels.source_workload = claimed.source_workload;
     labels.source_workload_namespace = claimed.source_workload_namespace;
-    labels.source_version = claimed.source_version;
+    labels.source_version = or_unknown(claimed.source_version);
+    labels.source_app = or_unknown(claimed.source_app);
+    labels.source_canonical_service = or_unknown(claimed.source_canonical_service);
+    labels.source_canonical_revision = match claimed.source_canonical_revision {
+        r if r.is_empty() => "latest".into(),
+        r => r,
+    };
+    labels.source_cluster = or_unknown(claimed.source_cluster);
     labels.set_service(&claimed.destination_service);
 }
 
@@ -64,7 +89,16 @@ mod tests {
     #[test]
     fn peer_metadata_is_used_when_it_agrees_with_the_certificate() {
         let mut l = PeerLabels::default();
-        apply_peer_metadata(&mut l, "source_workload=player-v1;source_namespace=game;source_version=v1;destination_service=inv.game.svc.cluster.local", PEER);
+        apply_peer_metadata(&mut l, "source_workload=player-v1;source_namespace=game;source_version=v1;source_app=player;source_canonical_service=player;source_canonical_revision=v1;source_cluster=Kubernetes;destination_service=inv.game.svc.cluster.local", PEER);
+        assert_eq!(
+            (
+                l.source_app.as_str(),
+                l.source_canonical_service.as_str(),
+                l.source_canonical_revision.as_str(),
+                l.source_cluster.as_str()
+            ),
+            ("player", "player", "v1", "Kubernetes")
+        );
         assert_eq!(
             (
                 l.source_workload.as_str(),

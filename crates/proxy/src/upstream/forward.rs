@@ -5,13 +5,13 @@
 //! and typed outcomes deciding what is retried. A try that never left is always safe to
 //! send elsewhere; a sent one is replayed only when its whole body was kept.
 
-use super::lb::{Outcome, Pick};
+use super::lb::{Ejection, Outcome, Pick};
 use super::outcome::{response_retriable, Timer, TryError};
 use super::pool::PeerPool;
 use super::replay::Replay;
 use super::LiveCluster;
 use crate::body::Body;
-use crate::telemetry::ResponseFlags;
+use crate::telemetry::{ClusterStats, ResponseFlags};
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -80,18 +80,35 @@ async fn expiry(body: &Replay, d: Option<Duration>, not_before: Option<Instant>)
 }
 
 /// Sends `out` to the cluster; `on_pick` sees each endpoint picked (for telemetry).
-pub async fn forward(
-    up: &Upstream<'_>,
-    out: &Outgoing,
-    mut on_pick: impl FnMut(&Pick),
-) -> Forwarded {
+pub async fn forward(up: &Upstream<'_>, out: &Outgoing, on_pick: impl FnMut(&Pick)) -> Forwarded {
+    let f = tries(up, out, on_pick).await;
+    if f.flags
+        .contains(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED)
+    {
+        ClusterStats::inc(&up.cluster.labels.stats.rq_retry_limit_exceeded);
+    }
+    f
+}
+
+/// Envoy's outlier-detection counters for what `report` did.
+fn count_ejection(stats: &ClusterStats, e: Ejection) {
+    match e {
+        Ejection::None => {}
+        Ejection::Enforced => ClusterStats::inc(&stats.ejections_enforced),
+        Ejection::Overflow => ClusterStats::inc(&stats.ejections_overflow),
+    }
+}
+
+async fn tries(up: &Upstream<'_>, out: &Outgoing, mut on_pick: impl FnMut(&Pick)) -> Forwarded {
     let cluster = up.cluster;
+    let stats = &cluster.labels.stats;
     let fail = |e: TryError, pick| Forwarded {
         flags: e.flags(),
         result: Err(e),
         pick,
     };
     if cluster.lb.overflowing() {
+        ClusterStats::inc(&stats.rq_pending_overflow);
         let name = cluster.spec.name.clone();
         return fail(TryError::Overflow { cluster: name }, None);
     }
@@ -114,6 +131,10 @@ pub async fn forward(
         };
         tried.push(pick.index);
         on_pick(&pick);
+        ClusterStats::inc(&stats.rq_total);
+        if n > 1 {
+            ClusterStats::inc(&stats.rq_retry);
+        }
         // `biased`: no random branch order (it costs an RNG call per request).
         let result = tokio::select! {
             biased;
@@ -123,9 +144,10 @@ pub async fn forward(
         let more = n < tries;
         match result {
             Ok(resp) => {
-                cluster
+                let e = cluster
                     .lb
                     .report(&pick, Outcome::Status(resp.status().as_u16()));
+                count_ejection(stats, e);
                 let retriable = response_retriable(up.policy, resp.status(), resp.headers());
                 if more && retriable && out.body.replayable() {
                     debug!(status = %resp.status(), upstream = %pick.endpoint.address, "retriable response; retrying");
@@ -150,7 +172,7 @@ pub async fn forward(
             }
             Err(e) => {
                 if e.counts_against_endpoint() {
-                    cluster.lb.report(&pick, Outcome::LocalFailure);
+                    count_ejection(stats, cluster.lb.report(&pick, Outcome::LocalFailure));
                 }
                 if matches!(
                     e,

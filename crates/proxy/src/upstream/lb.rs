@@ -85,6 +85,16 @@ impl Drop for Pick {
     }
 }
 
+/// What outlier detection did about a try's outcome (Envoy's ejection counters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ejection {
+    None,
+    /// The endpoint was ejected.
+    Enforced,
+    /// It would have been, but max_ejection_percent was reached.
+    Overflow,
+}
+
 /// What happened to a try, for outlier detection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -209,8 +219,10 @@ impl LbState {
     }
 
     /// Records the outcome of a try on `pick`'s endpoint; may eject it.
-    pub fn report(&self, pick: &Pick, outcome: Outcome) {
-        let Some(o) = &self.outlier else { return };
+    pub fn report(&self, pick: &Pick, outcome: Outcome) -> Ejection {
+        let Some(o) = &self.outlier else {
+            return Ejection::None;
+        };
         let mut health = self.health.lock().expect("health poisoned");
         let (is_5xx, is_gateway) = match outcome {
             Outcome::Status(s) => (s >= 500, matches!(s, 502..=504)),
@@ -227,7 +239,7 @@ impl LbState {
             || (o.consecutive_gateway > 0 && h.consecutive_gateway >= o.consecutive_gateway);
         let now = Instant::now();
         if !tripped || h.ejected_until.is_some_and(|t| t > now) {
-            return;
+            return Ejection::None;
         }
         let n = health.len();
         let ejected = health
@@ -237,7 +249,7 @@ impl LbState {
         // Envoy ejects at least one endpoint whatever max_ejection_percent says.
         let allowed = ((n as u64 * u64::from(o.max_ejection_percent)) / 100).max(1) as usize;
         if ejected >= allowed {
-            return;
+            return Ejection::Overflow;
         }
         let h = &mut health[pick.index];
         h.decay(now, Duration::from_millis(o.interval_ms));
@@ -250,6 +262,20 @@ impl LbState {
         h.consecutive_5xx = 0;
         h.consecutive_gateway = 0;
         tracing::warn!(endpoint = %self.endpoints[pick.index].address, ejection = h.ejections, ?time, "outlier detection ejected an endpoint");
+        Ejection::Enforced
+    }
+
+    /// Now: (endpoints, endpoints not ejected, requests in flight).
+    pub fn snapshot(&self) -> (u64, u64, u64) {
+        let total = self.endpoints.len() as u64;
+        let now = Instant::now();
+        let health = self.health.lock().expect("health poisoned");
+        let ejected = health
+            .iter()
+            .filter(|h| h.ejected_until.is_some_and(|t| t > now))
+            .count() as u64;
+        let active = self.active.iter().map(|a| a.load(Ordering::Relaxed)).sum();
+        (total, total - ejected, active)
     }
 
     /// Addresses currently ejected (admin and tests).

@@ -12,7 +12,7 @@ pub mod pool;
 pub mod replay;
 
 pub use forward::{forward, Forwarded, Outgoing, Upstream};
-pub use lb::{stable_hash, LbState, Outcome, Pick};
+pub use lb::{stable_hash, Ejection, LbState, Outcome, Pick};
 pub use mirror::mirror;
 pub use outcome::{response_retriable, Timer, TryError};
 pub use pool::{ConnectError, PeerPool};

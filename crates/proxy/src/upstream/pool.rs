@@ -113,6 +113,20 @@ impl PeerPool {
             .retain(|k, _| live.contains(k));
     }
 
+    /// Open pooled connections to any of `addrs` (Envoy's `upstream_cx_active`, read at
+    /// scrape time; a slot busy connecting right now is not counted).
+    pub fn open_to(&self, addrs: &HashSet<&str>) -> u64 {
+        let slots = self.slots.lock().expect("pool poisoned");
+        slots
+            .iter()
+            .filter(|((addr, _), _)| addrs.contains(addr.as_str()))
+            .filter(|(_, slot)| {
+                slot.try_lock()
+                    .is_ok_and(|s| s.as_ref().is_some_and(|(s, _)| !s.is_closed()))
+            })
+            .count() as u64
+    }
+
     /// Number of pooled slots (for tests and the admin endpoint).
     pub fn len(&self) -> usize {
         self.slots.lock().expect("pool poisoned").len()

@@ -21,6 +21,7 @@ pub fn endpoint(p: &Proxy) -> Endpoint {
         identity: p.identity.clone(),
         workload: p.workload.clone(),
         version: None,
+        meta: Default::default(),
         plaintext: false,
     }
 }

@@ -19,6 +19,8 @@ pub struct Custom {
     pub admin: SocketAddr,
     pub inbound: Option<SocketAddr>,
     pub outbound: Option<SocketAddr>,
+    /// The merged metrics page, when the options asked for one.
+    pub merged_metrics: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
     _events: mpsc::UnboundedReceiver<Event>,
@@ -40,6 +42,7 @@ pub fn sidecar_options(control: &FakeControl, workload: &str) -> ProxyOptions {
         outbound_listen: None,
         max_connections: weft_proxy::state::MAX_DOWNSTREAM_CONNECTIONS,
         telemetry: true,
+        merged_metrics: None,
         spiffe_socket: None,
         workload_api_socket: None,
         events: EventSink::Stdout,
@@ -74,6 +77,7 @@ impl Custom {
             admin,
             inbound,
             outbound,
+            merged_metrics,
             ..
         } = ready
         else {
@@ -86,6 +90,7 @@ impl Custom {
             admin: parse(&admin),
             inbound: inbound.as_deref().map(parse),
             outbound: outbound.as_deref().map(parse),
+            merged_metrics: merged_metrics.as_deref().map(parse),
             stop: Some(stop),
             task: Some(task),
             _events: events,
@@ -137,6 +142,7 @@ impl Custom {
             identity: self.identity.clone(),
             workload: self.workload.clone(),
             version: None,
+            meta: Default::default(),
             plaintext: false,
         }
     }

@@ -87,6 +87,7 @@ impl ProxyBuilder {
             outbound_listen: None,
             max_connections: weft_proxy::state::MAX_DOWNSTREAM_CONNECTIONS,
             telemetry: true,
+            merged_metrics: None,
             spiffe_socket: self.spiffe_socket,
             workload_api_socket: self.workload_api,
             events: EventSink::Channel(tx),

@@ -3,6 +3,8 @@
 //! and wrappers around the `curl` / `openssl` / `kill` CLIs.
 #![allow(dead_code)]
 
+pub mod prometheus;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
