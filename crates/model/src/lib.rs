@@ -5,6 +5,7 @@
 mod actions;
 pub mod authn;
 pub mod authz;
+pub mod authz_tcp;
 pub mod compile;
 pub mod config;
 mod ext_authz;
@@ -13,9 +14,11 @@ pub mod mesh;
 pub mod mtls;
 mod names;
 mod policy;
+pub mod protocol;
 pub mod registry;
 pub mod report;
 mod retry_on;
+mod tcp;
 
 pub use actions::{grpc_code, retry_policy};
 pub use authn::{Authn, FetchedJwks, JwksKey, JwtProvider, TokenLocation};
@@ -24,6 +27,7 @@ pub use compile::{compile, CompileError, ProxyRef, Role};
 pub use config::*;
 pub use ext_authz::ExtAuthzProvider;
 pub use names::{cluster_name, parse_duration_ms};
+pub use protocol::Protocol;
 pub use registry::{fqdn, spiffe_id, LiveProxy, Registry};
 pub use report::not_enforced;
 pub use retry_on::{RetryCondition, RetryOn};

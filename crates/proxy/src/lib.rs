@@ -15,6 +15,7 @@ pub mod http;
 pub mod reply;
 pub mod route;
 pub mod state;
+pub mod tcp;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;

@@ -132,6 +132,8 @@ pub struct Metrics {
     duration: Family<RequestLabels, Histogram>,
     authz: Family<AuthzLabels, Counter>,
     cert: CertMetrics,
+    /// Istio's TCP connection and byte counters (`super::tcp_metrics`).
+    pub tcp: super::tcp_metrics::TcpMetrics,
     interned: Mutex<HashSet<Arc<PeerLabels>>>,
     handles: RwLock<HashMap<Key, Handles>>,
     /// False only when telemetry is switched off (`weft proxy --no-telemetry`).
@@ -199,7 +201,9 @@ impl Metrics {
             "Renewals that failed (the current certificate stays in use until it expires)",
             cert.renewal_failures.clone(),
         );
+        let tcp = super::tcp_metrics::TcpMetrics::register(&mut registry, recording);
         Metrics {
+            tcp,
             registry,
             requests,
             duration,

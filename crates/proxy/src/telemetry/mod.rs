@@ -5,6 +5,7 @@
 mod flags;
 pub mod metrics;
 pub mod peer;
+pub mod tcp_metrics;
 
 pub use flags::ResponseFlags;
 pub use metrics::{
