@@ -54,8 +54,7 @@ async fn connection(mut tcp: TcpStream, state: &Arc<ProxyState>, name: &str) {
         destination: local.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
     };
     let tcp_metrics = &state.metrics.tcp;
-    let mut rng = fastrand::Rng::new();
-    let L4Decision::Forward { route, cluster } = table.decide(&view, &mut rng) else {
+    let L4Decision::Forward { route, cluster } = table.decide(&view, table.next_roll()) else {
         debug!(sni = ?view.sni, "no TCP route matched; closing");
         tcp_metrics.refused(&cfg.own.source, ResponseFlags::NO_ROUTE_FOUND);
         return;
