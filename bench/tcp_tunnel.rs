@@ -32,9 +32,19 @@ fn ca() -> Ca {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut params = CertificateParams::default();
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let cert = params.self_signed(&key).unwrap();
-    Ca::from_pem(&cert.pem(), &key.serialize_pem(), None, None, "cluster.local").unwrap()
+    Ca::from_pem(
+        &cert.pem(),
+        &key.serialize_pem(),
+        None,
+        None,
+        "cluster.local",
+    )
+    .unwrap()
 }
 
 fn creds(ca: &Ca, sa: &str) -> Credentials {
@@ -183,7 +193,9 @@ async fn per_connection_path(ca: &Ca, app: &str) -> String {
             let (acceptor, m, app) = (acceptor.clone(), m.clone(), app.clone());
             tokio::spawn(async move {
                 let _ = s.set_nodelay(true);
-                let Ok(tls) = acceptor.accept(s).await else { return };
+                let Ok(tls) = acceptor.accept(s).await else {
+                    return;
+                };
                 let up = TcpStream::connect(&app).await.unwrap();
                 let mut rec = m.tcp.open(Default::default());
                 weft_proxy::tcp::pipe::pipe(tls, up, &[], None, &mut rec).await;
@@ -201,7 +213,9 @@ async fn per_connection_path(ca: &Ca, app: &str) -> String {
                 let tcp = TcpStream::connect(&tls_addr).await.unwrap();
                 let _ = tcp.set_nodelay(true);
                 let name = rustls::pki_types::ServerName::try_from("weft.mesh").unwrap();
-                let Ok(tls) = connector.connect(name, tcp).await else { return };
+                let Ok(tls) = connector.connect(name, tcp).await else {
+                    return;
+                };
                 let mut rec = m.tcp.open(Default::default());
                 weft_proxy::tcp::pipe::pipe(s, tls, &[], None, &mut rec).await;
             });
@@ -213,8 +227,18 @@ async fn per_connection_path(ca: &Ca, app: &str) -> String {
 /// User + system CPU seconds of this process so far.
 fn cpu() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(11) + ticks(12)) / 100.0
 }
 
@@ -260,13 +284,25 @@ async fn connections(addr: &str, n: usize) -> (f64, f64) {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     weft_identity::install_default_provider();
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let (mib, conns) = (args.first().copied().unwrap_or(64), args.get(1).copied().unwrap_or(300));
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let (mib, conns) = (
+        args.first().copied().unwrap_or(64),
+        args.get(1).copied().unwrap_or(300),
+    );
     let ca = ca();
     let app = echo_app().await;
     let paths = [
-        ("connect (h2 CONNECT, pooled mTLS)", connect_path(&ca, &app).await),
-        ("per-conn (one mTLS connection each)", per_connection_path(&ca, &app).await),
+        (
+            "connect (h2 CONNECT, pooled mTLS)",
+            connect_path(&ca, &app).await,
+        ),
+        (
+            "per-conn (one mTLS connection each)",
+            per_connection_path(&ca, &app).await,
+        ),
     ];
     println!("| path | MB/s (1 connection, {mib} MiB each way) | CPU s/GB | connections/s ({conns}, sequential) | CPU ms/connection |");
     println!("|---|---|---|---|---|");

@@ -126,6 +126,14 @@ pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
                 // (MESH_EXTERNAL entries are reported whole below.)
                 let internal = !matches!(se.location, Some(weft_api::Location::MeshExternal));
                 for (i, p) in se.ports.iter().enumerate().filter(|_| internal) {
+                    if Protocol::of_port(p.protocol.as_deref(), &p.name) == Protocol::Unknown
+                        && p.protocol.as_deref().is_none_or(str::is_empty)
+                    {
+                        push(format!(
+                            "ports[{i}] {} has no protocol (Istio sniffs HTTP or TCP; weft serves it as HTTP only: declare protocol TCP for opaque TCP)",
+                            p.name
+                        ));
+                    }
                     let proto = p.protocol.as_deref().filter(|p| !serves_http(p));
                     if let Some(proto) = proto.filter(|p| !Protocol::parse(p).is_opaque()) {
                         push(format!(

@@ -65,50 +65,50 @@ spec: {{address: 127.0.0.1, serviceAccount: {name}, labels: {labels}}}
 "#
         )
     };
-    let mut out = format!(
+    let mut out = String::from(
         r#"apiVersion: networking.istio.io/v1
 kind: ServiceEntry
-metadata: {{name: redis, namespace: tcp}}
+metadata: {name: redis, namespace: tcp}
 spec:
   hosts: [redis.tcp.svc.cluster.local]
   location: MESH_INTERNAL
-  ports: [{{number: 6379, name: tcp-redis, protocol: TCP}}]
-  workloadSelector: {{labels: {{app: redis}}}}
+  ports: [{number: 6379, name: tcp-redis, protocol: TCP}]
+  workloadSelector: {labels: {app: redis}}
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
-metadata: {{name: tcp-echo, namespace: tcp}}
+metadata: {name: tcp-echo, namespace: tcp}
 spec:
   hosts: [tcp-echo.tcp.svc.cluster.local]
   location: MESH_INTERNAL
-  ports: [{{number: 9000, name: tcp, protocol: TCP}}]
-  workloadSelector: {{labels: {{app: tcp-echo}}}}
+  ports: [{number: 9000, name: tcp, protocol: TCP}]
+  workloadSelector: {labels: {app: tcp-echo}}
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
-metadata: {{name: tcp-echo-destination, namespace: tcp}}
+metadata: {name: tcp-echo-destination, namespace: tcp}
 spec:
   host: tcp-echo
   subsets:
   - name: v1
-    labels: {{version: v1}}
+    labels: {version: v1}
   - name: v2
-    labels: {{version: v2}}
+    labels: {version: v2}
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
-metadata: {{name: tcp-echo, namespace: tcp}}
+metadata: {name: tcp-echo, namespace: tcp}
 spec:
   hosts: [tcp-echo]
   tcp:
   - match:
     - port: 9000
     route:
-    - destination: {{host: tcp-echo, port: {{number: 9000}}, subset: v1}}
+    - destination: {host: tcp-echo, port: {number: 9000}, subset: v1}
       weight: 80
-    - destination: {{host: tcp-echo, port: {{number: 9000}}, subset: v2}}
+    - destination: {host: tcp-echo, port: {number: 9000}, subset: v2}
       weight: 20
-"#
+"#,
     );
     out += &workload(
         "redis",
