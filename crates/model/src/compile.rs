@@ -75,28 +75,8 @@ pub fn compile(
                 identity: spiffe_id(trust_domain, &workload.namespace, &workload.service_account),
                 trust_domain: trust_domain.to_string(),
                 services: registry.services_of(&workload.namespace, &workload.name),
-                ports: {
-                    let mut ports: Vec<u32> = registry
-                        .services
-                        .values()
-                        .filter(|s| s.workloads.contains(&key))
-                        .flat_map(|s| s.ports.iter().copied())
-                        .collect();
-                    ports.sort_unstable();
-                    ports.dedup();
-                    ports
-                },
-                tcp_ports: {
-                    let mut ports: Vec<u32> = registry
-                        .services
-                        .values()
-                        .filter(|s| s.workloads.contains(&key))
-                        .flat_map(|s| s.tcp_ports().collect::<Vec<_>>())
-                        .collect();
-                    ports.sort_unstable();
-                    ports.dedup();
-                    ports
-                },
+                ports: registry.ports_of(&key, |_| true),
+                tcp_ports: registry.ports_of(&key, |p| p.is_opaque()),
                 app_http2: registry
                     .services
                     .values()
@@ -131,24 +111,9 @@ pub fn compile(
     let mut cfg = b.cfg;
     cfg.not_enforced = report::not_enforced(resources)
         .into_iter()
-        .filter(|n| used.contains(&n.resource) || policy_applies(n, &proxy.namespace, root))
+        .filter(|n| used.contains(&n.resource) || report::policy_applies(n, &proxy.namespace, root))
         .collect();
     Ok(cfg)
-}
-
-fn policy_applies(n: &NotEnforced, ns: &str, root: &str) -> bool {
-    let mut parts = n.resource.split('/');
-    let (kind, rns) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let policy = matches!(
-        kind,
-        "PeerAuthentication"
-            | "AuthorizationPolicy"
-            | "RequestAuthentication"
-            | "Telemetry"
-            | "Sidecar"
-            | "MeshConfig"
-    );
-    kind == "MeshConfig" || (policy && (rns == ns || rns == root))
 }
 
 struct Builder<'a> {
@@ -179,6 +144,7 @@ impl<'a> Builder<'a> {
         // port -> gateway ("ns/name") -> its server hosts on that port (HTTP and TCP)
         let mut ports: BTreeMap<u32, BTreeMap<String, Vec<String>>> = BTreeMap::new();
         let mut tcp_ports: BTreeMap<u32, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+        let mut tls_ports: BTreeMap<u32, BTreeMap<String, Vec<String>>> = BTreeMap::new();
         for r in self.resources {
             let Spec::Gateway(gw) = &r.spec else { continue };
             if gw.selector.is_empty() || !selects(&gw.selector, labels) {
@@ -191,6 +157,7 @@ impl<'a> Builder<'a> {
                 // not enforced; nothing is served as another protocol than declared.
                 let proto = crate::protocol::Protocol::parse(&port.protocol);
                 let by_port = match proto {
+                    _ if crate::tcp::passthrough(server) => &mut tls_ports,
                     _ if server.tls.is_some() => continue,
                     crate::protocol::Protocol::Tcp => &mut tcp_ports,
                     _ if crate::report::serves_http(&port.protocol) => &mut ports,
@@ -209,7 +176,9 @@ impl<'a> Builder<'a> {
             registry: self.registry,
             used: &mut self.used,
         };
-        self.cfg.tcp_listeners = crate::tcp::gateway(&mut l4, labels, namespace, &tcp_ports);
+        self.cfg.tcp_listeners = crate::tcp::gateway(&mut l4, labels, namespace, &tcp_ports, false);
+        let passthrough = crate::tcp::gateway(&mut l4, labels, namespace, &tls_ports, true);
+        self.cfg.tcp_listeners.extend(passthrough);
         for (port, gateways) in ports {
             let names: BTreeSet<String> = gateways.keys().cloned().collect();
             let ctx = MatchCtx {

@@ -177,6 +177,26 @@ impl Registry {
         reg
     }
 
+    /// The service ports (sorted, once each) of the services the workload `key` backs
+    /// whose protocol passes `keep`.
+    pub fn ports_of(
+        &self,
+        key: &(String, String),
+        keep: impl Fn(crate::protocol::Protocol) -> bool,
+    ) -> Vec<u32> {
+        let mut ports: Vec<u32> = self
+            .services
+            .values()
+            .filter(|s| s.workloads.contains(key))
+            .flat_map(|s| s.ports.iter().map(move |p| (*p, s.protocol(*p))))
+            .filter(|(_, proto)| keep(*proto))
+            .map(|(p, _)| p)
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
+
     /// Services backed by the given workload.
     pub fn services_of(&self, namespace: &str, name: &str) -> Vec<String> {
         let key = (namespace.to_string(), name.to_string());

@@ -114,12 +114,17 @@ pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
                             "servers[{i}].port.protocol {proto} (only HTTP and TCP gateway servers are built; this port is not opened)"
                         ));
                     }
-                    extra_keys(
-                        &json(s),
-                        &format!("servers[{i}]."),
-                        &["port", "hosts", "name"],
-                        &mut push,
-                    );
+                    // PASSTHROUGH (said explicitly) is built: the other TLS fields do
+                    // nothing in that mode.
+                    let passthrough = s.tls.as_ref().is_some_and(|t| {
+                        t.mode == Some(weft_api::ServerTlsMode::Passthrough)
+                    });
+                    let enforced: &[&str] = if passthrough {
+                        &["port", "hosts", "name", "tls"]
+                    } else {
+                        &["port", "hosts", "name"]
+                    };
+                    extra_keys(&json(s), &format!("servers[{i}]."), enforced, &mut push);
                 }
             }
             Spec::ServiceEntry(se) => {
@@ -181,6 +186,23 @@ pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
         }
     }
     out
+}
+
+/// Whether a reported policy-kind resource applies to a proxy in namespace `ns` (its own
+/// namespace or the root namespace; MeshConfig everywhere).
+pub(crate) fn policy_applies(n: &NotEnforced, ns: &str, root: &str) -> bool {
+    let mut parts = n.resource.split('/');
+    let (kind, rns) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let policy = matches!(
+        kind,
+        "PeerAuthentication"
+            | "AuthorizationPolicy"
+            | "RequestAuthentication"
+            | "Telemetry"
+            | "Sidecar"
+            | "MeshConfig"
+    );
+    kind == "MeshConfig" || (policy && (rns == ns || rns == root))
 }
 
 fn traffic_policy(v: &Value, prefix: &str, push: &mut impl FnMut(String)) {

@@ -77,15 +77,26 @@ pub(crate) fn outbound(
     out
 }
 
-/// A gateway's TCP listeners: `ports` maps each opaque server port to the gateways
-/// (`ns/name`) serving it and their server hosts. A VirtualService bound to one of them,
-/// with a host the server admits, contributes its `tcp` routes; no default route (a
-/// connection nothing routes is closed).
+/// A Gateway server whose TLS is passed through untouched (`tls.mode: PASSTHROUGH`, said
+/// explicitly): routed by the ClientHello's SNI with `tls` routes.
+pub(crate) fn passthrough(server: &weft_api::Server) -> bool {
+    server
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.mode == Some(weft_api::ServerTlsMode::Passthrough))
+}
+
+/// A gateway's TCP listeners: `ports` maps each opaque server port (or, with `tls`, each
+/// PASSTHROUGH server port) to the gateways (`ns/name`) serving it and their server hosts.
+/// A VirtualService bound to one of them, with a host the server admits, contributes its
+/// `tls` (PASSTHROUGH only) and `tcp` routes; no default route (a connection nothing
+/// routes is closed).
 pub(crate) fn gateway(
     cx: &mut L4Ctx,
     labels: &BTreeMap<String, String>,
     namespace: &str,
     ports: &BTreeMap<u32, BTreeMap<String, Vec<String>>>,
+    tls: bool,
 ) -> Vec<L4Listener> {
     let mut out = Vec::new();
     for (port, gateways) in ports {
@@ -115,14 +126,15 @@ pub(crate) fn gateway(
                     .flat_map(|hosts| hosts.iter())
                     .any(|s| host_intersection(s, h).is_some())
             });
-            if !admitted || vs.tcp.is_empty() {
+            if !admitted || (vs.tcp.is_empty() && (!tls || vs.tls.is_empty())) {
                 continue;
             }
             cx.used.insert(r.key());
-            routes.extend(vs_routes(cx.registry, r, vs, &ctx, false));
+            routes.extend(vs_routes(cx.registry, r, vs, &ctx, tls));
         }
+        let kind = if tls { "tls" } else { "tcp" };
         out.push(listener(
-            format!("gateway_tcp_{port}"),
+            format!("gateway_{kind}_{port}"),
             ListenerKind::Gateway,
             *port,
             None,

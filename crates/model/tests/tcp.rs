@@ -81,6 +81,12 @@ spec:
   servers:
   - port: {number: 31400, name: tcp, protocol: TCP}
     hosts: ["*"]
+  - port: {number: 443, name: tls, protocol: TLS}
+    hosts: ["*.example.com"]
+    tls: {mode: PASSTHROUGH}
+  - port: {number: 8443, name: https, protocol: HTTPS}
+    hosts: ["*.example.com"]
+    tls: {mode: SIMPLE, credentialName: cert}
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -88,6 +94,9 @@ metadata: {name: echo-ingress, namespace: shop}
 spec:
   hosts: ["*"]
   gateways: [istio-system/tcp-gw]
+  tls:
+  - match: [{port: 443, sniHosts: [db.example.com]}]
+    route: [{destination: {host: tcp-echo, port: {number: 9443}, subset: v2}}]
   tcp:
   - match: [{port: 31400}]
     route: [{destination: {host: tcp-echo, port: {number: 9000}, subset: v1}}]
@@ -191,9 +200,13 @@ fn a_gateway_tcp_server_is_routed_by_its_bound_virtual_service() {
     let cfg = compile_for(Role::Gateway, "gw", "istio-system");
     assert!(
         cfg.listeners.is_empty(),
-        "no HTTP listener for a TCP server"
+        "no HTTP listener for TCP and TLS servers"
     );
-    assert_eq!(cfg.tcp_listeners.len(), 1);
+    assert_eq!(
+        cfg.tcp_listeners.len(),
+        2,
+        "the SIMPLE server is not opened"
+    );
     let l = &cfg.tcp_listeners[0];
     assert_eq!((l.name.as_str(), l.port), ("gateway_tcp_31400", 31400));
     assert_eq!(l.routes.len(), 1, "no default route on a gateway");
@@ -204,6 +217,25 @@ fn a_gateway_tcp_server_is_routed_by_its_bound_virtual_service() {
     assert!(cfg
         .clusters
         .contains_key("outbound|9000|v1|tcp-echo.shop.svc.cluster.local"));
+    // PASSTHROUGH: routed by SNI with the tls routes (its tcp route is for port 31400).
+    let tls = &cfg.tcp_listeners[1];
+    assert_eq!(
+        (tls.name.as_str(), tls.port, tls.sni),
+        ("gateway_tls_443", 443, true)
+    );
+    let routes: Vec<(&str, &[String])> = tls
+        .routes
+        .iter()
+        .map(|r| (r.name.as_str(), r.matches[0].sni_hosts.as_slice()))
+        .collect();
+    assert_eq!(
+        routes,
+        [("echo-ingress/tls[0]", &["db.example.com".to_string()][..])]
+    );
+    assert_eq!(
+        tls.routes[0].destinations[0].cluster,
+        "outbound|9443|v2|tcp-echo.shop.svc.cluster.local"
+    );
 }
 
 #[test]
@@ -234,5 +266,14 @@ fn tcp_and_tls_routes_are_not_reported_but_sniffed_ports_are() {
             .iter()
             .any(|r| r.contains("connectionPool.tcp.maxConnections for HTTP")),
         "{reported:#?}"
+    );
+    let gateway: Vec<&String> = reported
+        .iter()
+        .filter(|r| r.starts_with("Gateway/"))
+        .collect();
+    assert_eq!(
+        gateway,
+        [&"Gateway/istio-system/tcp-gw: servers[2].tls".to_string()],
+        "PASSTHROUGH is built, SIMPLE is not"
     );
 }
