@@ -156,6 +156,7 @@ async fn connect_path(ca: &Ca, app: &str) -> String {
         port: PORT,
         service: Some(HOST.into()),
         sni: false,
+        bind: None,
         routes: vec![L4Route {
             name: "default".into(),
             matches: vec![],

@@ -174,6 +174,7 @@ impl<'a> Builder<'a> {
         let mut l4 = crate::tcp::L4Ctx {
             resources: self.resources,
             registry: self.registry,
+            root: self.root,
             used: &mut self.used,
         };
         self.cfg.tcp_listeners = crate::tcp::gateway(&mut l4, labels, namespace, &tcp_ports, false);
@@ -292,6 +293,7 @@ impl<'a> Builder<'a> {
         let mut l4 = crate::tcp::L4Ctx {
             resources: self.resources,
             registry: self.registry,
+            root: self.root,
             used: &mut self.used,
         };
         self.cfg.tcp_listeners = crate::tcp::outbound(&mut l4, proxy_ns, labels);

@@ -72,6 +72,10 @@ pub struct L4Listener {
     /// Read the client's TLS ClientHello (without terminating) for SNI matches.
     #[serde(default)]
     pub sni: bool,
+    /// Sidecar outbound: the fixed `ip:port` a Sidecar egress listener gives it (`bind` +
+    /// `port`); none = an ephemeral loopback port.
+    #[serde(default)]
+    pub bind: Option<String>,
     pub routes: Vec<L4Route>,
 }
 

@@ -18,6 +18,7 @@ pub mod protocol;
 pub mod registry;
 pub mod report;
 mod retry_on;
+mod sidecar;
 mod tcp;
 
 pub use actions::{grpc_code, retry_policy};

@@ -182,10 +182,34 @@ pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
                 "WorkloadGroup (workloads registering into a group are not built yet; declare each WorkloadEntry)"
                     .into(),
             ),
-            Spec::Sidecar(_) => push("Sidecar (egress/ingress scoping)".into()),
+            Spec::Sidecar(sc) => sidecar(sc, &mut push),
         }
     }
     out
+}
+
+/// A Sidecar: egress listeners' `bind` + `port` place TCP listeners; the rest is not built.
+fn sidecar(sc: &weft_api::Sidecar, push: &mut impl FnMut(String)) {
+    extra_keys(&json(sc), "", &["workloadSelector", "egress"], push);
+    for (i, e) in sc.egress.iter().enumerate() {
+        push(format!(
+            "egress[{i}].hosts (scoping: the proxy still gets every service)"
+        ));
+        if e.bind.is_some() && e.port.is_some() {
+            push(format!(
+                "egress[{i}].bind/port for HTTP ports (only opaque TCP ports of its hosts get a listener there)"
+            ));
+        } else if e.bind.is_some() || e.port.is_some() {
+            push(format!("egress[{i}].bind/port (one without the other)"));
+        }
+        if e.capture_mode
+            .is_some_and(|m| m != weft_api::CaptureMode::None)
+        {
+            push(format!(
+                "egress[{i}].captureMode (there is no traffic capture)"
+            ));
+        }
+    }
 }
 
 /// Whether a reported policy-kind resource applies to a proxy in namespace `ns` (its own

@@ -17,6 +17,8 @@ use weft_api::{Resource, RouteDestination, Spec, VirtualService};
 pub(crate) struct L4Ctx<'a> {
     pub resources: &'a [Resource],
     pub registry: &'a Registry,
+    /// MeshConfig `rootNamespace` (where a mesh-wide Sidecar lives).
+    pub root: &'a str,
     /// Keys of the resources that shaped this config.
     pub used: &'a mut BTreeSet<String>,
 }
@@ -36,6 +38,11 @@ pub(crate) fn outbound(
     proxy_ns: &str,
     labels: &BTreeMap<String, String>,
 ) -> Vec<L4Listener> {
+    let sidecar = crate::sidecar::applying(cx.resources, cx.root, proxy_ns, labels);
+    if let Some((r, _)) = sidecar {
+        cx.used.insert(r.key());
+    }
+    let binds = crate::sidecar::egress_binds(sidecar);
     let mut out = Vec::new();
     for svc in cx.registry.services.values() {
         for port in svc.tcp_ports() {
@@ -65,13 +72,15 @@ pub(crate) fn outbound(
                 }],
                 origin: "default route (no tcp route matched)".into(),
             });
-            out.push(listener(
+            let mut l = listener(
                 format!("outbound_tcp|{port}|{}", svc.host),
                 ListenerKind::Outbound,
                 port,
                 Some(svc.host.clone()),
                 routes,
-            ));
+            );
+            l.bind = crate::sidecar::bind_for(&binds, &svc.host, &svc.namespace, port);
+            out.push(l);
         }
     }
     out
@@ -160,6 +169,7 @@ fn listener(
         port,
         service,
         sni,
+        bind: None,
         routes,
     }
 }

@@ -74,6 +74,17 @@ spec:
     - {destination: {host: tcp-echo, port: {number: 9000}, subset: v2}, weight: 20}
 ---
 apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: client, namespace: shop}
+spec:
+  workloadSelector: {labels: {app: client}}
+  egress:
+  - port: {number: 9000, protocol: TCP, name: tcp}
+    bind: 127.0.0.2
+    captureMode: NONE
+    hosts: [./tcp-echo.shop.svc.cluster.local]
+---
+apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata: {name: tcp-gw, namespace: istio-system}
 spec:
@@ -141,6 +152,10 @@ fn a_sidecar_gets_a_tcp_listener_per_opaque_port_with_its_routes() {
     );
     let tcp = &cfg.tcp_listeners[0];
     assert!(!tcp.sni);
+    // The Sidecar's egress listener gives port 9000 a fixed address; 9443 keeps an
+    // ephemeral one.
+    assert_eq!(tcp.bind.as_deref(), Some("127.0.0.2:9000"));
+    assert_eq!(cfg.tcp_listeners[1].bind, None);
     // The sourceLabels route is not for this client; the 80/20 route and the default are.
     let routes: Vec<&str> = tcp.routes.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(
@@ -265,6 +280,16 @@ fn tcp_and_tls_routes_are_not_reported_but_sniffed_ports_are() {
         reported
             .iter()
             .any(|r| r.contains("connectionPool.tcp.maxConnections for HTTP")),
+        "{reported:#?}"
+    );
+    assert!(
+        reported
+            .iter()
+            .any(|r| r.starts_with("Sidecar/shop/client: egress[0].hosts (scoping")),
+        "{reported:#?}"
+    );
+    assert!(
+        !reported.iter().any(|r| r.contains("captureMode")),
         "{reported:#?}"
     );
     let gateway: Vec<&String> = reported

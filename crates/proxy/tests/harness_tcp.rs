@@ -111,6 +111,7 @@ fn tcp_listener(kind: ListenerKind, name: &str, routes: Vec<L4Route>) -> L4Liste
         sni: routes
             .iter()
             .any(|r| r.matches.iter().any(|m| !m.sni_hosts.is_empty())),
+        bind: None,
         routes,
     }
 }
@@ -573,4 +574,32 @@ async fn a_gateway_tcp_server_routes_to_the_mesh() {
     let mut back = Vec::new();
     within("the echo", s.read_to_end(&mut back)).await.unwrap();
     assert_eq!(back, b"through the gateway");
+}
+
+#[tokio::test]
+async fn a_sidecar_egress_bind_places_the_tcp_listener_and_a_bad_one_is_nacked() {
+    let app = TcpApp::start("bound").await;
+    let mut mesh = TcpMesh::start(&app, |_| {}).await;
+    // An address the OS just handed out (port 0), on another loopback address.
+    let free = TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let at = free.local_addr().unwrap();
+    drop(free);
+    let mut cfg = Config::sidecar(&mesh.client)
+        .cluster(mesh.cluster.clone())
+        .build();
+    let route = l4_route("default", vec![], &[(&mesh.cluster.name.clone(), 100)]);
+    let mut l = tcp_listener(ListenerKind::Outbound, "outbound_tcp|bound", vec![route]);
+    l.bind = Some(at.to_string());
+    cfg.tcp_listeners = vec![l.clone()];
+    mesh.control.push_acked("client", &cfg).await;
+    assert_eq!(mesh.client.listener("outbound_tcp|bound").await, at);
+    let mut s = TcpStream::connect(at).await.unwrap();
+    assert_eq!(read_line(&mut s).await, "bound");
+
+    l.name = "outbound_tcp|bad".into();
+    l.bind = Some("not an address".into());
+    cfg.tcp_listeners.push(l);
+    let v = mesh.control.push("client", &cfg);
+    let error = mesh.control.nacked("client", &v).await;
+    assert!(error.contains("is not ip:port"), "{error}");
 }

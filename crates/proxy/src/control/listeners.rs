@@ -32,8 +32,7 @@ pub struct Prepared {
 /// port bound so far is closed again and the running listeners are untouched.
 pub async fn prepare(state: &Arc<ProxyState>, config: &ProxyConfig) -> Result<Prepared, String> {
     let tasks = state.gateway_tasks.lock().await;
-    let loopback: SocketAddr = (std::net::Ipv4Addr::LOCALHOST, 0).into();
-    let wanted: Vec<(&str, u32, ListenerKind, Serves)> = config
+    let wanted: Vec<(&str, u32, Option<&str>, Serves)> = config
         .listeners
         .iter()
         .filter(|l| l.kind == ListenerKind::Gateway)
@@ -41,7 +40,7 @@ pub async fn prepare(state: &Arc<ProxyState>, config: &ProxyConfig) -> Result<Pr
             (
                 l.name.as_str(),
                 l.port,
-                l.kind,
+                None,
                 Serves::Http(l.route_table.clone()),
             )
         })
@@ -50,7 +49,13 @@ pub async fn prepare(state: &Arc<ProxyState>, config: &ProxyConfig) -> Result<Pr
                 ListenerKind::Gateway => Side::Gateway,
                 ListenerKind::Outbound => Side::Outbound,
             };
-            (l.name.as_str(), l.port, l.kind, Serves::Tcp(side))
+            // A sidecar's TCP listeners are for its own app: loopback unless a Sidecar
+            // egress listener binds them.
+            let bind = match l.kind {
+                ListenerKind::Gateway => None,
+                ListenerKind::Outbound => Some(l.bind.as_deref().unwrap_or("127.0.0.1:0")),
+            };
+            (l.name.as_str(), l.port, bind, Serves::Tcp(side))
         }))
         .collect();
     let stale = tasks
@@ -59,18 +64,19 @@ pub async fn prepare(state: &Arc<ProxyState>, config: &ProxyConfig) -> Result<Pr
         .cloned()
         .collect();
     let mut new = Vec::new();
-    for (name, port, kind, serves) in wanted {
+    for (name, port, bind, serves) in wanted {
         if tasks.contains_key(name) {
             continue;
         }
-        let addr = match kind {
-            ListenerKind::Gateway => state
+        let addr: SocketAddr = match bind {
+            None => state
                 .port_map
                 .get(&port)
                 .copied()
                 .unwrap_or_else(|| (state.bind_ip, 0).into()),
-            // A sidecar's TCP listeners are for its own app only.
-            ListenerKind::Outbound => loopback,
+            Some(b) => b.parse().map_err(|_| {
+                format!("listener {name}: bind address {b:?} is not ip:port (Sidecar egress bind)")
+            })?,
         };
         let listener = TcpListener::bind(addr)
             .await

@@ -190,6 +190,7 @@ mod tests {
             port: 9000,
             service: None,
             sni: true,
+            bind: None,
             routes,
         };
         L4Table::build(&l, |c| ["a", "b", "c"].contains(&c)).unwrap()
@@ -283,6 +284,7 @@ mod tests {
             port: 1,
             service: None,
             sni: false,
+            bind: None,
             routes: vec![route("r", vec![], vec![wc("missing", 1)])],
         };
         assert!(L4Table::build(&bad, |_| false)
