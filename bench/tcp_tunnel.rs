@@ -171,12 +171,7 @@ async fn connect_path(ca: &Ca, app: &str) -> String {
     apply(&client, cfg);
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap().to_string();
-    tokio::spawn(weft_proxy::tcp::outbound::serve(
-        l,
-        client,
-        name,
-        weft_proxy::http::Side::Outbound,
-    ));
+    tokio::spawn(weft_proxy::tcp::outbound::serve(l, client, name));
     addr
 }
 

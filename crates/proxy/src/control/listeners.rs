@@ -19,7 +19,7 @@ enum Serves {
     /// HTTP with this route table.
     Http(String),
     /// Opaque TCP, routed by the TCP listener of this name.
-    Tcp(Side),
+    Tcp,
 }
 
 /// Listeners bound for a config that is not live yet.
@@ -45,17 +45,13 @@ pub async fn prepare(state: &Arc<ProxyState>, config: &ProxyConfig) -> Result<Pr
             )
         })
         .chain(config.tcp_listeners.iter().map(|l| {
-            let side = match l.kind {
-                ListenerKind::Gateway => Side::Gateway,
-                ListenerKind::Outbound => Side::Outbound,
-            };
             // A sidecar's TCP listeners are for its own app: loopback unless a Sidecar
             // egress listener binds them.
             let bind = match l.kind {
                 ListenerKind::Gateway => None,
                 ListenerKind::Outbound => Some(l.bind.as_deref().unwrap_or("127.0.0.1:0")),
             };
-            (l.name.as_str(), l.port, bind, Serves::Tcp(side))
+            (l.name.as_str(), l.port, bind, Serves::Tcp)
         }))
         .collect();
     let stale = tasks
@@ -113,11 +109,10 @@ pub async fn commit(state: &Arc<ProxyState>, prepared: Prepared) {
                 state.clone(),
                 Conn::listener(Side::Gateway, &table, u16::try_from(port).ok()),
             )),
-            Serves::Tcp(side) => tokio::spawn(crate::tcp::outbound::serve(
+            Serves::Tcp => tokio::spawn(crate::tcp::outbound::serve(
                 listener,
                 state.clone(),
                 name.clone(),
-                side,
             )),
         };
         tasks.insert(name.clone(), task);

@@ -1,8 +1,9 @@
 //! The sidecar's inbound listener: the downstream-authentication phase for peers. An mTLS
 //! connection must present a certificate chaining to the mesh root and carrying a SPIFFE
 //! id in our trust domain; the verified id then travels with every request on the
-//! connection through the pipeline (to the local app), or with each TCP tunnel (CONNECT). Plaintext connections are taken
-//! where the workload's PeerAuthentication allows them (PERMISSIVE, DISABLE).
+//! connection through the pipeline (to the local app), or with each TCP tunnel (CONNECT).
+//! Plaintext connections are taken where the workload's PeerAuthentication allows them
+//! (PERMISSIVE, DISABLE).
 
 use super::pipeline::{handle, Conn, Side};
 use crate::state::ProxyState;
@@ -72,7 +73,13 @@ async fn dispatch(
     conn: &Conn,
 ) -> hyper::Response<crate::body::Body> {
     if req.method() == hyper::Method::CONNECT {
-        return crate::tcp::inbound::handle(req, state, conn).await;
+        let peer = crate::tcp::inbound::TunnelPeer {
+            peer_identity: conn.peer_identity.as_deref(),
+            peer: conn.peer,
+            local: conn.local,
+            sni: conn.sni.as_deref(),
+        };
+        return crate::tcp::inbound::handle(req, state, &peer).await;
     }
     handle(req, state, conn).await
 }

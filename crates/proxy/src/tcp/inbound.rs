@@ -6,7 +6,6 @@
 
 use super::pipe::pipe;
 use crate::body::{self, Body};
-use crate::http::Conn;
 use crate::state::ProxyState;
 use crate::telemetry::{PeerLabels, ResponseFlags};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
@@ -29,10 +28,21 @@ fn status(code: StatusCode) -> Response<Body> {
     r
 }
 
+/// Who opened a tunnel, as the inbound listener authenticated the connection it came on.
+#[derive(Debug, Clone, Copy)]
+pub struct TunnelPeer<'a> {
+    /// The mTLS peer's SPIFFE id; `None` on a plaintext connection.
+    pub peer_identity: Option<&'a str>,
+    pub peer: std::net::SocketAddr,
+    /// The address the connection was accepted on.
+    pub local: std::net::SocketAddr,
+    pub sni: Option<&'a str>,
+}
+
 /// The caller's labels (reporter=destination), as for HTTP requests.
-fn labels(state: &ProxyState, conn: &Conn, meta: Option<&HeaderValue>) -> Arc<PeerLabels> {
+fn labels(state: &ProxyState, conn: &TunnelPeer, meta: Option<&HeaderValue>) -> Arc<PeerLabels> {
     let cfg = state.config.load();
-    let Some(peer_id) = &conn.peer_identity else {
+    let Some(peer_id) = conn.peer_identity else {
         return cfg.own.plaintext.clone();
     };
     let mut l = cfg.own.destination.clone();
@@ -46,7 +56,7 @@ fn labels(state: &ProxyState, conn: &Conn, meta: Option<&HeaderValue>) -> Arc<Pe
 pub async fn handle(
     req: Request<Incoming>,
     state: &Arc<ProxyState>,
-    conn: &Conn,
+    conn: &TunnelPeer<'_>,
 ) -> Response<Body> {
     let cfg = state.config.load_full();
     let peers = labels(
@@ -80,7 +90,7 @@ pub async fn handle(
     }
     let headers = HeaderMap::new();
     let input = crate::authz::Input {
-        peer: conn.peer_identity.as_deref(),
+        peer: conn.peer_identity,
         source_ip: conn.peer.ip(),
         remote_ip: conn.peer.ip(),
         destination_ip: conn.local.ip(),
@@ -89,7 +99,7 @@ pub async fn handle(
         method: "",
         path: "",
         headers: &headers,
-        sni: conn.sni.as_deref(),
+        sni: conn.sni,
         jwt: None,
     };
     let verdict = cfg.authz_tcp.evaluate(&input);

@@ -13,3 +13,23 @@ pub mod sni;
 mod tunnel;
 
 pub use decide::{ConnView, L4Decision, L4Table};
+
+use std::net::SocketAddr;
+use tokio::net::{TcpListener, TcpStream};
+
+/// The next connection on any listener of the proxy (HTTP or TCP); accept errors are
+/// logged and retried after a short pause.
+pub async fn accept(listener: &TcpListener, what: &str) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                return (stream, peer);
+            }
+            Err(e) => {
+                tracing::warn!(listener = what, error = %e, "accept failed; pausing 50 ms");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

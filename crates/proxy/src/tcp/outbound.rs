@@ -7,7 +7,6 @@
 
 use super::decide::{ConnView, L4Decision};
 use super::pipe::{pipe, End};
-use crate::http::Side;
 use crate::state::ProxyState;
 use crate::telemetry::ResponseFlags;
 use crate::upstream::Outcome;
@@ -18,15 +17,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, Instrument};
 
 /// Accepts connections on a TCP listener of the config until the task is aborted.
-pub async fn serve(listener: TcpListener, state: Arc<ProxyState>, name: String, side: Side) {
+pub async fn serve(listener: TcpListener, state: Arc<ProxyState>, name: String) {
     loop {
-        let (tcp, peer) = crate::http::server::accept(&listener, &name).await;
+        let (tcp, peer) = super::accept(&listener, &name).await;
         let Some(admitted) = state.connections.admit() else {
             tracing::warn!(%peer, listener = %name, "downstream connection limit reached; closing a TCP connection");
             continue;
         };
         let state = state.clone();
-        let span = tracing::info_span!("tcp_conn", listener = %name, %peer, ?side);
+        let span = tracing::info_span!("tcp_conn", listener = %name, %peer);
         let name = name.clone();
         tokio::spawn(
             async move {
