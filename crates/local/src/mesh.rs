@@ -73,6 +73,8 @@ pub(crate) struct Proc {
     restarts: u32,
     ready: Option<Value>,
     listeners: BTreeMap<u32, String>,
+    /// TCP listeners by [`crate::status::tcp_label`] -> address.
+    tcp: BTreeMap<String, String>,
     /// The config version a proxy last said it applied.
     applied: Option<u64>,
     backoff: Backoff,
@@ -114,6 +116,7 @@ impl Mesh {
             restarts: 0,
             ready: None,
             listeners: BTreeMap::new(),
+            tcp: BTreeMap::new(),
             applied: None,
             backoff: Backoff::default(),
             given_up: false,
@@ -263,7 +266,14 @@ impl Mesh {
                         if let (Some(port), Some(addr)) =
                             (event["port"].as_u64(), event["address"].as_str())
                         {
-                            p.listeners.insert(port as u32, addr.to_string());
+                            let name = event["name"].as_str().unwrap_or_default();
+                            if let Some(tcp) = crate::status::tcp_label(name, port) {
+                                p.tcp.insert(tcp, addr.to_string());
+                            }
+                            // Gateway ports (HTTP and TCP) come back on the same address.
+                            if !name.starts_with("outbound_tcp|") {
+                                p.listeners.insert(port as u32, addr.to_string());
+                            }
                         }
                     }
                     Some("config_applied") if p.role != Role::Control => {
@@ -441,9 +451,10 @@ impl Mesh {
             .iter()
             .filter(|p| p.role == Role::Gateway)
             .flat_map(|p| {
-                p.listeners
-                    .iter()
-                    .map(|(port, a)| (*port, format!("http://{a}")))
+                p.listeners.iter().map(|(port, a)| {
+                    let tcp = p.tcp.contains_key(&format!("tcp/{port}"));
+                    (*port, format!("{}://{a}", if tcp { "tcp" } else { "http" }))
+                })
             })
             .collect()
     }

@@ -86,6 +86,20 @@ pub fn render(status: &MeshStatus) -> String {
     out
 }
 
+/// How `weft status` names a TCP listener among a process's addresses: `tcp/<host>:<port>`
+/// (a sidecar's, where its app reaches that service port) or `tcp/<port>` (a gateway's TCP
+/// server); `None` for HTTP listeners.
+pub(crate) fn tcp_label(name: &str, port: u64) -> Option<String> {
+    if let Some((_, host)) = name
+        .strip_prefix("outbound_tcp|")
+        .and_then(|r| r.split_once('|'))
+    {
+        return Some(format!("tcp/{host}:{port}"));
+    }
+    name.starts_with("gateway_tcp_")
+        .then(|| format!("tcp/{port}"))
+}
+
 /// `weft status`: the table, or JSON with a `running` flag per process.
 pub fn status_command(state_dir: &Path, json: bool) -> anyhow::Result<String> {
     let status = read(state_dir)?;

@@ -94,7 +94,9 @@ async fn run(
     print_summary(mesh, dashboard.as_ref().map(|d| d.1));
 
     let mut traffic = None;
-    if let (Some(t), Some((_, url))) = (&opts.traffic, mesh.gateway_urls().first()) {
+    let urls = mesh.gateway_urls();
+    let http_url = urls.iter().find(|(_, u)| u.starts_with("http://"));
+    if let (Some(t), Some((_, url))) = (&opts.traffic, http_url) {
         let routes = crate::routes::load_routes(resources);
         let target = url
             .trim_start_matches("http://")

@@ -75,17 +75,8 @@ pub fn compile(
                 identity: spiffe_id(trust_domain, &workload.namespace, &workload.service_account),
                 trust_domain: trust_domain.to_string(),
                 services: registry.services_of(&workload.namespace, &workload.name),
-                ports: {
-                    let mut ports: Vec<u32> = registry
-                        .services
-                        .values()
-                        .filter(|s| s.workloads.contains(&key))
-                        .flat_map(|s| s.ports.iter().copied())
-                        .collect();
-                    ports.sort_unstable();
-                    ports.dedup();
-                    ports
-                },
+                ports: registry.ports_of(&key, |_| true),
+                tcp_ports: registry.ports_of(&key, |p| p.is_opaque()),
                 app_http2: registry
                     .services
                     .values()
@@ -124,24 +115,9 @@ pub fn compile(
     let mut cfg = b.cfg;
     cfg.not_enforced = report::not_enforced(resources)
         .into_iter()
-        .filter(|n| used.contains(&n.resource) || policy_applies(n, &proxy.namespace, root))
+        .filter(|n| used.contains(&n.resource) || report::policy_applies(n, &proxy.namespace, root))
         .collect();
     Ok(cfg)
-}
-
-fn policy_applies(n: &NotEnforced, ns: &str, root: &str) -> bool {
-    let mut parts = n.resource.split('/');
-    let (kind, rns) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let policy = matches!(
-        kind,
-        "PeerAuthentication"
-            | "AuthorizationPolicy"
-            | "RequestAuthentication"
-            | "Telemetry"
-            | "Sidecar"
-            | "MeshConfig"
-    );
-    kind == "MeshConfig" || (policy && (rns == ns || rns == root))
 }
 
 struct Builder<'a> {
@@ -169,8 +145,10 @@ impl<'a> Builder<'a> {
     }
 
     fn gateway(&mut self, labels: &BTreeMap<String, String>, namespace: &str) {
-        // port -> gateway ("ns/name") -> its server hosts on that port
+        // port -> gateway ("ns/name") -> its server hosts on that port (HTTP and TCP)
         let mut ports: BTreeMap<u32, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+        let mut tcp_ports: BTreeMap<u32, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+        let mut tls_ports: BTreeMap<u32, BTreeMap<String, Vec<String>>> = BTreeMap::new();
         for r in self.resources {
             let Spec::Gateway(gw) = &r.spec else { continue };
             if gw.selector.is_empty() || !selects(&gw.selector, labels) {
@@ -179,12 +157,17 @@ impl<'a> Builder<'a> {
             self.used.insert(r.key());
             for server in &gw.servers {
                 let Some(port) = &server.port else { continue };
-                // TLS servers and non-HTTP ones (TCP, MONGO, …) are reported as not
-                // enforced; never serve them as plaintext HTTP.
-                if server.tls.is_some() || !crate::report::serves_http(&port.protocol) {
-                    continue;
-                }
-                let hosts = ports
+                // TLS servers and protocols neither HTTP nor opaque TCP are reported as
+                // not enforced; nothing is served as another protocol than declared.
+                let proto = crate::protocol::Protocol::parse(&port.protocol);
+                let by_port = match proto {
+                    _ if crate::tcp::passthrough(server) => &mut tls_ports,
+                    _ if server.tls.is_some() => continue,
+                    crate::protocol::Protocol::Tcp => &mut tcp_ports,
+                    _ if crate::report::serves_http(&port.protocol) => &mut ports,
+                    _ => continue,
+                };
+                let hosts = by_port
                     .entry(port.number)
                     .or_default()
                     .entry(format!("{}/{}", r.namespace(), r.name()))
@@ -192,6 +175,15 @@ impl<'a> Builder<'a> {
                 hosts.extend(server.hosts.iter().cloned());
             }
         }
+        let mut l4 = crate::tcp::L4Ctx {
+            resources: self.resources,
+            registry: self.registry,
+            root: self.root,
+            used: &mut self.used,
+        };
+        self.cfg.tcp_listeners = crate::tcp::gateway(&mut l4, labels, namespace, &tcp_ports, false);
+        let passthrough = crate::tcp::gateway(&mut l4, labels, namespace, &tls_ports, true);
+        self.cfg.tcp_listeners.extend(passthrough);
         for (port, gateways) in ports {
             let names: BTreeSet<String> = gateways.keys().cloned().collect();
             let ctx = MatchCtx {
@@ -250,6 +242,10 @@ impl<'a> Builder<'a> {
         let mut table = RouteTable::default();
         let services: Vec<_> = self.registry.services.values().cloned().collect();
         for svc in services {
+            // Opaque TCP ports get listeners of their own (`crate::tcp::outbound`).
+            let Some(port) = svc.http_ports().next() else {
+                continue;
+            };
             let mut domains = vec![svc.host.clone()];
             if let Some(short) = svc.host.strip_suffix(".svc.cluster.local") {
                 domains.push(format!("{short}.svc"));
@@ -267,7 +263,6 @@ impl<'a> Builder<'a> {
             let routes = match mesh_vs {
                 Some((r, vs)) => {
                     self.used.insert(r.key());
-                    let port = svc.ports.first().copied().unwrap_or(80);
                     let ctx = MatchCtx {
                         labels,
                         namespace: proxy_ns,
@@ -277,7 +272,6 @@ impl<'a> Builder<'a> {
                     self.vs_routes(r, vs, &ctx)
                 }
                 None => {
-                    let port = svc.ports.first().copied().unwrap_or(80);
                     let cluster = cluster_name(port, None, &svc.host);
                     vec![Route {
                         name: format!("default/{}", svc.host),
@@ -300,6 +294,13 @@ impl<'a> Builder<'a> {
                 routes,
             });
         }
+        let mut l4 = crate::tcp::L4Ctx {
+            resources: self.resources,
+            registry: self.registry,
+            root: self.root,
+            used: &mut self.used,
+        };
+        self.cfg.tcp_listeners = crate::tcp::outbound(&mut l4, proxy_ns, labels);
         self.cfg.listeners.push(Listener {
             name: "outbound".into(),
             kind: ListenerKind::Outbound,
@@ -431,6 +432,13 @@ impl<'a> Builder<'a> {
                     .chain(r.mirrors.iter().map(|m| m.cluster.clone()))
             })
             .chain(self.extra_clusters.iter().cloned())
+            .chain(
+                self.cfg
+                    .tcp_listeners
+                    .iter()
+                    .flat_map(|l| l.routes.iter())
+                    .flat_map(|r| r.destinations.iter().map(|d| d.cluster.clone())),
+            )
             .collect();
         // Each endpoint workload's PeerAuthentication, looked up once (auto-mTLS).
         let mut servers: BTreeMap<(String, String), crate::mtls::InboundMtls> = BTreeMap::new();
@@ -448,6 +456,7 @@ impl<'a> Builder<'a> {
                 max_requests,
                 max_requests_per_connection,
                 tls,
+                tcp,
             } = crate::policy::destination_rule(
                 self.resources,
                 &mut self.used,
@@ -492,6 +501,7 @@ impl<'a> Builder<'a> {
                     outlier,
                     max_requests,
                     max_requests_per_connection,
+                    tcp,
                 },
             );
         }

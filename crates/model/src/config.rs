@@ -9,6 +9,10 @@ use std::collections::BTreeMap;
 pub struct ProxyConfig {
     /// Listeners that accept plaintext HTTP from apps or clients (gateway ports, sidecar outbound).
     pub listeners: Vec<Listener>,
+    /// Listeners that carry opaque TCP (gateway `TCP` servers; one per (service, TCP port)
+    /// on a sidecar's outbound side).
+    #[serde(default)]
+    pub tcp_listeners: Vec<L4Listener>,
     /// Route tables, by name.
     pub routes: BTreeMap<String, RouteTable>,
     /// Upstream clusters, by name (`outbound|port|subset|host`).
@@ -56,6 +60,51 @@ pub struct Listener {
     pub port: u32,
     /// Name of the route table in [`ProxyConfig::routes`].
     pub route_table: String,
+}
+
+/// A listener for opaque TCP: each accepted connection is routed by `routes` (first match
+/// wins) to one cluster and piped there whole.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct L4Listener {
+    /// `gateway_tcp_<port>` or `outbound_tcp|<port>|<host>`.
+    pub name: String,
+    pub kind: ListenerKind,
+    /// The port the config asks for (Gateway server port, or the service port a sidecar's
+    /// listener stands for); the proxy binds an ephemeral loopback port for sidecars.
+    pub port: u32,
+    /// Sidecar outbound: the service this listener reaches.
+    #[serde(default)]
+    pub service: Option<String>,
+    /// Read the client's TLS ClientHello (without terminating) for SNI matches.
+    #[serde(default)]
+    pub sni: bool,
+    /// Sidecar outbound: the fixed `ip:port` a Sidecar egress listener gives it (`bind` +
+    /// `port`); none = an ephemeral loopback port.
+    #[serde(default)]
+    pub bind: Option<String>,
+    pub routes: Vec<L4Route>,
+}
+
+/// A VirtualService `tcp` or `tls` route.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct L4Route {
+    /// `<vs>/tcp[i]`, `<vs>/tls[i]` or `default/<host>`.
+    pub name: String,
+    /// Any of them (none = every connection).
+    pub matches: Vec<L4Match>,
+    pub destinations: Vec<WeightedCluster>,
+    pub origin: String,
+}
+
+/// Connection conditions left for the proxy (port, sourceLabels, sourceNamespace and
+/// gateways were decided by the compiler).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct L4Match {
+    /// The ClientHello's server name must match one (`*.example.com` wildcards); empty =
+    /// any (a `tcp` route).
+    pub sni_hosts: Vec<String>,
+    /// The address the connection was made to must be in one of these (IPs or CIDRs).
+    pub destination_subnets: Vec<String>,
 }
 
 /// Virtual hosts of one listener; chosen by the request's authority.
@@ -317,6 +366,32 @@ pub struct Cluster {
     /// (`connectionPool.http.maxRequestsPerConnection`; none = unlimited).
     #[serde(default)]
     pub max_requests_per_connection: Option<u32>,
+    /// Opaque TCP to this cluster (DestinationRule `connectionPool.tcp`).
+    #[serde(default)]
+    pub tcp: TcpPool,
+}
+
+/// DestinationRule `connectionPool.tcp` as TCP proxying applies it, with Istio's defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpPool {
+    /// Most TCP connections to the cluster at once; beyond it a connection is closed at
+    /// once and counted with flag `UO`.
+    pub max_connections: Option<u32>,
+    /// Istio's default 10 s.
+    pub connect_timeout_ms: u64,
+    /// A connection that carries no bytes either way this long is closed; Istio's default
+    /// 1 h, `0s` = never.
+    pub idle_timeout_ms: Option<u64>,
+}
+
+impl Default for TcpPool {
+    fn default() -> Self {
+        TcpPool {
+            max_connections: None,
+            connect_timeout_ms: 10_000,
+            idle_timeout_ms: Some(3_600_000),
+        }
+    }
 }
 
 /// What a consistent-hash load balancer hashes.
@@ -401,6 +476,10 @@ pub struct Inbound {
     /// Services this workload backs (for `destination_service` in metrics).
     pub services: Vec<String>,
     pub version: Option<String>,
+    /// The ports of `ports` that carry opaque TCP (TCP, TLS…): tunnelled connections to
+    /// them are piped to the app.
+    #[serde(default)]
+    pub tcp_ports: Vec<u32>,
     /// Speak HTTP/2 (prior knowledge) to the app: a service it backs declares a `GRPC` or
     /// `HTTP2` port, as Istio does for the inbound cluster. Otherwise HTTP/1.1.
     #[serde(default)]

@@ -5,6 +5,7 @@
 mod actions;
 pub mod authn;
 pub mod authz;
+pub mod authz_tcp;
 pub mod compile;
 pub mod config;
 mod ext_authz;
@@ -13,6 +14,7 @@ pub mod mesh;
 pub mod mtls;
 mod names;
 mod policy;
+pub mod protocol;
 pub mod registry;
 pub mod report;
 mod retry_on;
@@ -20,6 +22,8 @@ pub mod telemetry;
 /// The CEL subset of access log filters (parsed at validation, evaluated by proxies).
 pub use weft_api::cel;
 pub mod workload_meta;
+mod sidecar;
+mod tcp;
 
 pub use actions::{grpc_code, retry_policy};
 pub use authn::{Authn, FetchedJwks, JwksKey, JwtProvider, TokenLocation};
@@ -28,6 +32,7 @@ pub use compile::{compile, CompileError, ProxyRef, Role};
 pub use config::*;
 pub use ext_authz::ExtAuthzProvider;
 pub use names::{cluster_name, parse_duration_ms};
+pub use protocol::Protocol;
 pub use registry::{fqdn, spiffe_id, LiveProxy, Registry};
 pub use report::not_enforced;
 pub use retry_on::{RetryCondition, RetryOn};

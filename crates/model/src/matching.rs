@@ -39,36 +39,49 @@ fn qualify(gateway: &str, vs_namespace: &str) -> String {
     }
 }
 
+/// Whether a match's conditions about the client (match-level `gateways`, `sourceLabels`,
+/// `sourceNamespace`, `port`) hold for the proxy and listener `ctx` stands for.
+pub(crate) fn client_applies(
+    gateways: &[String],
+    source_labels: &BTreeMap<String, String>,
+    source_namespace: Option<&str>,
+    port: Option<u32>,
+    vs_namespace: &str,
+    ctx: &MatchCtx,
+) -> bool {
+    if !gateways.is_empty() {
+        let applies =
+            gateways
+                .iter()
+                .map(|g| qualify(g, vs_namespace))
+                .any(|g| match ctx.gateways {
+                    None => g == "mesh",
+                    Some(set) => set.contains(&g),
+                });
+        if !applies {
+            return false;
+        }
+    }
+    // As istiod does: the proxy's own labels (a gateway's too) must carry sourceLabels.
+    selects(source_labels, ctx.labels)
+        && source_namespace.is_none_or(|ns| ns == ctx.namespace)
+        && port.is_none_or(|p| p == ctx.port)
+}
+
 /// The request matcher for `m`, or `None` when `m` can never apply to this proxy.
 pub(crate) fn convert(
     m: &weft_api::HttpMatchRequest,
     vs_namespace: &str,
     ctx: &MatchCtx,
 ) -> Option<RouteMatch> {
-    if !m.gateways.is_empty() {
-        let applies = m
-            .gateways
-            .iter()
-            .map(|g| qualify(g, vs_namespace))
-            .any(|g| match ctx.gateways {
-                None => g == "mesh",
-                Some(set) => set.contains(&g),
-            });
-        if !applies {
-            return None;
-        }
-    }
-    // As istiod does: the proxy's own labels (a gateway's too) must carry sourceLabels.
-    if !selects(&m.source_labels, ctx.labels) {
-        return None;
-    }
-    if m.source_namespace
-        .as_deref()
-        .is_some_and(|ns| ns != ctx.namespace)
-    {
-        return None;
-    }
-    if m.port.is_some_and(|p| p != ctx.port) {
+    if !client_applies(
+        &m.gateways,
+        &m.source_labels,
+        m.source_namespace.as_deref(),
+        m.port,
+        vs_namespace,
+        ctx,
+    ) {
         return None;
     }
     // `@request.auth.claims.*` names are conditions on the validated JWT, not headers.

@@ -37,6 +37,8 @@ pub struct Service {
     pub ports: Vec<u32>,
     /// A port declares HTTP/2 to the app (protocol `GRPC` or `HTTP2`).
     pub http2: bool,
+    /// Each port's protocol (Istio's selection: declared, else the name's prefix).
+    pub protocols: BTreeMap<u32, crate::protocol::Protocol>,
     /// Keys into [`Registry::workloads`] of the workloads that back it.
     pub workloads: Vec<(String, String)>,
 }
@@ -69,6 +71,32 @@ pub fn spiffe_id(trust_domain: &str, namespace: &str, service_account: &str) -> 
 /// True when every selector label is present with the same value.
 pub fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+impl Service {
+    /// The protocol of one of its ports (a port it does not declare is unknown).
+    pub fn protocol(&self, port: u32) -> crate::protocol::Protocol {
+        self.protocols
+            .get(&port)
+            .copied()
+            .unwrap_or(crate::protocol::Protocol::Unknown)
+    }
+
+    /// Its ports served by the HTTP pipeline, in declaration order.
+    pub fn http_ports(&self) -> impl Iterator<Item = u32> + '_ {
+        self.ports
+            .iter()
+            .copied()
+            .filter(|p| self.protocol(*p).is_http())
+    }
+
+    /// Its opaque TCP ports (TCP, TLS…), in declaration order.
+    pub fn tcp_ports(&self) -> impl Iterator<Item = u32> + '_ {
+        self.ports
+            .iter()
+            .copied()
+            .filter(|p| self.protocol(*p).is_opaque())
+    }
 }
 
 impl Registry {
@@ -126,6 +154,7 @@ impl Registry {
                     namespace: ns.to_string(),
                     ports: Vec::new(),
                     http2: false,
+                    protocols: BTreeMap::new(),
                     workloads: Vec::new(),
                 });
                 for p in &se.ports {
@@ -134,6 +163,9 @@ impl Registry {
                     }
                     let proto = p.protocol.as_deref().unwrap_or("").to_ascii_uppercase();
                     svc.http2 |= proto == "GRPC" || proto == "HTTP2";
+                    let selected =
+                        crate::protocol::Protocol::of_port(p.protocol.as_deref(), &p.name);
+                    svc.protocols.entry(p.number).or_insert(selected);
                 }
                 for w in &workloads {
                     if !svc.workloads.contains(w) {
@@ -143,6 +175,26 @@ impl Registry {
             }
         }
         reg
+    }
+
+    /// The service ports (sorted, once each) of the services the workload `key` backs
+    /// whose protocol passes `keep`.
+    pub fn ports_of(
+        &self,
+        key: &(String, String),
+        keep: impl Fn(crate::protocol::Protocol) -> bool,
+    ) -> Vec<u32> {
+        let mut ports: Vec<u32> = self
+            .services
+            .values()
+            .filter(|s| s.workloads.contains(key))
+            .flat_map(|s| s.ports.iter().map(move |p| (*p, s.protocol(*p))))
+            .filter(|(_, proto)| keep(*proto))
+            .map(|(p, _)| p)
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
     }
 
     /// Services backed by the given workload.

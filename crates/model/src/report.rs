@@ -3,6 +3,7 @@
 //! reload — never silently ignored, never claimed.
 
 use crate::config::NotEnforced;
+use crate::protocol::Protocol;
 use serde_json::Value;
 use weft_api::{Resource, Spec};
 
@@ -20,7 +21,13 @@ pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
         };
         match &r.spec {
             Spec::VirtualService(vs) => {
-                extra_keys(&json(vs), "", &["hosts", "gateways", "http"], &mut push);
+                extra_keys(
+                    &json(vs),
+                    "",
+                    &["hosts", "gateways", "http", "tcp", "tls"],
+                    &mut push,
+                );
+                l4_routes(vs, &mut push);
                 for (i, h) in vs.http.iter().enumerate() {
                     let p = format!("http[{i}].");
                     extra_keys(&json(h), &p, &HTTP_ROUTE_ENFORCED, &mut push);
@@ -106,26 +113,41 @@ pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
             Spec::Gateway(gw) => {
                 for (i, s) in gw.servers.iter().enumerate() {
                     let proto = s.port.as_ref().map_or("", |p| p.protocol.as_str());
-                    if s.tls.is_none() && !serves_http(proto) {
+                    let tcp = Protocol::parse(proto) == Protocol::Tcp;
+                    if s.tls.is_none() && !serves_http(proto) && !tcp {
                         push(format!(
-                            "servers[{i}].port.protocol {proto} (only HTTP gateway servers are built; this port is not opened)"
+                            "servers[{i}].port.protocol {proto} (only HTTP and TCP gateway servers are built; this port is not opened)"
                         ));
                     }
-                    extra_keys(
-                        &json(s),
-                        &format!("servers[{i}]."),
-                        &["port", "hosts", "name"],
-                        &mut push,
-                    );
+                    // PASSTHROUGH (said explicitly) is built: the other TLS fields do
+                    // nothing in that mode.
+                    let passthrough = s.tls.as_ref().is_some_and(|t| {
+                        t.mode == Some(weft_api::ServerTlsMode::Passthrough)
+                    });
+                    let enforced: &[&str] = if passthrough {
+                        &["port", "hosts", "name", "tls"]
+                    } else {
+                        &["port", "hosts", "name"]
+                    };
+                    extra_keys(&json(s), &format!("servers[{i}]."), enforced, &mut push);
                 }
             }
             Spec::ServiceEntry(se) => {
                 // (MESH_EXTERNAL entries are reported whole below.)
                 let internal = !matches!(se.location, Some(weft_api::Location::MeshExternal));
                 for (i, p) in se.ports.iter().enumerate().filter(|_| internal) {
-                    if let Some(proto) = p.protocol.as_deref().filter(|p| !serves_http(p)) {
+                    if Protocol::of_port(p.protocol.as_deref(), &p.name) == Protocol::Unknown
+                        && p.protocol.as_deref().is_none_or(str::is_empty)
+                    {
                         push(format!(
-                            "ports[{i}].protocol {proto} (opaque TCP is not proxied yet; only HTTP reaches this port through the mesh)"
+                            "ports[{i}] {} has no protocol (Istio sniffs HTTP or TCP; weft serves it as HTTP only: declare protocol TCP for opaque TCP)",
+                            p.name
+                        ));
+                    }
+                    let proto = p.protocol.as_deref().filter(|p| !serves_http(p));
+                    if let Some(proto) = proto.filter(|p| !Protocol::parse(p).is_opaque()) {
+                        push(format!(
+                            "ports[{i}].protocol {proto} (neither HTTP nor TCP: nothing reaches this port through the mesh)"
                         ));
                     }
                 }
@@ -165,10 +187,51 @@ pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
                 "WorkloadGroup (workloads registering into a group are not built yet; declare each WorkloadEntry)"
                     .into(),
             ),
-            Spec::Sidecar(_) => push("Sidecar (egress/ingress scoping)".into()),
+            Spec::Sidecar(sc) => sidecar(sc, &mut push),
         }
     }
     out
+}
+
+/// A Sidecar: egress listeners' `bind` + `port` place TCP listeners; the rest is not built.
+fn sidecar(sc: &weft_api::Sidecar, push: &mut impl FnMut(String)) {
+    extra_keys(&json(sc), "", &["workloadSelector", "egress"], push);
+    for (i, e) in sc.egress.iter().enumerate() {
+        push(format!(
+            "egress[{i}].hosts (scoping: the proxy still gets every service)"
+        ));
+        if e.bind.is_some() && e.port.is_some() {
+            push(format!(
+                "egress[{i}].bind/port for HTTP ports (only opaque TCP ports of its hosts get a listener there)"
+            ));
+        } else if e.bind.is_some() || e.port.is_some() {
+            push(format!("egress[{i}].bind/port (one without the other)"));
+        }
+        if e.capture_mode
+            .is_some_and(|m| m != weft_api::CaptureMode::None)
+        {
+            push(format!(
+                "egress[{i}].captureMode (there is no traffic capture)"
+            ));
+        }
+    }
+}
+
+/// Whether a reported policy-kind resource applies to a proxy in namespace `ns` (its own
+/// namespace or the root namespace; MeshConfig everywhere).
+pub(crate) fn policy_applies(n: &NotEnforced, ns: &str, root: &str) -> bool {
+    let mut parts = n.resource.split('/');
+    let (kind, rns) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let policy = matches!(
+        kind,
+        "PeerAuthentication"
+            | "AuthorizationPolicy"
+            | "RequestAuthentication"
+            | "Telemetry"
+            | "Sidecar"
+            | "MeshConfig"
+    );
+    kind == "MeshConfig" || (policy && (rns == ns || rns == root))
 }
 
 fn traffic_policy(v: &Value, prefix: &str, push: &mut impl FnMut(String)) {
@@ -231,7 +294,29 @@ fn traffic_policy(v: &Value, prefix: &str, push: &mut impl FnMut(String)) {
         extra_keys(od, &format!("{prefix}outlierDetection."), &enforced, push);
     }
     if let Some(cp) = v.get("connectionPool") {
-        extra_keys(cp, &format!("{prefix}connectionPool."), &["http"], push);
+        extra_keys(
+            cp,
+            &format!("{prefix}connectionPool."),
+            &["http", "tcp"],
+            push,
+        );
+        if let Some(tcp) = cp.get("tcp") {
+            let at = format!("{prefix}connectionPool.tcp.");
+            extra_keys(
+                tcp,
+                &at,
+                &["maxConnections", "connectTimeout", "idleTimeout"],
+                push,
+            );
+            // Requests to peers share one multiplexed connection per endpoint (10 s connect).
+            for k in ["maxConnections", "connectTimeout"] {
+                if tcp.get(k).is_some() {
+                    push(format!(
+                        "{at}{k} for HTTP (enforced on opaque TCP connections only)"
+                    ));
+                }
+            }
+        }
         if let Some(http) = cp.get("http") {
             // Requests to peers are multiplexed on one HTTP/2 connection per endpoint: the
             // request limit and the per-connection request count act on it; the
@@ -243,6 +328,31 @@ fn traffic_policy(v: &Value, prefix: &str, push: &mut impl FnMut(String)) {
                 &["http2MaxRequests", "maxRequestsPerConnection"],
                 push,
             );
+        }
+    }
+}
+
+/// The `tcp` and `tls` routes of a VirtualService: every field is enforced but a match's
+/// `sourceSubnet` (deprecated; such a match is dropped).
+fn l4_routes(vs: &weft_api::VirtualService, push: &mut impl FnMut(String)) {
+    let dest = ["destination", "weight"];
+    for (i, t) in vs.tcp.iter().enumerate() {
+        extra_keys(&json(t), &format!("tcp[{i}]."), &["match", "route"], push);
+        for (j, m) in t.r#match.iter().enumerate() {
+            if m.source_subnet.is_some() {
+                push(format!(
+                    "tcp[{i}].match[{j}].sourceSubnet (this match is dropped)"
+                ));
+            }
+        }
+        for (j, d) in t.route.iter().enumerate() {
+            extra_keys(&json(d), &format!("tcp[{i}].route[{j}]."), &dest, push);
+        }
+    }
+    for (i, t) in vs.tls.iter().enumerate() {
+        extra_keys(&json(t), &format!("tls[{i}]."), &["match", "route"], push);
+        for (j, d) in t.route.iter().enumerate() {
+            extra_keys(&json(d), &format!("tls[{i}].route[{j}]."), &dest, push);
         }
     }
 }

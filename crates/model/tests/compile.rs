@@ -531,7 +531,7 @@ spec:
 }
 
 #[test]
-fn non_http_gateway_servers_and_ports_are_reported_and_never_served_as_http() {
+fn tcp_gateway_servers_are_tcp_listeners_and_other_protocols_are_reported() {
     let extra = r#"
 ---
 apiVersion: networking.istio.io/v1
@@ -544,6 +544,8 @@ spec:
     hosts: ["*"]
   - port: {number: 8081, name: http2, protocol: HTTP2}
     hosts: ["*"]
+  - port: {number: 5353, name: udp, protocol: UDP}
+    hosts: ["*"]
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -551,7 +553,7 @@ metadata: {name: cache, namespace: game}
 spec:
   hosts: [cache.game.svc.cluster.local]
   location: MESH_INTERNAL
-  ports: [{number: 6379, name: redis, protocol: REDIS}, {number: 8080, name: http, protocol: HTTP}]
+  ports: [{number: 6379, name: redis, protocol: REDIS}, {number: 8080, name: http, protocol: HTTP}, {number: 53, name: dns, protocol: UDP}]
   workloadSelector: {labels: {app: cache}}
 "#;
     let text = format!("{MESH}{extra}");
@@ -567,30 +569,37 @@ spec:
     let ports: Vec<u32> = cfg.listeners.iter().map(|l| l.port).collect();
     assert!(ports.contains(&8081), "HTTP2 servers are HTTP: {ports:?}");
     assert!(
-        !ports.contains(&31400),
-        "a TCP server is never bound as HTTP: {ports:?}"
+        !ports.contains(&31400) && !ports.contains(&5353),
+        "TCP and UDP servers are never bound as HTTP: {ports:?}"
     );
+    let tcp: Vec<u32> = cfg.tcp_listeners.iter().map(|l| l.port).collect();
+    assert_eq!(tcp, vec![31400], "the TCP server is a TCP listener");
     let reported: Vec<String> = not_enforced(&loaded.resources)
         .into_iter()
         .map(|n| format!("{}: {}", n.resource, n.what))
         .collect();
     assert!(
-        reported
-            .iter()
-            .any(|r| r.starts_with("Gateway/istio-system/tcp-gw: servers[0].port.protocol TCP")),
-        "{reported:#?}"
-    );
-    assert!(
         !reported
             .iter()
-            .any(|r| r.contains("servers[1].port.protocol")),
+            .any(|r| r.contains("servers[0].port.protocol")
+                || r.contains("servers[1].port.protocol")),
         "{reported:#?}"
     );
     assert!(
         reported
             .iter()
-            .any(|r| r.starts_with("ServiceEntry/game/cache: ports[0].protocol REDIS")),
+            .any(|r| r.starts_with("Gateway/istio-system/tcp-gw: servers[2].port.protocol UDP")),
         "{reported:#?}"
+    );
+    assert!(
+        reported
+            .iter()
+            .any(|r| r.starts_with("ServiceEntry/game/cache: ports[2].protocol UDP")),
+        "{reported:#?}"
+    );
+    assert!(
+        !reported.iter().any(|r| r.contains("ports[0].protocol")),
+        "REDIS is opaque TCP, built: {reported:#?}"
     );
 }
 

@@ -1,6 +1,7 @@
 //! weft's data plane: a sidecar or gateway proxy. Gets its certificate (CSR to the control
 //! plane's CA) and its config (gRPC stream), then serves: plaintext HTTP listeners toward
-//! the mesh (gateway ports, sidecar outbound), the mTLS inbound listener (sidecars), the
+//! the mesh (gateway ports, sidecar outbound), TCP listeners (gateway TCP servers, one per
+//! service TCP port on a sidecar), the mTLS inbound listener (sidecars), the
 //! admin/metrics endpoint (and Istio's merged metrics page), and optionally the SPIFFE Workload API for its app (a Unix socket). Lifecycle events go to stdout as JSON lines for supervisors.
 #![forbid(unsafe_code)]
 
@@ -17,6 +18,7 @@ pub mod reply;
 pub mod route;
 pub mod state;
 pub mod stats;
+pub mod tcp;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;

@@ -16,6 +16,8 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use weft_demo::{LoadConfig, LoadRoute, Summary};
@@ -1314,7 +1316,7 @@ fn a_request_the_client_abandons_is_counted_dc_with_code_0_by_the_gateway() {
 }
 
 #[test]
-fn a_tcp_gateway_server_is_reported_and_never_opened_as_http() {
+fn a_tcp_gateway_server_is_opened_for_tcp_never_as_http() {
     let mesh = Mesh::up_with("tcp-gateway", |dir| {
         edit(
             &dir.join("istio-gateway.yaml"),
@@ -1327,14 +1329,22 @@ fn a_tcp_gateway_server_is_reported_and_never_opened_as_http() {
         .cloned()
         .unwrap_or_default();
     assert!(gateways.contains_key("80"), "{gateways:?}");
-    assert!(
-        !gateways.contains_key("31400"),
-        "a TCP server is never served as HTTP: {gateways:?}"
-    );
+    let tcp = gateways["31400"].as_str().unwrap_or_default();
+    let addr = tcp
+        .strip_prefix("tcp://")
+        .unwrap_or_else(|| panic!("a TCP server is never served as HTTP: {gateways:?}"));
+    // No VirtualService routes TCP on it: an HTTP request gets no HTTP answer, the
+    // connection is closed.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut back = Vec::new();
+    let _ = s.read_to_end(&mut back);
+    assert!(back.is_empty(), "{}", String::from_utf8_lossy(&back));
     let terminal = mesh.stderr.text();
     assert!(
-        terminal.contains("servers[1].port.protocol TCP"),
-        "the TCP server is reported as not enforced:\n{terminal}"
+        !terminal.contains("servers[1].port.protocol TCP"),
+        "the TCP server is built, not reported:\n{terminal}"
     );
 }
 

@@ -46,6 +46,7 @@ impl Mesh {
                                         .iter()
                                         .map(|(port, a)| (format!("port {port}"), a.clone())),
                                 )
+                                .chain(p.tcp.iter().map(|(k, a)| (k.clone(), a.clone())))
                                 .chain((p.role == Role::Sidecar).then(|| {
                                     let socket = self.workload_api_socket(&p.name);
                                     ("workload_api".into(), socket.display().to_string())

@@ -24,6 +24,11 @@ pub struct ActiveConfig {
     pub own: OwnLabels,
     /// The AuthorizationPolicies of this workload, compiled.
     pub authz: crate::authz::Engine,
+    /// The same policies as they apply to opaque TCP connections (HTTP-only fields
+    /// skipped or dropped as Istio's TCP filter does: `weft_model::authz_tcp`).
+    pub authz_tcp: crate::authz::Engine,
+    /// The compiled routes of each TCP listener, by listener name.
+    pub l4: HashMap<String, crate::tcp::L4Table>,
     /// The RequestAuthentications (JWT rules and keys) of this workload, compiled.
     pub authn: crate::authn::Engine,
     /// Tracing and access logs per side (set by the control stream, which owns the
@@ -54,6 +59,18 @@ impl ActiveConfig {
         }
         let own = labels::own(&config, who);
         let authz = crate::authz::Engine::build(&config.authz)?;
+        let authz_tcp =
+            crate::authz::Engine::build(&weft_model::authz_tcp::for_tcp(&config.authz))?;
+        let l4 = config
+            .tcp_listeners
+            .iter()
+            .map(|l| {
+                Ok((
+                    l.name.clone(),
+                    crate::tcp::L4Table::build(l, |c| config.clusters.contains_key(c))?,
+                ))
+            })
+            .collect::<Result<HashMap<_, _>, String>>()?;
         let authn = crate::authn::Engine::build(&config.authn)?;
         let clusters = config
             .clusters
@@ -80,6 +97,8 @@ impl ActiveConfig {
             clusters,
             own,
             authz,
+            authz_tcp,
+            l4,
             authn,
             telemetry: Default::default(),
         })

@@ -1,8 +1,9 @@
 //! The sidecar's inbound listener: the downstream-authentication phase for peers. An mTLS
 //! connection must present a certificate chaining to the mesh root and carrying a SPIFFE
 //! id in our trust domain; the verified id then travels with every request on the
-//! connection through the pipeline (to the local app). Plaintext connections are taken
-//! where the workload's PeerAuthentication allows them (PERMISSIVE, DISABLE).
+//! connection through the pipeline (to the local app), or with each TCP tunnel (CONNECT).
+//! Plaintext connections are taken where the workload's PeerAuthentication allows them
+//! (PERMISSIVE, DISABLE).
 
 use super::pipeline::{handle, Conn, Side};
 use crate::state::ProxyState;
@@ -64,6 +65,25 @@ pub async fn serve(listener: TcpListener, state: Arc<ProxyState>) {
     }
 }
 
+/// A CONNECT request is a TCP tunnel from a peer sidecar ([`crate::tcp::inbound`]);
+/// everything else is an HTTP request for the pipeline.
+async fn dispatch(
+    req: hyper::Request<hyper::body::Incoming>,
+    state: &Arc<ProxyState>,
+    conn: &Conn,
+) -> hyper::Response<crate::body::Body> {
+    if req.method() == hyper::Method::CONNECT {
+        let peer = crate::tcp::inbound::TunnelPeer {
+            peer_identity: conn.peer_identity.as_deref(),
+            peer: conn.peer,
+            local: conn.local,
+            sni: conn.sni.as_deref(),
+        };
+        return crate::tcp::inbound::handle(req, state, &peer).await;
+    }
+    handle(req, state, conn).await
+}
+
 /// A plaintext peer (PERMISSIVE or DISABLE): HTTP/1.1 or h2c, no identity.
 async fn serve_plaintext(
     tcp: TcpStream,
@@ -79,7 +99,7 @@ async fn serve_plaintext(
     let svc = hyper::service::service_fn(move |req| {
         let state = state.clone();
         let conn = conn.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle(req, &state, &conn).await) }
+        async move { Ok::<_, std::convert::Infallible>(dispatch(req, &state, &conn).await) }
     });
     if let Err(e) = super::server::http_server()
         .serve_connection(TokioIo::new(tcp), svc)
@@ -130,7 +150,7 @@ async fn serve_mtls(tcp: TcpStream, peer: SocketAddr, local: SocketAddr, state: 
     let svc = hyper::service::service_fn(move |req| {
         let state = state.clone();
         let conn = conn.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle(req, &state, &conn).await) }
+        async move { Ok::<_, std::convert::Infallible>(dispatch(req, &state, &conn).await) }
     });
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder

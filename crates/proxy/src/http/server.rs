@@ -7,10 +7,9 @@ use super::pipeline::{handle, Conn};
 use crate::state::ProxyState;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tracing::{debug, warn, Instrument};
 
 /// How long a client may take to send request headers (Envoy/hyper default: 30 s).
@@ -18,21 +17,7 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a peer may take to finish the mTLS handshake.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The next connection; accept errors are logged and retried after a short pause.
-pub async fn accept(listener: &TcpListener, what: &str) -> (TcpStream, SocketAddr) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                return (stream, peer);
-            }
-            Err(e) => {
-                warn!(listener = what, error = %e, "accept failed; pausing 50 ms");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
+pub use crate::tcp::accept;
 
 /// What hyper itself buffers for a request head: a little over the proxy's header limit,
 /// so that an oversized header block reaches the pipeline's check and gets a 431.

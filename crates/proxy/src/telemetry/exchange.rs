@@ -41,8 +41,8 @@ impl Record {
         }
     }
 
-    pub fn respond(&mut self, code: u16) {
-        self.metrics.respond(code);
+    pub fn respond(&mut self, code: u16, headers: &http::HeaderMap) {
+        self.metrics.respond(code, headers);
         if let Some(x) = self.exchange.as_mut() {
             x.code = code;
         }

@@ -193,6 +193,8 @@ pub struct Metrics {
     /// The last config applied: version (when numeric) and Unix time.
     pub(super) config_version: Gauge,
     pub(super) config_applied: Gauge,
+    /// Istio's TCP connection and byte counters (`super::tcp_metrics`).
+    pub tcp: super::tcp_metrics::TcpMetrics,
     interned: Mutex<HashSet<Arc<PeerLabels>>>,
     handles: RwLock<HashMap<Key, Handles>>,
     /// False only when telemetry is switched off (`weft proxy --no-telemetry`).
@@ -282,7 +284,9 @@ impl Metrics {
             d,
             config_applied.clone(),
         );
+        let tcp = super::tcp_metrics::TcpMetrics::register(&mut registry, recording);
         Metrics {
+            tcp,
             registry: Mutex::new(registry),
             families,
             authz,

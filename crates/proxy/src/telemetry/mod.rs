@@ -15,6 +15,7 @@ pub mod observe;
 pub mod peer;
 pub mod record;
 pub mod trace_context;
+pub mod tcp_metrics;
 
 pub use cluster_stats::{ClusterGauges, ClusterRow, ClusterStats};
 pub use exchange::{Downstream, Exchange, Record};

@@ -141,6 +141,11 @@ impl LbState {
         active >= u64::from(max)
     }
 
+    /// Picks held now on all endpoints (for a TCP cluster: its open connections).
+    pub fn active_total(&self) -> u64 {
+        self.active.iter().map(|a| a.load(Ordering::Relaxed)).sum()
+    }
+
     /// Indices that may be picked now.
     fn available(&self) -> Vec<usize> {
         let n = self.endpoints.len();

@@ -40,6 +40,7 @@ pub fn cluster(host: &str, port: u32, endpoints: Vec<Endpoint>) -> Cluster {
         hash: None,
         max_requests: None,
         max_requests_per_connection: None,
+        tcp: Default::default(),
     }
 }
 
@@ -106,6 +107,7 @@ impl Config {
                 services: vec![service_host(&p.workload, &p.namespace)],
                 version: None,
                 app_http2: false,
+                tcp_ports: vec![],
                 // The harness's sidecars are STRICT unless a test says otherwise.
                 mtls: weft_model::mtls::InboundMtls {
                     mode: weft_model::mtls::InboundMode::Strict,

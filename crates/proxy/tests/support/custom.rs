@@ -116,6 +116,7 @@ impl Custom {
                 services: vec![service_host(&self.workload, NAMESPACE)],
                 version: None,
                 app_http2: false,
+                tcp_ports: vec![],
                 // The harness's sidecars are STRICT unless a test says otherwise.
                 mtls: weft_model::mtls::InboundMtls {
                     mode: weft_model::mtls::InboundMode::Strict,

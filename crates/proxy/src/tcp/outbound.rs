@@ -1,0 +1,115 @@
+//! A TCP listener (gateway `TCP` server, or a sidecar's outbound listener for one service
+//! port): each connection is admitted, inspected for SNI when its routes ask, routed
+//! ([`super::L4Table::decide`]), held against the cluster's `maxConnections`, given an
+//! endpoint, tunnelled to the endpoint's sidecar within `connectTimeout`, and piped until
+//! it ends or idles out. A connection that cannot be carried is closed at once and counted
+//! with its Envoy flag (NR, UO, UH, UF).
+
+use super::decide::{ConnView, L4Decision};
+use super::pipe::{pipe, End};
+use crate::state::ProxyState;
+use crate::telemetry::ResponseFlags;
+use crate::upstream::Outcome;
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{debug, Instrument};
+
+/// Accepts connections on a TCP listener of the config until the task is aborted.
+pub async fn serve(listener: TcpListener, state: Arc<ProxyState>, name: String) {
+    loop {
+        let (tcp, peer) = super::accept(&listener, &name).await;
+        let Some(admitted) = state.connections.admit() else {
+            tracing::warn!(%peer, listener = %name, "downstream connection limit reached; closing a TCP connection");
+            continue;
+        };
+        let state = state.clone();
+        let span = tracing::info_span!("tcp_conn", listener = %name, %peer);
+        let name = name.clone();
+        tokio::spawn(
+            async move {
+                connection(tcp, &state, &name).await;
+                drop(admitted);
+            }
+            .instrument(span),
+        );
+    }
+}
+
+async fn connection(mut tcp: TcpStream, state: &Arc<ProxyState>, name: &str) {
+    let cfg = state.config.load_full();
+    let Some(table) = cfg.l4.get(name) else {
+        return;
+    };
+    let inspected = if table.sni {
+        Some(super::sni::inspect(&mut tcp).await)
+    } else {
+        None
+    };
+    let local = tcp.local_addr().map(|a| a.ip());
+    let view = ConnView {
+        sni: inspected.as_ref().and_then(|i| i.sni.as_deref()),
+        destination: local.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
+    };
+    let tcp_metrics = &state.metrics.tcp;
+    let L4Decision::Forward { route, cluster } = table.decide(&view, table.next_roll()) else {
+        debug!(sni = ?view.sni, "no TCP route matched; closing");
+        tcp_metrics.refused(&cfg.own.source, ResponseFlags::NO_ROUTE_FOUND);
+        return;
+    };
+    let Some(live) = cfg.clusters.get(cluster) else {
+        tcp_metrics.refused(&cfg.own.source, ResponseFlags::NO_ROUTE_FOUND);
+        return;
+    };
+    let pool = &live.spec.tcp;
+    if pool
+        .max_connections
+        .is_some_and(|max| live.lb.active_total() >= u64::from(max))
+    {
+        debug!(%cluster, "tcp.maxConnections reached; closing (UO)");
+        tcp_metrics.refused(&live.labels.cluster, ResponseFlags::UPSTREAM_OVERFLOW);
+        return;
+    }
+    let Some(pick) = live.lb.pick() else {
+        tcp_metrics.refused(&live.labels.cluster, ResponseFlags::NO_HEALTHY_UPSTREAM);
+        return;
+    };
+    let peers = live
+        .labels
+        .endpoints
+        .get(pick.index)
+        .cloned()
+        .unwrap_or_else(|| live.labels.cluster.clone());
+    // The authority names the service and port the app asked for (a gateway: the
+    // destination cluster's).
+    let authority = format!("{}:{}", live.spec.service, live.spec.port);
+    let connect = super::tunnel::open(state, &pick.endpoint, &authority, &live.labels.peer_header);
+    let timeout = Duration::from_millis(pool.connect_timeout_ms);
+    let upstream = match tokio::time::timeout(timeout, connect).await {
+        Ok(Ok(up)) => up,
+        Ok(Err(e)) if e.refused() => {
+            debug!(%route, %cluster, error = %e, "the peer refused the TCP tunnel; closing");
+            tcp_metrics.refused(&peers, ResponseFlags::NONE);
+            return;
+        }
+        failed => {
+            let error = match failed {
+                Ok(Err(e)) => e.to_string(),
+                _ => format!("connecting took longer than {timeout:?} (connectTimeout)"),
+            };
+            debug!(%route, %cluster, endpoint = %pick.endpoint.address, %error, "TCP tunnel failed (UF)");
+            live.lb.report(&pick, Outcome::LocalFailure);
+            tcp_metrics.refused(&peers, ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
+            return;
+        }
+    };
+    let mut rec = tcp_metrics.open(peers);
+    let first = inspected.map(|i| i.prefix).unwrap_or_default();
+    let idle = pool.idle_timeout_ms.map(Duration::from_millis);
+    let end = pipe(tcp, TokioIo::new(upstream), &first, idle, &mut rec).await;
+    if end == End::Idle {
+        debug!(%route, %cluster, "TCP connection idle past its timeout; closed");
+    }
+    drop(pick);
+}
