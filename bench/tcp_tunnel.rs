@@ -77,6 +77,7 @@ fn state(workload: &str, creds: Credentials, app: Option<String>) -> Arc<ProxySt
         port_map: HashMap::new(),
         bind_ip: std::net::Ipv4Addr::LOCALHOST.into(),
         events: Default::default(),
+        observe: Arc::default(),
     })
 }
 

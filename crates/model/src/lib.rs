@@ -21,9 +21,9 @@ mod retry_on;
 pub mod telemetry;
 /// The CEL subset of access log filters (parsed at validation, evaluated by proxies).
 pub use weft_api::cel;
-pub mod workload_meta;
 mod sidecar;
 mod tcp;
+pub mod workload_meta;
 
 pub use actions::{grpc_code, retry_policy};
 pub use authn::{Authn, FetchedJwks, JwksKey, JwtProvider, TokenLocation};

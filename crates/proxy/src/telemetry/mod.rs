@@ -14,8 +14,8 @@ pub mod metrics;
 pub mod observe;
 pub mod peer;
 pub mod record;
-pub mod trace_context;
 pub mod tcp_metrics;
+pub mod trace_context;
 
 pub use cluster_stats::{ClusterGauges, ClusterRow, ClusterStats};
 pub use exchange::{Downstream, Exchange, Record};
