@@ -79,6 +79,10 @@ impl Input<'_> {
             AuthzAttr::Host => Actual::Str(self.host),
             AuthzAttr::Method => Actual::Str(self.method),
             AuthzAttr::Path => Actual::Str(self.path.split('?').next().unwrap_or("")),
+            // Envoy's header matchers see the pseudo-headers on every HTTP version.
+            AuthzAttr::Header(name) if name == ":authority" => Actual::Str(self.host),
+            AuthzAttr::Header(name) if name == ":method" => Actual::Str(self.method),
+            AuthzAttr::Header(name) if name == ":path" => Actual::Str(self.path),
             AuthzAttr::Header(name) => {
                 // A header sent more than once is matched as its values joined with `,`.
                 let mut all = self.headers.get_all(name.as_str()).iter();

@@ -464,6 +464,28 @@ fn header_and_namespace_forms() {
 }
 
 #[test]
+fn pseudo_headers_are_the_requests_authority_method_and_path() {
+    let when = |name: &str, v: &[&str]| {
+        engine(vec![policy(
+            "ns.w",
+            AuthzAction::Allow,
+            vec![AuthzRule {
+                when: vec![f(AuthzAttr::Header(name.into()), v, &[])],
+                ..Default::default()
+            }],
+        )])
+    };
+    let r = req();
+    assert_eq!(r.denied(&when(":authority", &["player.*"])), None);
+    assert!(r.denied(&when(":authority", &["inventory.*"])).is_some());
+    assert_eq!(r.denied(&when(":method", &["GET"])), None);
+    assert!(r.denied(&when(":method", &["POST"])).is_some());
+    // `:path` keeps the query string, as Envoy's does.
+    assert_eq!(r.denied(&when(":path", &["/api/v1/player/7?full=1"])), None);
+    assert!(r.denied(&when(":path", &["/api/v1/player/7"])).is_some());
+}
+
+#[test]
 fn audit_marks_without_deciding() {
     let e = engine(vec![policy(
         "ns.audit",
