@@ -43,14 +43,17 @@ pub enum LocalReply {
     /// A plaintext request to a port whose PeerAuthentication is STRICT (403).
     PlaintextRefused { port: u32 },
     /// An external authorizer (CUSTOM policy) denied: its status, headers and body (`UAEX`).
+    /// A gRPC request (`grpc`) gets HTTP 200 with the status mapped to a `grpc-status` and
+    /// the body as `grpc-message`, as Envoy turns local replies to gRPC callers.
     ExtAuthzDenied {
         status: StatusCode,
         headers: Box<HeaderMap>,
         body: Bytes,
+        grpc: bool,
     },
     /// The external authorizer failed and the provider does not fail open: its
-    /// `statusOnError` with no body (`UAEX`).
-    ExtAuthzError { status: StatusCode },
+    /// `statusOnError` with no body (`UAEX`); mapped for gRPC requests as above.
+    ExtAuthzError { status: StatusCode, grpc: bool },
     /// RequestAuthentication refused the request's token, as Envoy's `jwt_authn` answers:
     /// 401 (403 for a wrong audience), the reason as the body, a `www-authenticate: Bearer`
     /// challenge naming the request's URL; gRPC requests get UNAUTHENTICATED (16) or
@@ -214,17 +217,36 @@ impl LocalReply {
                 status,
                 headers,
                 body,
+                grpc: false,
             } => {
                 let mut resp = Response::new(full(body));
                 *resp.status_mut() = status;
                 *resp.headers_mut() = *headers;
                 resp
             }
+            LocalReply::ExtAuthzDenied {
+                status,
+                headers,
+                body,
+                grpc: true,
+            } => {
+                let mut resp = grpc_reply(status, &String::from_utf8_lossy(&body));
+                for (k, v) in headers.iter() {
+                    if k != header::CONTENT_TYPE {
+                        resp.headers_mut().append(k.clone(), v.clone());
+                    }
+                }
+                resp
+            }
+            LocalReply::ExtAuthzError { status, grpc: true } => grpc_reply(status, ""),
             LocalReply::PlaintextRefused { port } => text(
                 StatusCode::FORBIDDEN,
                 &format!("port {port} requires mutual TLS (PeerAuthentication STRICT); plaintext requests are refused"),
             ),
-            LocalReply::ExtAuthzError { status } => {
+            LocalReply::ExtAuthzError {
+                status,
+                grpc: false,
+            } => {
                 let mut resp = Response::new(empty());
                 *resp.status_mut() = status;
                 resp
@@ -254,6 +276,48 @@ impl LocalReply {
                 resp
             }
         }
+    }
+}
+
+/// Envoy's `Grpc::Utility::httpToGrpcStatus`.
+fn grpc_status_of(status: StatusCode) -> u16 {
+    match status.as_u16() {
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502 | 503 | 504 => 14,
+        _ => 2,
+    }
+}
+
+/// A local reply to a gRPC caller: HTTP 200, `grpc-status` mapped from `status`, the
+/// message (when it is a valid header value).
+fn grpc_reply(status: StatusCode, message: &str) -> Response<Body> {
+    let mut resp = Response::new(empty());
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    h.insert("grpc-status", HeaderValue::from(grpc_status_of(status)));
+    if let Ok(v) = HeaderValue::from_str(message.trim()) {
+        if !v.is_empty() {
+            h.insert("grpc-message", v);
+        }
+    }
+    resp
+}
+
+impl LocalReply {
+    /// Marks an external authorizer's answer as one to a gRPC caller.
+    pub fn for_grpc(mut self, is_grpc: bool) -> LocalReply {
+        if let LocalReply::ExtAuthzDenied { grpc, .. } | LocalReply::ExtAuthzError { grpc, .. } =
+            &mut self
+        {
+            *grpc = is_grpc;
+        }
+        self
     }
 }
 
@@ -330,5 +394,42 @@ mod tests {
             500,
             "an unencodable location is an error, not a panic"
         );
+    }
+
+    #[test]
+    fn an_external_authorizers_answer_to_a_grpc_caller_is_a_grpc_status() {
+        let mut h = HeaderMap::new();
+        h.insert("x-why", HeaderValue::from_static("quota"));
+        let denied = LocalReply::ExtAuthzDenied {
+            status: StatusCode::FORBIDDEN,
+            headers: Box::new(h),
+            body: Bytes::from_static(b"not you"),
+            grpc: false,
+        };
+        let resp = denied.for_grpc(true).into_response();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["content-type"], "application/grpc");
+        assert_eq!(resp.headers()["grpc-status"], "7");
+        assert_eq!(resp.headers()["grpc-message"], "not you");
+        assert_eq!(resp.headers()["x-why"], "quota");
+        let failed = LocalReply::ExtAuthzError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            grpc: false,
+        };
+        assert_eq!(
+            failed.for_grpc(true).into_response().headers()["grpc-status"],
+            "14"
+        );
+        let plain = LocalReply::ExtAuthzError {
+            status: StatusCode::UNAUTHORIZED,
+            grpc: false,
+        };
+        let resp = plain.for_grpc(false).into_response();
+        assert_eq!(
+            resp.status(),
+            StatusCode::UNAUTHORIZED,
+            "HTTP callers keep the status"
+        );
+        assert!(resp.headers().get("grpc-status").is_none());
     }
 }

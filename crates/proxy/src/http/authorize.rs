@@ -88,7 +88,7 @@ pub(super) async fn authorize(
             ext::Decision::Deny(reply) => {
                 state.metrics.authz(&policy, true, false);
                 tracing::debug!(%policy, provider = %provider.name, "request denied by the external authorizer");
-                return Err(reply);
+                return Err(reply.for_grpc(super::headers::is_grpc(req.headers())));
             }
         }
     }

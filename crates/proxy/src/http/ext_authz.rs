@@ -110,6 +110,7 @@ pub async fn check(
         } else {
             Decision::Deny(LocalReply::ExtAuthzError {
                 status: StatusCode::from_u16(p.status_on_error).unwrap_or(StatusCode::FORBIDDEN),
+                grpc: false,
             })
         }
     };
@@ -195,5 +196,6 @@ pub async fn check(
         status,
         headers: Box::new(headers),
         body,
+        grpc: false,
     })
 }
