@@ -147,6 +147,11 @@ impl PeerPool {
         let _ = tcp.set_nodelay(true);
         let mut h2 = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new())
+            // Until the peer's SETTINGS arrive, open at most 100 streams (RFC 9113's
+            // suggested minimum) instead of h2's unlimited default: a burst on a fresh
+            // connection would otherwise be refused past the peer's limit (REFUSED_STREAM),
+            // and requests whose bodies cannot be replayed would fail with 503.
+            .initial_max_send_streams(100)
             .keep_alive_interval(KEEPALIVE_INTERVAL)
             .keep_alive_timeout(KEEPALIVE_TIMEOUT);
         let h2_error = |source| ConnectError::H2 {
