@@ -374,6 +374,27 @@ pub fn routing_claim(name: &str) -> Option<Vec<String>> {
     (!inner.is_empty()).then(|| inner.split("][").map(str::to_string).collect())
 }
 
+/// gRPC status names in code order (`OK` is 0): what `fault.abort.grpcStatus` may name.
+pub const GRPC_STATUS_NAMES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
 #[cfg(test)]
 mod claim_tests {
     use super::routing_claim;

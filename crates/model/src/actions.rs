@@ -17,26 +17,7 @@ fn percent(p: Option<&weft_api::Percent>, deprecated: Option<i32>) -> f64 {
 
 /// gRPC status names (Istio writes `grpcStatus: UNAVAILABLE`) to codes.
 pub fn grpc_code(name: &str) -> Option<u8> {
-    const NAMES: [&str; 17] = [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
-    NAMES
+    weft_api::GRPC_STATUS_NAMES
         .iter()
         .position(|n| n.eq_ignore_ascii_case(name))
         .map(|i| i as u8)

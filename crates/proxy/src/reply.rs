@@ -192,20 +192,7 @@ impl LocalReply {
             }
             LocalReply::CorsIgnored => Response::new(empty()),
             LocalReply::FaultAbort { status } => text(status, "fault filter abort"),
-            LocalReply::FaultAbortGrpc { code } => {
-                let mut resp = Response::new(empty());
-                let h = resp.headers_mut();
-                h.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/grpc"),
-                );
-                h.insert("grpc-status", HeaderValue::from(u16::from(code)));
-                h.insert(
-                    "grpc-message",
-                    HeaderValue::from_static("fault filter abort"),
-                );
-                resp
-            }
+            LocalReply::FaultAbortGrpc { code } => grpc_code_reply(u16::from(code), "fault filter abort"),
             LocalReply::BadRequest { detail } => text(StatusCode::BAD_REQUEST, &detail),
             LocalReply::InvalidPath { status, detail } => text(status, &detail),
             LocalReply::HeadersTooLarge { limit } => text(
@@ -264,17 +251,7 @@ impl LocalReply {
                     .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
                 resp
             }
-            LocalReply::Denied { grpc: true } => {
-                let mut resp = Response::new(empty());
-                let h = resp.headers_mut();
-                h.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/grpc"),
-                );
-                h.insert("grpc-status", HeaderValue::from_static("7"));
-                h.insert("grpc-message", HeaderValue::from_static(RBAC_DENIED));
-                resp
-            }
+            LocalReply::Denied { grpc: true } => grpc_reply(StatusCode::FORBIDDEN, RBAC_DENIED),
         }
     }
 }
@@ -294,13 +271,18 @@ fn grpc_status_of(status: StatusCode) -> u16 {
 /// A local reply to a gRPC caller: HTTP 200, `grpc-status` mapped from `status`, the
 /// message (when it is a valid header value).
 fn grpc_reply(status: StatusCode, message: &str) -> Response<Body> {
+    grpc_code_reply(grpc_status_of(status), message)
+}
+
+/// A trailers-only gRPC answer: HTTP 200, `grpc-status: code`, the message if any.
+fn grpc_code_reply(code: u16, message: &str) -> Response<Body> {
     let mut resp = Response::new(empty());
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/grpc"),
     );
-    h.insert("grpc-status", HeaderValue::from(grpc_status_of(status)));
+    h.insert("grpc-status", HeaderValue::from(code));
     if let Ok(v) = HeaderValue::from_str(message.trim()) {
         if !v.is_empty() {
             h.insert("grpc-message", v);
@@ -328,20 +310,8 @@ fn jwt_rejected(
     grpc: bool,
 ) -> Response<Body> {
     let mut resp = if grpc {
-        let mut resp = Response::new(empty());
-        let code = if status == StatusCode::FORBIDDEN {
-            "7"
-        } else {
-            "16"
-        };
-        let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/grpc"),
-        );
-        h.insert("grpc-status", HeaderValue::from_static(code));
-        h.insert("grpc-message", HeaderValue::from_static(reason));
-        resp
+        // 401 -> UNAUTHENTICATED (16), 403 -> PERMISSION_DENIED (7).
+        grpc_reply(status, reason)
     } else {
         let mut resp = Response::new(full(reason));
         *resp.status_mut() = status;

@@ -27,27 +27,6 @@ const RETRY_ON: &[&str] = &[
     "unavailable",
 ];
 
-/// gRPC status code names Istio accepts for `fault.abort.grpcStatus`.
-const GRPC_STATUS: &[&str] = &[
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-];
-
 const HTTP_METHODS: &[&str] = &[
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "*",
 ];
@@ -136,7 +115,7 @@ pub(super) fn fault(errs: &mut Errs, at: &str, f: &HttpFaultInjection) {
     if let Some(a) = &f.abort {
         let aat = format!("{at}.abort");
         if let Some(g) = &a.grpc_status {
-            if !GRPC_STATUS.contains(&g.as_str()) {
+            if !crate::GRPC_STATUS_NAMES.contains(&g.as_str()) {
                 errs.at(format!("{aat}.grpcStatus"), format!("gRPC status {g:?} is not supported: use a code name such as NOT_FOUND or UNAVAILABLE (https://github.com/grpc/grpc/blob/master/doc/statuscodes.md)"));
             }
         }

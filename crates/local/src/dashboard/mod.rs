@@ -143,9 +143,13 @@ async fn scrape_loop(view: Arc<View>) {
     let mut prev_at = Instant::now();
     loop {
         let started = Instant::now();
-        let now = scrape_all(&view.state_dir).await;
-        let nodes = config_resources(&view.state_dir)
-            .map(|(_, r)| config_view::nodes(&r))
+        let mesh = status::read(&view.state_dir).ok();
+        let now = match &mesh {
+            Some(m) => scrape_all(m).await,
+            None => HashMap::new(),
+        };
+        let nodes = mesh
+            .map(|m| config_view::nodes(&weft_api::load_path(Path::new(&m.config_dir)).resources))
             .unwrap_or_default();
         let secs = started.duration_since(prev_at).as_secs_f64();
         let g = graph::build(&prev, &now, secs, nodes);
@@ -155,14 +159,11 @@ async fn scrape_loop(view: Arc<View>) {
     }
 }
 
-/// One scrape of every gateway and sidecar in `mesh.json` (a proxy that does not answer
+/// One scrape of every gateway and sidecar the mesh state lists (a proxy that does not answer
 /// is left out of this round).
-async fn scrape_all(state_dir: &Path) -> HashMap<String, ProxyScrape> {
-    let Ok(mesh) = status::read(state_dir) else {
-        return HashMap::new();
-    };
+async fn scrape_all(mesh: &status::MeshStatus) -> HashMap<String, ProxyScrape> {
     let mut out = HashMap::new();
-    for p in mesh.processes {
+    for p in &mesh.processes {
         if p.role != "gateway" && p.role != "sidecar" {
             continue;
         }
