@@ -6,6 +6,7 @@ mod authorization_policy;
 mod client_tls;
 mod common;
 mod connection_pool;
+mod crd_limits;
 mod deprecated;
 mod destination_rule;
 mod gateway;
@@ -78,6 +79,18 @@ impl Errs {
     /// A problem with the presence of the field at `path` (located at its key).
     pub fn key(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.items.push((path.into(), message.into(), true, None));
+    }
+
+    /// Whether an error was already found at `path`, inside it or at a field holding it.
+    pub fn has_problem_at(&self, path: &str) -> bool {
+        let within = |inner: &str, outer: &str| {
+            inner
+                .strip_prefix(outer)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+        };
+        self.items
+            .iter()
+            .any(|(p, _, _, kind)| kind.is_none() && (within(p, path) || within(path, p)))
     }
 
     /// A warning about the field at `path` (located at its key): Istio accepts it.
@@ -157,6 +170,9 @@ pub fn validate_all_with_warnings(
         let mut errs = Errs::default();
         validate(r, &mut errs);
         deprecated::check(r, &mut errs);
+        if r.api_version != "v1" {
+            crd_limits::check(r, &mut errs);
+        }
         for (path, message, at_key, kind) in errs.items {
             let (line, column) = if at_key {
                 r.key_position_of(&path)
