@@ -5,7 +5,7 @@
 //!
 //! Supported: integer, string, bool and null literals; `==`, `!=`, `<`, `<=`, `>`, `>=`;
 //! `&&`, `||`, `!`, parentheses; `'x' in request.headers`; `.startsWith()`, `.endsWith()`,
-//! `.contains()` on strings; the attributes in [`Attr`] (`request.headers['name']` for a
+//! `.contains()` on strings; `string(x)`; the attributes in [`Attr`] (`request.headers['name']` for a
 //! header). Evaluation follows CEL: a missing header or a type mismatch is an error, and
 //! `||`/`&&` absorb an error when the other side decides. A filter whose result is an
 //! error or not `true` does not log, as in Envoy.
@@ -98,6 +98,8 @@ pub enum Expr {
     /// `'name' in request.headers`.
     HasHeader(Attr, String),
     Call(Method, Box<Expr>, Box<Expr>),
+    /// CEL's `string(x)` conversion.
+    ToString(Box<Expr>),
 }
 
 /// A comparison.
@@ -311,6 +313,11 @@ impl Parser {
             }
             Tok::Ident(i) if i == "true" || i == "false" => Ok(Expr::Lit(Value::Bool(i == "true"))),
             Tok::Ident(i) if i == "null" => Ok(Expr::Lit(Value::Null)),
+            Tok::Ident(i) if i == "string" && self.eat("(") => {
+                let e = self.or()?;
+                self.expect(")")?;
+                Ok(Expr::ToString(Box::new(e)))
+            }
             Tok::Ident(first) => self.attribute(first),
             Tok::Sym(s) => Err(CelError(format!(
                 "unexpected `{s}` where a value was expected"
@@ -388,8 +395,25 @@ impl Expr {
         self.eval(a) == Ok(Value::Bool(true))
     }
 
+    /// The expression's value for this request as a metric label shows it (strings as they
+    /// are, numbers in decimal, `true`/`false`); `None` when it is an error or null.
+    pub fn label_value(&self, a: &dyn Attributes) -> Option<String> {
+        match self.eval(a).ok()? {
+            Value::Str(s) => Some(s),
+            Value::Int(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Null => None,
+        }
+    }
+
     fn eval(&self, a: &dyn Attributes) -> Eval {
         match self {
+            Expr::ToString(e) => Ok(Value::Str(match e.eval(a)? {
+                Value::Str(s) => s,
+                Value::Int(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                Value::Null => return Err(()),
+            })),
             Expr::Lit(v) => Ok(v.clone()),
             Expr::Attr(at) => a.get(*at).ok_or(()),
             Expr::Header(m, h) => a.header(*m, h).map(Value::Str).ok_or(()),

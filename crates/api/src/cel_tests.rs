@@ -69,3 +69,24 @@ fn refuses_what_it_does_not_support_in_words() {
         assert!(e.0.contains(why), "{src}: {e}");
     }
 }
+
+#[test]
+fn label_values_are_strings_numbers_and_bools_and_none_for_errors() {
+    let v = |src: &str| {
+        parse(src)
+            .unwrap_or_else(|e| panic!("{src}: {e}"))
+            .label_value(&Req)
+    };
+    assert_eq!(v("request.method").as_deref(), Some("GET"));
+    assert_eq!(v("request.headers['x-tier']").as_deref(), Some("gold"));
+    assert_eq!(v("string(response.code)").as_deref(), Some("503"));
+    assert_eq!(v("response.code").as_deref(), Some("503"));
+    assert_eq!(v("response.code >= 500").as_deref(), Some("true"));
+    assert_eq!(
+        v("request.headers['absent']"),
+        None,
+        "a missing header is an error"
+    );
+    assert_eq!(v("null"), None);
+    assert!(t("string(response.code) == '503'"));
+}

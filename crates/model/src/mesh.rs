@@ -98,12 +98,10 @@ pub(crate) fn report(mc: &MeshConfig, push: &mut impl FnMut(String)) {
     if mc.enable_tracing == Some(true) {
         push("MeshConfig enableTracing (the legacy Zipkin tracer of defaultConfig.tracing is not built: name an opentelemetry provider in Telemetry tracing or defaultProviders.tracing)".into());
     }
-    if mc
-        .default_providers
-        .as_ref()
-        .is_some_and(|d| !d.metrics.is_empty())
-    {
-        push("MeshConfig defaultProviders.metrics (not enforced yet)".into());
+    for p in mc.default_providers.iter().flat_map(|d| &d.metrics) {
+        if p != crate::telemetry::metrics::PROMETHEUS {
+            push(format!("MeshConfig defaultProviders.metrics {p} (weft's one metrics provider is Istio's built-in prometheus; this one gets nothing)"));
+        }
     }
     for k in mc.default_config.iter().flat_map(|d| &d.keys) {
         if k != "gatewayTopology" {

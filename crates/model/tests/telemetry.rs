@@ -296,13 +296,7 @@ fn what_is_not_built_is_reported_by_name() {
         .filter(|n| n.resource == "Telemetry/game/ns")
         .map(|n| format!("{} {}", n.location, n.what))
         .collect();
-    assert_eq!(
-        reported,
-        [
-            "mesh.yaml:46 metrics (providers, overrides, reportingInterval: not enforced yet)",
-            "mesh.yaml:46 tracing[0].customTags.f.formatter"
-        ]
-    );
+    assert_eq!(reported, ["mesh.yaml:46 tracing[0].customTags.f.formatter"]);
     let mesh: Vec<&str> = cfg
         .not_enforced
         .iter()
@@ -331,4 +325,135 @@ fn a_filter_outside_the_supported_cel_is_refused_where_it_is_written() {
     assert_eq!(text.len(), 1, "{text:?}");
     assert!(text[0].contains("t.yaml:"), "{}", text[0]);
     assert!(text[0].contains("unknown attribute `size`"), "{}", text[0]);
+}
+
+fn metric<'a>(s: &'a SideTelemetry, name: &str) -> Option<&'a metrics::MetricOverride> {
+    s.metrics.get(name)
+}
+
+fn tags(o: Option<&metrics::MetricOverride>) -> Vec<(String, Option<String>)> {
+    o.map(|o| {
+        o.tags
+            .iter()
+            .map(|t| (t.name.clone(), t.value.clone()))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+#[test]
+fn metric_overrides_merge_by_level_mode_metric_and_tag() {
+    let yaml = [
+        telemetry(
+            "mesh-default",
+            "istio-system",
+            "  metrics:\n  - providers: [{name: prometheus}]\n    overrides:\n    - tagOverrides:\n        request_host: {value: request.host}\n",
+        ),
+        telemetry(
+            "ns",
+            "game",
+            "  metrics:\n  - overrides:\n    - match: {metric: REQUEST_COUNT, mode: SERVER}\n      tagOverrides:\n        request_host: {operation: REMOVE}\n    - match: {metric: REQUEST_SIZE}\n      disabled: true\n",
+        ),
+        telemetry(
+            "api",
+            "game",
+            "  selector: {matchLabels: {app: api}}\n  metrics:\n  - overrides:\n    - match: {metric: REQUEST_SIZE, mode: CLIENT}\n      disabled: false\n",
+        ),
+    ]
+    .concat();
+    let cfg = compile_for(&yaml, "api-v1", "game");
+    let (client, server) = (&cfg.telemetry.client, &cfg.telemetry.server);
+    assert!(!client.metrics.disabled && !server.metrics.disabled);
+    let host = ("request_host".to_string(), Some("request.host".to_string()));
+    assert_eq!(
+        tags(metric(client, "REQUEST_COUNT")),
+        std::slice::from_ref(&host)
+    );
+    assert_eq!(
+        tags(metric(server, "REQUEST_COUNT")),
+        [("request_host".to_string(), None)]
+    );
+    assert_eq!(
+        tags(metric(server, "RESPONSE_SIZE")),
+        std::slice::from_ref(&host)
+    );
+    // The namespace disabled REQUEST_SIZE; the workload's Telemetry enabled it again for
+    // its client side only.
+    assert_eq!(
+        metric(client, "REQUEST_SIZE").map(|o| o.disabled),
+        Some(false)
+    );
+    assert_eq!(
+        metric(server, "REQUEST_SIZE").map(|o| o.disabled),
+        Some(true)
+    );
+    // Another workload of the namespace: no workload level.
+    let db = compile_for(&yaml, "db-v1", "game");
+    assert_eq!(
+        metric(&db.telemetry.client, "REQUEST_SIZE").map(|o| o.disabled),
+        Some(true)
+    );
+    // Another namespace: the root level only.
+    let web = compile_for(&yaml, "web-v1", "web");
+    assert_eq!(tags(metric(&web.telemetry.server, "REQUEST_COUNT")), [host]);
+    // ALL_METRICS applies to TCP metrics too, which weft does not override: reported.
+    assert!(web
+        .not_enforced
+        .iter()
+        .any(|n| n.resource == "Telemetry/istio-system/mesh-default"
+            && n.what.contains("on TCP metrics")));
+}
+
+#[test]
+fn all_metrics_disabled_switches_a_mode_off_until_a_lower_level_overrides_it() {
+    let yaml = [
+        telemetry(
+            "mesh-default",
+            "istio-system",
+            "  metrics:\n  - overrides:\n    - disabled: true\n",
+        ),
+        telemetry(
+            "ns",
+            "game",
+            "  metrics:\n  - overrides:\n    - match: {metric: REQUEST_COUNT, mode: CLIENT}\n      disabled: false\n",
+        ),
+    ]
+    .concat();
+    let cfg = compile_for(&yaml, "api-v1", "game");
+    assert!(
+        !cfg.telemetry.client.metrics.disabled,
+        "switched on again for CLIENT"
+    );
+    assert!(cfg.telemetry.server.metrics.disabled);
+    let web = compile_for(&yaml, "web-v1", "web");
+    assert!(web.telemetry.client.metrics.disabled && web.telemetry.server.metrics.disabled);
+    // A provider other than prometheus in scope: no Istio metrics, and it is reported.
+    let other = telemetry(
+        "ns",
+        "game",
+        "  metrics:\n  - providers: [{name: stackdriver}]\n",
+    );
+    let cfg = compile_for(&other, "api-v1", "game");
+    assert!(cfg.telemetry.client.metrics.disabled && cfg.telemetry.server.metrics.disabled);
+    assert!(cfg
+        .not_enforced
+        .iter()
+        .any(|n| n.what.starts_with("metrics[0].providers stackdriver")));
+}
+
+#[test]
+fn a_tag_expression_outside_the_cel_subset_is_left_out_and_reported() {
+    let yaml = telemetry(
+        "ns",
+        "game",
+        "  metrics:\n  - overrides:\n    - match: {metric: REQUEST_COUNT}\n      tagOverrides:\n        ua: {value: \"size(request.path)\"}\n        m: {value: request.method}\n",
+    );
+    let cfg = compile_for(&yaml, "api-v1", "game");
+    assert_eq!(
+        tags(metric(&cfg.telemetry.client, "REQUEST_COUNT")),
+        [("m".to_string(), Some("request.method".to_string()))]
+    );
+    assert!(cfg.not_enforced.iter().any(|n| n
+        .what
+        .starts_with("metrics[0].overrides[0].tagOverrides.ua.value")));
 }

@@ -64,6 +64,7 @@ impl Drop for LogFile {
 
 fn logging(file: &LogFile, format: LogFormat, filter: Option<&str>) -> TelemetryConfig {
     let side = SideTelemetry {
+        metrics: Default::default(),
         tracing: None,
         access_logs: vec![AccessLog {
             provider: "file".into(),
@@ -320,6 +321,7 @@ async fn an_audit_policy_marks_the_requests_it_matches() {
     let file = LogFile::new("audit");
     let mut s = Config::sidecar(&pair.server).build();
     let side = SideTelemetry {
+        metrics: Default::default(),
         tracing: None,
         access_logs: vec![AccessLog {
             provider: "audit".into(),

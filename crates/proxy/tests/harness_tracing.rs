@@ -36,6 +36,7 @@ fn spec(collector: std::net::SocketAddr, percent: f64, http: bool) -> TracingSpe
 
 fn traced(workload: &str, spec: &TracingSpec) -> TelemetryConfig {
     let side = SideTelemetry {
+        metrics: Default::default(),
         tracing: Some(spec.clone()),
         access_logs: vec![],
     };

@@ -6,7 +6,8 @@
 //! providers per mode (CLIENT for gateways and outbound, SERVER for inbound), where a lower
 //! level that names providers replaces the parent's and `disabled` switches one off. With
 //! no Telemetry and no MeshConfig `defaultProviders`, MeshConfig `accessLogFile` is the
-//! switch (Istio's legacy path). `targetRef(s)` and metrics are not resolved here (reported).
+//! switch (Istio's legacy path). Metrics resolve in [`metrics`]. `targetRef(s)` are not
+//! resolved (reported).
 
 use crate::registry::{fqdn, selects};
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,7 @@ use std::collections::BTreeMap;
 use weft_api::{AccessLogging, MeshConfig, Resource, Spec, Telemetry, Tracing, WorkloadMode};
 
 mod logs;
+pub mod metrics;
 mod report;
 
 use logs::access_logs;
@@ -124,6 +126,9 @@ pub struct SideTelemetry {
     /// `None`: no tracing on this side (trace headers pass through untouched).
     pub tracing: Option<TracingSpec>,
     pub access_logs: Vec<AccessLog>,
+    /// Istio's metrics on this side: off, or with Telemetry overrides.
+    #[serde(default)]
+    pub metrics: metrics::MetricsSpec,
 }
 
 /// Resolved tracing of one side.
@@ -206,7 +211,7 @@ pub struct Applicable<'a> {
     pub tracing: Vec<&'a Tracing>,
     /// Per Telemetry resource: its `accessLogging` list (levels matter for merging).
     pub logging: Vec<&'a [AccessLogging]>,
-    /// For the metrics work (not resolved yet).
+    /// Per Telemetry resource: its `metrics` entries, in order.
     pub metrics: Vec<&'a weft_api::Metrics>,
     pub used: Vec<String>,
 }
@@ -277,14 +282,17 @@ pub fn telemetry_for(
 ) -> (TelemetryConfig, Vec<String>) {
     let a = applicable(resources, root, ns, labels);
     let (client, server) = tracing(&a.tracing, mesh);
+    let (client_metrics, server_metrics) = metrics::resolve(&a.metrics, mesh);
     let cfg = TelemetryConfig {
         client: SideTelemetry {
             tracing: client,
             access_logs: access_logs(&a.logging, mesh, WorkloadMode::Client),
+            metrics: client_metrics,
         },
         server: SideTelemetry {
             tracing: server,
             access_logs: access_logs(&a.logging, mesh, WorkloadMode::Server),
+            metrics: server_metrics,
         },
         workload: WorkloadTags::default(),
     };

@@ -8,8 +8,8 @@ pub(crate) fn report(t: &Telemetry, mesh: Option<&MeshConfig>, push: &mut impl F
     if t.target_ref.is_some() || !t.target_refs.is_empty() {
         push("targetRef/targetRefs (a Telemetry attached by targetRef is not applied yet)".into());
     }
-    if !t.metrics.is_empty() {
-        push("metrics (providers, overrides, reportingInterval: not enforced yet)".into());
+    for (i, m) in t.metrics.iter().enumerate() {
+        metrics(i, m, push);
     }
     let kind = |name: &str| {
         mesh.and_then(|m| {
@@ -49,6 +49,51 @@ pub(crate) fn report(t: &Telemetry, mesh: Option<&MeshConfig>, push: &mut impl F
                 None if p.name == BUILTIN_LOG_PROVIDER => {}
                 Some(k) => push(format!("accessLogging[{i}].providers {} ({k} access logs are not built)", p.name)),
                 None => push(format!("accessLogging[{i}].providers {} (no such MeshConfig extension provider: nothing logged)", p.name)),
+            }
+        }
+    }
+}
+
+/// What a `metrics` entry asks for that weft does not build.
+fn metrics(i: usize, m: &weft_api::Metrics, push: &mut impl FnMut(String)) {
+    use weft_api::{IstioMetric, TagOperation};
+    for p in &m.providers {
+        if p.name != super::metrics::PROMETHEUS {
+            push(format!("metrics[{i}].providers {} (weft's one metrics provider is Istio's built-in prometheus; this one gets nothing, and where prometheus is not in scope Istio's HTTP metrics are off; TCP metrics stay on)", p.name));
+        }
+    }
+    if m.reporting_interval.is_some() {
+        push(format!(
+            "metrics[{i}].reportingInterval (weft records a TCP connection or stream when it ends)"
+        ));
+    }
+    for (j, o) in m.overrides.iter().enumerate() {
+        let at = format!("metrics[{i}].overrides[{j}]");
+        let sel = o.r#match.as_ref();
+        if let Some(c) = sel.and_then(|s| s.custom_metric.as_deref()) {
+            push(format!(
+                "{at}.match.customMetric {c} (weft has no custom metrics)"
+            ));
+        }
+        let metric = sel.and_then(|s| s.metric).unwrap_or_default();
+        let tcp = matches!(
+            metric,
+            IstioMetric::TcpOpenedConnections
+                | IstioMetric::TcpClosedConnections
+                | IstioMetric::TcpSentBytes
+                | IstioMetric::TcpReceivedBytes
+        );
+        let all =
+            metric == IstioMetric::AllMetrics && sel.is_none_or(|s| s.custom_metric.is_none());
+        if (tcp || all) && (o.disabled.is_some() || !o.tag_overrides.is_empty()) {
+            push(format!("{at} on TCP metrics (not built for them: istio_tcp_* keep their standard labels and stay on)"));
+        }
+        for (name, t) in &o.tag_overrides {
+            if t.operation.unwrap_or_default() == TagOperation::Upsert {
+                let v = t.value.as_deref().unwrap_or_default();
+                if let Err(e) = weft_api::cel::parse(v) {
+                    push(format!("{at}.tagOverrides.{name}.value {v:?} (outside weft's CEL subset: {e}; the label is left out)"));
+                }
             }
         }
     }

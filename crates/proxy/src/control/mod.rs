@@ -150,6 +150,10 @@ async fn apply(state: &Arc<ProxyState>, push: &pb::ConfigPush) -> Result<(), Str
                 .map(|e| (e.address.clone(), e.tls_identity().to_string()))
         })
         .collect();
+    state.metrics.set_rules(
+        active.telemetry.client.metric_rules.clone(),
+        active.telemetry.server.metric_rules.clone(),
+    );
     state.config.store(Arc::new(active));
     state.metrics.config_applied(&push.version);
     // ... and serve them only once their routes are live.

@@ -70,6 +70,21 @@ impl Record {
     }
 }
 
+impl Drop for Record {
+    /// Before the metrics record counts: the values of the side's metric tag expressions,
+    /// from what the exchange saw of the request.
+    fn drop(&mut self) {
+        let Some(x) = self.exchange.as_mut() else {
+            return;
+        };
+        if let Some(rules) = x.side.metric_rules.clone().filter(|r| !r.exprs.is_empty()) {
+            x.finish();
+            let values = rules.values(&**x);
+            self.metrics.tag_values(values);
+        }
+    }
+}
+
 impl Deref for Record {
     type Target = RequestRecord;
     fn deref(&self) -> &RequestRecord {
@@ -307,14 +322,21 @@ impl Exchange {
     }
 }
 
-impl Drop for Exchange {
-    fn drop(&mut self) {
+impl Exchange {
+    /// Marks a response that never went out whole (Envoy's `DC`).
+    fn finish(&mut self) {
         if !self.complete {
             self.flags |= ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION;
             if self.code == 0 {
                 self.details = Cow::Borrowed("downstream_remote_disconnect");
             }
         }
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        self.finish();
         let side = self.side.clone();
         for sink in &side.sinks {
             if sink.filter.as_ref().is_none_or(|f| f.matches(&*self)) {

@@ -13,6 +13,7 @@
 //! a path or header), so the number of series is bounded by construction.
 
 use super::cluster_stats::ClusterStats;
+use super::overrides::{SeriesLabels, SideRules};
 use super::ResponseFlags;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -132,6 +133,8 @@ struct Key {
     code: u16,
     grpc_status: u8,
     flags: u32,
+    /// The address of the request's interned tag values (0: none).
+    values: usize,
 }
 
 /// What one finished request measured.
@@ -151,23 +154,26 @@ pub struct Sample {
     pub response_messages: u64,
 }
 
+/// A series' handles (`None`: that metric is disabled on this side).
 struct Handles {
     _peers: Arc<PeerLabels>,
-    requests: Counter,
-    duration: Histogram,
-    request_bytes: Histogram,
-    response_bytes: Histogram,
+    _values: Option<Arc<Vec<String>>>,
+    requests: Option<Counter>,
+    duration: Option<Histogram>,
+    request_bytes: Option<Histogram>,
+    response_bytes: Option<Histogram>,
     /// gRPC only.
-    messages: Option<(Counter, Counter)>,
+    request_messages: Option<Counter>,
+    response_messages: Option<Counter>,
 }
 
 struct Families {
-    requests: Family<RequestLabels, Counter>,
-    duration: Family<RequestLabels, Histogram>,
-    request_bytes: Family<RequestLabels, Histogram>,
-    response_bytes: Family<RequestLabels, Histogram>,
-    request_messages: Family<RequestLabels, Counter>,
-    response_messages: Family<RequestLabels, Counter>,
+    requests: Family<SeriesLabels, Counter>,
+    duration: Family<SeriesLabels, Histogram>,
+    request_bytes: Family<SeriesLabels, Histogram>,
+    response_bytes: Family<SeriesLabels, Histogram>,
+    request_messages: Family<SeriesLabels, Counter>,
+    response_messages: Family<SeriesLabels, Counter>,
 }
 
 /// The workload certificate's lifecycle, for alerts before it expires.
@@ -196,7 +202,10 @@ pub struct Metrics {
     /// Istio's TCP connection and byte counters (`super::tcp_metrics`).
     pub tcp: super::tcp_metrics::TcpMetrics,
     interned: Mutex<HashSet<Arc<PeerLabels>>>,
+    interned_values: Mutex<HashSet<Arc<Vec<String>>>>,
     handles: RwLock<HashMap<Key, Handles>>,
+    /// Telemetry overrides of the client and server side (`None`: standard).
+    rules: RwLock<[Option<Arc<SideRules>>; 2]>,
     /// False only when telemetry is switched off (`weft proxy --no-telemetry`).
     recording: bool,
 }
@@ -214,7 +223,7 @@ pub const DEFAULT_BUCKETS: [f64; 19] = [
     300000., 600000., 1800000., 3600000.,
 ];
 
-fn histograms() -> Family<RequestLabels, Histogram> {
+fn histograms() -> Family<SeriesLabels, Histogram> {
     Family::new_with_constructor(|| Histogram::new(DEFAULT_BUCKETS))
 }
 
@@ -295,7 +304,9 @@ impl Metrics {
             config_version,
             config_applied,
             interned: Mutex::new(HashSet::new()),
+            interned_values: Mutex::new(HashSet::new()),
             handles: RwLock::new(HashMap::new()),
+            rules: RwLock::default(),
             recording,
         }
     }
@@ -317,7 +328,40 @@ impl Metrics {
         clusters.entry(name.to_string()).or_default().clone()
     }
 
-    pub(super) fn observe(&self, peers: &Arc<PeerLabels>, s: &Sample) {
+    /// Sets the Telemetry overrides of each side; series recorded under other overrides
+    /// are looked up again.
+    pub fn set_rules(&self, client: Option<Arc<SideRules>>, server: Option<Arc<SideRules>>) {
+        let mut rules = self.rules.write().unwrap_or_else(|p| p.into_inner());
+        if rules[0] == client && rules[1] == server {
+            return;
+        }
+        *rules = [client, server];
+        self.handles
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// One shared copy of each distinct list of tag values.
+    pub fn intern_values(&self, values: Vec<String>) -> Arc<Vec<String>> {
+        let mut interned = self
+            .interned_values
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(known) = interned.get(&values) {
+            return known.clone();
+        }
+        let arc = Arc::new(values);
+        interned.insert(arc.clone());
+        arc
+    }
+
+    pub(super) fn observe(
+        &self,
+        peers: &Arc<PeerLabels>,
+        s: &Sample,
+        values: Option<&Arc<Vec<String>>>,
+    ) {
         if !self.recording {
             return;
         }
@@ -327,6 +371,7 @@ impl Metrics {
             code: s.code,
             grpc_status: s.grpc_status,
             flags: s.flags.bits(),
+            values: values.map_or(0, |v| Arc::as_ptr(v) as usize),
         };
         if let Some(h) = self
             .handles
@@ -337,20 +382,31 @@ impl Metrics {
             h.record(s);
             return;
         }
-        let labels = peers.with(&key);
+        let side = usize::from(peers.reporter == "destination");
+        let rules = self.rules.read().unwrap_or_else(|p| p.into_inner())[side].clone();
+        let base = peers.with(&key);
+        let no_values = Vec::new();
+        let vals = values.map_or(&no_values, |v| v.as_ref());
+        let labels = |i: usize| match &rules {
+            None => Some(SeriesLabels::Standard(base.clone())),
+            Some(r) => r.labels(i, base.clone(), vals),
+        };
         let f = &self.families;
+        let counter = |fam: &Family<SeriesLabels, Counter>, i: usize| {
+            labels(i).map(|l| fam.get_or_create(&l).clone())
+        };
+        let histogram = |fam: &Family<SeriesLabels, Histogram>, i: usize| {
+            labels(i).map(|l| fam.get_or_create(&l).clone())
+        };
         let h = Handles {
             _peers: peers.clone(),
-            requests: f.requests.get_or_create(&labels).clone(),
-            duration: f.duration.get_or_create(&labels).clone(),
-            request_bytes: f.request_bytes.get_or_create(&labels).clone(),
-            response_bytes: f.response_bytes.get_or_create(&labels).clone(),
-            messages: s.grpc.then(|| {
-                (
-                    f.request_messages.get_or_create(&labels).clone(),
-                    f.response_messages.get_or_create(&labels).clone(),
-                )
-            }),
+            _values: values.cloned(),
+            requests: counter(&f.requests, 0),
+            duration: histogram(&f.duration, 1),
+            request_bytes: histogram(&f.request_bytes, 2),
+            response_bytes: histogram(&f.response_bytes, 3),
+            request_messages: s.grpc.then(|| counter(&f.request_messages, 4)).flatten(),
+            response_messages: s.grpc.then(|| counter(&f.response_messages, 5)).flatten(),
         };
         h.record(s);
         self.handles
@@ -401,13 +457,23 @@ impl Metrics {
 
 impl Handles {
     fn record(&self, s: &Sample) {
-        self.requests.inc();
-        self.duration.observe(s.ms);
-        self.request_bytes.observe(s.request_bytes as f64);
-        self.response_bytes.observe(s.response_bytes as f64);
-        if let Some((req, resp)) = &self.messages {
-            req.inc_by(s.request_messages);
-            resp.inc_by(s.response_messages);
+        if let Some(c) = &self.requests {
+            c.inc();
+        }
+        if let Some(h) = &self.duration {
+            h.observe(s.ms);
+        }
+        if let Some(h) = &self.request_bytes {
+            h.observe(s.request_bytes as f64);
+        }
+        if let Some(h) = &self.response_bytes {
+            h.observe(s.response_bytes as f64);
+        }
+        if let Some(c) = &self.request_messages {
+            c.inc_by(s.request_messages);
+        }
+        if let Some(c) = &self.response_messages {
+            c.inc_by(s.response_messages);
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod exposition;
 mod flags;
 pub mod metrics;
 pub mod observe;
+pub mod overrides;
 pub mod peer;
 pub mod record;
 pub mod tcp_metrics;

@@ -1,11 +1,12 @@
 //! Tracing and access logging as a push configures them, compiled when a config is applied
 //! ([`Observe::compile`]): per side (client: gateway and outbound; server: inbound) the
-//! tracer — sampling, tags, the collector's span queue — and the access log sinks, each a
-//! compiled format, its filter and its file's writer. Queues and writers live in the
+//! tracer — sampling, tags, the collector's span queue —, the access log sinks, each a
+//! compiled format, its filter and its file's writer, and the metric overrides. Queues and writers live in the
 //! proxy-wide [`Observe`] and are reused by every push that names the same collector or file.
 
 use super::access_log::{Format, LogStats, LogWriter};
 use super::export::{SpanQueue, TraceStats};
+use super::overrides::SideRules;
 use opentelemetry::KeyValue;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -46,12 +47,20 @@ pub struct Sink {
 pub struct Side {
     pub tracer: Option<Tracer>,
     pub sinks: Vec<Sink>,
+    /// Telemetry metric overrides (`None`: Istio's standard metrics).
+    pub metric_rules: Option<Arc<SideRules>>,
 }
 
 impl Side {
-    /// Nothing to trace or log: requests on this side pay nothing.
+    /// Nothing to trace, log or evaluate for metric labels: requests on this side pay
+    /// nothing.
     pub fn is_off(&self) -> bool {
-        self.tracer.is_none() && self.sinks.is_empty()
+        self.tracer.is_none()
+            && self.sinks.is_empty()
+            && self
+                .metric_rules
+                .as_ref()
+                .is_none_or(|r| r.exprs.is_empty())
     }
 }
 
@@ -99,7 +108,12 @@ impl Observe {
                 writer,
             });
         }
-        Ok(Side { tracer, sinks })
+        let metric_rules = SideRules::compile(&s.metrics).map(Arc::new);
+        Ok(Side {
+            tracer,
+            sinks,
+            metric_rules,
+        })
     }
 
     fn tracer(

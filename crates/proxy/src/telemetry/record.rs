@@ -87,6 +87,8 @@ pub struct RequestRecord {
     request: Option<Arc<Tally>>,
     response: GrpcFramer,
     complete: bool,
+    /// Telemetry tag values of this request (only where an override sets labels).
+    values: Option<Arc<Vec<String>>>,
 }
 
 impl RequestRecord {
@@ -104,7 +106,13 @@ impl RequestRecord {
             request: None,
             response: GrpcFramer::default(),
             complete: false,
+            values: None,
         }
+    }
+
+    /// The values of the side's tag expressions for this request.
+    pub fn tag_values(&mut self, values: Vec<String>) {
+        self.values = Some(self.metrics.intern_values(values));
     }
 
     /// The request's headers (their size counts toward `istio_request_bytes`).
@@ -173,7 +181,8 @@ impl Drop for RequestRecord {
             self.sample.request_bytes += t.bytes.load(Ordering::Relaxed);
             self.sample.request_messages = t.messages.load(Ordering::Relaxed);
         }
-        self.metrics.observe(&self.peers, &self.sample);
+        self.metrics
+            .observe(&self.peers, &self.sample, self.values.as_ref());
     }
 }
 
