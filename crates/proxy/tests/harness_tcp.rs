@@ -603,3 +603,82 @@ async fn a_sidecar_egress_bind_places_the_tcp_listener_and_a_bad_one_is_nacked()
     let error = mesh.control.nacked("client", &v).await;
     assert!(error.contains("is not ip:port"), "{error}");
 }
+
+/// Telemetry metric overrides on TCP: the client side's `istio_tcp_sent_bytes` disabled and
+/// `source_principal` removed from its other TCP metrics; the server side keeps Istio's.
+#[tokio::test]
+async fn metric_overrides_disable_and_remove_labels_of_tcp_metrics() {
+    use weft_model::telemetry::metrics::{MetricOverride, MetricsSpec, TagOverride};
+    let app = TcpApp::start("").await;
+    let mut mesh = TcpMesh::start(&app, |_| {}).await;
+    let removed = |metric: &str| MetricOverride {
+        metric: metric.into(),
+        disabled: false,
+        tags: vec![TagOverride {
+            name: "destination_principal".into(),
+            value: None,
+        }],
+    };
+    let mut cfg = Config::sidecar(&mesh.client)
+        .cluster(mesh.cluster.clone())
+        .build();
+    cfg.tcp_listeners = vec![tcp_listener(
+        ListenerKind::Outbound,
+        &listener_name(),
+        vec![l4_route(
+            "default",
+            vec![],
+            &[(&mesh.cluster.name.clone(), 100)],
+        )],
+    )];
+    cfg.telemetry.client.metrics = MetricsSpec {
+        disabled: false,
+        overrides: vec![
+            removed("TCP_CLOSED_CONNECTIONS"),
+            removed("TCP_OPENED_CONNECTIONS"),
+            removed("TCP_RECEIVED_BYTES"),
+            MetricOverride {
+                metric: "TCP_SENT_BYTES".into(),
+                disabled: true,
+                tags: vec![],
+            },
+        ],
+    };
+    mesh.control.push_acked("client", &cfg).await;
+    let mut s = mesh.connect().await;
+    s.write_all(b"hello\n").await.unwrap();
+    assert_eq!(read_line(&mut s).await, "hello");
+    drop(s);
+    let src = [("reporter", "source"), ("request_protocol", "tcp")];
+    let c = within("the client's TCP metrics", async {
+        loop {
+            let c = stats(mesh.client.admin).await;
+            if metric(&c, "istio_tcp_connections_closed_total", &src) == 1.0 {
+                return c;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(
+        metric(&c, "istio_tcp_received_bytes_total", &src),
+        6.0,
+        "{c}"
+    );
+    assert!(
+        !c.lines()
+            .any(|l| l.starts_with("istio_tcp_sent_bytes_total{")),
+        "disabled:\n{c}"
+    );
+    for l in c.lines().filter(|l| l.starts_with("istio_tcp_")) {
+        assert!(!l.contains("destination_principal="), "removed: {l}");
+        assert!(l.contains(r#"destination_workload="server""#), "kept: {l}");
+    }
+    let srv = stats(mesh.server.admin).await;
+    assert!(
+        srv.lines()
+            .any(|l| l.starts_with("istio_tcp_sent_bytes_total{")
+                && l.contains("destination_principal=")),
+        "the server side is standard:\n{srv}"
+    );
+}

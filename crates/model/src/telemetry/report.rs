@@ -85,8 +85,14 @@ fn metrics(i: usize, m: &weft_api::Metrics, push: &mut impl FnMut(String)) {
         );
         let all =
             metric == IstioMetric::AllMetrics && sel.is_none_or(|s| s.custom_metric.is_none());
-        if (tcp || all) && (o.disabled.is_some() || !o.tag_overrides.is_empty()) {
-            push(format!("{at} on TCP metrics (not built for them: istio_tcp_* keep their standard labels and stay on)"));
+        let upserts = o
+            .tag_overrides
+            .iter()
+            .filter(|(_, t)| t.operation.unwrap_or_default() == TagOperation::Upsert)
+            .map(|(name, _)| name.as_str())
+            .collect::<Vec<_>>();
+        if (tcp || all) && !upserts.is_empty() {
+            push(format!("{at}.tagOverrides {} on TCP metrics (not built for istio_tcp_*, which keep their other labels; removal and disabling apply)", upserts.join(", ")));
         }
         for (name, t) in &o.tag_overrides {
             if t.operation.unwrap_or_default() == TagOperation::Upsert {

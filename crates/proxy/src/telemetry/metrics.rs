@@ -335,6 +335,7 @@ impl Metrics {
         if rules[0] == client && rules[1] == server {
             return;
         }
+        self.tcp.set_rules(client.clone(), server.clone());
         *rules = [client, server];
         self.handles
             .write()

@@ -4,8 +4,11 @@
 //! appended). The expressions are evaluated once when a request ends (its values ride on
 //! its metrics record); a series' label set is built once per distinct values, as for
 //! every series. A side without overrides compiles to nothing and records as before.
+//! Istio's TCP metrics take `disabled` and label removal; labels a TCP connection would
+//! set from an expression are not built (the control plane reports them).
 
 use super::metrics::{PeerLabels, RequestLabels};
+use super::tcp_metrics::TcpLabels;
 use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
 use weft_model::cel::{Attributes, Expr};
 use weft_model::telemetry::metrics::MetricsSpec;
@@ -20,27 +23,31 @@ pub const FAMILIES: [&str; 6] = [
     "GRPC_RESPONSE_MESSAGES",
 ];
 
+/// Istio's names of the TCP families, in [`super::tcp_metrics`]' order.
+pub const TCP_FAMILIES: [&str; 4] = [
+    "TCP_OPENED_CONNECTIONS",
+    "TCP_CLOSED_CONNECTIONS",
+    "TCP_SENT_BYTES",
+    "TCP_RECEIVED_BYTES",
+];
+
 /// A value Istio's stats give a tag whose expression fails.
 pub const UNKNOWN: &str = "unknown";
 
-/// One series' labels: Istio's standard set, or the set an override made.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "the standard set is the common case and is stored as before, unboxed"
-)]
+/// One series' labels: Istio's standard set `L`, or the set an override made.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
-pub enum SeriesLabels {
-    Standard(RequestLabels),
+pub enum SeriesLabels<L = RequestLabels> {
+    Standard(L),
     Custom(Vec<(String, String)>),
 }
 
-impl Default for SeriesLabels {
+impl<L: Default> Default for SeriesLabels<L> {
     fn default() -> Self {
-        SeriesLabels::Standard(RequestLabels::default())
+        SeriesLabels::Standard(L::default())
     }
 }
 
-impl EncodeLabelSet for SeriesLabels {
+impl<L: EncodeLabelSet> EncodeLabelSet for SeriesLabels<L> {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
         match self {
             SeriesLabels::Standard(l) => l.encode(encoder),
@@ -70,6 +77,7 @@ pub struct SideRules {
     /// Istio's HTTP metrics are off on this side.
     pub off: bool,
     families: [Rule; 6],
+    tcp: [Rule; 4],
     /// The expressions a request's values come from, in order.
     pub exprs: Vec<Expr>,
 }
@@ -107,7 +115,38 @@ impl SideRules {
                 rules.families[i] = Rule::Custom(tags);
             }
         }
+        for (i, name) in TCP_FAMILIES.iter().enumerate() {
+            let Some(o) = spec.get(name) else { continue };
+            let removed: Vec<(String, Tag)> = o
+                .tags
+                .iter()
+                .filter(|t| t.value.is_none())
+                .map(|t| (t.name.clone(), Tag::Remove))
+                .collect();
+            rules.tcp[i] = match (o.disabled, removed.is_empty()) {
+                (true, _) => Rule::Disabled,
+                (false, true) => Rule::Standard,
+                (false, false) => Rule::Custom(removed),
+            };
+        }
         Some(rules)
+    }
+
+    /// The labels of TCP family `i` for a connection, `None` when the family is off.
+    pub fn tcp_labels(&self, i: usize, base: TcpLabels) -> Option<SeriesLabels<TcpLabels>> {
+        if self.off {
+            return None;
+        }
+        match &self.tcp[i] {
+            Rule::Standard => Some(SeriesLabels::Standard(base)),
+            Rule::Disabled => None,
+            Rule::Custom(tags) => {
+                let mut pairs = peer_pairs(base.peers);
+                pairs.push(("request_protocol".into(), base.request_protocol));
+                pairs.push(("response_flags".into(), base.response_flags));
+                Some(SeriesLabels::Custom(apply(pairs, tags, &[])))
+            }
+        }
     }
 
     /// This request's tag values (`unknown` where an expression fails).
@@ -128,30 +167,51 @@ impl SideRules {
             Rule::Disabled => return None,
             Rule::Custom(tags) => tags,
         };
-        let mut pairs = pairs(base);
-        for (name, tag) in tags {
-            let at = pairs.iter().position(|(k, _)| k == name);
-            match (tag, at) {
-                (Tag::Remove, Some(at)) => {
-                    pairs.remove(at);
-                }
-                (Tag::Remove, None) => {}
-                (Tag::Value(v), at) => {
-                    let value = values.get(*v).cloned().unwrap_or_else(|| UNKNOWN.into());
-                    match at {
-                        Some(at) => pairs[at].1 = value,
-                        None => pairs.push((name.clone(), value)),
-                    }
-                }
-            }
-        }
-        Some(SeriesLabels::Custom(pairs))
+        Some(SeriesLabels::Custom(apply(pairs(base), tags, values)))
     }
 }
 
-/// Istio's labels as name/value pairs, in the order they are exported.
+/// The tags applied to standard pairs: removed, replaced, appended.
+fn apply(
+    mut pairs: Vec<(String, String)>,
+    tags: &[(String, Tag)],
+    values: &[String],
+) -> Vec<(String, String)> {
+    for (name, tag) in tags {
+        let at = pairs.iter().position(|(k, _)| k == name);
+        match (tag, at) {
+            (Tag::Remove, Some(at)) => {
+                pairs.remove(at);
+            }
+            (Tag::Remove, None) => {}
+            (Tag::Value(v), at) => {
+                let value = values.get(*v).cloned().unwrap_or_else(|| UNKNOWN.into());
+                match at {
+                    Some(at) => pairs[at].1 = value,
+                    None => pairs.push((name.clone(), value)),
+                }
+            }
+        }
+    }
+    pairs
+}
+
+/// Istio's request labels as name/value pairs, in the order they are exported.
 fn pairs(l: RequestLabels) -> Vec<(String, String)> {
-    let p: PeerLabels = l.peers;
+    let mut pairs = peer_pairs(l.peers);
+    for (k, v) in [
+        ("request_protocol", l.request_protocol),
+        ("response_code", l.response_code),
+        ("grpc_response_status", l.grpc_response_status),
+        ("response_flags", l.response_flags),
+    ] {
+        pairs.push((k.to_string(), v));
+    }
+    pairs
+}
+
+/// Who-called-whom labels as name/value pairs, in the order they are exported.
+fn peer_pairs(p: PeerLabels) -> Vec<(String, String)> {
     [
         ("reporter", p.reporter),
         ("source_workload", p.source_workload),
@@ -186,10 +246,6 @@ fn pairs(l: RequestLabels) -> Vec<(String, String)> {
         ),
         ("destination_cluster", p.destination_cluster),
         ("connection_security_policy", p.connection_security_policy),
-        ("request_protocol", l.request_protocol),
-        ("response_code", l.response_code),
-        ("grpc_response_status", l.grpc_response_status),
-        ("response_flags", l.response_flags),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

@@ -7,12 +7,13 @@
 //! route, overflow, no healthy upstream, connect failure) is counted opened and closed
 //! with its Envoy flag.
 
+use super::overrides::{SeriesLabels, SideRules};
 use super::{PeerLabels, ResponseFlags};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 /// Istio's TCP labels: who called whom, `request_protocol="tcp"` and the flags.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet, Default)]
@@ -23,13 +24,36 @@ pub struct TcpLabels {
     pub response_flags: String,
 }
 
+type Series = Family<SeriesLabels<TcpLabels>, Counter>;
+
 /// The four TCP families of one proxy.
 pub struct TcpMetrics {
-    opened: Family<TcpLabels, Counter>,
-    closed: Family<TcpLabels, Counter>,
-    sent: Family<TcpLabels, Counter>,
-    received: Family<TcpLabels, Counter>,
+    opened: Series,
+    closed: Series,
+    sent: Series,
+    received: Series,
     recording: bool,
+    /// Telemetry overrides of the client and server side (`None`: standard).
+    rules: RwLock<[Option<Arc<SideRules>>; 2]>,
+}
+
+/// Family `i`'s labels under `rules` (`None`: that family is off).
+fn series(
+    rules: Option<&SideRules>,
+    i: usize,
+    peers: &PeerLabels,
+    flags: ResponseFlags,
+) -> Option<SeriesLabels<TcpLabels>> {
+    let l = labels(peers, flags);
+    match rules {
+        None => Some(SeriesLabels::Standard(l)),
+        Some(r) => r.tcp_labels(i, l),
+    }
+}
+
+/// `family`'s counter for these labels, detached (counting nowhere) when it is off.
+fn counter(family: &Series, labels: Option<SeriesLabels<TcpLabels>>) -> Counter {
+    labels.map_or_else(Counter::default, |l| family.get_or_create(&l).clone())
 }
 
 fn labels(peers: &PeerLabels, flags: ResponseFlags) -> TcpLabels {
@@ -49,6 +73,7 @@ impl TcpMetrics {
             sent: Family::default(),
             received: Family::default(),
             recording,
+            rules: RwLock::default(),
         };
         registry.register(
             "istio_tcp_connections_opened",
@@ -73,15 +98,27 @@ impl TcpMetrics {
         m
     }
 
+    /// Sets the Telemetry overrides of each side (for connections opened from now on).
+    pub fn set_rules(&self, client: Option<Arc<SideRules>>, server: Option<Arc<SideRules>>) {
+        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = [client, server];
+    }
+
+    fn rules_for(&self, peers: &PeerLabels) -> Option<Arc<SideRules>> {
+        let side = usize::from(peers.reporter == "destination");
+        self.rules.read().unwrap_or_else(|p| p.into_inner())[side].clone()
+    }
+
     /// A connection that carries bytes: counted opened now, closed when the record drops.
     pub fn open(&self, peers: Arc<PeerLabels>) -> TcpRecord {
-        let l = labels(&peers, ResponseFlags::NONE);
+        let rules = self.rules_for(&peers);
+        let none = ResponseFlags::NONE;
         // Without recording the counters are detached: nothing shows, nothing branches.
         let (sent, received) = if self.recording {
-            self.opened.get_or_create(&l).inc();
+            let r = rules.as_deref();
+            counter(&self.opened, series(r, 0, &peers, none)).inc();
             (
-                self.sent.get_or_create(&l).clone(),
-                self.received.get_or_create(&l).clone(),
+                counter(&self.sent, series(r, 2, &peers, none)),
+                counter(&self.received, series(r, 3, &peers, none)),
             )
         } else {
             Default::default()
@@ -93,6 +130,7 @@ impl TcpMetrics {
             peers,
             flags: ResponseFlags::NONE,
             recording: self.recording,
+            rules,
         }
     }
 
@@ -101,9 +139,10 @@ impl TcpMetrics {
         if !self.recording {
             return;
         }
-        let l = labels(peers, flags);
-        self.opened.get_or_create(&l).inc();
-        self.closed.get_or_create(&l).inc();
+        let rules = self.rules_for(peers);
+        let r = rules.as_deref();
+        counter(&self.opened, series(r, 0, peers, flags)).inc();
+        counter(&self.closed, series(r, 1, peers, flags)).inc();
     }
 }
 
@@ -111,10 +150,11 @@ impl TcpMetrics {
 pub struct TcpRecord {
     sent: Counter,
     received: Counter,
-    closed: Family<TcpLabels, Counter>,
+    closed: Series,
     peers: Arc<PeerLabels>,
     flags: ResponseFlags,
     recording: bool,
+    rules: Option<Arc<SideRules>>,
 }
 
 impl TcpRecord {
@@ -137,9 +177,8 @@ impl TcpRecord {
 impl Drop for TcpRecord {
     fn drop(&mut self) {
         if self.recording {
-            self.closed
-                .get_or_create(&labels(&self.peers, self.flags))
-                .inc();
+            let l = series(self.rules.as_deref(), 1, &self.peers, self.flags);
+            counter(&self.closed, l).inc();
         }
     }
 }
