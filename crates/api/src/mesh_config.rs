@@ -91,6 +91,8 @@ pub struct ExtensionProviderConfig {
     pub opentelemetry: Option<OpenTelemetryProvider>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub envoy_file_access_log: Option<FileAccessLogProvider>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zipkin: Option<ZipkinProvider>,
     /// The provider's kind (`envoyExtAuthzHttp`, `zipkin`, `opentelemetry`, …).
     #[serde(skip)]
     pub kind: String,
@@ -162,6 +164,32 @@ pub struct OpenTelemetryProvider {
     /// Every key written (some are reported, not built).
     #[serde(skip)]
     pub keys: Vec<String>,
+}
+
+/// `zipkin`: a Zipkin collector for trace spans (JSON v2 over HTTP).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ZipkinProvider {
+    /// `[namespace/]host` of the collector.
+    #[serde(default)]
+    pub service: String,
+    #[serde(default)]
+    pub port: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tag_length: Option<u32>,
+    #[serde(default, rename = "enable64bitTraceId")]
+    pub enable_64bit_trace_id: bool,
+    /// Istio's default: `/api/v2/spans`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// `USE_B3` (the default) or `USE_B3_WITH_W3C_PROPAGATION`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_context_option: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Extra headers for the collector (reported: not sent yet).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<serde_json::Value>,
 }
 
 /// `opentelemetry.http`.

@@ -73,7 +73,12 @@ pub fn options(resources: &[Resource]) -> MeshOptions {
 }
 
 /// Extension provider kinds weft runs.
-const PROVIDER_KINDS: &[&str] = &["envoyExtAuthzHttp", "opentelemetry", "envoyFileAccessLog"];
+const PROVIDER_KINDS: &[&str] = &[
+    "envoyExtAuthzHttp",
+    "opentelemetry",
+    "envoyFileAccessLog",
+    "zipkin",
+];
 
 /// MeshConfig top-level fields weft acts on.
 const READ: &[&str] = &[
@@ -96,7 +101,7 @@ pub(crate) fn report(mc: &MeshConfig, push: &mut impl FnMut(String)) {
         }
     }
     if mc.enable_tracing == Some(true) {
-        push("MeshConfig enableTracing (the legacy Zipkin tracer of defaultConfig.tracing is not built: name an opentelemetry provider in Telemetry tracing or defaultProviders.tracing)".into());
+        push("MeshConfig enableTracing (the legacy Zipkin tracer of defaultConfig.tracing is not built: name an opentelemetry or zipkin extension provider in Telemetry tracing or defaultProviders.tracing)".into());
     }
     for p in mc.default_providers.iter().flat_map(|d| &d.metrics) {
         if p != crate::telemetry::metrics::PROMETHEUS {
@@ -131,6 +136,12 @@ pub(crate) fn report(mc: &MeshConfig, push: &mut impl FnMut(String)) {
             .is_some_and(|g| !g.initial_metadata.is_empty())
         {
             push(format!("MeshConfig extensionProviders[{i}] {} opentelemetry.grpc.initialMetadata (not sent yet)", p.name));
+        }
+        if p.zipkin.as_ref().is_some_and(|z| !z.headers.is_empty()) {
+            push(format!(
+                "MeshConfig extensionProviders[{i}] {} zipkin.headers (not sent yet)",
+                p.name
+            ));
         }
         if p.envoy_file_access_log
             .as_ref()

@@ -298,7 +298,7 @@ fn mesh_config_moves_the_root_namespace_and_sets_what_proxies_apply() {
     assert_eq!(
         reported,
         [
-            "MeshConfig enableTracing (the legacy Zipkin tracer of defaultConfig.tracing is not built: name an opentelemetry provider in Telemetry tracing or defaultProviders.tracing)",
+            "MeshConfig enableTracing (the legacy Zipkin tracer of defaultConfig.tracing is not built: name an opentelemetry or zipkin extension provider in Telemetry tracing or defaultProviders.tracing)",
             "MeshConfig defaultConfig.holdApplicationUntilProxyStarts",
         ]
     );

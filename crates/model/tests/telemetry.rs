@@ -191,7 +191,8 @@ fn default_providers_and_defaults_of_a_provider_without_a_percentage() {
     assert_eq!(t.collector.address, "127.0.0.1:4318");
     assert_eq!(t.collector.http_path.as_deref(), Some("/v1/traces"));
     assert_eq!(t.collector.timeout_ms, 2000);
-    // A lower level switches span reporting off, and another provider kind gives no tracer.
+    // A lower level switches span reporting off; a zipkin provider sends Zipkin JSON to
+    // Istio's default path with B3 headers.
     let yaml = format!(
         "{mesh}{}{}",
         telemetry("ns", "game", "  tracing:\n  - disableSpanReporting: true\n"),
@@ -204,15 +205,18 @@ fn default_providers_and_defaults_of_a_provider_without_a_percentage() {
     let api = compile_for(&yaml, "api-v1", "game");
     assert!(!api.telemetry.client.tracing.unwrap().report_spans);
     let web = compile_for(&yaml, "web-v1", "web");
+    let z = web.telemetry.client.tracing.expect("a zipkin tracer");
+    assert_eq!(z.collector.format, SpanFormat::Zipkin);
     assert_eq!(
-        web.telemetry.client.tracing, None,
-        "zipkin is not built: no tracer"
+        z.collector.address,
+        "zipkin.istio-system.svc.cluster.local:9411"
     );
+    assert_eq!(z.collector.http_path.as_deref(), Some("/api/v2/spans"));
+    assert_eq!(z.propagation, Propagation::B3);
+    assert!(!z.trace_id_64bit);
     let reported: Vec<&str> = web.not_enforced.iter().map(|n| n.what.as_str()).collect();
     assert!(
-        reported
-            .iter()
-            .any(|w| w.contains("providers zipkin (zipkin tracing is not built")),
+        !reported.iter().any(|w| w.contains("zipkin")),
         "{reported:?}"
     );
 }
@@ -305,10 +309,7 @@ fn what_is_not_built_is_reported_by_name() {
         .collect();
     assert_eq!(
         mesh,
-        [
-            "MeshConfig extensionProviders[1] otel-http opentelemetry.http.headers (not sent yet)",
-            "MeshConfig extensionProviders[2] zipkin (zipkin: not built yet)"
-        ]
+        ["MeshConfig extensionProviders[1] otel-http opentelemetry.http.headers (not sent yet)",]
     );
 }
 

@@ -18,6 +18,7 @@ fn spec(collector: std::net::SocketAddr, percent: f64, http: bool) -> TracingSpe
             address: collector.to_string(),
             http_path: http.then(|| "/v1/traces".into()),
             timeout_ms: 5_000,
+            format: Default::default(),
         },
         sampling_percent: percent,
         report_spans: true,
@@ -31,6 +32,8 @@ fn spec(collector: std::net::SocketAddr, percent: f64, http: bool) -> TracingSpe
             },
         }],
         max_tag_length: 256,
+        propagation: Default::default(),
+        trace_id_64bit: false,
     }
 }
 
@@ -393,4 +396,155 @@ fn span(id: u64) -> opentelemetry_sdk::trace::SpanData {
         status: Status::Unset,
         instrumentation_scope: Default::default(),
     }
+}
+
+/// A Zipkin collector for the test: keeps every span POSTed as JSON v2 to `/api/v2/spans`.
+struct ZipkinRx {
+    addr: std::net::SocketAddr,
+    spans: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl ZipkinRx {
+    async fn start() -> ZipkinRx {
+        use http_body_util::BodyExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let spans = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let kept = spans.clone();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = tokio::select! {
+                    a = listener.accept() => a.unwrap(),
+                    _ = &mut stopped => return,
+                };
+                let kept = kept.clone();
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let kept = kept.clone();
+                        async move {
+                            let ok = req.method() == http::Method::POST
+                                && req.uri().path() == "/api/v2/spans"
+                                && req.headers()[http::header::CONTENT_TYPE] == "application/json";
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let parsed: Vec<serde_json::Value> =
+                                serde_json::from_slice(&body).unwrap_or_default();
+                            let status = if ok && !parsed.is_empty() { 202 } else { 400 };
+                            kept.lock().unwrap().extend(parsed);
+                            Ok::<_, std::convert::Infallible>(
+                                http::Response::builder()
+                                    .status(status)
+                                    .body(http_body_util::Full::new(bytes::Bytes::new()))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc),
+                );
+            }
+        });
+        ZipkinRx {
+            addr,
+            spans,
+            _stop: stop,
+        }
+    }
+
+    async fn wait_for(&self, n: usize) -> Vec<serde_json::Value> {
+        within("the Zipkin collector to get the spans", async {
+            loop {
+                let got = self.spans.lock().unwrap().clone();
+                if got.len() >= n {
+                    return got;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+    }
+}
+
+/// MeshConfig `zipkin` providers: spans as Zipkin JSON v2, parented across the two
+/// sidecars, and B3 headers (no `traceparent`) written per hop as Envoy's Zipkin tracer
+/// does; `enable64bitTraceId` starts 64-bit traces.
+#[tokio::test]
+async fn zipkin_providers_get_json_spans_and_b3_headers() {
+    use weft_model::telemetry::{Propagation, SpanFormat};
+    let rx = ZipkinRx::start().await;
+    let app = App::echo("server").await;
+    let pair = Pair::start(&app, |r| r).await;
+    let mut s = spec(rx.addr, 100.0, true);
+    s.provider = "zipkin".into();
+    s.collector.http_path = Some("/api/v2/spans".into());
+    s.collector.format = SpanFormat::Zipkin;
+    s.propagation = Propagation::B3;
+    s.trace_id_64bit = true;
+    let mut server = Config::sidecar(&pair.server).build();
+    server.telemetry = traced("server", &s);
+    pair.control.push_acked("server", &server).await;
+    let mut client = pair.config.clone().build();
+    client.telemetry = traced("client", &s);
+    pair.control.push_acked("client", &client).await;
+
+    let resp = get_with(&pair, &[]).await;
+    assert_eq!(resp.status, 200);
+    let spans = rx.wait_for(2).await;
+    let kind = |k: &str| {
+        spans
+            .iter()
+            .find(|s| s["kind"] == k)
+            .unwrap_or_else(|| panic!("no {k} span: {spans:#?}"))
+            .clone()
+    };
+    let (c, srv) = (kind("CLIENT"), kind("SERVER"));
+    let trace = c["traceId"].as_str().unwrap().to_string();
+    assert_eq!(trace.len(), 16, "a 64-bit trace id: {c}");
+    assert_eq!(srv["traceId"], c["traceId"]);
+    assert_eq!(
+        srv["parentId"], c["id"],
+        "the server span is the client span's child"
+    );
+    assert!(
+        c.get("parentId").is_none(),
+        "the client span starts the trace: {c}"
+    );
+    assert_eq!(c["localEndpoint"]["serviceName"], "client.test");
+    assert_eq!(srv["localEndpoint"]["serviceName"], "server.test");
+    assert_eq!(srv["tags"]["http.status_code"], "200");
+    assert!(srv["duration"].as_u64().unwrap() >= 1);
+    assert!(
+        c["timestamp"].as_u64().unwrap() > 1_600_000_000_000_000,
+        "microseconds"
+    );
+    let seen = app.last();
+    assert_eq!(seen.header("x-b3-traceid"), Some(trace.as_str()));
+    assert_eq!(seen.header("x-b3-spanid"), srv["id"].as_str());
+    assert_eq!(seen.header("x-b3-parentspanid"), c["id"].as_str());
+    assert_eq!(seen.header("x-b3-sampled"), Some("1"));
+    assert_eq!(
+        seen.header("traceparent"),
+        None,
+        "USE_B3 writes no W3C header"
+    );
+
+    // A caller's B3 context is continued.
+    get_with(
+        &pair,
+        &[
+            ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
+            ("x-b3-spanid", "a2fb4a1d1a96d312"),
+            ("x-b3-sampled", "1"),
+        ],
+    )
+    .await;
+    let spans = rx.wait_for(4).await;
+    assert!(spans[2..]
+        .iter()
+        .all(|s| s["traceId"] == "463ac35c9f6413ad48485a3953bb6124"));
+    assert!(spans[2..]
+        .iter()
+        .any(|s| s["parentId"] == "a2fb4a1d1a96d312"));
 }

@@ -148,6 +148,36 @@ pub struct TracingSpec {
     pub custom_tags: Vec<CustomTag>,
     /// Longest tag value (`maxTagLength`, Envoy's default 256).
     pub max_tag_length: u32,
+    /// Which trace headers this proxy writes.
+    #[serde(default)]
+    pub propagation: Propagation,
+    /// New traces get 64-bit ids (Zipkin's `enable64bitTraceId`).
+    #[serde(default)]
+    pub trace_id_64bit: bool,
+}
+
+/// The trace headers a proxy writes upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Propagation {
+    /// W3C `traceparent`, and B3 in the form the caller sent (OpenTelemetry providers).
+    #[default]
+    W3c,
+    /// B3 multi-header only (Zipkin's `USE_B3`, Envoy's Zipkin tracer).
+    B3,
+    /// B3 multi-header and W3C (`USE_B3_WITH_W3C_PROPAGATION`).
+    B3AndW3c,
+}
+
+/// How spans are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpanFormat {
+    /// OTLP: gRPC, or HTTP protobuf when the collector has a path.
+    #[default]
+    Otlp,
+    /// Zipkin JSON v2 POSTed to the collector's path.
+    Zipkin,
 }
 
 /// Where spans go.
@@ -155,9 +185,11 @@ pub struct TracingSpec {
 pub struct Collector {
     /// `host:port`, dialed directly in plaintext.
     pub address: String,
-    /// `None`: OTLP/gRPC; `Some(path)`: OTLP/HTTP protobuf POSTed to that path.
+    /// `None`: OTLP/gRPC; `Some(path)`: OTLP/HTTP protobuf (or Zipkin JSON) POSTed there.
     pub http_path: Option<String>,
     pub timeout_ms: u64,
+    #[serde(default)]
+    pub format: SpanFormat,
 }
 
 /// A span tag from Telemetry `customTags`.
@@ -374,26 +406,69 @@ fn tracing(
     (finish(&client, mesh), finish(&server, mesh))
 }
 
-fn finish(m: &Merged, mesh: Option<&MeshConfig>) -> Option<TracingSpec> {
-    let name = m.provider?;
-    let otel = mesh?
-        .extension_providers
-        .iter()
-        .find(|p| p.name.eq_ignore_ascii_case(name))?
-        .opentelemetry
-        .as_ref()?;
-    let (ns, host) = otel.service.split_once('/').unwrap_or(("", &otel.service));
-    let host = if ns.is_empty() {
-        host.to_string()
-    } else {
-        fqdn(host, ns)
+/// Where a provider's spans go: (collector, max tag length, propagation, 64-bit ids).
+fn collector(p: &weft_api::ExtensionProviderConfig) -> Option<(Collector, u32, Propagation, bool)> {
+    let host = |service: &str| {
+        let (ns, host) = service.split_once('/').unwrap_or(("", service));
+        if ns.is_empty() {
+            host.to_string()
+        } else {
+            fqdn(host, ns)
+        }
     };
+    if let Some(z) = &p.zipkin {
+        let propagation = match z.trace_context_option.as_deref() {
+            Some("USE_B3_WITH_W3C_PROPAGATION") => Propagation::B3AndW3c,
+            _ => Propagation::B3,
+        };
+        let c = Collector {
+            address: format!("{}:{}", host(&z.service), z.port),
+            http_path: Some(z.path.clone().unwrap_or_else(|| "/api/v2/spans".into())),
+            timeout_ms: z
+                .timeout
+                .as_deref()
+                .and_then(crate::parse_duration_ms)
+                .unwrap_or(10_000),
+            format: SpanFormat::Zipkin,
+        };
+        return Some((
+            c,
+            z.max_tag_length.unwrap_or(256),
+            propagation,
+            z.enable_64bit_trace_id,
+        ));
+    }
+    let otel = p.opentelemetry.as_ref()?;
     let timeout = otel
         .http
         .as_ref()
         .and_then(|h| h.timeout.as_deref())
         .or(otel.grpc.as_ref().and_then(|g| g.timeout.as_deref()))
         .and_then(crate::parse_duration_ms);
+    let c = Collector {
+        address: format!("{}:{}", host(&otel.service), otel.port),
+        http_path: otel
+            .http
+            .as_ref()
+            .map(|h| h.path.clone().unwrap_or_else(|| "/v1/traces".into())),
+        timeout_ms: timeout.unwrap_or(10_000),
+        format: SpanFormat::Otlp,
+    };
+    Some((
+        c,
+        otel.max_tag_length.unwrap_or(256),
+        Propagation::W3c,
+        false,
+    ))
+}
+
+fn finish(m: &Merged, mesh: Option<&MeshConfig>) -> Option<TracingSpec> {
+    let name = m.provider?;
+    let provider = mesh?
+        .extension_providers
+        .iter()
+        .find(|p| p.name.eq_ignore_ascii_case(name))?;
+    let (collector, max_tag_length, propagation, trace_id_64bit) = collector(provider)?;
     let tags = m.tags.into_iter().flatten().filter_map(|(name, t)| {
         let t = t.as_ref()?;
         let source = if let Some(l) = &t.literal {
@@ -417,14 +492,7 @@ fn finish(m: &Merged, mesh: Option<&MeshConfig>) -> Option<TracingSpec> {
     });
     Some(TracingSpec {
         provider: name.to_string(),
-        collector: Collector {
-            address: format!("{host}:{}", otel.port),
-            http_path: otel
-                .http
-                .as_ref()
-                .map(|h| h.path.clone().unwrap_or_else(|| "/v1/traces".into())),
-            timeout_ms: timeout.unwrap_or(10_000),
-        },
+        collector,
         sampling_percent: m
             .sampling
             .unwrap_or(DEFAULT_SAMPLING_PERCENT)
@@ -433,6 +501,8 @@ fn finish(m: &Merged, mesh: Option<&MeshConfig>) -> Option<TracingSpec> {
         istio_tags: m.istio_tags,
         propagate: m.propagate,
         custom_tags: tags.collect(),
-        max_tag_length: otel.max_tag_length.unwrap_or(256),
+        max_tag_length,
+        propagation,
+        trace_id_64bit,
     })
 }

@@ -36,8 +36,8 @@ pub(crate) fn report(t: &Telemetry, mesh: Option<&MeshConfig>, push: &mut impl F
         }
         if let Some(p) = tr.providers.first() {
             match kind(&p.name).as_deref() {
-                Some("opentelemetry") => {}
-                Some(k) => push(format!("tracing[{i}].providers {} ({k} tracing is not built; use an opentelemetry provider)", p.name)),
+                Some("opentelemetry" | "zipkin") => {}
+                Some(k) => push(format!("tracing[{i}].providers {} ({k} tracing is not built; use an opentelemetry or zipkin provider)", p.name)),
                 None => push(format!("tracing[{i}].providers {} (no such MeshConfig extension provider: no spans)", p.name)),
             }
         }

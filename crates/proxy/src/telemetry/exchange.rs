@@ -159,19 +159,24 @@ impl Exchange {
     ) -> Exchange {
         let span = side.tracer.as_ref().map(|t| {
             let mut rng = fastrand::Rng::new();
-            let parent = ctx::extract(headers);
+            let parent = ctx::extract_for(headers, t.spec.propagation);
             let sampled = ctx::decide(
                 headers,
                 parent.as_ref(),
                 t.spec.sampling_percent,
                 rng.f64() * 100.0,
             );
-            let trace_id = parent
-                .as_ref()
-                .map_or_else(|| ctx::new_trace_id(&mut rng), |p| p.trace_id);
+            let trace_id = parent.as_ref().map_or_else(
+                || match t.spec.trace_id_64bit {
+                    true => u128::from(ctx::new_span_id(&mut rng)),
+                    false => ctx::new_trace_id(&mut rng),
+                },
+                |p| p.trace_id,
+            );
             let span_id = ctx::new_span_id(&mut rng);
             if t.spec.propagate {
-                ctx::inject(headers, trace_id, span_id, sampled, parent.as_ref());
+                let p = t.spec.propagation;
+                ctx::inject_for(headers, trace_id, span_id, sampled, parent.as_ref(), p);
             }
             Span {
                 trace_id,

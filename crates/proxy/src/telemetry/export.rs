@@ -1,9 +1,10 @@
 //! Span export off the request path: each collector has a bounded queue that requests push
 //! finished spans into without waiting (a full queue drops the span and counts it), and
 //! one task that batches the queue (up to [`MAX_BATCH`] spans or [`BATCH_DELAY`]) and sends
-//! each batch with `opentelemetry-otlp` over OTLP/gRPC or OTLP/HTTP, bounded by the
-//! provider's timeout. A dead or slow collector costs dropped spans, never request time.
+//! each batch with `opentelemetry-otlp` over OTLP/gRPC or OTLP/HTTP, or as Zipkin JSON
+//! ([`super::zipkin`]), bounded by the provider's timeout. A dead or slow collector costs dropped spans, never request time.
 
+use super::zipkin::ZipkinExporter;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
 use opentelemetry_sdk::Resource;
@@ -11,7 +12,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use weft_model::telemetry::Collector;
+use weft_model::telemetry::{Collector, SpanFormat};
+
+/// How one collector's batches are sent.
+enum Exporter {
+    Otlp(Box<opentelemetry_otlp::SpanExporter>),
+    Zipkin(ZipkinExporter),
+}
+
+impl Exporter {
+    async fn export(&self, batch: Vec<SpanData>) -> Result<(), String> {
+        match self {
+            Exporter::Otlp(e) => e.export(batch).await.map_err(|e| e.to_string()),
+            Exporter::Zipkin(z) => z.export(batch).await,
+        }
+    }
+}
 
 /// Spans waiting for export per collector before new ones are dropped.
 pub const QUEUE: usize = 2048;
@@ -45,6 +61,30 @@ impl SpanQueue {
         stats: Arc<TraceStats>,
     ) -> Result<SpanQueue, String> {
         let timeout = Duration::from_millis(collector.timeout_ms.max(1));
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let address = collector.address.clone();
+        if collector.format == SpanFormat::Zipkin {
+            let service = resource
+                .get(&opentelemetry::Key::new("service.name"))
+                .map(|v| v.as_str().into_owned())
+                .unwrap_or_default();
+            let z = ZipkinExporter {
+                address: collector.address.clone(),
+                path: collector
+                    .http_path
+                    .clone()
+                    .unwrap_or_else(|| "/api/v2/spans".into()),
+                service,
+            };
+            tokio::spawn(run(
+                rx,
+                Exporter::Zipkin(z),
+                timeout,
+                stats.clone(),
+                address,
+            ));
+            return Ok(SpanQueue { tx, stats });
+        }
         let mut exporter = match &collector.http_path {
             None => opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
@@ -65,9 +105,13 @@ impl SpanQueue {
             )
         })?;
         exporter.set_resource(&resource);
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let address = collector.address.clone();
-        tokio::spawn(run(rx, exporter, timeout, stats.clone(), address));
+        tokio::spawn(run(
+            rx,
+            Exporter::Otlp(Box::new(exporter)),
+            timeout,
+            stats.clone(),
+            address,
+        ));
         Ok(SpanQueue { tx, stats })
     }
 
@@ -81,7 +125,7 @@ impl SpanQueue {
 
 async fn run(
     mut rx: mpsc::Receiver<SpanData>,
-    exporter: opentelemetry_otlp::SpanExporter,
+    exporter: Exporter,
     timeout: Duration,
     stats: Arc<TraceStats>,
     address: String,

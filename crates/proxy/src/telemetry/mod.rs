@@ -17,6 +17,7 @@ pub mod peer;
 pub mod record;
 pub mod tcp_metrics;
 pub mod trace_context;
+pub mod zipkin;
 
 pub use cluster_stats::{ClusterGauges, ClusterRow, ClusterStats};
 pub use exchange::{Downstream, Exchange, Record};

@@ -4,6 +4,7 @@
 //! `x-envoy-force-trace` samples, otherwise the percentage decides.
 
 use http::{HeaderMap, HeaderValue};
+use weft_model::telemetry::Propagation;
 
 /// Which B3 form the caller used (kept for the upstream as well as `traceparent`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +126,18 @@ pub fn extract(h: &HeaderMap) -> Option<Parent> {
     Some(p)
 }
 
+/// The caller's context as a tracer of `propagation` reads it: Envoy's Zipkin tracer reads
+/// B3 (and, with W3C propagation on, `traceparent` when no B3 came); OpenTelemetry reads
+/// [`extract`]'s order.
+pub fn extract_for(h: &HeaderMap, propagation: Propagation) -> Option<Parent> {
+    let b3 = || b3_single(h).or_else(|| b3_multi(h));
+    match propagation {
+        Propagation::W3c => extract(h),
+        Propagation::B3 => b3(),
+        Propagation::B3AndW3c => b3().or_else(|| traceparent(h)),
+    }
+}
+
 /// Envoy's decision: forced, else the caller's, else the percentage (`roll` in 0..100).
 pub fn decide(h: &HeaderMap, parent: Option<&Parent>, percent: f64, roll: f64) -> bool {
     if h.contains_key("x-envoy-force-trace") {
@@ -149,28 +162,52 @@ pub fn inject(
     sampled: bool,
     parent: Option<&Parent>,
 ) {
-    let flag = if sampled { "01" } else { "00" };
-    h.insert(
-        "traceparent",
-        value(format!("00-{trace_id:032x}-{span_id:016x}-{flag}")),
-    );
-    let b3 = parent.map_or(B3::None, |p| p.b3);
+    inject_for(h, trace_id, span_id, sampled, parent, Propagation::W3c);
+}
+
+/// [`inject`] for a tracer of `propagation`: W3C writes `traceparent` and rewrites the
+/// caller's B3; the Zipkin forms write B3 (multi-header unless the caller used the single
+/// header), with `traceparent` too when W3C propagation is on.
+pub fn inject_for(
+    h: &mut HeaderMap,
+    trace_id: u128,
+    span_id: u64,
+    sampled: bool,
+    parent: Option<&Parent>,
+    propagation: Propagation,
+) {
+    if propagation != Propagation::B3 {
+        let flag = if sampled { "01" } else { "00" };
+        h.insert(
+            "traceparent",
+            value(format!("00-{trace_id:032x}-{span_id:016x}-{flag}")),
+        );
+    }
+    let b3 = match (parent.map_or(B3::None, |p| p.b3), propagation) {
+        (B3::None, Propagation::B3 | Propagation::B3AndW3c) => B3::Multi,
+        (form, _) => form,
+    };
+    // Zipkin's tracer keeps a 64-bit trace id 64-bit in B3; with W3C it is the 128-bit id
+    // `traceparent` carries.
+    let tid = if trace_id >> 64 == 0 && propagation != Propagation::W3c {
+        format!("{trace_id:016x}")
+    } else {
+        format!("{trace_id:032x}")
+    };
     match b3 {
         B3::None => {}
         B3::Single => {
             let s = if sampled { "1" } else { "0" };
             let p = parent.map_or(0, |p| p.span_id);
-            h.insert(
-                "b3",
-                value(format!("{trace_id:032x}-{span_id:016x}-{s}-{p:016x}")),
-            );
+            h.insert("b3", value(format!("{tid}-{span_id:016x}-{s}-{p:016x}")));
         }
         B3::Multi => {
-            h.insert("x-b3-traceid", value(format!("{trace_id:032x}")));
+            h.insert("x-b3-traceid", value(tid));
             h.insert("x-b3-spanid", value(format!("{span_id:016x}")));
-            if let Some(p) = parent {
-                h.insert("x-b3-parentspanid", value(format!("{:016x}", p.span_id)));
-            }
+            match parent {
+                Some(p) => h.insert("x-b3-parentspanid", value(format!("{:016x}", p.span_id))),
+                None => h.remove("x-b3-parentspanid"),
+            };
             h.insert(
                 "x-b3-sampled",
                 HeaderValue::from_static(if sampled { "1" } else { "0" }),
