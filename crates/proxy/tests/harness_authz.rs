@@ -532,4 +532,20 @@ async fn a_caller_cannot_pick_a_port_to_escape_a_port_rule() {
     let bogus = with_host(format!("{}:1", pair.host)).await;
     assert_eq!(bogus.status, 400, "{}", bogus.body);
     assert_eq!(app.count(), 1);
+    // The port the calling proxy called decides (as a connection's destination port does
+    // for Envoy): a client whose cluster is port 9090 is judged there, whatever its
+    // authority says, and one whose authority names no port is not refused.
+    let to = |port: u32| {
+        let c = cluster(&pair.host, port, vec![endpoint(&pair.server)]);
+        Config::sidecar(&pair.client)
+            .route(&pair.host, route_to(&c.name))
+            .cluster(c)
+            .build()
+    };
+    pair.control.push_acked("client", &to(9090)).await;
+    for host in [pair.host.clone(), format!("{}:8080", pair.host)] {
+        assert_eq!(with_host(host.clone()).await.status, 403, "{host}");
+    }
+    pair.control.push_acked("client", &to(8080)).await;
+    assert_eq!(with_host(pair.host.clone()).await.status, 200);
 }

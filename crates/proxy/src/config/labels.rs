@@ -131,8 +131,13 @@ pub fn cluster(c: &Cluster, own: &OwnLabels, who: &Who) -> ClusterLabels {
             who.metrics.intern(l)
         })
         .collect();
-    let peer_header =
-        crate::telemetry::peer::peer_metadata(who.workload, who.namespace, &own.meta, &c.service);
+    let peer_header = crate::telemetry::peer::peer_metadata(
+        who.workload,
+        who.namespace,
+        &own.meta,
+        &c.service,
+        c.port,
+    );
     ClusterLabels {
         cluster: who.metrics.intern(base),
         endpoints,

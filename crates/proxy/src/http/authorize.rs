@@ -8,7 +8,8 @@
 //! decisions are logged and counted, never enforced.
 
 use super::ext_authz as ext;
-use super::pipeline::{authority, authority_port, Conn};
+use super::pipeline::Conn;
+use super::ports::{authority, authority_port};
 use crate::authn::{Rejected, Verified};
 use crate::authz::Input;
 use crate::config::ActiveConfig;
@@ -71,7 +72,7 @@ pub(super) async fn authorize(
 ) -> Result<Allowed, LocalReply> {
     let host = authority(req).to_ascii_lowercase();
     let inbound_port = match conn.side {
-        super::pipeline::Side::Inbound => Some(super::pipeline::inbound_port(req, cfg)?),
+        super::pipeline::Side::Inbound => Some(super::ports::inbound_port(req, cfg)?),
         _ => None,
     };
     let mut downstream = Vec::new();

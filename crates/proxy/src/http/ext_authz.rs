@@ -118,7 +118,7 @@ pub async fn check(
         return error(format!("no cluster {}", p.cluster));
     };
     let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let authority = super::pipeline::authority(req);
+    let authority = super::ports::authority(req);
     let uri = match Uri::builder()
         .scheme("http")
         .authority(if authority.is_empty() {

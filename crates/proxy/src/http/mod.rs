@@ -13,6 +13,7 @@ pub mod limits;
 pub mod normalize;
 mod observe;
 pub mod pipeline;
+mod ports;
 pub mod server;
 
 pub use pipeline::{Conn, Side};

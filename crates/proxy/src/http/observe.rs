@@ -2,7 +2,8 @@
 //! [`Exchange`] (only on a side a push traces or logs; otherwise one check and nothing
 //! else), and the forward phase tells it the route, cluster and Istio's span name.
 
-use super::pipeline::{authority, inbound_port, Conn, Side};
+use super::pipeline::{Conn, Side};
+use super::ports::{authority, inbound_port};
 use crate::config::ActiveConfig;
 use crate::route::{CompiledRoute, ForwardPlan};
 use crate::telemetry::{Downstream, Exchange, Record};

@@ -19,6 +19,7 @@
 use super::guard::{Deadline, GuardedBody};
 use super::headers;
 use super::limits::{IdleTimeout, BODY_IDLE_TIMEOUT};
+use super::ports::{authority, inbound_port, CalledPort};
 use crate::body::{incoming, Body};
 use crate::config::ActiveConfig;
 use crate::reply::LocalReply;
@@ -164,8 +165,17 @@ async fn phases(
         Ok(ip) => ip,
         Err(r) => return Answer::reply(r, rec),
     };
-    // The peer metadata is the proxies' own; the app never sees it.
-    req.headers_mut().remove(crate::telemetry::PEER_HEADER);
+    // The peer metadata is the proxies' own; the app never sees it. A verified peer's
+    // word on the service port it called is kept for the inbound port's choice.
+    if let Some(meta) = req.headers_mut().remove(crate::telemetry::PEER_HEADER) {
+        let port = meta
+            .to_str()
+            .ok()
+            .and_then(crate::telemetry::peer::called_port);
+        if let (Some(p), Some(_)) = (port, &conn.peer_identity) {
+            req.extensions_mut().insert(CalledPort(p));
+        }
+    }
     if let Some(r) = plaintext_refused(&req, cfg, conn) {
         return Answer::reply(r, rec);
     }
@@ -251,56 +261,6 @@ fn plaintext_refused(
             port: u32::from(port),
         },
     )
-}
-
-/// Which of the workload's ports a request on the sidecar's inbound side is for. weft's
-/// one inbound listener serves every port of the workload (and sends all to its one app
-/// address), so the port comes from the request's authority — but only one of the
-/// workload's own ports counts: an authority naming no port, or one the workload does not
-/// serve, means its only port, and with several ports such a request is refused rather
-/// than judged under a port of the caller's choosing.
-pub(super) fn inbound_port(req: &Request<Incoming>, cfg: &ActiveConfig) -> Result<u16, LocalReply> {
-    let named = authority_port(authority(req));
-    let ports = cfg
-        .config
-        .inbound
-        .as_ref()
-        .map_or(&[][..], |i| i.ports.as_slice());
-    let ok = |p: u32| u16::try_from(p).ok();
-    match (named, ports) {
-        (n, []) => Ok(n.unwrap_or(80)),
-        (Some(n), ports) if ports.contains(&u32::from(n)) => Ok(n),
-        (_, [only]) => ok(*only).ok_or_else(|| LocalReply::BadRequest {
-            detail: format!("port {only} is out of range"),
-        }),
-        (n, ports) => Err(LocalReply::BadRequest {
-            detail: format!(
-                "this workload serves ports {ports:?}; the request names {}: address one of them",
-                n.map_or("none".to_string(), |n| n.to_string())
-            ),
-        }),
-    }
-}
-
-/// The port of `host[:port]` (IPv6 literals in brackets).
-pub(crate) fn authority_port(authority: &str) -> Option<u16> {
-    match authority.rsplit_once(':') {
-        Some((_, p)) if !p.contains(']') => p.parse().ok(),
-        _ => None,
-    }
-}
-
-/// The request's authority: the absolute-form URI's, else the Host header.
-pub(crate) fn authority(req: &Request<Incoming>) -> &str {
-    req.uri()
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-        })
-        .unwrap_or("")
 }
 
 /// Phases 4-6 for gateway and outbound requests; `claims` of the validated JWT (gateways).

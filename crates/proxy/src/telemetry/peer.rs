@@ -9,18 +9,28 @@ use http::HeaderValue;
 /// before the request reaches the app.
 pub const PEER_HEADER: &str = "x-weft-peer";
 
-/// The peer-metadata value a calling proxy sends.
+/// The peer-metadata value a calling proxy sends: who it is, and which service and port
+/// it called (the port tells a server with several service ports which one was meant, as
+/// the destination port of a connection does for Envoy).
 pub fn peer_metadata(
     workload: &str,
     namespace: &str,
     meta: &weft_model::WorkloadMeta,
     service: &str,
+    port: u32,
 ) -> HeaderValue {
     let v = format!(
-        "source_workload={workload};source_namespace={namespace};source_version={};source_app={};source_canonical_service={};source_canonical_revision={};source_cluster={};destination_service={service}",
+        "source_workload={workload};source_namespace={namespace};source_version={};source_app={};source_canonical_service={};source_canonical_revision={};source_cluster={};destination_service={service};destination_port={port}",
         meta.version, meta.app, meta.canonical_service, meta.canonical_revision, meta.cluster
     );
     HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""))
+}
+
+/// The service port a calling proxy says it called (`destination_port=`), if any.
+pub fn called_port(meta: &str) -> Option<u16> {
+    meta.split(';')
+        .find_map(|kv| kv.strip_prefix("destination_port="))
+        .and_then(|p| p.parse().ok())
 }
 
 /// Fills source labels from the caller's peer metadata. The caller is only trusted about
