@@ -124,8 +124,7 @@ pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> an
     let fetched = jwks.prefetch(&resources).await;
     let state = state::State::new(resources, &opts.trust_domain, opts.max_push_bytes);
     state.set_jwks(fetched);
-    let listener = tokio::net::TcpListener::bind(opts.listen)
-        .await
+    let listener = bind(opts.listen)
         .with_context(|| format!("binding the control plane on {}", opts.listen))?;
     let addr = listener.local_addr()?;
     info!(grpc = %addr, resources = count, "control plane ready");
@@ -170,4 +169,18 @@ pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> an
     refresher.abort();
     grace.abort();
     result.context("control plane gRPC server")
+}
+
+/// Binds the gRPC listener with a pending-connection queue of `net.core.somaxconn` (the
+/// kernel caps the value), as the proxies' listeners: a thousand proxies connecting at once
+/// overflow Rust's default of 128 and some get a reset.
+fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(65_535)
 }

@@ -139,9 +139,7 @@ pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyh
     let loopback: SocketAddr = (std::net::Ipv4Addr::LOCALHOST, 0).into();
     let bind = |a: Option<SocketAddr>, default: SocketAddr, what: &'static str| async move {
         let a = a.unwrap_or(default);
-        TcpListener::bind(a)
-            .await
-            .with_context(|| format!("binding the {what} listener on {a}"))
+        tcp::bind(a).with_context(|| format!("binding the {what} listener on {a}"))
     };
     let admin = bind(opts.admin_listen, loopback, "admin").await?;
     let (inbound, outbound) = match opts.role {

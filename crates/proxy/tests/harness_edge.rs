@@ -1045,3 +1045,60 @@ async fn a_connection_that_sends_nothing_is_closed_too() {
         );
     }
 }
+
+/// The pending-connection queue (`ss`'s Send-Q of a listening socket) of a proxy's
+/// listeners, read with iproute2's `ss`.
+fn listen_backlog(addr: SocketAddr) -> u32 {
+    let out = std::process::Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{}", addr.port())])
+        .output()
+        .expect("iproute2's ss");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = text
+        .lines()
+        .find(|l| l.contains(&format!(":{}", addr.port())))
+        .unwrap_or_else(|| panic!("no listening socket on {addr} in:\n{text}"));
+    line.split_whitespace()
+        .nth(2)
+        .and_then(|q| q.parse().ok())
+        .unwrap_or_else(|| panic!("no Send-Q in {line:?}"))
+}
+
+/// Every listener queues as many pending connections as the kernel allows
+/// (`net.core.somaxconn`, Envoy's default), not Rust's 128: with 128, a few hundred clients
+/// connecting at once to a loaded gateway got resets from failed SYN cookies.
+#[tokio::test]
+async fn listeners_queue_somaxconn_pending_connections() {
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .expect("somaxconn")
+        .trim()
+        .parse()
+        .expect("a number");
+    let want = somaxconn.min(weft_proxy::tcp::LISTEN_BACKLOG);
+    let control = FakeControl::start().await;
+    let sidecar = Proxy::sidecar("client").start(&control).await;
+    control
+        .push_acked("client", &Config::sidecar(&sidecar).build())
+        .await;
+    let mut gw = Proxy::gateway("ingress").start(&control).await;
+    let host = service_host("client", NAMESPACE);
+    let c = cluster(&host, 80, vec![endpoint(&sidecar)]);
+    let cfg = Config::gateway()
+        .gateway_route(80, "a.example.com", route_to(&c.name))
+        .cluster(c)
+        .build();
+    control.push_acked("ingress", &cfg).await;
+    let port80 = gw.listener("gateway_80").await;
+    for (what, addr) in [
+        ("outbound", sidecar.outbound()),
+        ("admin", sidecar.admin),
+        ("gateway port", port80),
+    ] {
+        assert_eq!(listen_backlog(addr), want, "{what} listener at {addr}");
+    }
+    assert!(
+        want > 128,
+        "this machine's somaxconn ({somaxconn}) is no test of it"
+    );
+    gw.stop().await;
+}

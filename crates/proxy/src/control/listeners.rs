@@ -74,8 +74,7 @@ pub async fn prepare(state: &Arc<ProxyState>, config: &ProxyConfig) -> Result<Pr
                 format!("listener {name}: bind address {b:?} is not ip:port (Sidecar egress bind)")
             })?,
         };
-        let listener = TcpListener::bind(addr)
-            .await
+        let listener = crate::tcp::bind(addr)
             .map_err(|e| format!("cannot bind listener {name} (port {port}) on {addr}: {e}"))?;
         new.push((name.to_string(), port, serves, listener));
     }

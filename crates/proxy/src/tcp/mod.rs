@@ -15,7 +15,25 @@ mod tunnel;
 pub use decide::{ConnView, L4Decision, L4Table};
 
 use std::net::SocketAddr;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+/// The pending-connection queue of every listener: Envoy's default on Linux is
+/// `net.core.somaxconn`, and the kernel caps a larger value there. (Rust's and mio's
+/// default, 128, overflows when a few hundred clients connect at once on a loaded machine:
+/// SYN cookies, some of which fail, so those clients get a reset.)
+pub const LISTEN_BACKLOG: u32 = 65_535;
+
+/// Binds a listener (address reuse on, as tokio's `bind`) with [`LISTEN_BACKLOG`].
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// The next connection on any listener of the proxy (HTTP or TCP); accept errors are
 /// logged and retried after a short pause.
