@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod kube_cmds;
 
 use anyhow::{bail, Context};
 use clap::Parser;
@@ -108,8 +109,16 @@ fn jwks_refresh() -> anyhow::Result<Duration> {
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.cmd {
         Cmd::Control(a) => {
+            // Held for as long as the control plane runs: dropping it stops the watches.
+            let kube = match a.config_source {
+                cli::ConfigSourceArg::Folder => None,
+                cli::ConfigSourceArg::Kubernetes => {
+                    let client = weft_kube::client(a.kubeconfig.as_deref()).await?;
+                    Some(weft_kube::start(client).await?)
+                }
+            };
             let opts = weft_control::ControlOptions {
-                config_dir: a.config,
+                config_dir: a.config.unwrap_or_default(),
                 state_dir: a.state_dir,
                 listen: a.listen,
                 trust_domain: a.trust_domain,
@@ -125,8 +134,32 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 },
                 jwks_refresh: jwks_refresh()?,
                 max_push_bytes: a.max_push_bytes,
+                feed: kube.as_ref().map(|k| k.feed.clone()),
+            };
+            let webhook = match a.webhook_listen {
+                Some(listen) => {
+                    let ca = match (&opts.cacerts, &opts.ca_files) {
+                        (Some(dir), _) => {
+                            weft_identity::Ca::from_istio_cacerts(dir, &opts.trust_domain)
+                        }
+                        (None, Some((c, k))) => {
+                            weft_identity::Ca::from_pem_files(c, k, &opts.trust_domain)
+                        }
+                        (None, None) => weft_identity::Ca::load_or_create(
+                            &opts.state_dir.join("ca"),
+                            &opts.trust_domain,
+                        ),
+                    }
+                    .context("setting up the mesh CA for the injection webhook")?;
+                    let (svc, flags) = (&a.webhook_service, &a.inject);
+                    Some(kube_cmds::start_webhook(listen, &ca, svc, flags, kube.as_ref()).await?)
+                }
+                None => None,
             };
             weft_control::run(opts, shutdown_signal(a.exit_with_parent)).await?;
+            if let Some(w) = webhook {
+                w.abort();
+            }
             Ok(0)
         }
         Cmd::Proxy(a) => {
@@ -264,6 +297,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Cmd::Analyze(a) => analyze(&a),
+        Cmd::Inject(a) => kube_cmds::inject(&a),
+        Cmd::WebhookConfig(a) => kube_cmds::webhook_config(&a),
     }
 }
 
