@@ -127,6 +127,15 @@ async fn fake_api_server_registry_compiles_to_the_same_proxy_configs_as_the_fold
     // version; the finished Job's pod is not a workload.
     assert_eq!(snapshot.resources.len(), folder.len(), "{snapshot:#?}");
     assert!(find(&snapshot, "WorkloadEntry", "db-migrate-4hh2x").is_none());
+    // The Pod's WorkloadEntry: labels, service account, IP, and its node's locality.
+    let pod = find(&snapshot, "WorkloadEntry", PODS[0].0).unwrap();
+    let weft_api::Spec::WorkloadEntry(we) = &pod.spec else {
+        panic!("{pod:?}")
+    };
+    assert_eq!(we.address.as_deref(), Some(PODS[0].1));
+    assert_eq!(we.service_account.as_deref(), Some("bookinfo-reviews"));
+    assert_eq!(we.locality.as_deref(), Some("eu-west1/eu-west1-b"));
+    assert_eq!(we.labels.get("version").map(String::as_str), Some("v1"));
     let from_cluster = compile_all(&snapshot.resources);
     let from_folder = compile_all(&folder);
     for (name, cfg) in &from_folder {
@@ -223,4 +232,23 @@ async fn fake_api_server_invalid_virtual_service_is_rejected_with_weft_analyze_m
     );
     assert!(find(&snapshot, "VirtualService", "bad").is_none());
     assert!(find(&snapshot, "VirtualService", "ratings").is_some());
+}
+
+#[tokio::test]
+async fn fake_api_server_an_unserved_api_version_does_not_block_the_sync() {
+    let server = FakeApiServer::start(recorded()).await;
+    // A cluster whose Istio CRDs no longer serve the oldest versions.
+    server.stop_serving("telemetry.istio.io/v1alpha1");
+    server.stop_serving("networking.istio.io/v1alpha3");
+    let source = start(&server).await;
+    let snapshot = source.feed.borrow().clone();
+    assert!(
+        find(&snapshot, "VirtualService", "ratings").is_some(),
+        "{snapshot:#?}"
+    );
+    assert_eq!(
+        server.lists("networking.istio.io", "virtualservices"),
+        2,
+        "v1 and v1beta1"
+    );
 }

@@ -48,7 +48,7 @@ pub(crate) enum Cmd {
 #[derive(clap::Args)]
 pub(crate) struct ControlArgs {
     /// Folder of Istio YAML to serve and watch (the `folder` config source).
-    #[arg(long, required_if_eq("config_source", "folder"))]
+    #[arg(long)]
     pub(crate) config: Option<PathBuf>,
     /// Where the mesh config comes from: the `--config` folder, or the Kubernetes API
     /// server (Istio's CRDs, Services and Pods, watched).

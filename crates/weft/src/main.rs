@@ -111,6 +111,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Control(a) => {
             // Held for as long as the control plane runs: dropping it stops the watches.
             let kube = match a.config_source {
+                cli::ConfigSourceArg::Folder if a.config.is_none() => {
+                    bail!("weft control needs --config DIR (a folder of Istio YAML) or --config-source kubernetes")
+                }
                 cli::ConfigSourceArg::Folder => None,
                 cli::ConfigSourceArg::Kubernetes => {
                     let client = weft_kube::client(a.kubeconfig.as_deref()).await?;

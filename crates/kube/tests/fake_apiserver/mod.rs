@@ -31,6 +31,8 @@ struct Db {
     compacted: u64,
     /// How many lists each collection has answered.
     lists: BTreeMap<Collection, usize>,
+    /// apiVersions answered 404, as a cluster whose CRDs do not serve them.
+    unserved: Vec<String>,
 }
 
 /// The fake API server; dropping it stops it.
@@ -134,6 +136,15 @@ impl FakeApiServer {
         self.tick.send_modify(|t| t.1 += 1);
     }
 
+    /// Answers 404 for every collection at `api_version` from now on.
+    pub fn stop_serving(&self, api_version: &str) {
+        self.db
+            .lock()
+            .unwrap()
+            .unserved
+            .push(api_version.to_string());
+    }
+
     /// How many lists of `(group, plural)` were answered.
     pub fn lists(&self, group: &str, plural: &str) -> usize {
         let db = self.db.lock().unwrap();
@@ -201,6 +212,16 @@ fn handle(
     let Some((collection, api_version)) = parse_path(req.uri().path()) else {
         return json_response(404, &status(404, "NotFound", "no such path"));
     };
+    if db.lock().unwrap().unserved.contains(&api_version) {
+        return json_response(
+            404,
+            &status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            ),
+        );
+    }
     if query.get("watch").is_some_and(|w| w == "true" || w == "1") {
         let from: u64 = query
             .get("resourceVersion")
