@@ -94,7 +94,7 @@ pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> an
     } = match &opts.feed {
         Some(feed) => {
             let snapshot = feed.borrow().clone();
-            source::log(&snapshot);
+            source::log(&snapshot, None);
             weft_api::ValidConfig {
                 resources: snapshot.resources.clone(),
                 unsupported: snapshot.unsupported.clone(),

@@ -26,26 +26,39 @@ pub struct Snapshot {
 /// A source's snapshots; the current value is the one in force.
 pub type Feed = watch::Receiver<Arc<Snapshot>>;
 
-/// Logs what a snapshot rejects and warns about.
-pub(crate) fn log(snapshot: &Snapshot) {
+/// Logs what a snapshot rejects and warns about that `before` did not; true when it
+/// rejects something new.
+pub(crate) fn log(snapshot: &Snapshot, before: Option<&Snapshot>) -> bool {
+    let old = |list: fn(&Snapshot) -> &Vec<String>, item: &String| {
+        before.is_some_and(|b| list(b).contains(item))
+    };
+    let mut new_rejections = false;
     for r in &snapshot.rejected {
-        warn!(error = %r, "object rejected; it reaches no proxy");
+        if !old(|s| &s.rejected, r) {
+            warn!(error = %r, "object rejected; it reaches no proxy");
+            new_rejections = true;
+        }
     }
     for w in &snapshot.warnings {
-        warn!(warning = %w, "config accepted with a warning");
+        if !old(|s| &s.warnings, w) {
+            warn!(warning = %w, "config accepted with a warning");
+        }
     }
+    new_rejections
 }
 
 /// Applies every new snapshot of `feed` until the feed's sender is gone.
 pub(crate) async fn follow(mut feed: Feed, state: Arc<State>, jwks: Arc<crate::jwks::Jwks>) {
+    let mut before = feed.borrow_and_update().clone();
     while feed.changed().await.is_ok() {
         let snapshot = feed.borrow_and_update().clone();
-        log(&snapshot);
-        if !snapshot.rejected.is_empty() {
+        if log(&snapshot, Some(&before)) {
+            // Every object rejected now; the new ones were just logged.
             crate::emit(&Event::ConfigRejected {
                 errors: snapshot.rejected.clone(),
             });
         }
+        before = snapshot.clone();
         let previous = state.resources();
         if *previous == snapshot.resources {
             continue;

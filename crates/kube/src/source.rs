@@ -129,65 +129,91 @@ where
     })
 }
 
+/// The watches being started: each one's name and phase, and its task.
+#[derive(Default)]
+struct Watches {
+    phases: Vec<(String, Arc<AtomicU8>)>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    changed: Arc<Notify>,
+}
+
+impl Watches {
+    fn add<K>(&mut self, api: Api<K>, writer: Writer<K>, what: String)
+    where
+        K: kube::Resource
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
+        K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+    {
+        let phase = Arc::new(AtomicU8::new(PENDING));
+        self.phases.push((what.clone(), phase.clone()));
+        let changed = self.changed.clone();
+        self.tasks.push(drive(api, writer, what, changed, phase));
+    }
+
+    /// A cluster-wide watch of a typed core kind.
+    fn typed<K>(&mut self, client: &Client, what: &str) -> Store<K>
+    where
+        K: kube::Resource<DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
+    {
+        let (store, writer) = reflector::store();
+        self.add(Api::<K>::all(client.clone()), writer, what.into());
+        store
+    }
+
+    /// Waits until every watch has listed or is not served, saying every 10 s which
+    /// are still waiting (a 403 means the control plane's RBAC lacks them).
+    async fn synced(&self) {
+        let mut waited = 0u32;
+        loop {
+            let pending: Vec<&str> = self
+                .phases
+                .iter()
+                .filter(|(_, p)| p.load(Ordering::SeqCst) == PENDING)
+                .map(|(w, _)| w.as_str())
+                .collect();
+            if pending.is_empty() {
+                return;
+            }
+            if waited > 0 && waited.is_multiple_of(10) {
+                warn!(pending = %pending.join(", "), "still waiting for the first list of these collections (see the watch errors above)");
+            }
+            // A notification that raced the check is kept by Notify (one permit).
+            let tick = tokio::time::timeout(Duration::from_secs(1), self.changed.notified());
+            if tick.await.is_err() {
+                waited += 1;
+            }
+        }
+    }
+}
+
 /// Starts every watch and returns once each has listed (or is not served), with the
 /// first snapshot in force.
 pub async fn start(client: Client) -> anyhow::Result<Source> {
-    let changed = Arc::new(Notify::new());
-    let mut phases = Vec::new();
-    let mut tasks = Vec::new();
+    let mut watches = Watches::default();
     let mut istio = Vec::new();
     for (kind, ar) in kinds::istio_resources() {
         let writer = Writer::<DynamicObject>::new(ar.clone());
         let store = writer.as_reader();
-        let phase = Arc::new(AtomicU8::new(PENDING));
-        phases.push(phase.clone());
         let api = Api::<DynamicObject>::all_with(client.clone(), &ar);
-        let what = format!("{}/{}", ar.api_version, ar.plural);
-        tasks.push(drive(api, writer, what, changed.clone(), phase));
+        watches.add(api, writer, format!("{}/{}", ar.api_version, ar.plural));
         istio.push((kind, ar, store));
     }
-    let mut typed = |what: &str| {
-        let phase = Arc::new(AtomicU8::new(PENDING));
-        phases.push(phase.clone());
-        (what.to_string(), changed.clone(), phase)
-    };
-    let (services, writer) = reflector::store();
-    let (what, ch, ph) = typed("v1/services");
-    tasks.push(drive(
-        Api::<Service>::all(client.clone()),
-        writer,
-        what,
-        ch,
-        ph,
-    ));
-    let (pods, writer) = reflector::store();
-    let (what, ch, ph) = typed("v1/pods");
-    tasks.push(drive(Api::<Pod>::all(client.clone()), writer, what, ch, ph));
-    let (nodes, writer) = reflector::store();
-    let (what, ch, ph) = typed("v1/nodes");
-    tasks.push(drive(
-        Api::<Node>::all(client.clone()),
-        writer,
-        what,
-        ch,
-        ph,
-    ));
-    let (namespaces, writer) = reflector::store();
-    let (what, ch, ph) = typed("v1/namespaces");
-    tasks.push(drive(
-        Api::<Namespace>::all(client.clone()),
-        writer,
-        what,
-        ch,
-        ph,
-    ));
-
-    while phases.iter().any(|p| p.load(Ordering::SeqCst) == PENDING) {
-        // A notification that raced the check is kept by Notify (one permit).
-        tokio::time::timeout(Duration::from_secs(1), changed.notified())
-            .await
-            .ok();
-    }
+    let services = watches.typed::<Service>(&client, "v1/services");
+    let pods = watches.typed::<Pod>(&client, "v1/pods");
+    let nodes = watches.typed::<Node>(&client, "v1/nodes");
+    let namespaces = watches.typed::<Namespace>(&client, "v1/namespaces");
+    watches.synced().await;
     let stores = Stores {
         istio,
         services,
@@ -199,6 +225,9 @@ pub async fn start(client: Client) -> anyhow::Result<Source> {
         resources = feed.borrow().resources.len(),
         "Kubernetes config source synced"
     );
+    let Watches {
+        mut tasks, changed, ..
+    } = watches;
     tasks.push(tokio::spawn(rebuild(stores, tx, changed)));
     Ok(Source {
         feed,
