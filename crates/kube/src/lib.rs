@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod inject;
+pub mod install;
 pub mod kinds;
 pub mod manual;
 pub mod source;

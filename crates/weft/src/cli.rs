@@ -43,6 +43,9 @@ pub(crate) enum Cmd {
     /// Print the sidecar injection MutatingWebhookConfiguration, its caBundle the mesh
     /// root (`weft webhook-config | kubectl apply -f -`).
     WebhookConfig(crate::kube_cmds::WebhookConfigArgs),
+    /// Print the manifests for a Kubernetes cluster: Istio's CRDs, the control plane, its
+    /// CA, the injection webhook, the ingress gateway (`weft install | kubectl apply -f -`).
+    Install(crate::kube_cmds::InstallArgs),
 }
 
 #[derive(clap::Args)]

@@ -135,3 +135,47 @@ pub(crate) async fn start_webhook(
         flags.options(),
     )))
 }
+
+#[derive(clap::Args)]
+pub(crate) struct InstallArgs {
+    /// `default` (control plane and ingress gateway) or `minimal` (control plane only).
+    #[arg(long, default_value = "default", value_parser = ["default", "minimal"])]
+    pub(crate) profile: String,
+    /// The control plane's namespace.
+    #[arg(long, default_value = "istio-system")]
+    pub(crate) namespace: String,
+    /// weft's container image.
+    #[arg(long, default_value = "ghcr.io/weft-mesh/weft:latest")]
+    pub(crate) image: String,
+    /// Where the mesh CA is kept (created on first use, as `weft control` does); it goes
+    /// into the `cacerts` Secret and the webhook's caBundle.
+    #[arg(long, default_value = ".weft/cluster")]
+    pub(crate) state_dir: PathBuf,
+    #[arg(long, default_value = "cluster.local")]
+    pub(crate) trust_domain: String,
+}
+
+/// `weft install`: prints the manifests (`weft install | kubectl apply -f -`).
+pub(crate) fn install(a: &InstallArgs) -> anyhow::Result<u8> {
+    let ca_dir = a.state_dir.join("ca");
+    weft_identity::Ca::load_or_create(&ca_dir, &a.trust_domain)
+        .map_err(|e| anyhow::anyhow!("setting up the mesh CA in {}: {e}", ca_dir.display()))?;
+    let read = |f: &str| {
+        std::fs::read_to_string(ca_dir.join(f))
+            .with_context(|| format!("reading {}", ca_dir.join(f).display()))
+    };
+    let opts = weft_kube::install::InstallOptions {
+        profile: a.profile.clone(),
+        namespace: a.namespace.clone(),
+        image: a.image.clone(),
+        ca_cert_pem: read(weft_identity::ROOT_CERT_FILE)?,
+        ca_key_pem: read(weft_identity::ROOT_KEY_FILE)?,
+    };
+    let docs: Vec<String> = weft_kube::install::manifests(&opts)
+        .iter()
+        .map(weft_kube::manual::to_yaml)
+        .collect::<Result<_, _>>()
+        .map_err(anyhow::Error::msg)?;
+    print!("{}", docs.join("---\n"));
+    Ok(0)
+}

@@ -302,6 +302,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Analyze(a) => analyze(&a),
         Cmd::Inject(a) => kube_cmds::inject(&a),
         Cmd::WebhookConfig(a) => kube_cmds::webhook_config(&a),
+        Cmd::Install(a) => kube_cmds::install(&a),
     }
 }
 

@@ -180,3 +180,68 @@ fn fake_api_server_control_plane_serves_a_pod_and_follows_watch_events() {
     control.stop(Duration::from_secs(10));
     let _ = perr;
 }
+
+#[test]
+fn weft_install_containers_run_weft_with_flags_it_has() {
+    let dir = TempDir::new("install");
+    let state = dir.path().join("state");
+    let out = run(WEFT, &["install", "--state-dir", state.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&stdout_of(&out)).unwrap();
+    let mut checked = 0;
+    for d in docs.iter().filter(|d| d["kind"] == "Deployment") {
+        for c in d["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+        {
+            let args: Vec<String> = serde_json::from_value(c["args"].clone()).unwrap();
+            // clap reads every flag before `--help`: an unknown one fails the command.
+            let mut argv: Vec<&str> = args.iter().map(String::as_str).collect();
+            argv.push("--help");
+            let o = run(WEFT, &argv);
+            assert!(
+                o.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2, "the control plane and the ingress gateway");
+    // The caBundle is the root the install keeps, as `weft webhook-config` prints it.
+    let root = std::fs::read_to_string(state.join("ca/root-cert.pem")).unwrap();
+    let hook = docs
+        .iter()
+        .find(|d| d["kind"] == "MutatingWebhookConfiguration")
+        .unwrap();
+    let bundle = hook["webhooks"][0]["clientConfig"]["caBundle"]
+        .as_str()
+        .unwrap();
+    let decoded = Command::new("sh")
+        .arg("-c")
+        .arg(format!("echo {bundle} | base64 -d"))
+        .output()
+        .unwrap()
+        .stdout;
+    assert_eq!(String::from_utf8(decoded).unwrap(), root);
+}
+
+#[test]
+fn weft_inject_sidecar_runs_weft_proxy_with_flags_it_has() {
+    let input = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../kube/tests/inject/native_sidecar/in.yaml");
+    let out = run(WEFT, &["inject", "-f", input.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let doc: Value = serde_saphyr::from_str(&stdout_of(&out)).unwrap();
+    let proxy = &doc["spec"]["template"]["spec"]["initContainers"][1];
+    assert_eq!(proxy["name"], "istio-proxy");
+    let args: Vec<String> = serde_json::from_value(proxy["args"].clone()).unwrap();
+    let mut argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    argv.push("--help");
+    let o = run(WEFT, &argv);
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
