@@ -7,7 +7,7 @@
 //! server stores what it is given, and weft's own validation decides what is served.
 
 use crate::kinds::plural;
-use crate::webhook::{ca_bundle, webhook_configuration, WebhookService};
+use crate::webhook::{ca_bundle, validating_configuration, webhook_configuration, WebhookService};
 use base64::Engine;
 use serde_json::{json, Value};
 use weft_api::Kind;
@@ -118,6 +118,7 @@ pub fn manifests(o: &InstallOptions) -> Vec<Value> {
         port: 443,
     };
     out.push(webhook_configuration(&ca_bundle(&o.ca_cert_pem), &svc));
+    out.push(validating_configuration(&ca_bundle(&o.ca_cert_pem), &svc));
     if o.profile == "default" {
         out.extend(gateway(o));
     }

@@ -1,7 +1,8 @@
-//! The sidecar injection webhook (istiod's `/inject`): a mutating admission webhook the
-//! Kubernetes API server calls over HTTPS with an `AdmissionReview` v1; the answer
-//! allows the pod and, when [`crate::inject`] injects it, carries the change as a base64
-//! JSONPatch (RFC 6902). Its serving certificate comes from the mesh CA, so the
+//! The admission webhooks the Kubernetes API server calls over HTTPS with an
+//! `AdmissionReview` v1: sidecar injection (istiod's `/inject`: the answer allows the pod
+//! and, when [`crate::inject`] injects it, carries the change as a base64 JSONPatch, RFC
+//! 6902) and validation (`/validate`: an invalid Istio object is denied with `weft
+//! analyze`'s messages, before it is stored). Its serving certificate comes from the mesh CA, so the
 //! MutatingWebhookConfiguration's `caBundle` is the mesh root ([`ca_bundle`]).
 
 use crate::inject::{inject_template, InjectOptions};
@@ -48,6 +49,38 @@ pub fn review(request: &Value, labels: &NamespaceLabels, opts: &InjectOptions) -
         }
         if !result.warnings.is_empty() {
             response["warnings"] = json!(result.warnings);
+        }
+    }
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
+}
+
+/// Answers one AdmissionReview v1 for an Istio object (istiod's `/validate`): denied,
+/// with `weft analyze`'s messages, when it does not load or validate; allowed otherwise
+/// (deletes, and kinds weft does not read, are allowed).
+pub fn validate(request: &Value) -> Value {
+    let req = &request["request"];
+    let mut response = json!({"uid": req["uid"], "allowed": true});
+    let kind = req["kind"]["kind"].as_str().unwrap_or("");
+    let checked = matches!(req["operation"].as_str(), Some("CREATE" | "UPDATE"))
+        && weft_api::Kind::from_name(kind).is_some();
+    if checked {
+        let obj = &req["object"];
+        let at = crate::translate::location(
+            kind,
+            req["namespace"]
+                .as_str()
+                .or(obj["metadata"]["namespace"].as_str()),
+            obj["metadata"]["name"].as_str().unwrap_or(""),
+        );
+        let t = crate::translate::load(obj, &at);
+        if let Err(errors) = t.resource {
+            info!(object = %at, errors = errors.len(), "admission denied: invalid");
+            response["allowed"] = json!(false);
+            response["status"] = json!({"status": "Failure", "reason": "Invalid", "code": 422,
+                "message": format!("configuration is invalid: {}", errors.join("; "))});
+        }
+        if !t.warnings.is_empty() {
+            response["warnings"] = json!(t.warnings);
         }
     }
     json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
@@ -125,8 +158,12 @@ async fn handle(
             .body(Full::new(Bytes::from(body)))
             .expect("a valid response")
     };
-    if req.method() != hyper::Method::POST || req.uri().path() != "/inject" {
-        return reply(404, r#"{"error":"the webhook serves POST /inject"}"#.into());
+    let path = req.uri().path().to_string();
+    if req.method() != hyper::Method::POST || !["/inject", "/validate"].contains(&path.as_str()) {
+        return reply(
+            404,
+            r#"{"error":"the webhook serves POST /inject and /validate"}"#.into(),
+        );
     }
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
@@ -138,14 +175,38 @@ async fn handle(
         }
     };
     match serde_json::from_slice::<Value>(&body) {
-        Ok(review_req) if review_req["request"].is_object() => {
-            reply(200, review(&review_req, labels, opts).to_string())
+        Ok(r) if r["request"].is_object() && path == "/validate" => {
+            reply(200, validate(&r).to_string())
         }
+        Ok(r) if r["request"].is_object() => reply(200, review(&r, labels, opts).to_string()),
         _ => reply(
             400,
             json!({"error": "the body is not an AdmissionReview v1 with a request"}).to_string(),
         ),
     }
+}
+
+/// The ValidatingWebhookConfiguration (Istio's `istio-validator`): every create and
+/// update of an Istio object goes through `/validate`.
+pub fn validating_configuration(ca_bundle: &str, svc: &WebhookService) -> Value {
+    json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "weft-validator", "labels": {"app": "weft-control"}},
+        "webhooks": [{
+            "name": "validation.istio.io",
+            "clientConfig": {
+                "service": {"name": svc.name, "namespace": svc.namespace, "path": "/validate",
+                            "port": svc.port},
+                "caBundle": ca_bundle,
+            },
+            "rules": [{"operations": ["CREATE", "UPDATE"], "apiGroups": weft_api::ISTIO_GROUPS,
+                       "apiVersions": ["*"], "resources": ["*"]}],
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+            "failurePolicy": "Fail",
+        }],
+    })
 }
 
 /// Where the API server reaches the webhook: the control plane's Service.

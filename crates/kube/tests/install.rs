@@ -3,7 +3,9 @@
 //! field is misspelled or misplaced), and the CRDs serve every Istio file of the corpus
 //! (`../shared/istio-corpus/valid/`) at its apiVersion and accept it by their schema.
 
-use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -65,6 +67,9 @@ fn every_manifest_is_its_typed_kubernetes_object() {
                 "Service" => round_trip::<Service>(obj),
                 "PodDisruptionBudget" => round_trip::<PodDisruptionBudget>(obj),
                 "MutatingWebhookConfiguration" => round_trip::<MutatingWebhookConfiguration>(obj),
+                "ValidatingWebhookConfiguration" => {
+                    round_trip::<ValidatingWebhookConfiguration>(obj)
+                }
                 other => panic!("no typed check for {other}"),
             }
         }

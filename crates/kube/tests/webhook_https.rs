@@ -19,8 +19,8 @@ impl Drop for TempDir {
     }
 }
 
-fn temp_dir() -> TempDir {
-    let dir = std::env::temp_dir().join(format!("weft-webhook-{}", std::process::id()));
+fn temp_dir(tag: &str) -> TempDir {
+    let dir = std::env::temp_dir().join(format!("weft-webhook-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     TempDir(dir)
 }
@@ -57,6 +57,10 @@ async fn start(dir: &Path, svc: &WebhookService) -> Webhook {
 
 /// POSTs `review` with curl to the webhook by its Service name, trusting only the mesh root.
 async fn call(hook: &Webhook, svc: &WebhookService, review: &Value) -> Value {
+    call_path(hook, svc, review, "/inject").await
+}
+
+async fn call_path(hook: &Webhook, svc: &WebhookService, review: &Value, path: &str) -> Value {
     let host = format!("{}.{}.svc", svc.name, svc.namespace);
     let out = tokio::process::Command::new("curl")
         .args(["-sS", "--fail", "--cacert"])
@@ -69,7 +73,7 @@ async fn call(hook: &Webhook, svc: &WebhookService, review: &Value) -> Value {
             "--data-binary",
             "@-",
         ])
-        .arg(format!("https://{host}:{}/inject", hook.port))
+        .arg(format!("https://{host}:{}{path}", hook.port))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -95,7 +99,7 @@ fn review() -> Value {
 
 #[tokio::test]
 async fn webhook_over_https_patch_gives_the_pod_weft_inject_makes() {
-    let dir = temp_dir();
+    let dir = temp_dir("inject");
     let svc = WebhookService {
         name: "weft-control".into(),
         namespace: "istio-system".into(),
@@ -148,4 +152,55 @@ fn webhook_configuration_is_a_typed_mutating_webhook_configuration() {
     assert_eq!(client.ca_bundle.as_ref().unwrap().0, b"ROOT");
     let service = client.service.as_ref().unwrap();
     assert_eq!(service.path.as_deref(), Some("/inject"));
+}
+
+const BAD_VS: &str = r#"apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: bad, namespace: shop}
+spec:
+  hosts: [ratings]
+  http:
+  - timeout: 2 seconds
+    route: [{destination: {host: ratings}}]
+"#;
+
+#[tokio::test]
+async fn validating_webhook_over_https_denies_an_invalid_virtual_service_with_weft_analyze_message()
+{
+    let findings = weft_analyze::findings_for(&weft_api::load_str(BAD_VS, "bad.yaml"));
+    let error = findings
+        .iter()
+        .find(|f| f.severity == weft_analyze::Severity::Error)
+        .expect("weft analyze rejects the file");
+    let dir = temp_dir("validate");
+    let svc = WebhookService {
+        name: "weft-control".into(),
+        namespace: "istio-system".into(),
+        port: 443,
+    };
+    let hook = start(&dir.0, &svc).await;
+    let review = |obj: Value| {
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": "5f5f0df2-8fbd-11e8-bc74-36e6bb280816",
+            "kind": {"group": "networking.istio.io", "version": "v1", "kind": "VirtualService"},
+            "resource": {"group": "networking.istio.io", "version": "v1", "resource": "virtualservices"},
+            "namespace": "shop", "name": "bad", "operation": "CREATE",
+            "userInfo": {"username": "kubernetes-admin", "groups": ["system:masters", "system:authenticated"]},
+            "object": obj, "oldObject": null, "dryRun": false}})
+    };
+    let bad: Value = serde_saphyr::from_str(BAD_VS).unwrap();
+    let answer = call_path(&hook, &svc, &review(bad.clone()), "/validate").await;
+    let response = &answer["response"];
+    assert_eq!(response["allowed"], false, "{answer}");
+    let message = response["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("VirtualService/shop/bad: spec.http[0].timeout: ")
+            && message.contains(&error.message),
+        "{message} / {}",
+        error.message
+    );
+    let mut good = bad;
+    good["spec"]["http"][0]["timeout"] = json!("2s");
+    let answer = call_path(&hook, &svc, &review(good), "/validate").await;
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
 }
