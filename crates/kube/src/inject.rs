@@ -75,8 +75,9 @@ fn strings(v: &Value) -> BTreeMap<String, String> {
 }
 
 /// Whether a pod (its `metadata` and `spec`) in `namespace` is injected, with the reason.
-/// `namespace_labels` is `None` when unknown (`weft inject`: inject unless the pod says
-/// no, as `istioctl kube-inject`).
+/// `namespace_labels` is `None` when unknown (`weft inject`, as `istioctl kube-inject`,
+/// and the webhook for a namespace its watch has not seen yet): inject unless the pod
+/// says no.
 pub fn decide(
     pod_meta: &Value,
     pod_spec: &Value,
@@ -107,7 +108,11 @@ pub fn decide(
     }
     match (namespace_labels, ns_label.map(String::as_str)) {
         (_, Some("enabled")) => (true, "the namespace has istio-injection=enabled".into()),
-        (None, _) => (true, "manual injection".into()),
+        (None, _) => (
+            true,
+            "the namespace's labels are not known (manual injection): injected unless the pod says no"
+                .into(),
+        ),
         (Some(_), _) => (
             false,
             "neither the namespace nor the pod asks for it".into(),

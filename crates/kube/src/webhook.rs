@@ -34,8 +34,10 @@ pub fn review(request: &Value, labels: &NamespaceLabels, opts: &InjectOptions) -
         if !pod["metadata"].is_object() {
             pod["metadata"] = json!({});
         }
-        let known = labels(&namespace).unwrap_or_default();
-        let result = inject_template(&mut pod, &namespace, Some(&known), opts);
+        // A namespace the watch has not seen yet (just created): the API server's
+        // namespaceSelector already chose to call us, so the pod decides, as in Istio.
+        let known = labels(&namespace);
+        let result = inject_template(&mut pod, &namespace, known.as_ref(), opts);
         let name = original["metadata"]["name"]
             .as_str()
             .or(original["metadata"]["generateName"].as_str())

@@ -128,6 +128,13 @@ async fn webhook_over_https_patch_gives_the_pod_weft_inject_makes() {
     assert_eq!(pod, by_weft_inject);
     assert_eq!(pod["spec"]["initContainers"][1]["restartPolicy"], "Always");
 
+    // A namespace the watch has not seen yet: the API server's selector chose to call
+    // the webhook, so the pod is injected (it does not say no).
+    let mut fresh = request.clone();
+    fresh["request"]["namespace"] = json!("just-created");
+    let answer = call(&hook, &svc, &fresh).await;
+    assert_eq!(answer["response"]["patchType"], "JSONPatch", "{answer}");
+
     // A pod that says no is allowed unchanged.
     let mut no = request.clone();
     no["request"]["object"]["metadata"]["labels"]["sidecar.istio.io/inject"] = json!("false");
