@@ -195,6 +195,7 @@ async fn fake_api_server_410_gone_relists_and_the_change_still_arrives() {
         server.lists("networking.istio.io", "virtualservices") > lists_before,
         "the watcher relisted after 410 Gone"
     );
+    assert!(server.gone() > 0, "the old watches were answered 410 Gone");
 }
 
 const BAD_VS: &str = r#"apiVersion: networking.istio.io/v1

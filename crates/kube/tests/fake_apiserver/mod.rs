@@ -33,6 +33,8 @@ struct Db {
     lists: BTreeMap<Collection, usize>,
     /// apiVersions answered 404, as a cluster whose CRDs do not serve them.
     unserved: Vec<String>,
+    /// How many watches were answered 410 Gone.
+    gone: usize,
 }
 
 /// The fake API server; dropping it stops it.
@@ -143,6 +145,11 @@ impl FakeApiServer {
             .unwrap()
             .unserved
             .push(api_version.to_string());
+    }
+
+    /// How many watches were answered 410 Gone.
+    pub fn gone(&self) -> usize {
+        self.db.lock().unwrap().gone
     }
 
     /// How many lists of `(group, plural)` were answered.
@@ -278,6 +285,7 @@ fn watch_response(
     tokio::spawn(async move {
         let compacted = db.lock().unwrap().compacted;
         if from <= compacted && compacted != 0 {
+            db.lock().unwrap().gone += 1;
             let gone = status(410, "Expired", "too old resource version");
             let _ = tx
                 .send(line(json!({"type": "ERROR", "object": gone})))
