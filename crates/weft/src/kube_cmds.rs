@@ -110,16 +110,29 @@ pub(crate) fn webhook_config(a: &WebhookConfigArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// Starts the injection webhook for `weft control --webhook-listen`, with its certificate
-/// from the same CA the control plane uses; namespace labels from the Kubernetes source.
+/// The CA the control plane of `opts` signs with (its `--cacerts`, `--ca-cert`/`--ca-key`
+/// or the generated root in its state folder).
+fn control_ca(opts: &weft_control::ControlOptions) -> anyhow::Result<weft_identity::Ca> {
+    let td = &opts.trust_domain;
+    match (&opts.cacerts, &opts.ca_files) {
+        (Some(dir), _) => weft_identity::Ca::from_istio_cacerts(dir, td),
+        (None, Some((cert, key))) => weft_identity::Ca::from_pem_files(cert, key, td),
+        (None, None) => weft_identity::Ca::load_or_create(&opts.state_dir.join("ca"), td),
+    }
+    .context("setting up the mesh CA for the webhooks")
+}
+
+/// Starts the admission webhooks for `weft control --webhook-listen`, with a certificate
+/// from the CA the control plane uses; namespace labels from the Kubernetes source.
 pub(crate) async fn start_webhook(
     listen: SocketAddr,
-    ca: &weft_identity::Ca,
+    opts: &weft_control::ControlOptions,
     service: &WebhookServiceArgs,
     flags: &InjectFlags,
     source: Option<&weft_kube::Source>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let tls = webhook::tls_config(ca, &service.service().dns_names())?;
+    let ca = control_ca(opts)?;
+    let tls = webhook::tls_config(&ca, &service.service().dns_names())?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding the injection webhook on {listen}"))?;

@@ -141,21 +141,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             };
             let webhook = match a.webhook_listen {
                 Some(listen) => {
-                    let ca = match (&opts.cacerts, &opts.ca_files) {
-                        (Some(dir), _) => {
-                            weft_identity::Ca::from_istio_cacerts(dir, &opts.trust_domain)
-                        }
-                        (None, Some((c, k))) => {
-                            weft_identity::Ca::from_pem_files(c, k, &opts.trust_domain)
-                        }
-                        (None, None) => weft_identity::Ca::load_or_create(
-                            &opts.state_dir.join("ca"),
-                            &opts.trust_domain,
-                        ),
-                    }
-                    .context("setting up the mesh CA for the injection webhook")?;
                     let (svc, flags) = (&a.webhook_service, &a.inject);
-                    Some(kube_cmds::start_webhook(listen, &ca, svc, flags, kube.as_ref()).await?)
+                    Some(kube_cmds::start_webhook(listen, &opts, svc, flags, kube.as_ref()).await?)
                 }
                 None => None,
             };
