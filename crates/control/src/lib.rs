@@ -6,6 +6,7 @@
 pub mod ca_source;
 pub mod jwks;
 pub mod server;
+pub mod source;
 pub mod state;
 pub mod watch;
 
@@ -45,6 +46,8 @@ pub struct ControlOptions {
     /// The largest config push sent ([`weft_protocol::MAX_PUSH_BYTES`] by default); a
     /// proxy whose config is larger is told so instead, and it is logged and reported.
     pub max_push_bytes: usize,
+    /// Another config source than the folder ([`source`]): `config_dir` is then unused.
+    pub feed: Option<source::Feed>,
 }
 
 /// A lifecycle event, printed to stdout as one JSON line.
@@ -88,13 +91,24 @@ pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> an
         resources,
         unsupported,
         warnings,
-    } = weft_api::load_valid_report(&opts.config_dir).map_err(|errors| {
-        anyhow::anyhow!(
-            "the mesh config in {} does not load:\n  {}",
-            opts.config_dir.display(),
-            errors.join("\n  ")
-        )
-    })?;
+    } = match &opts.feed {
+        Some(feed) => {
+            let snapshot = feed.borrow().clone();
+            source::log(&snapshot, None);
+            weft_api::ValidConfig {
+                resources: snapshot.resources.clone(),
+                unsupported: snapshot.unsupported.clone(),
+                warnings: Vec::new(),
+            }
+        }
+        None => weft_api::load_valid_report(&opts.config_dir).map_err(|errors| {
+            anyhow::anyhow!(
+                "the mesh config in {} does not load:\n  {}",
+                opts.config_dir.display(),
+                errors.join("\n  ")
+            )
+        })?,
+    };
     for w in &warnings {
         tracing::warn!(warning = %w, "config accepted with a warning");
     }
@@ -133,12 +147,15 @@ pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> an
         ca: Arc::new(ca),
         cert_ttl: opts.cert_ttl,
     };
-    let watcher = tokio::spawn(watch::run(
-        opts.config_dir.clone(),
-        state.clone(),
-        jwks.clone(),
-        unsupported,
-    ));
+    let watcher = match opts.feed.clone() {
+        Some(feed) => tokio::spawn(source::follow(feed, state.clone(), jwks.clone())),
+        None => tokio::spawn(watch::run(
+            opts.config_dir.clone(),
+            state.clone(),
+            jwks.clone(),
+            unsupported,
+        )),
+    };
     let refresher = tokio::spawn(jwks.run(state.clone()));
     let grace = tokio::spawn(async move {
         tokio::time::sleep(state::RECONNECT_GRACE).await;

@@ -28,6 +28,8 @@ use crate::error::{Error, Result};
 use crate::spiffe::{validate_trust_domain, SpiffeId};
 use crate::{files, pem, x509};
 
+mod server_cert;
+
 /// File name of the root certificate inside a [`Ca::load_or_create`] directory.
 pub const ROOT_CERT_FILE: &str = "root-cert.pem";
 /// File name of the root private key (PKCS#8 PEM, mode 0600) inside a

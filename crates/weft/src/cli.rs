@@ -38,13 +38,37 @@ pub(crate) enum Cmd {
     /// rate, errors and latency per call, mTLS and circuit-breaker state, and the config
     /// that applies to each workload.
     Dashboard(DashboardArgs),
+    /// Add weft's sidecar to the Pods and workloads of a YAML file (istioctl kube-inject).
+    Inject(crate::kube_cmds::InjectArgs),
+    /// Print the sidecar injection MutatingWebhookConfiguration, its caBundle the mesh
+    /// root (`weft webhook-config | kubectl apply -f -`).
+    WebhookConfig(crate::kube_cmds::WebhookConfigArgs),
+    /// Print the manifests for a Kubernetes cluster: Istio's CRDs, the control plane, its
+    /// CA, the injection webhook, the ingress gateway (`weft install | kubectl apply -f -`).
+    Install(crate::kube_cmds::InstallArgs),
 }
 
 #[derive(clap::Args)]
 pub(crate) struct ControlArgs {
-    /// Folder of Istio YAML to serve and watch.
+    /// Folder of Istio YAML to serve and watch (the `folder` config source).
     #[arg(long)]
-    pub(crate) config: PathBuf,
+    pub(crate) config: Option<PathBuf>,
+    /// Where the mesh config comes from: the `--config` folder, or the Kubernetes API
+    /// server (Istio's CRDs, Services and Pods, watched).
+    #[arg(long, value_enum, default_value = "folder")]
+    pub(crate) config_source: ConfigSourceArg,
+    /// The kubeconfig for `--config-source kubernetes` (default: in-cluster, then
+    /// $KUBECONFIG, then ~/.kube/config).
+    #[arg(long)]
+    pub(crate) kubeconfig: Option<PathBuf>,
+    /// Serve the sidecar injection webhook (HTTPS, `POST /inject`) on this address, its
+    /// certificate from the mesh CA (see `weft webhook-config`).
+    #[arg(long)]
+    pub(crate) webhook_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub(crate) webhook_service: crate::kube_cmds::WebhookServiceArgs,
+    #[command(flatten)]
+    pub(crate) inject: crate::kube_cmds::InjectFlags,
     /// Folder for the CA root and other state.
     #[arg(long, default_value = ".weft/control")]
     pub(crate) state_dir: PathBuf,
@@ -81,6 +105,12 @@ pub(crate) struct ControlArgs {
     /// the reason instead (logged, and a `proxy_unserved` event), never a broken stream.
     #[arg(long, default_value_t = weft_protocol::MAX_PUSH_BYTES)]
     pub(crate) max_push_bytes: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ConfigSourceArg {
+    Folder,
+    Kubernetes,
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod kube_cmds;
 
 use anyhow::{bail, Context};
 use clap::Parser;
@@ -108,8 +109,19 @@ fn jwks_refresh() -> anyhow::Result<Duration> {
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.cmd {
         Cmd::Control(a) => {
+            // Held for as long as the control plane runs: dropping it stops the watches.
+            let kube = match a.config_source {
+                cli::ConfigSourceArg::Folder if a.config.is_none() => {
+                    bail!("weft control needs --config DIR (a folder of Istio YAML) or --config-source kubernetes")
+                }
+                cli::ConfigSourceArg::Folder => None,
+                cli::ConfigSourceArg::Kubernetes => {
+                    let client = weft_kube::client(a.kubeconfig.as_deref()).await?;
+                    Some(weft_kube::start(client).await?)
+                }
+            };
             let opts = weft_control::ControlOptions {
-                config_dir: a.config,
+                config_dir: a.config.unwrap_or_default(),
                 state_dir: a.state_dir,
                 listen: a.listen,
                 trust_domain: a.trust_domain,
@@ -125,8 +137,19 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 },
                 jwks_refresh: jwks_refresh()?,
                 max_push_bytes: a.max_push_bytes,
+                feed: kube.as_ref().map(|k| k.feed.clone()),
+            };
+            let webhook = match a.webhook_listen {
+                Some(listen) => {
+                    let (svc, flags) = (&a.webhook_service, &a.inject);
+                    Some(kube_cmds::start_webhook(listen, &opts, svc, flags, kube.as_ref()).await?)
+                }
+                None => None,
             };
             weft_control::run(opts, shutdown_signal(a.exit_with_parent)).await?;
+            if let Some(w) = webhook {
+                w.abort();
+            }
             Ok(0)
         }
         Cmd::Proxy(a) => {
@@ -264,6 +287,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Cmd::Analyze(a) => analyze(&a),
+        Cmd::Inject(a) => kube_cmds::inject(&a),
+        Cmd::WebhookConfig(a) => kube_cmds::webhook_config(&a),
+        Cmd::Install(a) => kube_cmds::install(&a),
     }
 }
 
