@@ -78,6 +78,7 @@ fn state(workload: &str, creds: Credentials, app: Option<String>) -> Arc<ProxySt
         bind_ip: std::net::Ipv4Addr::LOCALHOST.into(),
         events: Default::default(),
         observe: Arc::default(),
+        gateway_tls: Default::default(),
     })
 }
 

@@ -163,6 +163,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 }),
                 spiffe_socket: a.spiffe_socket,
                 workload_api_socket: a.workload_api_socket,
+                credentials_dir: a.credentials_dir,
                 events: weft_proxy::EventSink::Stdout,
             };
             if opts.spiffe_socket.is_some() && opts.spiffe_socket == opts.workload_api_socket {

@@ -21,9 +21,16 @@ pub struct ProxyBuilder {
     port_map: HashMap<u32, SocketAddr>,
     workload_api: Option<std::path::PathBuf>,
     spiffe_socket: Option<std::path::PathBuf>,
+    credentials_dir: Option<std::path::PathBuf>,
 }
 
 impl ProxyBuilder {
+    /// Resolve Gateway `credentialName`s in `dir`.
+    pub fn credentials_dir(mut self, dir: &std::path::Path) -> Self {
+        self.credentials_dir = Some(dir.to_path_buf());
+        self
+    }
+
     /// Take the identity from the SPIFFE Workload API at `path` (a SPIRE agent's).
     pub fn spiffe_socket(mut self, path: &std::path::Path) -> Self {
         self.spiffe_socket = Some(path.to_path_buf());
@@ -90,6 +97,7 @@ impl ProxyBuilder {
             merged_metrics: None,
             spiffe_socket: self.spiffe_socket,
             workload_api_socket: self.workload_api,
+            credentials_dir: self.credentials_dir,
             events: EventSink::Channel(tx),
         };
         let mut task = tokio::spawn(weft_proxy::run(opts, async move {
@@ -243,6 +251,7 @@ impl ProxyBuilder {
             port_map: HashMap::new(),
             workload_api: None,
             spiffe_socket: None,
+            credentials_dir: None,
         }
     }
 }
