@@ -250,7 +250,12 @@ async fn simple_tls_picks_each_hosts_certificate_by_sni_and_speaks_h2_and_http1(
         // Its credential folder does not exist: only this server is unserved.
         chain("missing-cred", &["c.example.com"], TlsMode::Simple, None),
     ];
-    let (_gw, addr) = gateway(&control, &creds.0, &app, chains).await;
+    let (mut gw, addr) = gateway(&control, &creds.0, &app, chains).await;
+    let said = gw.unserved("test/gw/missing-cred").await;
+    assert!(
+        said.contains("missing-cred") && said.contains("tls.crt"),
+        "{said}"
+    );
 
     // The client checks the certificate's name: each host got its own certificate.
     let h1 = client(&ca, &[b"http/1.1"], None);

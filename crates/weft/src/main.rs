@@ -193,12 +193,14 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 cert_ttl: Duration::from_secs(a.cert_ttl_secs),
                 traffic: (a.traffic || a.traffic_opts.duration.is_some())
                     .then(|| traffic(&a.traffic_opts)),
+                https_hint: None,
             };
             Ok(weft_local::up(opts, shutdown_signal(false)).await? as u8)
         }
         Cmd::Demo(a) => {
             let config_dir = a.state_dir.join("config");
             weft_local::examples::write_necpgame(&config_dir)?;
+            let https_hint = weft_local::examples::necpgame_tls(&config_dir, &a.state_dir)?;
             let opts = weft_local::UpOptions {
                 config_dir,
                 state_dir: a.state_dir,
@@ -208,6 +210,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 cacerts: None,
                 cert_ttl: Duration::from_secs(86400),
                 traffic: Some(traffic(&a.traffic_opts)),
+                https_hint: Some(https_hint),
             };
             Ok(weft_local::up(opts, shutdown_signal(false)).await? as u8)
         }

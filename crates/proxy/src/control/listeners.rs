@@ -104,6 +104,7 @@ pub async fn commit(state: &Arc<ProxyState>, prepared: Prepared) {
             .lock()
             .expect("bound poisoned")
             .insert(name.clone(), local.clone());
+        let https = matches!(serves, Serves::Https);
         let task = match serves {
             Serves::Http(table) => tokio::spawn(serve_plaintext(
                 listener,
@@ -127,6 +128,7 @@ pub async fn commit(state: &Arc<ProxyState>, prepared: Prepared) {
             name,
             port,
             address: local,
+            https,
         });
     }
 }

@@ -28,6 +28,8 @@ const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 pub struct TlsConfigs {
     dir: Option<PathBuf>,
     built: Mutex<HashMap<String, Built>>,
+    /// The last error reported per chain, so a push reports only what changed.
+    reported: Mutex<HashMap<String, String>>,
 }
 
 struct Built {
@@ -48,6 +50,23 @@ impl TlsConfigs {
         TlsConfigs {
             dir,
             built: Mutex::default(),
+            reported: Mutex::default(),
+        }
+    }
+
+    /// Whether `error` (the chain's current one, `None` when it is served) is news.
+    pub fn newly_unserved(&self, chain: &str, error: Option<&str>) -> bool {
+        let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+        match error {
+            None => {
+                reported.remove(chain);
+                false
+            }
+            Some(e) if reported.get(chain).map(String::as_str) == Some(e) => false,
+            Some(e) => {
+                reported.insert(chain.to_string(), e.to_string());
+                true
+            }
         }
     }
 
@@ -195,6 +214,7 @@ fn build(chain: &TlsChain, f: &Files, mesh: &Credentials) -> Result<Arc<ServerCo
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| format!("private key {}: {e}", key.display()))?;
     let provider = Arc::new(provider(&chain.tls12_suites));
+    let key_provider = provider.key_provider;
     let versions: Vec<&'static rustls::SupportedProtocolVersion> = chain
         .versions
         .iter()
@@ -227,11 +247,51 @@ fn build(chain: &TlsChain, f: &Files, mesh: &Credentials) -> Result<Arc<ServerCo
         }
         _ => builder.with_no_client_auth(),
     };
-    let mut config = builder
-        .with_single_cert(chain_der, key)
-        .map_err(|e| format!("certificate {}: {e}", cert.display()))?;
+    let mut config = builder.with_cert_resolver(certified(cert, chain_der, key, key_provider)?);
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
+}
+
+/// The certificate and its key, checked to belong together. Not through rustls's
+/// `with_single_cert`: webpki refuses X.509 v1 certificates, which `openssl x509 -req`
+/// makes (Istio's secure-gateways task) and Envoy serves; a server's own certificate is
+/// only sent, never verified here.
+fn certified(
+    path: &Path,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    keys: &dyn rustls::crypto::KeyProvider,
+) -> Result<Arc<dyn rustls::server::ResolvesServerCert>, String> {
+    let signer = keys
+        .load_private_key(key)
+        .map_err(|e| format!("private key for {}: {e}", path.display()))?;
+    let leaf_spki = x509_parser::parse_x509_certificate(chain[0].as_ref())
+        .map(|(_, c)| c.public_key().raw.to_vec())
+        .map_err(|e| format!("certificate {}: {e}", path.display()))?;
+    if let Some(spki) = signer.public_key() {
+        if spki.as_ref() != leaf_spki.as_slice() {
+            return Err(format!(
+                "certificate {}: the private key is not the certificate's key",
+                path.display()
+            ));
+        }
+    }
+    Ok(Arc::new(One(Arc::new(rustls::sign::CertifiedKey::new(
+        chain, signer,
+    )))))
+}
+
+/// The one certificate of a chain (the chain itself was chosen by SNI).
+#[derive(Debug)]
+struct One(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for One {
+    fn resolve(
+        &self,
+        _: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
 }
 
 fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {

@@ -50,6 +50,28 @@ pub async fn serve(listener: TcpListener, state: Arc<ProxyState>, name: String, 
 
 type Tls = tokio_rustls::server::TlsStream<TcpStream>;
 
+/// Reports every TLS server of the live config whose certificate does not load (after
+/// a push), as Istio leaves a server without its secret out of the listener.
+pub fn report_unserved(state: &ProxyState) {
+    let active = state.config.load_full();
+    let mesh = state.tls.current.load_full();
+    for l in &active.config.listeners {
+        for chain in l.tls.iter().flat_map(|t| &t.chains) {
+            let error = state.gateway_tls.get(chain, &mesh).err();
+            if state
+                .gateway_tls
+                .newly_unserved(&chain.name, error.as_deref())
+            {
+                state.emit(crate::events::Event::TlsServerUnserved {
+                    listener: l.name.clone(),
+                    server: chain.name.clone(),
+                    error: error.unwrap_or_default(),
+                });
+            }
+        }
+    }
+}
+
 /// Reads the ClientHello, chooses the chain, completes the handshake.
 async fn accept(
     tcp: TcpStream,

@@ -213,3 +213,72 @@ impl ClientCert {
         HeaderValue::from_str(&v).ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate with a DNS and a URI SAN, and a verifier trusting it.
+    fn cert_and_inner() -> (Vec<u8>, Arc<dyn ClientCertVerifier>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(vec!["client.example.com".into()]).unwrap();
+        p.subject_alt_names.push(rcgen::SanType::URI(
+            "spiffe://example.com/c".try_into().unwrap(),
+        ));
+        let cert = p.self_signed(&key).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let inner =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .unwrap();
+        (cert.der().to_vec(), inner)
+    }
+
+    #[test]
+    fn sans_and_pins_are_checked_as_envoy_does() {
+        let (der, inner) = cert_and_inner();
+        let read = ClientCert::read(&der);
+        assert_eq!(read.dns, ["client.example.com"]);
+        assert_eq!(read.uris, ["spiffe://example.com/c"]);
+        assert_eq!(read.principal().as_deref(), Some("spiffe://example.com/c"));
+        let checks = |v: ClientValidation| Checks::new(inner.clone(), &v).check(&der);
+        assert!(checks(ClientValidation::default()).is_ok());
+        let san = |s: &str| ClientValidation {
+            subject_alt_names: vec![s.into()],
+            ..Default::default()
+        };
+        assert!(checks(san("client.example.com")).is_ok());
+        assert!(checks(san("spiffe://example.com/c")).is_ok());
+        assert!(checks(san("other.example.com")).is_err());
+        // The hash pin in Envoy's colon-separated upper-case form matches.
+        let colons: Vec<String> = read
+            .hash
+            .as_bytes()
+            .chunks(2)
+            .map(|c| String::from_utf8_lossy(c).to_ascii_uppercase())
+            .collect();
+        let hash = |h: String| ClientValidation {
+            cert_sha256: vec![h],
+            ..Default::default()
+        };
+        assert!(checks(hash(colons.join(":"))).is_ok());
+        assert!(checks(hash("00".repeat(32))).is_err());
+        let spki = |s: &str| ClientValidation {
+            spki_sha256: vec![s.into()],
+            cert_sha256: vec!["00".repeat(32)],
+            ..Default::default()
+        };
+        // Either pin kind may match.
+        assert!(checks(spki(&read.spki_sha256)).is_ok());
+        assert!(checks(spki("AAAA")).is_err());
+        let xfcc = read.xfcc().unwrap();
+        let xfcc = xfcc.to_str().unwrap();
+        assert!(xfcc.starts_with(&format!("Hash={}", read.hash)), "{xfcc}");
+        assert!(
+            xfcc.ends_with(";URI=spiffe://example.com/c;DNS=client.example.com"),
+            "{xfcc}"
+        );
+    }
+}

@@ -139,6 +139,7 @@ impl ProxyBuilder {
             events,
             listeners: HashMap::new(),
             connected: 0,
+            unserved: Vec::new(),
             stop: Some(stop),
             task: Some(task),
         })
@@ -160,6 +161,8 @@ pub struct Proxy {
     /// Gateway listeners reported so far: name -> address.
     listeners: HashMap<String, SocketAddr>,
     connected: u32,
+    /// `tls_server_unserved` events seen so far: (server, error).
+    unserved: Vec<(String, String)>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -221,11 +224,30 @@ impl Proxy {
                 self.listeners.insert(name, a);
             }
             Some(Event::Connected { .. }) => self.connected += 1,
+            Some(Event::TlsServerUnserved { server, error, .. }) => {
+                self.unserved.push((server, error))
+            }
             Some(
                 Event::Ready { .. } | Event::ConfigApplied { .. } | Event::PushRejected { .. },
             ) => {}
             None => panic!("proxy {} stopped", self.workload),
         }
+    }
+
+    /// The error of the first `tls_server_unserved` event for `server` (waits for it).
+    pub async fn unserved(&mut self, server: &str) -> String {
+        within(
+            &format!("TLS server {server} to be reported unserved"),
+            async {
+                loop {
+                    if let Some((_, e)) = self.unserved.iter().find(|(s, _)| s == server) {
+                        return e.clone();
+                    }
+                    self.next_event().await;
+                }
+            },
+        )
+        .await
     }
 
     /// Stops the proxy and waits for `run` to return.
