@@ -268,3 +268,222 @@ fn secure_gateways_simple_sni_mutual_and_redirect() {
     ]);
     assert_eq!(stdout_of(&out), "200");
 }
+
+/// Runs `openssl s_server` (the task's nginx: any real TLS server) on a free loopback
+/// port and says where with a `ready` event once it accepts connections.
+const S_SERVER: &str = r#"
+import json, socket, subprocess, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+port = s.getsockname()[1]
+s.close()
+child = subprocess.Popen(["openssl", "s_server", "-quiet", "-www", "-accept", "127.0.0.1:%d" % port,
+                          "-cert", sys.argv[1], "-key", sys.argv[2]], stdin=subprocess.DEVNULL)
+deadline = time.time() + 20
+while time.time() < deadline and child.poll() is None:
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.2).close()
+        break
+    except OSError:
+        time.sleep(0.02)
+print(json.dumps({"event": "ready", "address": "127.0.0.1:%d" % port}), flush=True)
+sys.exit(child.wait())
+"#;
+
+/// Istio's TLS-passthrough task: the gateway routes the client's TLS by SNI, untouched,
+/// to a workload that terminates it itself (`openssl s_server` with the task's
+/// `nginx.example.com` certificate), reached with `curl --cacert --resolve`.
+fn passthrough_config(launcher: &Path, certs: &Path) -> String {
+    let (crt, key) = (certs.join("nginx.crt"), certs.join("nginx.key"));
+    format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: istio-ingressgateway
+  namespace: istio-system
+  annotations: {{weft.dev/role: gateway}}
+spec: {{address: 127.0.0.1, labels: {{istio: ingressgateway}}, serviceAccount: istio-ingressgateway}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: my-nginx
+  namespace: default
+  annotations:
+    weft.dev/run: command
+    weft.dev/command: "exec python3 {launcher} {crt} {key}"
+spec: {{address: 127.0.0.1, serviceAccount: my-nginx, labels: {{run: my-nginx}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: my-nginx, namespace: default}}
+spec:
+  hosts: [my-nginx.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  ports: [{{number: 443, name: https, protocol: HTTPS}}]
+  workloadSelector: {{labels: {{run: my-nginx}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: mygateway, namespace: default}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: 443, name: https, protocol: HTTPS}}
+    tls: {{mode: PASSTHROUGH}}
+    hosts: [nginx.example.com]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: nginx, namespace: default}}
+spec:
+  hosts: [nginx.example.com]
+  gateways: [mygateway]
+  tls:
+  - match:
+    - port: 443
+      sniHosts: [nginx.example.com]
+    route:
+    - destination:
+        host: my-nginx.default.svc.cluster.local
+        port: {{number: 443}}
+"#,
+        launcher = launcher.display(),
+        crt = crt.display(),
+        key = key.display(),
+    )
+}
+
+#[test]
+fn tls_passthrough_reaches_a_real_tls_server_by_sni() {
+    let tmp = TempDir::new("gwtls-passthrough");
+    let certs = tmp.path().to_path_buf();
+    std::fs::create_dir_all(&certs).unwrap();
+    openssl(
+        &certs,
+        &[
+            "req",
+            "-x509",
+            "-sha256",
+            "-nodes",
+            "-days",
+            "365",
+            "-newkey",
+            "rsa:2048",
+            "-subj",
+            "/O=example Inc./CN=example.com",
+            "-keyout",
+            "example.com.key",
+            "-out",
+            "example.com.crt",
+        ],
+    );
+    leaf(&certs, "nginx", "nginx.example.com", false);
+    let launcher = certs.join("s_server.py");
+    std::fs::write(&launcher, S_SERVER).unwrap();
+    let mesh = Mesh::up_with("gwtls-passthrough", |dir| {
+        std::fs::remove_dir_all(dir).unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(
+            dir.join("nginx.yaml"),
+            passthrough_config(&launcher, &certs),
+        )
+        .unwrap();
+    });
+    let url = mesh.ready["gateways"]["443"].as_str().expect("port 443");
+    let addr = url
+        .strip_prefix("tcp://")
+        .expect("a PASSTHROUGH server is a TCP listener");
+    let port = addr.rsplit_once(':').unwrap().1;
+    let resolve = format!("nginx.example.com:{port}:127.0.0.1");
+    let target = format!("https://nginx.example.com:{port}/");
+    let ca = certs.join("example.com.crt");
+    // The certificate curl verifies is s_server's own: the gateway did not terminate.
+    let out = poll_until(
+        "s_server to answer through the gateway",
+        std::time::Duration::from_secs(20),
+        || {
+            let out = curl(&[
+                "-sS",
+                "--max-time",
+                "5",
+                "--cacert",
+                ca.to_str().unwrap(),
+                "--resolve",
+                &resolve,
+                &target,
+            ]);
+            out.status.success().then_some(out)
+        },
+    );
+    let body = stdout_of(&out);
+    assert!(
+        body.contains("s_server -quiet -www"),
+        "s_server's status page: {body}"
+    );
+    // Another SNI has no route: the connection is closed.
+    let other = format!("other.example.com:{port}:127.0.0.1");
+    let out = curl(&[
+        "-sS",
+        "--max-time",
+        "5",
+        "-k",
+        "--resolve",
+        &other,
+        &format!("https://other.example.com:{port}/"),
+    ]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn weft_demo_serves_https_with_its_generated_certificate() {
+    let _serial = serial();
+    let dir = TempDir::new("gwtls-demo");
+    let state = dir.path().join("state");
+    let (mut child, stdout, stderr) = ChildGuard::spawn(
+        std::process::Command::new(WEFT)
+            .args(["demo", "--duration", "15", "--state-dir"])
+            .arg(&state),
+    );
+    let line = stdout.wait_for(
+        "the curl line",
+        0,
+        std::time::Duration::from_secs(60),
+        |text| {
+            text.lines()
+                .find(|l| l.trim_start().starts_with("curl --cacert"))
+                .map(|l| l.trim().to_string())
+        },
+    );
+    let mut args: Vec<&str> = line.split_whitespace().skip(1).collect();
+    args.splice(
+        0..0,
+        [
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{ssl_verify_result}",
+        ],
+    );
+    let out = curl(&args);
+    assert_eq!(
+        stdout_of(&out),
+        "200 0",
+        "{line}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The demo's own traffic (plain HTTP on port 80) still passes.
+    let status = child.wait_timeout(std::time::Duration::from_secs(120));
+    let text = stdout.wait_closed(std::time::Duration::from_secs(10));
+    assert!(
+        status.success(),
+        "weft demo exited with {status}\n{text}\n{}",
+        stderr.text()
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("success") && l.contains("PASS")),
+        "{text}"
+    );
+}
