@@ -169,6 +169,7 @@ async fn connect_path(ca: &Ca, app: &str) -> String {
             }],
             origin: "bench".into(),
         }],
+        tls: None,
     });
     apply(&client, cfg);
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();

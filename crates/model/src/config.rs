@@ -87,6 +87,10 @@ pub struct L4Listener {
     #[serde(default)]
     pub bind: Option<String>,
     pub routes: Vec<L4Route>,
+    /// Gateway `TLS` servers with SIMPLE/MUTUAL: TLS is terminated (by SNI, as on HTTPS
+    /// ports) before `routes` (their `tcp` routes) take the decrypted bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::gateway_tls::ServerTls>,
 }
 
 /// A VirtualService `tcp` or `tls` route.

@@ -380,7 +380,8 @@ const HTTP_ROUTE_ENFORCED: [&str; 16] = [
 
 /// What a Gateway server's `tls` asks for that is not built; returns the server fields
 /// that are then enforced. Built: PASSTHROUGH (said explicitly; its other TLS fields do
-/// nothing), termination on HTTPS servers (`gateway_tls`), `httpsRedirect` on HTTP ones.
+/// nothing), termination on HTTPS and TLS servers (`gateway_tls`), `httpsRedirect` on
+/// HTTP ones.
 fn gateway_server_tls(
     i: usize,
     s: &weft_api::Server,
@@ -393,11 +394,11 @@ fn gateway_server_tls(
     };
     let mode = tls.mode;
     if crate::gateway_tls::terminates(s) {
-        if proto.eq_ignore_ascii_case("HTTPS") {
+        if proto.eq_ignore_ascii_case("HTTPS") || proto.eq_ignore_ascii_case("TLS") {
             crate::gateway_tls::report(i, tls, push);
         } else {
             push(format!(
-                "servers[{i}].tls.mode {} on protocol {proto} (TLS termination is built for HTTPS servers only; this server is not opened)",
+                "servers[{i}].tls.mode {} on protocol {proto} (TLS termination is built for HTTPS and TLS servers only; this server is not opened)",
                 json(&mode).as_str().unwrap_or_default()
             ));
         }

@@ -221,14 +221,29 @@ spec:
         .virtual_hosts
         .iter()
         .all(|v| !v.require_tls));
-    // TLS termination on a TLS server, AUTO_PASSTHROUGH and a MUTUAL server whose maximum
-    // version rustls cannot speak are not opened, and say so.
+    // A TLS server with SIMPLE is a TCP listener that terminates TLS first.
+    let term: Vec<(&str, usize)> = cfg
+        .tcp_listeners
+        .iter()
+        .map(|l| {
+            (
+                l.name.as_str(),
+                l.tls.as_ref().map_or(0, |t| t.chains.len()),
+            )
+        })
+        .collect();
+    assert_eq!(term, [("gateway_tcp_9443", 1)]);
+    assert_eq!(
+        cfg.tcp_listeners[0].tls.as_ref().unwrap().chains[0].sni,
+        ["db.example.com"]
+    );
+    // AUTO_PASSTHROUGH and a MUTUAL server whose maximum version rustls cannot speak are
+    // not opened, and say so.
     let ports: Vec<u32> = cfg.listeners.iter().map(|l| l.port).collect();
     assert_eq!(ports, [80, 8080, 8443]);
     assert!(cfg.listeners[2].tls.as_ref().unwrap().chains.is_empty());
     let whats: Vec<&str> = cfg.not_enforced.iter().map(|n| n.what.as_str()).collect();
     for expected in [
-        "servers[2].tls.mode SIMPLE on protocol TLS",
         "servers[3].tls.mode AUTO_PASSTHROUGH",
         "servers[4].tls.maxProtocolVersion TLSV1_1",
         "servers[4].tls.cipherSuites DES-CBC3-SHA",
@@ -239,7 +254,9 @@ spec:
         );
     }
     assert!(
-        !whats.iter().any(|w| w.starts_with("servers[0].tls")),
+        !whats
+            .iter()
+            .any(|w| w.starts_with("servers[0].tls") || w.starts_with("servers[2].tls")),
         "{whats:#?}"
     );
 }

@@ -471,3 +471,238 @@ async fn https_redirect_answers_301_to_https() {
     assert_ne!(get(port80, "plain.example.com", "/").await.status, 301);
     let _ = app;
 }
+
+/// A TCP echo server (the app behind a sidecar).
+async fn echo_app() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn a_tls_server_terminates_then_its_tcp_route_carries_the_bytes_to_the_mesh() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const PORT: u32 = 5432;
+    let creds = Dir::new();
+    let ca = Ca::new("example.com root");
+    credential(&creds.0, "db-cred", &ca.server("db.example.com"), None);
+    let (app, _app) = echo_app().await;
+    let control = FakeControl::start().await;
+    let server = Proxy::sidecar("db").app(app).start(&control).await;
+    let mut scfg = Config::sidecar(&server).build();
+    let inbound = scfg.inbound.as_mut().unwrap();
+    inbound.ports = vec![PORT];
+    inbound.tcp_ports = vec![PORT];
+    control.push_acked("db", &scfg).await;
+
+    let mut gw = Proxy::gateway("ingress")
+        .credentials_dir(&creds.0)
+        .start(&control)
+        .await;
+    let c = cluster(
+        &service_host("db", NAMESPACE),
+        PORT,
+        vec![endpoint(&server)],
+    );
+    let mut cfg = Config::gateway().cluster(c.clone()).build();
+    cfg.tcp_listeners = vec![weft_model::L4Listener {
+        name: "gateway_tcp_5432".into(),
+        kind: ListenerKind::Gateway,
+        port: PORT,
+        service: None,
+        sni: false,
+        bind: None,
+        routes: vec![weft_model::L4Route {
+            name: "db/tcp[0]".into(),
+            matches: vec![],
+            destinations: vec![weft_model::WeightedCluster {
+                cluster: c.name.clone(),
+                weight: 100,
+                ..Default::default()
+            }],
+            origin: "harness".into(),
+        }],
+        tls: Some(ServerTls {
+            chains: vec![chain("db-cred", &["db.example.com"], TlsMode::Simple, None)],
+        }),
+    }];
+    control.push_acked("ingress", &cfg).await;
+    let addr = gw.listener("gateway_tcp_5432").await;
+
+    let mut tls = connect(addr, &client(&ca, &[], None), "db.example.com")
+        .await
+        .expect("the gateway terminates TLS with db.example.com's certificate");
+    tls.write_all(b"SELECT 1").await.unwrap();
+    let mut back = [0u8; 8];
+    within("the echo through the mesh", tls.read_exact(&mut back))
+        .await
+        .unwrap();
+    assert_eq!(
+        &back, b"SELECT 1",
+        "the app got the decrypted bytes and they came back"
+    );
+    assert!(connect(addr, &client(&ca, &[], None), "other.example.com")
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn optional_mutual_takes_clients_with_and_without_a_certificate() {
+    let creds = Dir::new();
+    let ca = Ca::new("example.com root");
+    credential(&creds.0, "o-cred", &ca.server("o.example.com"), Some(&ca));
+    let app = App::echo("web").await;
+    let control = FakeControl::start().await;
+    let v = ClientValidation {
+        ca_credential: Some("o-cred".into()),
+        ..Default::default()
+    };
+    let chains = vec![chain(
+        "o-cred",
+        &["o.example.com"],
+        TlsMode::OptionalMutual,
+        Some(v),
+    )];
+    let (_gw, addr) = gateway(&control, &creds.0, &app, chains).await;
+    let none = client(&ca, &[b"http/1.1"], None);
+    assert_eq!(
+        get_tls(addr, &none, "o.example.com", "/anon").await,
+        Ok(200)
+    );
+    assert_eq!(app.last().header("x-forwarded-client-cert"), None);
+    let leaf = ca.leaf(
+        "c",
+        vec![SanType::DnsName("c.example.com".try_into().unwrap())],
+    );
+    let with = client(&ca, &[b"http/1.1"], Some(&leaf));
+    assert_eq!(
+        get_tls(addr, &with, "o.example.com", "/named").await,
+        Ok(200)
+    );
+    let xfcc = app
+        .last()
+        .header("x-forwarded-client-cert")
+        .map(str::to_string);
+    assert!(xfcc.is_some_and(|x| x.ends_with(";DNS=c.example.com")));
+    // A certificate the CA did not sign is still refused.
+    let stranger = Ca::new("other").leaf("s", vec![]);
+    let refused = get_tls(
+        addr,
+        &client(&ca, &[b"http/1.1"], Some(&stranger)),
+        "o.example.com",
+        "/",
+    )
+    .await;
+    assert!(refused.is_err(), "{refused:?}");
+}
+
+#[tokio::test]
+async fn istio_mutual_takes_mesh_workloads_with_their_identity() {
+    let app = App::echo("web").await;
+    let control = FakeControl::start().await;
+    let mut mesh = chain("mesh", &[], TlsMode::IstioMutual, None);
+    mesh.certificate = CertSource::Mesh;
+    let creds = Dir::new();
+    let (gw, addr) = gateway(&control, &creds.0, &app, vec![mesh]).await;
+    // A sidecar whose route for egress.example.com goes to the gateway over the mesh's mTLS
+    // (Istio's egress gateway with ISTIO_MUTUAL).
+    let client = Proxy::sidecar("client").start(&control).await;
+    let host = "egress.example.com";
+    let c = cluster(
+        host,
+        443,
+        vec![Endpoint {
+            address: addr.to_string(),
+            identity: gw.identity.clone(),
+            workload: "ingress".into(),
+            version: None,
+            meta: Default::default(),
+            plaintext: false,
+        }],
+    );
+    let cfg = Config::sidecar(&client)
+        .route(host, route_to(&c.name))
+        .cluster(c)
+        .build();
+    control.push_acked("client", &cfg).await;
+    let resp = get(client.outbound(), host, "/via-gateway").await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let seen = app.last();
+    assert_eq!(seen.path, "/via-gateway");
+    let xfcc = seen.header("x-forwarded-client-cert").unwrap_or_default();
+    assert!(
+        xfcc.contains(&format!(";URI={}", client.identity)),
+        "{xfcc}"
+    );
+    // A client without a mesh certificate is refused.
+    let outsider = client_for_any_server();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from("egress.example.com").unwrap();
+    let handshake = within("handshake", outsider.connect(name, tcp)).await;
+    let refused = match handshake {
+        Err(_) => true,
+        Ok(tls) => get_over(tls, host, "/").await.is_err(),
+    };
+    assert!(refused, "ISTIO_MUTUAL requires a mesh certificate");
+}
+
+/// A TLS client with no certificate that accepts any server (to reach the handshake).
+fn client_for_any_server() -> tokio_rustls::TlsConnector {
+    #[derive(Debug)]
+    struct Any;
+    impl rustls::client::danger::ServerCertVerifier for Any {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            rustls::crypto::ring::default_provider()
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Any))
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+}

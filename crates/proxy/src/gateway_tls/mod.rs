@@ -5,7 +5,8 @@
 //! http/1.1, its versions, suites and client checks — [`configs`], [`verify`]); then
 //! the connection's requests run the same pipeline as a plaintext gateway port, with the
 //! chain's route table, `x-forwarded-proto: https` and, for a client certificate, its
-//! principal (`source.principal`) and `x-forwarded-client-cert`.
+//! principal (`source.principal`) and `x-forwarded-client-cert`. Gateway `TLS` servers
+//! that terminate use [`handshake`] too, then their `tcp` routes (`tcp::outbound`).
 
 pub mod configs;
 pub mod verify;
@@ -48,22 +49,26 @@ pub async fn serve(listener: TcpListener, state: Arc<ProxyState>, name: String, 
     }
 }
 
-type Tls = tokio_rustls::server::TlsStream<TcpStream>;
-
 /// Reports every TLS server of the live config whose certificate does not load (after
 /// a push), as Istio leaves a server without its secret out of the listener.
 pub fn report_unserved(state: &ProxyState) {
     let active = state.config.load_full();
     let mesh = state.tls.current.load_full();
-    for l in &active.config.listeners {
-        for chain in l.tls.iter().flat_map(|t| &t.chains) {
+    let http = active.config.listeners.iter().map(|l| (&l.name, &l.tls));
+    let tcp = active
+        .config
+        .tcp_listeners
+        .iter()
+        .map(|l| (&l.name, &l.tls));
+    for (name, tls) in http.chain(tcp) {
+        for chain in tls.iter().flat_map(|t| &t.chains) {
             let error = state.gateway_tls.get(chain, &mesh).err();
             if state
                 .gateway_tls
                 .newly_unserved(&chain.name, error.as_deref())
             {
                 state.emit(crate::events::Event::TlsServerUnserved {
-                    listener: l.name.clone(),
+                    listener: name.clone(),
                     server: chain.name.clone(),
                     error: error.unwrap_or_default(),
                 });
@@ -72,15 +77,16 @@ pub fn report_unserved(state: &ProxyState) {
     }
 }
 
-/// Reads the ClientHello, chooses the chain, completes the handshake.
-async fn accept(
+/// A terminated downstream connection.
+pub type Tls = tokio_rustls::server::TlsStream<TcpStream>;
+
+/// Reads the ClientHello, chooses the chain among `chains`, completes the handshake:
+/// the stream, the SNI, and the chain it used.
+pub async fn handshake<'c>(
     tcp: TcpStream,
-    peer: SocketAddr,
-    state: &Arc<ProxyState>,
-    name: &str,
-    port: u32,
-) -> Option<(Tls, Conn)> {
-    let local = tcp.local_addr().unwrap_or(peer);
+    state: &ProxyState,
+    chains: &'c [TlsChain],
+) -> Option<(Tls, Option<String>, &'c TlsChain)> {
     let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
     let start = match acceptor.await {
         Ok(s) => s,
@@ -90,14 +96,6 @@ async fn accept(
         }
     };
     let sni = start.client_hello().server_name().map(str::to_string);
-    let active = state.config.load_full();
-    let chains: &[TlsChain] = active
-        .config
-        .listeners
-        .iter()
-        .find(|l| l.name == name)
-        .and_then(|l| l.tls.as_ref())
-        .map_or(&[], |t| t.chains.as_slice());
     let mesh = state.tls.current.load_full();
     let usable = |i: usize| state.gateway_tls.get(&chains[i], &mesh).is_ok();
     let Some(i) = select_chain(chains, sni.as_deref(), usable) else {
@@ -109,14 +107,34 @@ async fn accept(
     };
     let chain = &chains[i];
     let config = state.gateway_tls.get(chain, &mesh).ok()?;
-    let tls = match start.into_stream(config).await {
-        Ok(t) => t,
+    match start.into_stream(config).await {
+        Ok(t) => Some((t, sni, chain)),
         Err(e) => {
             // Clients without a required certificate, or with one not trusted, end here.
             debug!(chain = %chain.name, error = %e, "TLS handshake failed");
-            return None;
+            None
         }
-    };
+    }
+}
+
+/// The handshake on an HTTPS listener, and the connection its requests share.
+async fn accept(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    state: &Arc<ProxyState>,
+    name: &str,
+    port: u32,
+) -> Option<(Tls, Conn)> {
+    let local = tcp.local_addr().unwrap_or(peer);
+    let active = state.config.load_full();
+    let chains: &[TlsChain] = active
+        .config
+        .listeners
+        .iter()
+        .find(|l| l.name == name)
+        .and_then(|l| l.tls.as_ref())
+        .map_or(&[], |t| t.chains.as_slice());
+    let (tls, sni, chain) = handshake(tcp, state, chains).await?;
     let client = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
     let client = client.map(|leaf| verify::ClientCert::read(leaf.as_ref()));
     let conn = Conn {
