@@ -142,14 +142,14 @@ async fn gateway(
     }
     let mut cfg = cfg.build();
     cfg.listeners.push(Listener {
-        name: "gateway_443".into(),
+        name: "gateway_https_443".into(),
         kind: ListenerKind::Gateway,
         port: 443,
-        route_table: "gateway_443".into(),
+        route_table: "gateway_https_443".into(),
         tls: Some(ServerTls { chains }),
     });
     control.push_acked("ingress", &cfg).await;
-    let addr = gw.listener("gateway_443").await;
+    let addr = gw.listener("gateway_https_443").await;
     (gw, addr)
 }
 

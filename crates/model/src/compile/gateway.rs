@@ -131,7 +131,9 @@ impl Builder<'_> {
                     chains.push(c);
                 }
             }
-            let name = format!("gateway_{port}");
+            // Named apart from a plain port's listener, so a port that turns from HTTP to
+            // HTTPS (or back) gets a new listener instead of keeping the old protocol.
+            let name = format!("gateway_https_{port}");
             self.cfg.listeners.push(Listener {
                 name: name.clone(),
                 kind: ListenerKind::Gateway,

@@ -90,13 +90,23 @@ impl TlsConfigs {
                 }
             }
         }
-        let (stamps, result) = match self.files(chain) {
+        let (stamps, mut result) = match self.files(chain) {
             Ok(files) => (stamps(&files), build(chain, &files, mesh)),
             Err(e) => (Vec::new(), Err(e)),
         };
-        match &result {
-            Ok(_) => tracing::info!(chain = %chain.name, "gateway TLS certificate loaded"),
-            Err(e) => {
+        // A broken update (say, a certificate written before its key) keeps the last good
+        // config, as Envoy rejects a bad SDS update; the next change is tried again.
+        let previous = built
+            .get(&chain.name)
+            .filter(|b| b.spec == *chain && b.mesh == mesh_id)
+            .and_then(|b| b.result.clone().ok());
+        match (&result, previous) {
+            (Ok(_), _) => tracing::info!(chain = %chain.name, "gateway TLS certificate loaded"),
+            (Err(e), Some(good)) => {
+                tracing::warn!(chain = %chain.name, error = %e, "gateway TLS certificate update refused; keeping the previous one");
+                result = Ok(good);
+            }
+            (Err(e), None) => {
                 tracing::warn!(chain = %chain.name, error = %e, "gateway TLS server not served")
             }
         }

@@ -49,8 +49,9 @@ async fn connection(mut tcp: TcpStream, state: &Arc<ProxyState>, name: &str) {
     // A gateway TLS server that terminates: the decrypted bytes are routed.
     let listener = cfg.config.tcp_listeners.iter().find(|l| l.name == name);
     if let Some(tls) = listener.and_then(|l| l.tls.as_ref()) {
-        let Some((tls, sni, _)) = crate::gateway_tls::handshake(tcp, state, &tls.chains).await
-        else {
+        let handshake = crate::gateway_tls::handshake(tcp, state, &tls.chains);
+        let limit = crate::http::server::TLS_HANDSHAKE_TIMEOUT;
+        let Ok(Some((tls, sni, _))) = tokio::time::timeout(limit, handshake).await else {
             return;
         };
         let view = ConnView {
