@@ -122,6 +122,7 @@ pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
                     let enforced = gateway_server_tls(i, s, proto, &mut push);
                     extra_keys(&json(s), &format!("servers[{i}]."), enforced, &mut push);
                 }
+                mixed_tls_ports(&gw.servers, &mut push);
             }
             Spec::ServiceEntry(se) => {
                 // (MESH_EXTERNAL entries are reported whole below.)
@@ -422,6 +423,25 @@ fn gateway_server_tls(
             WITH_TLS
         }
         _ => &["port", "hosts", "name"],
+    }
+}
+
+/// PASSTHROUGH servers on a port that also has TLS-terminating servers: Istio splits one
+/// listener's filter chains by SNI; weft opens one or the other kind per port.
+fn mixed_tls_ports(servers: &[weft_api::Server], push: &mut impl FnMut(String)) {
+    let port = |s: &weft_api::Server| s.port.as_ref().map(|p| p.number);
+    for (i, s) in servers.iter().enumerate() {
+        let passthrough =
+            s.tls.as_ref().and_then(|t| t.mode) == Some(weft_api::ServerTlsMode::Passthrough);
+        let beside = servers
+            .iter()
+            .any(|o| port(o) == port(s) && crate::gateway_tls::terminates(o));
+        if passthrough && beside {
+            push(format!(
+                "servers[{i}].tls.mode PASSTHROUGH beside TLS-terminating servers on port {} (weft serves one kind per port; Istio tells them apart by SNI)",
+                port(s).unwrap_or_default()
+            ));
+        }
     }
 }
 

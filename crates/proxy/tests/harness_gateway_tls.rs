@@ -279,6 +279,16 @@ async fn simple_tls_picks_each_hosts_certificate_by_sni_and_speaks_h2_and_http1(
         Ok(200)
     );
     assert_eq!(app.last().path, "/b");
+    // Telemetry as on a plain gateway port: the source reporter, HTTP/1.1 and HTTP/2
+    // both `request_protocol="http"`, the client side's `connection_security_policy`.
+    let labels = [
+        ("reporter", "source"),
+        ("request_protocol", "http"),
+        ("response_code", "200"),
+        ("connection_security_policy", "unknown"),
+    ];
+    let s = requests_total(gw.admin, &labels, 2.0).await;
+    assert_eq!(sample_sum(&s, "istio_requests_total", &labels), 2.0, "{s}");
 
     // c.example.com's credential is missing and no server takes any name: no handshake.
     let err = connect(addr, &h1, "c.example.com").await.err();

@@ -146,3 +146,33 @@ fn istio_mutual_uses_the_mesh_certificate_and_passthrough_is_not_a_chain() {
     assert!(!terminates(&s));
     assert!(chain(&s, "n".into(), "rt".into()).is_none());
 }
+
+#[test]
+fn passthrough_beside_terminating_servers_on_one_port_is_reported() {
+    let yaml = r#"
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: mixed, namespace: ns}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 443, name: pass, protocol: TLS}
+    hosts: [a.example.com]
+    tls: {mode: PASSTHROUGH}
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: [b.example.com]
+    tls: {mode: SIMPLE, credentialName: b}
+  - port: {number: 8443, name: alone, protocol: TLS}
+    hosts: [c.example.com]
+    tls: {mode: PASSTHROUGH}
+"#;
+    let loaded = weft_api::load_str(yaml, "gw.yaml");
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let whats: Vec<String> = crate::not_enforced(&loaded.resources)
+        .into_iter()
+        .map(|n| n.what)
+        .collect();
+    assert_eq!(whats.len(), 1, "{whats:#?}");
+    assert!(whats[0]
+        .starts_with("servers[0].tls.mode PASSTHROUGH beside TLS-terminating servers on port 443"));
+}
