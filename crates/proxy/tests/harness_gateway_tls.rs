@@ -122,6 +122,17 @@ async fn gateway(
     app: &App,
     chains: Vec<TlsChain>,
 ) -> (Proxy, SocketAddr) {
+    gateway_with(control, creds, app, chains, weft_model::Authz::default()).await
+}
+
+/// [`gateway`] with AuthorizationPolicies on the gateway.
+async fn gateway_with(
+    control: &FakeControl,
+    creds: &Path,
+    app: &App,
+    chains: Vec<TlsChain>,
+    authz: weft_model::Authz,
+) -> (Proxy, SocketAddr) {
     let mut gw = Proxy::gateway("ingress")
         .credentials_dir(creds)
         .start(control)
@@ -148,6 +159,7 @@ async fn gateway(
         route_table: "gateway_https_443".into(),
         tls: Some(ServerTls { chains }),
     });
+    cfg.authz = authz;
     control.push_acked("ingress", &cfg).await;
     let addr = gw.listener("gateway_https_443").await;
     (gw, addr)
@@ -715,4 +727,57 @@ fn client_for_any_server() -> tokio_rustls::TlsConnector {
         .with_no_client_auth();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     tokio_rustls::TlsConnector::from(Arc::new(cfg))
+}
+
+#[tokio::test]
+async fn a_client_certificate_is_the_source_principal_authorization_judges() {
+    use weft_model::{AuthzAction, AuthzAttr, AuthzField, AuthzPolicy, AuthzRule};
+    let creds = Dir::new();
+    let ca = Ca::new("example.com root");
+    credential(&creds.0, "p-cred", &ca.server("p.example.com"), Some(&ca));
+    let app = App::echo("web").await;
+    let control = FakeControl::start().await;
+    let v = ClientValidation {
+        ca_credential: Some("p-cred".into()),
+        ..Default::default()
+    };
+    // Istio's principals are the SPIFFE id without `spiffe://`.
+    let authz = weft_model::Authz {
+        policies: vec![AuthzPolicy {
+            name: "istio-system.partners".into(),
+            action: AuthzAction::Allow,
+            dry_run: false,
+            rules: vec![AuthzRule {
+                from: vec![vec![AuthzField {
+                    attr: AuthzAttr::Principal,
+                    values: vec!["example.com/partner".into()],
+                    not_values: vec![],
+                }]],
+                ..Default::default()
+            }],
+            provider: None,
+        }],
+        providers: vec![],
+    };
+    let chains = vec![chain(
+        "p-cred",
+        &["p.example.com"],
+        TlsMode::Mutual,
+        Some(v),
+    )];
+    let (_gw, addr) = gateway_with(&control, &creds.0, &app, chains, authz).await;
+    let cert = |uri: &str| ca.leaf("c", vec![SanType::URI(uri.try_into().unwrap())]);
+    let partner = client(
+        &ca,
+        &[b"http/1.1"],
+        Some(&cert("spiffe://example.com/partner")),
+    );
+    assert_eq!(get_tls(addr, &partner, "p.example.com", "/").await, Ok(200));
+    let other = client(
+        &ca,
+        &[b"http/1.1"],
+        Some(&cert("spiffe://example.com/other")),
+    );
+    assert_eq!(get_tls(addr, &other, "p.example.com", "/").await, Ok(403));
+    assert_eq!(app.count(), 1);
 }
