@@ -78,6 +78,7 @@ fn state(workload: &str, creds: Credentials, app: Option<String>) -> Arc<ProxySt
         bind_ip: std::net::Ipv4Addr::LOCALHOST.into(),
         events: Default::default(),
         observe: Arc::default(),
+        gateway_tls: Default::default(),
     })
 }
 
@@ -168,6 +169,7 @@ async fn connect_path(ca: &Ca, app: &str) -> String {
             }],
             origin: "bench".into(),
         }],
+        tls: None,
     });
     apply(&client, cfg);
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();

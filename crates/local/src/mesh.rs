@@ -34,6 +34,8 @@ pub struct UpOptions {
     /// Lifetime of workload certificates (the control plane's `--cert-ttl-secs`).
     pub cert_ttl: Duration,
     pub traffic: Option<TrafficOptions>,
+    /// Printed with the HTTPS gateway ports: how to reach them with curl.
+    pub https_hint: Option<crate::examples::HttpsHint>,
 }
 
 /// The built-in traffic generator's settings.
@@ -73,7 +75,8 @@ pub(crate) struct Proc {
     restarts: u32,
     ready: Option<Value>,
     listeners: BTreeMap<u32, String>,
-    /// TCP listeners by [`crate::status::tcp_label`] -> address.
+    /// Labelled listeners -> address: TCP ones by [`crate::status::tcp_label`], HTTPS
+    /// gateway ports as `https/<port>`.
     tcp: BTreeMap<String, String>,
     /// The config version a proxy last said it applied.
     applied: Option<u64>,
@@ -270,6 +273,9 @@ impl Mesh {
                             if let Some(tcp) = crate::status::tcp_label(name, port) {
                                 p.tcp.insert(tcp, addr.to_string());
                             }
+                            if event["https"].as_bool() == Some(true) {
+                                p.tcp.insert(format!("https/{port}"), addr.to_string());
+                            }
                             // Gateway ports (HTTP and TCP) come back on the same address.
                             if !name.starts_with("outbound_tcp|") {
                                 p.listeners.insert(port as u32, addr.to_string());
@@ -286,6 +292,15 @@ impl Mesh {
                             .flatten()
                             .filter_map(|(id, v)| Some((id.clone(), v.as_str()?.parse().ok()?)))
                             .collect();
+                    }
+                    Some("tls_server_unserved") => {
+                        eprintln!(
+                            "weft: {} does not serve the TLS server {} on {}: {}",
+                            p.name,
+                            event["server"].as_str().unwrap_or_default(),
+                            event["listener"].as_str().unwrap_or_default(),
+                            event["error"].as_str().unwrap_or_default()
+                        );
                     }
                     Some("push_rejected") => {
                         eprintln!(
@@ -452,8 +467,14 @@ impl Mesh {
             .filter(|p| p.role == Role::Gateway)
             .flat_map(|p| {
                 p.listeners.iter().map(|(port, a)| {
-                    let tcp = p.tcp.contains_key(&format!("tcp/{port}"));
-                    (*port, format!("{}://{a}", if tcp { "tcp" } else { "http" }))
+                    let scheme = if p.tcp.contains_key(&format!("tcp/{port}")) {
+                        "tcp"
+                    } else if p.tcp.contains_key(&format!("https/{port}")) {
+                        "https"
+                    } else {
+                        "http"
+                    };
+                    (*port, format!("{scheme}://{a}"))
                 })
             })
             .collect()

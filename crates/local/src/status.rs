@@ -88,7 +88,7 @@ pub fn render(status: &MeshStatus) -> String {
 
 /// How `weft status` names a TCP listener among a process's addresses: `tcp/<host>:<port>`
 /// (a sidecar's, where its app reaches that service port) or `tcp/<port>` (a gateway's TCP
-/// server); `None` for HTTP listeners.
+/// or PASSTHROUGH server); `None` for HTTP listeners.
 pub(crate) fn tcp_label(name: &str, port: u64) -> Option<String> {
     if let Some((_, host)) = name
         .strip_prefix("outbound_tcp|")
@@ -96,7 +96,8 @@ pub(crate) fn tcp_label(name: &str, port: u64) -> Option<String> {
     {
         return Some(format!("tcp/{host}:{port}"));
     }
-    name.starts_with("gateway_tcp_")
+    // Gateway TCP servers and PASSTHROUGH (TLS by SNI) servers.
+    (name.starts_with("gateway_tcp_") || name.starts_with("gateway_tls_"))
         .then(|| format!("tcp/{port}"))
 }
 

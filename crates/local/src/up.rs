@@ -187,6 +187,9 @@ fn print_summary(mesh: &Mesh, dashboard: Option<std::net::SocketAddr>) {
     print!("{}", crate::status::render(&status));
     for (port, url) in mesh.gateway_urls() {
         println!("gateway port {port}: {url}");
+        if let (Some(h), Some(addr)) = (&mesh.opts.https_hint, url.strip_prefix("https://")) {
+            println!("  {}", h.curl(addr));
+        }
     }
     let dashboard = dashboard.map(|a| format!("http://{a}/"));
     if let Some(url) = &dashboard {

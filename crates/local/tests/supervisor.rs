@@ -69,6 +69,7 @@ spec: {{address: 127.0.0.1, labels: {{app: pg}}}}
         cacerts: None,
         cert_ttl: Duration::from_secs(86400),
         traffic: None,
+        https_hint: None,
     }
 }
 

@@ -5,13 +5,15 @@
 
 use crate::actions::{header_ops, retry_policy};
 use crate::config::*;
-use crate::matching::{convert, host_intersection, MatchCtx};
+use crate::matching::{convert, MatchCtx};
 use crate::names::{cluster_name, parse_cluster_name, parse_duration_ms};
 use crate::policy::DrSettings;
 use crate::registry::{fqdn, selects, spiffe_id, Registry};
 use crate::report;
 use std::collections::{BTreeMap, BTreeSet};
 use weft_api::{Resource, Spec, VirtualService};
+
+mod gateway;
 
 /// Which proxy to compile for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,100 +146,6 @@ impl<'a> Builder<'a> {
         })
     }
 
-    fn gateway(&mut self, labels: &BTreeMap<String, String>, namespace: &str) {
-        // port -> gateway ("ns/name") -> its server hosts on that port (HTTP and TCP)
-        let mut ports: BTreeMap<u32, BTreeMap<String, Vec<String>>> = BTreeMap::new();
-        let mut tcp_ports: BTreeMap<u32, BTreeMap<String, Vec<String>>> = BTreeMap::new();
-        let mut tls_ports: BTreeMap<u32, BTreeMap<String, Vec<String>>> = BTreeMap::new();
-        for r in self.resources {
-            let Spec::Gateway(gw) = &r.spec else { continue };
-            if gw.selector.is_empty() || !selects(&gw.selector, labels) {
-                continue;
-            }
-            self.used.insert(r.key());
-            for server in &gw.servers {
-                let Some(port) = &server.port else { continue };
-                // TLS servers and protocols neither HTTP nor opaque TCP are reported as
-                // not enforced; nothing is served as another protocol than declared.
-                let proto = crate::protocol::Protocol::parse(&port.protocol);
-                let by_port = match proto {
-                    _ if crate::tcp::passthrough(server) => &mut tls_ports,
-                    _ if server.tls.is_some() => continue,
-                    crate::protocol::Protocol::Tcp => &mut tcp_ports,
-                    _ if crate::report::serves_http(&port.protocol) => &mut ports,
-                    _ => continue,
-                };
-                let hosts = by_port
-                    .entry(port.number)
-                    .or_default()
-                    .entry(format!("{}/{}", r.namespace(), r.name()))
-                    .or_default();
-                hosts.extend(server.hosts.iter().cloned());
-            }
-        }
-        let mut l4 = crate::tcp::L4Ctx {
-            resources: self.resources,
-            registry: self.registry,
-            root: self.root,
-            used: &mut self.used,
-        };
-        self.cfg.tcp_listeners = crate::tcp::gateway(&mut l4, labels, namespace, &tcp_ports, false);
-        let passthrough = crate::tcp::gateway(&mut l4, labels, namespace, &tls_ports, true);
-        self.cfg.tcp_listeners.extend(passthrough);
-        for (port, gateways) in ports {
-            let names: BTreeSet<String> = gateways.keys().cloned().collect();
-            let ctx = MatchCtx {
-                labels,
-                namespace,
-                gateways: Some(&names),
-                port,
-            };
-            let mut table = RouteTable::default();
-            for (r, vs) in self.virtual_services() {
-                // Only the servers of the gateways this VirtualService binds admit its hosts.
-                let bound: Vec<&Vec<String>> = vs
-                    .gateways
-                    .iter()
-                    .filter_map(|g| {
-                        gateways.get(&if g.contains('/') {
-                            g.clone()
-                        } else {
-                            format!("{}/{}", r.namespace(), g)
-                        })
-                    })
-                    .collect();
-                let mut domains: Vec<String> = Vec::new();
-                for vs_host in &vs.hosts {
-                    for server_host in bound.iter().flat_map(|h| h.iter()) {
-                        if let Some(d) = host_intersection(server_host, vs_host) {
-                            if !domains.contains(&d) {
-                                domains.push(d);
-                            }
-                        }
-                    }
-                }
-                if domains.is_empty() {
-                    continue;
-                }
-                self.used.insert(r.key());
-                let routes = self.vs_routes(r, vs, &ctx);
-                table.virtual_hosts.push(VirtualHost {
-                    name: r.key(),
-                    domains,
-                    routes,
-                });
-            }
-            let name = format!("gateway_{port}");
-            self.cfg.listeners.push(Listener {
-                name: name.clone(),
-                kind: ListenerKind::Gateway,
-                port,
-                route_table: name.clone(),
-            });
-            self.cfg.routes.insert(name, table);
-        }
-    }
-
     fn outbound(&mut self, proxy_ns: &str, labels: &BTreeMap<String, String>) {
         let mut table = RouteTable::default();
         let services: Vec<_> = self.registry.services.values().cloned().collect();
@@ -292,6 +200,7 @@ impl<'a> Builder<'a> {
                 name: svc.host.clone(),
                 domains,
                 routes,
+                require_tls: false,
             });
         }
         let mut l4 = crate::tcp::L4Ctx {
@@ -306,6 +215,7 @@ impl<'a> Builder<'a> {
             kind: ListenerKind::Outbound,
             port: 0,
             route_table: "outbound".into(),
+            tls: None,
         });
         self.cfg.routes.insert("outbound".into(), table);
     }

@@ -49,7 +49,7 @@ pub enum ListenerKind {
     Outbound,
 }
 
-/// A plaintext HTTP listener.
+/// An HTTP listener: plaintext, or HTTPS when `tls` is set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Listener {
     /// e.g. `gateway_80` or `outbound`.
@@ -58,8 +58,12 @@ pub struct Listener {
     /// The port the config asks for (Gateway server port); the proxy may map it to another
     /// local port (loopback meshes bind port 0 and report the mapping). 0 for outbound.
     pub port: u32,
-    /// Name of the route table in [`ProxyConfig::routes`].
+    /// Name of the route table in [`ProxyConfig::routes`] (HTTPS: each TLS chain names
+    /// its own).
     pub route_table: String,
+    /// Gateway HTTPS servers on this port: TLS is terminated, by SNI (`gateway_tls`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::gateway_tls::ServerTls>,
 }
 
 /// A listener for opaque TCP: each accepted connection is routed by `routes` (first match
@@ -83,6 +87,10 @@ pub struct L4Listener {
     #[serde(default)]
     pub bind: Option<String>,
     pub routes: Vec<L4Route>,
+    /// Gateway `TLS` servers with SIMPLE/MUTUAL: TLS is terminated (by SNI, as on HTTPS
+    /// ports) before `routes` (their `tcp` routes) take the decrypted bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::gateway_tls::ServerTls>,
 }
 
 /// A VirtualService `tcp` or `tls` route.
@@ -120,6 +128,10 @@ pub struct VirtualHost {
     pub domains: Vec<String>,
     /// Ordered; the first route whose match applies wins.
     pub routes: Vec<Route>,
+    /// Envoy's `require_tls: ALL` (a Gateway HTTP server's `tls.httpsRedirect`): a
+    /// request that did not come over TLS gets a 301 to `https://`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_tls: bool,
 }
 
 /// One HTTP route: any of `matches` (none = match everything) sends to the weighted clusters.

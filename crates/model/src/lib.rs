@@ -9,6 +9,7 @@ pub mod authz_tcp;
 pub mod compile;
 pub mod config;
 mod ext_authz;
+pub mod gateway_tls;
 mod matching;
 pub mod mesh;
 pub mod mtls;

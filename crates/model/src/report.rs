@@ -119,18 +119,10 @@ pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
                             "servers[{i}].port.protocol {proto} (only HTTP and TCP gateway servers are built; this port is not opened)"
                         ));
                     }
-                    // PASSTHROUGH (said explicitly) is built: the other TLS fields do
-                    // nothing in that mode.
-                    let passthrough = s.tls.as_ref().is_some_and(|t| {
-                        t.mode == Some(weft_api::ServerTlsMode::Passthrough)
-                    });
-                    let enforced: &[&str] = if passthrough {
-                        &["port", "hosts", "name", "tls"]
-                    } else {
-                        &["port", "hosts", "name"]
-                    };
+                    let enforced = gateway_server_tls(i, s, proto, &mut push);
                     extra_keys(&json(s), &format!("servers[{i}]."), enforced, &mut push);
                 }
+                mixed_tls_ports(&gw.servers, &mut push);
             }
             Spec::ServiceEntry(se) => {
                 // (MESH_EXTERNAL entries are reported whole below.)
@@ -386,6 +378,72 @@ const HTTP_ROUTE_ENFORCED: [&str; 16] = [
     "mirrorPercent",
     "mirror_percent",
 ];
+
+/// What a Gateway server's `tls` asks for that is not built; returns the server fields
+/// that are then enforced. Built: PASSTHROUGH (said explicitly; its other TLS fields do
+/// nothing), termination on HTTPS and TLS servers (`gateway_tls`), `httpsRedirect` on
+/// HTTP ones.
+fn gateway_server_tls(
+    i: usize,
+    s: &weft_api::Server,
+    proto: &str,
+    push: &mut impl FnMut(String),
+) -> &'static [&'static str] {
+    const WITH_TLS: &[&str] = &["port", "hosts", "name", "tls"];
+    let Some(tls) = &s.tls else {
+        return &["port", "hosts", "name"];
+    };
+    let mode = tls.mode;
+    if crate::gateway_tls::terminates(s) {
+        if proto.eq_ignore_ascii_case("HTTPS") || proto.eq_ignore_ascii_case("TLS") {
+            crate::gateway_tls::report(i, tls, push);
+        } else {
+            push(format!(
+                "servers[{i}].tls.mode {} on protocol {proto} (TLS termination is built for HTTPS and TLS servers only; this server is not opened)",
+                json(&mode).as_str().unwrap_or_default()
+            ));
+        }
+        return WITH_TLS;
+    }
+    match mode {
+        Some(weft_api::ServerTlsMode::Passthrough) => WITH_TLS,
+        Some(weft_api::ServerTlsMode::AutoPassthrough) => {
+            push(format!(
+                "servers[{i}].tls.mode AUTO_PASSTHROUGH (it routes by Istio's outbound_.<port>_.<subset>_.<host> SNI that sidecars send over mTLS; weft's sidecars tunnel over HTTP/2 CONNECT and never send that SNI; this server is not opened)"
+            ));
+            WITH_TLS
+        }
+        None if serves_http(proto) => {
+            extra_keys(
+                &json(tls),
+                &format!("servers[{i}].tls."),
+                &["httpsRedirect"],
+                push,
+            );
+            WITH_TLS
+        }
+        _ => &["port", "hosts", "name"],
+    }
+}
+
+/// PASSTHROUGH servers on a port that also has TLS-terminating servers: Istio splits one
+/// listener's filter chains by SNI; weft opens one or the other kind per port.
+fn mixed_tls_ports(servers: &[weft_api::Server], push: &mut impl FnMut(String)) {
+    let port = |s: &weft_api::Server| s.port.as_ref().map(|p| p.number);
+    for (i, s) in servers.iter().enumerate() {
+        let passthrough =
+            s.tls.as_ref().and_then(|t| t.mode) == Some(weft_api::ServerTlsMode::Passthrough);
+        let beside = servers
+            .iter()
+            .any(|o| port(o) == port(s) && crate::gateway_tls::terminates(o));
+        if passthrough && beside {
+            push(format!(
+                "servers[{i}].tls.mode PASSTHROUGH beside TLS-terminating servers on port {} (weft serves one kind per port; Istio tells them apart by SNI)",
+                port(s).unwrap_or_default()
+            ));
+        }
+    }
+}
 
 /// Serializes any API struct to JSON for field inspection.
 fn json<T: serde::Serialize>(v: &T) -> Value {

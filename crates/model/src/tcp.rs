@@ -171,6 +171,7 @@ fn listener(
         sni,
         bind: None,
         routes,
+        tls: None,
     }
 }
 

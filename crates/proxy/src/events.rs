@@ -47,6 +47,9 @@ pub enum Event {
         name: String,
         port: u32,
         address: String,
+        /// The listener terminates TLS (a Gateway HTTPS server).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        https: bool,
     },
     Connected {
         control: String,
@@ -58,6 +61,13 @@ pub enum Event {
     /// A push was not applied (NACK); the last good config stays in force.
     PushRejected {
         version: String,
+        error: String,
+    },
+    /// A Gateway TLS server whose certificate cannot be loaded (a missing credential): it
+    /// takes no connections; the listener's other servers keep serving.
+    TlsServerUnserved {
+        listener: String,
+        server: String,
         error: String,
     },
 }

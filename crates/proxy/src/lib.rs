@@ -12,6 +12,7 @@ pub mod body;
 pub mod config;
 pub mod control;
 pub mod events;
+pub mod gateway_tls;
 pub mod http;
 pub mod merged;
 pub mod reply;
@@ -88,6 +89,8 @@ pub struct ProxyOptions {
     pub telemetry: bool,
     /// Serve Istio's merged metrics page (proxy + app, the agent's 15020) here.
     pub merged_metrics: Option<merged::MergedMetrics>,
+    /// Where Gateway `credentialName`s are: one folder per name (`gateway_tls::configs`).
+    pub credentials_dir: Option<std::path::PathBuf>,
     /// Where lifecycle events go: stdout JSON lines (for supervisors) or a channel (for a
     /// proxy running inside a test).
     pub events: EventSink,
@@ -187,6 +190,7 @@ pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyh
         port_map: opts.port_map.clone(),
         bind_ip: opts.bind_ip,
         events: opts.events.clone(),
+        gateway_tls: gateway_tls::TlsConfigs::new(opts.credentials_dir.clone()),
     });
     shared
         .metrics

@@ -79,6 +79,8 @@ pub struct ProxyState {
     pub port_map: HashMap<u32, SocketAddr>,
     pub bind_ip: IpAddr,
     pub events: EventSink,
+    /// Gateway HTTPS chains' rustls configs, rebuilt when their files change.
+    pub gateway_tls: crate::gateway_tls::TlsConfigs,
 }
 
 impl ProxyState {

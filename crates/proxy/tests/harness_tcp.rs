@@ -113,6 +113,7 @@ fn tcp_listener(kind: ListenerKind, name: &str, routes: Vec<L4Route>) -> L4Liste
             .any(|r| r.matches.iter().any(|m| !m.sni_hosts.is_empty())),
         bind: None,
         routes,
+        tls: None,
     }
 }
 

@@ -174,6 +174,11 @@ pub(crate) struct ProxyArgs {
     pub(crate) inbound_listen: Option<SocketAddr>,
     #[arg(long)]
     pub(crate) outbound_listen: Option<SocketAddr>,
+    /// Gateway `credentialName`s resolve to folders here: DIR/<name>/tls.crt + tls.key
+    /// (or cert + key), and the client CA of MUTUAL in DIR/<name>/ca.crt (or cacert, or
+    /// DIR/<name>-cacert/). `weft up` passes <config dir>/credentials.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) credentials_dir: Option<PathBuf>,
     /// Serve the SPIFFE Workload API (this workload's X.509-SVID, streamed on every
     /// rotation) on a Unix socket at PATH, mode 0600; tell the app
     /// `SPIFFE_ENDPOINT_SOCKET=unix://PATH`.

@@ -186,6 +186,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 }),
                 spiffe_socket: a.spiffe_socket,
                 workload_api_socket: a.workload_api_socket,
+                credentials_dir: a.credentials_dir,
                 events: weft_proxy::EventSink::Stdout,
             };
             if opts.spiffe_socket.is_some() && opts.spiffe_socket == opts.workload_api_socket {
@@ -215,12 +216,14 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 cert_ttl: Duration::from_secs(a.cert_ttl_secs),
                 traffic: (a.traffic || a.traffic_opts.duration.is_some())
                     .then(|| traffic(&a.traffic_opts)),
+                https_hint: None,
             };
             Ok(weft_local::up(opts, shutdown_signal(false)).await? as u8)
         }
         Cmd::Demo(a) => {
             let config_dir = a.state_dir.join("config");
             weft_local::examples::write_necpgame(&config_dir)?;
+            let https_hint = weft_local::examples::necpgame_tls(&config_dir, &a.state_dir)?;
             let opts = weft_local::UpOptions {
                 config_dir,
                 state_dir: a.state_dir,
@@ -230,6 +233,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 cacerts: None,
                 cert_ttl: Duration::from_secs(86400),
                 traffic: Some(traffic(&a.traffic_opts)),
+                https_hint: Some(https_hint),
             };
             Ok(weft_local::up(opts, shutdown_signal(false)).await? as u8)
         }

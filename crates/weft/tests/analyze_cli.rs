@@ -108,12 +108,12 @@ fn broken_subset_shows_location_caret_and_help_and_exits_1() {
         .unwrap_or_else(|| panic!("no WA0103 header in\n{stdout}"));
     assert_eq!(
         lines[head + 1],
-        format!("  --> {}:36:46", file.display()),
+        format!("  --> {}:46:46", file.display()),
         "{stdout}"
     );
     assert_eq!(
         lines[head + 3],
-        "36 |     - destination: {host: inventory, subset: v3}"
+        "46 |     - destination: {host: inventory, subset: v3}"
     );
     assert_eq!(lines[head + 4], format!("   | {}^^", " ".repeat(45)));
     assert!(
@@ -155,7 +155,7 @@ fn json_output_parses() {
     assert_eq!(f["resource"], "VirtualService/necpgame/necpgame-api");
     assert_eq!(
         (f["line"].as_u64(), f["column"].as_u64()),
-        (Some(21), Some(14))
+        (Some(31), Some(14))
     );
     assert!(f["file"].as_str().unwrap().ends_with("istio-gateway.yaml"));
     assert!(f["message"].as_str().unwrap().contains("does not exist"));

@@ -164,6 +164,12 @@ impl Mesh {
                 for (port, addr) in &p.listeners {
                     a.extend([s("--port"), format!("{port}={addr}")]);
                 }
+                if p.role == Role::Gateway {
+                    // Gateway credentialNames: <config dir>/credentials/<name>/.
+                    let dir = self.opts.config_dir.join("credentials");
+                    let dir = std::path::absolute(&dir).unwrap_or(dir);
+                    a.extend([s("--credentials-dir"), dir.display().to_string()]);
+                }
                 if p.role == Role::Sidecar {
                     let app = self.app_addr(&(name, ns)).unwrap_or_default();
                     a.extend([

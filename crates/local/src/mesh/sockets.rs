@@ -126,6 +126,7 @@ mod tests {
             cacerts: None,
             cert_ttl: Duration::from_secs(60),
             traffic: None,
+            https_hint: None,
         };
         let plan = Plan {
             gateways: Vec::new(),

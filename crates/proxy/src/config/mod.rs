@@ -50,10 +50,15 @@ impl ActiveConfig {
             tables.insert(name.clone(), RouteTable::build(table, &config.clusters)?);
         }
         for l in &config.listeners {
-            if !tables.contains_key(&l.route_table) {
+            // An HTTPS listener's requests use the route table of their TLS chain.
+            let named: Vec<&String> = match &l.tls {
+                Some(t) => t.chains.iter().map(|c| &c.route_table).collect(),
+                None => vec![&l.route_table],
+            };
+            if let Some(missing) = named.into_iter().find(|t| !tables.contains_key(*t)) {
                 return Err(format!(
-                    "listener {} refers to unknown route table {}",
-                    l.name, l.route_table
+                    "listener {} refers to unknown route table {missing}",
+                    l.name
                 ));
             }
         }
@@ -119,6 +124,7 @@ mod tests {
         let mut table = weft_model::RouteTable::default();
         for (name, domain) in domains {
             table.virtual_hosts.push(ModelVhost {
+                require_tls: false,
                 name: name.to_string(),
                 domains: vec![domain.to_string()],
                 routes: vec![Route {

@@ -20,6 +20,8 @@ enum Serves {
     Http(String),
     /// Opaque TCP, routed by the TCP listener of this name.
     Tcp,
+    /// HTTPS: TLS terminated by the listener's chains, then HTTP.
+    Https,
 }
 
 /// Listeners bound for a config that is not live yet.
@@ -37,12 +39,11 @@ pub async fn prepare(state: &Arc<ProxyState>, config: &ProxyConfig) -> Result<Pr
         .iter()
         .filter(|l| l.kind == ListenerKind::Gateway)
         .map(|l| {
-            (
-                l.name.as_str(),
-                l.port,
-                None,
-                Serves::Http(l.route_table.clone()),
-            )
+            let serves = match l.tls {
+                Some(_) => Serves::Https,
+                None => Serves::Http(l.route_table.clone()),
+            };
+            (l.name.as_str(), l.port, None, serves)
         })
         .chain(config.tcp_listeners.iter().map(|l| {
             // A sidecar's TCP listeners are for its own app: loopback unless a Sidecar
@@ -102,11 +103,18 @@ pub async fn commit(state: &Arc<ProxyState>, prepared: Prepared) {
             .lock()
             .expect("bound poisoned")
             .insert(name.clone(), local.clone());
+        let https = matches!(serves, Serves::Https);
         let task = match serves {
             Serves::Http(table) => tokio::spawn(serve_plaintext(
                 listener,
                 state.clone(),
                 Conn::listener(Side::Gateway, &table, u16::try_from(port).ok()),
+            )),
+            Serves::Https => tokio::spawn(crate::gateway_tls::serve(
+                listener,
+                state.clone(),
+                name.clone(),
+                port,
             )),
             Serves::Tcp => tokio::spawn(crate::tcp::outbound::serve(
                 listener,
@@ -119,6 +127,7 @@ pub async fn commit(state: &Arc<ProxyState>, prepared: Prepared) {
             name,
             port,
             address: local,
+            https,
         });
     }
 }

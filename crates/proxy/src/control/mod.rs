@@ -158,6 +158,7 @@ async fn apply(state: &Arc<ProxyState>, push: &pb::ConfigPush) -> Result<(), Str
     state.metrics.config_applied(&push.version);
     // ... and serve them only once their routes are live.
     listeners::commit(state, listeners).await;
+    crate::gateway_tls::report_unserved(state);
     state.pool.retain(&live);
     Ok(())
 }

@@ -29,7 +29,7 @@ fn input<'a>(
     jwt: Option<&'a Verified>,
     inbound_port: Option<u16>,
 ) -> Input<'a> {
-    let default_port = if req.uri().scheme_str() == Some("https") {
+    let default_port = if req.uri().scheme_str() == Some("https") || conn.https {
         443
     } else {
         80
@@ -135,7 +135,7 @@ fn authenticate(
     match cfg.authn.authenticate(req) {
         Ok(jwt) => Ok(jwt),
         Err(Rejected { status, issuer }) => {
-            let scheme = if conn.peer_identity.is_some() {
+            let scheme = if conn.peer_identity.is_some() || conn.https {
                 "https"
             } else {
                 "http"

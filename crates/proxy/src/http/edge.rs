@@ -35,13 +35,21 @@ pub fn check<B>(
     Ok(match conn.side {
         Side::Gateway => {
             let trusted = mesh.num_trusted_proxies;
-            apply_forwarded(req.headers_mut(), conn.peer.ip(), false, trusted).ip
+            // Istio's gateway default (SANITIZE_SET): the client certificate the gateway
+            // verified, or nothing — never what the client wrote.
+            match &conn.xfcc {
+                Some(v) => req.headers_mut().insert(XFCC, v.clone()),
+                None => req.headers_mut().remove(XFCC),
+            };
+            apply_forwarded(req.headers_mut(), conn.peer.ip(), conn.https, trusted).ip
         }
         Side::Inbound | Side::Outbound => {
             last_forwarded_for(req.headers()).unwrap_or(conn.peer.ip())
         }
     })
 }
+
+const XFCC: &str = "x-forwarded-client-cert";
 
 fn mode(m: weft_model::mesh::PathNormalization) -> PathNormalization {
     use weft_model::mesh::PathNormalization as M;

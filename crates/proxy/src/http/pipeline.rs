@@ -66,8 +66,10 @@ pub struct Conn {
     /// The port the config gave the listener (gateways: the Gateway server's port, which a
     /// loopback mesh may bind elsewhere); `None`: the request's authority says.
     pub config_port: Option<u16>,
-    /// The TLS server name the peer asked for (inbound).
+    /// The TLS server name the peer asked for (inbound, gateway HTTPS).
     pub sni: Option<Arc<str>>,
+    /// The connection came over TLS the gateway terminated (HTTPS servers).
+    pub https: bool,
 }
 
 impl Conn {
@@ -84,6 +86,7 @@ impl Conn {
             local: unspecified,
             config_port,
             sni: None,
+            https: false,
         }
     }
 }
@@ -222,7 +225,12 @@ fn authenticate(
     state: &ProxyState,
     rec: &mut Record,
 ) {
-    let Some(peer_id) = &conn.peer_identity else {
+    // A gateway's client certificate is not a mesh peer: no peer metadata is trusted.
+    let Some(peer_id) = conn
+        .peer_identity
+        .as_ref()
+        .filter(|_| conn.side == Side::Inbound)
+    else {
         if conn.side == Side::Inbound {
             rec.peers = cfg.own.plaintext.clone();
         }
@@ -279,7 +287,10 @@ async fn route(
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let view = RequestView {
         path,
-        scheme: req.uri().scheme_str().unwrap_or("http"),
+        scheme: req
+            .uri()
+            .scheme_str()
+            .unwrap_or(if conn.https { "https" } else { "http" }),
         method: req.method().as_str(),
         authority: authority(&req),
         headers: req.headers(),

@@ -72,6 +72,17 @@ pub fn decide<'c>(
         );
         return reply(None, Action::Reply(LocalReply::NoRoute { detail }));
     };
+    if vhost.require_tls && req.scheme != "https" {
+        // Envoy's SslRedirector: the same host (port kept) and path over https.
+        let location = format!("https://{}{}", req.authority, req.path);
+        return reply(
+            None,
+            Action::Reply(LocalReply::Redirect {
+                status: StatusCode::MOVED_PERMANENTLY,
+                location,
+            }),
+        );
+    }
     let Some((route, how)) = vhost.route(req) else {
         let detail = format!("no route: nothing in {} matches {}", vhost.name, req.path);
         return reply(None, Action::Reply(LocalReply::NoRoute { detail }));

@@ -54,6 +54,7 @@ fn fixture(routes: Vec<Route>, tweak: impl Fn(&mut Cluster)) -> Fixture {
             name: "game".into(),
             domains: vec!["game.local".into()],
             routes,
+            require_tls: false,
         }],
     };
     let table = RouteTable::build(&model, &specs).expect("table builds");

@@ -64,6 +64,8 @@ pub struct VirtualHost {
     pub name: String,
     domains: Vec<String>,
     pub routes: Vec<CompiledRoute>,
+    /// Envoy's `require_tls: ALL` (Gateway `httpsRedirect`).
+    pub require_tls: bool,
 }
 
 /// A route table, looked up by authority.
@@ -204,6 +206,7 @@ impl RouteTable {
                         .iter()
                         .map(|r| CompiledRoute::build(r, clusters))
                         .collect::<Result<_, String>>()?,
+                    require_tls: v.require_tls,
                 })
             })
             .collect::<Result<_, String>>()?;

@@ -192,6 +192,7 @@ mod tests {
             sni: true,
             bind: None,
             routes,
+            tls: None,
         };
         L4Table::build(&l, |c| ["a", "b", "c"].contains(&c)).unwrap()
     }
@@ -286,6 +287,7 @@ mod tests {
             sni: false,
             bind: None,
             routes: vec![route("r", vec![], vec![wc("missing", 1)])],
+            tls: None,
         };
         assert!(L4Table::build(&bad, |_| false)
             .unwrap_err()

@@ -42,18 +42,51 @@ async fn connection(mut tcp: TcpStream, state: &Arc<ProxyState>, name: &str) {
     let Some(table) = cfg.l4.get(name) else {
         return;
     };
-    let inspected = if table.sni {
-        Some(super::sni::inspect(&mut tcp).await)
-    } else {
-        None
+    let local = tcp
+        .local_addr()
+        .map(|a| a.ip())
+        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+    // A gateway TLS server that terminates: the decrypted bytes are routed.
+    let listener = cfg.config.tcp_listeners.iter().find(|l| l.name == name);
+    if let Some(tls) = listener.and_then(|l| l.tls.as_ref()) {
+        let handshake = crate::gateway_tls::handshake(tcp, state, &tls.chains);
+        let limit = crate::http::server::TLS_HANDSHAKE_TIMEOUT;
+        let Ok(Some((tls, sni, _))) = tokio::time::timeout(limit, handshake).await else {
+            return;
+        };
+        let view = ConnView {
+            sni: sni.as_deref(),
+            destination: local,
+        };
+        return forward(tls, Vec::new(), &view, &cfg, table, state).await;
+    }
+    let (sni, first) = match table.sni {
+        true => {
+            let i = super::sni::inspect(&mut tcp).await;
+            (i.sni, i.prefix)
+        }
+        false => (None, Vec::new()),
     };
-    let local = tcp.local_addr().map(|a| a.ip());
     let view = ConnView {
-        sni: inspected.as_ref().and_then(|i| i.sni.as_deref()),
-        destination: local.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
+        sni: sni.as_deref(),
+        destination: local,
     };
+    forward(tcp, first, &view, &cfg, table, state).await;
+}
+
+/// Routes a connection and pipes it to the chosen cluster; `first`: bytes already read.
+async fn forward<D>(
+    downstream: D,
+    first: Vec<u8>,
+    view: &ConnView<'_>,
+    cfg: &crate::config::ActiveConfig,
+    table: &super::L4Table,
+    state: &Arc<ProxyState>,
+) where
+    D: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let tcp_metrics = &state.metrics.tcp;
-    let L4Decision::Forward { route, cluster } = table.decide(&view, table.next_roll()) else {
+    let L4Decision::Forward { route, cluster } = table.decide(view, table.next_roll()) else {
         debug!(sni = ?view.sni, "no TCP route matched; closing");
         tcp_metrics.refused(&cfg.own.source, ResponseFlags::NO_ROUTE_FOUND);
         return;
@@ -105,9 +138,8 @@ async fn connection(mut tcp: TcpStream, state: &Arc<ProxyState>, name: &str) {
         }
     };
     let mut rec = tcp_metrics.open(peers);
-    let first = inspected.map(|i| i.prefix).unwrap_or_default();
     let idle = pool.idle_timeout_ms.map(Duration::from_millis);
-    let end = pipe(tcp, TokioIo::new(upstream), &first, idle, &mut rec).await;
+    let end = pipe(downstream, TokioIo::new(upstream), &first, idle, &mut rec).await;
     if end == End::Idle {
         debug!(%route, %cluster, "TCP connection idle past its timeout; closed");
     }

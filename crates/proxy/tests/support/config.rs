@@ -122,6 +122,7 @@ impl Config {
             kind: ListenerKind::Outbound,
             port: 0,
             route_table: "outbound".into(),
+            tls: None,
         });
         c.routes.insert("outbound".into(), RouteTable::default());
         Config(c)
@@ -147,6 +148,7 @@ impl Config {
                 kind: ListenerKind::Gateway,
                 port,
                 route_table: name.clone(),
+                tls: None,
             });
         }
         self.table_route(&name, host, route)
@@ -161,6 +163,7 @@ impl Config {
                 name: host.into(),
                 domains: domains(host),
                 routes: vec![route],
+                require_tls: false,
             }),
         }
         self

@@ -45,6 +45,7 @@ pub fn sidecar_options(control: &FakeControl, workload: &str) -> ProxyOptions {
         merged_metrics: None,
         spiffe_socket: None,
         workload_api_socket: None,
+        credentials_dir: None,
         events: EventSink::Stdout,
     }
 }
@@ -131,6 +132,7 @@ impl Custom {
             kind: ListenerKind::Outbound,
             port: 0,
             route_table: "outbound".into(),
+            tls: None,
         });
         c.routes.insert("outbound".into(), RouteTable::default());
         Config(c)

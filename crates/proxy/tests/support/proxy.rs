@@ -21,9 +21,16 @@ pub struct ProxyBuilder {
     port_map: HashMap<u32, SocketAddr>,
     workload_api: Option<std::path::PathBuf>,
     spiffe_socket: Option<std::path::PathBuf>,
+    credentials_dir: Option<std::path::PathBuf>,
 }
 
 impl ProxyBuilder {
+    /// Resolve Gateway `credentialName`s in `dir`.
+    pub fn credentials_dir(mut self, dir: &std::path::Path) -> Self {
+        self.credentials_dir = Some(dir.to_path_buf());
+        self
+    }
+
     /// Take the identity from the SPIFFE Workload API at `path` (a SPIRE agent's).
     pub fn spiffe_socket(mut self, path: &std::path::Path) -> Self {
         self.spiffe_socket = Some(path.to_path_buf());
@@ -90,6 +97,7 @@ impl ProxyBuilder {
             merged_metrics: None,
             spiffe_socket: self.spiffe_socket,
             workload_api_socket: self.workload_api,
+            credentials_dir: self.credentials_dir,
             events: EventSink::Channel(tx),
         };
         let mut task = tokio::spawn(weft_proxy::run(opts, async move {
@@ -131,6 +139,7 @@ impl ProxyBuilder {
             events,
             listeners: HashMap::new(),
             connected: 0,
+            unserved: Vec::new(),
             stop: Some(stop),
             task: Some(task),
         })
@@ -152,6 +161,8 @@ pub struct Proxy {
     /// Gateway listeners reported so far: name -> address.
     listeners: HashMap<String, SocketAddr>,
     connected: u32,
+    /// `tls_server_unserved` events seen so far: (server, error).
+    unserved: Vec<(String, String)>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -213,11 +224,30 @@ impl Proxy {
                 self.listeners.insert(name, a);
             }
             Some(Event::Connected { .. }) => self.connected += 1,
+            Some(Event::TlsServerUnserved { server, error, .. }) => {
+                self.unserved.push((server, error))
+            }
             Some(
                 Event::Ready { .. } | Event::ConfigApplied { .. } | Event::PushRejected { .. },
             ) => {}
             None => panic!("proxy {} stopped", self.workload),
         }
+    }
+
+    /// The error of the first `tls_server_unserved` event for `server` (waits for it).
+    pub async fn unserved(&mut self, server: &str) -> String {
+        within(
+            &format!("TLS server {server} to be reported unserved"),
+            async {
+                loop {
+                    if let Some((_, e)) = self.unserved.iter().find(|(s, _)| s == server) {
+                        return e.clone();
+                    }
+                    self.next_event().await;
+                }
+            },
+        )
+        .await
     }
 
     /// Stops the proxy and waits for `run` to return.
@@ -243,6 +273,7 @@ impl ProxyBuilder {
             port_map: HashMap::new(),
             workload_api: None,
             spiffe_socket: None,
+            credentials_dir: None,
         }
     }
 }

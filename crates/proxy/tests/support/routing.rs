@@ -129,6 +129,7 @@ pub fn gateway_config(routes: Vec<Route>, clusters: Vec<Cluster>) -> ProxyConfig
             name: GAME_VS.into(),
             domains: vec![GAME_HOST.into()],
             routes,
+            require_tls: false,
         }],
     };
     ProxyConfig {
@@ -137,6 +138,7 @@ pub fn gateway_config(routes: Vec<Route>, clusters: Vec<Cluster>) -> ProxyConfig
             kind: ListenerKind::Gateway,
             port: 80,
             route_table: "gateway_80".into(),
+            tls: None,
         }],
         routes: BTreeMap::from([("gateway_80".to_string(), table)]),
         clusters: clusters.into_iter().map(|c| (c.name.clone(), c)).collect(),
