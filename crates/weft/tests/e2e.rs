@@ -1206,7 +1206,7 @@ fn a_live_config_change_reports_what_it_does_not_enforce_in_the_terminal_and_in_
     let from = mesh.stderr.len();
     std::fs::write(
         mesh.config_file("telemetry.yaml"),
-        "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-logs, namespace: necpgame}\nspec:\n  metrics:\n  - overrides:\n    - match: {metric: REQUEST_COUNT}\n      disabled: true\n",
+        "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-logs, namespace: necpgame}\nspec:\n  metrics:\n  - reportingInterval: 15s\n",
     )
     .expect("writing telemetry.yaml");
     let terminal = mesh.stderr.wait_contains(
