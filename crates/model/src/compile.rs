@@ -448,6 +448,7 @@ impl<'a> Builder<'a> {
             };
             let svc = self.registry.services.get(&host);
             let namespace = svc.map(|s| s.namespace.clone()).unwrap_or_default();
+            let http2_port = svc.is_some_and(|s| s.http2);
             let DrSettings {
                 labels: subset_labels,
                 lb,
@@ -457,6 +458,7 @@ impl<'a> Builder<'a> {
                 max_requests_per_connection,
                 tls,
                 tcp,
+                mut limits,
             } = crate::policy::destination_rule(
                 self.resources,
                 &mut self.used,
@@ -464,6 +466,8 @@ impl<'a> Builder<'a> {
                 &namespace,
                 subset.as_deref(),
             );
+            // Istio: an HTTP2/GRPC service port is always HTTP/2 upstream.
+            limits.http2 |= http2_port;
             let mut endpoints = Vec::new();
             for key in svc.map(|s| s.workloads.as_slice()).unwrap_or_default() {
                 let Some(w) = self.registry.workloads.get(key) else {
@@ -502,6 +506,7 @@ impl<'a> Builder<'a> {
                     max_requests,
                     max_requests_per_connection,
                     tcp,
+                    limits,
                 },
             );
         }

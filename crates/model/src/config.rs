@@ -366,17 +366,20 @@ pub struct Cluster {
     /// (`connectionPool.http.maxRequestsPerConnection`; none = unlimited).
     #[serde(default)]
     pub max_requests_per_connection: Option<u32>,
-    /// Opaque TCP to this cluster (DestinationRule `connectionPool.tcp`).
+    /// Opaque TCP to this cluster (DestinationRule `connectionPool.tcp`; its
+    /// `connectTimeout` bounds HTTP connects too).
     #[serde(default)]
     pub tcp: TcpPool,
+    /// Circuit breakers on connections, pending requests and retries, and whether HTTP to
+    /// the cluster has HTTP/1.1 or HTTP/2 semantics.
+    #[serde(default)]
+    pub limits: crate::pool::PoolLimits,
 }
 
-/// DestinationRule `connectionPool.tcp` as TCP proxying applies it, with Istio's defaults.
+/// DestinationRule `connectionPool.tcp`'s timeouts, with Istio's defaults (`maxConnections`
+/// is in [`PoolLimits`](crate::PoolLimits), shared with HTTP).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TcpPool {
-    /// Most TCP connections to the cluster at once; beyond it a connection is closed at
-    /// once and counted with flag `UO`.
-    pub max_connections: Option<u32>,
     /// Istio's default 10 s.
     pub connect_timeout_ms: u64,
     /// A connection that carries no bytes either way this long is closed; Istio's default
@@ -387,7 +390,6 @@ pub struct TcpPool {
 impl Default for TcpPool {
     fn default() -> Self {
         TcpPool {
-            max_connections: None,
             connect_timeout_ms: 10_000,
             idle_timeout_ms: Some(3_600_000),
         }

@@ -430,6 +430,7 @@ async fn to_mesh(
         policy: plan.retry,
         hash: plan.hash,
         timeout: plan.timeout,
+        client_h2: downstream_version == http::Version::HTTP_2,
     };
     let sent_at = super::observe::clock(rec);
     let peers = &mut rec.peers;

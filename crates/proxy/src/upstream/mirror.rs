@@ -48,6 +48,7 @@ pub fn mirror(
         return;
     };
     let max_requests = cluster.spec.max_requests_per_connection;
+    let connect_timeout = Duration::from_millis(cluster.spec.tcp.connect_timeout_ms);
     tokio::spawn(async move {
         let sent = async {
             body.ended().await;
@@ -56,7 +57,12 @@ pub fn mirror(
             }
             let p = lb.pick().ok_or("no endpoint for the mirror")?;
             let mut sender = pool
-                .get(&p.endpoint.address, p.endpoint.tls_identity(), max_requests)
+                .get(
+                    &p.endpoint.address,
+                    p.endpoint.tls_identity(),
+                    max_requests,
+                    connect_timeout,
+                )
                 .await
                 .map_err(|e| e.to_string())?;
             let mut req = Request::new(body.body().boxed());

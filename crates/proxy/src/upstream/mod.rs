@@ -3,9 +3,11 @@
 //! the local app's client, the retry loop with typed try outcomes, replayable request
 //! bodies, and traffic mirrors.
 
+mod admit;
 pub mod app;
 mod forward;
 pub mod lb;
+pub mod limits;
 mod mirror;
 pub mod outcome;
 pub mod pool;
@@ -13,6 +15,7 @@ pub mod replay;
 
 pub use forward::{forward, Forwarded, Outgoing, Upstream};
 pub use lb::{stable_hash, Ejection, LbState, Outcome, Pick};
+pub use limits::{ClusterLimits, ConnSlot};
 pub use mirror::mirror;
 pub use outcome::{response_retriable, Timer, TryError};
 pub use pool::{ConnectError, PeerPool};

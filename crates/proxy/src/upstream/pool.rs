@@ -1,9 +1,9 @@
 //! Pooled mTLS HTTP/2 connections to peer sidecars: one multiplexed connection per
 //! (peer address, expected identity), so a connection verified for one identity is never
 //! reused for another. An empty identity is a plaintext (h2c) connection, for peers that
-//! auto-mTLS or a DestinationRule says take plaintext. Connects are bounded (Istio's default connectTimeout, 10 s),
-//! connections are kept alive with HTTP/2 pings, and slots for endpoints that left the
-//! config are dropped on every push.
+//! auto-mTLS or a DestinationRule says take plaintext. Connects are bounded by the
+//! cluster's `connectTimeout` (Istio's default 10 s), connections are kept alive with
+//! HTTP/2 pings, and slots for endpoints that left the config are dropped on every push.
 
 use crate::body::Body;
 use crate::tls::TlsState;
@@ -36,8 +36,8 @@ pub enum ConnectError {
     },
     #[error("HTTP/2 handshake with {addr}: {source}")]
     H2 { addr: String, source: hyper::Error },
-    #[error("connecting to {addr} took longer than {CONNECT_TIMEOUT:?}")]
-    Timeout { addr: String },
+    #[error("connecting to {addr} took longer than {after:?} (connectTimeout)")]
+    Timeout { addr: String, after: Duration },
     #[error("credentials: {0}")]
     Credentials(anyhow::Error),
 }
@@ -64,12 +64,14 @@ impl PeerPool {
     /// A ready HTTP/2 sender to `addr` whose certificate carried `identity`, reusing the
     /// pooled connection when it is alive and has carried fewer than `max_requests`
     /// requests (DestinationRule `maxRequestsPerConnection`; past it a new connection takes
-    /// over and the old one finishes its streams). Concurrent callers share one connect.
+    /// over and the old one finishes its streams). Concurrent callers share one connect,
+    /// bounded by `connect_timeout`.
     pub async fn get(
         &self,
         addr: &str,
         identity: &str,
         max_requests: Option<u32>,
+        connect_timeout: Duration,
     ) -> Result<SendRequest<Body>, ConnectError> {
         let key = (addr.to_string(), identity.to_string());
         let slot = self
@@ -89,11 +91,29 @@ impl PeerPool {
         }
         // Boxed: the connect path (TCP, mTLS, HTTP/2 handshakes) is rare and large; inline it
         // would grow every request's future.
-        let sender = tokio::time::timeout(CONNECT_TIMEOUT, Box::pin(self.connect(addr, identity)))
+        let sender = tokio::time::timeout(connect_timeout, Box::pin(self.connect(addr, identity)))
             .await
-            .map_err(|_| ConnectError::Timeout { addr: addr.into() })??;
+            .map_err(|_| ConnectError::Timeout {
+                addr: addr.into(),
+                after: connect_timeout,
+            })??;
         *guard = Some((sender.clone(), 1));
         Ok(sender)
+    }
+
+    /// Whether [`get`](Self::get) would hand out a pooled connection now, without
+    /// connecting (a slot busy being connected or checked counts as not ready).
+    pub fn ready(&self, addr: &str, identity: &str, max_requests: Option<u32>) -> bool {
+        let key = (addr.to_string(), identity.to_string());
+        let Some(slot) = self.slots.lock().expect("pool poisoned").get(&key).cloned() else {
+            return false;
+        };
+        let Ok(guard) = slot.try_lock() else {
+            return false;
+        };
+        guard.as_ref().is_some_and(|(s, used)| {
+            max_requests.is_none_or(|max| *used < max) && !s.is_closed() && s.is_ready()
+        })
     }
 
     /// Forgets the pooled connection to `addr` for `identity` (after it failed).
