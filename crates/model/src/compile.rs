@@ -68,19 +68,25 @@ pub fn compile(
             let (mtls, policies) =
                 crate::mtls::inbound(resources, root, &workload.namespace, &workload.labels);
             b.used.extend(policies);
+            let services = registry.services_of(&workload.namespace, &workload.name);
+            let app_http2 = registry
+                .services
+                .values()
+                .any(|s| s.http2 && s.workloads.contains(&key));
+            let (limits, max_requests) =
+                crate::pool::inbound_limits(resources, &mut b.used, registry, &services, app_http2);
             b.cfg.inbound = Some(Inbound {
                 mtls,
                 workload: workload.name.clone(),
                 namespace: workload.namespace.clone(),
                 identity: spiffe_id(trust_domain, &workload.namespace, &workload.service_account),
                 trust_domain: trust_domain.to_string(),
-                services: registry.services_of(&workload.namespace, &workload.name),
+                services,
                 ports: registry.ports_of(&key, |_| true),
                 tcp_ports: registry.ports_of(&key, |p| p.is_opaque()),
-                app_http2: registry
-                    .services
-                    .values()
-                    .any(|s| s.http2 && s.workloads.contains(&key)),
+                app_http2,
+                limits,
+                max_requests,
                 version: workload.labels.get("version").cloned(),
             });
         }

@@ -486,6 +486,13 @@ pub struct Inbound {
     /// `HTTP2` port, as Istio does for the inbound cluster. Otherwise HTTP/1.1.
     #[serde(default)]
     pub app_http2: bool,
+    /// The circuit breakers of the inbound cluster (sidecar → app): as Istio does, the
+    /// DestinationRule of the (first) service this workload backs applies here too.
+    #[serde(default)]
+    pub limits: crate::pool::PoolLimits,
+    /// That rule's `http2MaxRequests`.
+    #[serde(default)]
+    pub max_requests: Option<u32>,
 }
 
 /// Something the user configured that weft loads but does not enforce yet. Reported, never

@@ -60,6 +60,34 @@ pub(crate) fn limits_of(pool: Option<&ConnectionPoolSettings>, http2_port: bool)
     }
 }
 
+/// The inbound cluster's limits and `http2MaxRequests`: Istio's inbound cluster builder
+/// applies the DestinationRule of the service the workload backs (the first one, by host,
+/// when it backs several: Istio's choice is arbitrary there too), so the server side has
+/// the capacity the client side was given. The Sidecar's `inboundConnectionPool` is not
+/// read (reported).
+pub(crate) fn inbound_limits(
+    resources: &[weft_api::Resource],
+    used: &mut std::collections::BTreeSet<String>,
+    registry: &crate::Registry,
+    services: &[String],
+    app_http2: bool,
+) -> (PoolLimits, Option<u32>) {
+    let mut hosts: Vec<&String> = services.iter().collect();
+    hosts.sort();
+    let Some(host) = hosts.first() else {
+        return (PoolLimits::default(), None);
+    };
+    let ns = registry
+        .services
+        .get(host.as_str())
+        .map(|s| s.namespace.clone())
+        .unwrap_or_default();
+    let dr = crate::policy::destination_rule(resources, used, host, &ns, None);
+    let mut limits = dr.limits;
+    limits.http2 |= app_http2;
+    (limits, dr.max_requests)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -249,3 +249,68 @@ async fn connect_timeout_bounds_http_connects() {
     );
     requests_total(pair.client.admin, &[("response_flags", "UF")], 1.0).await;
 }
+
+#[tokio::test]
+async fn the_inbound_cluster_applies_the_limits_too() {
+    let app = first_stalls().await;
+    let pair = Pair::start(&app, |r| r).await;
+    let mut server_cfg = Config::sidecar(&pair.server).build();
+    let inbound = server_cfg
+        .inbound
+        .as_mut()
+        .expect("a sidecar has an inbound side");
+    inbound.limits = PoolLimits {
+        max_connections: Some(1),
+        max_pending: Some(1),
+        ..Default::default()
+    };
+    pair.control.push_acked("server", &server_cfg).await;
+    let _held = hold(&pair, "/held").await;
+    let (outbound, host) = (pair.client.outbound(), pair.host.clone());
+    let waiting = tokio::spawn(async move { get(outbound, &host, "/waiting").await });
+    // The waiting request has left the client sidecar (it holds no slot there).
+    within("the second request to reach the server sidecar", async {
+        loop {
+            let s = stats(pair.client.admin).await;
+            let name = weft_model::cluster_name(80, None, &pair.host);
+            if cluster_stat(&s, "upstream_rq_total", &name) == 2.0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    // Until the waiting request holds the server's one pending place, a third one could
+    // take it: each try gives up (and its place) after a while.
+    let refused = within("the third request to overflow", async {
+        loop {
+            let r = tokio::time::timeout(Duration::from_millis(500), pair.get("/refused")).await;
+            if let Ok(r) = r {
+                return r;
+            }
+        }
+    })
+    .await;
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert!(
+        refused.body.contains("http1MaxPendingRequests"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        app.count(),
+        1,
+        "neither the waiting nor the refused request reached the app"
+    );
+    requests_total(
+        pair.server.admin,
+        &[("reporter", "destination"), ("response_flags", "UO")],
+        1.0,
+    )
+    .await;
+    assert!(
+        !waiting.is_finished(),
+        "the waiting request still waits for the slot"
+    );
+    waiting.abort();
+}

@@ -56,3 +56,34 @@ pub(super) async fn admit(
     };
     Ok((slot, Some(pending)))
 }
+
+/// What a request to the local app holds until its response ends.
+pub type AppHold = (ConnSlot, Held);
+
+/// Admits a request to the local app through the inbound cluster's breakers (Istio
+/// applies the service's DestinationRule there too). The app client pools its own
+/// connections: a request waits only for a slot.
+pub async fn admit_app(
+    cfg: &crate::config::ActiveConfig,
+    client_h2: bool,
+) -> Result<AppHold, TryError> {
+    let limits = &cfg.inbound_limits;
+    let overflow = |limit| TryError::Overflow {
+        cluster: "the inbound cluster".into(),
+        limit,
+    };
+    let request = limits
+        .request()
+        .ok_or_else(|| overflow("request limit (http2MaxRequests)"))?;
+    let inbound = cfg.config.inbound.as_ref();
+    if inbound.is_none_or(|i| i.limits.multiplexed(client_h2)) {
+        return Ok((ConnSlot::default(), request));
+    }
+    if let Some(slot) = limits.try_slot() {
+        return Ok((slot, request));
+    }
+    let _pending = limits
+        .pending()
+        .ok_or_else(|| overflow("pending request limit (http1MaxPendingRequests)"))?;
+    Ok((limits.slot().await, request))
+}

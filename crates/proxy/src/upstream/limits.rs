@@ -15,7 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use weft_model::PoolLimits;
 
 /// One cluster's circuit breakers.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct ClusterLimits {
     /// `maxConnections` slots; none = unlimited.
     connections: Option<Arc<Semaphore>>,
@@ -23,6 +23,9 @@ pub struct ClusterLimits {
     pending: Arc<AtomicU64>,
     max_retries: Option<u64>,
     retries: Arc<AtomicU64>,
+    /// `http2MaxRequests` where no LB state counts requests (the inbound cluster).
+    max_requests: Option<u64>,
+    requests: Arc<AtomicU64>,
 }
 
 /// A connection slot of the cluster, held until the response has ended (empty when the
@@ -72,7 +75,20 @@ impl ClusterLimits {
             pending: Arc::default(),
             max_retries: l.max_retries.map(u64::from),
             retries: Arc::default(),
+            max_requests: None,
+            requests: Arc::default(),
         }
+    }
+
+    /// With a request limit of its own (`http2MaxRequests`), for a cluster without LB state.
+    pub fn with_max_requests(mut self, max: Option<u32>) -> ClusterLimits {
+        self.max_requests = max.map(u64::from);
+        self
+    }
+
+    /// A request place (`None`: the request limit is reached).
+    pub fn request(&self) -> Option<Held> {
+        take(&self.requests, self.max_requests)
     }
 
     /// A connection slot if one is free now (`None`: `maxConnections` is reached, Envoy's
@@ -122,6 +138,46 @@ impl ClusterLimits {
             pending: at(&self.pending, self.max_pending),
             retry: at(&self.retries, self.max_retries),
         }
+    }
+}
+
+/// A response body that holds what its request took (a connection slot, a request place)
+/// until it ends or is dropped.
+pub struct Holding<T> {
+    inner: crate::body::Body,
+    held: Option<T>,
+}
+
+impl<T> Holding<T> {
+    pub fn new(inner: crate::body::Body, held: T) -> Holding<T> {
+        Holding {
+            inner,
+            held: Some(held),
+        }
+    }
+}
+
+impl<T: Unpin> hyper::body::Body for Holding<T> {
+    type Data = bytes::Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, std::task::Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.held = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

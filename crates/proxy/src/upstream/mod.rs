@@ -3,7 +3,7 @@
 //! the local app's client, the retry loop with typed try outcomes, replayable request
 //! bodies, and traffic mirrors.
 
-mod admit;
+pub mod admit;
 pub mod app;
 mod forward;
 pub mod lb;

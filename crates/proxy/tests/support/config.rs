@@ -115,6 +115,8 @@ impl Config {
                     ports: Default::default(),
                 },
                 ports: vec![],
+                limits: Default::default(),
+                max_requests: None,
             }),
             ..Default::default()
         };

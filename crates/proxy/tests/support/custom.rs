@@ -123,6 +123,8 @@ impl Custom {
                     ports: Default::default(),
                 },
                 ports: vec![],
+                limits: Default::default(),
+                max_requests: None,
             }),
             ..Default::default()
         };
