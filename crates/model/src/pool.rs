@@ -8,7 +8,7 @@ use weft_api::{ConnectionPoolSettings, H2UpgradePolicy};
 
 /// Envoy's per-cluster circuit breakers and the HTTP pool's protocol choice. `None` is
 /// Istio's default threshold (2^32-1: unlimited).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolLimits {
     /// `tcp.maxConnections`: with HTTP/1.1 semantics each request in flight holds one.
     pub max_connections: Option<u32>,
@@ -22,6 +22,31 @@ pub struct PoolLimits {
     pub http2: bool,
     /// `http.useClientProtocol`: HTTP/2 exactly when the client spoke HTTP/2.
     pub use_client_protocol: bool,
+    /// `http.idleTimeout`: a pooled connection that took no request this long closes;
+    /// Istio's (Envoy's) default 1 h, `0s` = never.
+    #[serde(default = "default_idle_ms")]
+    pub idle_timeout_ms: Option<u64>,
+    /// `tcp.maxConnectionDuration`: a connection this old leaves the pool; none = never.
+    #[serde(default)]
+    pub max_connection_duration_ms: Option<u64>,
+}
+
+fn default_idle_ms() -> Option<u64> {
+    Some(3_600_000)
+}
+
+impl Default for PoolLimits {
+    fn default() -> Self {
+        PoolLimits {
+            max_connections: None,
+            max_pending: None,
+            max_retries: None,
+            http2: false,
+            use_client_protocol: false,
+            idle_timeout_ms: default_idle_ms(),
+            max_connection_duration_ms: None,
+        }
+    }
 }
 
 impl PoolLimits {
@@ -48,6 +73,15 @@ pub(crate) fn limits_of(pool: Option<&ConnectionPoolSettings>, http2_port: bool)
         Some(H2UpgradePolicy::DoNotUpgrade | H2UpgradePolicy::Default) | None => false,
     };
     let use_client_protocol = http.and_then(|h| h.use_client_protocol) == Some(true);
+    let duration = |d: Option<&String>| d.and_then(|d| crate::parse_duration_ms(d));
+    let idle_timeout_ms = match duration(http.and_then(|h| h.idle_timeout.as_ref())) {
+        Some(0) => None,
+        Some(ms) => Some(ms),
+        None => default_idle_ms(),
+    };
+    let max_connection_duration_ms =
+        duration(pool.and_then(|p| p.tcp.as_ref()?.max_connection_duration.as_ref()))
+            .filter(|ms| *ms > 0);
     PoolLimits {
         max_connections: threshold(pool.and_then(|p| p.tcp.as_ref()?.max_connections)),
         max_pending: threshold(http.and_then(|h| h.http1_max_pending_requests)),
@@ -57,6 +91,8 @@ pub(crate) fn limits_of(pool: Option<&ConnectionPoolSettings>, http2_port: bool)
         // Istio: useClientProtocol wins over the upgrade policy; HTTP2/GRPC ports are h2.
         http2: http2_port || (upgrade && !use_client_protocol),
         use_client_protocol,
+        idle_timeout_ms,
+        max_connection_duration_ms,
     }
 }
 
@@ -118,6 +154,8 @@ mod tests {
         assert_eq!(l.max_pending, Some(1));
         assert_eq!(l.max_retries, None);
         assert!(!l.multiplexed(false) && !l.multiplexed(true));
+        assert_eq!(l.idle_timeout_ms, Some(3_600_000), "Istio's default 1 h");
+        assert_eq!(l.max_connection_duration_ms, None);
     }
 
     #[test]

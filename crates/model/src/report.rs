@@ -305,7 +305,12 @@ fn traffic_policy(v: &Value, prefix: &str, push: &mut impl FnMut(String)) {
             extra_keys(
                 tcp,
                 &at,
-                &["maxConnections", "connectTimeout", "idleTimeout"],
+                &[
+                    "maxConnections",
+                    "connectTimeout",
+                    "idleTimeout",
+                    "maxConnectionDuration",
+                ],
                 push,
             );
             // HTTP/2 semantics keep one multiplexed connection per endpoint: there the
@@ -334,6 +339,7 @@ fn traffic_policy(v: &Value, prefix: &str, push: &mut impl FnMut(String)) {
                     "maxRetries",
                     "h2UpgradePolicy",
                     "useClientProtocol",
+                    "idleTimeout",
                 ],
                 push,
             );

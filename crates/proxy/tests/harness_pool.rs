@@ -314,3 +314,71 @@ async fn the_inbound_cluster_applies_the_limits_too() {
     );
     waiting.abort();
 }
+
+/// A pair whose client reaches the server through a [`support::conns::Relay`] (which
+/// counts the client sidecar's connections), with `limits` on the cluster.
+async fn relayed(app: &App, limits: PoolLimits) -> (Pair, support::conns::Relay, String) {
+    let mut pair = Pair::start(app, |r| r).await;
+    let relay = support::conns::Relay::start(pair.server.inbound()).await;
+    let name = weft_model::cluster_name(80, None, &pair.host);
+    let c = pair.config.0.clusters.get_mut(&name).unwrap();
+    c.endpoints[0].address = relay.addr.to_string();
+    c.limits = limits;
+    pair.control
+        .push_acked("client", &pair.config.clone().build())
+        .await;
+    (pair, relay, name)
+}
+
+#[tokio::test(start_paused = true)]
+async fn http_idle_timeout_closes_a_pooled_connection_that_took_no_request() {
+    let app = App::echo("server-app").await;
+    let (pair, relay, name) = relayed(
+        &app,
+        PoolLimits {
+            idle_timeout_ms: Some(10_000),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(pair.get("/1").await.status, 200);
+    tokio::time::advance(Duration::from_secs(9)).await;
+    assert_eq!(pair.get("/2").await.status, 200);
+    assert_eq!(
+        relay.accepted(),
+        1,
+        "within the idle timeout the connection is reused"
+    );
+    // 10 s without a request: the connection leaves the pool and closes.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let s = stats(pair.client.admin).await;
+    assert_eq!(cluster_stat(&s, "upstream_cx_active", &name), 0.0, "{s}");
+    assert_eq!(pair.get("/3").await.status, 200);
+    assert_eq!(
+        relay.accepted(),
+        2,
+        "a new connection after the idle timeout"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_connection_duration_replaces_a_busy_connection() {
+    let app = App::echo("server-app").await;
+    let (pair, relay, _) = relayed(
+        &app,
+        PoolLimits {
+            max_connection_duration_ms: Some(10_000),
+            ..Default::default()
+        },
+    )
+    .await;
+    // A request every 3 s keeps it from idling; at 10 s it is too old all the same.
+    for i in 0..3 {
+        assert_eq!(pair.get(&format!("/{i}")).await.status, 200);
+        tokio::time::advance(Duration::from_secs(3)).await;
+    }
+    assert_eq!(relay.accepted(), 1, "9 s: still the first connection");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(pair.get("/late").await.status, 200);
+    assert_eq!(relay.accepted(), 2, "past 10 s a new connection takes over");
+}

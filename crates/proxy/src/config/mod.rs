@@ -89,6 +89,7 @@ impl ActiveConfig {
                         spec: c.clone(),
                         lb,
                         labels: labels::cluster(c, &own, who),
+                        opts: crate::upstream::ConnOpts::of(c),
                     },
                 )
             })

@@ -39,8 +39,7 @@ pub async fn open(
         .get(
             &ep.address,
             ep.tls_identity(),
-            None,
-            crate::upstream::pool::CONNECT_TIMEOUT,
+            &crate::upstream::ConnOpts::default(),
         )
         .await?;
     let req = Request::builder()

@@ -31,11 +31,7 @@ pub(super) async fn admit(
         limits.try_slot()
     };
     let e = &pick.endpoint;
-    let ready = up.pool.ready(
-        &e.address,
-        e.tls_identity(),
-        cluster.spec.max_requests_per_connection,
-    );
+    let ready = up.pool.ready(&e.address, e.tls_identity(), &cluster.opts);
     let slot = match slot {
         Some(s) if ready => return Ok((s, None)),
         s => s,

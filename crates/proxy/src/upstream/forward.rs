@@ -283,15 +283,9 @@ async fn try_once(
     let started = Instant::now();
     let send = async {
         let e = &pick.endpoint;
-        let spec = &up.cluster.spec;
         let mut sender = up
             .pool
-            .get(
-                &e.address,
-                e.tls_identity(),
-                spec.max_requests_per_connection,
-                Duration::from_millis(spec.tcp.connect_timeout_ms),
-            )
+            .get(&e.address, e.tls_identity(), &up.cluster.opts)
             .await
             .map_err(|err| TryError::Connect {
                 detail: err.to_string(),

@@ -47,8 +47,7 @@ pub fn mirror(
     ) else {
         return;
     };
-    let max_requests = cluster.spec.max_requests_per_connection;
-    let connect_timeout = Duration::from_millis(cluster.spec.tcp.connect_timeout_ms);
+    let opts = cluster.opts;
     tokio::spawn(async move {
         let sent = async {
             body.ended().await;
@@ -57,12 +56,7 @@ pub fn mirror(
             }
             let p = lb.pick().ok_or("no endpoint for the mirror")?;
             let mut sender = pool
-                .get(
-                    &p.endpoint.address,
-                    p.endpoint.tls_identity(),
-                    max_requests,
-                    connect_timeout,
-                )
+                .get(&p.endpoint.address, p.endpoint.tls_identity(), &opts)
                 .await
                 .map_err(|e| e.to_string())?;
             let mut req = Request::new(body.body().boxed());

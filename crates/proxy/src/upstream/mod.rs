@@ -18,7 +18,7 @@ pub use lb::{stable_hash, Ejection, LbState, Outcome, Pick};
 pub use limits::{ClusterLimits, ConnSlot};
 pub use mirror::mirror;
 pub use outcome::{response_retriable, Timer, TryError};
-pub use pool::{ConnectError, PeerPool};
+pub use pool::{ConnOpts, ConnectError, PeerPool};
 pub use replay::{Replay, ReplayBody, ReplayBudget};
 
 use std::sync::Arc;
@@ -31,4 +31,6 @@ pub struct LiveCluster {
     pub lb: Arc<LbState>,
     /// Telemetry labels and peer header, precomputed when the config was applied.
     pub labels: crate::telemetry::ClusterLabels,
+    /// How its connections are made and reused.
+    pub opts: ConnOpts,
 }
