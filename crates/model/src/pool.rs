@@ -29,6 +29,21 @@ pub struct PoolLimits {
     /// `tcp.maxConnectionDuration`: a connection this old leaves the pool; none = never.
     #[serde(default)]
     pub max_connection_duration_ms: Option<u64>,
+    /// `tcp.tcpKeepalive`: SO_KEEPALIVE on upstream sockets; unset fields keep the
+    /// system's values (Linux: 7200 s, 75 s, 9 probes), as Envoy leaves them.
+    #[serde(default)]
+    pub keepalive: Option<Keepalive>,
+}
+
+/// `tcp.tcpKeepalive`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Keepalive {
+    /// Idle time before the first probe.
+    pub time_ms: Option<u64>,
+    /// Between probes.
+    pub interval_ms: Option<u64>,
+    /// Unanswered probes before the connection is dropped.
+    pub probes: Option<u32>,
 }
 
 fn default_idle_ms() -> Option<u64> {
@@ -45,6 +60,7 @@ impl Default for PoolLimits {
             use_client_protocol: false,
             idle_timeout_ms: default_idle_ms(),
             max_connection_duration_ms: None,
+            keepalive: None,
         }
     }
 }
@@ -93,6 +109,13 @@ pub(crate) fn limits_of(pool: Option<&ConnectionPoolSettings>, http2_port: bool)
         use_client_protocol,
         idle_timeout_ms,
         max_connection_duration_ms,
+        keepalive: pool
+            .and_then(|p| p.tcp.as_ref()?.tcp_keepalive.as_ref())
+            .map(|k| Keepalive {
+                time_ms: duration(k.time.as_ref()),
+                interval_ms: duration(k.interval.as_ref()),
+                probes: k.probes,
+            }),
     }
 }
 

@@ -310,6 +310,7 @@ fn traffic_policy(v: &Value, prefix: &str, push: &mut impl FnMut(String)) {
                     "connectTimeout",
                     "idleTimeout",
                     "maxConnectionDuration",
+                    "tcpKeepalive",
                 ],
                 push,
             );

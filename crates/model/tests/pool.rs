@@ -39,6 +39,16 @@ spec:
         maxRetries: 3
         http2MaxRequests: 7
         idleTimeout: 5s
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: other, namespace: default}
+spec:
+  host: other.example.com
+  trafficPolicy:
+    connectionPool:
+      tcp: {maxConnections: 5}
+      http: {h2UpgradePolicy: UPGRADE, maxConcurrentStreams: 10}
 "#;
 
 fn compile_for(workload: &str) -> weft_model::ProxyConfig {
@@ -100,5 +110,12 @@ fn only_the_knobs_not_built_are_reported() {
         .map(|n| n.what)
         .collect();
     let at = "trafficPolicy.connectionPool.";
-    assert_eq!(reported, [format!("{at}tcp.tcpKeepalive")], "{reported:#?}");
+    assert_eq!(
+        reported,
+        [
+            format!("{at}tcp.maxConnections with h2UpgradePolicy UPGRADE (one multiplexed HTTP/2 connection per endpoint)"),
+            format!("{at}http.maxConcurrentStreams"),
+        ],
+        "only the second rule's knobs that are not built: {reported:#?}"
+    );
 }

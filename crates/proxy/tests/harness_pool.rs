@@ -382,3 +382,51 @@ async fn max_connection_duration_replaces_a_busy_connection() {
     assert_eq!(pair.get("/late").await.status, 200);
     assert_eq!(relay.accepted(), 2, "past 10 s a new connection takes over");
 }
+
+/// `ss`'s timer column for established connections to `port` (e.g.
+/// `timer:(keepalive,9min59sec,0)`), one line per connection.
+fn ss_timers(port: u16) -> String {
+    let out = std::process::Command::new("ss")
+        .args([
+            "-tnoH",
+            "state",
+            "established",
+            "dst",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .output()
+        .expect("ss (iproute2) is installed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn tcp_keepalive_is_set_on_the_upstream_socket() {
+    let app = App::echo("server-app").await;
+    let (pair, relay, _) = relayed(&app, PoolLimits::default()).await;
+    assert_eq!(pair.get("/").await.status, 200);
+    let plain = ss_timers(relay.addr.port());
+    assert!(!plain.is_empty(), "the pooled connection is listed");
+    assert!(
+        !plain.contains("keepalive"),
+        "no keepalive unless asked:\n{plain}"
+    );
+    let (pair, relay, _) = relayed(
+        &app,
+        PoolLimits {
+            keepalive: Some(weft_model::pool::Keepalive {
+                time_ms: Some(600_000),
+                interval_ms: Some(30_000),
+                probes: Some(3),
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(pair.get("/").await.status, 200);
+    let timers = ss_timers(relay.addr.port());
+    // The first probe is due in (just under) the 10 min idle time.
+    assert!(
+        timers.contains("timer:(keepalive,9min") || timers.contains("timer:(keepalive,10min"),
+        "{timers}"
+    );
+}

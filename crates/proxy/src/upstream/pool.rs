@@ -56,6 +56,8 @@ pub struct ConnOpts {
     pub idle_timeout: Option<Duration>,
     /// `tcp.maxConnectionDuration`: since it was made.
     pub max_duration: Option<Duration>,
+    /// `tcp.tcpKeepalive` for the socket.
+    pub keepalive: Option<weft_model::pool::Keepalive>,
 }
 
 impl Default for ConnOpts {
@@ -66,6 +68,7 @@ impl Default for ConnOpts {
             connect_timeout: CONNECT_TIMEOUT,
             idle_timeout: Some(Duration::from_secs(3600)),
             max_duration: None,
+            keepalive: None,
         }
     }
 }
@@ -79,6 +82,7 @@ impl ConnOpts {
             connect_timeout: ms(c.tcp.connect_timeout_ms),
             idle_timeout: c.limits.idle_timeout_ms.map(ms),
             max_duration: c.limits.max_connection_duration_ms.map(ms),
+            keepalive: c.limits.keepalive,
         }
     }
 }
@@ -156,12 +160,15 @@ impl PeerPool {
         }
         // Boxed: the connect path (TCP, mTLS, HTTP/2 handshakes) is rare and large; inline it
         // would grow every request's future.
-        let sender = tokio::time::timeout(connect_timeout, Box::pin(self.connect(addr, identity)))
-            .await
-            .map_err(|_| ConnectError::Timeout {
-                addr: addr.into(),
-                after: connect_timeout,
-            })??;
+        let sender = tokio::time::timeout(
+            connect_timeout,
+            Box::pin(self.connect(addr, identity, opts)),
+        )
+        .await
+        .map_err(|_| ConnectError::Timeout {
+            addr: addr.into(),
+            after: connect_timeout,
+        })??;
         let now = Instant::now();
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         *guard = Some(Pooled {
@@ -232,7 +239,12 @@ impl PeerPool {
         self.len() == 0
     }
 
-    async fn connect(&self, addr: &str, identity: &str) -> Result<SendRequest<Body>, ConnectError> {
+    async fn connect(
+        &self,
+        addr: &str,
+        identity: &str,
+        opts: &ConnOpts,
+    ) -> Result<SendRequest<Body>, ConnectError> {
         let tcp = TcpStream::connect(addr)
             .await
             .map_err(|source| ConnectError::Tcp {
@@ -240,6 +252,9 @@ impl PeerPool {
                 source,
             })?;
         let _ = tcp.set_nodelay(true);
+        if let Some(k) = &opts.keepalive {
+            set_keepalive(&tcp, k, addr);
+        }
         let mut h2 = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new())
             // Until the peer's SETTINGS arrive, open at most 100 streams (RFC 9113's
@@ -275,6 +290,23 @@ impl PeerPool {
         let (sender, conn) = h2.handshake(TokioIo::new(tls)).await.map_err(h2_error)?;
         spawn_conn(conn, addr, identity);
         Ok(sender)
+    }
+}
+
+/// SO_KEEPALIVE with the rule's time, interval and probes (unset ones: the system's).
+fn set_keepalive(tcp: &TcpStream, k: &weft_model::pool::Keepalive, addr: &str) {
+    let mut ka = socket2::TcpKeepalive::new();
+    if let Some(ms) = k.time_ms {
+        ka = ka.with_time(Duration::from_millis(ms));
+    }
+    if let Some(ms) = k.interval_ms {
+        ka = ka.with_interval(Duration::from_millis(ms));
+    }
+    if let Some(n) = k.probes {
+        ka = ka.with_retries(n);
+    }
+    if let Err(e) = socket2::SockRef::from(tcp).set_tcp_keepalive(&ka) {
+        tracing::warn!(peer = %addr, error = %e, "could not set TCP keepalive (tcpKeepalive) on the upstream socket");
     }
 }
 
