@@ -70,19 +70,25 @@ pub fn compile(
             let (mtls, policies) =
                 crate::mtls::inbound(resources, root, &workload.namespace, &workload.labels);
             b.used.extend(policies);
+            let services = registry.services_of(&workload.namespace, &workload.name);
+            let app_http2 = registry
+                .services
+                .values()
+                .any(|s| s.http2 && s.workloads.contains(&key));
+            let (limits, max_requests) =
+                crate::pool::inbound_limits(resources, &mut b.used, registry, &services, app_http2);
             b.cfg.inbound = Some(Inbound {
                 mtls,
                 workload: workload.name.clone(),
                 namespace: workload.namespace.clone(),
                 identity: spiffe_id(trust_domain, &workload.namespace, &workload.service_account),
                 trust_domain: trust_domain.to_string(),
-                services: registry.services_of(&workload.namespace, &workload.name),
+                services,
                 ports: registry.ports_of(&key, |_| true),
                 tcp_ports: registry.ports_of(&key, |p| p.is_opaque()),
-                app_http2: registry
-                    .services
-                    .values()
-                    .any(|s| s.http2 && s.workloads.contains(&key)),
+                app_http2,
+                limits,
+                max_requests,
                 version: workload.labels.get("version").cloned(),
             });
         }
@@ -358,6 +364,7 @@ impl<'a> Builder<'a> {
             };
             let svc = self.registry.services.get(&host);
             let namespace = svc.map(|s| s.namespace.clone()).unwrap_or_default();
+            let http2_port = svc.is_some_and(|s| s.http2);
             let DrSettings {
                 labels: subset_labels,
                 lb,
@@ -367,6 +374,7 @@ impl<'a> Builder<'a> {
                 max_requests_per_connection,
                 tls,
                 tcp,
+                mut limits,
             } = crate::policy::destination_rule(
                 self.resources,
                 &mut self.used,
@@ -374,6 +382,8 @@ impl<'a> Builder<'a> {
                 &namespace,
                 subset.as_deref(),
             );
+            // Istio: an HTTP2/GRPC service port is always HTTP/2 upstream.
+            limits.http2 |= http2_port;
             let mut endpoints = Vec::new();
             for key in svc.map(|s| s.workloads.as_slice()).unwrap_or_default() {
                 let Some(w) = self.registry.workloads.get(key) else {
@@ -412,6 +422,7 @@ impl<'a> Builder<'a> {
                     max_requests,
                     max_requests_per_connection,
                     tcp,
+                    limits,
                 },
             );
         }

@@ -378,17 +378,20 @@ pub struct Cluster {
     /// (`connectionPool.http.maxRequestsPerConnection`; none = unlimited).
     #[serde(default)]
     pub max_requests_per_connection: Option<u32>,
-    /// Opaque TCP to this cluster (DestinationRule `connectionPool.tcp`).
+    /// Opaque TCP to this cluster (DestinationRule `connectionPool.tcp`; its
+    /// `connectTimeout` bounds HTTP connects too).
     #[serde(default)]
     pub tcp: TcpPool,
+    /// Circuit breakers on connections, pending requests and retries, and whether HTTP to
+    /// the cluster has HTTP/1.1 or HTTP/2 semantics.
+    #[serde(default)]
+    pub limits: crate::pool::PoolLimits,
 }
 
-/// DestinationRule `connectionPool.tcp` as TCP proxying applies it, with Istio's defaults.
+/// DestinationRule `connectionPool.tcp`'s timeouts, with Istio's defaults (`maxConnections`
+/// is in [`PoolLimits`](crate::PoolLimits), shared with HTTP).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TcpPool {
-    /// Most TCP connections to the cluster at once; beyond it a connection is closed at
-    /// once and counted with flag `UO`.
-    pub max_connections: Option<u32>,
     /// Istio's default 10 s.
     pub connect_timeout_ms: u64,
     /// A connection that carries no bytes either way this long is closed; Istio's default
@@ -399,7 +402,6 @@ pub struct TcpPool {
 impl Default for TcpPool {
     fn default() -> Self {
         TcpPool {
-            max_connections: None,
             connect_timeout_ms: 10_000,
             idle_timeout_ms: Some(3_600_000),
         }
@@ -496,6 +498,13 @@ pub struct Inbound {
     /// `HTTP2` port, as Istio does for the inbound cluster. Otherwise HTTP/1.1.
     #[serde(default)]
     pub app_http2: bool,
+    /// The circuit breakers of the inbound cluster (sidecar → app): as Istio does, the
+    /// DestinationRule of the (first) service this workload backs applies here too.
+    #[serde(default)]
+    pub limits: crate::pool::PoolLimits,
+    /// That rule's `http2MaxRequests`.
+    #[serde(default)]
+    pub max_requests: Option<u32>,
 }
 
 /// Something the user configured that weft loads but does not enforce yet. Reported, never

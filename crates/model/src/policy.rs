@@ -60,13 +60,14 @@ pub(crate) struct DrSettings {
     pub tls: Option<weft_api::ClientTlsMode>,
     /// `connectionPool.tcp` as opaque TCP applies it.
     pub tcp: crate::config::TcpPool,
+    /// The circuit breakers and protocol semantics of HTTP to the cluster.
+    pub limits: crate::pool::PoolLimits,
 }
 
 /// `connectionPool.tcp` with Istio's defaults (10 s connect, 1 h idle; `0s` idle = none).
 fn tcp_pool_of(tcp: Option<&weft_api::TcpSettings>) -> crate::config::TcpPool {
     let mut pool = crate::config::TcpPool::default();
     let Some(t) = tcp else { return pool };
-    pool.max_connections = t.max_connections.and_then(|m| u32::try_from(m).ok());
     if let Some(ms) = t.connect_timeout.as_deref().and_then(parse_duration_ms) {
         pool.connect_timeout_ms = ms;
     }
@@ -168,5 +169,6 @@ pub(crate) fn destination_rule(
         max_requests_per_connection,
         tls,
         tcp: tcp_pool_of(pool.and_then(|p| p.tcp.as_ref())),
+        limits: crate::pool::limits_of(pool, false),
     }
 }

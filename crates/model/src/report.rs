@@ -297,27 +297,43 @@ fn traffic_policy(v: &Value, prefix: &str, push: &mut impl FnMut(String)) {
             extra_keys(
                 tcp,
                 &at,
-                &["maxConnections", "connectTimeout", "idleTimeout"],
+                &[
+                    "maxConnections",
+                    "connectTimeout",
+                    "idleTimeout",
+                    "maxConnectionDuration",
+                    "tcpKeepalive",
+                ],
                 push,
             );
-            // Requests to peers share one multiplexed connection per endpoint (10 s connect).
-            for k in ["maxConnections", "connectTimeout"] {
-                if tcp.get(k).is_some() {
-                    push(format!(
-                        "{at}{k} for HTTP (enforced on opaque TCP connections only)"
-                    ));
-                }
+            // HTTP/2 semantics keep one multiplexed connection per endpoint: there the
+            // connection count has nothing to act on.
+            let upgrade = cp
+                .get("http")
+                .and_then(|h| h.get("h2UpgradePolicy"))
+                .and_then(Value::as_str)
+                == Some("UPGRADE");
+            if upgrade && tcp.get("maxConnections").is_some() {
+                push(format!(
+                    "{at}maxConnections with h2UpgradePolicy UPGRADE (one multiplexed HTTP/2 connection per endpoint)"
+                ));
             }
         }
         if let Some(http) = cp.get("http") {
-            // Requests to peers are multiplexed on one HTTP/2 connection per endpoint: the
-            // request limit and the per-connection request count act on it; the
-            // connection-count knobs have nothing to act on yet.
-
+            // The circuit breakers (requests, pending requests, retries), the request count
+            // per connection and the protocol semantics are enforced.
             extra_keys(
                 http,
                 &format!("{prefix}connectionPool.http."),
-                &["http2MaxRequests", "maxRequestsPerConnection"],
+                &[
+                    "http2MaxRequests",
+                    "maxRequestsPerConnection",
+                    "http1MaxPendingRequests",
+                    "maxRetries",
+                    "h2UpgradePolicy",
+                    "useClientProtocol",
+                    "idleTimeout",
+                ],
                 push,
             );
         }

@@ -186,7 +186,7 @@ fn a_sidecar_gets_a_tcp_listener_per_opaque_port_with_its_routes() {
     let v1 = &cfg.clusters["outbound|9000|v1|tcp-echo.shop.svc.cluster.local"];
     assert_eq!(v1.endpoints.len(), 1);
     assert_eq!(v1.endpoints[0].workload, "echo-v1");
-    assert_eq!(v1.tcp.max_connections, Some(3));
+    assert_eq!(v1.limits.max_connections, Some(3));
     assert_eq!(v1.tcp.connect_timeout_ms, 250);
     assert_eq!(v1.tcp.idle_timeout_ms, None, "0s: no idle timeout");
     // A TCP-only service has no HTTP virtual host; a port without a protocol stays HTTP.
@@ -284,10 +284,8 @@ fn tcp_and_tls_routes_are_not_reported_but_sniffed_ports_are() {
         "`tcp` names a protocol: {reported:#?}"
     );
     assert!(
-        reported
-            .iter()
-            .any(|r| r.contains("connectionPool.tcp.maxConnections for HTTP")),
-        "{reported:#?}"
+        !reported.iter().any(|r| r.contains("connectionPool.tcp")),
+        "maxConnections and connectTimeout apply to HTTP too: {reported:#?}"
     );
     assert!(
         reported

@@ -16,6 +16,7 @@ pub fn prometheus(state: &ProxyState) -> String {
         .iter()
         .map(|(name, c)| {
             let (members, healthy, rq_active) = c.lb.snapshot();
+            let open = c.lb.limits.open();
             let addrs: HashSet<&str> = c
                 .spec
                 .endpoints
@@ -32,6 +33,9 @@ pub fn prometheus(state: &ProxyState) -> String {
                     healthy,
                     ejected: members - healthy,
                     rq_open: c.lb.overflowing(),
+                    cx_open: open.cx,
+                    rq_pending_open: open.pending,
+                    rq_retry_open: open.retry,
                 },
             }
         })

@@ -405,7 +405,7 @@ async fn tls_routes_pick_the_destination_by_the_client_hello_sni() {
 #[tokio::test]
 async fn max_connections_overflow_is_closed_and_counted_uo() {
     let app = TcpApp::start("hi").await;
-    let mut mesh = TcpMesh::start(&app, |c| c.tcp.max_connections = Some(1)).await;
+    let mut mesh = TcpMesh::start(&app, |c| c.limits.max_connections = Some(1)).await;
     let mut first = mesh.connect().await;
     assert_eq!(read_line(&mut first).await, "hi");
     let mut second = mesh.connect().await;

@@ -34,6 +34,9 @@ pub struct ActiveConfig {
     /// Tracing and access logs per side (set by the control stream, which owns the
     /// export queues and log writers).
     pub telemetry: crate::telemetry::observe::Compiled,
+    /// The inbound cluster's circuit breakers (sidecar → app), kept across pushes while
+    /// its limits are unchanged.
+    pub inbound_limits: Arc<crate::upstream::ClusterLimits>,
 }
 
 impl ActiveConfig {
@@ -91,11 +94,27 @@ impl ActiveConfig {
                         spec: c.clone(),
                         lb,
                         labels: labels::cluster(c, &own, who),
+                        opts: crate::upstream::ConnOpts::of(c),
                     },
                 )
             })
             .collect();
+        let limits_of = |c: &ProxyConfig| {
+            c.inbound
+                .as_ref()
+                .map(|i| (i.limits.clone(), i.max_requests))
+        };
+        let inbound_limits = match limits_of(&previous.config) {
+            Some(old) if Some(&old) == limits_of(&config).as_ref() => {
+                previous.inbound_limits.clone()
+            }
+            _ => {
+                let (limits, max) = limits_of(&config).unwrap_or_default();
+                Arc::new(crate::upstream::ClusterLimits::new(&limits).with_max_requests(max))
+            }
+        };
         Ok(ActiveConfig {
+            inbound_limits,
             version: version.to_string(),
             config,
             tables,

@@ -145,6 +145,7 @@ pub async fn check(
         policy: &policy,
         hash: None,
         timeout: Some(Duration::from_millis(p.timeout_ms)),
+        client_h2: false,
     };
     let f = crate::upstream::forward(&up, &out, |_| {}).await;
     let resp = match f.result {

@@ -401,6 +401,7 @@ async fn to_mesh(
         policy: plan.retry,
         hash: plan.hash,
         timeout: plan.timeout,
+        client_h2: downstream_version == http::Version::HTTP_2,
     };
     let sent_at = super::observe::clock(rec);
     let peers = &mut rec.peers;
@@ -491,6 +492,11 @@ async fn to_app(
         parts.uri = pq.into();
     }
     let h2 = cfg.config.inbound.as_ref().is_some_and(|i| i.app_http2);
+    let client_h2 = downstream_version == http::Version::HTTP_2;
+    let held = match crate::upstream::admit::admit_app(cfg, client_h2).await {
+        Ok(held) => held,
+        Err(e) => return Answer::reply(LocalReply::Upstream(e.into_failure()), rec),
+    };
     let req = Request::from_parts(parts, request_body(body, rec));
     let sent_at = super::observe::clock(rec);
     let answer = state.app.send(app, req, h2).await;
@@ -500,6 +506,7 @@ async fn to_app(
             let (mut p, b) = resp.into_parts();
             p.version = downstream_version;
             headers::strip_hop_by_hop(&mut p.headers);
+            let b = crate::upstream::limits::Holding::new(b, held).boxed();
             Answer {
                 resp: Response::from_parts(p, b),
                 pick: None,

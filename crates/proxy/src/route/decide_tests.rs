@@ -65,6 +65,7 @@ fn fixture(routes: Vec<Route>, tweak: impl Fn(&mut Cluster)) -> Fixture {
             (
                 n,
                 LiveCluster {
+                    opts: crate::upstream::ConnOpts::of(&spec),
                     spec,
                     lb,
                     labels: Default::default(),

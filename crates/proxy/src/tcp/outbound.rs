@@ -96,18 +96,18 @@ async fn forward<D>(
         return;
     };
     let pool = &live.spec.tcp;
-    if pool
-        .max_connections
-        .is_some_and(|max| live.lb.active_total() >= u64::from(max))
-    {
+    // `maxConnections` is the cluster's: TCP connections and HTTP/1.1 requests share it.
+    let Some(slot) = live.lb.limits.try_slot() else {
         debug!(%cluster, "tcp.maxConnections reached; closing (UO)");
+        crate::telemetry::ClusterStats::inc(&live.labels.stats.cx_overflow);
         tcp_metrics.refused(&live.labels.cluster, ResponseFlags::UPSTREAM_OVERFLOW);
         return;
-    }
-    let Some(pick) = live.lb.pick() else {
+    };
+    let Some(mut pick) = live.lb.pick() else {
         tcp_metrics.refused(&live.labels.cluster, ResponseFlags::NO_HEALTHY_UPSTREAM);
         return;
     };
+    pick.slot = slot;
     let peers = live
         .labels
         .endpoints

@@ -34,7 +34,14 @@ pub async fn open(
     authority: &str,
     peer_header: &HeaderValue,
 ) -> Result<Upgraded, TunnelError> {
-    let mut sender = state.pool.get(&ep.address, ep.tls_identity(), None).await?;
+    let mut sender = state
+        .pool
+        .get(
+            &ep.address,
+            ep.tls_identity(),
+            &crate::upstream::ConnOpts::default(),
+        )
+        .await?;
     let req = Request::builder()
         .method(Method::CONNECT)
         .uri(authority)

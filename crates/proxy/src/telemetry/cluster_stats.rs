@@ -11,8 +11,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct ClusterStats {
     /// Envoy's `upstream_rq_total`: requests sent upstream (every try).
     pub rq_total: AtomicU64,
-    /// `upstream_rq_pending_overflow`: requests the cluster's request limit refused (UO).
+    /// `upstream_rq_pending_overflow`: requests refused (UO) by the request limit or the
+    /// pending-request limit.
     pub rq_pending_overflow: AtomicU64,
+    /// `upstream_cx_overflow`: times a request found every connection slot taken.
+    pub cx_overflow: AtomicU64,
+    /// `upstream_rq_retry_overflow`: retries not sent because `maxRetries` were scheduled.
+    pub rq_retry_overflow: AtomicU64,
     /// `upstream_rq_retry`: retries sent.
     pub rq_retry: AtomicU64,
     /// `upstream_rq_retry_limit_exceeded`: requests whose retries were used up (URX).
@@ -43,6 +48,10 @@ pub struct ClusterGauges {
     pub ejected: u64,
     /// `circuit_breakers.default.rq_open`: the request limit is reached.
     pub rq_open: bool,
+    /// `circuit_breakers.default.cx_open`, `rq_pending_open`, `rq_retry_open`.
+    pub cx_open: bool,
+    pub rq_pending_open: bool,
+    pub rq_retry_open: bool,
 }
 
 /// One cluster's row.
@@ -59,7 +68,7 @@ fn load(c: &AtomicU64) -> u64 {
 /// Appends every cluster's series in Prometheus text format, one family at a time.
 pub fn render(out: &mut String, rows: &[ClusterRow<'_>]) {
     type Get = fn(&ClusterRow<'_>) -> u64;
-    let families: [(&str, &str, &str, Get); 13] = [
+    let families: [(&str, &str, &str, Get); 18] = [
         (
             "upstream_rq_total",
             "counter",
@@ -71,6 +80,18 @@ pub fn render(out: &mut String, rows: &[ClusterRow<'_>]) {
             "counter",
             "Requests refused by the cluster's request limit (circuit breaker)",
             |r| load(&r.stats.rq_pending_overflow),
+        ),
+        (
+            "upstream_cx_overflow",
+            "counter",
+            "Times a request found every connection slot taken (maxConnections)",
+            |r| load(&r.stats.cx_overflow),
+        ),
+        (
+            "upstream_rq_retry_overflow",
+            "counter",
+            "Retries not sent because maxRetries retries were scheduled",
+            |r| load(&r.stats.rq_retry_overflow),
         ),
         ("upstream_rq_retry", "counter", "Retries sent", |r| {
             load(&r.stats.rq_retry)
@@ -132,6 +153,24 @@ pub fn render(out: &mut String, rows: &[ClusterRow<'_>]) {
             "1 while the cluster's request limit (http2MaxRequests) is reached",
             |r| u64::from(r.gauges.rq_open),
         ),
+        (
+            "circuit_breakers_default_cx_open",
+            "gauge",
+            "1 while every connection slot (maxConnections) is taken",
+            |r| u64::from(r.gauges.cx_open),
+        ),
+        (
+            "circuit_breakers_default_rq_pending_open",
+            "gauge",
+            "1 while the pending-request limit (http1MaxPendingRequests) is reached",
+            |r| u64::from(r.gauges.rq_pending_open),
+        ),
+        (
+            "circuit_breakers_default_rq_retry_open",
+            "gauge",
+            "1 while maxRetries retries are scheduled",
+            |r| u64::from(r.gauges.rq_retry_open),
+        ),
     ];
     for (name, kind, help, get) in families {
         let _ = writeln!(out, "# HELP envoy_cluster_{name} {help}");
@@ -155,6 +194,7 @@ mod tests {
     fn series_carry_envoys_names_and_the_cluster_name() {
         let stats = ClusterStats::default();
         ClusterStats::inc(&stats.rq_pending_overflow);
+        ClusterStats::inc(&stats.cx_overflow);
         let rows = [ClusterRow {
             name: "outbound|9080|v1|reviews.default.svc.cluster.local",
             stats: &stats,
@@ -163,6 +203,7 @@ mod tests {
                 healthy: 1,
                 ejected: 1,
                 rq_open: true,
+                rq_pending_open: true,
                 ..Default::default()
             },
         }];
@@ -175,6 +216,10 @@ mod tests {
             format!("envoy_cluster_membership_total{c} 2"),
             format!("envoy_cluster_outlier_detection_ejections_active{c} 1"),
             format!("envoy_cluster_circuit_breakers_default_rq_open{c} 1"),
+            format!("envoy_cluster_circuit_breakers_default_rq_pending_open{c} 1"),
+            format!("envoy_cluster_circuit_breakers_default_cx_open{c} 0"),
+            format!("envoy_cluster_upstream_cx_overflow{c} 1"),
+            format!("envoy_cluster_upstream_rq_retry_overflow{c} 0"),
             "# TYPE envoy_cluster_upstream_rq_retry counter".to_string(),
         ] {
             assert!(out.contains(&line), "{line} in\n{out}");

@@ -46,6 +46,8 @@ pub struct Upstream<'a> {
     pub policy: &'a RetryPolicy,
     pub hash: Option<u64>,
     pub timeout: Option<Duration>,
+    /// The client spoke HTTP/2 (for `useClientProtocol`).
+    pub client_h2: bool,
 }
 
 /// The response (or why there is none), the endpoint it came from and the flags.
@@ -110,7 +112,14 @@ async fn tries(up: &Upstream<'_>, out: &Outgoing, mut on_pick: impl FnMut(&Pick)
     if cluster.lb.overflowing() {
         ClusterStats::inc(&stats.rq_pending_overflow);
         let name = cluster.spec.name.clone();
-        return fail(TryError::Overflow { cluster: name }, None);
+        let limit = "request limit (http2MaxRequests)";
+        return fail(
+            TryError::Overflow {
+                cluster: name,
+                limit,
+            },
+            None,
+        );
     }
     let route_timer = expiry(&out.body, up.timeout, None);
     tokio::pin!(route_timer);
@@ -119,15 +128,38 @@ async fn tries(up: &Upstream<'_>, out: &Outgoing, mut on_pick: impl FnMut(&Pick)
     let mut last: Option<Forwarded> = None;
     for n in 1..=tries {
         if n > 1 {
+            // Envoy's retry circuit breaker: a retry holds a place while it is scheduled.
+            let Some(_retry) = cluster.lb.limits.retry() else {
+                ClusterStats::inc(&stats.rq_retry_overflow);
+                let mut f = last.unwrap_or_else(|| {
+                    let cluster = cluster.spec.name.clone();
+                    let limit = "retry limit (maxRetries)";
+                    fail(TryError::Overflow { cluster, limit }, None)
+                });
+                f.flags |= ResponseFlags::UPSTREAM_OVERFLOW;
+                return f;
+            };
             tokio::select! {
                 biased;
                 _ = tokio::time::sleep(backoff(up.policy, n - 1)) => {}
                 _ = &mut route_timer => return timed_out(last),
             }
         }
-        let Some(pick) = pick(up, &tried) else {
+        let Some(mut pick) = pick(up, &tried) else {
             let name = cluster.spec.name.clone();
             return fail(TryError::NoHealthyUpstream { cluster: name }, None);
+        };
+        let admitted = tokio::select! {
+            biased;
+            a = super::admit::admit(up, &pick) => a,
+            _ = &mut route_timer => Err(TryError::Timeout(Timer::Route)),
+        };
+        let pending = match admitted {
+            Ok((slot, pending)) => {
+                pick.slot = slot;
+                pending
+            }
+            Err(e) => return fail(e, None),
         };
         tried.push(pick.index);
         on_pick(&pick);
@@ -138,7 +170,7 @@ async fn tries(up: &Upstream<'_>, out: &Outgoing, mut on_pick: impl FnMut(&Pick)
         // `biased`: no random branch order (it costs an RNG call per request).
         let result = tokio::select! {
             biased;
-            r = try_once(up, &pick, out) => r,
+            r = try_once(up, &pick, out, pending) => r,
             _ = &mut route_timer => Err(TryError::Timeout(Timer::Route)),
         };
         let more = n < tries;
@@ -240,25 +272,25 @@ fn pick(up: &Upstream<'_>, tried: &[usize]) -> Option<Pick> {
 }
 
 /// One try on one endpoint, bounded by the per-try timeout.
+/// `pending` (the request's pending place while it waits for its connection) is given
+/// back once the connection is there.
 async fn try_once(
     up: &Upstream<'_>,
     pick: &Pick,
     out: &Outgoing,
+    pending: Option<super::limits::Held>,
 ) -> Result<Response<Incoming>, TryError> {
     let started = Instant::now();
     let send = async {
         let e = &pick.endpoint;
         let mut sender = up
             .pool
-            .get(
-                &e.address,
-                e.tls_identity(),
-                up.cluster.spec.max_requests_per_connection,
-            )
+            .get(&e.address, e.tls_identity(), &up.cluster.opts)
             .await
             .map_err(|err| TryError::Connect {
                 detail: err.to_string(),
             })?;
+        drop(pending);
         sender
             .try_send_request(out.request())
             .await

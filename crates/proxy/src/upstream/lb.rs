@@ -50,6 +50,8 @@ pub struct LbState {
     active: Vec<Arc<AtomicU64>>,
     outlier: Option<Outlier>,
     max_requests: Option<u32>,
+    /// The cluster's other circuit breakers (connections, pending requests, retries).
+    pub limits: super::limits::ClusterLimits,
     health: Mutex<Vec<Health>>,
     /// Consistent-hash ring: (point, endpoint index), sorted by point.
     ring: Vec<(u64, usize)>,
@@ -77,6 +79,9 @@ pub struct Pick {
     pub endpoint: Arc<Endpoint>,
     pub index: usize,
     active: Arc<AtomicU64>,
+    /// The cluster connection slot the request holds (HTTP/1.1 semantics), given back
+    /// with the pick when the response has ended.
+    pub slot: super::limits::ConnSlot,
 }
 
 impl Drop for Pick {
@@ -118,6 +123,7 @@ impl LbState {
                 .collect(),
             outlier: c.outlier.clone(),
             max_requests: c.max_requests,
+            limits: super::limits::ClusterLimits::new(&c.limits),
             health: Mutex::new(vec![Health::default(); c.endpoints.len()]),
             ring: if c.hash.is_some() {
                 ring(&c.endpoints)
@@ -220,6 +226,7 @@ impl LbState {
             endpoint: Arc::clone(&self.endpoints[i]),
             index: i,
             active: self.active[i].clone(),
+            slot: Default::default(),
         }
     }
 

@@ -47,7 +47,7 @@ pub fn mirror(
     ) else {
         return;
     };
-    let max_requests = cluster.spec.max_requests_per_connection;
+    let opts = cluster.opts;
     tokio::spawn(async move {
         let sent = async {
             body.ended().await;
@@ -56,7 +56,7 @@ pub fn mirror(
             }
             let p = lb.pick().ok_or("no endpoint for the mirror")?;
             let mut sender = pool
-                .get(&p.endpoint.address, p.endpoint.tls_identity(), max_requests)
+                .get(&p.endpoint.address, p.endpoint.tls_identity(), &opts)
                 .await
                 .map_err(|e| e.to_string())?;
             let mut req = Request::new(body.body().boxed());

@@ -3,9 +3,11 @@
 //! the local app's client, the retry loop with typed try outcomes, replayable request
 //! bodies, and traffic mirrors.
 
+pub mod admit;
 pub mod app;
 mod forward;
 pub mod lb;
+pub mod limits;
 mod mirror;
 pub mod outcome;
 pub mod pool;
@@ -13,9 +15,10 @@ pub mod replay;
 
 pub use forward::{forward, Forwarded, Outgoing, Upstream};
 pub use lb::{stable_hash, Ejection, LbState, Outcome, Pick};
+pub use limits::{ClusterLimits, ConnSlot};
 pub use mirror::mirror;
 pub use outcome::{response_retriable, Timer, TryError};
-pub use pool::{ConnectError, PeerPool};
+pub use pool::{ConnOpts, ConnectError, PeerPool};
 pub use replay::{Replay, ReplayBody, ReplayBudget};
 
 use std::sync::Arc;
@@ -28,4 +31,6 @@ pub struct LiveCluster {
     pub lb: Arc<LbState>,
     /// Telemetry labels and peer header, precomputed when the config was applied.
     pub labels: crate::telemetry::ClusterLabels,
+    /// How its connections are made and reused.
+    pub opts: ConnOpts,
 }

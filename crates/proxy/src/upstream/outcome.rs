@@ -21,8 +21,11 @@ pub enum Timer {
 pub enum TryError {
     /// No endpoint may be picked (all ejected, or none at all).
     NoHealthyUpstream { cluster: String },
-    /// The cluster is at its request limit (circuit breaker).
-    Overflow { cluster: String },
+    /// The cluster is at one of its circuit-breaker limits (`limit` names it).
+    Overflow {
+        cluster: String,
+        limit: &'static str,
+    },
     /// The connection could not be made (TCP, mTLS or HTTP/2 handshake); nothing was sent.
     Connect { detail: String },
     /// A pooled connection was found dead before the request was written; nothing was sent.
@@ -104,9 +107,9 @@ impl TryError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("no healthy upstream in {cluster}"),
             ),
-            TryError::Overflow { cluster } => (
+            TryError::Overflow { cluster, limit } => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("upstream overflow: {cluster} is at its request limit"),
+                format!("upstream overflow: {cluster} is at its {limit}"),
             ),
             TryError::Connect { detail } | TryError::Unsent { detail } => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -183,7 +186,10 @@ mod tests {
     fn every_error() -> Vec<TryError> {
         vec![
             TryError::NoHealthyUpstream { cluster: d() },
-            TryError::Overflow { cluster: d() },
+            TryError::Overflow {
+                cluster: d(),
+                limit: "request limit",
+            },
             TryError::Connect { detail: d() },
             TryError::Unsent { detail: d() },
             TryError::RefusedStream { detail: d() },
@@ -271,7 +277,14 @@ mod tests {
     fn flags_and_replies() {
         let cases = [
             (TryError::NoHealthyUpstream { cluster: d() }, "UH", 503),
-            (TryError::Overflow { cluster: d() }, "UO", 503),
+            (
+                TryError::Overflow {
+                    cluster: d(),
+                    limit: "request limit",
+                },
+                "UO",
+                503,
+            ),
             (TryError::Connect { detail: d() }, "UF", 503),
             (TryError::RefusedStream { detail: d() }, "UR", 503),
             (TryError::ConnectionTerminated { detail: d() }, "UC", 503),
@@ -285,7 +298,11 @@ mod tests {
                 (flag, status)
             );
         }
-        assert!(!TryError::Overflow { cluster: d() }.counts_against_endpoint());
+        assert!(!TryError::Overflow {
+            cluster: d(),
+            limit: "request limit",
+        }
+        .counts_against_endpoint());
         assert!(TryError::Timeout(Timer::PerTry).counts_against_endpoint());
     }
 

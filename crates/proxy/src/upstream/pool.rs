@@ -1,9 +1,12 @@
 //! Pooled mTLS HTTP/2 connections to peer sidecars: one multiplexed connection per
 //! (peer address, expected identity), so a connection verified for one identity is never
 //! reused for another. An empty identity is a plaintext (h2c) connection, for peers that
-//! auto-mTLS or a DestinationRule says take plaintext. Connects are bounded (Istio's default connectTimeout, 10 s),
-//! connections are kept alive with HTTP/2 pings, and slots for endpoints that left the
-//! config are dropped on every push.
+//! auto-mTLS or a DestinationRule says take plaintext. Connects are bounded by the
+//! cluster's `connectTimeout` (Istio's default 10 s), connections are kept alive with
+//! HTTP/2 pings, and slots for endpoints that left the config are dropped on every push.
+//! A connection idle past `http.idleTimeout` (Istio's default 1 h) or older than
+//! `tcp.maxConnectionDuration` leaves the pool: it finishes its streams and closes, and
+//! the next request gets a new one.
 
 use crate::body::Body;
 use crate::tls::TlsState;
@@ -13,6 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tracing::{debug, Instrument};
 
 /// Istio's default `connectTimeout`.
@@ -36,14 +40,81 @@ pub enum ConnectError {
     },
     #[error("HTTP/2 handshake with {addr}: {source}")]
     H2 { addr: String, source: hyper::Error },
-    #[error("connecting to {addr} took longer than {CONNECT_TIMEOUT:?}")]
-    Timeout { addr: String },
+    #[error("connecting to {addr} took longer than {after:?} (connectTimeout)")]
+    Timeout { addr: String, after: Duration },
     #[error("credentials: {0}")]
     Credentials(anyhow::Error),
 }
 
-/// A pooled connection and the requests it has carried.
-type Slot = Arc<tokio::sync::Mutex<Option<(SendRequest<Body>, u32)>>>;
+/// How a cluster wants its connections: reuse limits and timers.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnOpts {
+    /// `maxRequestsPerConnection`.
+    pub max_requests: Option<u32>,
+    pub connect_timeout: Duration,
+    /// `http.idleTimeout`: since the connection last took a request.
+    pub idle_timeout: Option<Duration>,
+    /// `tcp.maxConnectionDuration`: since it was made.
+    pub max_duration: Option<Duration>,
+    /// `tcp.tcpKeepalive` for the socket.
+    pub keepalive: Option<weft_model::pool::Keepalive>,
+}
+
+impl Default for ConnOpts {
+    /// Istio's defaults: 10 s connect, 1 h idle.
+    fn default() -> Self {
+        ConnOpts {
+            max_requests: None,
+            connect_timeout: CONNECT_TIMEOUT,
+            idle_timeout: Some(Duration::from_secs(3600)),
+            max_duration: None,
+            keepalive: None,
+        }
+    }
+}
+
+impl ConnOpts {
+    /// The options a cluster's DestinationRule gives.
+    pub fn of(c: &weft_model::Cluster) -> ConnOpts {
+        let ms = Duration::from_millis;
+        ConnOpts {
+            max_requests: c.max_requests_per_connection,
+            connect_timeout: ms(c.tcp.connect_timeout_ms),
+            idle_timeout: c.limits.idle_timeout_ms.map(ms),
+            max_duration: c.limits.max_connection_duration_ms.map(ms),
+            keepalive: c.limits.keepalive,
+        }
+    }
+}
+
+/// A pooled connection: its sender, the requests it has carried, and its times.
+struct Pooled {
+    sender: SendRequest<Body>,
+    used: u32,
+    id: u64,
+    created: Instant,
+    last_used: Instant,
+}
+
+impl Pooled {
+    /// When the connection must leave the pool (none: never by time).
+    fn expires(&self, o: &ConnOpts) -> Option<Instant> {
+        let idle = o.idle_timeout.map(|d| self.last_used + d);
+        let old = o.max_duration.map(|d| self.created + d);
+        idle.into_iter().chain(old).min()
+    }
+
+    fn usable(&self, o: &ConnOpts) -> bool {
+        o.max_requests.is_none_or(|max| self.used < max)
+            && self.expires(o).is_none_or(|at| Instant::now() < at)
+            && !self.sender.is_closed()
+            && self.sender.is_ready()
+    }
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Pooled>>>;
+
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 /// (peer address, SPIFFE id the peer must present)
 type Key = (String, String);
 
@@ -64,13 +135,15 @@ impl PeerPool {
     /// A ready HTTP/2 sender to `addr` whose certificate carried `identity`, reusing the
     /// pooled connection when it is alive and has carried fewer than `max_requests`
     /// requests (DestinationRule `maxRequestsPerConnection`; past it a new connection takes
-    /// over and the old one finishes its streams). Concurrent callers share one connect.
+    /// over and the old one finishes its streams). Concurrent callers share one connect,
+    /// bounded by `connect_timeout`.
     pub async fn get(
         &self,
         addr: &str,
         identity: &str,
-        max_requests: Option<u32>,
+        opts: &ConnOpts,
     ) -> Result<SendRequest<Body>, ConnectError> {
+        let connect_timeout = opts.connect_timeout;
         let key = (addr.to_string(), identity.to_string());
         let slot = self
             .slots
@@ -80,20 +153,49 @@ impl PeerPool {
             .or_default()
             .clone();
         let mut guard = slot.lock().await;
-        if let Some((s, used)) = guard.as_mut() {
-            let fresh = max_requests.is_none_or(|max| *used < max);
-            if fresh && !s.is_closed() && s.is_ready() {
-                *used += 1;
-                return Ok(s.clone());
-            }
+        if let Some(p) = guard.as_mut().filter(|p| p.usable(opts)) {
+            p.used += 1;
+            p.last_used = Instant::now();
+            return Ok(p.sender.clone());
         }
         // Boxed: the connect path (TCP, mTLS, HTTP/2 handshakes) is rare and large; inline it
         // would grow every request's future.
-        let sender = tokio::time::timeout(CONNECT_TIMEOUT, Box::pin(self.connect(addr, identity)))
-            .await
-            .map_err(|_| ConnectError::Timeout { addr: addr.into() })??;
-        *guard = Some((sender.clone(), 1));
+        let sender = tokio::time::timeout(
+            connect_timeout,
+            Box::pin(self.connect(addr, identity, opts)),
+        )
+        .await
+        .map_err(|_| ConnectError::Timeout {
+            addr: addr.into(),
+            after: connect_timeout,
+        })??;
+        let now = Instant::now();
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *guard = Some(Pooled {
+            sender: sender.clone(),
+            used: 1,
+            id,
+            created: now,
+            last_used: now,
+        });
+        drop(guard);
+        if opts.idle_timeout.is_some() || opts.max_duration.is_some() {
+            tokio::spawn(expire(Arc::downgrade(&slot), id, *opts));
+        }
         Ok(sender)
+    }
+
+    /// Whether [`get`](Self::get) would hand out a pooled connection now, without
+    /// connecting (a slot busy being connected or checked counts as not ready).
+    pub fn ready(&self, addr: &str, identity: &str, opts: &ConnOpts) -> bool {
+        let key = (addr.to_string(), identity.to_string());
+        let Some(slot) = self.slots.lock().expect("pool poisoned").get(&key).cloned() else {
+            return false;
+        };
+        let Ok(guard) = slot.try_lock() else {
+            return false;
+        };
+        guard.as_ref().is_some_and(|p| p.usable(opts))
     }
 
     /// Forgets the pooled connection to `addr` for `identity` (after it failed).
@@ -122,7 +224,7 @@ impl PeerPool {
             .filter(|((addr, _), _)| addrs.contains(addr.as_str()))
             .filter(|(_, slot)| {
                 slot.try_lock()
-                    .is_ok_and(|s| s.as_ref().is_some_and(|(s, _)| !s.is_closed()))
+                    .is_ok_and(|s| s.as_ref().is_some_and(|p| !p.sender.is_closed()))
             })
             .count() as u64
     }
@@ -137,7 +239,12 @@ impl PeerPool {
         self.len() == 0
     }
 
-    async fn connect(&self, addr: &str, identity: &str) -> Result<SendRequest<Body>, ConnectError> {
+    async fn connect(
+        &self,
+        addr: &str,
+        identity: &str,
+        opts: &ConnOpts,
+    ) -> Result<SendRequest<Body>, ConnectError> {
         let tcp = TcpStream::connect(addr)
             .await
             .map_err(|source| ConnectError::Tcp {
@@ -145,6 +252,9 @@ impl PeerPool {
                 source,
             })?;
         let _ = tcp.set_nodelay(true);
+        if let Some(k) = &opts.keepalive {
+            set_keepalive(&tcp, k, addr);
+        }
         let mut h2 = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new())
             // Until the peer's SETTINGS arrive, open at most 100 streams (RFC 9113's
@@ -180,6 +290,57 @@ impl PeerPool {
         let (sender, conn) = h2.handshake(TokioIo::new(tls)).await.map_err(h2_error)?;
         spawn_conn(conn, addr, identity);
         Ok(sender)
+    }
+}
+
+/// SO_KEEPALIVE with the rule's time, interval and probes (unset ones: the system's).
+fn set_keepalive(tcp: &TcpStream, k: &weft_model::pool::Keepalive, addr: &str) {
+    let mut ka = socket2::TcpKeepalive::new();
+    if let Some(ms) = k.time_ms {
+        ka = ka.with_time(Duration::from_millis(ms));
+    }
+    if let Some(ms) = k.interval_ms {
+        ka = ka.with_interval(Duration::from_millis(ms));
+    }
+    if let Some(n) = k.probes {
+        ka = ka.with_retries(n);
+    }
+    if let Err(e) = socket2::SockRef::from(tcp).set_tcp_keepalive(&ka) {
+        tracing::warn!(peer = %addr, error = %e, "could not set TCP keepalive (tcpKeepalive) on the upstream socket");
+    }
+}
+
+/// Takes connection `id` out of its slot once it is idle past its timeout or past its
+/// maximum duration (it then finishes its streams and closes); ends early when the
+/// connection was replaced or the slot dropped.
+async fn expire(
+    slot: std::sync::Weak<tokio::sync::Mutex<Option<Pooled>>>,
+    id: u64,
+    opts: ConnOpts,
+) {
+    loop {
+        let Some(strong) = slot.upgrade() else { return };
+        let at = {
+            let guard = strong.lock().await;
+            match guard.as_ref() {
+                Some(p) if p.id == id => p.expires(&opts),
+                _ => return,
+            }
+        };
+        drop(strong);
+        let Some(at) = at else { return };
+        tokio::time::sleep_until(at).await;
+        let Some(strong) = slot.upgrade() else { return };
+        let mut guard = strong.lock().await;
+        match guard.as_ref() {
+            Some(p) if p.id == id && p.expires(&opts).is_some_and(|t| t <= Instant::now()) => {
+                debug!(id, "pooled connection idle or too old; closing it");
+                *guard = None;
+                return;
+            }
+            Some(p) if p.id == id => continue,
+            _ => return,
+        }
     }
 }
 

@@ -41,6 +41,7 @@ pub fn cluster(host: &str, port: u32, endpoints: Vec<Endpoint>) -> Cluster {
         max_requests: None,
         max_requests_per_connection: None,
         tcp: Default::default(),
+        limits: Default::default(),
     }
 }
 
@@ -114,6 +115,8 @@ impl Config {
                     ports: Default::default(),
                 },
                 ports: vec![],
+                limits: Default::default(),
+                max_requests: None,
             }),
             ..Default::default()
         };

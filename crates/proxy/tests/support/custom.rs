@@ -124,6 +124,8 @@ impl Custom {
                     ports: Default::default(),
                 },
                 ports: vec![],
+                limits: Default::default(),
+                max_requests: None,
             }),
             ..Default::default()
         };
