@@ -443,7 +443,7 @@ fn all_metrics_disabled_switches_a_mode_off_until_a_lower_level_overrides_it() {
 }
 
 #[test]
-fn a_tag_expression_outside_the_cel_subset_is_left_out_and_reported() {
+fn a_tag_expression_outside_the_cel_subset_still_overrides_and_is_reported() {
     let yaml = telemetry(
         "ns",
         "game",
@@ -452,7 +452,11 @@ fn a_tag_expression_outside_the_cel_subset_is_left_out_and_reported() {
     let cfg = compile_for(&yaml, "api-v1", "game");
     assert_eq!(
         tags(metric(&cfg.telemetry.client, "REQUEST_COUNT")),
-        [("m".to_string(), Some("request.method".to_string()))]
+        [
+            ("m".to_string(), Some("request.method".to_string())),
+            ("ua".to_string(), Some("size(request.path)".to_string()))
+        ],
+        "kept, so it replaces a parent's override of the tag (the proxy gives it `unknown`)"
     );
     assert!(cfg.not_enforced.iter().any(|n| n
         .what

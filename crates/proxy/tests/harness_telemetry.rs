@@ -160,4 +160,26 @@ async fn metric_overrides_remove_add_and_disable_labels_and_metrics() {
         !client.lines().any(|l| l.starts_with("istio_request")),
         "the client side's Istio metrics are off:\n{client}"
     );
+    // New overrides: requests after the push record under them, not under cached series
+    // of the old ones.
+    server.telemetry.server.metrics.overrides[0].tags =
+        vec![tag("plan", Some("request.headers['x-tier']"))];
+    pair.control.push_acked("server", &server).await;
+    let req = http::Request::get("/items")
+        .header(http::header::HOST, &pair.host)
+        .header("x-tier", "silver")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    assert_eq!(send(pair.client.outbound(), req).await.status, 200);
+    let plan = [("reporter", "destination"), ("plan", "silver")];
+    let stats = within(
+        "the server to count under the new overrides",
+        requests_total(pair.server.admin, &plan, 1.0),
+    )
+    .await;
+    assert_eq!(
+        sample_sum(&stats, "istio_requests_total", &[("tier", "silver")]),
+        0.0,
+        "the old overrides are gone:\n{stats}"
+    );
 }

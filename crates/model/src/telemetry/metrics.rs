@@ -150,14 +150,10 @@ pub fn resolve(list: &[&Metrics], mesh: Option<&MeshConfig>) -> (MetricsSpec, Me
                     for (tag, t) in &o.tag_overrides {
                         let value = match t.operation.unwrap_or_default() {
                             TagOperation::Remove => None,
-                            TagOperation::Upsert => {
-                                let v = t.value.clone().unwrap_or_default();
-                                // Outside weft's CEL subset: left out (reported).
-                                if weft_api::cel::parse(&v).is_err() {
-                                    continue;
-                                }
-                                Some(v)
-                            }
+                            // An expression outside weft's CEL subset still replaces the
+                            // parent's override of the tag, as Istio's merge does; the proxy
+                            // gives it the value `unknown` (reported).
+                            TagOperation::Upsert => Some(t.value.clone().unwrap_or_default()),
                         };
                         entry.1.insert(tag.clone(), value);
                     }

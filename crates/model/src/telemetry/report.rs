@@ -98,7 +98,7 @@ fn metrics(i: usize, m: &weft_api::Metrics, push: &mut impl FnMut(String)) {
             if t.operation.unwrap_or_default() == TagOperation::Upsert {
                 let v = t.value.as_deref().unwrap_or_default();
                 if let Err(e) = weft_api::cel::parse(v) {
-                    push(format!("{at}.tagOverrides.{name}.value {v:?} (outside weft's CEL subset: {e}; the label is left out)"));
+                    push(format!("{at}.tagOverrides.{name}.value {v:?} (outside weft's CEL subset: {e}; the label's value is `unknown`)"));
                 }
             }
         }

@@ -150,10 +150,19 @@ async fn apply(state: &Arc<ProxyState>, push: &pb::ConfigPush) -> Result<(), Str
                 .map(|e| (e.address.clone(), e.tls_identity().to_string()))
         })
         .collect();
-    state.metrics.set_rules(
+    let [client, server] = state.metrics.set_rules(
         active.telemetry.client.metric_rules.clone(),
         active.telemetry.server.metric_rules.clone(),
     );
+    // Requests carry the proxy's one copy of equal overrides, so their series stay cached.
+    for (side, rules) in [
+        (&mut active.telemetry.client, client),
+        (&mut active.telemetry.server, server),
+    ] {
+        if let Some(s) = Arc::get_mut(side) {
+            s.metric_rules = rules;
+        }
+    }
     state.config.store(Arc::new(active));
     state.metrics.config_applied(&push.version);
     // ... and serve them only once their routes are live.

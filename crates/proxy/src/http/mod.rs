@@ -3,6 +3,7 @@
 //! through, the headers the proxy owns, and the guarded response body.
 
 mod authorize;
+mod caller;
 mod edge;
 mod ext_authz;
 pub mod forwarded;

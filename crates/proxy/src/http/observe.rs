@@ -12,6 +12,19 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 use weft_model::StringMatcher;
 
+/// The Telemetry metric overrides of the request's side (`None`: standard metrics).
+pub(super) fn metric_rules(
+    cfg: &ActiveConfig,
+    conn: &Conn,
+) -> Option<std::sync::Arc<crate::telemetry::overrides::SideRules>> {
+    match conn.side {
+        Side::Inbound => &cfg.telemetry.server,
+        Side::Gateway | Side::Outbound => &cfg.telemetry.client,
+    }
+    .metric_rules
+    .clone()
+}
+
 /// Phase 0: the exchange of a request whose side traces or logs; it writes this proxy's
 /// trace context into the request before any phase forwards it.
 pub(super) fn start(

@@ -16,6 +16,8 @@
 //!    this proxy's span written into the request) writes the access log lines and queues
 //!    the span then.
 
+use super::caller::authenticate;
+pub use super::caller::PeerCache;
 use super::guard::{Deadline, GuardedBody};
 use super::headers;
 use super::limits::{IdleTimeout, BODY_IDLE_TIMEOUT};
@@ -25,13 +27,13 @@ use crate::config::ActiveConfig;
 use crate::reply::LocalReply;
 use crate::route::{Action, CompiledRoute, Decision, ForwardPlan, RequestView};
 use crate::state::ProxyState;
-use crate::telemetry::{PeerLabels, Record, RequestRecord, ResponseFlags};
+use crate::telemetry::{Record, RequestRecord, ResponseFlags};
 use crate::upstream::{Outgoing, Pick, Replay, Upstream};
 use http::{header, HeaderValue, Request, Response, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Largest request body kept for replay (Envoy's default per-request buffer limit).
@@ -91,31 +93,6 @@ impl Conn {
     }
 }
 
-/// The labels of the last peer metadata seen on a connection (a peer proxy sends the same
-/// value on every request for one service).
-#[derive(Debug, Default)]
-pub struct PeerCache(Mutex<Option<(HeaderValue, Arc<PeerLabels>)>>);
-
-impl Clone for PeerCache {
-    fn clone(&self) -> Self {
-        PeerCache::default()
-    }
-}
-
-impl PeerCache {
-    fn get(&self, meta: &HeaderValue, make: impl FnOnce() -> Arc<PeerLabels>) -> Arc<PeerLabels> {
-        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((m, l)) = slot.as_ref() {
-            if m == meta {
-                return l.clone();
-            }
-        }
-        let labels = make();
-        *slot = Some((meta.clone(), labels.clone()));
-        labels
-    }
-}
-
 /// What the phases produce: the response, and what its body must hold on to.
 struct Answer {
     resp: Response<Body>,
@@ -143,7 +120,8 @@ pub async fn handle(
 ) -> Response<Body> {
     let cfg = state.config.load_full();
     let grpc = headers::is_grpc(req.headers());
-    let mut metrics = RequestRecord::start(&state.metrics, cfg.own.source.clone(), grpc);
+    let rules = super::observe::metric_rules(&cfg, conn);
+    let mut metrics = RequestRecord::start(&state.metrics, cfg.own.source.clone(), grpc, rules);
     metrics.request_headers(req.headers());
     let exchange = super::observe::start(&mut req, &cfg, conn);
     let mut rec = Record::new(metrics, exchange);
@@ -214,39 +192,6 @@ async fn phases(
         answer.resp.headers_mut().append(k, v);
     }
     answer
-}
-
-/// Phase 1: who is calling. Inbound: the mTLS peer (verified at the handshake) and the
-/// workload metadata its proxy sent, trusted only as far as the certificate backs it.
-fn authenticate(
-    req: &Request<Incoming>,
-    cfg: &ActiveConfig,
-    conn: &Conn,
-    state: &ProxyState,
-    rec: &mut Record,
-) {
-    // A gateway's client certificate is not a mesh peer: no peer metadata is trusted.
-    let Some(peer_id) = conn
-        .peer_identity
-        .as_ref()
-        .filter(|_| conn.side == Side::Inbound)
-    else {
-        if conn.side == Side::Inbound {
-            rec.peers = cfg.own.plaintext.clone();
-        }
-        return;
-    };
-    let none = HeaderValue::from_static("");
-    let meta = req
-        .headers()
-        .get(crate::telemetry::PEER_HEADER)
-        .unwrap_or(&none);
-    rec.peers = conn.peer_labels.get(meta, || {
-        let mut l = cfg.own.destination.clone();
-        l.source_principal = peer_id.to_string();
-        crate::telemetry::peer::apply_peer_metadata(&mut l, meta.to_str().unwrap_or(""), peer_id);
-        state.metrics.intern(l)
-    });
 }
 
 /// A plaintext request to a port whose PeerAuthentication is STRICT (the connection was

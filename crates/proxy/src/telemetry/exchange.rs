@@ -74,14 +74,14 @@ impl Drop for Record {
     /// Before the metrics record counts: the values of the side's metric tag expressions,
     /// from what the exchange saw of the request.
     fn drop(&mut self) {
-        let Some(x) = self.exchange.as_mut() else {
+        let (Some(rules), Some(x)) = (self.metrics.rules_with_values(), self.exchange.as_mut())
+        else {
             return;
         };
-        if let Some(rules) = x.side.metric_rules.clone().filter(|r| !r.exprs.is_empty()) {
-            x.finish();
-            let values = rules.values(&**x);
-            self.metrics.tag_values(values);
-        }
+        let rules = rules.clone();
+        x.finish();
+        let values = rules.values(&**x);
+        self.metrics.tag_values(values);
     }
 }
 

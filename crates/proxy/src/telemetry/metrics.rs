@@ -133,6 +133,9 @@ struct Key {
     code: u16,
     grpc_status: u8,
     flags: u32,
+    /// The address of the side's Telemetry overrides the request recorded under (0:
+    /// none), kept alive by the cache entry so the address is never reused.
+    rules: usize,
     /// The address of the request's interned tag values (0: none).
     values: usize,
 }
@@ -157,6 +160,7 @@ pub struct Sample {
 /// A series' handles (`None`: that metric is disabled on this side).
 struct Handles {
     _peers: Arc<PeerLabels>,
+    _rules: Option<Arc<SideRules>>,
     _values: Option<Arc<Vec<String>>>,
     requests: Option<Counter>,
     duration: Option<Histogram>,
@@ -204,8 +208,9 @@ pub struct Metrics {
     interned: Mutex<HashSet<Arc<PeerLabels>>>,
     interned_values: Mutex<HashSet<Arc<Vec<String>>>>,
     handles: RwLock<HashMap<Key, Handles>>,
-    /// Telemetry overrides of the client and server side (`None`: standard).
-    rules: RwLock<[Option<Arc<SideRules>>; 2]>,
+    /// Telemetry overrides of the client and server side as last applied (`None`:
+    /// standard); requests carry their own copy ([`super::RequestRecord`]).
+    rules: Mutex<[Option<Arc<SideRules>>; 2]>,
     /// False only when telemetry is switched off (`weft proxy --no-telemetry`).
     recording: bool,
 }
@@ -306,7 +311,7 @@ impl Metrics {
             interned: Mutex::new(HashSet::new()),
             interned_values: Mutex::new(HashSet::new()),
             handles: RwLock::new(HashMap::new()),
-            rules: RwLock::default(),
+            rules: Mutex::default(),
             recording,
         }
     }
@@ -328,12 +333,17 @@ impl Metrics {
         clusters.entry(name.to_string()).or_default().clone()
     }
 
-    /// Sets the Telemetry overrides of each side; series recorded under other overrides
-    /// are looked up again.
-    pub fn set_rules(&self, client: Option<Arc<SideRules>>, server: Option<Arc<SideRules>>) {
-        let mut rules = self.rules.write().unwrap_or_else(|p| p.into_inner());
+    /// Sets the Telemetry overrides of each side and returns the ones requests should
+    /// carry: the previous ones when equal (so their series stay cached), else these, and
+    /// the cached series and tag values of the old ones are dropped.
+    pub fn set_rules(
+        &self,
+        client: Option<Arc<SideRules>>,
+        server: Option<Arc<SideRules>>,
+    ) -> [Option<Arc<SideRules>>; 2] {
+        let mut rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
         if rules[0] == client && rules[1] == server {
-            return;
+            return rules.clone();
         }
         self.tcp.set_rules(client.clone(), server.clone());
         *rules = [client, server];
@@ -341,6 +351,11 @@ impl Metrics {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
+        self.interned_values
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        rules.clone()
     }
 
     /// One shared copy of each distinct list of tag values.
@@ -357,10 +372,13 @@ impl Metrics {
         arc
     }
 
+    /// Records one request under the overrides it started with (`rules`) and its tag
+    /// values.
     pub(super) fn observe(
         &self,
         peers: &Arc<PeerLabels>,
         s: &Sample,
+        rules: Option<&Arc<SideRules>>,
         values: Option<&Arc<Vec<String>>>,
     ) {
         if !self.recording {
@@ -372,6 +390,7 @@ impl Metrics {
             code: s.code,
             grpc_status: s.grpc_status,
             flags: s.flags.bits(),
+            rules: rules.map_or(0, |r| Arc::as_ptr(r) as usize),
             values: values.map_or(0, |v| Arc::as_ptr(v) as usize),
         };
         if let Some(h) = self
@@ -383,12 +402,10 @@ impl Metrics {
             h.record(s);
             return;
         }
-        let side = usize::from(peers.reporter == "destination");
-        let rules = self.rules.read().unwrap_or_else(|p| p.into_inner())[side].clone();
         let base = peers.with(&key);
         let no_values = Vec::new();
         let vals = values.map_or(&no_values, |v| v.as_ref());
-        let labels = |i: usize| match &rules {
+        let labels = |i: usize| match rules {
             None => Some(SeriesLabels::Standard(base.clone())),
             Some(r) => r.labels(i, base.clone(), vals),
         };
@@ -401,6 +418,7 @@ impl Metrics {
         };
         let h = Handles {
             _peers: peers.clone(),
+            _rules: rules.cloned(),
             _values: values.cloned(),
             requests: counter(&f.requests, 0),
             duration: histogram(&f.duration, 1),

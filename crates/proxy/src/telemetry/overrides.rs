@@ -59,6 +59,8 @@ impl<L: EncodeLabelSet> EncodeLabelSet for SeriesLabels<L> {
 #[derive(Debug, Clone, PartialEq)]
 enum Tag {
     Remove,
+    /// An expression the proxy cannot evaluate (outside weft's CEL subset).
+    Unknown,
     /// The value of `exprs[i]`.
     Value(usize),
 }
@@ -107,7 +109,7 @@ impl SideRules {
                         rules.exprs.push(e);
                         Tag::Value(rules.exprs.len() - 1)
                     }
-                    Some(Err(_)) => continue,
+                    Some(Err(_)) => Tag::Unknown,
                 };
                 tags.push((t.name.clone(), tag));
             }
@@ -184,8 +186,12 @@ fn apply(
                 pairs.remove(at);
             }
             (Tag::Remove, None) => {}
-            (Tag::Value(v), at) => {
-                let value = values.get(*v).cloned().unwrap_or_else(|| UNKNOWN.into());
+            (tag, at) => {
+                let value = match tag {
+                    Tag::Value(v) => values.get(*v).cloned(),
+                    _ => None,
+                }
+                .unwrap_or_else(|| UNKNOWN.into());
                 match at {
                     Some(at) => pairs[at].1 = value,
                     None => pairs.push((name.clone(), value)),

@@ -4,6 +4,7 @@
 //! client sent. Recorded when the record is dropped — also when a request ends abnormally.
 
 use super::metrics::{Metrics, PeerLabels, Sample, NO_GRPC_STATUS};
+use super::overrides::SideRules;
 use super::ResponseFlags;
 use crate::body::{Body, BoxError};
 use bytes::Bytes;
@@ -87,13 +88,21 @@ pub struct RequestRecord {
     request: Option<Arc<Tally>>,
     response: GrpcFramer,
     complete: bool,
+    /// The Telemetry overrides of the request's side (`None`: Istio's standard metrics).
+    rules: Option<Arc<SideRules>>,
     /// Telemetry tag values of this request (only where an override sets labels).
     values: Option<Arc<Vec<String>>>,
 }
 
 impl RequestRecord {
-    /// Starts the record of one request; it is counted when the record is dropped.
-    pub fn start(metrics: &Arc<Metrics>, peers: Arc<PeerLabels>, grpc: bool) -> RequestRecord {
+    /// Starts the record of one request under its side's Telemetry overrides (`rules`);
+    /// it is counted when the record is dropped.
+    pub fn start(
+        metrics: &Arc<Metrics>,
+        peers: Arc<PeerLabels>,
+        grpc: bool,
+        rules: Option<Arc<SideRules>>,
+    ) -> RequestRecord {
         RequestRecord {
             metrics: metrics.clone(),
             peers,
@@ -106,8 +115,14 @@ impl RequestRecord {
             request: None,
             response: GrpcFramer::default(),
             complete: false,
+            rules,
             values: None,
         }
+    }
+
+    /// The overrides whose expressions need this request's values, if any.
+    pub fn rules_with_values(&self) -> Option<&Arc<SideRules>> {
+        self.rules.as_ref().filter(|r| !r.exprs.is_empty())
     }
 
     /// The values of the side's tag expressions for this request.
@@ -181,8 +196,12 @@ impl Drop for RequestRecord {
             self.sample.request_bytes += t.bytes.load(Ordering::Relaxed);
             self.sample.request_messages = t.messages.load(Ordering::Relaxed);
         }
-        self.metrics
-            .observe(&self.peers, &self.sample, self.values.as_ref());
+        self.metrics.observe(
+            &self.peers,
+            &self.sample,
+            self.rules.as_ref(),
+            self.values.as_ref(),
+        );
     }
 }
 
@@ -261,11 +280,11 @@ mod tests {
         let b = m.intern(peers);
         assert!(Arc::ptr_eq(&a, &b), "interned once");
         for _ in 0..3 {
-            let mut r = RequestRecord::start(&m, a.clone(), false);
+            let mut r = RequestRecord::start(&m, a.clone(), false, None);
             r.respond(200, &HeaderMap::new());
             r.complete();
         }
-        drop(RequestRecord::start(&m, b.clone(), true));
+        drop(RequestRecord::start(&m, b.clone(), true, None));
         let text = crate::telemetry::exposition::registry_text(&m);
         assert!(
             text.contains(r#"destination_service_name="inventory",destination_service_namespace="game",destination_cluster="",connection_security_policy="",request_protocol="http",response_code="200",grpc_response_status="",response_flags="-"} 3"#),

@@ -37,17 +37,16 @@ pub struct TcpMetrics {
     rules: RwLock<[Option<Arc<SideRules>>; 2]>,
 }
 
-/// Family `i`'s labels under `rules` (`None`: that family is off).
+/// Family `i`'s labels under `rules` (`None`: that family is off); `base` is Istio's
+/// standard set, built once per connection.
 fn series(
     rules: Option<&SideRules>,
     i: usize,
-    peers: &PeerLabels,
-    flags: ResponseFlags,
+    base: &TcpLabels,
 ) -> Option<SeriesLabels<TcpLabels>> {
-    let l = labels(peers, flags);
     match rules {
-        None => Some(SeriesLabels::Standard(l)),
-        Some(r) => r.tcp_labels(i, l),
+        None => Some(SeriesLabels::Standard(base.clone())),
+        Some(r) => r.tcp_labels(i, base.clone()),
     }
 }
 
@@ -115,10 +114,11 @@ impl TcpMetrics {
         // Without recording the counters are detached: nothing shows, nothing branches.
         let (sent, received) = if self.recording {
             let r = rules.as_deref();
-            counter(&self.opened, series(r, 0, &peers, none)).inc();
+            let base = labels(&peers, none);
+            counter(&self.opened, series(r, 0, &base)).inc();
             (
-                counter(&self.sent, series(r, 2, &peers, none)),
-                counter(&self.received, series(r, 3, &peers, none)),
+                counter(&self.sent, series(r, 2, &base)),
+                counter(&self.received, series(r, 3, &base)),
             )
         } else {
             Default::default()
@@ -141,8 +141,9 @@ impl TcpMetrics {
         }
         let rules = self.rules_for(peers);
         let r = rules.as_deref();
-        counter(&self.opened, series(r, 0, peers, flags)).inc();
-        counter(&self.closed, series(r, 1, peers, flags)).inc();
+        let base = labels(peers, flags);
+        counter(&self.opened, series(r, 0, &base)).inc();
+        counter(&self.closed, series(r, 1, &base)).inc();
     }
 }
 
@@ -177,7 +178,8 @@ impl TcpRecord {
 impl Drop for TcpRecord {
     fn drop(&mut self) {
         if self.recording {
-            let l = series(self.rules.as_deref(), 1, &self.peers, self.flags);
+            let base = labels(&self.peers, self.flags);
+            let l = series(self.rules.as_deref(), 1, &base);
             counter(&self.closed, l).inc();
         }
     }

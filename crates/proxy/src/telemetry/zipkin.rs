@@ -1,8 +1,9 @@
 //! Span export to a Zipkin collector (MeshConfig `zipkin` providers): each batch becomes one
 //! Zipkin JSON v2 array POSTed to the provider's path (`/api/v2/spans`), as Envoy's Zipkin
 //! tracer sends it with `HTTP_JSON`. Tags are strings; the span's kind, ids, microsecond
-//! timestamp and duration, this proxy's service as the local endpoint and the caller as
-//! the remote one.
+//! timestamp and duration, this proxy's service as the local endpoint (no remote endpoint,
+//! as Envoy's). Unlike Envoy's default `shared_span_context`, the server span has its own
+//! id, a child of the client span.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -70,12 +71,8 @@ fn trace_id(id: u128) -> String {
 pub fn span(s: &SpanData, service: &str) -> Value {
     let ctx = &s.span_context;
     let mut tags = Map::new();
-    let mut remote = None;
     for kv in &s.attributes {
         let v = kv.value.as_str().into_owned();
-        if kv.key.as_str() == "peer.address" {
-            remote = Some(v.clone());
-        }
         tags.insert(kv.key.as_str().to_string(), Value::String(v));
     }
     let start = micros(s.start_time);
@@ -95,10 +92,6 @@ pub fn span(s: &SpanData, service: &str) -> Value {
     let parent = u64::from_be_bytes(s.parent_span_id.to_bytes());
     if parent != 0 {
         out["parentId"] = Value::String(format!("{parent:016x}"));
-    }
-    if let Some(ip) = remote {
-        let key = if ip.contains(':') { "ipv6" } else { "ipv4" };
-        out["remoteEndpoint"] = json!({ key: ip });
     }
     out
 }
