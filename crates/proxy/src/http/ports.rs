@@ -5,7 +5,9 @@
 //! knows the connection's destination port) when the workload serves it, else the one the
 //! authority names; a workload with one port serves everything there, and with several a
 //! request naming none of them is refused rather than judged under a port of the caller's
-//! choosing.
+//! choosing. Unlike Envoy's destination port, the port does not pick the app port: every
+//! port reaches the one app address, so a port-based AuthorizationPolicy holds only
+//! against callers that do not choose their port (a caller may address any served port).
 
 use crate::config::ActiveConfig;
 use crate::reply::LocalReply;
