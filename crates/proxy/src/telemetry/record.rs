@@ -181,8 +181,14 @@ impl RequestRecord {
     }
 
     /// The response went out whole.
+    /// The response went out whole: its last frame was handed to the connection, which
+    /// is where Envoy's duration ends (not when the record is dropped, which a loaded
+    /// scheduler can put later).
     pub fn complete(&mut self) {
-        self.complete = true;
+        if !self.complete {
+            self.complete = true;
+            self.sample.ms = self.start.elapsed().as_secs_f64() * 1000.0;
+        }
     }
 }
 
@@ -190,8 +196,8 @@ impl Drop for RequestRecord {
     fn drop(&mut self) {
         if !self.complete {
             self.sample.flags |= ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION;
+            self.sample.ms = self.start.elapsed().as_secs_f64() * 1000.0;
         }
-        self.sample.ms = self.start.elapsed().as_secs_f64() * 1000.0;
         if let Some(t) = &self.request {
             self.sample.request_bytes += t.bytes.load(Ordering::Relaxed);
             self.sample.request_messages = t.messages.load(Ordering::Relaxed);
