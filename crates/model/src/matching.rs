@@ -31,7 +31,8 @@ pub(crate) fn string_matcher(m: &weft_api::StringMatch) -> StringMatcher {
     }
 }
 
-fn qualify(gateway: &str, vs_namespace: &str) -> String {
+/// A VirtualService's gateway name as `namespace/name` (`mesh` kept as it is).
+pub(crate) fn qualify(gateway: &str, vs_namespace: &str) -> String {
     if gateway.contains('/') || gateway == "mesh" {
         gateway.to_string()
     } else {

@@ -121,13 +121,7 @@ pub(crate) fn gateway(
             let bound: Vec<&Vec<String>> = vs
                 .gateways
                 .iter()
-                .filter_map(|g| {
-                    gateways.get(&if g.contains('/') {
-                        g.clone()
-                    } else {
-                        format!("{}/{}", r.namespace(), g)
-                    })
-                })
+                .filter_map(|g| gateways.get(&crate::matching::qualify(g, r.namespace())))
                 .collect();
             let admitted = vs.hosts.iter().any(|h| {
                 bound

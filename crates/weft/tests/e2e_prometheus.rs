@@ -151,26 +151,12 @@ fn edit_config(dir: &Path) {
     );
 }
 
-/// The player's sidecar's TCP listeners for port 9000 of player and inventory.
-struct TcpTargets {
-    player: String,
-    inventory: String,
-}
-
-/// One HTTP/1.1 request carried as opaque TCP through `listener`; the whole answer.
-fn over_tcp(listener: &str, host: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(listener).expect("the TCP listener");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("the answer over TCP");
-    out
-}
+/// What each round asks over opaque TCP (port 9000) through the player's sidecar:
+/// (service, path); HTTP/1.1 bytes the TCP listeners carry unchanged.
+const OVER_TCP: [(&str, &str); 2] = [
+    ("player", "/api/v1/player/me"),
+    ("inventory", "/api/v1/inventory/items"),
+];
 
 /// One round: every gateway request of [`ROUND`], the player app calling inventory
 /// through its sidecar (so player-v1 has outbound traffic, as the workload dashboard shows),
@@ -179,7 +165,7 @@ fn round(
     gw: &mut HttpConn,
     player_out: &mut HttpConn,
     plain: &mut HttpConn,
-    tcp: &TcpTargets,
+    tcp: &mut [HttpConn; 2],
     m: Option<&mut BTreeMap<&'static str, Measured>>,
 ) {
     let mut m = m;
@@ -224,15 +210,11 @@ fn round(
         )
         .expect("a plaintext call to player");
     assert_eq!(r.status, 403, "plaintext -> player: {}", r.body);
-    for (listener, host, path) in [
-        (&tcp.player, "player", "/api/v1/player/me"),
-        (&tcp.inventory, "inventory", "/api/v1/inventory/items"),
-    ] {
-        let answer = over_tcp(listener, host, path);
-        assert!(
-            answer.starts_with("HTTP/1.1 200"),
-            "TCP -> {host}: {answer}"
-        );
+    for (conn, (host, path)) in tcp.iter_mut().zip(OVER_TCP) {
+        let r = conn
+            .get_retry_closed(host, path, &[])
+            .expect("an HTTP request over TCP");
+        assert_eq!(r.status, 200, "TCP -> {host}: {}", r.body);
     }
 }
 
@@ -319,15 +301,12 @@ fn prometheus_scrapes_the_mesh_and_istios_dashboards_read_it() {
     let mut gw = HttpConn::connect(&mesh.gateway()).unwrap();
     let mut player_out = HttpConn::connect(&mesh.addr(PLAYER_SIDECAR, "outbound")).unwrap();
     let mut plain = HttpConn::connect(&mesh.addr(PLAYER_SIDECAR, "inbound")).unwrap();
-    let tcp = TcpTargets {
-        player: mesh.addr(PLAYER_SIDECAR, "tcp/player.necpgame.svc.cluster.local:9000"),
-        inventory: mesh.addr(
-            PLAYER_SIDECAR,
-            "tcp/inventory.necpgame.svc.cluster.local:9000",
-        ),
-    };
+    let mut tcp = OVER_TCP.map(|(service, _)| {
+        let listener = format!("tcp/{service}.necpgame.svc.cluster.local:9000");
+        HttpConn::connect(&mesh.addr(PLAYER_SIDECAR, &listener)).unwrap()
+    });
     // Warm up: every series exists and is scraped before the measured window starts.
-    round(&mut gw, &mut player_out, &mut plain, &tcp, None);
+    round(&mut gw, &mut player_out, &mut plain, &mut tcp, None);
     poll_until(
         "Prometheus to see the warm-up",
         Duration::from_secs(30),
@@ -342,7 +321,7 @@ fn prometheus_scrapes_the_mesh_and_istios_dashboards_read_it() {
             &mut gw,
             &mut player_out,
             &mut plain,
-            &tcp,
+            &mut tcp,
             Some(&mut measured),
         );
         // Pacing the generator, not waiting on anything.

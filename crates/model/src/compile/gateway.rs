@@ -173,13 +173,7 @@ impl Builder<'_> {
             let bound: Vec<&Vec<ServerHost>> = vs
                 .gateways
                 .iter()
-                .filter_map(|g| {
-                    gateways.get(&if g.contains('/') {
-                        g.clone()
-                    } else {
-                        format!("{}/{}", r.namespace(), g)
-                    })
-                })
+                .filter_map(|g| gateways.get(&crate::matching::qualify(g, r.namespace())))
                 .collect();
             // (domain, requires TLS)
             let mut domains: Vec<(String, bool)> = Vec::new();

@@ -26,13 +26,13 @@ pub(super) fn inbound_port(req: &Request<Incoming>, cfg: &ActiveConfig) -> Resul
         .as_ref()
         .map_or(&[][..], |i| i.ports.as_slice());
     let served = |p: &u16| ports.contains(&u32::from(*p));
+    let named_by_authority = authority_port(authority(req));
     let named = req
         .extensions()
         .get::<CalledPort>()
         .map(|c| c.0)
         .filter(served)
-        .or(authority_port(authority(req)).filter(served))
-        .or(authority_port(authority(req)));
+        .or(named_by_authority);
     let ok = |p: u32| u16::try_from(p).ok();
     match (named, ports) {
         (n, []) => Ok(n.unwrap_or(80)),
