@@ -377,15 +377,16 @@ fn prometheus_scrapes_the_mesh_and_istios_dashboards_read_it() {
             (err - want_err).abs() < 0.01,
             "{service}: error rate {err} vs measured {want_err}"
         );
-        // The gateway's clock runs inside the client's (which adds loopback and parsing),
-        // so its p99 falls in the bucket of the client's p99 or the one below; inside a
-        // bucket histogram_quantile interpolates, so a bucket is as exact as it gets.
+        // The gateway's clock runs inside the client's, but Prometheus's window also holds
+        // the warm-up round the test did not time, so under load the gateway's p99 can land
+        // one bucket above the client's as well as one below; inside a bucket
+        // histogram_quantile interpolates, so a bucket is as exact as it gets.
         let want_p99 = p99(&m.latencies_ms);
         let got = get(&p99s, service).unwrap_or_else(|| panic!("no p99 for {service}: {p99s:?}"));
         let (b_got, b_want) = (bucket_of(got), bucket_of(want_p99));
         eprintln!("{service}: p99 {got:.2} ms (measured {want_p99:.2} ms)");
         assert!(
-            b_got == b_want || b_got + 1 == b_want,
+            b_got.abs_diff(b_want) <= 1,
             "{service}: p99 {got} ms (bucket {b_got}) vs measured {want_p99} ms (bucket {b_want})"
         );
     }
