@@ -33,9 +33,21 @@ pub struct MeshConfig {
     /// An Envoy format string replacing Istio's default line (TEXT encoding).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_log_format: Option<String>,
+    /// Where a sidecar sends requests for hosts it does not know (Istio's default
+    /// ALLOW_ANY; a Sidecar's own setting wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound_traffic_policy: Option<MeshOutboundTrafficPolicy>,
     /// Every top-level key written (the fields above and the ones weft does not read).
     #[serde(skip)]
     pub keys: Vec<String>,
+}
+
+/// MeshConfig `outboundTrafficPolicy`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MeshOutboundTrafficPolicy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<crate::OutboundTrafficMode>,
 }
 
 /// `pathNormalization`.

@@ -209,6 +209,7 @@ impl<'a> Builder<'a> {
                 require_tls: false,
             });
         }
+        table.virtual_hosts.push(self.catch_all(proxy_ns, labels));
         let mut l4 = crate::tcp::L4Ctx {
             resources: self.resources,
             registry: self.registry,
@@ -224,6 +225,41 @@ impl<'a> Builder<'a> {
             tls: None,
         });
         self.cfg.routes.insert("outbound".into(), table);
+    }
+
+    /// Istio's catch-all virtual host for hosts the registry does not know: ALLOW_ANY's
+    /// `allow_any` (to the passthrough cluster) or REGISTRY_ONLY's `block_all` (502).
+    fn catch_all(&mut self, proxy_ns: &str, labels: &BTreeMap<String, String>) -> VirtualHost {
+        let sidecar = crate::sidecar::applying(self.resources, self.root, proxy_ns, labels);
+        let allow = crate::egress::allow_any(self.resources, sidecar.map(|(_, s)| s));
+        let route = match allow {
+            true => Route {
+                name: "allow_any".into(),
+                destinations: vec![WeightedCluster {
+                    cluster: crate::egress::PASSTHROUGH_CLUSTER.into(),
+                    weight: 100,
+                    ..Default::default()
+                }],
+                retry: retry_policy(None),
+                origin: "outboundTrafficPolicy ALLOW_ANY (unknown hosts pass through)".into(),
+                ..Default::default()
+            },
+            false => Route {
+                name: "block_all".into(),
+                direct_response: Some(DirectResponse {
+                    status: 502,
+                    body: Vec::new(),
+                }),
+                origin: "outboundTrafficPolicy REGISTRY_ONLY (unknown hosts are refused)".into(),
+                ..Default::default()
+            },
+        };
+        VirtualHost {
+            name: route.name.clone(),
+            domains: vec!["*".into()],
+            routes: vec![route],
+            require_tls: false,
+        }
     }
 
     fn vs_routes(&self, r: &Resource, vs: &VirtualService, ctx: &MatchCtx) -> Vec<Route> {
@@ -359,6 +395,11 @@ impl<'a> Builder<'a> {
         // Each endpoint workload's PeerAuthentication, looked up once (auto-mTLS).
         let mut servers: BTreeMap<(String, String), crate::mtls::InboundMtls> = BTreeMap::new();
         for name in names {
+            if name == crate::egress::PASSTHROUGH_CLUSTER {
+                let c = crate::egress::passthrough_cluster();
+                self.cfg.clusters.insert(name, c);
+                continue;
+            }
             let Some((port, subset, host)) = parse_cluster_name(&name) else {
                 continue;
             };
@@ -373,6 +414,7 @@ impl<'a> Builder<'a> {
                 max_requests,
                 max_requests_per_connection,
                 tls,
+                tls_settings,
                 tcp,
                 mut limits,
             } = crate::policy::destination_rule(
@@ -383,8 +425,17 @@ impl<'a> Builder<'a> {
                 subset.as_deref(),
             );
             // Istio: an HTTP2/GRPC service port is always HTTP/2 upstream.
-            limits.http2 |= http2_port;
-            let mut endpoints = Vec::new();
+            let external = svc.and_then(|s| s.external.as_ref());
+            // (Services outside the mesh get HTTP/1.1: HTTP/2 to them is not built.)
+            limits.http2 |= http2_port && external.is_none();
+            let mut endpoints = match external {
+                Some(ext) => crate::egress::endpoints(ext, &host, port, &subset_labels),
+                None => Vec::new(),
+            };
+            let egress = external.map(|ext| crate::egress::Egress {
+                resolution: ext.resolution,
+                tls: crate::egress::origin_tls(tls_settings.as_ref()),
+            });
             for key in svc.map(|s| s.workloads.as_slice()).unwrap_or_default() {
                 let Some(w) = self.registry.workloads.get(key) else {
                     continue;
@@ -423,6 +474,7 @@ impl<'a> Builder<'a> {
                     max_requests_per_connection,
                     tcp,
                     limits,
+                    egress,
                 },
             );
         }

@@ -386,6 +386,10 @@ pub struct Cluster {
     /// the cluster has HTTP/1.1 or HTTP/2 semantics.
     #[serde(default)]
     pub limits: crate::pool::PoolLimits,
+    /// A service outside the mesh: its endpoints are dialled directly (no mTLS, no
+    /// tunnel), resolved and optionally TLS-originated as this says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<crate::egress::Egress>,
 }
 
 /// DestinationRule `connectionPool.tcp`'s timeouts, with Istio's defaults (`maxConnections`

@@ -91,6 +91,7 @@ const READ: &[&str] = &[
     "accessLogFile",
     "accessLogEncoding",
     "accessLogFormat",
+    "outboundTrafficPolicy",
 ];
 
 /// MeshConfig fields weft does not act on, by name.

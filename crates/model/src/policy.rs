@@ -58,6 +58,8 @@ pub(crate) struct DrSettings {
     pub max_requests_per_connection: Option<u32>,
     /// `tls.mode` (the subset's over the top level).
     pub tls: Option<weft_api::ClientTlsMode>,
+    /// The whole `tls` object the mode came from (TLS origination reads it).
+    pub tls_settings: Option<weft_api::ClientTlsSettings>,
     /// `connectionPool.tcp` as opaque TCP applies it.
     pub tcp: crate::config::TcpPool,
     /// The circuit breakers and protocol semantics of HTTP to the cluster.
@@ -128,7 +130,7 @@ pub(crate) fn destination_rule(
     let mut hash = hash_of(top);
     let mut outlier = top.and_then(|t| t.outlier_detection.as_ref());
     let mut pool = top.and_then(|t| t.connection_pool.as_ref());
-    let mut tls = top.and_then(|t| t.tls.as_ref()).and_then(|t| t.mode);
+    let mut tls_settings = top.and_then(|t| t.tls.as_ref());
     let mut labels = BTreeMap::new();
     if let Some(name) = subset {
         if let Some(s) = dr.subsets.iter().find(|s| s.name == name) {
@@ -141,10 +143,7 @@ pub(crate) fn destination_rule(
             // A subset's settings replace the top-level ones, object by object.
             outlier = sub.and_then(|t| t.outlier_detection.as_ref()).or(outlier);
             pool = sub.and_then(|t| t.connection_pool.as_ref()).or(pool);
-            tls = sub
-                .and_then(|t| t.tls.as_ref())
-                .and_then(|t| t.mode)
-                .or(tls);
+            tls_settings = sub.and_then(|t| t.tls.as_ref()).or(tls_settings);
         } else {
             // An unknown subset selects nothing: Istio answers 503 (no healthy upstream).
             labels.insert("weft.dev/unknown-subset".into(), name.to_string());
@@ -167,7 +166,8 @@ pub(crate) fn destination_rule(
         outlier: outlier.map(outlier_of),
         max_requests,
         max_requests_per_connection,
-        tls,
+        tls: tls_settings.and_then(|t| t.mode),
+        tls_settings: tls_settings.cloned(),
         tcp: tcp_pool_of(pool.and_then(|p| p.tcp.as_ref())),
         limits: crate::pool::limits_of(pool, false),
     }

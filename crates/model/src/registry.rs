@@ -41,6 +41,8 @@ pub struct Service {
     pub protocols: BTreeMap<u32, crate::protocol::Protocol>,
     /// Keys into [`Registry::workloads`] of the workloads that back it.
     pub workloads: Vec<(String, String)>,
+    /// Outside the mesh (a ServiceEntry without workloadSelector): how it is reached.
+    pub external: Option<crate::egress::External>,
 }
 
 /// All services and workloads, keyed for lookup.
@@ -100,8 +102,10 @@ impl Service {
 }
 
 impl Registry {
-    /// Builds the registry. Only MESH_INTERNAL (or unset location) ServiceEntries with a
-    /// workloadSelector contribute mesh services; others are reported as not enforced.
+    /// Builds the registry. MESH_INTERNAL (or unset location) ServiceEntries with a
+    /// workloadSelector contribute mesh services; ServiceEntries without one contribute
+    /// services outside the mesh ([`crate::egress`]); the rest are reported as not
+    /// enforced.
     pub fn build(resources: &[Resource], live: &[LiveProxy]) -> Registry {
         let mut reg = Registry::default();
         for r in resources {
@@ -134,17 +138,21 @@ impl Registry {
             let Spec::ServiceEntry(se) = &r.spec else {
                 continue;
             };
-            if matches!(se.location, Some(weft_api::Location::MeshExternal)) {
-                continue;
-            }
-            let Some(sel) = &se.workload_selector else {
-                continue;
-            };
             let ns = r.namespace();
+            let external = crate::egress::external_of(se);
+            let selected = match (&se.workload_selector, &external) {
+                (_, Some(_)) => None,
+                (Some(sel), None) if se.location != Some(weft_api::Location::MeshExternal) => {
+                    Some(sel)
+                }
+                _ => continue,
+            };
             let workloads: Vec<(String, String)> = reg
                 .workloads
                 .iter()
-                .filter(|((wns, _), w)| wns == ns && selects(&sel.labels, &w.labels))
+                .filter(|((wns, _), w)| {
+                    selected.is_some_and(|sel| wns == ns && selects(&sel.labels, &w.labels))
+                })
                 .map(|(k, _)| k.clone())
                 .collect();
             for host in &se.hosts {
@@ -156,6 +164,7 @@ impl Registry {
                     http2: false,
                     protocols: BTreeMap::new(),
                     workloads: Vec::new(),
+                    external: external.clone(),
                 });
                 for p in &se.ports {
                     if !svc.ports.contains(&p.number) {

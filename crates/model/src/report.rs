@@ -10,6 +10,7 @@ use weft_api::{Resource, Spec};
 /// Every resource or field in `resources` whose semantics weft does not implement yet.
 pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
     let mesh = crate::mesh::mesh_config(resources);
+    let external = crate::egress::external_hosts(resources);
     let mut out = Vec::new();
     for r in resources {
         let mut push = |what: String| {
@@ -97,14 +98,16 @@ pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
                     &["host", "trafficPolicy", "subsets"],
                     &mut push,
                 );
+                let outside = external.contains(&crate::registry::fqdn(&dr.host, r.namespace()));
                 if let Some(tp) = &dr.traffic_policy {
-                    traffic_policy(&json(tp), "trafficPolicy.", &mut push);
+                    traffic_policy(&json(tp), "trafficPolicy.", outside, &mut push);
                 }
                 for (i, s) in dr.subsets.iter().enumerate() {
                     if let Some(tp) = &s.traffic_policy {
                         traffic_policy(
                             &json(tp),
                             &format!("subsets[{i}].trafficPolicy."),
+                            outside,
                             &mut push,
                         );
                     }
@@ -124,43 +127,7 @@ pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
                 }
                 mixed_tls_ports(&gw.servers, &mut push);
             }
-            Spec::ServiceEntry(se) => {
-                // (MESH_EXTERNAL entries are reported whole below.)
-                let internal = !matches!(se.location, Some(weft_api::Location::MeshExternal));
-                for (i, p) in se.ports.iter().enumerate().filter(|_| internal) {
-                    if Protocol::of_port(p.protocol.as_deref(), &p.name) == Protocol::Unknown
-                        && p.protocol.as_deref().is_none_or(str::is_empty)
-                    {
-                        push(format!(
-                            "ports[{i}] {} has no protocol (Istio sniffs HTTP or TCP; weft serves it as HTTP only: declare protocol TCP for opaque TCP)",
-                            p.name
-                        ));
-                    }
-                    let proto = p.protocol.as_deref().filter(|p| !serves_http(p));
-                    if let Some(proto) = proto.filter(|p| !Protocol::parse(p).is_opaque()) {
-                        push(format!(
-                            "ports[{i}].protocol {proto} (neither HTTP nor TCP: nothing reaches this port through the mesh)"
-                        ));
-                    }
-                }
-                if matches!(se.location, Some(weft_api::Location::MeshExternal)) {
-                    push("location MESH_EXTERNAL (egress to external services)".into());
-                } else if se.workload_selector.is_none() {
-                    push("a MESH_INTERNAL ServiceEntry without workloadSelector".into());
-                }
-                extra_keys(
-                    &json(se),
-                    "",
-                    &[
-                        "hosts",
-                        "ports",
-                        "location",
-                        "workloadSelector",
-                        "resolution",
-                    ],
-                    &mut push,
-                );
-            }
+            Spec::ServiceEntry(se) => service_entry(se, &mut push),
             Spec::WorkloadEntry(we) => {
                 extra_keys(
                     &json(we),
@@ -187,7 +154,16 @@ pub fn not_enforced(resources: &[Resource]) -> Vec<NotEnforced> {
 
 /// A Sidecar: egress listeners' `bind` + `port` place TCP listeners; the rest is not built.
 fn sidecar(sc: &weft_api::Sidecar, push: &mut impl FnMut(String)) {
-    extra_keys(&json(sc), "", &["workloadSelector", "egress"], push);
+    extra_keys(
+        &json(sc),
+        "",
+        &["workloadSelector", "egress", "outboundTrafficPolicy"],
+        push,
+    );
+    let policy = sc.outbound_traffic_policy.as_ref();
+    if policy.is_some_and(|p| p.egress_proxy.is_some()) {
+        push("outboundTrafficPolicy.egressProxy".into());
+    }
     for (i, e) in sc.egress.iter().enumerate() {
         push(format!(
             "egress[{i}].hosts (scoping: the proxy still gets every service)"
@@ -226,7 +202,70 @@ pub(crate) fn policy_applies(n: &NotEnforced, ns: &str, root: &str) -> bool {
     kind == "MeshConfig" || (policy && (rns == ns || rns == root))
 }
 
-fn traffic_policy(v: &Value, prefix: &str, push: &mut impl FnMut(String)) {
+/// A ServiceEntry: hosts, ports, location, resolution, endpoints and workloadSelector are
+/// built (mesh services, or services outside the mesh: `crate::egress`).
+fn service_entry(se: &weft_api::ServiceEntry, push: &mut impl FnMut(String)) {
+    let outside = crate::egress::external_of(se).is_some();
+    for (i, p) in se.ports.iter().enumerate() {
+        if Protocol::of_port(p.protocol.as_deref(), &p.name) == Protocol::Unknown
+            && p.protocol.as_deref().is_none_or(str::is_empty)
+        {
+            push(format!(
+                "ports[{i}] {} has no protocol (Istio sniffs HTTP or TCP; weft serves it as HTTP only: declare protocol TCP for opaque TCP)",
+                p.name
+            ));
+        }
+        let proto = p.protocol.as_deref().filter(|p| !serves_http(p));
+        if let Some(proto) = proto.filter(|p| !Protocol::parse(p).is_opaque()) {
+            push(format!(
+                "ports[{i}].protocol {proto} (neither HTTP nor TCP: nothing reaches this port through the mesh)"
+            ));
+        }
+        let h2 = p
+            .protocol
+            .as_deref()
+            .is_some_and(|p| p.eq_ignore_ascii_case("HTTP2") || p.eq_ignore_ascii_case("GRPC"));
+        if outside && h2 {
+            push(format!(
+                "ports[{i}].protocol {} to a service outside the mesh (weft sends it HTTP/1.1; HTTP/2 to external services is not built)",
+                p.protocol.as_deref().unwrap_or_default()
+            ));
+        }
+    }
+    let external_location = matches!(se.location, Some(weft_api::Location::MeshExternal));
+    if se.resolution == Some(weft_api::Resolution::DynamicDns) {
+        push("resolution DYNAMIC_DNS (not built: this entry adds no service)".into());
+    } else if external_location && se.workload_selector.is_some() {
+        push("location MESH_EXTERNAL with a workloadSelector (mesh workloads as an external service: this entry adds no service)".into());
+    }
+    if outside && !se.addresses.is_empty() {
+        push("addresses (there is no traffic capture: apps reach services outside the mesh through the sidecar's listeners, by name)".into());
+    }
+    extra_keys(
+        &json(se),
+        "",
+        &[
+            "hosts",
+            "ports",
+            "location",
+            "workloadSelector",
+            "resolution",
+            "endpoints",
+            "addresses",
+        ],
+        push,
+    );
+    for (i, e) in se.endpoints.iter().enumerate() {
+        extra_keys(
+            &json(e),
+            &format!("endpoints[{i}]."),
+            &["address", "ports", "labels"],
+            push,
+        );
+    }
+}
+
+fn traffic_policy(v: &Value, prefix: &str, outside: bool, push: &mut impl FnMut(String)) {
     extra_keys(
         v,
         prefix,
@@ -235,10 +274,21 @@ fn traffic_policy(v: &Value, prefix: &str, push: &mut impl FnMut(String)) {
     );
     if let Some(tls) = v.get("tls") {
         match tls.get("mode").and_then(Value::as_str) {
-            Some("SIMPLE") | Some("MUTUAL") => push(format!(
-                "{prefix}tls.mode {} (TLS origination is not built; the mesh's mTLS is used)",
-                tls["mode"].as_str().unwrap_or_default()
+            Some(m @ ("SIMPLE" | "MUTUAL")) if !outside => push(format!(
+                "{prefix}tls.mode {m} to a mesh service (TLS origination is built for services outside the mesh; the mesh's mTLS is used)"
             )),
+            Some("SIMPLE" | "MUTUAL") => {
+                let built = [
+                    "mode",
+                    "caCertificates",
+                    "clientCertificate",
+                    "privateKey",
+                    "sni",
+                    "subjectAltNames",
+                    "insecureSkipVerify",
+                ];
+                extra_keys(tls, &format!("{prefix}tls."), &built, push)
+            }
             _ => extra_keys(tls, &format!("{prefix}tls."), &["mode"], push),
         }
     }

@@ -726,7 +726,7 @@ spec: {host: player, trafficPolicy: {tls: {mode: SIMPLE}}}
         .collect();
     assert_eq!(
         what,
-        ["trafficPolicy.tls.mode SIMPLE (TLS origination is not built; the mesh's mTLS is used)"]
+        ["trafficPolicy.tls.mode SIMPLE to a mesh service (TLS origination is built for services outside the mesh; the mesh's mTLS is used)"]
     );
     for n in not_enforced(&resources()) {
         assert!(

@@ -195,7 +195,11 @@ fn a_sidecar_gets_a_tcp_listener_per_opaque_port_with_its_routes() {
         .iter()
         .map(|v| v.name.as_str())
         .collect();
-    assert_eq!(hosts, ["web.shop.svc.cluster.local"]);
+    assert_eq!(
+        hosts,
+        ["web.shop.svc.cluster.local", "allow_any"],
+        "and Istio's ALLOW_ANY catch-all last"
+    );
 }
 
 #[test]
