@@ -36,6 +36,8 @@ pub struct UpOptions {
     pub traffic: Option<TrafficOptions>,
     /// Printed with the HTTPS gateway ports: how to reach them with curl.
     pub https_hint: Option<crate::examples::HttpsHint>,
+    /// The DNS server every proxy resolves external names with (`--dns-server`).
+    pub dns_server: Option<std::net::SocketAddr>,
 }
 
 /// The built-in traffic generator's settings.

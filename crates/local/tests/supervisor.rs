@@ -70,6 +70,7 @@ spec: {{address: 127.0.0.1, labels: {{app: pg}}}}
         cert_ttl: Duration::from_secs(86400),
         traffic: None,
         https_hint: None,
+        dns_server: None,
     }
 }
 

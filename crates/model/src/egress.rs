@@ -181,7 +181,7 @@ pub(crate) fn allow_any(resources: &[Resource], sidecar: Option<&weft_api::Sidec
 }
 
 /// Istio's PassthroughCluster: every request goes where it was addressed, directly.
-pub(crate) fn passthrough_cluster() -> Cluster {
+pub fn passthrough_cluster() -> Cluster {
     Cluster {
         name: PASSTHROUGH_CLUSTER.into(),
         service: PASSTHROUGH_CLUSTER.into(),

@@ -11,6 +11,7 @@ pub mod authz;
 pub mod body;
 pub mod config;
 pub mod control;
+pub mod egress;
 pub mod events;
 pub mod gateway_tls;
 pub mod http;
@@ -91,6 +92,9 @@ pub struct ProxyOptions {
     pub merged_metrics: Option<merged::MergedMetrics>,
     /// Where Gateway `credentialName`s are: one folder per name (`gateway_tls::configs`).
     pub credentials_dir: Option<std::path::PathBuf>,
+    /// The DNS server names of services outside the mesh are resolved with; none = the
+    /// system's (`/etc/resolv.conf`, `/etc/hosts`).
+    pub dns_server: Option<SocketAddr>,
     /// Where lifecycle events go: stdout JSON lines (for supervisors) or a channel (for a
     /// proxy running inside a test).
     pub events: EventSink,
@@ -99,6 +103,9 @@ pub struct ProxyOptions {
 /// Runs a proxy until `shutdown` resolves.
 pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     weft_identity::install_default_provider();
+    if let Some(server) = opts.dns_server {
+        egress::dns::use_server(server);
+    }
     let mut node = pb::Node {
         id: format!(
             "{}~{}.{}",

@@ -179,6 +179,11 @@ pub(crate) struct ProxyArgs {
     /// DIR/<name>-cacert/). `weft up` passes <config dir>/credentials.
     #[arg(long, value_name = "DIR")]
     pub(crate) credentials_dir: Option<PathBuf>,
+    /// Resolve the names of services outside the mesh (ServiceEntry `resolution: DNS`,
+    /// passthrough hosts) with the DNS server at IP:PORT instead of the system's
+    /// (/etc/resolv.conf, /etc/hosts).
+    #[arg(long, value_name = "IP:PORT")]
+    pub(crate) dns_server: Option<SocketAddr>,
     /// Serve the SPIFFE Workload API (this workload's X.509-SVID, streamed on every
     /// rotation) on a Unix socket at PATH, mode 0600; tell the app
     /// `SPIFFE_ENDPOINT_SOCKET=unix://PATH`.
@@ -231,6 +236,10 @@ pub(crate) struct UpArgs {
     /// is 24 h).
     #[arg(long, default_value_t = 86400, value_parser = clap::value_parser!(u64).range(2..))]
     pub(crate) cert_ttl_secs: u64,
+    /// Every proxy resolves the names of services outside the mesh with the DNS server at
+    /// IP:PORT (passed on as `weft proxy --dns-server`); default: the system's.
+    #[arg(long, value_name = "IP:PORT")]
+    pub(crate) dns_server: Option<SocketAddr>,
 }
 
 #[derive(clap::Args)]

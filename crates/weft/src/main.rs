@@ -187,6 +187,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 spiffe_socket: a.spiffe_socket,
                 workload_api_socket: a.workload_api_socket,
                 credentials_dir: a.credentials_dir,
+                dns_server: a.dns_server,
                 events: weft_proxy::EventSink::Stdout,
             };
             if opts.spiffe_socket.is_some() && opts.spiffe_socket == opts.workload_api_socket {
@@ -217,6 +218,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 traffic: (a.traffic || a.traffic_opts.duration.is_some())
                     .then(|| traffic(&a.traffic_opts)),
                 https_hint: None,
+                dns_server: a.dns_server,
             };
             Ok(weft_local::up(opts, shutdown_signal(false)).await? as u8)
         }
@@ -234,6 +236,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 cert_ttl: Duration::from_secs(86400),
                 traffic: Some(traffic(&a.traffic_opts)),
                 https_hint: Some(https_hint),
+                dns_server: None,
             };
             Ok(weft_local::up(opts, shutdown_signal(false)).await? as u8)
         }

@@ -1016,18 +1016,19 @@ fn sidecar_outbound_http1_and_h2c_carry_the_caller_identity() {
             "{proto}: {body}"
         );
     }
-    // An unknown service from the outbound side is not routed.
+    // A host the registry does not know passes through (Istio's default ALLOW_ANY): to
+    // where the app addressed it, which here does not resolve.
     let out = curl(&[
         "-s",
-        "-o",
-        "/dev/null",
         "-w",
-        "%{http_code}",
+        "\n%{http_code}",
         "-H",
         "Host: nowhere.necpgame.svc.cluster.local",
         &url,
     ]);
-    assert_eq!(stdout_of(&out), "404");
+    let text = stdout_of(&out);
+    assert!(text.ends_with("\n503"), "{text}");
+    assert!(text.contains("resolving nowhere.necpgame.svc.cluster.local"), "{text}");
 }
 
 // ---------------------------------------------------------------------------------------

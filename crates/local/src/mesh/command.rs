@@ -170,6 +170,9 @@ impl Mesh {
                     let dir = std::path::absolute(&dir).unwrap_or(dir);
                     a.extend([s("--credentials-dir"), dir.display().to_string()]);
                 }
+                if let Some(dns) = self.opts.dns_server {
+                    a.extend([s("--dns-server"), dns.to_string()]);
+                }
                 if p.role == Role::Sidecar {
                     let app = self.app_addr(&(name, ns)).unwrap_or_default();
                     a.extend([

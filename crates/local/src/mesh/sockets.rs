@@ -127,6 +127,7 @@ mod tests {
             cert_ttl: Duration::from_secs(60),
             traffic: None,
             https_hint: None,
+            dns_server: None,
         };
         let plan = Plan {
             gateways: Vec::new(),

@@ -84,21 +84,27 @@ impl ActiveConfig {
             .clusters
             .iter()
             .map(|(name, c)| {
-                let lb = match previous.clusters.get(name) {
-                    Some(old) if old.spec == *c => old.lb.clone(),
-                    _ => Arc::new(LbState::new(c)),
+                let old = previous.clusters.get(name).filter(|old| old.spec == *c);
+                let lb = match old {
+                    Some(old) => old.lb.clone(),
+                    None => Arc::new(LbState::new(c)),
                 };
-                (
-                    name.clone(),
-                    LiveCluster {
-                        spec: c.clone(),
-                        lb,
-                        labels: labels::cluster(c, &own, who),
-                        opts: crate::upstream::ConnOpts::of(c),
-                    },
-                )
+                // Connections to a service outside the mesh stay pooled while it is
+                // unchanged (its TLS files are read again when it changes).
+                let egress = match old {
+                    Some(old) => old.egress.clone(),
+                    None => crate::egress::EgressCluster::build(c)?,
+                };
+                let live = LiveCluster {
+                    spec: c.clone(),
+                    lb,
+                    labels: labels::cluster(c, &own, who),
+                    opts: crate::upstream::ConnOpts::of(c),
+                    egress,
+                };
+                Ok((name.clone(), live))
             })
-            .collect();
+            .collect::<Result<HashMap<_, _>, String>>()?;
         let limits_of = |c: &ProxyConfig| {
             c.inbound
                 .as_ref()

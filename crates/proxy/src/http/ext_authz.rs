@@ -14,7 +14,7 @@ use crate::state::ProxyState;
 use crate::upstream::{Outgoing, Replay, Upstream};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::time::Duration;
 use weft_model::{ExtAuthzProvider, RetryPolicy};
@@ -174,10 +174,7 @@ pub async fn check(
             downstream: matching(&parts.headers, &p.headers_to_downstream_on_allow),
         });
     }
-    let body: Bytes = match Limited::new(body, MAX_DENY_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => Bytes::new(),
-    };
+    let body = read_capped(body, MAX_DENY_BODY).await;
     let mut headers = HeaderMap::new();
     for (k, v) in &parts.headers {
         let keep = if p.headers_to_downstream_on_deny.is_empty() {
@@ -199,4 +196,23 @@ pub async fn check(
         body,
         grpc: false,
     })
+}
+
+/// The body, or nothing when it fails or is longer than `max`. (Read frame by frame: an
+/// error conversion over boxed errors, as `Limited` does, trips the compiler's `Send`
+/// proof of the pipeline future.)
+async fn read_capped(mut body: crate::body::Body, max: usize) -> Bytes {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Bytes::new();
+        };
+        if let Some(d) = frame.data_ref() {
+            if buf.len() + d.len() > max {
+                return Bytes::new();
+            }
+            buf.extend_from_slice(d);
+        }
+    }
+    buf.freeze()
 }

@@ -378,7 +378,7 @@ async fn to_mesh(
     headers::strip_hop_by_hop(&mut parts.headers);
     crate::route::rewrite::apply(&mut parts.headers, &plan.destination.response_headers);
     Answer {
-        resp: Response::from_parts(parts, incoming(body)),
+        resp: Response::from_parts(parts, body),
         pick: f.pick,
         deadline: plan.timeout.map(|t| body_deadline(out.body, t)),
     }

@@ -69,6 +69,7 @@ fn fixture(routes: Vec<Route>, tweak: impl Fn(&mut Cluster)) -> Fixture {
                     spec,
                     lb,
                     labels: Default::default(),
+                    egress: None,
                 },
             )
         })

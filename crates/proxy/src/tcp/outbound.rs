@@ -117,7 +117,23 @@ async fn forward<D>(
     // The authority names the service and port the app asked for (a gateway: the
     // destination cluster's).
     let authority = format!("{}:{}", live.spec.service, live.spec.port);
-    let connect = super::tunnel::open(state, &pick.endpoint, &authority, &live.labels.peer_header);
+    let connect = async {
+        let upstream: crate::upstream::h1::Io = match &live.egress {
+            Some(egress) => {
+                let addr = egress.target(&pick.endpoint, None);
+                egress
+                    .connect(&addr)
+                    .await
+                    .map_err(super::tunnel::TunnelError::Direct)?
+            }
+            None => {
+                let peer = &live.labels.peer_header;
+                let tunnel = super::tunnel::open(state, &pick.endpoint, &authority, peer).await?;
+                Box::new(TokioIo::new(tunnel))
+            }
+        };
+        Ok::<_, super::tunnel::TunnelError>(upstream)
+    };
     let timeout = Duration::from_millis(pool.connect_timeout_ms);
     let upstream = match tokio::time::timeout(timeout, connect).await {
         Ok(Ok(up)) => up,
@@ -139,7 +155,7 @@ async fn forward<D>(
     };
     let mut rec = tcp_metrics.open(peers);
     let idle = pool.idle_timeout_ms.map(Duration::from_millis);
-    let end = pipe(downstream, TokioIo::new(upstream), &first, idle, &mut rec).await;
+    let end = pipe(downstream, upstream, &first, idle, &mut rec).await;
     if end == End::Idle {
         debug!(%route, %cluster, "TCP connection idle past its timeout; closed");
     }

@@ -17,6 +17,9 @@ pub enum TunnelError {
     Request { addr: String, source: hyper::Error },
     #[error("{addr} refused the tunnel: {status}")]
     Refused { addr: String, status: StatusCode },
+    /// A service outside the mesh (dialled directly, no tunnel).
+    #[error("{0}")]
+    Direct(std::io::Error),
 }
 
 impl TunnelError {

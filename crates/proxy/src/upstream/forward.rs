@@ -14,7 +14,6 @@ use crate::body::Body;
 use crate::telemetry::{ClusterStats, ResponseFlags};
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::debug;
@@ -37,6 +36,25 @@ impl Outgoing {
         *req.headers_mut() = self.headers.clone();
         req
     }
+
+    /// The request as HTTP/1.1 to a server outside the mesh: origin-form URI, `Host` from
+    /// the authority, no mesh metadata.
+    fn request_h1(&self) -> Request<Body> {
+        let mut req = Request::new(self.body.body().boxed());
+        *req.method_mut() = self.method.clone();
+        let path = self.uri.path_and_query().map_or("/", |p| p.as_str());
+        *req.uri_mut() = Uri::try_from(path).unwrap_or_else(|_| Uri::from_static("/"));
+        *req.version_mut() = Version::HTTP_11;
+        let mut headers = self.headers.clone();
+        headers.remove(crate::telemetry::PEER_HEADER);
+        if let Some(a) = self.uri.authority() {
+            if let Ok(v) = http::HeaderValue::from_str(a.as_str()) {
+                headers.insert(http::header::HOST, v);
+            }
+        }
+        *req.headers_mut() = headers;
+        req
+    }
 }
 
 /// Where and how to send.
@@ -52,7 +70,7 @@ pub struct Upstream<'a> {
 
 /// The response (or why there is none), the endpoint it came from and the flags.
 pub struct Forwarded {
-    pub result: Result<Response<Incoming>, TryError>,
+    pub result: Result<Response<Body>, TryError>,
     /// Holds the endpoint's active-request count until the response body is done.
     pub pick: Option<Pick>,
     pub flags: ResponseFlags,
@@ -279,10 +297,18 @@ async fn try_once(
     pick: &Pick,
     out: &Outgoing,
     pending: Option<super::limits::Held>,
-) -> Result<Response<Incoming>, TryError> {
+) -> Result<Response<Body>, TryError> {
     let started = Instant::now();
+    let direct = up.cluster.egress.as_ref().map(|egress| {
+        let authority = out.uri.authority().map(http::uri::Authority::as_str);
+        (egress, egress.target(&pick.endpoint, authority))
+    });
     let send = async {
         let e = &pick.endpoint;
+        if let Some((egress, addr)) = direct {
+            drop(pending);
+            return egress.send(&addr, out.request_h1()).await;
+        }
         let mut sender = up
             .pool
             .get(&e.address, e.tls_identity(), &up.cluster.opts)
@@ -294,6 +320,7 @@ async fn try_once(
         sender
             .try_send_request(out.request())
             .await
+            .map(|r| r.map(crate::body::incoming))
             .map_err(|mut err| {
                 let written = err.take_message().is_none();
                 TryError::from_send(err.error(), written)

@@ -6,6 +6,7 @@
 pub mod admit;
 pub mod app;
 mod forward;
+pub mod h1;
 pub mod lb;
 pub mod limits;
 mod mirror;
@@ -33,4 +34,7 @@ pub struct LiveCluster {
     pub labels: crate::telemetry::ClusterLabels,
     /// How its connections are made and reused.
     pub opts: ConnOpts,
+    /// A cluster outside the mesh: dialled directly (`crate::egress`), not over the
+    /// mesh's pool.
+    pub egress: Option<Arc<crate::egress::EgressCluster>>,
 }

@@ -294,7 +294,7 @@ impl PeerPool {
 }
 
 /// SO_KEEPALIVE with the rule's time, interval and probes (unset ones: the system's).
-fn set_keepalive(tcp: &TcpStream, k: &weft_model::pool::Keepalive, addr: &str) {
+pub(crate) fn set_keepalive(tcp: &TcpStream, k: &weft_model::pool::Keepalive, addr: &str) {
     let mut ka = socket2::TcpKeepalive::new();
     if let Some(ms) = k.time_ms {
         ka = ka.with_time(Duration::from_millis(ms));

@@ -42,6 +42,7 @@ pub fn cluster(host: &str, port: u32, endpoints: Vec<Endpoint>) -> Cluster {
         max_requests_per_connection: None,
         tcp: Default::default(),
         limits: Default::default(),
+        egress: None,
     }
 }
 

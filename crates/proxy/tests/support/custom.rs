@@ -46,6 +46,7 @@ pub fn sidecar_options(control: &FakeControl, workload: &str) -> ProxyOptions {
         spiffe_socket: None,
         workload_api_socket: None,
         credentials_dir: None,
+        dns_server: None,
         events: EventSink::Stdout,
     }
 }

@@ -98,6 +98,7 @@ impl ProxyBuilder {
             spiffe_socket: self.spiffe_socket,
             workload_api_socket: self.workload_api,
             credentials_dir: self.credentials_dir,
+            dns_server: None,
             events: EventSink::Channel(tx),
         };
         let mut task = tokio::spawn(weft_proxy::run(opts, async move {
