@@ -422,6 +422,7 @@ impl<'a> Builder<'a> {
                 &mut self.used,
                 &host,
                 &namespace,
+                Some(port),
                 subset.as_deref(),
             );
             // Istio: an HTTP2/GRPC service port is always HTTP/2 upstream.

@@ -79,8 +79,8 @@ fn tcp_pool_of(tcp: Option<&weft_api::TcpSettings>) -> crate::config::TcpPool {
     pool
 }
 
-pub(crate) fn hash_of(tp: Option<&weft_api::TrafficPolicy>) -> Option<HashKey> {
-    let ch = tp?.load_balancer.as_ref()?.consistent_hash.as_ref()?;
+pub(crate) fn hash_of(lb: Option<&weft_api::LoadBalancerSettings>) -> Option<HashKey> {
+    let ch = lb?.consistent_hash.as_ref()?;
     if let Some(h) = &ch.http_header_name {
         Some(HashKey::Header(h.to_ascii_lowercase()))
     } else if let Some(c) = &ch.http_cookie {
@@ -94,8 +94,8 @@ pub(crate) fn hash_of(tp: Option<&weft_api::TrafficPolicy>) -> Option<HashKey> {
     }
 }
 
-pub(crate) fn lb_of(tp: Option<&weft_api::TrafficPolicy>) -> Option<LbPolicy> {
-    match tp?.load_balancer.as_ref()?.simple? {
+pub(crate) fn lb_of(lb: Option<&weft_api::LoadBalancerSettings>) -> Option<LbPolicy> {
+    match lb?.simple? {
         SimpleLb::RoundRobin => Some(LbPolicy::RoundRobin),
         SimpleLb::Random => Some(LbPolicy::Random),
         SimpleLb::LeastConn | SimpleLb::LeastRequest => Some(LbPolicy::LeastRequest),
@@ -104,13 +104,63 @@ pub(crate) fn lb_of(tp: Option<&weft_api::TrafficPolicy>) -> Option<LbPolicy> {
     }
 }
 
-/// Subset labels and LB policy from the DestinationRule for `host` (one in the
-/// service's namespace wins over others).
+/// The four settings a traffic policy (or one of its `portLevelSettings`) carries.
+#[derive(Default, Clone, Copy)]
+struct Layer<'a> {
+    lb: Option<&'a weft_api::LoadBalancerSettings>,
+    pool: Option<&'a weft_api::ConnectionPoolSettings>,
+    outlier: Option<&'a weft_api::OutlierDetection>,
+    tls: Option<&'a weft_api::ClientTlsSettings>,
+}
+
+impl<'a> Layer<'a> {
+    /// A traffic policy as it applies to `port`: the `portLevelSettings` entry for the
+    /// port overrides the policy's own settings one by one (Istio's
+    /// `getPortLevelTrafficPolicy`).
+    fn of(tp: Option<&'a weft_api::TrafficPolicy>, port: Option<u32>) -> Layer<'a> {
+        let Some(tp) = tp else {
+            return Layer::default();
+        };
+        let own = Layer {
+            lb: tp.load_balancer.as_ref(),
+            pool: tp.connection_pool.as_ref(),
+            outlier: tp.outlier_detection.as_ref(),
+            tls: tp.tls.as_ref(),
+        };
+        let at = port.and_then(|n| {
+            tp.port_level_settings
+                .iter()
+                .find(|p| p.port.as_ref().and_then(|s| s.number) == Some(n))
+        });
+        let Some(p) = at else { return own };
+        Layer {
+            lb: p.load_balancer.as_ref().or(own.lb),
+            pool: p.connection_pool.as_ref().or(own.pool),
+            outlier: p.outlier_detection.as_ref().or(own.outlier),
+            tls: p.tls.as_ref().or(own.tls),
+        }
+    }
+
+    /// `over`'s settings where it has them, else these (a subset over its rule).
+    fn under(self, over: Layer<'a>) -> Layer<'a> {
+        Layer {
+            lb: over.lb.or(self.lb),
+            pool: over.pool.or(self.pool),
+            outlier: over.outlier.or(self.outlier),
+            tls: over.tls.or(self.tls),
+        }
+    }
+}
+
+/// What the DestinationRule for `host` (one in the service's namespace wins over others)
+/// says about its cluster on `port` (none: the port-independent settings), optionally
+/// one subset of it.
 pub(crate) fn destination_rule(
     resources: &[Resource],
     used: &mut BTreeSet<String>,
     host: &str,
     svc_ns: &str,
+    port: Option<u32>,
     subset: Option<&str>,
 ) -> DrSettings {
     let mut rules: Vec<&Resource> = resources
@@ -125,30 +175,26 @@ pub(crate) fn destination_rule(
         unreachable!()
     };
     used.insert(r.key());
-    let top = dr.traffic_policy.as_ref();
-    let mut lb = lb_of(top).unwrap_or_default();
-    let mut hash = hash_of(top);
-    let mut outlier = top.and_then(|t| t.outlier_detection.as_ref());
-    let mut pool = top.and_then(|t| t.connection_pool.as_ref());
-    let mut tls_settings = top.and_then(|t| t.tls.as_ref());
+    let mut layer = Layer::of(dr.traffic_policy.as_ref(), port);
     let mut labels = BTreeMap::new();
     if let Some(name) = subset {
         if let Some(s) = dr.subsets.iter().find(|s| s.name == name) {
             labels = s.labels.clone();
-            let sub = s.traffic_policy.as_ref();
-            lb = lb_of(sub).unwrap_or(lb);
-            if sub.and_then(|t| t.load_balancer.as_ref()).is_some() {
-                hash = hash_of(sub);
-            }
-            // A subset's settings replace the top-level ones, object by object.
-            outlier = sub.and_then(|t| t.outlier_detection.as_ref()).or(outlier);
-            pool = sub.and_then(|t| t.connection_pool.as_ref()).or(pool);
-            tls_settings = sub.and_then(|t| t.tls.as_ref()).or(tls_settings);
+            // A subset's settings replace the rule's, object by object.
+            layer = layer.under(Layer::of(s.traffic_policy.as_ref(), port));
         } else {
             // An unknown subset selects nothing: Istio answers 503 (no healthy upstream).
             labels.insert("weft.dev/unknown-subset".into(), name.to_string());
         }
     }
+    let Layer {
+        lb: lb_settings,
+        pool,
+        outlier,
+        tls: tls_settings,
+    } = layer;
+    let lb = lb_of(lb_settings).unwrap_or_default();
+    let hash = hash_of(lb_settings);
     let max_requests = pool
         .and_then(|p| p.http.as_ref())
         .and_then(|h| h.http2_max_requests)

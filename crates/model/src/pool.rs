@@ -141,7 +141,7 @@ pub(crate) fn inbound_limits(
         .get(host.as_str())
         .map(|s| s.namespace.clone())
         .unwrap_or_default();
-    let dr = crate::policy::destination_rule(resources, used, host, &ns, None);
+    let dr = crate::policy::destination_rule(resources, used, host, &ns, None, None);
     let mut limits = dr.limits;
     limits.http2 |= app_http2;
     (limits, dr.max_requests)

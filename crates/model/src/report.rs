@@ -269,13 +269,33 @@ fn traffic_policy(v: &Value, prefix: &str, outside: bool, push: &mut impl FnMut(
     extra_keys(
         v,
         prefix,
-        &["loadBalancer", "outlierDetection", "connectionPool", "tls"],
+        &[
+            "loadBalancer",
+            "outlierDetection",
+            "connectionPool",
+            "tls",
+            "portLevelSettings",
+            // (a port-level entry's selector)
+            "port",
+        ],
         push,
     );
+    let ports = v.get("portLevelSettings").and_then(Value::as_array);
+    for (i, p) in ports.into_iter().flatten().enumerate() {
+        traffic_policy(
+            p,
+            &format!("{prefix}portLevelSettings[{i}]."),
+            outside,
+            push,
+        );
+    }
     if let Some(tls) = v.get("tls") {
         match tls.get("mode").and_then(Value::as_str) {
             Some(m @ ("SIMPLE" | "MUTUAL")) if !outside => push(format!(
                 "{prefix}tls.mode {m} to a mesh service (TLS origination is built for services outside the mesh; the mesh's mTLS is used)"
+            )),
+            Some("ISTIO_MUTUAL") if outside => push(format!(
+                "{prefix}tls.mode ISTIO_MUTUAL to a service outside the mesh (it has no mesh identity: weft sends plaintext; use SIMPLE or MUTUAL)"
             )),
             Some("SIMPLE" | "MUTUAL") => {
                 let built = [

@@ -80,6 +80,13 @@ pub(crate) fn outbound(
                 routes,
             );
             l.bind = crate::sidecar::bind_for(&binds, &svc.host, &svc.namespace, port);
+            // TLS to a service outside the mesh with `resolution: NONE` (a wildcard host,
+            // Istio's egress-wildcard task): it goes where the ClientHello's SNI says.
+            let original = svc
+                .external
+                .as_ref()
+                .is_some_and(|e| e.resolution == crate::egress::Resolution::OriginalDestination);
+            l.sni |= tls && original;
             out.push(l);
         }
     }

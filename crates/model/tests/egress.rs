@@ -894,3 +894,64 @@ fn a_mesh_service_without_destination_rule_keeps_mtls() {
         "spiffe://cluster.local/ns/shop/sa/web"
     );
 }
+
+// 7. Port-level settings: Istio's egress TLS-origination task writes its `tls` there.
+
+#[test]
+fn port_level_tls_originates_on_that_port_only() {
+    let task = r#"
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: edition-cnn-com, namespace: shop}
+spec:
+  hosts: [edition.cnn.com]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  ports:
+  - {number: 80, name: http-port, protocol: HTTP, targetPort: 443}
+  - {number: 8080, name: http-plain, protocol: HTTP}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: edition-cnn-com, namespace: shop}
+spec:
+  hosts: [edition.cnn.com]
+  http:
+  - route:
+    - destination: {host: edition.cnn.com, port: {number: 80}}
+      weight: 50
+    - destination: {host: edition.cnn.com, port: {number: 8080}}
+      weight: 50
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: edition-cnn-com, namespace: shop}
+spec:
+  host: edition.cnn.com
+  trafficPolicy:
+    loadBalancer: {simple: RANDOM}
+    portLevelSettings:
+    - port: {number: 80}
+      tls: {mode: SIMPLE}
+"#;
+    let resources = load(task);
+    let cfg = client(&resources);
+    let tls = cluster(&cfg, "outbound|80||edition.cnn.com").egress.clone();
+    assert_eq!(
+        tls.and_then(|e| e.tls),
+        Some(OriginTls::default()),
+        "SIMPLE on port 80: the system roots, the host as SNI"
+    );
+    let plain = cluster(&cfg, "outbound|8080||edition.cnn.com");
+    assert_eq!(plain.egress.as_ref().and_then(|e| e.tls.clone()), None);
+    assert_eq!(
+        plain.lb,
+        weft_model::LbPolicy::Random,
+        "the rest of the policy applies to every port"
+    );
+    assert_eq!(
+        reported(&resources, "DestinationRule/shop/edition-cnn-com"),
+        Vec::<String>::new()
+    );
+}

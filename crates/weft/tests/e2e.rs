@@ -1028,7 +1028,10 @@ fn sidecar_outbound_http1_and_h2c_carry_the_caller_identity() {
     ]);
     let text = stdout_of(&out);
     assert!(text.ends_with("\n503"), "{text}");
-    assert!(text.contains("resolving nowhere.necpgame.svc.cluster.local"), "{text}");
+    assert!(
+        text.contains("resolving nowhere.necpgame.svc.cluster.local"),
+        "{text}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -120,7 +120,9 @@ async fn forward<D>(
     let connect = async {
         let upstream: crate::upstream::h1::Io = match &live.egress {
             Some(egress) => {
-                let addr = egress.target(&pick.endpoint, None);
+                // Resolution NONE on a TLS port: where the ClientHello's SNI says.
+                let sni = view.sni.map(|s| format!("{s}:{}", live.spec.port));
+                let addr = egress.target(&pick.endpoint, sni.as_deref());
                 egress
                     .connect(&addr)
                     .await
