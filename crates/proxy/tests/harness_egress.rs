@@ -467,6 +467,20 @@ async fn tcp_to_a_service_outside_the_mesh_is_dialled_directly() {
         6.0,
         "{stats}"
     );
+    // No workload outside the mesh: Istio's `unknown`s, the service named by its host.
+    let outside = [
+        ("destination_service", HOST),
+        ("destination_service_name", HOST),
+        ("destination_service_namespace", "partner"),
+        ("destination_workload", "unknown"),
+        ("destination_principal", "unknown"),
+        ("destination_canonical_service", "unknown"),
+    ];
+    assert_eq!(
+        sample_sum(&stats, "istio_tcp_connections_opened_total", &outside),
+        1.0,
+        "{stats}"
+    );
     echo_task.abort();
 }
 

@@ -104,6 +104,15 @@ pub fn own(config: &ProxyConfig, who: &Who) -> OwnLabels {
 pub fn cluster(c: &Cluster, own: &OwnLabels, who: &Who) -> ClusterLabels {
     let mut base = PeerLabels::clone(&own.source);
     base.set_service(&c.service);
+    if c.egress.is_some() {
+        // A service outside the mesh: Istio names it by its host, in the namespace of
+        // its ServiceEntry.
+        base.destination_service_name = c.service.clone();
+        base.destination_service_namespace = match c.namespace.as_str() {
+            "" => "unknown".into(),
+            ns => ns.to_string(),
+        };
+    }
     let unknown = || "unknown".to_string();
     // Before an endpoint is picked, Istio knows the service but no workload.
     base.destination_workload = unknown();
@@ -118,8 +127,12 @@ pub fn cluster(c: &Cluster, own: &OwnLabels, who: &Who) -> ClusterLabels {
         .endpoints
         .iter()
         .map(|e| {
-            let m = e.meta.or_defaults(&e.workload);
             let mut l = base.clone();
+            // Outside the mesh there is no workload to name: Istio reports `unknown`.
+            if c.egress.is_some() {
+                return who.metrics.intern(l);
+            }
+            let m = e.meta.or_defaults(&e.workload);
             l.destination_workload = e.workload.clone();
             l.destination_workload_namespace = c.namespace.clone();
             l.destination_principal = e.identity.clone();
