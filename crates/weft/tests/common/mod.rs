@@ -344,7 +344,17 @@ impl Mesh {
 
     /// Like [`Mesh::up_with`], with more `weft up` arguments.
     pub fn up_with_args(tag: &str, args: &[&str], edit: impl FnOnce(&Path)) -> Mesh {
-        let serial = serial();
+        Mesh::up_holding(serial(), tag, args, edit)
+    }
+
+    /// Like [`Mesh::up_with_args`], for a test that took [`serial`] itself (to start the
+    /// servers its mesh needs first); the mesh holds the guard until it is dropped.
+    pub fn up_holding(
+        serial: MutexGuard<'static, ()>,
+        tag: &str,
+        args: &[&str],
+        edit: impl FnOnce(&Path),
+    ) -> Mesh {
         let dir = TempDir::new(tag);
         let config_dir = dir.path().join("config");
         let state_dir = dir.path().join("state");
