@@ -168,11 +168,15 @@ fn sidecar(sc: &weft_api::Sidecar, push: &mut impl FnMut(String)) {
         push(format!(
             "egress[{i}].hosts (scoping: the proxy still gets every service)"
         ));
-        if e.bind.is_some() && e.port.is_some() {
+        let http_port = e.port.as_ref().is_some_and(|p| {
+            let proto = (!p.protocol.is_empty()).then_some(p.protocol.as_str());
+            !Protocol::of_port(proto, &p.name).is_opaque()
+        });
+        if e.bind.is_some() && http_port {
             push(format!(
-                "egress[{i}].bind/port for HTTP ports (only opaque TCP ports of its hosts get a listener there)"
+                "egress[{i}].bind/port on an HTTP port (only opaque TCP ports of its hosts get a listener there; HTTP goes through the sidecar's outbound listener)"
             ));
-        } else if e.bind.is_some() || e.port.is_some() {
+        } else if e.bind.is_some() != e.port.is_some() {
             push(format!("egress[{i}].bind/port (one without the other)"));
         }
         if e.capture_mode

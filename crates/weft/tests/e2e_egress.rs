@@ -5,8 +5,8 @@
 //!   unprivileged user when the test runs as root) outside the mesh, reached with
 //!   `redis-cli` and `psql` through a client sidecar's Sidecar egress listeners (`bind` +
 //!   `port`, MESH_EXTERNAL ServiceEntries with `resolution: DNS` and `targetPort`), with the
-//!   client sidecar's Istio TCP metrics for those destinations (and, ignored until weft
-//!   labels external destinations as Istio does, the destination labels themselves);
+//!   client sidecar's Istio TCP metrics for those destinations, labelled as Istio labels
+//!   services outside the mesh;
 //! - `outboundTrafficPolicy` on the sidecar's HTTP outbound listener: ALLOW_ANY (the
 //!   default) passes an unknown host through to where it was addressed, a MeshConfig's
 //!   REGISTRY_ONLY (applied live) answers 502 while a registered host still gets through,
@@ -616,7 +616,6 @@ fn redis_and_postgres_outside_the_mesh_through_sidecar_egress_listeners() {
 /// destination_workload_namespace="unknown",destination_app="unknown",
 /// destination_principal="unknown"`.
 #[test]
-#[ignore = "weft bug: external destinations get destination_service_name/namespace from the host's first two DNS labels (redis.data.example -> \"redis\"/\"data\") and the host as destination_workload/canonical_service, the client's namespace as destination_workload_namespace, an empty destination_principal (proxy/src/config/labels.rs cluster(), telemetry/metrics.rs service_name_ns)"]
 fn external_destination_metric_labels_are_istios() {
     let t = tcp_egress("egress-labels");
     poll_until("redis to answer PING through the sidecar", WAIT, || {
