@@ -11,7 +11,6 @@ pub mod authz;
 pub mod body;
 pub mod config;
 pub mod control;
-pub mod egress;
 pub mod events;
 pub mod gateway_tls;
 pub mod http;
@@ -104,7 +103,7 @@ pub struct ProxyOptions {
 pub async fn run(opts: ProxyOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     weft_identity::install_default_provider();
     if let Some(server) = opts.dns_server {
-        egress::dns::use_server(server);
+        upstream::egress::dns::use_server(server);
     }
     let mut node = pb::Node {
         id: format!(

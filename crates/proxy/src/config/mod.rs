@@ -93,7 +93,7 @@ impl ActiveConfig {
                 // unchanged (its TLS files are read again when it changes).
                 let egress = match old {
                     Some(old) => old.egress.clone(),
-                    None => crate::egress::EgressCluster::build(c)?,
+                    None => crate::upstream::egress::EgressCluster::build(c)?,
                 };
                 let live = LiveCluster {
                     spec: c.clone(),

@@ -1,10 +1,12 @@
 //! The upstream side: clusters with their live LB state, endpoint picking and health
 //! (outlier detection, request limits), pooled mTLS HTTP/2 connections to peer proxies,
-//! the local app's client, the retry loop with typed try outcomes, replayable request
-//! bodies, and traffic mirrors.
+//! the local app's client, services outside the mesh (`egress`: dialled directly, TLS
+//! originated), the retry loop with typed try outcomes, replayable request bodies, and
+//! traffic mirrors.
 
 pub mod admit;
 pub mod app;
+pub mod egress;
 mod forward;
 pub mod h1;
 pub mod lb;
@@ -34,7 +36,7 @@ pub struct LiveCluster {
     pub labels: crate::telemetry::ClusterLabels,
     /// How its connections are made and reused.
     pub opts: ConnOpts,
-    /// A cluster outside the mesh: dialled directly (`crate::egress`), not over the
+    /// A cluster outside the mesh: dialled directly (`egress`), not over the
     /// mesh's pool.
-    pub egress: Option<Arc<crate::egress::EgressCluster>>,
+    pub egress: Option<Arc<crate::upstream::egress::EgressCluster>>,
 }
