@@ -47,40 +47,48 @@ fn broken_example(name: &str, edit: impl Fn(String) -> String) -> PathBuf {
     dir
 }
 
+/// A WorkloadGroup: loaded, but weft does not build it (reported as not enforced).
+const WORKLOAD_GROUP: &str = "apiVersion: networking.istio.io/v1\nkind: WorkloadGroup\nmetadata: {name: bots, namespace: necpgame}\nspec:\n  metadata: {labels: {app: bots}}\n  template: {serviceAccount: bots}\n";
+
 #[test]
-fn necpgame_example_is_clean_and_says_what_is_not_enforced() {
+fn necpgame_example_is_clean_and_what_is_not_enforced_is_said() {
     let out = weft(&["analyze", necpgame().to_str().unwrap()], None);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    // Everything in the example is built (its egress ServiceEntries included), so there
+    // is nothing to say at any severity.
     assert!(!stdout.contains("error["), "{stdout}");
     assert!(!stdout.contains("warning["), "{stdout}");
-    // The example's egress ServiceEntries do nothing yet: analyze says so instead of
-    // "no problems found" (the same list `weft up` prints); its AuthorizationPolicies are
-    // enforced, so they are not listed.
+    assert!(!stdout.contains("info["), "{stdout}");
+    let strict = |dir: &std::path::Path| {
+        weft(
+            &["analyze", "--fail-threshold", "info", dir.to_str().unwrap()],
+            None,
+        )
+    };
+    assert_eq!(strict(&necpgame()).status.code(), Some(0));
+    // Something weft loads but does not build: analyze says so instead of "no problems
+    // found" (the same list `weft up` prints).
+    let dir = broken_example("not-enforced", |s| s);
+    std::fs::write(dir.join("workload-group.yaml"), WORKLOAD_GROUP).expect("write");
+    let out = weft(&["analyze", dir.to_str().unwrap()], None);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(
-        stdout.contains("info[WA0200]: ServiceEntry necpgame/kafka"),
-        "{stdout}"
-    );
-    assert!(
-        !stdout.contains("AuthorizationPolicy necpgame/"),
+        stdout.contains("info[WA0200]: WorkloadGroup necpgame/bots"),
         "{stdout}"
     );
     assert!(
         stdout.contains("is loaded but not enforced yet"),
         "{stdout}"
     );
-    assert!(stdout.contains("0 errors, 0 warnings,"), "{stdout}");
-    let strict = weft(
-        &[
-            "analyze",
-            "--fail-threshold",
-            "info",
-            necpgame().to_str().unwrap(),
-        ],
-        None,
+    assert!(
+        !stdout.contains("AuthorizationPolicy necpgame/"),
+        "enforced policies are not listed: {stdout}"
     );
+    assert!(stdout.contains("0 errors, 0 warnings,"), "{stdout}");
     assert_eq!(
-        strict.status.code(),
+        strict(&dir).status.code(),
         Some(1),
         "--fail-threshold info fails on what is not enforced"
     );
@@ -139,13 +147,9 @@ fn json_output_parses() {
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
     let all = v.as_array().expect("an array");
-    // Besides the not-enforced infos (WA0200), exactly the one error.
-    let arr: Vec<&serde_json::Value> = all.iter().filter(|f| f["code"] != "WA0200").collect();
-    assert_eq!(arr.len(), 1, "{v:#}");
-    assert!(all
-        .iter()
-        .any(|f| f["code"] == "WA0200" && f["severity"] == "info"));
-    let f = arr[0];
+    // Exactly the one error.
+    assert_eq!(all.len(), 1, "{v:#}");
+    let f = &all[0];
     assert_eq!(f["code"], "WA0101");
     assert_eq!(
         f["istio_code"], "IST0101",
@@ -167,20 +171,32 @@ fn json_output_parses() {
         text(&out.stderr).contains("1 error"),
         "summary goes to stderr"
     );
-    // A clean config has only infos: what it loads but weft does not enforce yet.
+    // A clean config: an empty array; with something not enforced, only that info.
     let out = weft(
         &["analyze", "--output", "json", necpgame().to_str().unwrap()],
         None,
     );
     assert_eq!(out.status.code(), Some(0));
     let clean: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let clean = clean.as_array().expect("an array");
-    assert!(!clean.is_empty());
+    assert_eq!(clean, serde_json::json!([]));
+    std::fs::write(dir.join("workload-group.yaml"), WORKLOAD_GROUP).expect("write");
+    let fixed = std::fs::read_to_string(dir.join("istio-gateway.yaml"))
+        .unwrap()
+        .replace("gateways: [nope]", "gateways: [necpgame-gateway]");
+    std::fs::write(dir.join("istio-gateway.yaml"), fixed).unwrap();
+    let out = weft(
+        &["analyze", "--output", "json", dir.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let infos: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let infos = infos.as_array().expect("an array");
+    assert!(!infos.is_empty());
     assert!(
-        clean
+        infos
             .iter()
             .all(|f| f["code"] == "WA0200" && f["severity"] == "info"),
-        "{clean:#?}"
+        "{infos:#?}"
     );
 }
 
