@@ -154,12 +154,22 @@ impl<'a> Builder<'a> {
 
     fn outbound(&mut self, proxy_ns: &str, labels: &BTreeMap<String, String>) {
         let mut table = RouteTable::default();
+        let sidecar = crate::sidecar::applying(self.resources, self.root, proxy_ns, labels);
+        let scope = crate::sidecar::scope(sidecar);
         let services: Vec<_> = self.registry.services.values().cloned().collect();
         for svc in services {
             // Opaque TCP ports get listeners of their own (`crate::tcp::outbound`).
             let Some(port) = svc.http_ports().next() else {
                 continue;
             };
+            // Outside the Sidecar's egress hosts: the catch-all decides.
+            let http: Vec<u32> = svc.http_ports().collect();
+            if scope
+                .as_ref()
+                .is_some_and(|s| !s.admits(&svc.host, &svc.namespace, &http))
+            {
+                continue;
+            }
             let mut domains = vec![svc.host.clone()];
             if let Some(short) = svc.host.strip_suffix(".svc.cluster.local") {
                 domains.push(format!("{short}.svc"));

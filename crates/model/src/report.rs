@@ -165,9 +165,6 @@ fn sidecar(sc: &weft_api::Sidecar, push: &mut impl FnMut(String)) {
         push("outboundTrafficPolicy.egressProxy".into());
     }
     for (i, e) in sc.egress.iter().enumerate() {
-        push(format!(
-            "egress[{i}].hosts (scoping: the proxy still gets every service)"
-        ));
         let http_port = e.port.as_ref().is_some_and(|p| {
             let proto = (!p.protocol.is_empty()).then_some(p.protocol.as_str());
             !Protocol::of_port(proto, &p.name).is_opaque()

@@ -1,10 +1,11 @@
-//! The Sidecar resource's explicit egress listeners (Istio's `bind` + `port`, the mode
-//! without traffic capture): an egress listener with both, whose `hosts` admit a service,
-//! puts the sidecar's TCP listener for that service port at `bind:port` instead of an
-//! ephemeral loopback port, so an app can be configured with a fixed address. Which
-//! Sidecar applies is Istio's rule: one in the workload's namespace whose
-//! `workloadSelector` selects it, else that namespace's Sidecar without a selector, else
-//! the root namespace's.
+//! The Sidecar resource's egress listeners: their `hosts` scope what a sidecar's outbound
+//! side holds (a service no listener admits gets no virtual host and no TCP listener —
+//! requests for it meet the catch-all, as in Istio), and the explicit ones (Istio's `bind`
+//! + `port`, the mode without traffic capture) put the sidecar's TCP listener for an
+//! admitted service port at `bind:port` instead of an ephemeral loopback port, so an app
+//! can be configured with a fixed address. Which Sidecar applies is Istio's rule: one in
+//! the workload's namespace whose `workloadSelector` selects it, else that namespace's
+//! Sidecar without a selector, else the root namespace's.
 
 use crate::registry::selects;
 use std::collections::BTreeMap;
@@ -45,6 +46,48 @@ pub(crate) fn applying<'a>(
         .or_else(|| in_ns(root))
 }
 
+/// `hosts` entries in `namespace/dnsName` form (the Sidecar's namespace for `.`, any
+/// namespace for a bare name).
+fn qualified(r: &Resource, hosts: &[String]) -> Vec<String> {
+    hosts
+        .iter()
+        .map(|h| match h.split_once('/') {
+            Some((".", host)) => format!("{}/{host}", r.namespace()),
+            Some(_) => h.clone(),
+            None => format!("*/{h}"),
+        })
+        .collect()
+}
+
+/// What the egress listeners of the Sidecar that applies let a sidecar see: (port or
+/// every port, `namespace/dnsName` hosts) per listener. `None`: no Sidecar applies, or it
+/// has no egress listeners — every service is visible (Istio's default `*/*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Scope(Vec<(Option<u32>, Vec<String>)>);
+
+pub(crate) fn scope(sidecar: Option<(&Resource, &weft_api::Sidecar)>) -> Option<Scope> {
+    let (r, s) = sidecar?;
+    if s.egress.is_empty() {
+        return None;
+    }
+    let listeners = s
+        .egress
+        .iter()
+        .map(|e| (e.port.as_ref().map(|p| p.number), qualified(r, &e.hosts)))
+        .collect();
+    Some(Scope(listeners))
+}
+
+impl Scope {
+    /// Whether service `host` in `namespace` is visible on one of `ports`.
+    pub(crate) fn admits(&self, host: &str, namespace: &str, ports: &[u32]) -> bool {
+        self.0.iter().any(|(port, hosts)| {
+            port.is_none_or(|p| ports.contains(&p))
+                && hosts.iter().any(|h| admits(h, host, namespace))
+        })
+    }
+}
+
 /// The egress listeners with `bind` and `port` of the Sidecar that applies.
 pub(crate) fn egress_binds(sidecar: Option<(&Resource, &weft_api::Sidecar)>) -> Vec<EgressBind> {
     let Some((r, s)) = sidecar else {
@@ -55,15 +98,7 @@ pub(crate) fn egress_binds(sidecar: Option<(&Resource, &weft_api::Sidecar)>) -> 
         .filter_map(|e| {
             let port = e.port.as_ref()?.number;
             let bind = e.bind.clone()?;
-            let hosts = e
-                .hosts
-                .iter()
-                .map(|h| match h.split_once('/') {
-                    Some((".", host)) => format!("{}/{host}", r.namespace()),
-                    Some(_) => h.clone(),
-                    None => format!("*/{h}"),
-                })
-                .collect();
+            let hosts = qualified(r, &e.hosts);
             Some(EgressBind { port, bind, hosts })
         })
         .collect()
@@ -110,6 +145,23 @@ mod tests {
             bind: "127.0.0.2".into(),
             hosts: hosts.iter().map(|h| h.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn the_scope_admits_by_host_namespace_and_port() {
+        let s = Scope(vec![
+            (None, vec!["shop/*".into(), "*/api.example".into()]),
+            (Some(6379), vec!["data/redis.data.svc.cluster.local".into()]),
+        ]);
+        assert!(s.admits("web.shop.svc.cluster.local", "shop", &[8080]));
+        assert!(!s.admits("web.other.svc.cluster.local", "other", &[8080]));
+        assert!(s.admits("api.example", "partners", &[443]));
+        let redis = "redis.data.svc.cluster.local";
+        assert!(s.admits(redis, "data", &[6379, 6380]));
+        assert!(
+            !s.admits(redis, "data", &[6380]),
+            "that listener's port only"
+        );
     }
 
     #[test]

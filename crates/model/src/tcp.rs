@@ -43,9 +43,17 @@ pub(crate) fn outbound(
         cx.used.insert(r.key());
     }
     let binds = crate::sidecar::egress_binds(sidecar);
+    let scope = crate::sidecar::scope(sidecar);
     let mut out = Vec::new();
     for svc in cx.registry.services.values() {
         for port in svc.tcp_ports() {
+            // Outside the Sidecar's egress hosts: no listener.
+            if scope
+                .as_ref()
+                .is_some_and(|s| !s.admits(&svc.host, &svc.namespace, &[port]))
+            {
+                continue;
+            }
             let ctx = MatchCtx {
                 labels,
                 namespace: proxy_ns,

@@ -345,10 +345,18 @@ fn a_sidecar_egress_listener_binds_the_external_tcp_listener() {
         bind_of("outbound_tcp|6379|redis.data.example").as_deref(),
         Some("127.0.0.2:6379")
     );
-    assert_eq!(
-        bind_of("outbound_tcp|5432|pg.rr.example"),
-        None,
-        "another port and host: not bound"
+    assert!(
+        !cfg.tcp_listeners
+            .iter()
+            .any(|l| l.name == "outbound_tcp|5432|pg.rr.example"),
+        "a host the Sidecar's egress hosts do not admit gets no listener"
+    );
+    assert!(
+        !cfg.routes["outbound"]
+            .virtual_hosts
+            .iter()
+            .any(|v| v.name == "web.shop.svc.cluster.local"),
+        "nor a virtual host: the catch-all decides for it"
     );
 }
 
@@ -379,12 +387,11 @@ spec:
         namespace: "batch".into(),
     };
     let cfg = compile(&resources, &reg, "cluster.local", &proxy).unwrap();
-    let l = cfg
-        .tcp_listeners
-        .iter()
-        .find(|l| l.name == "outbound_tcp|6379|redis.data.example")
-        .unwrap();
-    assert_eq!(l.bind, None);
+    assert!(
+        cfg.tcp_listeners.is_empty(),
+        "the Sidecar's hosts admit nothing in shop: {:#?}",
+        cfg.tcp_listeners
+    );
 }
 
 // 2. Clusters: resolution and endpoints.
@@ -954,4 +961,43 @@ spec:
         reported(&resources, "DestinationRule/shop/edition-cnn-com"),
         Vec::<String>::new()
     );
+}
+
+// 8. Egress hosts scope what a sidecar holds (Istio's Sidecar `egress[].hosts`).
+
+#[test]
+fn egress_hosts_scope_the_virtual_hosts_and_tcp_listeners() {
+    let everything = client(&load(""));
+    let scoped = r#"
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: shop}
+spec:
+  egress:
+  - hosts: ["./web.shop.svc.cluster.local", "*/httpbin.example"]
+"#;
+    let cfg = client(&load(scoped));
+    let names: Vec<&str> = vhosts(&cfg).iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["httpbin.example", "web.shop.svc.cluster.local", "allow_any"],
+        "only the admitted hosts, then the catch-all"
+    );
+    assert!(cfg.tcp_listeners.is_empty(), "{:#?}", cfg.tcp_listeners);
+    let size = |c: &ProxyConfig| serde_json::to_vec(c).unwrap().len();
+    assert!(
+        size(&cfg) < size(&everything),
+        "the push is smaller: {} vs {}",
+        size(&cfg),
+        size(&everything)
+    );
+    // `~/*` admits nothing: only the catch-all is left.
+    let none = scoped.replace(
+        r#"["./web.shop.svc.cluster.local", "*/httpbin.example"]"#,
+        r#"["~/*"]"#,
+    );
+    let cfg = client(&load(&none));
+    let names: Vec<&str> = vhosts(&cfg).iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(names, ["allow_any"]);
 }
