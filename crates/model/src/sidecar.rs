@@ -1,7 +1,7 @@
 //! The Sidecar resource's egress listeners: their `hosts` scope what a sidecar's outbound
 //! side holds (a service no listener admits gets no virtual host and no TCP listener —
-//! requests for it meet the catch-all, as in Istio), and the explicit ones (Istio's `bind`
-//! + `port`, the mode without traffic capture) put the sidecar's TCP listener for an
+//! requests for it meet the catch-all, as in Istio), and the explicit ones (Istio's
+//! `bind` and `port`, the mode without traffic capture) put the sidecar's TCP listener for an
 //! admitted service port at `bind:port` instead of an ephemeral loopback port, so an app
 //! can be configured with a fixed address. Which Sidecar applies is Istio's rule: one in
 //! the workload's namespace whose `workloadSelector` selects it, else that namespace's
