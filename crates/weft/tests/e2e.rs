@@ -1206,7 +1206,10 @@ fn proxy_config_shows_what_a_proxy_has() {
 
 #[test]
 fn a_live_config_change_reports_what_it_does_not_enforce_in_the_terminal_and_in_status() {
-    let mesh = Mesh::up("not-enforced-live");
+    // Something not enforced from the start: a WorkloadGroup (not built).
+    let mesh = Mesh::up_with("not-enforced-live", |dir| {
+        std::fs::write(dir.join("workload-group.yaml"), WORKLOAD_GROUP).expect("writing");
+    });
     let from = mesh.stderr.len();
     std::fs::write(
         mesh.config_file("telemetry.yaml"),
@@ -1238,7 +1241,7 @@ fn a_live_config_change_reports_what_it_does_not_enforce_in_the_terminal_and_in_
     );
     assert!(text.contains("loaded but not enforced yet"), "{text}");
     assert!(
-        text.contains("ServiceEntry/necpgame/kafka"),
+        text.contains("WorkloadGroup/necpgame/bots"),
         "what was not enforced before the change is still listed:\n{text}"
     );
     let json = mesh.status_json();
@@ -1352,15 +1355,23 @@ fn a_tcp_gateway_server_is_opened_for_tcp_never_as_http() {
     );
 }
 
+/// A WorkloadGroup: loaded, not built (reported as not enforced).
+const WORKLOAD_GROUP: &str = "apiVersion: networking.istio.io/v1\nkind: WorkloadGroup\nmetadata: {name: bots, namespace: necpgame}\nspec:\n  metadata: {labels: {app: bots}}\n  template: {serviceAccount: bots}\n";
+
 #[test]
 fn weft_analyze_reads_the_config_of_a_running_mesh() {
-    let mesh = Mesh::up("analyze-live");
+    let mesh = Mesh::up_with("analyze-live", |dir| {
+        std::fs::write(dir.join("workload-group.yaml"), WORKLOAD_GROUP).expect("writing");
+    });
     let state = mesh.state_dir.to_str().unwrap().to_string();
     let out = run(WEFT, &["analyze", "--state-dir", &state]);
     let text = stdout_of(&out);
     assert_eq!(out.status.code(), Some(0), "{text}");
     let served = mesh.config_dir.join("istio-gateway.yaml");
-    assert!(text.contains("0 errors, 0 warnings"), "{text}");
+    assert!(
+        text.contains("0 errors, 0 warnings") && text.contains("info[WA0200]: WorkloadGroup"),
+        "{text}"
+    );
     assert!(
         text.contains(mesh.config_dir.to_str().unwrap()),
         "the served folder ({}) is what was analyzed:\n{text}",
