@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod dashboard;
+pub mod demo_egress;
 pub mod examples;
 pub mod mesh;
 pub mod plan;
@@ -13,5 +14,6 @@ pub mod routes;
 pub mod status;
 pub mod up;
 
+pub use demo_egress::demo;
 pub use mesh::{TrafficOptions, UpOptions};
 pub use up::up;

@@ -10,6 +10,16 @@ use std::time::Duration;
 
 /// Runs the mesh until `shutdown` resolves (or the traffic run ends). Returns the exit code.
 pub async fn up(opts: UpOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<i32> {
+    up_with(opts, shutdown, None).await
+}
+
+/// [`up`], and once the mesh is ready, `egress`'s checks through its sidecars (`weft
+/// demo`): a failed check makes the exit code non-zero.
+pub(crate) async fn up_with(
+    opts: UpOptions,
+    shutdown: impl Future<Output = ()>,
+    egress: Option<&crate::demo_egress::DemoEgress>,
+) -> anyhow::Result<i32> {
     let weft_api::ValidConfig {
         resources,
         unsupported,
@@ -74,7 +84,7 @@ pub async fn up(opts: UpOptions, shutdown: impl Future<Output = ()>) -> anyhow::
         return Err(e);
     }
     // Whatever happens from here on, stop every process (and process group) we started.
-    let result = run(&mut mesh, &resources, shutdown).await;
+    let result = run(&mut mesh, &resources, shutdown, egress).await;
     eprintln!("weft: stopping the mesh");
     mesh.shutdown().await;
     result
@@ -85,6 +95,7 @@ async fn run(
     mesh: &mut Mesh,
     resources: &[weft_api::Resource],
     shutdown: impl Future<Output = ()>,
+    egress: Option<&crate::demo_egress::DemoEgress>,
 ) -> anyhow::Result<i32> {
     tokio::pin!(shutdown);
     let opts = mesh.opts.clone();
@@ -92,6 +103,10 @@ async fn run(
     mesh.write_prometheus()?;
     let dashboard = start_dashboard(&opts.state_dir).await;
     print_summary(mesh, dashboard.as_ref().map(|d| d.1));
+    let egress_ok = match egress {
+        Some(e) => e.check(mesh).await,
+        None => true,
+    };
 
     let mut traffic = None;
     let urls = mesh.gateway_urls();
@@ -143,6 +158,10 @@ async fn run(
                 weft_demo::render_table(&summary)
             );
         }
+    }
+    if !egress_ok {
+        println!("egress: a check through a sidecar failed (see above)");
+        code = code.max(1);
     }
     Ok(code)
 }

@@ -238,7 +238,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 https_hint: Some(https_hint),
                 dns_server: None,
             };
-            Ok(weft_local::up(opts, shutdown_signal(false)).await? as u8)
+            Ok(weft_local::demo(opts, shutdown_signal(false)).await? as u8)
         }
         Cmd::DemoApp(a) => {
             let mut cfg = weft_demo::DemoAppConfig::new(a.service, a.version);

@@ -59,3 +59,14 @@ impl Mesh {
         }
     }
 }
+
+impl Mesh {
+    /// The first sidecar (in start order) with the labelled TCP listener (`tcp/<host>:<port>`):
+    /// (its name, the listener's address).
+    pub(crate) fn first_sidecar_listener(&self, label: &str) -> Option<(String, String)> {
+        self.procs
+            .iter()
+            .filter(|p| p.role == Role::Sidecar)
+            .find_map(|p| Some((p.name.clone(), p.tcp.get(label)?.clone())))
+    }
+}
