@@ -1,7 +1,8 @@
 //! The compiler: (resources, registry, proxy) -> that proxy's [`ProxyConfig`].
 //! Pure: no I/O, no clocks. Gateway listeners come from Gateways whose selector matches the
-//! gateway workload; routes from VirtualServices (first match wins); clusters from the
-//! registry and DestinationRules (subsets, load balancer).
+//! gateway workload; routes from VirtualServices (first match wins; a delegating route is
+//! replaced by its delegate's routes, `delegate`); clusters from the registry and
+//! DestinationRules (subsets, load balancer).
 
 use crate::actions::{header_ops, retry_policy};
 use crate::config::*;
@@ -13,6 +14,7 @@ use crate::report;
 use std::collections::{BTreeMap, BTreeSet};
 use weft_api::{Resource, Spec, VirtualService};
 
+mod delegate;
 mod gateway;
 
 /// Which proxy to compile for.
@@ -272,12 +274,17 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn vs_routes(&self, r: &Resource, vs: &VirtualService, ctx: &MatchCtx) -> Vec<Route> {
+    fn vs_routes(&mut self, r: &'a Resource, vs: &'a VirtualService, ctx: &MatchCtx) -> Vec<Route> {
         let ns = r.namespace();
-        vs.http
-            .iter()
-            .enumerate()
-            .filter_map(|(i, http)| {
+        // Delegating routes come back merged with their delegates' routes.
+        self.http_entries(r, vs)
+            .into_iter()
+            .filter_map(|entry| {
+                let delegate::HttpEntry {
+                    http,
+                    default_name,
+                    origin,
+                } = entry;
                 let matches: Vec<RouteMatch> = http
                     .r#match
                     .iter()
@@ -327,10 +334,7 @@ impl<'a> Builder<'a> {
                 Some(Route {
                     mirrors,
                     cors: http.cors_policy.as_ref().map(crate::actions::cors),
-                    name: http
-                        .name
-                        .clone()
-                        .unwrap_or_else(|| format!("{}/http[{i}]", r.name())),
+                    name: http.name.clone().unwrap_or(default_name),
                     matches,
                     destinations,
                     timeout_ms: if http.fault.is_some() {
@@ -352,8 +356,8 @@ impl<'a> Builder<'a> {
                     fault: http.fault.as_ref().map(crate::actions::fault),
                     request_headers: header_ops(http.headers.as_ref()).0,
                     response_headers: header_ops(http.headers.as_ref()).1,
-                    rewrite: crate::actions::route_rewrite(http),
-                    origin: origin(r),
+                    rewrite: crate::actions::route_rewrite(&http),
+                    origin,
                 })
             })
             .collect()

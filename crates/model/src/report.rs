@@ -447,7 +447,7 @@ fn extra_keys(v: &Value, prefix: &str, enforced: &[&str], push: &mut impl FnMut(
 }
 
 /// HTTPRoute fields weft implements.
-const HTTP_ROUTE_ENFORCED: [&str; 16] = [
+const HTTP_ROUTE_ENFORCED: [&str; 17] = [
     "corsPolicy",
     "name",
     "match",
@@ -458,6 +458,7 @@ const HTTP_ROUTE_ENFORCED: [&str; 16] = [
     "rewrite",
     "redirect",
     "directResponse",
+    "delegate",
     "fault",
     "mirror",
     "mirrors",
