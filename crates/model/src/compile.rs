@@ -160,66 +160,24 @@ impl<'a> Builder<'a> {
         let scope = crate::sidecar::scope(sidecar);
         let services: Vec<_> = self.registry.services.values().cloned().collect();
         for svc in services {
-            // Opaque TCP ports get listeners of their own (`crate::tcp::outbound`).
-            let Some(port) = svc.http_ports().next() else {
-                continue;
-            };
-            // Outside the Sidecar's egress hosts: the catch-all decides.
+            // Opaque TCP ports get listeners of their own (`crate::tcp::outbound`); each
+            // HTTP port a virtual host.
             let http: Vec<u32> = svc.http_ports().collect();
-            if scope
-                .as_ref()
-                .is_some_and(|s| !s.admits(&svc.host, &svc.namespace, &http))
-            {
+            let Some(&first) = http.first() else {
                 continue;
-            }
-            let mut domains = vec![svc.host.clone()];
-            if let Some(short) = svc.host.strip_suffix(".svc.cluster.local") {
-                domains.push(format!("{short}.svc"));
-                domains.push(short.to_string());
-                if svc.namespace == proxy_ns {
-                    if let Some((name, _)) = short.split_once('.') {
-                        domains.push(name.to_string());
-                    }
-                }
-            }
-            let mesh_vs = self.virtual_services().find(|(r, vs)| {
-                let on_mesh = vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh");
-                on_mesh && vs.hosts.iter().any(|h| fqdn(h, r.namespace()) == svc.host)
-            });
-            let routes = match mesh_vs {
-                Some((r, vs)) => {
-                    self.used.insert(r.key());
-                    let ctx = MatchCtx {
-                        labels,
-                        namespace: proxy_ns,
-                        gateways: None,
-                        port,
-                    };
-                    self.vs_routes(r, vs, &ctx)
-                }
-                None => {
-                    let cluster = cluster_name(port, None, &svc.host);
-                    vec![Route {
-                        name: format!("default/{}", svc.host),
-                        matches: Vec::new(),
-                        destinations: vec![WeightedCluster {
-                            cluster,
-                            weight: 100,
-                            ..Default::default()
-                        }],
-                        timeout_ms: None,
-                        retry: retry_policy(None),
-                        origin: "default route (no VirtualService)".into(),
-                        ..Default::default()
-                    }]
-                }
             };
-            table.virtual_hosts.push(VirtualHost {
-                name: svc.host.clone(),
-                domains,
-                routes,
-                require_tls: false,
-            });
+            let default_port = if http.contains(&80) { 80 } else { first };
+            for port in http {
+                // Outside the Sidecar's egress hosts: the catch-all decides.
+                if scope
+                    .as_ref()
+                    .is_some_and(|s| !s.admits(&svc.host, &svc.namespace, &[port]))
+                {
+                    continue;
+                }
+                let vhost = self.service_vhost(&svc, port, port == default_port, proxy_ns, labels);
+                table.virtual_hosts.push(vhost);
+            }
         }
         table.virtual_hosts.push(self.catch_all(proxy_ns, labels));
         let mut l4 = crate::tcp::L4Ctx {
@@ -237,6 +195,73 @@ impl<'a> Builder<'a> {
             tls: None,
         });
         self.cfg.routes.insert("outbound".into(), table);
+    }
+
+    /// The virtual host of one HTTP port of a service: `host:port` and its short forms,
+    /// plus the bare forms for the default port (80 if the service has it, else its first
+    /// HTTP port: a `Host` without a port names port 80). Its routes are the mesh
+    /// VirtualService's as they apply to that port (Istio's route config for the port).
+    fn service_vhost(
+        &mut self,
+        svc: &crate::registry::Service,
+        port: u32,
+        default: bool,
+        proxy_ns: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> VirtualHost {
+        let mut names = vec![svc.host.clone()];
+        if let Some(short) = svc.host.strip_suffix(".svc.cluster.local") {
+            names.push(format!("{short}.svc"));
+            names.push(short.to_string());
+            if svc.namespace == proxy_ns {
+                if let Some((name, _)) = short.split_once('.') {
+                    names.push(name.to_string());
+                }
+            }
+        }
+        let mut domains: Vec<String> = Vec::new();
+        if default {
+            domains.extend(names.iter().cloned());
+        }
+        domains.extend(names.iter().map(|n| format!("{n}:{port}")));
+        let mesh_vs = self.virtual_services().find(|(r, vs)| {
+            let on_mesh = vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh");
+            on_mesh && vs.hosts.iter().any(|h| fqdn(h, r.namespace()) == svc.host)
+        });
+        let routes = match mesh_vs {
+            Some((r, vs)) => {
+                self.used.insert(r.key());
+                let ctx = MatchCtx {
+                    labels,
+                    namespace: proxy_ns,
+                    gateways: None,
+                    port,
+                };
+                self.vs_routes(r, vs, &ctx)
+            }
+            None => vec![Route {
+                name: format!("default/{}", svc.host),
+                matches: Vec::new(),
+                destinations: vec![WeightedCluster {
+                    cluster: cluster_name(port, None, &svc.host),
+                    weight: 100,
+                    ..Default::default()
+                }],
+                timeout_ms: None,
+                retry: retry_policy(None),
+                origin: "default route (no VirtualService)".into(),
+                ..Default::default()
+            }],
+        };
+        VirtualHost {
+            name: match default {
+                true => svc.host.clone(),
+                false => format!("{}:{port}", svc.host),
+            },
+            domains,
+            routes,
+            require_tls: false,
+        }
     }
 
     /// Istio's catch-all virtual host for hosts the registry does not know: ALLOW_ANY's
@@ -300,7 +325,7 @@ impl<'a> Builder<'a> {
                     .iter()
                     .map(|d| {
                         let host = fqdn(&d.destination.host, ns);
-                        let port = self.destination_port(&d.destination, &host);
+                        let port = self.destination_port(&d.destination, &host, ctx.port);
                         // Weights are relative; a single destination gets everything.
                         let weight = if total == 1 {
                             100
@@ -325,11 +350,11 @@ impl<'a> Builder<'a> {
                         .and_then(|p| p.value)
                         .or(http.mirror_percent.map(f64::from))
                         .unwrap_or(100.0);
-                    mirrors.push(self.mirror(m, ns, percent));
+                    mirrors.push(self.mirror(m, ns, percent, ctx.port));
                 }
                 for m in &http.mirrors {
                     let percent = m.percentage.as_ref().and_then(|p| p.value).unwrap_or(100.0);
-                    mirrors.push(self.mirror(&m.destination, ns, percent));
+                    mirrors.push(self.mirror(&m.destination, ns, percent, ctx.port));
                 }
                 Some(Route {
                     mirrors,
@@ -363,20 +388,25 @@ impl<'a> Builder<'a> {
             .collect()
     }
 
-    /// The port of a destination: its own, else the service's first, else 80.
-    fn destination_port(&self, d: &weft_api::Destination, host: &str) -> u32 {
+    /// The port of a destination (Istio's `GetDestinationCluster`): its own, else the
+    /// service's only port, else the port the route is for when the service has it, else
+    /// the service's first, else 80.
+    fn destination_port(&self, d: &weft_api::Destination, host: &str, route_port: u32) -> u32 {
         d.port.as_ref().and_then(|p| p.number).unwrap_or_else(|| {
-            self.registry
-                .services
-                .get(host)
-                .and_then(|s| s.ports.first().copied())
-                .unwrap_or(80)
+            let Some(s) = self.registry.services.get(host) else {
+                return 80;
+            };
+            match s.ports.as_slice() {
+                [only] => *only,
+                ports if ports.contains(&route_port) => route_port,
+                ports => ports.first().copied().unwrap_or(80),
+            }
         })
     }
 
-    fn mirror(&self, d: &weft_api::Destination, ns: &str, percent: f64) -> Mirror {
+    fn mirror(&self, d: &weft_api::Destination, ns: &str, percent: f64, port: u32) -> Mirror {
         let host = fqdn(&d.host, ns);
-        let port = self.destination_port(d, &host);
+        let port = self.destination_port(d, &host, port);
         Mirror {
             cluster: cluster_name(port, d.subset.as_deref(), &host),
             percent: percent.clamp(0.0, 100.0),

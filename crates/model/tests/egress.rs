@@ -883,7 +883,11 @@ fn a_mesh_services_disable_still_gives_plaintext_endpoints() {
             "web.shop.svc.cluster.local",
             "web.shop.svc",
             "web.shop",
-            "web"
+            "web",
+            "web.shop.svc.cluster.local:8080",
+            "web.shop.svc:8080",
+            "web.shop:8080",
+            "web:8080"
         ]
     );
 }

@@ -213,6 +213,19 @@ mod tests {
         assert_eq!(t.vhost("api.example.com:8080").unwrap().name, "exact");
         assert_eq!(t.vhost("web.example.com").unwrap().name, "suffix");
         assert_eq!(t.vhost("elsewhere.org").unwrap().name, "any");
+        // A service's other port: `host:port` beats the bare host, whichever comes first.
+        let cfg = config(
+            &[
+                ("default", "api.example.com"),
+                ("admin", "api.example.com:9090"),
+            ],
+            RouteMatch::default(),
+        );
+        let rt = ActiveConfig::build("1", cfg, &ActiveConfig::default(), &who()).unwrap();
+        let t = &rt.tables["t"];
+        assert_eq!(t.vhost("api.example.com:9090").unwrap().name, "admin");
+        assert_eq!(t.vhost("api.example.com:8080").unwrap().name, "default");
+        assert_eq!(t.vhost("api.example.com").unwrap().name, "default");
     }
 
     #[test]

@@ -75,14 +75,18 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// Envoy's domain order: exact, then longest suffix wildcard, then `*`.
+    /// Envoy's domain order: exact (`host:port` over the bare host), then longest suffix
+    /// wildcard, then `*`.
     pub fn vhost(&self, authority: &str) -> Option<&VirtualHost> {
         let host = strip_port(authority);
         let mut best: Option<(&VirtualHost, usize)> = None;
         for v in &self.vhosts {
             for d in &v.domains {
-                let score = if d.eq_ignore_ascii_case(host) || d.eq_ignore_ascii_case(authority) {
+                // `host:port` exactly beats the bare host (a service's other port).
+                let score = if d.eq_ignore_ascii_case(authority) {
                     usize::MAX
+                } else if d.eq_ignore_ascii_case(host) {
+                    usize::MAX - 1
                 } else if d == "*" {
                     1
                 } else if let Some(suffix) = d.strip_prefix('*') {
