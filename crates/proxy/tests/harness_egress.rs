@@ -398,6 +398,18 @@ async fn allow_any_passes_unknown_hosts_through_and_registry_only_answers_502() 
     let before = app.count();
     assert_eq!(get(out, &authority, "/").await.status, 502);
     assert_eq!(app.count(), before, "nothing left the sidecar");
+    // No destination is known: Istio's `unknown`s, not empty labels.
+    requests_total(
+        client.admin,
+        &[
+            ("response_code", "502"),
+            ("destination_service", "unknown"),
+            ("destination_workload", "unknown"),
+            ("destination_canonical_revision", "latest"),
+        ],
+        1.0,
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -55,7 +55,19 @@ pub fn own(config: &ProxyConfig, who: &Who) -> OwnLabels {
         source_version: m.version.clone(),
         source_cluster: m.cluster.clone(),
         connection_security_policy: "unknown".into(),
-        ..Default::default()
+        // No destination is known (no route, a direct response, REGISTRY_ONLY's 502):
+        // Istio's `unknown`s.
+        destination_workload: "unknown".into(),
+        destination_workload_namespace: "unknown".into(),
+        destination_principal: "unknown".into(),
+        destination_app: "unknown".into(),
+        destination_version: "unknown".into(),
+        destination_service: "unknown".into(),
+        destination_service_name: "unknown".into(),
+        destination_service_namespace: "unknown".into(),
+        destination_canonical_service: "unknown".into(),
+        destination_canonical_revision: "latest".into(),
+        destination_cluster: "unknown".into(),
     };
     let destination = PeerLabels {
         reporter: "destination".into(),

@@ -145,13 +145,26 @@ async fn forward<D>(
             return;
         }
         failed => {
-            let error = match failed {
-                Ok(Err(e)) => e.to_string(),
-                _ => format!("connecting took longer than {timeout:?} (connectTimeout)"),
+            let (error, flag) = match failed {
+                Ok(Err(e)) => {
+                    let flag = match &e {
+                        super::tunnel::TunnelError::Direct(io)
+                            if crate::upstream::egress::dns::Unresolved::is(io) =>
+                        {
+                            ResponseFlags::DNS_RESOLUTION_FAILED
+                        }
+                        _ => ResponseFlags::UPSTREAM_CONNECTION_FAILURE,
+                    };
+                    (e.to_string(), flag)
+                }
+                _ => (
+                    format!("connecting took longer than {timeout:?} (connectTimeout)"),
+                    ResponseFlags::UPSTREAM_CONNECTION_FAILURE,
+                ),
             };
-            debug!(%route, %cluster, endpoint = %pick.endpoint.address, %error, "TCP tunnel failed (UF)");
+            debug!(%route, %cluster, endpoint = %pick.endpoint.address, %error, flags = %flag.render(), "TCP connection upstream failed");
             live.lb.report(&pick, Outcome::LocalFailure);
-            tcp_metrics.refused(&peers, ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
+            tcp_metrics.refused(&peers, flag);
             return;
         }
     };

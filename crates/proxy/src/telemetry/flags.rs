@@ -33,6 +33,7 @@ flags! {
     UPSTREAM_PROTOCOL_ERROR = 14, "UPE", "The upstream broke HTTP rules.";
     OVERLOAD_MANAGER = 15, "OM", "The proxy was over its overload limits.";
     UNAUTHORIZED_EXTERNAL_SERVICE = 16, "UAEX", "An external authorizer denied the request (or failed, closed).";
+    DNS_RESOLUTION_FAILED = 17, "DF", "The upstream's name did not resolve (a service outside the mesh).";
 }
 
 impl ResponseFlags {
@@ -53,7 +54,7 @@ impl ResponseFlags {
 
     /// Envoy's bit vector (`response.flags` in CEL: Envoy's `ResponseFlag` values).
     pub fn envoy_bits(self) -> u64 {
-        const ENVOY: [(ResponseFlags, u64); 17] = [
+        const ENVOY: [(ResponseFlags, u64); 18] = [
             (ResponseFlags::NO_HEALTHY_UPSTREAM, 0x2),
             (ResponseFlags::UPSTREAM_REQUEST_TIMEOUT, 0x4),
             (ResponseFlags::LOCAL_RESET, 0x8),
@@ -71,6 +72,7 @@ impl ResponseFlags {
             (ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR, 0x40000),
             (ResponseFlags::UPSTREAM_PROTOCOL_ERROR, 0x80_0000),
             (ResponseFlags::OVERLOAD_MANAGER, 0x200_0000),
+            (ResponseFlags::DNS_RESOLUTION_FAILED, 0x400_0000),
         ];
         ENVOY
             .iter()

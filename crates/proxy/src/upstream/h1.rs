@@ -106,9 +106,13 @@ impl H1Pool {
         let fail = |e: &dyn std::fmt::Display| TryError::Connect {
             detail: format!("{what} at {addr} unreachable: {e}"),
         };
-        let io = (self.connect)(addr.to_string())
-            .await
-            .map_err(|e| fail(&e))?;
+        let io = (self.connect)(addr.to_string()).await.map_err(|e| {
+            if super::egress::dns::Unresolved::is(&e) {
+                let detail = format!("{what} at {addr}: {e}");
+                return TryError::Dns { detail };
+            }
+            fail(&e)
+        })?;
         let (sender, conn) = http1::handshake(TokioIo::new(io))
             .await
             .map_err(|e| fail(&e))?;

@@ -28,6 +28,9 @@ pub enum TryError {
     },
     /// The connection could not be made (TCP, mTLS or HTTP/2 handshake); nothing was sent.
     Connect { detail: String },
+    /// The destination's name did not resolve (a service outside the mesh); nothing was
+    /// sent. Otherwise a connect failure (retried and counted as one).
+    Dns { detail: String },
     /// A pooled connection was found dead before the request was written; nothing was sent.
     Unsent { detail: String },
     /// The upstream refused the stream (HTTP/2 REFUSED_STREAM): it did not process it.
@@ -49,6 +52,7 @@ impl TryError {
             TryError::Connect { .. } | TryError::Unsent { .. } => {
                 ResponseFlags::UPSTREAM_CONNECTION_FAILURE
             }
+            TryError::Dns { .. } => ResponseFlags::DNS_RESOLUTION_FAILED,
             TryError::RefusedStream { .. } | TryError::RemoteReset { .. } => {
                 ResponseFlags::UPSTREAM_REMOTE_RESET
             }
@@ -77,7 +81,7 @@ impl TryError {
             | TryError::Overflow { .. }
             | TryError::Timeout(Timer::Route) => false,
             TryError::Unsent { .. } => true,
-            TryError::Connect { .. } => {
+            TryError::Connect { .. } | TryError::Dns { .. } => {
                 on.any(&no_response) || on.any(&[C::ConnectFailure, C::ResetBeforeRequest])
             }
             TryError::RefusedStream { .. } => on.any(&no_response) || on.contains(C::RefusedStream),
@@ -114,6 +118,10 @@ impl TryError {
             TryError::Connect { detail } | TryError::Unsent { detail } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("upstream connect error: {detail}"),
+            ),
+            TryError::Dns { detail } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("DNS resolution failed: {detail}"),
             ),
             TryError::RefusedStream { detail }
             | TryError::RemoteReset { detail }
@@ -286,6 +294,7 @@ mod tests {
                 503,
             ),
             (TryError::Connect { detail: d() }, "UF", 503),
+            (TryError::Dns { detail: d() }, "DF", 503),
             (TryError::RefusedStream { detail: d() }, "UR", 503),
             (TryError::ConnectionTerminated { detail: d() }, "UC", 503),
             (TryError::Timeout(Timer::Route), "UT", 504),

@@ -36,6 +36,18 @@ fn system() -> Result<TokioResolver, String> {
         .map_err(|e| format!("the system's DNS configuration (/etc/resolv.conf): {e}"))
 }
 
+/// A name that did not resolve (Envoy's `DF`), carried inside an `io::Error`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unresolved(pub String);
+
+impl Unresolved {
+    /// Whether an I/O error is a failed resolution.
+    pub fn is(e: &std::io::Error) -> bool {
+        e.get_ref().is_some_and(|i| i.is::<Unresolved>())
+    }
+}
+
 /// The addresses `host` resolves to, in the order the answer gives them.
 pub async fn resolve(host: &str) -> Result<Vec<IpAddr>, String> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');

@@ -103,7 +103,9 @@ impl EgressCluster {
 
     async fn connect_now(&self, addr: &str) -> std::io::Result<Io> {
         let (host, port) = split(addr)?;
-        let ips = dns::resolve(host).await.map_err(std::io::Error::other)?;
+        let ips = dns::resolve(host)
+            .await
+            .map_err(|e| std::io::Error::other(dns::Unresolved(e)))?;
         let order: Vec<SocketAddr> = match self.resolution {
             Resolution::DnsRoundRobin => vec![SocketAddr::new(ips[0], port)],
             _ => {
