@@ -198,7 +198,9 @@ pub(crate) fn destination_rule(
     let max_requests = pool
         .and_then(|p| p.http.as_ref())
         .and_then(|h| h.http2_max_requests)
-        .and_then(|m| u32::try_from(m).ok());
+        .and_then(|m| u32::try_from(m).ok())
+        // Istio's `applyConnectionPool`: only a value > 0 replaces the unlimited default.
+        .filter(|m| *m > 0);
     // Istio: 0 means unlimited.
     let max_requests_per_connection = pool
         .and_then(|p| p.http.as_ref())

@@ -119,3 +119,25 @@ fn only_the_knobs_not_built_are_reported() {
         "only the second rule's knobs that are not built: {reported:#?}"
     );
 }
+
+#[test]
+fn http2_max_requests_zero_is_unlimited_as_in_istio() {
+    // istiod's `applyConnectionPool` replaces the unlimited default only with a value > 0.
+    let zero = CONFIG.replace("http2MaxRequests: 7", "http2MaxRequests: 0");
+    let loaded = weft_api::load_str(&zero, "pool.yaml");
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let live = [LiveProxy {
+        workload: "fortio".into(),
+        namespace: "default".into(),
+        inbound_addr: "127.0.0.1:2002".into(),
+    }];
+    let reg = Registry::build(&loaded.resources, &live);
+    let proxy = ProxyRef {
+        role: Role::Sidecar,
+        workload: "fortio".into(),
+        namespace: "default".into(),
+    };
+    let cfg = compile(&loaded.resources, &reg, "cluster.local", &proxy).unwrap();
+    let c = &cfg.clusters["outbound|8000||httpbin.default.svc.cluster.local"];
+    assert_eq!(c.max_requests, None);
+}

@@ -280,7 +280,8 @@ fn pick(up: &Upstream<'_>, tried: &[usize]) -> Option<Pick> {
     }
     let avoid = up.policy.ignore_previous_hosts || up.policy.attempts == 0;
     let mut p = lb.pick()?;
-    for _ in 0..4 {
+    // Istio's `host_selection_retry_max_attempts: 5`.
+    for _ in 0..5 {
         if !avoid || !tried.contains(&p.index) {
             break;
         }
