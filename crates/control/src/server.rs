@@ -68,6 +68,9 @@ impl Mesh for MeshService {
                     Ok(Some(pb::ProxyMessage {
                         msg: Some(pb::proxy_message::Msg::Ack(ack)),
                     })) => {
+                        // A gateway says where its servers are (before the ACK counts
+                        // towards convergence: moved endpoints are pushed first).
+                        state.set_listeners(id, ack.listeners.into_iter().collect());
                         if ack.accepted {
                             info!(%proxy, version = %ack.version, "ACK");
                             if let Some(proxies) = state.ack(id, &ack.version) {

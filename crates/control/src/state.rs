@@ -2,7 +2,7 @@
 //! them, the connected proxies, and what each was last sent. Any change (config reload, proxy connect or
 //! disconnect) recompiles every proxy and pushes only configs that changed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -22,6 +22,8 @@ struct Conn {
     /// The version last pushed, and the last one the proxy accepted.
     sent_version: Option<String>,
     acked_version: Option<String>,
+    /// A gateway's server ports and where they are served (from its ACKs).
+    listeners: BTreeMap<u32, String>,
 }
 
 struct Inner {
@@ -113,6 +115,7 @@ impl State {
                 last_sent: None,
                 sent_version: None,
                 acked_version: None,
+                listeners: BTreeMap::new(),
             },
         );
         self.push_all(&mut inner);
@@ -125,6 +128,21 @@ impl State {
         if let Some(c) = inner.conns.remove(&id) {
             info!(proxy = %c.node.id, "proxy disconnected");
         }
+        self.push_all(&mut inner);
+    }
+
+    /// Records where a gateway serves its ports; a change reaches the proxies whose
+    /// services it backs (an egress gateway's endpoints).
+    pub fn set_listeners(&self, id: u64, listeners: BTreeMap<u32, String>) {
+        let mut inner = self.inner.lock().expect("state poisoned");
+        let Some(conn) = inner.conns.get_mut(&id) else {
+            return;
+        };
+        if conn.listeners == listeners {
+            return;
+        }
+        info!(proxy = %conn.node.id, ?listeners, "gateway listeners");
+        conn.listeners = listeners;
         self.push_all(&mut inner);
     }
 
@@ -188,6 +206,7 @@ impl State {
                 workload: c.node.workload.clone(),
                 namespace: c.node.namespace.clone(),
                 inbound_addr: c.node.inbound_addr.clone(),
+                listeners: c.listeners.clone(),
             })
             .collect();
         let mut registry = Registry::build(&inner.resources, &live);

@@ -52,6 +52,7 @@ fn compile_all(resources: &[weft_api::Resource]) -> BTreeMap<String, ProxyConfig
             workload: name.to_string(),
             namespace: "shop".into(),
             inbound_addr: format!("{ip}:15006"),
+            listeners: Default::default(),
         })
         .collect();
     let registry = Registry::build(resources, &live);

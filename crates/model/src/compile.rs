@@ -485,8 +485,13 @@ impl<'a> Builder<'a> {
                 let Some(w) = self.registry.workloads.get(key) else {
                     continue;
                 };
-                let Some(addr) = &w.inbound_addr else {
-                    continue;
+                // A sidecar's mTLS inbound listener, or — a gateway selected by the
+                // service (an egress gateway) — its server on this HTTP port, plaintext.
+                let http = svc.is_some_and(|s| s.protocol(port).is_http());
+                let (addr, gateway) = match (&w.inbound_addr, w.gateway_listeners.get(&port)) {
+                    (Some(a), _) => (a, false),
+                    (None, Some(a)) if http => (a, true),
+                    _ => continue,
                 };
                 if !selects(&subset_labels, &w.labels) {
                     continue;
@@ -500,7 +505,7 @@ impl<'a> Builder<'a> {
                     workload: w.name.clone(),
                     version: w.labels.get("version").cloned(),
                     meta: crate::WorkloadMeta::from_labels(&w.name, &w.labels),
-                    plaintext: crate::mtls::client_plaintext(tls, server, port),
+                    plaintext: gateway || crate::mtls::client_plaintext(tls, server, port),
                 });
             }
             self.cfg.clusters.insert(

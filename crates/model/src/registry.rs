@@ -13,6 +13,8 @@ pub struct LiveProxy {
     pub namespace: String,
     /// `host:port` of the sidecar's mTLS inbound listener; empty for gateways.
     pub inbound_addr: String,
+    /// Gateways: where each Gateway server port is served.
+    pub listeners: BTreeMap<u32, String>,
 }
 
 /// A workload (WorkloadEntry) and where its sidecar is, if it is live.
@@ -23,6 +25,9 @@ pub struct Workload {
     pub labels: BTreeMap<String, String>,
     pub service_account: String,
     pub inbound_addr: Option<String>,
+    /// A live gateway's server ports and their addresses: it is an endpoint of the HTTP
+    /// ports of services that select it (an egress gateway), reached in plaintext.
+    pub gateway_listeners: BTreeMap<u32, String>,
     /// `file:line` of the WorkloadEntry.
     pub location: String,
 }
@@ -118,6 +123,13 @@ impl Registry {
                         p.workload == r.name() && p.namespace == ns && !p.inbound_addr.is_empty()
                     })
                     .map(|p| p.inbound_addr.clone());
+                let gateway_listeners = live
+                    .iter()
+                    .rfind(|p| {
+                        p.workload == r.name() && p.namespace == ns && !p.listeners.is_empty()
+                    })
+                    .map(|p| p.listeners.clone())
+                    .unwrap_or_default();
                 reg.workloads.insert(
                     (ns.clone(), r.name().to_string()),
                     Workload {
@@ -129,6 +141,7 @@ impl Registry {
                             .clone()
                             .unwrap_or_else(|| "default".into()),
                         inbound_addr,
+                        gateway_listeners,
                         location: format!("{}:{}", r.source.file, r.source.line),
                     },
                 );

@@ -115,12 +115,14 @@ fn live() -> Vec<LiveProxy> {
                 workload: w.into(),
                 namespace: "game".into(),
                 inbound_addr: format!("127.0.0.1:{port}"),
+                listeners: Default::default(),
             }
         })
         .chain([LiveProxy {
             workload: "gw".into(),
             namespace: "istio-system".into(),
             inbound_addr: String::new(),
+            listeners: Default::default(),
         }])
         .collect()
 }
@@ -886,6 +888,7 @@ impl Necpgame {
                 workload: r.name().into(),
                 namespace: r.namespace().into(),
                 inbound_addr: format!("127.0.0.1:{}", 2000 + i),
+                listeners: Default::default(),
             })
             .collect();
         let reg = Registry::build(&resources, &live);

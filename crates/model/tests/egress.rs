@@ -244,6 +244,7 @@ fn live() -> Vec<LiveProxy> {
             workload: w.to_string(),
             namespace: "shop".into(),
             inbound_addr: format!("127.0.0.1:{port}"),
+            listeners: Default::default(),
         })
         .collect()
 }
@@ -1004,4 +1005,115 @@ spec:
     let cfg = client(&load(&none));
     let names: Vec<&str> = vhosts(&cfg).iter().map(|v| v.name.as_str()).collect();
     assert_eq!(names, ["allow_any"]);
+}
+
+// 9. Istio's egress-gateway task: sidecar -> egress gateway -> the service outside.
+
+const EGRESS_GATEWAY: &str = r#"
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: istio-egressgateway, namespace: istio-system}
+spec: {address: 127.0.0.1, labels: {istio: egressgateway}, serviceAccount: istio-egressgateway}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: istio-egressgateway, namespace: istio-system}
+spec:
+  hosts: [istio-egressgateway.istio-system.svc.cluster.local]
+  location: MESH_INTERNAL
+  ports: [{number: 80, name: http, protocol: HTTP}, {number: 443, name: tls, protocol: TLS}]
+  workloadSelector: {labels: {istio: egressgateway}}
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: istio-egressgateway, namespace: shop}
+spec:
+  selector: {istio: egressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: [httpbin.example]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: egressgateway-for-httpbin, namespace: shop}
+spec:
+  host: istio-egressgateway.istio-system.svc.cluster.local
+  subsets: [{name: httpbin}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: direct-httpbin-through-egress-gateway, namespace: shop}
+spec:
+  hosts: [httpbin.example]
+  gateways: [istio-egressgateway, mesh]
+  http:
+  - match: [{gateways: [mesh], port: 80}]
+    route:
+    - destination: {host: istio-egressgateway.istio-system.svc.cluster.local, subset: httpbin, port: {number: 80}}
+  - match: [{gateways: [istio-egressgateway], port: 80}]
+    route:
+    - destination: {host: httpbin.example, port: {number: 80}}
+"#;
+
+#[test]
+fn the_egress_gateway_task_routes_sidecars_through_the_gateway() {
+    let resources = load(EGRESS_GATEWAY);
+    let mut live = live();
+    live.push(LiveProxy {
+        workload: "istio-egressgateway".into(),
+        namespace: "istio-system".into(),
+        inbound_addr: String::new(),
+        listeners: [(80, "127.0.0.1:4080".to_string())].into(),
+    });
+    let reg = Registry::build(&resources, &live);
+    let sidecar = ProxyRef {
+        role: Role::Sidecar,
+        workload: "client".into(),
+        namespace: "shop".into(),
+    };
+    let cfg = compile(&resources, &reg, "cluster.local", &sidecar).unwrap();
+    let v = vhost(&cfg, "httpbin.example");
+    let to = "outbound|80|httpbin|istio-egressgateway.istio-system.svc.cluster.local";
+    assert_eq!(v.routes.len(), 1, "only the mesh route: {:#?}", v.routes);
+    assert_eq!(v.routes[0].destinations[0].cluster, to);
+    let gw = cluster(&cfg, to);
+    assert_eq!(
+        addresses(gw),
+        ["127.0.0.1:4080"],
+        "the gateway's port 80 server"
+    );
+    assert!(
+        gw.endpoints[0].plaintext,
+        "plain HTTP to the gateway's server"
+    );
+    assert!(
+        cluster(
+            &cfg,
+            "outbound|443||istio-egressgateway.istio-system.svc.cluster.local"
+        )
+        .endpoints
+        .is_empty(),
+        "an opaque port of the gateway's service gets no gateway endpoint"
+    );
+    // The gateway itself: the gateway route to the service outside the mesh.
+    let gateway = ProxyRef {
+        role: Role::Gateway,
+        workload: "istio-egressgateway".into(),
+        namespace: "istio-system".into(),
+    };
+    let cfg = compile(&resources, &reg, "cluster.local", &gateway).unwrap();
+    let table = &cfg.routes[&cfg.listeners[0].route_table];
+    let v = table
+        .virtual_hosts
+        .iter()
+        .find(|v| v.domains.iter().any(|d| d == "httpbin.example"))
+        .unwrap_or_else(|| panic!("{table:#?}"));
+    assert_eq!(
+        v.routes[0].destinations[0].cluster,
+        "outbound|80||httpbin.example"
+    );
+    assert!(cluster(&cfg, "outbound|80||httpbin.example")
+        .egress
+        .is_some());
 }

@@ -45,6 +45,7 @@ fn request_host_and_authority_headers_become_the_routes_authority() {
         workload: "player-v1".into(),
         namespace: "game".into(),
         inbound_addr: "127.0.0.1:1003".into(),
+        listeners: Default::default(),
     }];
     let reg = Registry::build(&loaded.resources, &live);
     let me = ProxyRef {

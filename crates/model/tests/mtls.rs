@@ -69,6 +69,7 @@ fn compile_with(extra: &str, workload: &str, ns: &str) -> ProxyConfig {
             workload: w.to_string(),
             namespace: n.to_string(),
             inbound_addr: format!("127.0.0.1:{}", 7000 + i),
+            listeners: Default::default(),
         })
         .collect();
     let reg = Registry::build(&loaded.resources, &live);

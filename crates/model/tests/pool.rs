@@ -60,6 +60,7 @@ fn compile_for(workload: &str) -> weft_model::ProxyConfig {
             workload: (*w).into(),
             namespace: "default".into(),
             inbound_addr: format!("127.0.0.1:{port}"),
+            listeners: Default::default(),
         })
         .collect();
     let reg = Registry::build(&loaded.resources, &live);
@@ -130,6 +131,7 @@ fn http2_max_requests_zero_is_unlimited_as_in_istio() {
         workload: "fortio".into(),
         namespace: "default".into(),
         inbound_addr: "127.0.0.1:2002".into(),
+        listeners: Default::default(),
     }];
     let reg = Registry::build(&loaded.resources, &live);
     let proxy = ProxyRef {

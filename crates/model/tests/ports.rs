@@ -51,6 +51,7 @@ fn each_http_port_gets_its_own_virtual_host_and_routes() {
             workload: w.to_string(),
             namespace: "shop".into(),
             inbound_addr: format!("127.0.0.1:{port}"),
+            listeners: Default::default(),
         })
         .collect();
     let reg = Registry::build(&loaded.resources, &live);

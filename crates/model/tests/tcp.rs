@@ -123,6 +123,7 @@ fn live() -> Vec<LiveProxy> {
                 workload: w.into(),
                 namespace: "shop".into(),
                 inbound_addr: format!("127.0.0.1:{port}"),
+                listeners: Default::default(),
             }
         })
         .collect()

@@ -965,3 +965,130 @@ spec:
     let body = expect("the task's rule to pass again", 200);
     assert_eq!(json(&body)["sni"], "api.tls.example");
 }
+
+// ---------------------------------------------------------------------------------------
+// 4. Istio's egress-gateway task: the sidecar sends the request to the egress gateway,
+//    which sends it on to the service outside the mesh.
+
+const EGRESS_GATEWAY: &str = r#"---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: istio-egressgateway
+  namespace: istio-system
+  annotations: {weft.dev/role: gateway}
+spec:
+  address: 127.0.0.1
+  labels: {istio: egressgateway, app: istio-egressgateway}
+  serviceAccount: istio-egressgateway
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: istio-egressgateway, namespace: istio-system}
+spec:
+  hosts: [istio-egressgateway.istio-system.svc.cluster.local]
+  location: MESH_INTERNAL
+  ports: [{number: 80, name: http2, protocol: HTTP2}]
+  workloadSelector: {labels: {istio: egressgateway}}
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: istio-egressgateway, namespace: egress}
+spec:
+  selector: {istio: egressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: [http.data.example]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: egressgateway-for-data, namespace: egress}
+spec:
+  host: istio-egressgateway.istio-system.svc.cluster.local
+  subsets: [{name: data}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: direct-data-through-egress-gateway, namespace: egress}
+spec:
+  hosts: [http.data.example]
+  gateways: [istio-egressgateway, mesh]
+  http:
+  - match: [{gateways: [mesh], port: 80}]
+    route:
+    - destination: {host: istio-egressgateway.istio-system.svc.cluster.local, subset: data, port: {number: 80}}
+      weight: 100
+  - match: [{gateways: [istio-egressgateway], port: 80}]
+    route:
+    - destination: {host: http.data.example, port: {number: 80}}
+      weight: 100
+"#;
+
+#[test]
+fn the_egress_gateway_task_sends_sidecar_traffic_through_the_gateway() {
+    let serial = serial();
+    let scripts = TempDir::new("egress-gateway-scripts");
+    let script = scripts.path().join("http_server.py");
+    std::fs::write(&script, HTTP_SERVER).unwrap();
+    let dns = dnsmasq(&["http.data.example"]);
+    let (_server, server) = http_server(&script, &["outside"]);
+    let server_port = server.rsplit_once(':').unwrap().1.to_string();
+    let entry = HTTP_ENTRY.replace("TARGET", &server_port);
+    let mesh = Mesh::up_holding(
+        serial,
+        "egress-gateway",
+        &["--dns-server", &dns.addr],
+        |dir| {
+            std::fs::remove_dir_all(dir).unwrap();
+            std::fs::create_dir_all(dir).unwrap();
+            let config = format!("{entry}{CLIENT}{EGRESS_GATEWAY}");
+            std::fs::write(dir.join("egress.yaml"), config).unwrap();
+        },
+    );
+    let outbound = mesh.addr(CLIENT_SIDECAR, "outbound");
+    // The gateway reports where its port 80 server is once it serves it; until then the
+    // sidecar's route has no endpoint (503).
+    let body = poll_until(
+        "the request to pass through the egress gateway",
+        WAIT,
+        || {
+            let (code, body) = curl_host(&outbound, "http.data.example", "/through");
+            assert!(code == 200 || code == 503, "{code}: {body}");
+            (code == 200).then_some(body)
+        },
+    );
+    let got = json(&body);
+    assert_eq!(got["server"], "outside");
+    assert_eq!(got["host"], "http.data.example");
+    assert_eq!(got["path"], "/through");
+    // Both hops counted: the sidecar sent it to the gateway's service, the gateway to the
+    // service outside the mesh.
+    let sidecar = admin_get(&mesh.addr(CLIENT_SIDECAR, "admin"), "/stats/prometheus");
+    let to_gateway = [
+        ("reporter", "source"),
+        (
+            "destination_service",
+            "istio-egressgateway.istio-system.svc.cluster.local",
+        ),
+        ("destination_workload", "istio-egressgateway"),
+        ("response_code", "200"),
+    ];
+    assert!(
+        metric_sum(&sidecar, "istio_requests_total", &to_gateway) >= 1.0,
+        "{sidecar}"
+    );
+    let gateway_admin = mesh.addr("gateway-istio-egressgateway.istio-system", "admin");
+    let gateway = poll_until("the gateway's count", WAIT, || {
+        let stats = admin_get(&gateway_admin, "/stats/prometheus");
+        let out = [
+            ("destination_service", "http.data.example"),
+            ("destination_workload", "unknown"),
+            ("response_code", "200"),
+        ];
+        (metric_sum(&stats, "istio_requests_total", &out) >= 1.0).then_some(stats)
+    });
+    assert!(
+        gateway.contains("source_workload=\"istio-egressgateway\""),
+        "{gateway}"
+    );
+}

@@ -96,6 +96,7 @@ async fn session(
                     version: push.version.clone(),
                     accepted: true,
                     error: String::new(),
+                    listeners: gateway_ports(state),
                 }
             }
             Err(error) => {
@@ -108,6 +109,7 @@ async fn session(
                     version: push.version.clone(),
                     accepted: false,
                     error,
+                    listeners: gateway_ports(state),
                 }
             }
         };
@@ -117,6 +119,28 @@ async fn session(
         .await?;
     }
     Ok(())
+}
+
+/// Where each Gateway server port of the live config is served (`port` -> `host:port`; an
+/// unspecified bind IP is reported as loopback): the control plane makes the gateway an
+/// endpoint of the services that select it. Empty for sidecars.
+fn gateway_ports(state: &ProxyState) -> std::collections::HashMap<u32, String> {
+    let cfg = state.config.load();
+    let bound = state.bound.lock().expect("bound poisoned");
+    let gateway = |kind| kind == weft_model::ListenerKind::Gateway;
+    let http = cfg.config.listeners.iter().filter(|l| gateway(l.kind));
+    let tcp = cfg.config.tcp_listeners.iter().filter(|l| gateway(l.kind));
+    http.map(|l| (l.port, &l.name))
+        .chain(tcp.map(|l| (l.port, &l.name)))
+        .filter_map(|(port, name)| {
+            let addr: std::net::SocketAddr = bound.get(name)?.parse().ok()?;
+            let ip = match addr.ip() {
+                ip if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+                ip => ip,
+            };
+            Some((port, std::net::SocketAddr::new(ip, addr.port()).to_string()))
+        })
+        .collect()
 }
 
 async fn apply(state: &Arc<ProxyState>, push: &pb::ConfigPush) -> Result<(), String> {
