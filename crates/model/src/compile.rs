@@ -471,8 +471,7 @@ impl<'a> Builder<'a> {
             );
             // Istio: an HTTP2/GRPC service port is always HTTP/2 upstream.
             let external = svc.and_then(|s| s.external.as_ref());
-            // (Services outside the mesh get HTTP/1.1: HTTP/2 to them is not built.)
-            limits.http2 |= http2_port && external.is_none();
+            limits.http2 |= http2_port;
             let mut endpoints = match external {
                 Some(ext) => crate::egress::endpoints(ext, &host, port, &subset_labels),
                 None => Vec::new(),
@@ -480,6 +479,7 @@ impl<'a> Builder<'a> {
             let egress = external.map(|ext| crate::egress::Egress {
                 resolution: ext.resolution,
                 tls: crate::egress::origin_tls(tls_settings.as_ref()),
+                http2: http2_port,
             });
             for key in svc.map(|s| s.workloads.as_slice()).unwrap_or_default() {
                 let Some(w) = self.registry.workloads.get(key) else {

@@ -206,7 +206,6 @@ pub(crate) fn policy_applies(n: &NotEnforced, ns: &str, root: &str) -> bool {
 /// A ServiceEntry: hosts, ports, location, resolution, endpoints and workloadSelector are
 /// built (mesh services, or services outside the mesh: `crate::egress`).
 fn service_entry(se: &weft_api::ServiceEntry, push: &mut impl FnMut(String)) {
-    let outside = crate::egress::external_of(se).is_some();
     for (i, p) in se.ports.iter().enumerate() {
         if Protocol::of_port(p.protocol.as_deref(), &p.name) == Protocol::Unknown
             && p.protocol.as_deref().is_none_or(str::is_empty)
@@ -222,16 +221,6 @@ fn service_entry(se: &weft_api::ServiceEntry, push: &mut impl FnMut(String)) {
                 "ports[{i}].protocol {proto} (neither HTTP nor TCP: nothing reaches this port through the mesh)"
             ));
         }
-        let h2 = p
-            .protocol
-            .as_deref()
-            .is_some_and(|p| p.eq_ignore_ascii_case("HTTP2") || p.eq_ignore_ascii_case("GRPC"));
-        if outside && h2 {
-            push(format!(
-                "ports[{i}].protocol {} to a service outside the mesh (weft sends it HTTP/1.1; HTTP/2 to external services is not built)",
-                p.protocol.as_deref().unwrap_or_default()
-            ));
-        }
     }
     let external_location = matches!(se.location, Some(weft_api::Location::MeshExternal));
     if se.resolution == Some(weft_api::Resolution::DynamicDns) {
@@ -239,7 +228,7 @@ fn service_entry(se: &weft_api::ServiceEntry, push: &mut impl FnMut(String)) {
     } else if external_location && se.workload_selector.is_some() {
         push("location MESH_EXTERNAL with a workloadSelector (mesh workloads as an external service: this entry adds no service)".into());
     }
-    if outside && !se.addresses.is_empty() {
+    if crate::egress::external_of(se).is_some() && !se.addresses.is_empty() {
         push("addresses (there is no traffic capture: apps reach services outside the mesh through the sidecar's listeners, by name)".into());
     }
     extra_keys(

@@ -405,7 +405,8 @@ fn a_dns_service_cluster_dials_its_host_in_plaintext() {
         c.egress,
         Some(Egress {
             resolution: Resolution::Dns,
-            tls: None
+            tls: None,
+            http2: false,
         })
     );
     assert_eq!(c.service, "redis.data.example");
@@ -450,7 +451,8 @@ fn dns_round_robin_and_none_resolutions() {
         pg.egress,
         Some(Egress {
             resolution: Resolution::DnsRoundRobin,
-            tls: None
+            tls: None,
+            http2: false,
         }),
         "DISABLE originates nothing"
     );
@@ -461,7 +463,8 @@ fn dns_round_robin_and_none_resolutions() {
         httpbin.egress,
         Some(Egress {
             resolution: Resolution::OriginalDestination,
-            tls: None
+            tls: None,
+            http2: false,
         }),
         "NONE: the app's destination; ISTIO_MUTUAL originates nothing"
     );
@@ -526,10 +529,11 @@ fn simple_tls_origination_from_the_destination_rule() {
                     "spiffe://partner.example/api".into()
                 ],
                 insecure_skip_verify: false,
-            })
+            }),
+            http2: false,
         })
     );
-    assert!(!c.limits.http2, "HTTP/1.1 to the service");
+    assert!(!c.limits.http2, "HTTP/1.1 to the service (an HTTP port)");
 }
 
 #[test]
@@ -605,7 +609,8 @@ spec:
         c.egress,
         Some(Egress {
             resolution: Resolution::Dns,
-            tls: None
+            tls: None,
+            http2: false,
         })
     );
     assert_eq!(
@@ -637,7 +642,8 @@ fn assert_allow_any(cfg: &ProxyConfig) {
         c.egress,
         Some(Egress {
             resolution: Resolution::OriginalDestination,
-            tls: None
+            tls: None,
+            http2: false,
         })
     );
     assert_eq!(c.endpoints.len(), 1);
@@ -836,7 +842,7 @@ spec:
 }
 
 #[test]
-fn http2_and_grpc_ports_to_external_services_are_reported() {
+fn http2_and_grpc_ports_to_external_services_get_http2() {
     let grpc = r#"
 ---
 apiVersion: networking.istio.io/v1
@@ -849,19 +855,16 @@ spec:
   ports:
   - {number: 50051, name: grpc, protocol: GRPC}
   - {number: 8443, name: http2-api, protocol: HTTP2}
-  - {number: 8080, name: http, protocol: HTTP}
 "#;
     let resources = load(grpc);
     assert_eq!(
         reported(&resources, "ServiceEntry/shop/partner-grpc"),
-        [
-            "ports[0].protocol GRPC to a service outside the mesh (weft sends it HTTP/1.1; HTTP/2 to external services is not built)",
-            "ports[1].protocol HTTP2 to a service outside the mesh (weft sends it HTTP/1.1; HTTP/2 to external services is not built)",
-        ]
+        Vec::<String>::new()
     );
     let cfg = client(&resources);
     let c = cluster(&cfg, "outbound|50051||grpc.partner.example");
-    assert!(!c.limits.http2, "as reported: HTTP/1.1");
+    assert!(c.limits.http2, "HTTP/2 semantics for the circuit breakers");
+    assert!(c.egress.as_ref().is_some_and(|e| e.http2), "{:?}", c.egress);
     assert_eq!(addresses(c), ["grpc.partner.example:50051"]);
 }
 

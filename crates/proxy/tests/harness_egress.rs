@@ -116,7 +116,9 @@ impl TlsServer {
             }
             None => builder.with_no_client_auth(),
         };
-        let config = Arc::new(builder.with_single_cert(chain, key).unwrap());
+        let mut config = builder.with_single_cert(chain, key).unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let config = Arc::new(config);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
@@ -143,7 +145,7 @@ impl TlsServer {
                         };
                         let body = format!(
                             "host={} sni={sni} client_cert={client_cert} peer_header={} version={:?}",
-                            h("host"),
+                            req.uri().authority().map_or_else(|| h("host"), |a| a.to_string()),
                             h(weft_proxy::PEER_HEADER),
                             req.version()
                         );
@@ -153,9 +155,10 @@ impl TlsServer {
                             )))
                         }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), svc)
-                        .await;
+                    let auto = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    );
+                    let _ = auto.serve_connection(TokioIo::new(tls), svc).await;
                 });
             }
         });
@@ -178,6 +181,7 @@ fn external(addr: SocketAddr, tls: Option<OriginTls>) -> Cluster {
     c.egress = Some(Egress {
         resolution: Resolution::Static,
         tls,
+        http2: false,
     });
     c
 }
@@ -275,6 +279,31 @@ async fn simple_origination_verifies_the_server_against_the_ca_and_the_sni() {
     // Without origination the sidecar speaks plaintext HTTP to the TLS port: no answer.
     push(&control, &client, external(server.addr, None)).await;
     assert_eq!(get(out, HOST, "/").await.status, 503);
+}
+
+#[tokio::test]
+async fn a_grpc_port_outside_the_mesh_gets_http2_over_originated_tls() {
+    let ca = Ca::new();
+    let server = TlsServer::start(&ca, None).await;
+    let dir = Dir::new();
+    let tls = OriginTls {
+        ca_certificates: Some(dir.write("ca.pem", &ca.pem)),
+        ..Default::default()
+    };
+    let mut c = external(server.addr, Some(tls));
+    c.egress.as_mut().unwrap().http2 = true;
+    let control = FakeControl::start().await;
+    let client = client_with(&control, c).await;
+    let out = client.outbound.unwrap();
+    for path in ["/a", "/b"] {
+        let r = get(out, HOST, path).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(
+            r.body,
+            format!("host={HOST} sni={HOST} client_cert=false peer_header=- version=HTTP/2.0"),
+            "ALPN h2, the authority from the app's Host, no mesh metadata"
+        );
+    }
 }
 
 #[tokio::test]

@@ -308,7 +308,15 @@ async fn try_once(
         let e = &pick.endpoint;
         if let Some((egress, addr)) = direct {
             drop(pending);
-            return egress.send(&addr, out.request_h1()).await;
+            let req = match egress.http2() {
+                true => {
+                    let mut r = out.request();
+                    r.headers_mut().remove(crate::telemetry::PEER_HEADER);
+                    r
+                }
+                false => out.request_h1(),
+            };
+            return egress.send(&addr, req).await;
         }
         let mut sender = up
             .pool

@@ -5,9 +5,11 @@
 //! made (`dns`): DNS spreads connections over every address of the answer, DNS_ROUND_ROBIN
 //! takes the first. TLS is originated when the DestinationRule says SIMPLE or MUTUAL
 //! (`tls`). HTTP goes out as HTTP/1.1 on pooled connections per destination address
-//! ([`crate::upstream::h1`]); opaque TCP gets one connection per downstream connection.
+//! ([`crate::upstream::h1`]), or HTTP/2 for a `GRPC`/`HTTP2` port (`h2`); opaque TCP gets
+//! one connection per downstream connection.
 
 pub mod dns;
+mod h2;
 mod tls;
 
 use crate::body::Body;
@@ -37,6 +39,8 @@ pub struct EgressCluster {
     default_port: u32,
     opts: ConnOpts,
     pools: Mutex<HashMap<String, Arc<H1Pool>>>,
+    /// HTTP/2 instead (a `GRPC`/`HTTP2` port), one connection per destination.
+    h2: Option<h2::H2Conns>,
     /// Rotates the first address tried over a DNS answer.
     next: AtomicUsize,
     me: Weak<EgressCluster>,
@@ -60,7 +64,8 @@ impl EgressCluster {
         };
         let tls = match &e.tls {
             Some(o) => Some((
-                tls::client_config(o).map_err(|err| format!("cluster {}: {err}", c.name))?,
+                tls::client_config(o, e.http2)
+                    .map_err(|err| format!("cluster {}: {err}", c.name))?,
                 o.sni.clone(),
             )),
             None => None,
@@ -72,6 +77,7 @@ impl EgressCluster {
             default_port: if c.port == 0 { 80 } else { c.port },
             opts: ConnOpts::of(c),
             pools: Mutex::new(HashMap::new()),
+            h2: e.http2.then(h2::H2Conns::default),
             next: AtomicUsize::new(0),
             me: me.clone(),
         })))
@@ -151,14 +157,64 @@ impl EgressCluster {
         Ok(Box::new(tls))
     }
 
-    /// Sends an HTTP/1.1 request (origin-form URI, `Host` set) to `addr`. (Boxed: the
-    /// pipeline's future stays one the compiler can prove `Send`.)
+    /// Whether requests go out as HTTP/2 (absolute URI) rather than HTTP/1.1.
+    pub fn http2(&self) -> bool {
+        self.h2.is_some()
+    }
+
+    /// Sends a request to `addr`: HTTP/1.1 (origin-form URI, `Host` set) or, for a
+    /// `GRPC`/`HTTP2` port, HTTP/2 (absolute URI). (Boxed: the pipeline's future stays one
+    /// the compiler can prove `Send`.)
     pub fn send<'a>(
         &'a self,
         addr: &'a str,
         req: Request<Body>,
     ) -> BoxFuture<'a, Result<Response<Body>, TryError>> {
-        Box::pin(async move { self.pool(addr).send(addr, req).await })
+        Box::pin(async move {
+            match &self.h2 {
+                Some(conns) => self.send_h2(conns, addr, req).await,
+                None => self.pool(addr).send(addr, req).await,
+            }
+        })
+    }
+
+    async fn send_h2(
+        &self,
+        conns: &h2::H2Conns,
+        addr: &str,
+        mut req: Request<Body>,
+    ) -> Result<Response<Body>, TryError> {
+        if self.tls.is_some() {
+            let mut parts = std::mem::take(req.uri_mut()).into_parts();
+            parts.scheme = Some(http::uri::Scheme::HTTPS);
+            *req.uri_mut() = http::Uri::from_parts(parts).map_err(|e| TryError::Connect {
+                detail: format!("the request's URI for {addr}: {e}"),
+            })?;
+        }
+        let mut sender = match conns.get(addr) {
+            Some(s) => s,
+            None => {
+                let io = self.connect(addr).await.map_err(|e| {
+                    let detail = format!("service outside the mesh at {addr}: {e}");
+                    match dns::Unresolved::is(&e) {
+                        true => TryError::Dns { detail },
+                        false => TryError::Connect { detail },
+                    }
+                })?;
+                conns.handshake(addr, io).await?
+            }
+        };
+        sender.ready().await.map_err(|e| TryError::Unsent {
+            detail: format!("HTTP/2 connection to {addr}: {e}"),
+        })?;
+        sender
+            .try_send_request(req)
+            .await
+            .map(|r| r.map(crate::body::incoming))
+            .map_err(|mut err| {
+                let written = err.take_message().is_none();
+                TryError::from_send(err.error(), written)
+            })
     }
 
     fn pool(&self, addr: &str) -> Arc<H1Pool> {
@@ -233,6 +289,7 @@ mod tests {
         c.egress = Some(weft_model::Egress {
             resolution: Resolution::Dns,
             tls: None,
+            http2: false,
         });
         c.port = 443;
         let dns = EgressCluster::build(&c).unwrap().unwrap();

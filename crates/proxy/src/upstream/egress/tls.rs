@@ -13,8 +13,8 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use std::sync::Arc;
 use weft_model::OriginTls;
 
-/// The rustls client config of a cluster's origination.
-pub fn client_config(o: &OriginTls) -> Result<Arc<ClientConfig>, String> {
+/// The rustls client config of a cluster's origination (offering ALPN `h2` for HTTP/2).
+pub fn client_config(o: &OriginTls, http2: bool) -> Result<Arc<ClientConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -38,7 +38,7 @@ pub fn client_config(o: &OriginTls) -> Result<Arc<ClientConfig>, String> {
     let builder = builder
         .dangerous()
         .with_custom_certificate_verifier(verifier);
-    let config = match (&o.client_certificate, &o.private_key) {
+    let mut config = match (&o.client_certificate, &o.private_key) {
         (Some(cert), Some(key)) => {
             let chain = certs(cert)?;
             let key =
@@ -52,6 +52,9 @@ pub fn client_config(o: &OriginTls) -> Result<Arc<ClientConfig>, String> {
             return Err("tls.mode MUTUAL needs both clientCertificate and privateKey files".into())
         }
     };
+    if http2 {
+        config.alpn_protocols = vec![b"h2".to_vec()];
+    }
     Ok(Arc::new(config))
 }
 
