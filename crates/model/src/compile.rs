@@ -64,6 +64,7 @@ pub fn compile(
         cfg: ProxyConfig::default(),
         used: BTreeSet::new(),
         extra_clusters: BTreeSet::new(),
+        locality: workload.locality.clone(),
     };
     match proxy.role {
         Role::Gateway => b.gateway(&workload.labels, &workload.namespace),
@@ -140,6 +141,8 @@ struct Builder<'a> {
     used: BTreeSet<String>,
     /// Clusters no route names (external authorizers).
     extra_clusters: BTreeSet<String>,
+    /// The proxy's own WorkloadEntry `locality` (locality failover).
+    locality: Option<String>,
 }
 
 fn origin(r: &Resource) -> String {
@@ -413,6 +416,35 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// Locality failover: endpoint priorities from the client's and each endpoint's
+    /// locality, when the cluster has outlier detection and the rule does not turn it off
+    /// (`crate::locality`).
+    fn prioritize(
+        &self,
+        endpoints: &mut [Endpoint],
+        localities: &[Option<String>],
+        outlier: bool,
+        setting: Option<&weft_api::LocalityLbSetting>,
+    ) {
+        let enabled = setting.and_then(|s| s.enabled).unwrap_or(true);
+        let Some(client) = self.locality.as_deref().filter(|_| outlier && enabled) else {
+            return;
+        };
+        let client = crate::locality::Locality::parse(client);
+        let failover = setting.map(|s| s.failover.as_slice()).unwrap_or_default();
+        let mut ps: Vec<u32> = localities
+            .iter()
+            .map(|l| {
+                let ep = crate::locality::Locality::parse(l.as_deref().unwrap_or_default());
+                crate::locality::priority(&client, &ep, failover)
+            })
+            .collect();
+        crate::locality::compact(&mut ps);
+        for (e, p) in endpoints.iter_mut().zip(ps) {
+            e.priority = p;
+        }
+    }
+
     /// Builds every cluster the routes refer to, with endpoints and LB policy.
     fn clusters(&mut self, trust_domain: &str) {
         let names: BTreeSet<String> = self
@@ -459,6 +491,7 @@ impl<'a> Builder<'a> {
                 max_requests_per_connection,
                 tls,
                 tls_settings,
+                locality,
                 tcp,
                 mut limits,
             } = crate::policy::destination_rule(
@@ -476,6 +509,8 @@ impl<'a> Builder<'a> {
                 Some(ext) => crate::egress::endpoints(ext, &host, port, &subset_labels),
                 None => Vec::new(),
             };
+            // The localities of the endpoints' workloads (none for services outside).
+            let mut localities: Vec<Option<String>> = vec![None; endpoints.len()];
             let egress = external.map(|ext| crate::egress::Egress {
                 resolution: ext.resolution,
                 tls: crate::egress::origin_tls(tls_settings.as_ref()),
@@ -506,8 +541,16 @@ impl<'a> Builder<'a> {
                     version: w.labels.get("version").cloned(),
                     meta: crate::WorkloadMeta::from_labels(&w.name, &w.labels),
                     plaintext: gateway || crate::mtls::client_plaintext(tls, server, port),
+                    priority: 0,
                 });
+                localities.push(w.locality.clone());
             }
+            self.prioritize(
+                &mut endpoints,
+                &localities,
+                outlier.is_some(),
+                locality.as_ref(),
+            );
             self.cfg.clusters.insert(
                 name.clone(),
                 Cluster {

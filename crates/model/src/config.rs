@@ -461,6 +461,14 @@ pub struct Endpoint {
     /// is DISABLE, or a DestinationRule's `tls.mode: DISABLE`).
     #[serde(default)]
     pub plaintext: bool,
+    /// Locality failover: 0 = the client's own locality, higher = farther (Istio's
+    /// priorities); all 0 without locality load balancing.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub priority: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Endpoint {

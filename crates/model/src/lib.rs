@@ -11,6 +11,7 @@ pub mod config;
 pub mod egress;
 mod ext_authz;
 pub mod gateway_tls;
+mod locality;
 mod matching;
 pub mod mesh;
 pub mod mtls;

@@ -60,6 +60,8 @@ pub(crate) struct DrSettings {
     pub tls: Option<weft_api::ClientTlsMode>,
     /// The whole `tls` object the mode came from (TLS origination reads it).
     pub tls_settings: Option<weft_api::ClientTlsSettings>,
+    /// `loadBalancer.localityLbSetting`.
+    pub locality: Option<weft_api::LocalityLbSetting>,
     /// `connectionPool.tcp` as opaque TCP applies it.
     pub tcp: crate::config::TcpPool,
     /// The circuit breakers and protocol semantics of HTTP to the cluster.
@@ -216,6 +218,7 @@ pub(crate) fn destination_rule(
         max_requests_per_connection,
         tls: tls_settings.and_then(|t| t.mode),
         tls_settings: tls_settings.cloned(),
+        locality: lb_settings.and_then(|l| l.locality_lb_setting.clone()),
         tcp: tcp_pool_of(pool.and_then(|p| p.tcp.as_ref())),
         limits: crate::pool::limits_of(pool, false),
     }

@@ -28,6 +28,8 @@ pub struct Workload {
     /// A live gateway's server ports and their addresses: it is an endpoint of the HTTP
     /// ports of services that select it (an egress gateway), reached in plaintext.
     pub gateway_listeners: BTreeMap<u32, String>,
+    /// `region/zone/subzone` (WorkloadEntry `locality`).
+    pub locality: Option<String>,
     /// `file:line` of the WorkloadEntry.
     pub location: String,
 }
@@ -142,6 +144,7 @@ impl Registry {
                             .unwrap_or_else(|| "default".into()),
                         inbound_addr,
                         gateway_listeners,
+                        locality: we.locality.clone().filter(|l| !l.is_empty()),
                         location: format!("{}:{}", r.source.file, r.source.line),
                     },
                 );

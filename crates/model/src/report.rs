@@ -306,9 +306,19 @@ fn traffic_policy(v: &Value, prefix: &str, outside: bool, push: &mut impl FnMut(
         extra_keys(
             lb,
             &format!("{prefix}loadBalancer."),
-            &["simple", "consistentHash"],
+            &["simple", "consistentHash", "localityLbSetting"],
             push,
         );
+        if let Some(l) = lb.get("localityLbSetting") {
+            let at = format!("{prefix}loadBalancer.localityLbSetting.");
+            extra_keys(l, &at, &["enabled", "failover"], push);
+            if v.get("outlierDetection").is_none() && l.get("enabled") != Some(&Value::Bool(false))
+            {
+                push(format!(
+                    "{at}failover without outlierDetection (Istio applies locality failover only with outlier detection: nothing fails over)"
+                ));
+            }
+        }
         if let Some(ch) = lb.get("consistentHash") {
             let at = format!("{prefix}loadBalancer.consistentHash.");
             extra_keys(

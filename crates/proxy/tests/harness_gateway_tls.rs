@@ -146,6 +146,7 @@ async fn gateway_with(
         version: None,
         meta: Default::default(),
         plaintext: true,
+        priority: 0,
     }];
     let mut cfg = Config::gateway().cluster(c.clone());
     for ch in &chains {
@@ -653,6 +654,7 @@ async fn istio_mutual_takes_mesh_workloads_with_their_identity() {
             version: None,
             meta: Default::default(),
             plaintext: false,
+            priority: 0,
         }],
     );
     let cfg = Config::sidecar(&client)

@@ -285,3 +285,64 @@ async fn max_requests_per_connection_opens_a_new_connection_past_the_count() {
         "3 requests per connection: 9 requests, 3 connections"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn locality_failover_keeps_traffic_local_until_outlier_detection_ejects_it() {
+    // Istio's locality-failover task: the local workload (priority 0, the compiler's
+    // number for the client's own region/zone/subzone) takes everything while healthy;
+    // once it fails and is ejected, the other region (priority 1) takes over.
+    let control = FakeControl::start().await;
+    let local = Workload::start(
+        &control,
+        "leaderboard",
+        "local",
+        App::echo("leaderboard-local").await,
+    )
+    .await;
+    let remote = Workload::start(
+        &control,
+        "leaderboard",
+        "remote",
+        App::echo("leaderboard-remote").await,
+    )
+    .await;
+    let mut c = game_cluster("leaderboard", LbPolicy::RoundRobin, &[&local, &remote]);
+    c.endpoints[1].priority = 1;
+    c.outlier = Some(Outlier {
+        consecutive_5xx: 1,
+        consecutive_gateway: 0,
+        base_ejection_ms: 60_000,
+        interval_ms: 10_000,
+        max_ejection_percent: 100,
+        min_health_percent: 0,
+    });
+    let route = prefix_route("leaderboard", "/api/v1/leaderboard", &c.name);
+    let gw = Gateway::start(&control, &gateway_config(vec![route], vec![c])).await;
+    let mut conn = KeepAlive::connect(gw.addr).await;
+    for _ in 0..20 {
+        assert_eq!(conn.get("/api/v1/leaderboard/top", &[]).await.status, 200);
+    }
+    assert_eq!(
+        (local.app.count(), remote.app.count()),
+        (20, 0),
+        "round robin stays within the local priority"
+    );
+    // The local workload breaks: its first 503 ejects it, and the remote one serves.
+    local.app.set_script(|_, _| Reply::status(503));
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        statuses.push(conn.get("/api/v1/leaderboard/top", &[]).await.status);
+    }
+    assert_eq!(statuses[0], 503, "{statuses:?}");
+    assert!(statuses[1..].iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!((local.app.count(), remote.app.count()), (21, 19));
+    // Back after the ejection time, and healthy again: traffic returns home.
+    local.app.set_script(|_, seen| Reply::echo(seen));
+    tokio::time::advance(std::time::Duration::from_secs(61)).await;
+    // (The idle client connection was closed meanwhile.)
+    let mut conn = KeepAlive::connect(gw.addr).await;
+    for _ in 0..10 {
+        assert_eq!(conn.get("/api/v1/leaderboard/top", &[]).await.status, 200);
+    }
+    assert_eq!((local.app.count(), remote.app.count()), (31, 19));
+}

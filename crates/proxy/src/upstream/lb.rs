@@ -2,8 +2,8 @@
 //! power-of-two-choices over active requests; LEAST_CONN is its alias) and RANDOM — plus
 //! what decides which endpoints may be picked at all: outlier detection (consecutive 5xx /
 //! gateway errors eject an endpoint for base × ejections, at most max_ejection_percent of
-//! them, panic mode below min_health_percent) and the cluster's request limit (circuit
-//! breaker).
+//! them, panic mode below min_health_percent), locality failover among the healthy ones
+//! (`super::locality`), and the cluster's request limit (circuit breaker).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -55,6 +55,8 @@ pub struct LbState {
     health: Mutex<Vec<Health>>,
     /// Consistent-hash ring: (point, endpoint index), sorted by point.
     ring: Vec<(u64, usize)>,
+    /// Locality priority levels (1 + the highest endpoint priority).
+    levels: usize,
 }
 
 /// Ring points per endpoint (Envoy's default minimum ring is 1024 entries in all).
@@ -130,6 +132,12 @@ impl LbState {
             } else {
                 Vec::new()
             },
+            levels: c
+                .endpoints
+                .iter()
+                .map(|e| e.priority as usize + 1)
+                .max()
+                .unwrap_or(0),
         }
     }
 
@@ -163,11 +171,40 @@ impl LbState {
         let up: Vec<usize> = (0..n)
             .filter(|i| health[*i].ejected_until.is_none_or(|t| t <= now))
             .collect();
+        drop(health);
         // Panic mode: too few healthy endpoints, so ejections are ignored.
         if (up.len() as u64) * 100 < (n as u64) * u64::from(o.min_health_percent) {
             return (0..n).collect();
         }
-        up
+        self.by_locality(up)
+    }
+
+    /// Locality failover: the healthy endpoints of one priority level, the level chosen by
+    /// Envoy's priority loads (`super::locality`). Without levels, all of them.
+    fn by_locality(&self, up: Vec<usize>) -> Vec<usize> {
+        let levels = self.levels;
+        if levels <= 1 {
+            return up;
+        }
+        let counts: Vec<(usize, usize)> = (0..levels)
+            .map(|p| {
+                let at = |i: &usize| self.endpoints[*i].priority as usize == p;
+                let all = (0..self.endpoints.len()).filter(at).count();
+                (up.iter().filter(|i| at(i)).count(), all)
+            })
+            .collect();
+        let loads = super::locality::loads(&counts);
+        let p = super::locality::level(&loads, fastrand::u64(..100));
+        let chosen: Vec<usize> = up
+            .iter()
+            .copied()
+            .filter(|i| self.endpoints[*i].priority as usize == p)
+            .collect();
+        // Nothing healthy anywhere (loads all 0): Envoy's panic in the first level.
+        if chosen.is_empty() {
+            return up;
+        }
+        chosen
     }
 
     /// Chooses an endpoint, or `None` when none may be picked (Envoy's UH). With consistent

@@ -11,6 +11,7 @@ mod forward;
 pub mod h1;
 pub mod lb;
 pub mod limits;
+pub mod locality;
 mod mirror;
 pub mod outcome;
 pub mod pool;

@@ -23,6 +23,7 @@ pub fn endpoint(p: &Proxy) -> Endpoint {
         version: None,
         meta: Default::default(),
         plaintext: false,
+        priority: 0,
     }
 }
 

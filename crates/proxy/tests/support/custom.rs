@@ -150,6 +150,7 @@ impl Custom {
             version: None,
             meta: Default::default(),
             plaintext: false,
+            priority: 0,
         }
     }
 
