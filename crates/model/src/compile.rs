@@ -93,6 +93,12 @@ pub fn compile(
                 limits,
                 max_requests,
                 version: workload.labels.get("version").cloned(),
+                app_ports: crate::sidecar::ingress_endpoints(crate::sidecar::applying(
+                    resources,
+                    root,
+                    &workload.namespace,
+                    &workload.labels,
+                )),
             });
         }
     }

@@ -517,6 +517,11 @@ pub struct Inbound {
     /// That rule's `http2MaxRequests`.
     #[serde(default)]
     pub max_requests: Option<u32>,
+    /// Sidecar ingress listeners' `defaultEndpoint`s by port: where the app serves that
+    /// port (`127.0.0.1:8080`; `0.0.0.0:P` = the app's host on port P). Other ports: the
+    /// app's one address.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub app_ports: BTreeMap<u32, String>,
 }
 
 /// Something the user configured that weft loads but does not enforce yet. Reported, never

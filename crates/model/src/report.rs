@@ -157,9 +157,31 @@ fn sidecar(sc: &weft_api::Sidecar, push: &mut impl FnMut(String)) {
     extra_keys(
         &json(sc),
         "",
-        &["workloadSelector", "egress", "outboundTrafficPolicy"],
+        &[
+            "workloadSelector",
+            "egress",
+            "outboundTrafficPolicy",
+            "ingress",
+        ],
         push,
     );
+    for (i, l) in sc.ingress.iter().enumerate() {
+        // A port's app address is built; the rest of an ingress listener is not.
+        extra_keys(
+            &json(l),
+            &format!("ingress[{i}]."),
+            &["port", "defaultEndpoint", "captureMode"],
+            push,
+        );
+        if l.default_endpoint
+            .as_deref()
+            .is_some_and(|e| e.starts_with("unix://"))
+        {
+            push(format!(
+                "ingress[{i}].defaultEndpoint on a Unix socket (the app is dialled at its one address instead)"
+            ));
+        }
+    }
     let policy = sc.outbound_traffic_policy.as_ref();
     if policy.is_some_and(|p| p.egress_proxy.is_some()) {
         push("outboundTrafficPolicy.egressProxy".into());

@@ -5,7 +5,8 @@
 //! admitted service port at `bind:port` instead of an ephemeral loopback port, so an app
 //! can be configured with a fixed address. Which Sidecar applies is Istio's rule: one in
 //! the workload's namespace whose `workloadSelector` selects it, else that namespace's
-//! Sidecar without a selector, else the root namespace's.
+//! Sidecar without a selector, else the root namespace's. Ingress listeners give the
+//! app's address per port (`defaultEndpoint`).
 
 use crate::registry::selects;
 use std::collections::BTreeMap;
@@ -86,6 +87,24 @@ impl Scope {
                 && hosts.iter().any(|h| admits(h, host, namespace))
         })
     }
+}
+
+/// The ingress listeners' `defaultEndpoint`s by port (`host:port` forms; Unix sockets are
+/// reported, not built).
+pub(crate) fn ingress_endpoints(
+    sidecar: Option<(&Resource, &weft_api::Sidecar)>,
+) -> BTreeMap<u32, String> {
+    let Some((_, s)) = sidecar else {
+        return BTreeMap::new();
+    };
+    s.ingress
+        .iter()
+        .filter_map(|i| {
+            let port = i.port.as_ref()?.number;
+            let to = i.default_endpoint.as_deref()?;
+            (!to.starts_with("unix://")).then(|| (port, to.to_string()))
+        })
+        .collect()
 }
 
 /// The egress listeners with `bind` and `port` of the Sidecar that applies.

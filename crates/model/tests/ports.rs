@@ -108,3 +108,50 @@ fn each_http_port_gets_its_own_virtual_host_and_routes() {
         .clusters
         .contains_key("outbound|9090||api.shop.svc.cluster.local"));
 }
+
+#[test]
+fn sidecar_ingress_listeners_give_the_apps_address_per_port() {
+    let sidecar = r#"
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: api, namespace: shop}
+spec:
+  workloadSelector: {labels: {app: api}}
+  ingress:
+  - port: {number: 9090, protocol: HTTP, name: http-admin}
+    defaultEndpoint: 127.0.0.1:19090
+  - port: {number: 8080, protocol: HTTP, name: http}
+    defaultEndpoint: unix:///var/run/app.sock
+"#;
+    let loaded = weft_api::load_str(&format!("{CONFIG}{sidecar}"), "ports.yaml");
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let live = [LiveProxy {
+        workload: "api-v1".into(),
+        namespace: "shop".into(),
+        inbound_addr: "127.0.0.1:2002".into(),
+        listeners: Default::default(),
+    }];
+    let reg = Registry::build(&loaded.resources, &live);
+    let proxy = ProxyRef {
+        role: Role::Sidecar,
+        workload: "api-v1".into(),
+        namespace: "shop".into(),
+    };
+    let cfg = compile(&loaded.resources, &reg, "cluster.local", &proxy).unwrap();
+    let inbound = cfg.inbound.unwrap();
+    assert_eq!(
+        inbound.app_ports,
+        [(9090, "127.0.0.1:19090".to_string())].into(),
+        "a Unix socket endpoint is not taken"
+    );
+    let reported: Vec<String> = weft_model::not_enforced(&loaded.resources)
+        .into_iter()
+        .filter(|n| n.resource == "Sidecar/shop/api")
+        .map(|n| n.what)
+        .collect();
+    assert_eq!(
+        reported,
+        ["ingress[1].defaultEndpoint on a Unix socket (the app is dialled at its one address instead)"]
+    );
+}

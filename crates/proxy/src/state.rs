@@ -84,6 +84,22 @@ pub struct ProxyState {
 }
 
 impl ProxyState {
+    /// Where the app serves service `port`: a Sidecar ingress listener's `defaultEndpoint`
+    /// for it (`0.0.0.0:P`/`[::]:P`: the app's host on port P), else the app's address.
+    pub fn app_for(&self, cfg: &crate::config::ActiveConfig, port: Option<u32>) -> Option<String> {
+        let inbound = cfg.config.inbound.as_ref();
+        let Some(to) = port.and_then(|p| inbound?.app_ports.get(&p)) else {
+            return self.app_addr.clone();
+        };
+        let (host, p) = to.rsplit_once(':')?;
+        if host == "0.0.0.0" || host == "[::]" {
+            let app_host = self.app_addr.as_deref().and_then(|a| a.rsplit_once(':'));
+            let app_host = app_host.map_or("127.0.0.1", |(h, _)| h);
+            return Some(format!("{app_host}:{p}"));
+        }
+        Some(to.clone())
+    }
+
     /// This proxy's SPIFFE id.
     pub fn identity_uri(&self) -> String {
         self.tls.current.load().uri.clone()

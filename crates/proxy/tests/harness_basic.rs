@@ -263,3 +263,42 @@ async fn a_reconnecting_proxy_gets_the_latest_config_again() {
     assert!(acks.iter().all(|a| a.accepted), "{acks:?}");
     assert_eq!(pair.get("/").await.status, 200);
 }
+
+#[tokio::test]
+async fn a_sidecar_ingress_listener_gives_the_app_address_of_its_port() {
+    // Istio's Sidecar `ingress: [{port: {number: 9090}, defaultEndpoint: 127.0.0.1:<admin>}]`:
+    // requests for service port 9090 go to the app's admin server, others to its address.
+    let app = App::echo("main-app").await;
+    let admin_app = App::echo("admin-app").await;
+    let pair = Pair::start(&app, |r| r).await;
+    let mut server = Config::sidecar(&pair.server).build();
+    let inbound = server.inbound.as_mut().unwrap();
+    inbound.ports = vec![80, 9090];
+    inbound.app_ports = [(9090, admin_app.addr.to_string())].into();
+    pair.control.push_acked("server", &server).await;
+    let host = pair.host.clone();
+    let c9090 = cluster(&host, 9090, vec![endpoint(&pair.server)]);
+    let cfg = pair
+        .config
+        .clone()
+        .table_route("outbound", &format!("{host}:9090"), route_to(&c9090.name))
+        .cluster(c9090)
+        .build();
+    pair.control.push_acked("client", &cfg).await;
+    let r = get(pair.client.outbound(), &format!("{host}:9090"), "/admin").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header(APP_HEADER), Some("admin-app"));
+    let r = pair.get("/main").await;
+    assert_eq!(
+        r.header(APP_HEADER),
+        Some("main-app"),
+        "{} {:?}",
+        r.body,
+        admin_app
+            .requests()
+            .iter()
+            .map(|s| s.path.clone())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!((app.count(), admin_app.count()), (1, 1));
+}

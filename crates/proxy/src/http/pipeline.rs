@@ -412,6 +412,7 @@ async fn to_app(
     conn: &Conn,
     rec: &mut Record,
 ) -> Answer {
+    let port = inbound_port(&req, cfg).ok();
     let (mut parts, body) = req.into_parts();
     // Envoy's SANITIZE_SET: the caller's certificate as verified here, or nothing — never
     // what a plaintext caller wrote.
@@ -431,7 +432,8 @@ async fn to_app(
         }
     }
     let downstream_version = parts.version;
-    let app = state.app_addr.as_deref().unwrap_or("127.0.0.1:0");
+    let app = state.app_for(cfg, port.map(u32::from));
+    let app = app.as_deref().unwrap_or("127.0.0.1:0");
     // Origin-form: the app client addresses the app itself.
     if let Some(pq) = parts.uri.path_and_query().cloned() {
         parts.uri = pq.into();

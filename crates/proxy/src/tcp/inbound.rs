@@ -121,7 +121,7 @@ pub async fn handle(
         tcp_metrics.refused(&peers, ResponseFlags::NONE);
         return status(StatusCode::FORBIDDEN);
     }
-    let Some(app) = state.app_addr.clone() else {
+    let Some(app) = state.app_for(&cfg, Some(u32::from(port))) else {
         tcp_metrics.refused(&peers, ResponseFlags::NO_ROUTE_FOUND);
         return status(StatusCode::SERVICE_UNAVAILABLE);
     };

@@ -18,7 +18,11 @@ pub const APP_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Clients for the local app.
 pub struct AppClient {
-    h1: Arc<H1Pool>,
+    /// The pool of the first address used (the app's one address, in practice).
+    h1: std::sync::OnceLock<(String, Arc<H1Pool>)>,
+    /// Pools for other addresses (Sidecar ingress listeners' `defaultEndpoint`s).
+    others: std::sync::Mutex<std::collections::HashMap<String, Arc<H1Pool>>>,
+    idle: Duration,
     h2: Client<HttpConnector, Body>,
 }
 
@@ -33,11 +37,9 @@ impl AppClient {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         AppClient {
-            h1: Arc::new(H1Pool::new(
-                idle,
-                "local app",
-                Arc::new(|addr| Box::pin(plain(addr))),
-            )),
+            h1: std::sync::OnceLock::new(),
+            others: Default::default(),
+            idle,
             h2: Client::builder(TokioExecutor::new())
                 .pool_timer(TokioTimer::new())
                 .pool_idle_timeout(idle)
@@ -80,7 +82,21 @@ impl AppClient {
                 });
         }
         *req.version_mut() = Version::HTTP_11;
-        self.h1.send(addr, req).await
+        self.pool(addr).send(addr, req).await
+    }
+
+    /// The HTTP/1.1 pool for `addr`: connections are never shared between addresses.
+    fn pool(&self, addr: &str) -> Arc<H1Pool> {
+        let new = || {
+            let connect: super::h1::Connector = Arc::new(|addr| Box::pin(plain(addr)));
+            Arc::new(H1Pool::new(self.idle, "local app", connect))
+        };
+        let (first, pool) = self.h1.get_or_init(|| (addr.to_string(), new()));
+        if first == addr {
+            return pool.clone();
+        }
+        let mut others = self.others.lock().unwrap_or_else(|p| p.into_inner());
+        others.entry(addr.to_string()).or_insert_with(new).clone()
     }
 }
 

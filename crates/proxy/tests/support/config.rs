@@ -119,6 +119,7 @@ impl Config {
                 ports: vec![],
                 limits: Default::default(),
                 max_requests: None,
+                app_ports: Default::default(),
             }),
             ..Default::default()
         };

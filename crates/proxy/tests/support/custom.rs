@@ -127,6 +127,7 @@ impl Custom {
                 ports: vec![],
                 limits: Default::default(),
                 max_requests: None,
+                app_ports: Default::default(),
             }),
             ..Default::default()
         };
