@@ -442,6 +442,17 @@ pub struct Outlier {
     pub max_ejection_percent: u32,
     /// Below this share of healthy endpoints, ejections are ignored (panic mode); 0 = off.
     pub min_health_percent: u32,
+    /// `splitExternalLocalOriginErrors`: connect failures, resets and timeouts count only
+    /// towards `consecutive_local_origin`, not as 5xx / gateway errors.
+    #[serde(default)]
+    pub split_local_origin: bool,
+    /// `consecutiveLocalOriginFailures` (Envoy's default 5; used only when split).
+    #[serde(default = "default_local_origin")]
+    pub consecutive_local_origin: u32,
+}
+
+fn default_local_origin() -> u32 {
+    5
 }
 
 /// One upstream workload, reached over mesh mTLS at its sidecar's inbound address.

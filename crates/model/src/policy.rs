@@ -44,6 +44,8 @@ pub(crate) fn outlier_of(o: &weft_api::OutlierDetection) -> Outlier {
             .min_health_percent
             .and_then(|p| u32::try_from(p).ok())
             .unwrap_or(0),
+        split_local_origin: o.split_external_local_origin_errors == Some(true),
+        consecutive_local_origin: o.consecutive_local_origin_failures.unwrap_or(5),
     }
 }
 

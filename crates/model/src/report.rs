@@ -374,6 +374,8 @@ fn traffic_policy(v: &Value, prefix: &str, outside: bool, push: &mut impl FnMut(
             "baseEjectionTime",
             "maxEjectionPercent",
             "minHealthPercent",
+            "splitExternalLocalOriginErrors",
+            "consecutiveLocalOriginFailures",
         ];
         extra_keys(od, &format!("{prefix}outlierDetection."), &enforced, push);
     }

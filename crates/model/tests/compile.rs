@@ -1105,6 +1105,8 @@ fn necpgame_outlier_detection_on_a_second_leaderboard() {
             interval_ms: 10_000,
             max_ejection_percent: 50,
             min_health_percent: 0,
+            split_local_origin: false,
+            consecutive_local_origin: 5,
         })
     );
     assert_eq!(

@@ -164,6 +164,8 @@ async fn outlier_detection_ejects_a_failing_endpoint() {
         interval_ms: 10_000,
         max_ejection_percent: 50,
         min_health_percent: 0,
+        split_local_origin: false,
+        consecutive_local_origin: 5,
     });
     let cluster_name = c.name.clone();
     let route = prefix_route("leaderboard", "/api/v1/leaderboard", &c.name);
@@ -315,6 +317,8 @@ async fn locality_failover_keeps_traffic_local_until_outlier_detection_ejects_it
         interval_ms: 10_000,
         max_ejection_percent: 100,
         min_health_percent: 0,
+        split_local_origin: false,
+        consecutive_local_origin: 5,
     });
     let route = prefix_route("leaderboard", "/api/v1/leaderboard", &c.name);
     let gw = Gateway::start(&control, &gateway_config(vec![route], vec![c])).await;

@@ -19,6 +19,8 @@ const MAX_EJECTION: Duration = Duration::from_secs(300);
 struct Health {
     consecutive_5xx: u32,
     consecutive_gateway: u32,
+    /// Split local-origin errors: connect failures, resets and timeouts in a row.
+    consecutive_local: u32,
     ejected_until: Option<Instant>,
     ejections: u32,
     /// Since when the ejection count has been decaying (end of the last ejection).
@@ -273,19 +275,30 @@ impl LbState {
             return Ejection::None;
         };
         let mut health = self.health.lock().expect("health poisoned");
+        let h = &mut health[pick.index];
+        let local = matches!(outcome, Outcome::LocalFailure);
+        // Envoy's `split_external_local_origin_errors`: a local failure counts on its own
+        // counter only (and any answer from the endpoint resets that counter).
+        if o.split_local_origin {
+            h.consecutive_local = if local { h.consecutive_local + 1 } else { 0 };
+        }
         let (is_5xx, is_gateway) = match outcome {
             Outcome::Status(s) => (s >= 500, matches!(s, 502..=504)),
             Outcome::LocalFailure => (true, true),
         };
-        let h = &mut health[pick.index];
-        h.consecutive_5xx = if is_5xx { h.consecutive_5xx + 1 } else { 0 };
-        h.consecutive_gateway = if is_gateway {
-            h.consecutive_gateway + 1
-        } else {
-            0
-        };
+        if !(local && o.split_local_origin) {
+            h.consecutive_5xx = if is_5xx { h.consecutive_5xx + 1 } else { 0 };
+            h.consecutive_gateway = if is_gateway {
+                h.consecutive_gateway + 1
+            } else {
+                0
+            };
+        }
         let tripped = (o.consecutive_5xx > 0 && h.consecutive_5xx >= o.consecutive_5xx)
-            || (o.consecutive_gateway > 0 && h.consecutive_gateway >= o.consecutive_gateway);
+            || (o.consecutive_gateway > 0 && h.consecutive_gateway >= o.consecutive_gateway)
+            || (o.split_local_origin
+                && o.consecutive_local_origin > 0
+                && h.consecutive_local >= o.consecutive_local_origin);
         let now = Instant::now();
         if !tripped || h.ejected_until.is_some_and(|t| t > now) {
             return Ejection::None;
@@ -310,6 +323,7 @@ impl LbState {
         h.ejected_until = Some(now + time);
         h.consecutive_5xx = 0;
         h.consecutive_gateway = 0;
+        h.consecutive_local = 0;
         tracing::warn!(endpoint = %self.endpoints[pick.index].address, ejection = h.ejections, ?time, "outlier detection ejected an endpoint");
         Ejection::Enforced
     }
@@ -354,199 +368,5 @@ fn ring(endpoints: &[Endpoint]) -> Vec<(u64, usize)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cluster(policy: LbPolicy, n: usize) -> Cluster {
-        Cluster {
-            lb: policy,
-            endpoints: (0..n)
-                .map(|i| Endpoint {
-                    address: format!("127.0.0.1:{}", 1000 + i),
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        }
-    }
-
-    fn outlier(
-        consecutive_5xx: u32,
-        max_ejection_percent: u32,
-        min_health_percent: u32,
-    ) -> Option<Outlier> {
-        Some(Outlier {
-            consecutive_5xx,
-            consecutive_gateway: 0,
-            base_ejection_ms: 30_000,
-            interval_ms: 10_000,
-            max_ejection_percent,
-            min_health_percent,
-        })
-    }
-
-    #[test]
-    fn round_robin_cycles_through_all() {
-        let lb = LbState::new(&cluster(LbPolicy::RoundRobin, 3));
-        let mut seen: Vec<String> = (0..6)
-            .map(|_| lb.pick().unwrap().endpoint.address.clone())
-            .collect();
-        assert_eq!(seen[0..3], seen[3..6]);
-        seen.sort();
-        seen.dedup();
-        assert_eq!(seen.len(), 3);
-    }
-
-    #[test]
-    fn least_request_avoids_busy_endpoint() {
-        let lb = LbState::new(&cluster(LbPolicy::LeastRequest, 2));
-        let held = lb.pick().unwrap();
-        // With one of two endpoints busy, P2C always sees both and picks the idle one.
-        for _ in 0..50 {
-            let p = lb.pick().unwrap();
-            assert_ne!(p.endpoint.address, held.endpoint.address);
-        }
-    }
-
-    #[test]
-    fn empty_cluster_has_no_pick() {
-        assert!(LbState::new(&cluster(LbPolicy::RoundRobin, 0))
-            .pick()
-            .is_none());
-    }
-
-    #[test]
-    fn consecutive_5xx_eject_and_success_resets_the_count() {
-        let mut c = cluster(LbPolicy::RoundRobin, 4);
-        c.outlier = outlier(3, 50, 0);
-        let lb = LbState::new(&c);
-        let bad = lb.pick().unwrap();
-        lb.report(&bad, Outcome::Status(503));
-        lb.report(&bad, Outcome::Status(503));
-        lb.report(&bad, Outcome::Status(200));
-        lb.report(&bad, Outcome::LocalFailure);
-        lb.report(&bad, Outcome::Status(500));
-        assert!(
-            lb.ejected().is_empty(),
-            "a success in between resets the count"
-        );
-        lb.report(&bad, Outcome::Status(502));
-        assert_eq!(lb.ejected(), vec![bad.endpoint.address.clone()]);
-        for _ in 0..20 {
-            assert_ne!(
-                lb.pick().unwrap().endpoint.address,
-                bad.endpoint.address,
-                "ejected endpoints are not picked"
-            );
-        }
-    }
-
-    #[test]
-    fn max_ejection_percent_caps_but_one_is_always_allowed() {
-        let mut c = cluster(LbPolicy::RoundRobin, 4);
-        c.outlier = outlier(1, 10, 0);
-        let lb = LbState::new(&c);
-        let picks: Vec<Pick> = (0..4).map(|_| lb.pick().unwrap()).collect();
-        for p in &picks {
-            lb.report(p, Outcome::Status(500));
-        }
-        assert_eq!(
-            lb.ejected().len(),
-            1,
-            "10% of 4 rounds down to 0, but Envoy ejects at least one"
-        );
-    }
-
-    #[test]
-    fn panic_mode_and_a_fully_ejected_cluster() {
-        let mut c = cluster(LbPolicy::RoundRobin, 1);
-        c.outlier = outlier(1, 100, 0);
-        let lb = LbState::new(&c);
-        let p = lb.pick().unwrap();
-        lb.report(&p, Outcome::Status(500));
-        drop(p);
-        assert!(
-            lb.pick().is_none(),
-            "Istio's default minHealthPercent 0: no panic mode, no endpoint (UH)"
-        );
-        c.outlier = outlier(1, 100, 50);
-        let lb = LbState::new(&c);
-        let p = lb.pick().unwrap();
-        lb.report(&p, Outcome::Status(500));
-        assert!(
-            lb.pick().is_some(),
-            "below minHealthPercent ejections are ignored"
-        );
-    }
-
-    #[test]
-    fn consistent_hash_is_sticky_spreads_keys_and_moves_only_a_failed_endpoints_keys() {
-        let mut c = cluster(LbPolicy::RoundRobin, 4);
-        c.hash = Some(weft_model::HashKey::Header("x-player-id".into()));
-        c.outlier = outlier(1, 100, 0);
-        let lb = LbState::new(&c);
-        let key = |k: u32| Some(stable_hash(format!("player-{k}").as_bytes()));
-        let first: Vec<String> = (0..200)
-            .map(|k| lb.pick_for(key(k)).unwrap().endpoint.address.clone())
-            .collect();
-        let again: Vec<String> = (0..200)
-            .map(|k| lb.pick_for(key(k)).unwrap().endpoint.address.clone())
-            .collect();
-        assert_eq!(first, again, "same key, same endpoint");
-        let mut used = first.clone();
-        used.sort();
-        used.dedup();
-        assert_eq!(used.len(), 4, "keys spread over every endpoint");
-        // Eject one endpoint: only its keys move.
-        let p = lb.pick_for(key(0)).unwrap();
-        let gone = p.endpoint.address.clone();
-        lb.report(&p, Outcome::Status(500));
-        let after: Vec<String> = (0..200)
-            .map(|k| lb.pick_for(key(k)).unwrap().endpoint.address.clone())
-            .collect();
-        for (a, b) in first.iter().zip(&after) {
-            if *a != gone {
-                assert_eq!(a, b, "keys of healthy endpoints stay put");
-            } else {
-                assert_ne!(b, &gone);
-            }
-        }
-    }
-
-    #[test]
-    fn the_ejection_multiplier_decays_while_healthy() {
-        let mut h = Health {
-            ejections: 3,
-            ..Default::default()
-        };
-        let t0 = Instant::now();
-        h.ejected_until = Some(t0);
-        let interval = Duration::from_millis(100);
-        h.decay(t0 + Duration::from_millis(250), interval);
-        assert_eq!(h.ejections, 1, "two whole intervals healthy");
-        h.decay(t0 + Duration::from_millis(260), interval);
-        assert_eq!(h.ejections, 1, "no new whole interval yet");
-        h.decay(t0 + Duration::from_millis(1000), interval);
-        assert_eq!(h.ejections, 0);
-        let mut ejected = Health {
-            ejections: 3,
-            ejected_until: Some(t0 + Duration::from_secs(60)),
-            ..Default::default()
-        };
-        ejected.decay(t0 + Duration::from_secs(1), interval);
-        assert_eq!(ejected.ejections, 3, "no decay while still ejected");
-    }
-
-    #[test]
-    fn request_limit_trips_the_circuit_breaker() {
-        let mut c = cluster(LbPolicy::RoundRobin, 2);
-        c.max_requests = Some(2);
-        let lb = LbState::new(&c);
-        let a = lb.pick().unwrap();
-        assert!(!lb.overflowing());
-        let b = lb.pick().unwrap();
-        assert!(lb.overflowing());
-        drop((a, b));
-        assert!(!lb.overflowing());
-    }
-}
+#[path = "lb_tests.rs"]
+mod tests;

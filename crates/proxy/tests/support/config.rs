@@ -91,6 +91,8 @@ pub fn outlier(consecutive_5xx: u32, base_ms: u64) -> Outlier {
         interval_ms: 10_000,
         max_ejection_percent: 100,
         min_health_percent: 0,
+        split_local_origin: false,
+        consecutive_local_origin: 5,
     }
 }
 
