@@ -418,8 +418,16 @@ impl Default for TcpPool {
 pub enum HashKey {
     /// A request header (name lower-case).
     Header(String),
-    /// A cookie's value (an existing cookie; generation with `ttl` is not built yet).
+    /// An existing cookie's value (`httpCookie` without `ttl`: no cookie, no hash).
     Cookie(String),
+    /// `httpCookie` with `ttl`: the cookie's value, or — without one — a new cookie the
+    /// proxy makes up, hashes, and sets on the response (`Max-Age` = `ttl_secs`, none for
+    /// 0: a session cookie; `Path` when given), so the client sticks from then on.
+    NewCookie {
+        name: String,
+        path: Option<String>,
+        ttl_secs: u64,
+    },
     /// The downstream peer's IP address.
     SourceIp,
     /// A query parameter.

@@ -88,7 +88,15 @@ pub(crate) fn hash_of(lb: Option<&weft_api::LoadBalancerSettings>) -> Option<Has
     if let Some(h) = &ch.http_header_name {
         Some(HashKey::Header(h.to_ascii_lowercase()))
     } else if let Some(c) = &ch.http_cookie {
-        Some(HashKey::Cookie(c.name.clone()))
+        let ttl = c.ttl.as_deref().and_then(parse_duration_ms);
+        Some(match ttl {
+            Some(ms) => HashKey::NewCookie {
+                name: c.name.clone(),
+                path: c.path.clone().filter(|p| !p.is_empty()),
+                ttl_secs: ms / 1000,
+            },
+            None => HashKey::Cookie(c.name.clone()),
+        })
     } else if ch.use_source_ip == Some(true) {
         Some(HashKey::SourceIp)
     } else {

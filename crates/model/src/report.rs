@@ -357,8 +357,12 @@ fn traffic_policy(v: &Value, prefix: &str, outside: bool, push: &mut impl FnMut(
                 ],
                 push,
             );
-            if ch.get("httpCookie").and_then(|c| c.get("ttl")).is_some() {
-                push(format!("{at}httpCookie.ttl (generating the cookie)"));
+            if ch
+                .get("httpCookie")
+                .and_then(|c| c.get("attributes"))
+                .is_some()
+            {
+                push(format!("{at}httpCookie.attributes"));
             }
         }
         if lb.get("simple").and_then(Value::as_str) == Some("PASSTHROUGH") {

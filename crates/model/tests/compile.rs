@@ -1293,3 +1293,30 @@ fn telemetry_meta_of_the_proxy_and_each_endpoint_comes_from_workload_labels() {
         ("unknown", "gw", "latest", "Kubernetes")
     );
 }
+
+#[test]
+fn necpgame_consistent_hash_on_a_cookie_with_and_without_ttl() {
+    let with_ttl = Necpgame::load()
+        .leaderboard_v2(
+            "    loadBalancer:\n      consistentHash:\n        httpCookie: {name: session, path: /api, ttl: 1h}\n",
+        )
+        .gateway();
+    assert_eq!(
+        with_ttl.clusters[LEADERBOARD_CLUSTER].hash,
+        Some(HashKey::NewCookie {
+            name: "session".into(),
+            path: Some("/api".into()),
+            ttl_secs: 3600
+        }),
+        "with a ttl the proxy makes the cookie up"
+    );
+    let without = Necpgame::load()
+        .leaderboard_v2(
+            "    loadBalancer:\n      consistentHash:\n        httpCookie: {name: session}\n",
+        )
+        .gateway();
+    assert_eq!(
+        without.clusters[LEADERBOARD_CLUSTER].hash,
+        Some(HashKey::Cookie("session".into()))
+    );
+}

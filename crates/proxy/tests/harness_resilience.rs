@@ -350,3 +350,50 @@ async fn locality_failover_keeps_traffic_local_until_outlier_detection_ejects_it
     }
     assert_eq!((local.app.count(), remote.app.count()), (31, 19));
 }
+
+#[tokio::test]
+async fn a_hash_cookie_with_ttl_is_made_up_once_and_keeps_the_client_on_its_endpoint() {
+    // consistentHash: httpCookie: {name: session, path: /, ttl: 1h}
+    let control = FakeControl::start().await;
+    let v1 = Workload::start(&control, "leaderboard", "v1", App::echo("lb-v1").await).await;
+    let v2 = Workload::start(&control, "leaderboard", "v2", App::echo("lb-v2").await).await;
+    let mut c = game_cluster("leaderboard", LbPolicy::LeastRequest, &[&v1, &v2]);
+    c.hash = Some(HashKey::NewCookie {
+        name: "session".into(),
+        path: Some("/".into()),
+        ttl_secs: 3600,
+    });
+    let route = prefix_route("leaderboard", "/api/v1/leaderboard", &c.name);
+    let gw = Gateway::start(&control, &gateway_config(vec![route], vec![c])).await;
+    let mut conn = KeepAlive::connect(gw.addr).await;
+    let mut seen = BTreeMap::new();
+    for _ in 0..12 {
+        // A new client: no cookie, so the proxy makes one up and sets it.
+        let first = conn.get("/api/v1/leaderboard/top", &[]).await;
+        assert_eq!(first.status, 200, "{}", first.body);
+        let set = first
+            .header("set-cookie")
+            .expect("a cookie is set")
+            .to_string();
+        assert!(
+            set.starts_with("session=\"") && set.ends_with("\"; Max-Age=3600; Path=/; HttpOnly"),
+            "{set}"
+        );
+        let cookie = set.split(';').next().unwrap().to_string();
+        let app = first.header(APP_HEADER).unwrap().to_string();
+        // Sent back, it keeps the client where the first request went; no new cookie.
+        for _ in 0..4 {
+            let r = conn
+                .get("/api/v1/leaderboard/top", &[("cookie", cookie.as_str())])
+                .await;
+            assert_eq!(r.header(APP_HEADER), Some(app.as_str()), "{cookie}");
+            assert_eq!(r.header("set-cookie"), None);
+        }
+        *seen.entry(app).or_insert(0) += 1;
+    }
+    assert_eq!(
+        seen.len(),
+        2,
+        "new clients spread over both endpoints: {seen:?}"
+    );
+}

@@ -377,6 +377,9 @@ async fn to_mesh(
     parts.version = downstream_version;
     headers::strip_hop_by_hop(&mut parts.headers);
     crate::route::rewrite::apply(&mut parts.headers, &plan.destination.response_headers);
+    if let Some(cookie) = plan.set_cookie {
+        parts.headers.append(header::SET_COOKIE, cookie);
+    }
     Answer {
         resp: Response::from_parts(parts, body),
         pick: f.pick,

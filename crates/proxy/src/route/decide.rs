@@ -48,6 +48,9 @@ pub struct ForwardPlan<'c> {
     pub retry: &'c RetryPolicy,
     /// The consistent-hash key, when the cluster hashes and the request carries the key.
     pub hash: Option<u64>,
+    /// A `Set-Cookie` for the response: the hash cookie the proxy made up (`httpCookie`
+    /// with `ttl`, the request had none).
+    pub set_cookie: Option<http::HeaderValue>,
     /// Mirror clusters this request was rolled into.
     pub mirrors: Vec<&'c LiveCluster>,
 }
@@ -182,11 +185,22 @@ fn act<'c>(
         None => (None, None),
     };
     let hash_path = path.as_deref().unwrap_or(req.path);
-    let hash = cluster
-        .spec
-        .hash
-        .as_ref()
-        .and_then(|k| hash_key(k, req, hash_path));
+    let key = cluster.spec.hash.as_ref();
+    let mut hash = key.and_then(|k| hash_key(k, req, hash_path));
+    let mut set_cookie = None;
+    if let (
+        None,
+        Some(HashKey::NewCookie {
+            name,
+            path,
+            ttl_secs,
+        }),
+    ) = (hash, key)
+    {
+        let (value, header) = new_cookie(name, path.as_deref(), *ttl_secs, req, rng);
+        hash = Some(crate::upstream::stable_hash(value.as_bytes()));
+        set_cookie = header;
+    }
     let mirrors = spec
         .mirrors
         .iter()
@@ -202,8 +216,31 @@ fn act<'c>(
         timeout: spec.timeout_ms.map(Duration::from_millis),
         retry: &spec.retry,
         hash,
+        set_cookie,
         mirrors,
     })
+}
+
+/// Envoy's generated hash cookie: a value from the client's address and a random number,
+/// and its `Set-Cookie` (`name="value"; Max-Age=ttl; Path=path; HttpOnly`).
+fn new_cookie(
+    name: &str,
+    path: Option<&str>,
+    ttl_secs: u64,
+    req: &RequestView,
+    rng: &mut fastrand::Rng,
+) -> (String, Option<http::HeaderValue>) {
+    let seed = format!("{}-{}", req.source_ip, rng.u64(..));
+    let value = format!("{:016x}", crate::upstream::stable_hash(seed.as_bytes()));
+    let mut cookie = format!("{name}=\"{value}\"");
+    if ttl_secs > 0 {
+        cookie.push_str(&format!("; Max-Age={ttl_secs}"));
+    }
+    if let Some(p) = path {
+        cookie.push_str(&format!("; Path={p}"));
+    }
+    cookie.push_str("; HttpOnly");
+    (value, http::HeaderValue::from_str(&cookie).ok())
 }
 
 /// The consistent-hash key of a request (none when the header, cookie or parameter is
@@ -211,7 +248,7 @@ fn act<'c>(
 fn hash_key(key: &HashKey, req: &RequestView, path: &str) -> Option<u64> {
     let value: Option<&[u8]> = match key {
         HashKey::Header(name) => req.headers.get(name.as_str()).map(|v| v.as_bytes()),
-        HashKey::Cookie(name) => req
+        HashKey::Cookie(name) | HashKey::NewCookie { name, .. } => req
             .headers
             .get_all(header::COOKIE)
             .iter()
@@ -219,7 +256,8 @@ fn hash_key(key: &HashKey, req: &RequestView, path: &str) -> Option<u64> {
             .flat_map(|v| v.split(';'))
             .filter_map(|c| c.trim().split_once('='))
             .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_bytes()),
+            // A quoted value (as the proxy sets it) hashes as its content.
+            .map(|(_, v)| v.trim_matches('"').as_bytes()),
         HashKey::SourceIp => {
             return Some(crate::upstream::stable_hash(
                 req.source_ip.to_string().as_bytes(),
