@@ -498,6 +498,7 @@ impl<'a> Builder<'a> {
                 tls,
                 tls_settings,
                 locality,
+                hash_table,
                 tcp,
                 mut limits,
             } = crate::policy::destination_rule(
@@ -568,6 +569,7 @@ impl<'a> Builder<'a> {
                     lb,
                     endpoints,
                     hash,
+                    hash_table,
                     outlier,
                     max_requests,
                     max_requests_per_connection,

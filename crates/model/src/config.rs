@@ -370,6 +370,9 @@ pub struct Cluster {
     /// replaces `lb`: requests with the same key go to the same endpoint.
     #[serde(default)]
     pub hash: Option<HashKey>,
+    /// The consistent-hash table (`ringHash` or `maglev`).
+    #[serde(default)]
+    pub hash_table: HashTable,
     /// Circuit breaker: most requests in flight to the cluster at once
     /// (`connectionPool.http.http2MaxRequests`); beyond it requests fail fast with `UO`.
     #[serde(default)]
@@ -409,6 +412,22 @@ impl Default for TcpPool {
             connect_timeout_ms: 10_000,
             idle_timeout_ms: Some(3_600_000),
         }
+    }
+}
+
+/// How a consistent-hash load balancer maps keys to endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HashTable {
+    /// `ringHash`: at least `minimum_size` points (Envoy's default 1024).
+    Ring { minimum_size: u64 },
+    /// `maglev`: a lookup table of `size` entries (Envoy's default 65537).
+    Maglev { size: u64 },
+}
+
+impl Default for HashTable {
+    fn default() -> Self {
+        HashTable::Ring { minimum_size: 1024 }
     }
 }
 

@@ -62,6 +62,8 @@ pub(crate) struct DrSettings {
     pub tls: Option<weft_api::ClientTlsMode>,
     /// The whole `tls` object the mode came from (TLS origination reads it).
     pub tls_settings: Option<weft_api::ClientTlsSettings>,
+    /// `consistentHash.ringHash` / `maglev`.
+    pub hash_table: crate::config::HashTable,
     /// `loadBalancer.localityLbSetting`.
     pub locality: Option<weft_api::LocalityLbSetting>,
     /// `connectionPool.tcp` as opaque TCP applies it.
@@ -104,6 +106,29 @@ pub(crate) fn hash_of(lb: Option<&weft_api::LoadBalancerSettings>) -> Option<Has
             .clone()
             .map(HashKey::QueryParameter)
     }
+}
+
+/// `consistentHash.ringHash` / `maglev` (and the deprecated `minimumRingSize`).
+pub(crate) fn hash_table_of(
+    lb: Option<&weft_api::LoadBalancerSettings>,
+) -> crate::config::HashTable {
+    use crate::config::HashTable;
+    let Some(ch) = lb.and_then(|l| l.consistent_hash.as_ref()) else {
+        return HashTable::default();
+    };
+    if let Some(m) = &ch.maglev {
+        return HashTable::Maglev {
+            size: m.table_size.filter(|s| *s > 0).unwrap_or(65537),
+        };
+    }
+    let min = ch
+        .ring_hash
+        .as_ref()
+        .and_then(|r| r.minimum_ring_size)
+        .or(ch.minimum_ring_size)
+        .filter(|s| *s > 0)
+        .unwrap_or(1024);
+    HashTable::Ring { minimum_size: min }
 }
 
 pub(crate) fn lb_of(lb: Option<&weft_api::LoadBalancerSettings>) -> Option<LbPolicy> {
@@ -229,6 +254,7 @@ pub(crate) fn destination_rule(
         tls: tls_settings.and_then(|t| t.mode),
         tls_settings: tls_settings.cloned(),
         locality: lb_settings.and_then(|l| l.locality_lb_setting.clone()),
+        hash_table: hash_table_of(lb_settings),
         tcp: tcp_pool_of(pool.and_then(|p| p.tcp.as_ref())),
         limits: crate::pool::limits_of(pool, false),
     }

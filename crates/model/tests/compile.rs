@@ -1320,3 +1320,26 @@ fn necpgame_consistent_hash_on_a_cookie_with_and_without_ttl() {
         Some(HashKey::Cookie("session".into()))
     );
 }
+
+#[test]
+fn necpgame_consistent_hash_tables_ring_size_and_maglev() {
+    let table = |yaml: &str| {
+        Necpgame::load().leaderboard_v2(yaml).gateway().clusters[LEADERBOARD_CLUSTER].hash_table
+    };
+    let base = "    loadBalancer:\n      consistentHash:\n        httpHeaderName: x-player-id\n";
+    assert_eq!(
+        table(base),
+        weft_model::HashTable::Ring { minimum_size: 1024 },
+        "Envoy's default ring"
+    );
+    assert_eq!(
+        table(&format!(
+            "{base}        ringHash: {{minimumRingSize: 4096}}\n"
+        )),
+        weft_model::HashTable::Ring { minimum_size: 4096 }
+    );
+    assert_eq!(
+        table(&format!("{base}        maglev: {{tableSize: 251}}\n")),
+        weft_model::HashTable::Maglev { size: 251 }
+    );
+}

@@ -55,14 +55,11 @@ pub struct LbState {
     /// The cluster's other circuit breakers (connections, pending requests, retries).
     pub limits: super::limits::ClusterLimits,
     health: Mutex<Vec<Health>>,
-    /// Consistent-hash ring: (point, endpoint index), sorted by point.
-    ring: Vec<(u64, usize)>,
+    /// The consistent-hash table, when the cluster hashes (`super::hashing`).
+    table: Option<super::hashing::Table>,
     /// Locality priority levels (1 + the highest endpoint priority).
     levels: usize,
 }
-
-/// Ring points per endpoint (Envoy's default minimum ring is 1024 entries in all).
-const RING_POINTS_PER_ENDPOINT: usize = 128;
 
 /// A stable hash (FNV-1a, then MurmurHash3's 64-bit finalizer for avalanche), so a key
 /// maps to the same endpoint in every proxy and every run.
@@ -129,11 +126,10 @@ impl LbState {
             max_requests: c.max_requests,
             limits: super::limits::ClusterLimits::new(&c.limits),
             health: Mutex::new(vec![Health::default(); c.endpoints.len()]),
-            ring: if c.hash.is_some() {
-                ring(&c.endpoints)
-            } else {
-                Vec::new()
-            },
+            table: c
+                .hash
+                .as_ref()
+                .map(|_| super::hashing::Table::build(&c.hash_table, &c.endpoints)),
             levels: c
                 .endpoints
                 .iter()
@@ -145,7 +141,7 @@ impl LbState {
 
     /// Whether picks need a hash key (consistent hashing).
     pub fn hashed(&self) -> bool {
-        !self.ring.is_empty()
+        self.table.is_some()
     }
 
     /// True when the cluster's request limit is reached (Envoy's `UO` overflow).
@@ -210,17 +206,14 @@ impl LbState {
     }
 
     /// Chooses an endpoint, or `None` when none may be picked (Envoy's UH). With consistent
-    /// hashing and a key, the first ring point at or after the key's hash whose endpoint
-    /// is available wins; without a key, a random available endpoint.
+    /// hashing and a key, the table's entry for the key (or the next whose endpoint is
+    /// available, `super::hashing`); without a key, a random available endpoint.
     pub fn pick_for(&self, key: Option<u64>) -> Option<Pick> {
-        let (Some(key), false) = (key, self.ring.is_empty()) else {
+        let (Some(key), Some(table)) = (key, &self.table) else {
             return self.pick();
         };
         let candidates = self.available();
-        let start = self.ring.partition_point(|(p, _)| *p < key);
-        let i = (0..self.ring.len())
-            .map(|k| self.ring[(start + k) % self.ring.len()].1)
-            .find(|i| candidates.contains(i))?;
+        let i = table.lookup(key, |i| candidates.contains(&i))?;
         Some(self.take(i))
     }
 
@@ -231,7 +224,7 @@ impl LbState {
         if n == 0 {
             return None;
         }
-        if !self.ring.is_empty() {
+        if self.table.is_some() {
             // Consistent hashing without a key: Envoy picks at random.
             let i = candidates[fastrand::usize(..n)];
             return Some(self.take(i));
@@ -352,19 +345,6 @@ impl LbState {
             .map(|(i, _)| self.endpoints[i].address.clone())
             .collect()
     }
-}
-
-fn ring(endpoints: &[Endpoint]) -> Vec<(u64, usize)> {
-    let mut ring: Vec<(u64, usize)> = endpoints
-        .iter()
-        .enumerate()
-        .flat_map(|(i, e)| {
-            (0..RING_POINTS_PER_ENDPOINT)
-                .map(move |k| (stable_hash(format!("{}_{k}", e.address).as_bytes()), i))
-        })
-        .collect();
-    ring.sort_unstable();
-    ring
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod app;
 pub mod egress;
 mod forward;
 pub mod h1;
+pub mod hashing;
 pub mod lb;
 pub mod limits;
 pub mod locality;

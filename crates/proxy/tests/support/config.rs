@@ -39,6 +39,7 @@ pub fn cluster(host: &str, port: u32, endpoints: Vec<Endpoint>) -> Cluster {
         endpoints,
         outlier: None,
         hash: None,
+        hash_table: Default::default(),
         max_requests: None,
         max_requests_per_connection: None,
         tcp: Default::default(),
