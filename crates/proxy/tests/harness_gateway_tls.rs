@@ -147,6 +147,7 @@ async fn gateway_with(
         meta: Default::default(),
         plaintext: true,
         priority: 0,
+        sni: None,
     }];
     let mut cfg = Config::gateway().cluster(c.clone());
     for ch in &chains {
@@ -655,6 +656,7 @@ async fn istio_mutual_takes_mesh_workloads_with_their_identity() {
             meta: Default::default(),
             plaintext: false,
             priority: 0,
+            sni: None,
         }],
     );
     let cfg = Config::sidecar(&client)

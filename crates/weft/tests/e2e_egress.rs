@@ -1092,3 +1092,132 @@ fn the_egress_gateway_task_sends_sidecar_traffic_through_the_gateway() {
         "{gateway}"
     );
 }
+
+/// The task's mutual-TLS variant: the sidecar reaches the egress gateway's port 443 with
+/// the mesh's mTLS (ISTIO_MUTUAL, SNI the external host), the gateway's ISTIO_MUTUAL
+/// server takes it and sends it on.
+const EGRESS_GATEWAY_MTLS: &str = r#"---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: istio-egressgateway
+  namespace: istio-system
+  annotations: {weft.dev/role: gateway}
+spec:
+  address: 127.0.0.1
+  labels: {istio: egressgateway, app: istio-egressgateway}
+  serviceAccount: istio-egressgateway
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: istio-egressgateway, namespace: istio-system}
+spec:
+  hosts: [istio-egressgateway.istio-system.svc.cluster.local]
+  location: MESH_INTERNAL
+  ports:
+  - {number: 80, name: http2, protocol: HTTP2}
+  - {number: 443, name: https, protocol: HTTPS}
+  workloadSelector: {labels: {istio: egressgateway}}
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: istio-egressgateway, namespace: egress}
+spec:
+  selector: {istio: egressgateway}
+  servers:
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: [http.data.example]
+    tls: {mode: ISTIO_MUTUAL}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: egressgateway-for-data, namespace: egress}
+spec:
+  host: istio-egressgateway.istio-system.svc.cluster.local
+  subsets:
+  - name: data
+    trafficPolicy:
+      portLevelSettings:
+      - port: {number: 443}
+        tls: {mode: ISTIO_MUTUAL, sni: http.data.example}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: direct-data-through-egress-gateway, namespace: egress}
+spec:
+  hosts: [http.data.example]
+  gateways: [istio-egressgateway, mesh]
+  http:
+  - match: [{gateways: [mesh], port: 80}]
+    route:
+    - destination: {host: istio-egressgateway.istio-system.svc.cluster.local, subset: data, port: {number: 443}}
+  - match: [{gateways: [istio-egressgateway], port: 443}]
+    route:
+    - destination: {host: http.data.example, port: {number: 80}}
+"#;
+
+#[test]
+fn the_egress_gateway_task_with_mutual_tls_from_the_sidecar() {
+    let serial = serial();
+    let scripts = TempDir::new("egress-gateway-mtls-scripts");
+    let script = scripts.path().join("http_server.py");
+    std::fs::write(&script, HTTP_SERVER).unwrap();
+    let dns = dnsmasq(&["http.data.example"]);
+    let (_server, server) = http_server(&script, &["outside"]);
+    let server_port = server.rsplit_once(':').unwrap().1.to_string();
+    let entry = HTTP_ENTRY.replace("TARGET", &server_port);
+    let mesh = Mesh::up_holding(
+        serial,
+        "egress-gateway-mtls",
+        &["--dns-server", &dns.addr],
+        |dir| {
+            std::fs::remove_dir_all(dir).unwrap();
+            std::fs::create_dir_all(dir).unwrap();
+            let config = format!("{entry}{CLIENT}{EGRESS_GATEWAY_MTLS}");
+            std::fs::write(dir.join("egress.yaml"), config).unwrap();
+        },
+    );
+    let outbound = mesh.addr(CLIENT_SIDECAR, "outbound");
+    let body = poll_until(
+        "the request to pass through the egress gateway",
+        WAIT,
+        || {
+            let (code, body) = curl_host(&outbound, "http.data.example", "/mtls");
+            assert!(code == 200 || code == 503, "{code}: {body}");
+            (code == 200).then_some(body)
+        },
+    );
+    let got = json(&body);
+    assert_eq!(got["server"], "outside");
+    assert_eq!(got["path"], "/mtls");
+    // The gateway saw the sidecar's mesh identity on its ISTIO_MUTUAL server.
+    let gateway_admin = mesh.addr("gateway-istio-egressgateway.istio-system", "admin");
+    let stats = admin_get(&gateway_admin, "/stats/prometheus");
+    let from_client = [
+        ("reporter", "source"),
+        ("destination_service", "http.data.example"),
+        ("source_workload", "istio-egressgateway"),
+        ("response_code", "200"),
+    ];
+    assert!(
+        metric_sum(&stats, "istio_requests_total", &from_client) >= 1.0,
+        "{stats}"
+    );
+    let sidecar = admin_get(&mesh.addr(CLIENT_SIDECAR, "admin"), "/stats/prometheus");
+    let mtls = [
+        ("reporter", "source"),
+        (
+            "destination_service",
+            "istio-egressgateway.istio-system.svc.cluster.local",
+        ),
+        (
+            "destination_principal",
+            "spiffe://cluster.local/ns/istio-system/sa/istio-egressgateway",
+        ),
+        ("response_code", "200"),
+    ];
+    assert!(
+        metric_sum(&sidecar, "istio_requests_total", &mtls) >= 1.0,
+        "{sidecar}"
+    );
+}

@@ -118,10 +118,14 @@ impl Builder<'_> {
                 };
                 // A sidecar's mTLS inbound listener, or — a gateway selected by the
                 // service (an egress gateway) — its server on this HTTP port, plaintext.
+                // A gateway's server: plaintext on an HTTP port, or the mesh's mTLS to its
+                // ISTIO_MUTUAL server when the DestinationRule says so (Istio's egress
+                // gateway with mTLS), asking for the rule's `sni`.
                 let http = svc.is_some_and(|s| s.protocol(port).is_http());
+                let istio_mutual = tls == Some(weft_api::ClientTlsMode::IstioMutual);
                 let (addr, gateway) = match (&w.inbound_addr, w.gateway_listeners.get(&port)) {
                     (Some(a), _) => (a, false),
-                    (None, Some(a)) if http => (a, true),
+                    (None, Some(a)) if http || istio_mutual => (a, true),
                     _ => continue,
                 };
                 if !selects(&subset_labels, &w.labels) {
@@ -136,7 +140,12 @@ impl Builder<'_> {
                     workload: w.name.clone(),
                     version: w.labels.get("version").cloned(),
                     meta: crate::WorkloadMeta::from_labels(&w.name, &w.labels),
-                    plaintext: gateway || crate::mtls::client_plaintext(tls, server, port),
+                    plaintext: (gateway && !istio_mutual)
+                        || (!gateway && crate::mtls::client_plaintext(tls, server, port)),
+                    sni: tls_settings
+                        .as_ref()
+                        .and_then(|t| t.sni.clone())
+                        .filter(|_| gateway && istio_mutual),
                     priority: 0,
                 });
                 localities.push(w.locality.clone());

@@ -165,6 +165,10 @@ pub struct Endpoint {
     /// priorities); all 0 without locality load balancing.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub priority: u32,
+    /// The TLS server name to ask for (a gateway's ISTIO_MUTUAL server, chosen by SNI:
+    /// the DestinationRule's `tls.sni`); none = the mesh's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -320,7 +320,12 @@ async fn try_once(
         }
         let mut sender = up
             .pool
-            .get(&e.address, e.tls_identity(), &up.cluster.opts)
+            .get_named(
+                &e.address,
+                e.tls_identity(),
+                e.sni.as_deref(),
+                &up.cluster.opts,
+            )
             .await
             .map_err(|err| TryError::Connect {
                 detail: err.to_string(),

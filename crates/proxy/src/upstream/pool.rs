@@ -143,6 +143,18 @@ impl PeerPool {
         identity: &str,
         opts: &ConnOpts,
     ) -> Result<SendRequest<Body>, ConnectError> {
+        self.get_named(addr, identity, None, opts).await
+    }
+
+    /// [`get`](Self::get), with the TLS server name a new connection asks for (a
+    /// gateway's ISTIO_MUTUAL server, chosen by SNI; none = the mesh's own name).
+    pub async fn get_named(
+        &self,
+        addr: &str,
+        identity: &str,
+        sni: Option<&str>,
+        opts: &ConnOpts,
+    ) -> Result<SendRequest<Body>, ConnectError> {
         let connect_timeout = opts.connect_timeout;
         let key = (addr.to_string(), identity.to_string());
         let slot = self
@@ -162,7 +174,7 @@ impl PeerPool {
         // would grow every request's future.
         let sender = tokio::time::timeout(
             connect_timeout,
-            Box::pin(self.connect(addr, identity, opts)),
+            Box::pin(self.connect(addr, identity, sni, opts)),
         )
         .await
         .map_err(|_| ConnectError::Timeout {
@@ -243,6 +255,7 @@ impl PeerPool {
         &self,
         addr: &str,
         identity: &str,
+        sni: Option<&str>,
         opts: &ConnOpts,
     ) -> Result<SendRequest<Body>, ConnectError> {
         let tcp = TcpStream::connect(addr)
@@ -277,8 +290,11 @@ impl PeerPool {
         let cfg = creds
             .client_for(identity)
             .map_err(ConnectError::Credentials)?;
-        let name =
-            rustls::pki_types::ServerName::try_from("weft.mesh").expect("static name is valid");
+        let name = sni
+            .and_then(|s| rustls::pki_types::ServerName::try_from(s.to_string()).ok())
+            .unwrap_or_else(|| {
+                rustls::pki_types::ServerName::try_from("weft.mesh").expect("static name is valid")
+            });
         let tls = tokio_rustls::TlsConnector::from(cfg)
             .connect(name, tcp)
             .await

@@ -24,6 +24,7 @@ pub fn endpoint(p: &Proxy) -> Endpoint {
         meta: Default::default(),
         plaintext: false,
         priority: 0,
+        sni: None,
     }
 }
 

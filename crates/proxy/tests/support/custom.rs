@@ -152,6 +152,7 @@ impl Custom {
             meta: Default::default(),
             plaintext: false,
             priority: 0,
+            sni: None,
         }
     }
 
