@@ -125,6 +125,8 @@ pub const IGNORED_SETTING: &str = "WA0116";
 pub const JWT_CLAIM_ROUTE_WITHOUT_AUTHN: &str = "WA0117";
 /// Two resources with the same kind, namespace and name.
 pub const DUPLICATE_RESOURCE: &str = "WA0115";
+/// An HTTP route delegates to a VirtualService that does not exist or cannot be a delegate.
+pub const UNKNOWN_DELEGATE: &str = "WA0118";
 /// Configuration weft loads but does not enforce yet (the list the mesh prints).
 pub const NOT_ENFORCED: &str = "WA0200";
 /// A kind weft knows but does not support (EnvoyFilter, WasmPlugin, Gateway API kinds…).
@@ -166,6 +168,7 @@ pub const CODES: &[CodeInfo] = &[
     CodeInfo { code: SHADOWED_MATCH, severity: Severity::Info, summary: "one match entry of an HTTP route is covered by an earlier route (the route matches other requests)" },
     CodeInfo { code: DR_UNKNOWN_HOST, severity: Severity::Warning, summary: "DestinationRule host matches no ServiceEntry host (the rule applies to nothing)" },
     CodeInfo { code: JWT_CLAIM_ROUTE_WITHOUT_AUTHN, severity: Severity::Error, summary: "a route matches @request.auth.claims on a gateway whose workload no RequestAuthentication selects: it never matches (IST0149)" },
+    CodeInfo { code: UNKNOWN_DELEGATE, severity: Severity::Error, summary: "an HTTP route delegates to a VirtualService that does not exist, or that has hosts (only one without hosts can be a delegate): the route is dropped, as Istio drops it" },
     CodeInfo { code: DUPLICATE_RESOURCE, severity: Severity::Error, summary: "the same kind/namespace/name defined twice (Kubernetes keeps one object per name; weft refuses to load it)" },
     CodeInfo { code: DEPRECATED, severity: Severity::Warning, summary: "a deprecated field Istio still honours (istioctl warns about it too)" },
     CodeInfo { code: VALIDATION_WARNING, severity: Severity::Warning, summary: "what Istio's validation accepts with a warning (IST0133), or what the API reference says is unsupported though Istio accepts it" },

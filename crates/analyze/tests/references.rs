@@ -147,3 +147,26 @@ fn wa0106_gateway_selector_matches_no_workload() {
     // Gateways select workloads in every namespace (the base's is in istio-system).
     assert!(with_code(&analyze(BASE), "WA0106").is_empty());
 }
+
+#[test]
+fn wa0118_unknown_or_hosted_delegate() {
+    let root = "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: root, namespace: shop}\nspec:\n  hosts: [reviews]\n  http:\n  - match: [{uri: {prefix: /v2}}]\n    delegate: {name: reviews-v2}\n";
+    let f = only(&analyze_with(root), "WA0118");
+    assert_eq!(f.severity, weft_analyze::Severity::Error);
+    assert_eq!(f.resource.as_deref(), Some("VirtualService/shop/root"));
+    assert!(
+        f.message.contains(
+            "delegate VirtualService `shop/reviews-v2` does not exist: this route is dropped"
+        ),
+        "{f:?}"
+    );
+    // A delegate without hosts is fine; one with hosts cannot be a delegate.
+    let delegate = "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews-v2, namespace: shop}\nspec:\n  http:\n  - route: [{destination: {host: reviews}}]\n";
+    assert!(
+        with_code(&analyze_with(&format!("{root}{delegate}")), "WA0118").is_empty(),
+        "an existing delegate"
+    );
+    let hosted = delegate.replace("spec:\n", "spec:\n  hosts: [other]\n");
+    let f = only(&analyze_with(&format!("{root}{hosted}")), "WA0118");
+    assert!(f.message.contains("has hosts"), "{f:?}");
+}

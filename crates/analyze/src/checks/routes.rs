@@ -1,6 +1,7 @@
 //! VirtualService references: gateways that do not exist (WA0101), destination hosts
-//! outside the registry (WA0102), subsets no DestinationRule defines (WA0103), and
-//! weighted destinations that never get traffic (WA0111).
+//! outside the registry (WA0102), subsets no DestinationRule defines (WA0103), weighted
+//! destinations that never get traffic (WA0111), and delegates that do not exist or
+//! cannot be one (WA0118).
 
 use weft_api::{Destination, Resource, Spec, VirtualService};
 use weft_model::registry::fqdn;
@@ -25,6 +26,37 @@ pub(super) fn check(ix: &Index<'_>, out: &mut Vec<Finding>) {
             destination(ix, r, &path, d, &mut suggestions_left, out);
         }
         weights(r, vs, out);
+        delegates(ix, r, vs, out);
+    }
+}
+
+/// Delegating routes whose delegate is missing or has hosts (Istio drops such a route).
+fn delegates(ix: &Index<'_>, r: &Resource, vs: &VirtualService, out: &mut Vec<Finding>) {
+    for (i, h) in vs.http.iter().enumerate() {
+        let Some(d) = &h.delegate else { continue };
+        let Some(name) = d.name.as_deref() else {
+            continue;
+        };
+        let ns = d.namespace.as_deref().unwrap_or(r.namespace());
+        let target = ix.res.iter().find_map(|t| match &t.spec {
+            Spec::VirtualService(dv) if t.namespace() == ns && t.name() == name => Some(dv),
+            _ => None,
+        });
+        let problem = match target {
+            None => format!("delegate VirtualService `{ns}/{name}` does not exist"),
+            Some(dv) if !dv.hosts.is_empty() => format!(
+                "delegate VirtualService `{ns}/{name}` has hosts, so it cannot be a delegate"
+            ),
+            Some(_) => continue,
+        };
+        out.push(at(
+            r,
+            &format!("spec.http[{i}].delegate"),
+            UNKNOWN_DELEGATE,
+            Severity::Error,
+            format!("{problem}: this route is dropped"),
+            Some("create the delegate (a VirtualService without hosts and gateways) or fix the name and namespace".into()),
+        ));
     }
 }
 
