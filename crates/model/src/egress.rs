@@ -184,8 +184,13 @@ pub(crate) fn allow_any(resources: &[Resource], sidecar: Option<&weft_api::Sidec
         .is_none_or(|m| m == weft_api::OutboundTrafficMode::AllowAny)
 }
 
-/// Istio's PassthroughCluster: every request goes where it was addressed, directly.
+/// Istio's PassthroughCluster: every request goes where it was addressed, directly; its
+/// connections idle out after 5 minutes, as istiod sets for it (`passthroughHttpProtocolOptions`).
 pub fn passthrough_cluster() -> Cluster {
+    let limits = crate::pool::PoolLimits {
+        idle_timeout_ms: Some(300_000),
+        ..Default::default()
+    };
     Cluster {
         name: PASSTHROUGH_CLUSTER.into(),
         service: PASSTHROUGH_CLUSTER.into(),
@@ -195,6 +200,7 @@ pub fn passthrough_cluster() -> Cluster {
             ..Default::default()
         }],
         egress: Some(Egress::default()),
+        limits,
         ..Default::default()
     }
 }

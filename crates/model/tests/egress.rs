@@ -649,6 +649,7 @@ fn assert_allow_any(cfg: &ProxyConfig) {
     assert_eq!(c.endpoints.len(), 1);
     assert!(c.endpoints[0].plaintext);
     assert_eq!(c.endpoints[0].tls_identity(), "");
+    assert_eq!(c.limits.idle_timeout_ms, Some(300_000), "Istio's 5 min");
 }
 
 fn assert_block_all(cfg: &ProxyConfig) {
