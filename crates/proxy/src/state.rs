@@ -85,19 +85,24 @@ pub struct ProxyState {
 
 impl ProxyState {
     /// Where the app serves service `port`: a Sidecar ingress listener's `defaultEndpoint`
-    /// for it (`0.0.0.0:P`/`[::]:P`: the app's host on port P), else the app's address.
-    pub fn app_for(&self, cfg: &crate::config::ActiveConfig, port: Option<u32>) -> Option<String> {
+    /// for it (`0.0.0.0:P`/`[::]:P`: the app's host on port P), else the app's address
+    /// (borrowed: the common case allocates nothing).
+    pub fn app_for<'a>(
+        &'a self,
+        cfg: &'a crate::config::ActiveConfig,
+        port: Option<u32>,
+    ) -> Option<std::borrow::Cow<'a, str>> {
         let inbound = cfg.config.inbound.as_ref();
         let Some(to) = port.and_then(|p| inbound?.app_ports.get(&p)) else {
-            return self.app_addr.clone();
+            return self.app_addr.as_deref().map(std::borrow::Cow::Borrowed);
         };
         let (host, p) = to.rsplit_once(':')?;
         if host == "0.0.0.0" || host == "[::]" {
             let app_host = self.app_addr.as_deref().and_then(|a| a.rsplit_once(':'));
             let app_host = app_host.map_or("127.0.0.1", |(h, _)| h);
-            return Some(format!("{app_host}:{p}"));
+            return Some(format!("{app_host}:{p}").into());
         }
-        Some(to.clone())
+        Some(to.as_str().into())
     }
 
     /// This proxy's SPIFFE id.

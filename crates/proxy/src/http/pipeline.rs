@@ -415,7 +415,14 @@ async fn to_app(
     conn: &Conn,
     rec: &mut Record,
 ) -> Answer {
-    let port = inbound_port(&req, cfg).ok();
+    // The service port matters only when a Sidecar ingress listener maps ports to
+    // addresses of their own (most workloads have one app address).
+    let per_port = cfg
+        .config
+        .inbound
+        .as_ref()
+        .is_some_and(|i| !i.app_ports.is_empty());
+    let port = per_port.then(|| inbound_port(&req, cfg).ok()).flatten();
     let (mut parts, body) = req.into_parts();
     // Envoy's SANITIZE_SET: the caller's certificate as verified here, or nothing — never
     // what a plaintext caller wrote.

@@ -121,7 +121,10 @@ pub async fn handle(
         tcp_metrics.refused(&peers, ResponseFlags::NONE);
         return status(StatusCode::FORBIDDEN);
     }
-    let Some(app) = state.app_for(&cfg, Some(u32::from(port))) else {
+    let Some(app) = state
+        .app_for(&cfg, Some(u32::from(port)))
+        .map(|a| a.into_owned())
+    else {
         tcp_metrics.refused(&peers, ResponseFlags::NO_ROUTE_FOUND);
         return status(StatusCode::SERVICE_UNAVAILABLE);
     };
