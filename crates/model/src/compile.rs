@@ -69,7 +69,12 @@ pub fn compile(
     match proxy.role {
         Role::Gateway => b.gateway(&workload.labels, &workload.namespace),
         Role::Sidecar => {
-            b.outbound(&proxy.namespace, &workload.labels);
+            let sidecar =
+                crate::sidecar::applying(resources, root, &workload.namespace, &workload.labels);
+            if let Some((r, _)) = sidecar {
+                b.used.insert(r.key());
+            }
+            b.outbound(&proxy.namespace, &workload.labels, sidecar);
             let (mtls, policies) =
                 crate::mtls::inbound(resources, root, &workload.namespace, &workload.labels);
             b.used.extend(policies);
@@ -93,12 +98,7 @@ pub fn compile(
                 limits,
                 max_requests,
                 version: workload.labels.get("version").cloned(),
-                app_ports: crate::sidecar::ingress_endpoints(crate::sidecar::applying(
-                    resources,
-                    root,
-                    &workload.namespace,
-                    &workload.labels,
-                )),
+                app_ports: crate::sidecar::ingress_endpoints(sidecar),
             });
         }
     }
@@ -163,9 +163,13 @@ impl<'a> Builder<'a> {
         })
     }
 
-    fn outbound(&mut self, proxy_ns: &str, labels: &BTreeMap<String, String>) {
+    fn outbound(
+        &mut self,
+        proxy_ns: &str,
+        labels: &BTreeMap<String, String>,
+        sidecar: crate::sidecar::Applying<'a>,
+    ) {
         let mut table = RouteTable::default();
-        let sidecar = crate::sidecar::applying(self.resources, self.root, proxy_ns, labels);
         let scope = crate::sidecar::scope(sidecar);
         let services: Vec<_> = self.registry.services.values().cloned().collect();
         for svc in services {
@@ -188,14 +192,13 @@ impl<'a> Builder<'a> {
                 table.virtual_hosts.push(vhost);
             }
         }
-        table.virtual_hosts.push(self.catch_all(proxy_ns, labels));
+        table.virtual_hosts.push(self.catch_all(sidecar));
         let mut l4 = crate::tcp::L4Ctx {
             resources: self.resources,
             registry: self.registry,
-            root: self.root,
             used: &mut self.used,
         };
-        self.cfg.tcp_listeners = crate::tcp::outbound(&mut l4, proxy_ns, labels);
+        self.cfg.tcp_listeners = crate::tcp::outbound(&mut l4, proxy_ns, labels, sidecar);
         self.cfg.listeners.push(Listener {
             name: "outbound".into(),
             kind: ListenerKind::Outbound,
@@ -275,8 +278,7 @@ impl<'a> Builder<'a> {
 
     /// Istio's catch-all virtual host for hosts the registry does not know: ALLOW_ANY's
     /// `allow_any` (to the passthrough cluster) or REGISTRY_ONLY's `block_all` (502).
-    fn catch_all(&mut self, proxy_ns: &str, labels: &BTreeMap<String, String>) -> VirtualHost {
-        let sidecar = crate::sidecar::applying(self.resources, self.root, proxy_ns, labels);
+    fn catch_all(&self, sidecar: crate::sidecar::Applying<'_>) -> VirtualHost {
         let allow = crate::egress::allow_any(self.resources, sidecar.map(|(_, s)| s));
         let route = match allow {
             true => Route {

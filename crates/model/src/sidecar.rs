@@ -21,6 +21,9 @@ pub(crate) struct EgressBind {
     pub hosts: Vec<String>,
 }
 
+/// The Sidecar that applies to a sidecar, if any (resolved once per compile).
+pub(crate) type Applying<'a> = Option<(&'a Resource, &'a weft_api::Sidecar)>;
+
 /// The Sidecar that applies to a workload, by Istio's precedence.
 pub(crate) fn applying<'a>(
     resources: &'a [Resource],

@@ -17,8 +17,6 @@ use weft_api::{Resource, RouteDestination, Spec, VirtualService};
 pub(crate) struct L4Ctx<'a> {
     pub resources: &'a [Resource],
     pub registry: &'a Registry,
-    /// MeshConfig `rootNamespace` (where a mesh-wide Sidecar lives).
-    pub root: &'a str,
     /// Keys of the resources that shaped this config.
     pub used: &'a mut BTreeSet<String>,
 }
@@ -37,11 +35,8 @@ pub(crate) fn outbound(
     cx: &mut L4Ctx,
     proxy_ns: &str,
     labels: &BTreeMap<String, String>,
+    sidecar: crate::sidecar::Applying<'_>,
 ) -> Vec<L4Listener> {
-    let sidecar = crate::sidecar::applying(cx.resources, cx.root, proxy_ns, labels);
-    if let Some((r, _)) = sidecar {
-        cx.used.insert(r.key());
-    }
     let binds = crate::sidecar::egress_binds(sidecar);
     let scope = crate::sidecar::scope(sidecar);
     let mut out = Vec::new();

@@ -83,7 +83,6 @@ impl Builder<'_> {
         let mut l4 = crate::tcp::L4Ctx {
             resources: self.resources,
             registry: self.registry,
-            root: self.root,
             used: &mut self.used,
         };
         self.cfg.tcp_listeners = crate::tcp::gateway(&mut l4, labels, namespace, &tcp_ports, false);
