@@ -101,8 +101,12 @@ impl AppClient {
 }
 
 /// A plaintext TCP connection to the app.
-async fn plain(addr: String) -> std::io::Result<super::h1::Io> {
-    let tcp = TcpStream::connect(&addr).await?;
+async fn plain(addr: String) -> Result<super::h1::Io, TryError> {
+    let tcp = TcpStream::connect(&addr)
+        .await
+        .map_err(|e| TryError::Connect {
+            detail: format!("local app at {addr} unreachable: {e}"),
+        })?;
     let _ = tcp.set_nodelay(true);
     Ok(Box::new(tcp))
 }

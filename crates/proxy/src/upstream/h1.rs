@@ -31,8 +31,9 @@ pub type Io = Box<dyn Stream>;
 pub trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
 
-/// Makes a connection to `addr`.
-pub type Connector = Arc<dyn Fn(String) -> BoxFuture<'static, std::io::Result<Io>> + Send + Sync>;
+/// Makes a connection to `addr`; its error is the try's (the connector knows why it failed:
+/// a refused connect, a name that did not resolve, a TLS handshake).
+pub type Connector = Arc<dyn Fn(String) -> BoxFuture<'static, Result<Io, TryError>> + Send + Sync>;
 
 /// Pooled HTTP/1.1 connections to one destination.
 pub struct H1Pool {
@@ -106,13 +107,7 @@ impl H1Pool {
         let fail = |e: &dyn std::fmt::Display| TryError::Connect {
             detail: format!("{what} at {addr} unreachable: {e}"),
         };
-        let io = (self.connect)(addr.to_string()).await.map_err(|e| {
-            if super::egress::dns::Unresolved::is(&e) {
-                let detail = format!("{what} at {addr}: {e}");
-                return TryError::Dns { detail };
-            }
-            fail(&e)
-        })?;
+        let io = (self.connect)(addr.to_string()).await?;
         let (sender, conn) = http1::handshake(TokioIo::new(io))
             .await
             .map_err(|e| fail(&e))?;

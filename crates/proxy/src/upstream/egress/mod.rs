@@ -194,13 +194,7 @@ impl EgressCluster {
         let mut sender = match conns.get(addr) {
             Some(s) => s,
             None => {
-                let io = self.connect(addr).await.map_err(|e| {
-                    let detail = format!("service outside the mesh at {addr}: {e}");
-                    match dns::Unresolved::is(&e) {
-                        true => TryError::Dns { detail },
-                        false => TryError::Connect { detail },
-                    }
-                })?;
+                let io = self.connect(addr).await.map_err(|e| try_error(addr, &e))?;
                 conns.handshake(addr, io).await?
             }
         };
@@ -230,8 +224,10 @@ impl EgressCluster {
             let me = me.clone();
             Box::pin(async move {
                 match me.upgrade() {
-                    Some(c) => c.connect(&addr).await,
-                    None => Err(std::io::Error::other("the cluster left the config")),
+                    Some(c) => c.connect(&addr).await.map_err(|e| try_error(&addr, &e)),
+                    None => Err(TryError::Connect {
+                        detail: format!("{addr}: the cluster left the config"),
+                    }),
                 }
             })
         });
@@ -239,6 +235,15 @@ impl EgressCluster {
         let pool = Arc::new(H1Pool::new(idle, "service outside the mesh", connect));
         pools.insert(addr.to_string(), pool.clone());
         pool
+    }
+}
+
+/// A failed connection as the try's error: `DF` when the name did not resolve.
+fn try_error(addr: &str, e: &std::io::Error) -> TryError {
+    let detail = format!("service outside the mesh at {addr}: {e}");
+    match dns::Unresolved::is(e) {
+        true => TryError::Dns { detail },
+        false => TryError::Connect { detail },
     }
 }
 
