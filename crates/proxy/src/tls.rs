@@ -83,3 +83,20 @@ impl TlsState {
         self.rotations.subscribe()
     }
 }
+
+/// The certificates of a PEM file (at least one), for TLS files the config names.
+pub(crate) fn pem_certs(
+    path: &std::path::Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("certificate file {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "certificate file {}: no CERTIFICATE in it",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}

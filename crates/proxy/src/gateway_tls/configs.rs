@@ -220,7 +220,7 @@ fn build(chain: &TlsChain, f: &Files, mesh: &Credentials) -> Result<Arc<ServerCo
     let (Some(cert), Some(key)) = (&f.cert, &f.key) else {
         return Err("no certificate".into());
     };
-    let chain_der = certs(cert)?;
+    let chain_der = crate::tls::pem_certs(cert)?;
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| format!("private key {}: {e}", key.display()))?;
     let provider = Arc::new(provider(&chain.tls12_suites));
@@ -239,7 +239,7 @@ fn build(chain: &TlsChain, f: &Files, mesh: &Credentials) -> Result<Arc<ServerCo
     let builder = match (&chain.client, &f.ca) {
         (Some(v), Some(ca)) => {
             let mut roots = RootCertStore::empty();
-            for c in certs(ca)? {
+            for c in crate::tls::pem_certs(ca)? {
                 roots
                     .add(c)
                     .map_err(|e| format!("client CA {}: {e}", ca.display()))?;
@@ -302,19 +302,6 @@ impl rustls::server::ResolvesServerCert for One {
     ) -> Option<Arc<rustls::sign::CertifiedKey>> {
         Some(self.0.clone())
     }
-}
-
-fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("certificate file {}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "certificate file {}: no CERTIFICATE in it",
-            path.display()
-        ));
-    }
-    Ok(certs)
 }
 
 /// ring with every TLS 1.3 suite and, if `tls12` names any, only those TLS 1.2 suites.

@@ -40,7 +40,7 @@ pub fn client_config(o: &OriginTls, http2: bool) -> Result<Arc<ClientConfig>, St
         .with_custom_certificate_verifier(verifier);
     let mut config = match (&o.client_certificate, &o.private_key) {
         (Some(cert), Some(key)) => {
-            let chain = certs(cert)?;
+            let chain = crate::tls::pem_certs(cert.as_ref())?;
             let key =
                 PrivateKeyDer::from_pem_file(key).map_err(|e| format!("privateKey {key}: {e}"))?;
             builder
@@ -58,22 +58,12 @@ pub fn client_config(o: &OriginTls, http2: bool) -> Result<Arc<ClientConfig>, St
     Ok(Arc::new(config))
 }
 
-fn certs(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("certificate file {path}: {e}"))?;
-    if certs.is_empty() {
-        return Err(format!("certificate file {path}: no CERTIFICATE in it"));
-    }
-    Ok(certs)
-}
-
 /// `caCertificates`, or the system's root certificates.
 fn roots(ca: Option<&str>) -> Result<RootCertStore, String> {
     let mut roots = RootCertStore::empty();
     match ca {
         Some(path) => {
-            for c in certs(path)? {
+            for c in crate::tls::pem_certs(path.as_ref())? {
                 roots
                     .add(c)
                     .map_err(|e| format!("caCertificates {path}: {e}"))?;
