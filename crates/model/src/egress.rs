@@ -20,10 +20,6 @@ pub struct Egress {
     /// TLS origination (DestinationRule `tls.mode` SIMPLE or MUTUAL); none = plaintext.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<OriginTls>,
-    /// HTTP/2 to the service (a `GRPC`/`HTTP2` port, as Istio's upstream protocol for such
-    /// a port): prior knowledge in plaintext, ALPN `h2` over originated TLS.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub http2: bool,
 }
 
 /// Where a cluster outside the mesh connects.

@@ -181,7 +181,6 @@ fn external(addr: SocketAddr, tls: Option<OriginTls>) -> Cluster {
     c.egress = Some(Egress {
         resolution: Resolution::Static,
         tls,
-        http2: false,
     });
     c
 }
@@ -291,7 +290,7 @@ async fn a_grpc_port_outside_the_mesh_gets_http2_over_originated_tls() {
         ..Default::default()
     };
     let mut c = external(server.addr, Some(tls));
-    c.egress.as_mut().unwrap().http2 = true;
+    c.limits.http2 = true;
     let control = FakeControl::start().await;
     let client = client_with(&control, c).await;
     let out = client.outbound.unwrap();

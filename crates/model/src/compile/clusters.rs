@@ -110,7 +110,6 @@ impl Builder<'_> {
             let egress = external.map(|ext| crate::egress::Egress {
                 resolution: ext.resolution,
                 tls: crate::egress::origin_tls(tls_settings.as_ref()),
-                http2: http2_port,
             });
             for key in svc.map(|s| s.workloads.as_slice()).unwrap_or_default() {
                 let Some(w) = self.registry.workloads.get(key) else {

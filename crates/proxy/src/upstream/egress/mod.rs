@@ -64,7 +64,7 @@ impl EgressCluster {
         };
         let tls = match &e.tls {
             Some(o) => Some((
-                tls::client_config(o, e.http2)
+                tls::client_config(o, c.limits.http2)
                     .map_err(|err| format!("cluster {}: {err}", c.name))?,
                 o.sni.clone(),
             )),
@@ -77,7 +77,8 @@ impl EgressCluster {
             default_port: if c.port == 0 { 80 } else { c.port },
             opts: ConnOpts::of(c),
             pools: Mutex::new(HashMap::new()),
-            h2: e.http2.then(h2::H2Conns::default),
+            // A `GRPC`/`HTTP2` port (or `h2UpgradePolicy: UPGRADE`): HTTP/2 upstream.
+            h2: c.limits.http2.then(h2::H2Conns::default),
             next: AtomicUsize::new(0),
             me: me.clone(),
         })))
@@ -294,7 +295,6 @@ mod tests {
         c.egress = Some(weft_model::Egress {
             resolution: Resolution::Dns,
             tls: None,
-            http2: false,
         });
         c.port = 443;
         let dns = EgressCluster::build(&c).unwrap().unwrap();
