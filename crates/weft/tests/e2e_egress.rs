@@ -1024,39 +1024,59 @@ spec:
       weight: 100
 "#;
 
-#[test]
-fn the_egress_gateway_task_sends_sidecar_traffic_through_the_gateway() {
+/// What a gateway test's mesh needs alive: the DNS server, the server outside the mesh
+/// and its script folder.
+struct Outside {
+    _dns: Dns,
+    _server: ChildGuard,
+    _scripts: TempDir,
+}
+
+/// A mesh with the client, `http.data.example` outside it (resolved by a dnsmasq) and
+/// the egress-gateway config `gateway`.
+fn egress_gateway_mesh(tag: &str, gateway: &str) -> (Mesh, Outside) {
     let serial = serial();
-    let scripts = TempDir::new("egress-gateway-scripts");
+    let scripts = TempDir::new(&format!("{tag}-scripts"));
     let script = scripts.path().join("http_server.py");
     std::fs::write(&script, HTTP_SERVER).unwrap();
     let dns = dnsmasq(&["http.data.example"]);
-    let (_server, server) = http_server(&script, &["outside"]);
-    let server_port = server.rsplit_once(':').unwrap().1.to_string();
+    let (server, addr) = http_server(&script, &["outside"]);
+    let server_port = addr.rsplit_once(':').unwrap().1.to_string();
     let entry = HTTP_ENTRY.replace("TARGET", &server_port);
-    let mesh = Mesh::up_holding(
-        serial,
-        "egress-gateway",
-        &["--dns-server", &dns.addr],
-        |dir| {
-            std::fs::remove_dir_all(dir).unwrap();
-            std::fs::create_dir_all(dir).unwrap();
-            let config = format!("{entry}{CLIENT}{EGRESS_GATEWAY}");
-            std::fs::write(dir.join("egress.yaml"), config).unwrap();
-        },
-    );
+    let mesh = Mesh::up_holding(serial, tag, &["--dns-server", &dns.addr], |dir| {
+        std::fs::remove_dir_all(dir).unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        let config = format!("{entry}{CLIENT}{gateway}");
+        std::fs::write(dir.join("egress.yaml"), config).unwrap();
+    });
+    let outside = Outside {
+        _dns: dns,
+        _server: server,
+        _scripts: scripts,
+    };
+    (mesh, outside)
+}
+
+/// The body of `GET path` for `http.data.example` through the client's sidecar, once it
+/// passes: the gateway reports where its server is once it serves it; until then the
+/// sidecar's route has no endpoint (503).
+fn through_the_gateway(mesh: &Mesh, path: &str) -> String {
     let outbound = mesh.addr(CLIENT_SIDECAR, "outbound");
-    // The gateway reports where its port 80 server is once it serves it; until then the
-    // sidecar's route has no endpoint (503).
-    let body = poll_until(
+    poll_until(
         "the request to pass through the egress gateway",
         WAIT,
         || {
-            let (code, body) = curl_host(&outbound, "http.data.example", "/through");
+            let (code, body) = curl_host(&outbound, "http.data.example", path);
             assert!(code == 200 || code == 503, "{code}: {body}");
             (code == 200).then_some(body)
         },
-    );
+    )
+}
+
+#[test]
+fn the_egress_gateway_task_sends_sidecar_traffic_through_the_gateway() {
+    let (mesh, _outside) = egress_gateway_mesh("egress-gateway", EGRESS_GATEWAY);
+    let body = through_the_gateway(&mesh, "/through");
     let got = json(&body);
     assert_eq!(got["server"], "outside");
     assert_eq!(got["host"], "http.data.example");
@@ -1158,35 +1178,8 @@ spec:
 
 #[test]
 fn the_egress_gateway_task_with_mutual_tls_from_the_sidecar() {
-    let serial = serial();
-    let scripts = TempDir::new("egress-gateway-mtls-scripts");
-    let script = scripts.path().join("http_server.py");
-    std::fs::write(&script, HTTP_SERVER).unwrap();
-    let dns = dnsmasq(&["http.data.example"]);
-    let (_server, server) = http_server(&script, &["outside"]);
-    let server_port = server.rsplit_once(':').unwrap().1.to_string();
-    let entry = HTTP_ENTRY.replace("TARGET", &server_port);
-    let mesh = Mesh::up_holding(
-        serial,
-        "egress-gateway-mtls",
-        &["--dns-server", &dns.addr],
-        |dir| {
-            std::fs::remove_dir_all(dir).unwrap();
-            std::fs::create_dir_all(dir).unwrap();
-            let config = format!("{entry}{CLIENT}{EGRESS_GATEWAY_MTLS}");
-            std::fs::write(dir.join("egress.yaml"), config).unwrap();
-        },
-    );
-    let outbound = mesh.addr(CLIENT_SIDECAR, "outbound");
-    let body = poll_until(
-        "the request to pass through the egress gateway",
-        WAIT,
-        || {
-            let (code, body) = curl_host(&outbound, "http.data.example", "/mtls");
-            assert!(code == 200 || code == 503, "{code}: {body}");
-            (code == 200).then_some(body)
-        },
-    );
+    let (mesh, _outside) = egress_gateway_mesh("egress-gateway-mtls", EGRESS_GATEWAY_MTLS);
+    let body = through_the_gateway(&mesh, "/mtls");
     let got = json(&body);
     assert_eq!(got["server"], "outside");
     assert_eq!(got["path"], "/mtls");
