@@ -42,9 +42,96 @@ pub enum CompileError {
     UnknownWorkload { namespace: String, name: String },
 }
 
+/// What the compile of every proxy shares for one set of resources, computed once per
+/// config version instead of once per proxy: the not-enforced report and the mesh
+/// VirtualServices by host.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    not_enforced: Vec<NotEnforced>,
+    /// Index into the resources of the first mesh VirtualService (bound to `mesh`, or to
+    /// no gateway) for each of its fully qualified hosts.
+    mesh_vs: std::collections::HashMap<String, usize>,
+    /// Indexes into the resources of the DestinationRules for each fully qualified host,
+    /// in resource order.
+    drs: std::collections::HashMap<String, Vec<usize>>,
+    /// The policy kinds only (AuthorizationPolicy, PeerAuthentication,
+    /// RequestAuthentication, Telemetry, Sidecar, MeshConfig), in resource order: what the
+    /// per-workload lookups scan, without the mesh's services and routes.
+    policies: Vec<Resource>,
+}
+
+/// The kinds [`Prepared::policies`] keeps.
+fn is_policy(spec: &Spec) -> bool {
+    matches!(
+        spec,
+        Spec::AuthorizationPolicy(_)
+            | Spec::PeerAuthentication(_)
+            | Spec::RequestAuthentication(_)
+            | Spec::Telemetry(_)
+            | Spec::Sidecar(_)
+            | Spec::MeshConfig(_)
+    )
+}
+
+impl Prepared {
+    /// Prepares `resources`; pass the same resources to [`compile_prepared`].
+    pub fn new(resources: &[Resource]) -> Prepared {
+        let mut mesh_vs = std::collections::HashMap::new();
+        let mut drs: std::collections::HashMap<String, Vec<usize>> = Default::default();
+        for (i, r) in resources.iter().enumerate() {
+            if let Spec::DestinationRule(dr) = &r.spec {
+                drs.entry(fqdn(&dr.host, r.namespace()))
+                    .or_default()
+                    .push(i);
+            }
+            let Spec::VirtualService(vs) = &r.spec else {
+                continue;
+            };
+            if !(vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh")) {
+                continue;
+            }
+            for h in &vs.hosts {
+                mesh_vs.entry(fqdn(h, r.namespace())).or_insert(i);
+            }
+        }
+        Prepared {
+            not_enforced: report::not_enforced(resources),
+            mesh_vs,
+            drs,
+            policies: resources
+                .iter()
+                .filter(|r| is_policy(&r.spec))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// The DestinationRules for `host` (fully qualified), in resource order.
+    pub(crate) fn destination_rules<'r>(
+        &self,
+        resources: &'r [Resource],
+        host: &str,
+    ) -> Vec<&'r Resource> {
+        let found = self.drs.get(host).map(Vec::as_slice).unwrap_or_default();
+        found.iter().map(|&i| &resources[i]).collect()
+    }
+}
+
 /// Compiles the config of one proxy.
 pub fn compile(
     resources: &[Resource],
+    registry: &Registry,
+    trust_domain: &str,
+    proxy: &ProxyRef,
+) -> Result<ProxyConfig, CompileError> {
+    let prepared = Prepared::new(resources);
+    compile_prepared(resources, &prepared, registry, trust_domain, proxy)
+}
+
+/// Compiles the config of one proxy with what [`Prepared::new`] computed for `resources`.
+pub fn compile_prepared(
+    resources: &[Resource],
+    prepared: &Prepared,
     registry: &Registry,
     trust_domain: &str,
     proxy: &ProxyRef,
@@ -56,9 +143,12 @@ pub fn compile(
             name: proxy.workload.clone(),
         });
     };
-    let root = crate::mesh::root_namespace(resources);
+    let policy_kinds = prepared.policies.as_slice();
+    let root = crate::mesh::root_namespace(policy_kinds);
     let mut b = Builder {
         resources,
+        policies: policy_kinds,
+        prepared,
         registry,
         root,
         cfg: ProxyConfig::default(),
@@ -70,21 +160,23 @@ pub fn compile(
         Role::Gateway => b.gateway(&workload.labels, &workload.namespace),
         Role::Sidecar => {
             let sidecar =
-                crate::sidecar::applying(resources, root, &workload.namespace, &workload.labels);
+                crate::sidecar::applying(policy_kinds, root, &workload.namespace, &workload.labels);
             if let Some((r, _)) = sidecar {
                 b.used.insert(r.key());
             }
             b.outbound(&proxy.namespace, &workload.labels, sidecar);
             let (mtls, policies) =
-                crate::mtls::inbound(resources, root, &workload.namespace, &workload.labels);
+                crate::mtls::inbound(policy_kinds, root, &workload.namespace, &workload.labels);
             b.used.extend(policies);
             let services = registry.services_of(&workload.namespace, &workload.name);
-            let app_http2 = registry
-                .services
-                .values()
-                .any(|s| s.http2 && s.workloads.contains(&key));
-            let (limits, max_requests) =
-                crate::pool::inbound_limits(resources, &mut b.used, registry, &services, app_http2);
+            let app_http2 = registry.backed_by(&key).any(|s| s.http2);
+            let (limits, max_requests) = crate::pool::inbound_limits(
+                |h| prepared.destination_rules(resources, h),
+                &mut b.used,
+                registry,
+                &services,
+                app_http2,
+            );
             b.cfg.inbound = Some(Inbound {
                 mtls,
                 workload: workload.name.clone(),
@@ -102,11 +194,11 @@ pub fn compile(
             });
         }
     }
-    b.cfg.mesh = crate::mesh::options(resources);
+    b.cfg.mesh = crate::mesh::options(policy_kinds);
     b.cfg.workload_meta = crate::WorkloadMeta::from_labels(&workload.name, &workload.labels);
     let (mut authz, policies) = crate::authz::authz_for(
-        resources,
-        crate::mesh::mesh_config(resources),
+        policy_kinds,
+        crate::mesh::mesh_config(policy_kinds),
         &workload.namespace,
         &workload.labels,
     );
@@ -116,7 +208,7 @@ pub fn compile(
     b.cfg.authz = authz;
     b.used.extend(policies);
     let (authn, policies) = crate::authn::authn_for(
-        resources,
+        policy_kinds,
         root,
         &workload.namespace,
         &workload.labels,
@@ -124,21 +216,27 @@ pub fn compile(
     );
     b.cfg.authn = authn;
     b.used.extend(policies);
-    let (telemetry, used) = crate::telemetry::for_workload(resources, root, workload, trust_domain);
+    let (telemetry, used) =
+        crate::telemetry::for_workload(policy_kinds, root, workload, trust_domain);
     b.cfg.telemetry = telemetry;
     b.used.extend(used);
     b.clusters(trust_domain);
     let used = b.used;
     let mut cfg = b.cfg;
-    cfg.not_enforced = report::not_enforced(resources)
-        .into_iter()
+    cfg.not_enforced = prepared
+        .not_enforced
+        .iter()
         .filter(|n| used.contains(&n.resource) || report::policy_applies(n, &proxy.namespace, root))
+        .cloned()
         .collect();
     Ok(cfg)
 }
 
 struct Builder<'a> {
     resources: &'a [Resource],
+    /// [`Prepared::policies`].
+    policies: &'a [Resource],
+    prepared: &'a Prepared,
     registry: &'a Registry,
     /// MeshConfig `rootNamespace`.
     root: &'a str,
@@ -171,8 +269,9 @@ impl<'a> Builder<'a> {
     ) {
         let mut table = RouteTable::default();
         let scope = crate::sidecar::scope(sidecar);
-        let services: Vec<_> = self.registry.services.values().cloned().collect();
-        for svc in services {
+        let registry = self.registry;
+        let visible = crate::sidecar::visible(scope.as_ref(), registry);
+        for svc in visible {
             // Opaque TCP ports get listeners of their own (`crate::tcp::outbound`); each
             // HTTP port a virtual host.
             let http: Vec<u32> = svc.http_ports().collect();
@@ -188,7 +287,7 @@ impl<'a> Builder<'a> {
                 {
                     continue;
                 }
-                let vhost = self.service_vhost(&svc, port, port == default_port, proxy_ns, labels);
+                let vhost = self.service_vhost(svc, port, port == default_port, proxy_ns, labels);
                 table.virtual_hosts.push(vhost);
             }
         }
@@ -236,9 +335,13 @@ impl<'a> Builder<'a> {
             domains.extend(names.iter().cloned());
         }
         domains.extend(names.iter().map(|n| format!("{n}:{port}")));
-        let mesh_vs = self.virtual_services().find(|(r, vs)| {
-            let on_mesh = vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh");
-            on_mesh && vs.hosts.iter().any(|h| fqdn(h, r.namespace()) == svc.host)
+        let resources = self.resources;
+        let mesh_vs = self.prepared.mesh_vs.get(&svc.host).and_then(|&i| {
+            let r = &resources[i];
+            match &r.spec {
+                Spec::VirtualService(vs) => Some((r, vs)),
+                _ => None,
+            }
         });
         let routes = match mesh_vs {
             Some((r, vs)) => {
@@ -279,7 +382,7 @@ impl<'a> Builder<'a> {
     /// Istio's catch-all virtual host for hosts the registry does not know: ALLOW_ANY's
     /// `allow_any` (to the passthrough cluster) or REGISTRY_ONLY's `block_all` (502).
     fn catch_all(&self, sidecar: crate::sidecar::Applying<'_>) -> VirtualHost {
-        let allow = crate::egress::allow_any(self.resources, sidecar.map(|(_, s)| s));
+        let allow = crate::egress::allow_any(self.policies, sidecar.map(|(_, s)| s));
         let route = match allow {
             true => Route {
                 name: "allow_any".into(),

@@ -32,7 +32,7 @@ pub mod workload_meta;
 pub use actions::{grpc_code, retry_policy};
 pub use authn::{Authn, FetchedJwks, JwksKey, JwtProvider, TokenLocation};
 pub use authz::{Authz, AuthzAction, AuthzAttr, AuthzField, AuthzPolicy, AuthzRule};
-pub use compile::{compile, CompileError, ProxyRef, Role};
+pub use compile::{compile, compile_prepared, CompileError, Prepared, ProxyRef, Role};
 pub use config::*;
 pub use egress::{Egress, OriginTls, Resolution, PASSTHROUGH_CLUSTER};
 pub use ext_authz::ExtAuthzProvider;

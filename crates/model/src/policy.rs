@@ -4,7 +4,6 @@
 
 use crate::config::{HashKey, LbPolicy, Outlier};
 use crate::names::parse_duration_ms;
-use crate::registry::fqdn;
 use std::collections::{BTreeMap, BTreeSet};
 use weft_api::SimpleLb;
 use weft_api::{Resource, Spec};
@@ -193,17 +192,12 @@ impl<'a> Layer<'a> {
 /// says about its cluster on `port` (none: the port-independent settings), optionally
 /// one subset of it.
 pub(crate) fn destination_rule(
-    resources: &[Resource],
+    mut rules: Vec<&Resource>,
     used: &mut BTreeSet<String>,
-    host: &str,
     svc_ns: &str,
     port: Option<u32>,
     subset: Option<&str>,
 ) -> DrSettings {
-    let mut rules: Vec<&Resource> = resources
-        .iter()
-        .filter(|r| matches!(&r.spec, Spec::DestinationRule(dr) if fqdn(&dr.host, r.namespace()) == host))
-        .collect();
     rules.sort_by_key(|r| r.namespace() != svc_ns);
     let Some(r) = rules.first() else {
         return DrSettings::default();

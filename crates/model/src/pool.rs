@@ -124,8 +124,8 @@ pub(crate) fn limits_of(pool: Option<&ConnectionPoolSettings>, http2_port: bool)
 /// when it backs several: Istio's choice is arbitrary there too), so the server side has
 /// the capacity the client side was given. The Sidecar's `inboundConnectionPool` is not
 /// read (reported).
-pub(crate) fn inbound_limits(
-    resources: &[weft_api::Resource],
+pub(crate) fn inbound_limits<'r>(
+    rules: impl FnOnce(&str) -> Vec<&'r weft_api::Resource>,
     used: &mut std::collections::BTreeSet<String>,
     registry: &crate::Registry,
     services: &[String],
@@ -141,7 +141,7 @@ pub(crate) fn inbound_limits(
         .get(host.as_str())
         .map(|s| s.namespace.clone())
         .unwrap_or_default();
-    let dr = crate::policy::destination_rule(resources, used, host, &ns, None, None);
+    let dr = crate::policy::destination_rule(rules(host), used, &ns, None, None);
     let mut limits = dr.limits;
     limits.http2 |= app_http2;
     (limits, dr.max_requests)

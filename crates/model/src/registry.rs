@@ -2,7 +2,7 @@
 //! workloadSelector) + WorkloadEntry (labels, serviceAccount), joined with the proxies that
 //! are live right now (which tell where each workload's sidecar listens).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use weft_api::{Resource, Spec};
 
 /// A sidecar or gateway the control plane currently has a stream with (callers pass them
@@ -61,6 +61,10 @@ pub struct Registry {
     /// The JWKS documents the control plane fetched for RequestAuthentication `jwksUri`s
     /// (not from the config: [`Registry::build`] leaves it empty, the control plane fills it).
     pub jwks: crate::authn::FetchedJwks,
+    /// The hosts each workload backs (an index [`Registry::build`] keeps with `services`).
+    by_workload: BTreeMap<(String, String), Vec<String>>,
+    /// The hosts of each namespace's services (kept with `services`).
+    by_namespace: BTreeMap<String, Vec<String>>,
 }
 
 /// Istio's short-name rule: a host without dots is in the namespace of the config object.
@@ -115,23 +119,24 @@ impl Registry {
     /// enforced.
     pub fn build(resources: &[Resource], live: &[LiveProxy]) -> Registry {
         let mut reg = Registry::default();
+        // `live` is oldest first; the newest stream for a workload wins.
+        let mut inbound: HashMap<(&str, &str), &str> = HashMap::new();
+        let mut listeners: HashMap<(&str, &str), &BTreeMap<u32, String>> = HashMap::new();
+        for p in live {
+            let key = (p.namespace.as_str(), p.workload.as_str());
+            if !p.inbound_addr.is_empty() {
+                inbound.insert(key, &p.inbound_addr);
+            }
+            if !p.listeners.is_empty() {
+                listeners.insert(key, &p.listeners);
+            }
+        }
         for r in resources {
             if let Spec::WorkloadEntry(we) = &r.spec {
                 let ns = r.namespace().to_string();
-                // `live` is oldest first; the newest stream for a workload wins.
-                let inbound_addr = live
-                    .iter()
-                    .rfind(|p| {
-                        p.workload == r.name() && p.namespace == ns && !p.inbound_addr.is_empty()
-                    })
-                    .map(|p| p.inbound_addr.clone());
-                let gateway_listeners = live
-                    .iter()
-                    .rfind(|p| {
-                        p.workload == r.name() && p.namespace == ns && !p.listeners.is_empty()
-                    })
-                    .map(|p| p.listeners.clone())
-                    .unwrap_or_default();
+                let key = (ns.as_str(), r.name());
+                let inbound_addr = inbound.get(&key).map(|a| a.to_string());
+                let gateway_listeners = listeners.get(&key).map(|l| (*l).clone());
                 reg.workloads.insert(
                     (ns.clone(), r.name().to_string()),
                     Workload {
@@ -143,7 +148,7 @@ impl Registry {
                             .clone()
                             .unwrap_or_else(|| "default".into()),
                         inbound_addr,
-                        gateway_listeners,
+                        gateway_listeners: gateway_listeners.unwrap_or_default(),
                         locality: we.locality.clone().filter(|l| !l.is_empty()),
                         location: format!("{}:{}", r.source.file, r.source.line),
                     },
@@ -163,16 +168,24 @@ impl Registry {
                 }
                 _ => continue,
             };
-            let workloads: Vec<(String, String)> = reg
-                .workloads
-                .iter()
-                .filter(|((wns, _), w)| {
-                    selected.is_some_and(|sel| wns == ns && selects(&sel.labels, &w.labels))
-                })
-                .map(|(k, _)| k.clone())
-                .collect();
+            // Workloads are keyed by (namespace, name): a selector looks in its own
+            // namespace's range only.
+            let workloads: Vec<(String, String)> = match selected {
+                None => Vec::new(),
+                Some(sel) => reg
+                    .workloads
+                    .range((ns.to_string(), String::new())..)
+                    .take_while(|((wns, _), _)| wns == ns)
+                    .filter(|(_, w)| selects(&sel.labels, &w.labels))
+                    .map(|(k, _)| k.clone())
+                    .collect(),
+            };
             for host in &se.hosts {
                 let host = fqdn(host, ns);
+                if !reg.services.contains_key(&host) {
+                    let hosts = reg.by_namespace.entry(ns.to_string()).or_default();
+                    hosts.push(host.clone());
+                }
                 let svc = reg.services.entry(host.clone()).or_insert_with(|| Service {
                     host,
                     namespace: ns.to_string(),
@@ -195,6 +208,8 @@ impl Registry {
                 for w in &workloads {
                     if !svc.workloads.contains(w) {
                         svc.workloads.push(w.clone());
+                        let hosts = reg.by_workload.entry(w.clone()).or_default();
+                        hosts.push(svc.host.clone());
                     }
                 }
             }
@@ -210,9 +225,7 @@ impl Registry {
         keep: impl Fn(crate::protocol::Protocol) -> bool,
     ) -> Vec<u32> {
         let mut ports: Vec<u32> = self
-            .services
-            .values()
-            .filter(|s| s.workloads.contains(key))
+            .backed_by(key)
             .flat_map(|s| s.ports.iter().map(move |p| (*p, s.protocol(*p))))
             .filter(|(_, proto)| keep(*proto))
             .map(|(p, _)| p)
@@ -225,10 +238,19 @@ impl Registry {
     /// Services backed by the given workload.
     pub fn services_of(&self, namespace: &str, name: &str) -> Vec<String> {
         let key = (namespace.to_string(), name.to_string());
-        self.services
-            .values()
-            .filter(|s| s.workloads.contains(&key))
-            .map(|s| s.host.clone())
-            .collect()
+        self.backed_by(&key).map(|s| s.host.clone()).collect()
+    }
+
+    /// The services of one namespace (in no particular order).
+    pub fn in_namespace<'s>(&'s self, namespace: &str) -> impl Iterator<Item = &'s Service> {
+        let hosts = self.by_namespace.get(namespace).into_iter().flatten();
+        hosts.filter_map(|h| self.services.get(h))
+    }
+
+    /// The services the workload `key` backs, in host order.
+    pub fn backed_by<'s>(&'s self, key: &(String, String)) -> impl Iterator<Item = &'s Service> {
+        let mut hosts: Vec<&String> = self.by_workload.get(key).into_iter().flatten().collect();
+        hosts.sort();
+        hosts.into_iter().filter_map(|h| self.services.get(h))
     }
 }

@@ -92,6 +92,35 @@ impl Scope {
     }
 }
 
+/// The services a scope can admit on some port, in host order (every service when no
+/// Sidecar scopes the proxy). A namespace-bound pattern (`ns/…`) looks at that namespace's
+/// services only, so a scoped proxy's compile grows with what it sees, not with the mesh.
+pub(crate) fn visible<'r>(
+    scope: Option<&Scope>,
+    registry: &'r crate::Registry,
+) -> Vec<&'r crate::registry::Service> {
+    let Some(scope) = scope else {
+        return registry.services.values().collect();
+    };
+    let mut hosts: std::collections::BTreeSet<&str> = Default::default();
+    for pattern in scope.0.iter().flat_map(|(_, hosts)| hosts) {
+        let Some((ns, _)) = pattern.split_once('/') else {
+            continue;
+        };
+        let candidates: Box<dyn Iterator<Item = &crate::registry::Service>> = match ns {
+            "*" => Box::new(registry.services.values()),
+            ns => Box::new(registry.in_namespace(ns)),
+        };
+        for svc in candidates.filter(|s| admits(pattern, &s.host, &s.namespace)) {
+            hosts.insert(&svc.host);
+        }
+    }
+    hosts
+        .into_iter()
+        .filter_map(|h| registry.services.get(h))
+        .collect()
+}
+
 /// The ingress listeners' `defaultEndpoint`s by port (`host:port` forms; Unix sockets are
 /// reported, not built).
 pub(crate) fn ingress_endpoints(

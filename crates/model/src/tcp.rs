@@ -40,7 +40,7 @@ pub(crate) fn outbound(
     let binds = crate::sidecar::egress_binds(sidecar);
     let scope = crate::sidecar::scope(sidecar);
     let mut out = Vec::new();
-    for svc in cx.registry.services.values() {
+    for svc in crate::sidecar::visible(scope.as_ref(), cx.registry) {
         for port in svc.tcp_ports() {
             // Outside the Sidecar's egress hosts: no listener.
             if scope

@@ -91,9 +91,8 @@ impl Builder<'_> {
                 tcp,
                 mut limits,
             } = crate::policy::destination_rule(
-                self.resources,
+                self.prepared.destination_rules(self.resources, &host),
                 &mut self.used,
-                &host,
                 &namespace,
                 Some(port),
                 subset.as_deref(),
@@ -131,7 +130,7 @@ impl Builder<'_> {
                     continue;
                 }
                 let server = servers.entry(key.clone()).or_insert_with(|| {
-                    crate::mtls::inbound(self.resources, self.root, &w.namespace, &w.labels).0
+                    crate::mtls::inbound(self.policies, self.root, &w.namespace, &w.labels).0
                 });
                 endpoints.push(Endpoint {
                     address: addr.clone(),
