@@ -5,6 +5,7 @@
 
 pub mod ca_source;
 pub mod jwks;
+mod push;
 pub mod server;
 pub mod source;
 pub mod state;

@@ -1,47 +1,64 @@
-//! The control plane's state, under one lock: the last good resources, the JWKS fetched for
-//! them, the connected proxies, and what each was last sent. Any change (config reload, proxy connect or
-//! disconnect) recompiles every proxy and pushes only configs that changed.
+//! The control plane's state, under one lock: the last good resources (with what every
+//! proxy's compile shares, prepared once), the registry (kept up to date as proxies come
+//! and go), the JWKS fetched for them, the connected proxies and what each was last sent,
+//! and what changed since the last push cycle. Changes only mark what they reach; the push
+//! cycle ([`crate::push`]) compiles outside the lock.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 use weft_api::Resource;
-use weft_model::{compile, FetchedJwks, LiveProxy, ProxyConfig, ProxyRef, Registry, Role};
-use weft_protocol::{encode_config, pb};
+use weft_model::deps::{Change, View};
+use weft_model::{FetchedJwks, LiveProxy, Prepared, ProxyConfig, ProxyRef, Registry, Role};
+use weft_protocol::pb;
 
 /// Sender half of one proxy's push stream: a single slot holding the newest config, so
 /// pushes to a slow proxy coalesce and the latest one is never lost.
 pub type PushTx = watch::Sender<Option<pb::ConfigPush>>;
 
-struct Conn {
-    node: pb::Node,
-    tx: PushTx,
-    last_sent: Option<ProxyConfig>,
+pub(crate) struct Conn {
+    pub node: pb::Node,
+    pub proxy: ProxyRef,
+    pub tx: PushTx,
+    pub last_sent: Option<ProxyConfig>,
+    /// What the last compiled config depended on; `None` until the first compile.
+    pub view: Option<View>,
     /// The version last pushed, and the last one the proxy accepted.
-    sent_version: Option<String>,
-    acked_version: Option<String>,
+    pub sent_version: Option<String>,
+    pub acked_version: Option<String>,
     /// A gateway's server ports and where they are served (from its ACKs).
-    listeners: BTreeMap<u32, String>,
+    pub listeners: BTreeMap<u32, String>,
 }
 
-struct Inner {
-    resources: Arc<Vec<Resource>>,
-    /// The JWKS fetched for RequestAuthentication `jwksUri`s ([`crate::jwks`]).
-    jwks: FetchedJwks,
-    conns: HashMap<u64, Conn>,
+pub(crate) struct Inner {
+    pub resources: Arc<Vec<Resource>>,
+    pub prepared: Arc<Prepared>,
+    pub registry: Arc<Registry>,
+    pub conns: HashMap<u64, Conn>,
     next_conn: u64,
-    version: u64,
+    pub version: u64,
+    /// What changed since the last push cycle took its snapshot.
+    pub pending: Change,
+    /// Connections to compile in the next cycle whatever changed (new ones).
+    pub pending_conns: BTreeSet<u64>,
+    /// Marks so far; a cycle serves every mark made before its snapshot.
+    pub requested: u64,
+    pub grace_over: bool,
 }
 
 /// Shared control-plane state.
 pub struct State {
-    inner: Mutex<Inner>,
+    pub(crate) inner: Mutex<Inner>,
     pub trust_domain: String,
     started: Instant,
     /// Largest push sent; a larger config is replaced by a push saying why.
-    max_push_bytes: usize,
+    pub(crate) max_push_bytes: usize,
+    /// Wakes the push cycle.
+    pub(crate) wake: Arc<Notify>,
+    /// The last mark a finished cycle served ([`State::flush`]).
+    pub(crate) done: watch::Sender<u64>,
 }
 
 /// After a (re)start, proxies that already serve a config are not pushed to for this long,
@@ -50,48 +67,81 @@ pub struct State {
 pub const RECONNECT_GRACE: Duration = Duration::from_secs(3);
 
 impl State {
+    /// The state for `resources`, with its push cycle running on the current tokio runtime.
     pub fn new(resources: Vec<Resource>, trust_domain: &str, max_push_bytes: usize) -> Arc<State> {
-        Arc::new(State {
+        let registry = Registry::build(&resources, &[]);
+        let state = Arc::new(State {
             inner: Mutex::new(Inner {
+                prepared: Arc::new(Prepared::new(&resources)),
                 resources: Arc::new(resources),
-                jwks: FetchedJwks::new(),
+                registry: Arc::new(registry),
                 conns: HashMap::new(),
                 next_conn: 0,
                 version: 0,
+                pending: Change::default(),
+                pending_conns: BTreeSet::new(),
+                requested: 0,
+                grace_over: false,
             }),
             trust_domain: trust_domain.into(),
             started: Instant::now(),
             max_push_bytes,
-        })
+            wake: Arc::new(Notify::new()),
+            done: watch::Sender::new(0),
+        });
+        tokio::spawn(crate::push::run(Arc::downgrade(&state), state.wake.clone()));
+        state
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().expect("state poisoned")
+    }
+
+    /// Records that `change` (and the connections in `conns`) need a push cycle.
+    fn mark(&self, inner: &mut Inner, change: Change, conns: impl IntoIterator<Item = u64>) {
+        inner.pending.merge(change);
+        inner.pending_conns.extend(conns);
+        inner.requested += 1;
+        self.wake.notify_one();
+    }
+
+    /// Whether the reconnect grace is still on.
+    pub(crate) fn in_grace(&self, inner: &Inner) -> bool {
+        !inner.grace_over && self.started.elapsed() < RECONNECT_GRACE
     }
 
     /// The last good resources.
     pub fn resources(&self) -> Arc<Vec<Resource>> {
-        self.inner.lock().expect("state poisoned").resources.clone()
+        self.lock().resources.clone()
     }
 
-    /// Replaces the resources (already validated) and pushes what changed.
+    /// Replaces the resources (already validated); the proxies they reach get a push.
     pub fn set_resources(&self, resources: Vec<Resource>) {
-        let mut inner = self.inner.lock().expect("state poisoned");
+        let prepared = Arc::new(Prepared::new(&resources));
+        let mut inner = self.lock();
+        let registry = Registry::build(&resources, &live(&inner));
+        let change = Change::between(&inner.resources, &resources, &inner.registry, &registry);
         inner.resources = Arc::new(resources);
-        self.push_all(&mut inner);
+        inner.prepared = prepared;
+        inner.registry = Arc::new(registry);
+        self.mark(&mut inner, change, []);
     }
 
-    /// Replaces the fetched JWKS documents and pushes what changed.
+    /// Replaces the fetched JWKS documents; every proxy is compiled again.
     pub fn set_jwks(&self, jwks: FetchedJwks) {
-        let mut inner = self.inner.lock().expect("state poisoned");
-        if inner.jwks == jwks {
+        let mut inner = self.lock();
+        if inner.registry.jwks == jwks {
             return;
         }
-        inner.jwks = jwks;
-        self.push_all(&mut inner);
+        Arc::make_mut(&mut inner.registry).jwks = jwks;
+        self.mark(&mut inner, Change::everything(), []);
     }
 
-    /// Registers a proxy stream; returns its id.
-    /// Registers a proxy stream. A second proxy for a workload instance that already has a
-    /// connected one is refused (never swapped in for it): the error says which.
+    /// Registers a proxy stream; returns its id. A second proxy for a workload instance
+    /// that already has a connected one is refused (never swapped in for it): the error
+    /// says which.
     pub fn connect(&self, node: pb::Node, tx: PushTx) -> Result<u64, String> {
-        let mut inner = self.inner.lock().expect("state poisoned");
+        let mut inner = self.lock();
         let taken = inner.conns.values().any(|c| {
             c.node.role == node.role
                 && c.node.namespace == node.namespace
@@ -107,34 +157,49 @@ impl State {
         let id = inner.next_conn;
         inner.next_conn += 1;
         info!(proxy = %node.id, inbound = %node.inbound_addr, "proxy connected");
+        let role = match node.role.as_str() {
+            "gateway" => Role::Gateway,
+            _ => Role::Sidecar,
+        };
+        let proxy = ProxyRef {
+            role,
+            workload: node.workload.clone(),
+            namespace: node.namespace.clone(),
+        };
+        let (ns, workload) = (node.namespace.clone(), node.workload.clone());
         inner.conns.insert(
             id,
             Conn {
                 node,
+                proxy,
                 tx,
                 last_sent: None,
+                view: None,
                 sent_version: None,
                 acked_version: None,
                 listeners: BTreeMap::new(),
             },
         );
-        self.push_all(&mut inner);
+        let change = refresh_live(&mut inner, &ns, &workload);
+        self.mark(&mut inner, change, [id]);
         Ok(id)
     }
 
     /// Forgets a proxy stream (its endpoints leave every other proxy's config).
     pub fn disconnect(&self, id: u64) {
-        let mut inner = self.inner.lock().expect("state poisoned");
-        if let Some(c) = inner.conns.remove(&id) {
-            info!(proxy = %c.node.id, "proxy disconnected");
-        }
-        self.push_all(&mut inner);
+        let mut inner = self.lock();
+        let Some(c) = inner.conns.remove(&id) else {
+            return;
+        };
+        info!(proxy = %c.node.id, "proxy disconnected");
+        let change = refresh_live(&mut inner, &c.node.namespace, &c.node.workload);
+        self.mark(&mut inner, change, []);
     }
 
     /// Records where a gateway serves its ports; a change reaches the proxies whose
     /// services it backs (an egress gateway's endpoints).
     pub fn set_listeners(&self, id: u64, listeners: BTreeMap<u32, String>) {
-        let mut inner = self.inner.lock().expect("state poisoned");
+        let mut inner = self.lock();
         let Some(conn) = inner.conns.get_mut(&id) else {
             return;
         };
@@ -143,14 +208,16 @@ impl State {
         }
         info!(proxy = %conn.node.id, ?listeners, "gateway listeners");
         conn.listeners = listeners;
-        self.push_all(&mut inner);
+        let (ns, workload) = (conn.node.namespace.clone(), conn.node.workload.clone());
+        let change = refresh_live(&mut inner, &ns, &workload);
+        self.mark(&mut inner, change, []);
     }
 
     /// Records a proxy's ACK. Returns every connected proxy's id and version when, with
     /// this ACK, each of them has accepted the latest config it was sent (the mesh has
     /// converged); `None` otherwise.
     pub fn ack(&self, id: u64, version: &str) -> Option<Vec<(String, String)>> {
-        let mut inner = self.inner.lock().expect("state poisoned");
+        let mut inner = self.lock();
         let conn = inner.conns.get_mut(&id)?;
         conn.acked_version = Some(version.to_string());
         let converged = inner
@@ -173,84 +240,93 @@ impl State {
 
     /// Number of connected proxies.
     pub fn connected(&self) -> usize {
-        self.inner.lock().expect("state poisoned").conns.len()
+        self.lock().conns.len()
     }
 
-    /// Pushes to everyone (called once the reconnect grace has passed).
+    /// Ends the reconnect grace (called once it has passed) and pushes to the proxies it
+    /// held back.
     pub fn push_now(&self) {
-        let mut inner = self.inner.lock().expect("state poisoned");
-        let in_grace = self.started.elapsed() < RECONNECT_GRACE;
-        self.push(&mut inner, in_grace);
-    }
-
-    /// Ends the reconnect grace now and pushes to everyone (tests, and operators who know
-    /// every proxy is back).
-    pub fn push_now_ignoring_grace(&self) {
-        let mut inner = self.inner.lock().expect("state poisoned");
-        self.push(&mut inner, false);
-    }
-
-    fn push_all(&self, inner: &mut Inner) {
-        let in_grace = self.started.elapsed() < RECONNECT_GRACE;
-        self.push(inner, in_grace);
-    }
-
-    fn push(&self, inner: &mut Inner, in_grace: bool) {
-        // Oldest connection first: when two streams claim one workload (a restart racing
-        // the old stream's teardown), the registry takes the newest.
-        let mut conns: Vec<(&u64, &Conn)> = inner.conns.iter().collect();
-        conns.sort_by_key(|(id, _)| **id);
-        let live: Vec<LiveProxy> = conns
-            .into_iter()
-            .map(|(_, c)| LiveProxy {
-                workload: c.node.workload.clone(),
-                namespace: c.node.namespace.clone(),
-                inbound_addr: c.node.inbound_addr.clone(),
-                listeners: c.listeners.clone(),
-            })
+        let mut inner = self.lock();
+        inner.grace_over = true;
+        let waiting: Vec<u64> = inner
+            .conns
+            .iter()
+            .filter(|(_, c)| c.last_sent.is_none())
+            .map(|(id, _)| *id)
             .collect();
-        let mut registry = Registry::build(&inner.resources, &live);
-        registry.jwks = inner.jwks.clone();
-        let resources = inner.resources.clone();
-        let mut version = inner.version;
-        for conn in inner.conns.values_mut() {
-            if in_grace && !conn.node.config_version.is_empty() && conn.last_sent.is_none() {
-                continue;
-            }
-            let role = if conn.node.role == "gateway" {
-                Role::Gateway
-            } else {
-                Role::Sidecar
-            };
-            let proxy = ProxyRef {
-                role,
-                workload: conn.node.workload.clone(),
-                namespace: conn.node.namespace.clone(),
-            };
-            let cfg = match compile(&resources, &registry, &self.trust_domain, &proxy) {
-                Ok(cfg) => cfg,
-                Err(e) => {
-                    warn!(proxy = %conn.node.id, error = %e, "cannot compile a config for this proxy");
-                    continue;
-                }
-            };
-            if conn.last_sent.as_ref() == Some(&cfg) {
-                continue;
-            }
-            version += 1;
-            let push = encode_config(&version.to_string(), &cfg, self.max_push_bytes);
-            if !push.error.is_empty() {
-                warn!(proxy = %conn.node.id, reason = %push.error, "cannot serve this proxy its config");
-                crate::emit(&crate::Event::ProxyUnserved {
-                    proxy: conn.node.id.clone(),
-                    reason: push.error.clone(),
-                });
-            }
-            // Fails only once the stream is gone; disconnect() then forgets the proxy.
-            let _ = conn.tx.send(Some(push));
-            conn.last_sent = Some(cfg);
-            conn.sent_version = Some(version.to_string());
-        }
-        inner.version = version;
+        self.mark(&mut inner, Change::default(), waiting);
     }
+
+    /// Ends the reconnect grace now (tests, and operators who know every proxy is back).
+    pub fn push_now_ignoring_grace(&self) {
+        self.push_now();
+    }
+
+    /// Waits until a push cycle has served every change made before this call.
+    pub async fn flush(&self) {
+        let target = {
+            let mut inner = self.lock();
+            inner.requested += 1;
+            inner.requested
+        };
+        self.wake.notify_one();
+        let mut done = self.done.subscribe();
+        let _ = done.wait_for(|d| *d >= target).await;
+    }
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        // Ends the push cycle's task.
+        self.wake.notify_one();
+    }
+}
+
+/// The live proxies, oldest connection first (when two streams claim one workload, the
+/// registry takes the newest).
+fn live(inner: &Inner) -> Vec<LiveProxy> {
+    live_of(inner, |_| true)
+}
+
+fn live_of(inner: &Inner, keep: impl Fn(&Conn) -> bool) -> Vec<LiveProxy> {
+    let mut conns: Vec<(&u64, &Conn)> = inner.conns.iter().filter(|(_, c)| keep(c)).collect();
+    conns.sort_by_key(|(id, _)| **id);
+    conns
+        .into_iter()
+        .map(|(_, c)| LiveProxy {
+            workload: c.node.workload.clone(),
+            namespace: c.node.namespace.clone(),
+            inbound_addr: c.node.inbound_addr.clone(),
+            listeners: c.listeners.clone(),
+        })
+        .collect()
+}
+
+/// Sets where one workload's proxy is in the registry (the newest stream with an inbound
+/// address or listeners wins, as [`Registry::build`] decides) and says what that reaches.
+fn refresh_live(inner: &mut Inner, namespace: &str, workload: &str) -> Change {
+    let key = (namespace.to_string(), workload.to_string());
+    let streams = live_of(inner, |c| {
+        c.node.namespace == namespace && c.node.workload == workload
+    });
+    let inbound = streams
+        .iter()
+        .rfind(|p| !p.inbound_addr.is_empty())
+        .map(|p| p.inbound_addr.clone());
+    let listeners = streams
+        .iter()
+        .rfind(|p| !p.listeners.is_empty())
+        .map(|p| p.listeners.clone())
+        .unwrap_or_default();
+    let Some(w) = inner.registry.workloads.get(&key) else {
+        return Change::default();
+    };
+    if w.inbound_addr == inbound && w.gateway_listeners == listeners {
+        return Change::default();
+    }
+    let registry = Arc::make_mut(&mut inner.registry);
+    let w = registry.workloads.get_mut(&key).expect("checked above");
+    w.inbound_addr = inbound;
+    w.gateway_listeners = listeners;
+    Change::endpoint(&inner.registry, namespace, workload)
 }

@@ -131,7 +131,7 @@ spec:
 
 type Rx = watch::Receiver<Option<pb::ConfigPush>>;
 
-fn gateway(state: &State) -> Rx {
+async fn gateway(state: &State) -> Rx {
     let (tx, rx) = watch::channel(None);
     state
         .connect(
@@ -145,6 +145,7 @@ fn gateway(state: &State) -> Rx {
             tx,
         )
         .expect("the only gateway connects");
+    state.flush().await;
     rx
 }
 
@@ -182,7 +183,7 @@ async fn fetched_before_the_first_push_refreshed_and_kept_when_the_server_is_dow
     assert_eq!(fetched.len(), 1);
     let state = State::new(resources, "cluster.local", weft_protocol::MAX_PUSH_BYTES);
     state.set_jwks(fetched);
-    let mut rx = gateway(&state);
+    let mut rx = gateway(&state).await;
     assert_eq!(
         pushed_jwks(&mut rx).as_deref(),
         Some(DOC_A),
@@ -216,7 +217,7 @@ async fn a_server_never_reached_is_retried_and_discovery_finds_the_keys() {
     assert!(fetched.is_empty(), "down at start: nothing fetched");
     let state = State::new(resources, "cluster.local", weft_protocol::MAX_PUSH_BYTES);
     state.set_jwks(fetched);
-    let mut rx = gateway(&state);
+    let mut rx = gateway(&state).await;
     assert_eq!(
         pushed_jwks(&mut rx),
         None,

@@ -44,8 +44,9 @@ fn node(workload: &str, inbound: &str, config_version: &str) -> pb::Node {
 
 type Rx = watch::Receiver<Option<pb::ConfigPush>>;
 
-/// The newest push not yet seen, if any.
-fn next(rx: &mut Rx) -> Option<pb::ConfigPush> {
+/// The newest push not yet seen, if any, once the push cycle has served every change so far.
+async fn next(state: &State, rx: &mut Rx) -> Option<pb::ConfigPush> {
+    state.flush().await;
     if rx.has_changed().unwrap_or(false) {
         rx.borrow_and_update().clone()
     } else {
@@ -68,16 +69,20 @@ async fn pushes_on_connect_and_only_when_a_config_changes() {
     state
         .connect(node("player", "127.0.0.1:1001", ""), tx)
         .unwrap();
-    let first = next(&mut player).expect("a new proxy gets a config at once");
-    assert!(next(&mut player).is_none());
+    let first = next(&state, &mut player)
+        .await
+        .expect("a new proxy gets a config at once");
+    assert!(next(&state, &mut player).await.is_none());
 
     // inventory connects: player's config gains an endpoint, so player gets a push.
     let (tx, mut inv) = channel();
     let id = state
         .connect(node("inv-v1", "127.0.0.1:1002", ""), tx)
         .unwrap();
-    assert!(next(&mut inv).is_some());
-    let second = next(&mut player).expect("endpoint change reaches the other proxy");
+    assert!(next(&state, &mut inv).await.is_some());
+    let second = next(&state, &mut player)
+        .await
+        .expect("endpoint change reaches the other proxy");
     assert!(
         second.version.parse::<u64>().unwrap() > first.version.parse::<u64>().unwrap(),
         "versions increase"
@@ -96,11 +101,12 @@ async fn pushes_on_connect_and_only_when_a_config_changes() {
 
     // The same resources again: nothing changes, nothing is pushed.
     state.set_resources(resources(MESH));
-    assert!(next(&mut player).is_none() && next(&mut inv).is_none());
+    assert!(next(&state, &mut player).await.is_none() && next(&state, &mut inv).await.is_none());
 
     // inventory leaves: its endpoint leaves player's config.
     state.disconnect(id);
-    let third = decode_config(&next(&mut player).expect("removal is pushed")).unwrap();
+    let third =
+        decode_config(&next(&state, &mut player).await.expect("removal is pushed")).unwrap();
     // (The passthrough cluster's one endpoint is where a request was addressed.)
     assert!(third
         .clusters
@@ -121,7 +127,7 @@ async fn a_proxy_that_already_has_config_is_left_alone_during_the_reconnect_grac
         .connect(node("player", "127.0.0.1:1001", "41"), tx)
         .unwrap();
     assert!(
-        next(&mut player).is_none(),
+        next(&state, &mut player).await.is_none(),
         "a reconnecting proxy keeps its config while peers reconnect"
     );
     let (tx, mut inv) = channel();
@@ -129,13 +135,18 @@ async fn a_proxy_that_already_has_config_is_left_alone_during_the_reconnect_grac
         .connect(node("inv-v1", "127.0.0.1:1002", ""), tx)
         .unwrap();
     assert!(
-        next(&mut inv).is_some(),
+        next(&state, &mut inv).await.is_some(),
         "a proxy without config is served at once"
     );
-    assert!(next(&mut player).is_none());
+    assert!(next(&state, &mut player).await.is_none());
     // After the grace (driven here directly), everyone is brought up to date.
     state.push_now_ignoring_grace();
-    let cfg = decode_config(&next(&mut player).expect("pushed after the grace")).unwrap();
+    let cfg = decode_config(
+        &next(&state, &mut player)
+            .await
+            .expect("pushed after the grace"),
+    )
+    .unwrap();
     assert!(cfg.clusters.values().any(|c| !c.endpoints.is_empty()));
 }
 
@@ -150,7 +161,7 @@ async fn unknown_workload_gets_no_config() {
     state
         .connect(node("ghost", "127.0.0.1:1003", ""), tx)
         .unwrap();
-    assert!(next(&mut ghost).is_none());
+    assert!(next(&state, &mut ghost).await.is_none());
 }
 
 #[tokio::test]
@@ -174,7 +185,8 @@ async fn a_slow_proxy_gets_the_newest_config_not_a_backlog() {
     state
         .connect(node("inv-v1", "127.0.0.1:3000", ""), tx)
         .unwrap();
-    let latest = decode_config(&next(&mut player).expect("a push is waiting")).unwrap();
+    let latest =
+        decode_config(&next(&state, &mut player).await.expect("a push is waiting")).unwrap();
     let cluster = latest
         .clusters
         .values()
@@ -184,7 +196,10 @@ async fn a_slow_proxy_gets_the_newest_config_not_a_backlog() {
         cluster.endpoints[0].address, "127.0.0.1:3000",
         "the newest state, not an old one"
     );
-    assert!(next(&mut player).is_none(), "coalesced into one push");
+    assert!(
+        next(&state, &mut player).await.is_none(),
+        "coalesced into one push"
+    );
 }
 
 #[tokio::test]

@@ -106,6 +106,11 @@ impl Prepared {
         }
     }
 
+    /// The policy kinds of the prepared resources, in resource order.
+    pub(crate) fn policies(&self) -> &[Resource] {
+        &self.policies
+    }
+
     /// The DestinationRules for `host` (fully qualified), in resource order.
     pub(crate) fn destination_rules<'r>(
         &self,

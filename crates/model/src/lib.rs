@@ -8,6 +8,7 @@ pub mod authz;
 pub mod authz_tcp;
 pub mod compile;
 pub mod config;
+pub mod deps;
 pub mod egress;
 mod ext_authz;
 pub mod gateway_tls;

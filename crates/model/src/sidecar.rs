@@ -83,6 +83,12 @@ pub(crate) fn scope(sidecar: Option<(&Resource, &weft_api::Sidecar)>) -> Option<
 }
 
 impl Scope {
+    /// Whether service `host` in `namespace` is visible on some port.
+    pub(crate) fn admits_any_port(&self, host: &str, namespace: &str) -> bool {
+        let hosts = self.0.iter().flat_map(|(_, hosts)| hosts);
+        hosts.into_iter().any(|h| admits(h, host, namespace))
+    }
+
     /// Whether service `host` in `namespace` is visible on one of `ports`.
     pub(crate) fn admits(&self, host: &str, namespace: &str, ports: &[u32]) -> bool {
         self.0.iter().any(|(port, hosts)| {
