@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use tracing::warn;
 use weft_model::deps::View;
 use weft_model::{compile_prepared, CompileError, Prepared, ProxyConfig, ProxyRef, Registry};
-use weft_protocol::encode_config;
+use weft_protocol::delta::Desired;
 
 /// A burst of marks is over once none came for this long.
 const QUIET: Duration = Duration::from_millis(5);
@@ -120,7 +120,7 @@ pub(crate) fn cycle(state: &State) {
                 continue;
             }
         };
-        send(state, &mut inner, id, cfg, view);
+        send(&mut inner, id, cfg, view);
     }
     drop(inner);
     state.done.send_if_modified(|d| {
@@ -131,7 +131,7 @@ pub(crate) fn cycle(state: &State) {
 }
 
 /// Sends one proxy its config if it changed (and it is still connected).
-fn send(state: &State, inner: &mut Inner, id: u64, cfg: ProxyConfig, view: View) {
+fn send(inner: &mut Inner, id: u64, cfg: ProxyConfig, view: View) {
     let mut version = inner.version;
     let Some(conn) = inner.conns.get_mut(&id) else {
         return;
@@ -141,16 +141,9 @@ fn send(state: &State, inner: &mut Inner, id: u64, cfg: ProxyConfig, view: View)
         return;
     }
     version += 1;
-    let push = encode_config(&version.to_string(), &cfg, state.max_push_bytes);
-    if !push.error.is_empty() {
-        warn!(proxy = %conn.node.id, reason = %push.error, "cannot serve this proxy its config");
-        crate::emit(&crate::Event::ProxyUnserved {
-            proxy: conn.node.id.clone(),
-            reason: push.error.clone(),
-        });
-    }
+    let desired = Desired::new(&version.to_string(), &cfg);
     // Fails only once the stream is gone; disconnect() then forgets the proxy.
-    let _ = conn.tx.send(Some(push));
+    let _ = conn.tx.send(Some(Arc::new(desired)));
     conn.last_sent = Some(cfg);
     conn.sent_version = Some(version.to_string());
     inner.version = version;

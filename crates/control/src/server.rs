@@ -14,6 +14,7 @@ use tracing::{info, warn};
 use weft_api::Spec;
 use weft_identity::SpiffeId;
 use weft_protocol::auth::BoundProxy;
+use weft_protocol::delta::{Desired, Sent};
 use weft_protocol::{pb, Mesh};
 
 /// A per-workload token admits only the proxy it was made for.
@@ -27,6 +28,33 @@ fn check_bound(bound: Option<&BoundProxy>, node: &pb::Node) -> Result<(), Status
         "this token was made for the {b}; it cannot act as {} {}/{}",
         node.role, node.namespace, node.workload
     )))
+}
+
+/// The pushes of one stream: each newer desired state becomes the delta from what this
+/// stream sent before, in messages of at most `limit` bytes.
+fn deltas(
+    rx: watch::Receiver<Option<Arc<Desired>>>,
+    limit: usize,
+    proxy: String,
+) -> impl Stream<Item = Result<pb::ConfigPush, Status>> + Send {
+    let mut sent = Sent::default();
+    let states = WatchStream::new(rx).filter_map(|d| d);
+    futures_util::StreamExt::flat_map(states, move |desired| {
+        let pushes = sent.pushes(&desired, limit);
+        if pushes.len() > 1 {
+            info!(%proxy, version = %desired.version, messages = pushes.len(), "push split into several messages (over the message limit)");
+        }
+        if let [p] = pushes.as_slice() {
+            if !p.error.is_empty() {
+                warn!(%proxy, reason = %p.error, "cannot serve this proxy its config");
+                crate::emit(&crate::Event::ProxyUnserved {
+                    proxy: proxy.clone(),
+                    reason: p.error.clone(),
+                });
+            }
+        }
+        futures_util::stream::iter(pushes.into_iter().map(Ok))
+    })
 }
 
 /// The Mesh service.
@@ -61,6 +89,7 @@ impl Mesh for MeshService {
         let (tx, rx) = watch::channel(None);
         let state = self.state.clone();
         let proxy = node.id.clone();
+        let proxy_name = node.id.clone();
         let id = state.connect(node, tx).map_err(Status::already_exists)?;
         tokio::spawn(async move {
             loop {
@@ -88,8 +117,11 @@ impl Mesh for MeshService {
             }
             state.disconnect(id);
         });
-        let pushes = WatchStream::new(rx).filter_map(|push| push.map(Ok));
-        Ok(Response::new(Box::pin(pushes)))
+        Ok(Response::new(Box::pin(deltas(
+            rx,
+            self.state.max_push_bytes,
+            proxy_name,
+        ))))
     }
 
     async fn create_certificate(

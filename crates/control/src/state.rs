@@ -12,11 +12,13 @@ use tracing::{info, warn};
 use weft_api::Resource;
 use weft_model::deps::{Change, View};
 use weft_model::{FetchedJwks, LiveProxy, Prepared, ProxyConfig, ProxyRef, Registry, Role};
+use weft_protocol::delta::Desired;
 use weft_protocol::pb;
 
-/// Sender half of one proxy's push stream: a single slot holding the newest config, so
-/// pushes to a slow proxy coalesce and the latest one is never lost.
-pub type PushTx = watch::Sender<Option<pb::ConfigPush>>;
+/// Sender half of one proxy's push stream: a single slot holding the newest state, so
+/// pushes to a slow proxy coalesce and the latest one is never lost (the stream sends the
+/// delta from what it last sent, [`weft_protocol::delta::Sent`]).
+pub type PushTx = watch::Sender<Option<Arc<Desired>>>;
 
 pub(crate) struct Conn {
     pub node: pb::Node,

@@ -12,7 +12,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use weft_control::jwks::Jwks;
 use weft_control::state::State;
-use weft_protocol::{decode_config, pb};
+use weft_protocol::delta::Desired;
+use weft_protocol::pb;
 
 /// What the test server answers: the JWKS (`None`: 503, "down") and the requests it saw.
 #[derive(Default)]
@@ -129,7 +130,7 @@ spec:
     loaded.resources
 }
 
-type Rx = watch::Receiver<Option<pb::ConfigPush>>;
+type Rx = watch::Receiver<Option<std::sync::Arc<Desired>>>;
 
 async fn gateway(state: &State) -> Rx {
     let (tx, rx) = watch::channel(None);
@@ -152,7 +153,7 @@ async fn gateway(state: &State) -> Rx {
 /// The JWKS of the first rule in the newest push.
 fn pushed_jwks(rx: &mut Rx) -> Option<String> {
     let push = rx.borrow_and_update().clone().expect("a push");
-    let cfg = decode_config(&push).unwrap();
+    let cfg = push.config().unwrap();
     cfg.authn.rules[0].jwks.clone()
 }
 

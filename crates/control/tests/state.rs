@@ -2,7 +2,8 @@
 
 use tokio::sync::watch;
 use weft_control::state::State;
-use weft_protocol::{decode_config, pb};
+use weft_protocol::delta::Desired;
+use weft_protocol::pb;
 
 const MESH: &str = r#"
 apiVersion: networking.istio.io/v1
@@ -42,10 +43,10 @@ fn node(workload: &str, inbound: &str, config_version: &str) -> pb::Node {
     }
 }
 
-type Rx = watch::Receiver<Option<pb::ConfigPush>>;
+type Rx = watch::Receiver<Option<std::sync::Arc<Desired>>>;
 
 /// The newest push not yet seen, if any, once the push cycle has served every change so far.
-async fn next(state: &State, rx: &mut Rx) -> Option<pb::ConfigPush> {
+async fn next(state: &State, rx: &mut Rx) -> Option<std::sync::Arc<Desired>> {
     state.flush().await;
     if rx.has_changed().unwrap_or(false) {
         rx.borrow_and_update().clone()
@@ -54,7 +55,7 @@ async fn next(state: &State, rx: &mut Rx) -> Option<pb::ConfigPush> {
     }
 }
 
-fn channel() -> (watch::Sender<Option<pb::ConfigPush>>, Rx) {
+fn channel() -> (watch::Sender<Option<std::sync::Arc<Desired>>>, Rx) {
     watch::channel(None)
 }
 
@@ -87,7 +88,7 @@ async fn pushes_on_connect_and_only_when_a_config_changes() {
         second.version.parse::<u64>().unwrap() > first.version.parse::<u64>().unwrap(),
         "versions increase"
     );
-    let cfg = decode_config(&second).unwrap();
+    let cfg = second.config().unwrap();
     let cluster = cfg
         .clusters
         .values()
@@ -105,8 +106,11 @@ async fn pushes_on_connect_and_only_when_a_config_changes() {
 
     // inventory leaves: its endpoint leaves player's config.
     state.disconnect(id);
-    let third =
-        decode_config(&next(&state, &mut player).await.expect("removal is pushed")).unwrap();
+    let third = next(&state, &mut player)
+        .await
+        .expect("removal is pushed")
+        .config()
+        .unwrap();
     // (The passthrough cluster's one endpoint is where a request was addressed.)
     assert!(third
         .clusters
@@ -141,12 +145,8 @@ async fn a_proxy_that_already_has_config_is_left_alone_during_the_reconnect_grac
     assert!(next(&state, &mut player).await.is_none());
     // After the grace (driven here directly), everyone is brought up to date.
     state.push_now_ignoring_grace();
-    let cfg = decode_config(
-        &next(&state, &mut player)
-            .await
-            .expect("pushed after the grace"),
-    )
-    .unwrap();
+    let pushed = next(&state, &mut player).await;
+    let cfg = pushed.expect("pushed after the grace").config().unwrap();
     assert!(cfg.clusters.values().any(|c| !c.endpoints.is_empty()));
 }
 
@@ -185,8 +185,11 @@ async fn a_slow_proxy_gets_the_newest_config_not_a_backlog() {
     state
         .connect(node("inv-v1", "127.0.0.1:3000", ""), tx)
         .unwrap();
-    let latest =
-        decode_config(&next(&state, &mut player).await.expect("a push is waiting")).unwrap();
+    let latest = next(&state, &mut player)
+        .await
+        .expect("a push is waiting")
+        .config()
+        .unwrap();
     let cluster = latest
         .clusters
         .values()

@@ -9,6 +9,7 @@ pub mod pb {
 }
 
 pub mod auth;
+pub mod delta;
 
 /// The SPIFFE Workload API as the standard defines it (no proto package: the gRPC
 /// service is `SpiffeWorkloadAPI`), plus the metadata header every call must carry.
@@ -48,16 +49,16 @@ pub fn encode_config(version: &str, config: &ProxyConfig, limit: usize) -> pb::C
             error: format!(
                 "this proxy's config is {} bytes, over the control plane's limit of {limit} \
                  bytes per push; it keeps its last good config. Fewer services, routes or \
-                 endpoints visible to this proxy make it smaller (Sidecar scoping and delta \
-                 pushes are not built yet)",
+                 endpoints visible to this proxy make it smaller",
                 json.len()
             ),
+            ..Default::default()
         };
     }
     pb::ConfigPush {
         version: version.to_string(),
         config_json: json,
-        error: String::new(),
+        ..Default::default()
     }
 }
 

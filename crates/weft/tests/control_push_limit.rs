@@ -1,7 +1,8 @@
-//! No silent wall (issue #11): a proxy whose config is larger than the control plane's push
-//! limit is told so by name on both sides — a `proxy_unserved` event and log line on the
-//! control plane, a NACK and a `push_rejected` event on the proxy — and its stream stays
-//! up: when the config shrinks below the limit, the same stream delivers it, with no
+//! No silent wall (issue #11): a proxy's config larger than the control plane's message
+//! limit is delivered in several messages of one version; a single part of it that no
+//! message can hold is named on both sides — a `proxy_unserved` event and log line on the
+//! control plane, a NACK and a `push_rejected` event on the proxy — and the stream stays
+//! up: when the part shrinks below the limit, the same stream delivers it, with no
 //! reconnect.
 
 mod common;
@@ -19,18 +20,22 @@ fn event(out: &Captured, what: &str, from: usize, name: &str) -> Value {
     })
 }
 
-/// Just the gateway's WorkloadEntry: a config with no routes, well under the limit.
-const SMALL: &str = r#"apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata:
-  name: istio-ingressgateway
-  namespace: istio-system
-  labels: {istio: ingressgateway}
-  annotations: {weft.dev/role: gateway}
+/// A VirtualService on the example's gateway whose direct response has a body of `size`
+/// bytes: its virtual host is one part of the gateway's config.
+fn big_route(size: usize) -> String {
+    format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: banner, namespace: necpgame}}
 spec:
-  address: 127.0.0.1
-  serviceAccount: istio-ingressgateway
-"#;
+  hosts: [banner.necpgame.local]
+  gateways: [necpgame-gateway]
+  http:
+  - directResponse: {{status: 200, body: {{string: "{}"}}}}
+"#,
+        "x".repeat(size)
+    )
+}
 
 #[test]
 fn a_config_over_the_push_limit_is_reported_on_both_sides_and_the_stream_stays_up() {
@@ -44,7 +49,7 @@ fn a_config_over_the_push_limit_is_reported_on_both_sides_and_the_stream_stays_u
                 "--listen",
                 "127.0.0.1:0",
                 "--max-push-bytes",
-                "2500",
+                "6000",
             ])
             .arg("--config")
             .arg(&config)
@@ -67,7 +72,17 @@ fn a_config_over_the_push_limit_is_reported_on_both_sides_and_the_stream_stays_u
             .args(["--namespace", "istio-system", "--control", &grpc]),
     );
 
-    // The control plane names the proxy and says why ...
+    // The example's gateway config is larger than 6000 bytes: it comes in pieces, whole.
+    event(&pout, "the example config applied", 0, "config_applied");
+    cerr.wait_contains(0, Duration::from_secs(30), &["split into", "messages"]);
+
+    // One part no message can hold: the control plane names the proxy and the part ...
+    edit(
+        &config.join("istio-gateway.yaml"),
+        "hosts: [game.necpgame.local]",
+        "hosts: [game.necpgame.local, banner.necpgame.local]",
+    );
+    std::fs::write(config.join("banner.yaml"), big_route(8000)).unwrap();
     let unserved = event(&out, "proxy_unserved", 0, "proxy_unserved");
     assert!(
         unserved["proxy"]
@@ -78,10 +93,14 @@ fn a_config_over_the_push_limit_is_reported_on_both_sides_and_the_stream_stays_u
     );
     let reason = unserved["reason"].as_str().unwrap();
     assert!(
-        reason.contains("over the control plane's limit of 2500 bytes"),
+        reason.contains("part vhost/") && reason.contains("necpgame/banner"),
         "{reason}"
     );
-    // ... and so does the proxy, which keeps serving nothing rather than a partial config.
+    assert!(
+        reason.contains("over the control plane's limit of 6000 bytes"),
+        "{reason}"
+    );
+    // ... and so does the proxy, which keeps its last good config.
     let rejected = event(&pout, "push_rejected", 0, "push_rejected");
     assert!(
         rejected["error"]
@@ -98,10 +117,7 @@ fn a_config_over_the_push_limit_is_reported_on_both_sides_and_the_stream_stays_u
 
     // The same stream carries the next config once it fits.
     let applied_from = pout.len();
-    for entry in std::fs::read_dir(&config).unwrap() {
-        std::fs::remove_file(entry.unwrap().path()).unwrap();
-    }
-    std::fs::write(config.join("gateway.yaml"), SMALL).unwrap();
+    std::fs::write(config.join("banner.yaml"), big_route(10)).unwrap();
     event(
         &pout,
         "the small config applied",

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{info, warn};
-use weft_protocol::{decode_config, pb, ControlClient};
+use weft_protocol::{pb, ControlClient};
 
 /// Where the control plane is and how to authenticate to it.
 #[derive(Debug, Clone)]
@@ -85,8 +85,15 @@ async fn session(
     state.emit(Event::Connected {
         control: control.addr.clone(),
     });
+    // What this stream has delivered: deltas apply on top of it.
+    let mut received = weft_protocol::delta::Received::default();
     while let Some(push) = pushes.message().await? {
-        let ack = match apply(state, &push).await {
+        let applied = match received.apply(&push) {
+            Ok(None) => continue, // more messages of this version follow
+            Ok(Some(config)) => apply(state, &push.version, config).await,
+            Err(e) => Err(e),
+        };
+        let ack = match applied {
             Ok(()) => {
                 info!(version = %push.version, "config applied");
                 state.emit(Event::ConfigApplied {
@@ -143,8 +150,11 @@ fn gateway_ports(state: &ProxyState) -> std::collections::HashMap<u32, String> {
         .collect()
 }
 
-async fn apply(state: &Arc<ProxyState>, push: &pb::ConfigPush) -> Result<(), String> {
-    let config = decode_config(push)?;
+async fn apply(
+    state: &Arc<ProxyState>,
+    version: &str,
+    config: weft_model::ProxyConfig,
+) -> Result<(), String> {
     let previous = state.config.load_full();
     let principal = state.identity_uri();
     let who = crate::config::Who {
@@ -153,7 +163,7 @@ async fn apply(state: &Arc<ProxyState>, push: &pb::ConfigPush) -> Result<(), Str
         principal: &principal,
         metrics: &state.metrics,
     };
-    let mut active = ActiveConfig::build(&push.version, config, &previous, &who)?;
+    let mut active = ActiveConfig::build(version, config, &previous, &who)?;
     active.telemetry = state
         .observe
         .compile(&active.config.telemetry, &state.node.id)?;
@@ -188,7 +198,7 @@ async fn apply(state: &Arc<ProxyState>, push: &pb::ConfigPush) -> Result<(), Str
         }
     }
     state.config.store(Arc::new(active));
-    state.metrics.config_applied(&push.version);
+    state.metrics.config_applied(version);
     // ... and serve them only once their routes are live.
     listeners::commit(state, listeners).await;
     crate::gateway_tls::report_unserved(state);
