@@ -99,7 +99,7 @@ async fn a_bad_push_is_nacked_and_the_last_good_config_keeps_serving() {
         weft_protocol::pb::ConfigPush {
             version: v.clone(),
             config_json: b"{\"listeners\": 7}".to_vec(),
-            error: String::new(),
+            ..Default::default()
         },
     );
     let error = pair.control.nacked("client", &v).await;
