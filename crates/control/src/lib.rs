@@ -5,6 +5,7 @@
 
 pub mod ca_source;
 pub mod jwks;
+pub mod metrics;
 mod push;
 pub mod server;
 pub mod source;
@@ -49,6 +50,8 @@ pub struct ControlOptions {
     pub max_push_bytes: usize,
     /// Another config source than the folder ([`source`]): `config_dir` is then unused.
     pub feed: Option<source::Feed>,
+    /// Serve the control plane's metrics ([`metrics`]) on this address (istiod's 15014).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// A lifecycle event, printed to stdout as one JSON line.
@@ -59,6 +62,9 @@ pub enum Event {
         role: &'static str,
         grpc: String,
         resources: usize,
+        /// Where `/metrics` is served (`--metrics-listen`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        metrics: Option<String>,
     },
     ConfigApplied {
         resources: usize,
@@ -158,6 +164,17 @@ pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> an
         )),
     };
     let refresher = tokio::spawn(jwks.run(state.clone()));
+    let metrics = match opts.metrics_listen {
+        Some(listen) => {
+            let l = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding the control plane's metrics on {listen}"))?;
+            let addr = l.local_addr()?;
+            info!(metrics = %addr, "control plane metrics on /metrics");
+            Some((addr, tokio::spawn(metrics::serve(l, state.metrics.clone()))))
+        }
+        None => None,
+    };
     let grace = tokio::spawn(async move {
         tokio::time::sleep(state::RECONNECT_GRACE).await;
         state.push_now();
@@ -166,6 +183,7 @@ pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> an
         role: "control",
         grpc: addr.to_string(),
         resources: count,
+        metrics: metrics.as_ref().map(|(a, _)| a.to_string()),
     });
     let result = tonic::transport::Server::builder()
         .add_service(tonic::service::interceptor::InterceptedService::new(
@@ -185,6 +203,9 @@ pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> an
         .await;
     watcher.abort();
     refresher.abort();
+    if let Some((_, task)) = metrics {
+        task.abort();
+    }
     grace.abort();
     result.context("control plane gRPC server")
 }

@@ -7,7 +7,7 @@
 
 use crate::state::{Inner, State};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tracing::warn;
 use weft_model::deps::View;
@@ -52,6 +52,8 @@ struct Snapshot {
     registry: Arc<Registry>,
     jobs: Vec<Job>,
     target: u64,
+    /// When the oldest change this cycle serves was made.
+    changed_at: Instant,
 }
 
 /// Takes what changed and picks the proxies it reaches.
@@ -59,6 +61,11 @@ fn snapshot(state: &State, inner: &mut Inner) -> Snapshot {
     let change = std::mem::take(&mut inner.pending);
     let fresh = std::mem::take(&mut inner.pending_conns);
     let in_grace = state.in_grace(inner);
+    let changed_at = inner.pending_since.take().unwrap_or_else(Instant::now);
+    state
+        .metrics
+        .queue
+        .observe(changed_at.elapsed().as_secs_f64());
     let mut held = Vec::new();
     let jobs = inner
         .conns
@@ -84,6 +91,7 @@ fn snapshot(state: &State, inner: &mut Inner) -> Snapshot {
         registry: inner.registry.clone(),
         jobs,
         target: inner.requested,
+        changed_at,
     }
 }
 
@@ -120,7 +128,7 @@ pub(crate) fn cycle(state: &State) {
                 continue;
             }
         };
-        send(&mut inner, id, cfg, view);
+        send(&mut inner, id, cfg, view, snap.changed_at);
     }
     drop(inner);
     state.done.send_if_modified(|d| {
@@ -131,7 +139,7 @@ pub(crate) fn cycle(state: &State) {
 }
 
 /// Sends one proxy its config if it changed (and it is still connected).
-fn send(inner: &mut Inner, id: u64, cfg: ProxyConfig, view: View) {
+fn send(inner: &mut Inner, id: u64, cfg: ProxyConfig, view: View, changed_at: Instant) {
     let mut version = inner.version;
     let Some(conn) = inner.conns.get_mut(&id) else {
         return;
@@ -145,6 +153,7 @@ fn send(inner: &mut Inner, id: u64, cfg: ProxyConfig, view: View) {
     // Fails only once the stream is gone; disconnect() then forgets the proxy.
     let _ = conn.tx.send(Some(Arc::new(desired)));
     conn.last_sent = Some(cfg);
+    conn.changed_at.get_or_insert(changed_at);
     conn.sent_version = Some(version.to_string());
     inner.version = version;
 }

@@ -1,6 +1,7 @@
 //! The gRPC service proxies talk to: the config stream (hello, pushes, ACK/NACK) and the
 //! CA (CSR in, SPIFFE certificate out, identity decided from the registry).
 
+use crate::metrics::{ControlMetrics, PushType};
 use crate::state::State;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -36,11 +37,20 @@ fn deltas(
     rx: watch::Receiver<Option<Arc<Desired>>>,
     limit: usize,
     proxy: String,
+    metrics: Arc<ControlMetrics>,
 ) -> impl Stream<Item = Result<pb::ConfigPush, Status>> + Send {
     let mut sent = Sent::default();
     let states = WatchStream::new(rx).filter_map(|d| d);
     futures_util::StreamExt::flat_map(states, move |desired| {
         let pushes = sent.pushes(&desired, limit);
+        for p in &pushes {
+            let kind = if p.full { "full" } else { "delta" };
+            metrics
+                .pushes
+                .get_or_create(&PushType { r#type: kind })
+                .inc();
+            metrics.size.observe(prost::Message::encoded_len(p) as f64);
+        }
         if pushes.len() > 1 {
             info!(%proxy, version = %desired.version, messages = pushes.len(), "push split into several messages (over the message limit)");
         }
@@ -108,6 +118,7 @@ impl Mesh for MeshService {
                                 });
                             }
                         } else {
+                            state.metrics.rejects.inc();
                             warn!(%proxy, version = %ack.version, error = %ack.error, "NACK: proxy rejected config and keeps its last good one");
                         }
                     }
@@ -121,6 +132,7 @@ impl Mesh for MeshService {
             rx,
             self.state.max_push_bytes,
             proxy_name,
+            self.state.metrics.clone(),
         ))))
     }
 

@@ -32,6 +32,8 @@ pub(crate) struct Conn {
     pub acked_version: Option<String>,
     /// A gateway's server ports and where they are served (from its ACKs).
     pub listeners: BTreeMap<u32, String>,
+    /// When the change behind the last push was made (until its ACK).
+    pub changed_at: Option<Instant>,
 }
 
 pub(crate) struct Inner {
@@ -48,6 +50,8 @@ pub(crate) struct Inner {
     /// Marks so far; a cycle serves every mark made before its snapshot.
     pub requested: u64,
     pub grace_over: bool,
+    /// When the oldest change not yet taken by a cycle was marked.
+    pub pending_since: Option<Instant>,
 }
 
 /// Shared control-plane state.
@@ -61,6 +65,7 @@ pub struct State {
     pub(crate) wake: Arc<Notify>,
     /// The last mark a finished cycle served ([`State::flush`]).
     pub(crate) done: watch::Sender<u64>,
+    pub metrics: Arc<crate::metrics::ControlMetrics>,
 }
 
 /// After a (re)start, proxies that already serve a config are not pushed to for this long,
@@ -84,12 +89,14 @@ impl State {
                 pending_conns: BTreeSet::new(),
                 requested: 0,
                 grace_over: false,
+                pending_since: None,
             }),
             trust_domain: trust_domain.into(),
             started: Instant::now(),
             max_push_bytes,
             wake: Arc::new(Notify::new()),
             done: watch::Sender::new(0),
+            metrics: Default::default(),
         });
         tokio::spawn(crate::push::run(Arc::downgrade(&state), state.wake.clone()));
         state
@@ -103,6 +110,8 @@ impl State {
     fn mark(&self, inner: &mut Inner, change: Change, conns: impl IntoIterator<Item = u64>) {
         inner.pending.merge(change);
         inner.pending_conns.extend(conns);
+        inner.pending_since.get_or_insert_with(Instant::now);
+        self.metrics.connected.set(inner.conns.len() as i64);
         inner.requested += 1;
         self.wake.notify_one();
     }
@@ -180,6 +189,7 @@ impl State {
                 sent_version: None,
                 acked_version: None,
                 listeners: BTreeMap::new(),
+                changed_at: None,
             },
         );
         let change = refresh_live(&mut inner, &ns, &workload);
@@ -222,6 +232,11 @@ impl State {
         let mut inner = self.lock();
         let conn = inner.conns.get_mut(&id)?;
         conn.acked_version = Some(version.to_string());
+        if conn.sent_version == conn.acked_version {
+            if let Some(at) = conn.changed_at.take() {
+                self.metrics.convergence.observe(at.elapsed().as_secs_f64());
+            }
+        }
         let converged = inner
             .conns
             .values()

@@ -65,6 +65,11 @@ pub(crate) struct ControlArgs {
     /// certificate from the mesh CA (see `weft webhook-config`).
     #[arg(long)]
     pub(crate) webhook_listen: Option<SocketAddr>,
+    /// Serve the control plane's own metrics (pilot_xds, pilot_xds_pushes,
+    /// pilot_proxy_convergence_time, …) as Prometheus text on `GET /metrics` here
+    /// (istiod's 15014; port 0 picks one, printed in the `ready` event).
+    #[arg(long)]
+    pub(crate) metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub(crate) webhook_service: crate::kube_cmds::WebhookServiceArgs,
     #[command(flatten)]

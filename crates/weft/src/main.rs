@@ -138,6 +138,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 jwks_refresh: jwks_refresh()?,
                 max_push_bytes: a.max_push_bytes,
                 feed: kube.as_ref().map(|k| k.feed.clone()),
+                metrics_listen: a.metrics_listen,
             };
             let webhook = match a.webhook_listen {
                 Some(listen) => {
