@@ -92,12 +92,19 @@ impl Change {
     }
 }
 
-/// The service namespace of `host` in either registry, else the resource's namespace.
-fn host_ns(host: String, ns: &str, registries: &[&Registry]) -> (String, String) {
-    let found = registries
+/// The service namespace of `host` in each registry that has it (a host can move: its
+/// ServiceEntry goes to another namespace, or the first of two declaring it goes), else
+/// the resource's namespace.
+fn host_ns(host: String, ns: &str, registries: &[&Registry]) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = registries
         .iter()
-        .find_map(|r| r.services.get(&host).map(|s| s.namespace.clone()));
-    (host, found.unwrap_or_else(|| ns.to_string()))
+        .filter_map(|r| r.services.get(&host))
+        .map(|s| (host.clone(), s.namespace.clone()))
+        .collect();
+    if found.is_empty() {
+        found.push((host, ns.to_string()));
+    }
+    found
 }
 
 /// What one changed resource (its old or its new version) reaches.
@@ -105,7 +112,7 @@ fn of_resource(r: &Resource, registries: &[&Registry]) -> Change {
     let ns = r.namespace();
     let hosts = |hosts: &mut dyn Iterator<Item = &String>| -> BTreeSet<(String, String)> {
         hosts
-            .map(|h| host_ns(fqdn(h, ns), ns, registries))
+            .flat_map(|h| host_ns(fqdn(h, ns), ns, registries))
             .collect()
     };
     match &r.spec {
@@ -146,7 +153,8 @@ pub struct View {
     /// The Sidecar egress scope; `None` sees every service.
     scope: Option<crate::sidecar::Scope>,
     /// Hosts of the clusters and TCP listeners in its last config (a route can reach a
-    /// host the scope does not admit).
+    /// host the scope does not admit), and of the services it backs (a DestinationRule's
+    /// pool limits shape its inbound side, whatever its scope admits).
     hosts: BTreeSet<String>,
 }
 
@@ -177,11 +185,12 @@ impl View {
             .keys()
             .filter_map(|c| crate::names::parse_cluster_name(c).map(|(_, _, host)| host));
         let services = cfg.tcp_listeners.iter().filter_map(|l| l.service.clone());
+        let backed = cfg.inbound.iter().flat_map(|i| i.services.iter().cloned());
         View {
             role: proxy.role,
             workload: key,
             scope,
-            hosts: clusters.chain(services).collect(),
+            hosts: clusters.chain(services).chain(backed).collect(),
         }
     }
 
