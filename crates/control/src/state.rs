@@ -260,8 +260,8 @@ impl State {
         self.lock().conns.len()
     }
 
-    /// Ends the reconnect grace (called once it has passed) and pushes to the proxies it
-    /// held back.
+    /// Ends the reconnect grace (called once it has passed; tests call it early) and
+    /// pushes to the proxies it held back.
     pub fn push_now(&self) {
         let mut inner = self.lock();
         inner.grace_over = true;
@@ -272,11 +272,6 @@ impl State {
             .map(|(id, _)| *id)
             .collect();
         self.mark(&mut inner, Change::default(), waiting);
-    }
-
-    /// Ends the reconnect grace now (tests, and operators who know every proxy is back).
-    pub fn push_now_ignoring_grace(&self) {
-        self.push_now();
     }
 
     /// Waits until a push cycle has served every change made before this call.

@@ -144,7 +144,7 @@ async fn a_proxy_that_already_has_config_is_left_alone_during_the_reconnect_grac
     );
     assert!(next(&state, &mut player).await.is_none());
     // After the grace (driven here directly), everyone is brought up to date.
-    state.push_now_ignoring_grace();
+    state.push_now();
     let pushed = next(&state, &mut player).await;
     let cfg = pushed.expect("pushed after the grace").config().unwrap();
     assert!(cfg.clusters.values().any(|c| !c.endpoints.is_empty()));

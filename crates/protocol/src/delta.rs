@@ -41,11 +41,6 @@ impl Desired {
         }
         assemble(&self.parts)
     }
-
-    /// Encoded size of every part.
-    pub fn bytes(&self) -> usize {
-        self.parts.iter().map(|(n, b)| n.len() + b.len()).sum()
-    }
 }
 
 /// The order of the listeners and of each route table's virtual hosts, by part key.

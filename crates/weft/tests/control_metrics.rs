@@ -6,17 +6,8 @@
 mod common;
 
 use common::*;
-use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
-
-fn event(out: &Captured, what: &str, from: usize, name: &str) -> Value {
-    out.wait_for(what, from, Duration::from_secs(30), |text| {
-        text.lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|v| v["event"] == name)
-    })
-}
 
 fn scrape(addr: &str) -> String {
     let out = Command::new("curl")
@@ -48,7 +39,7 @@ fn pushes_convergence_and_connected_proxies_are_counted() {
             .arg("--state-dir")
             .arg(dir.path().join("state")),
     );
-    let ready = event(&out, "control ready", 0, "ready");
+    let ready = out.event("control ready", 0, "ready");
     let grpc = ready["grpc"].as_str().unwrap().to_string();
     let metrics = ready["metrics"]
         .as_str()
@@ -68,7 +59,7 @@ fn pushes_convergence_and_connected_proxies_are_counted() {
             ])
             .args(["--namespace", "istio-system", "--control", &grpc]),
     );
-    event(&out, "first convergence", 0, "converged");
+    out.event("first convergence", 0, "converged");
     let first = scrape(&metrics);
     assert_eq!(value(&first, "pilot_xds "), 1.0);
     assert_eq!(value(&first, "pilot_xds_pushes_total{type=\"full\"} "), 1.0);
@@ -82,8 +73,8 @@ fn pushes_convergence_and_connected_proxies_are_counted() {
         "hosts: [game.necpgame.local]",
         "hosts: [game.necpgame.local, www.necpgame.local]",
     );
-    event(&pout, "the edit applied", pfrom, "config_applied");
-    event(&out, "converged after the edit", from, "converged");
+    pout.event("the edit applied", pfrom, "config_applied");
+    out.event("converged after the edit", from, "converged");
     let after = scrape(&metrics);
     assert!(
         value(&after, "pilot_xds_pushes_total{type=\"delta\"} ") >= 1.0,

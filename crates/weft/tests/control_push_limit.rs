@@ -8,17 +8,8 @@
 mod common;
 
 use common::*;
-use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
-
-fn event(out: &Captured, what: &str, from: usize, name: &str) -> Value {
-    out.wait_for(what, from, Duration::from_secs(30), |text| {
-        text.lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|v| v["event"] == name)
-    })
-}
 
 /// A VirtualService on the example's gateway whose direct response has a body of `size`
 /// bytes: its virtual host is one part of the gateway's config.
@@ -56,7 +47,7 @@ fn a_config_over_the_push_limit_is_reported_on_both_sides_and_the_stream_stays_u
             .arg("--state-dir")
             .arg(dir.path().join("state")),
     );
-    let grpc = event(&out, "control ready", 0, "ready")["grpc"]
+    let grpc = out.event("control ready", 0, "ready")["grpc"]
         .as_str()
         .unwrap()
         .to_string();
@@ -73,7 +64,7 @@ fn a_config_over_the_push_limit_is_reported_on_both_sides_and_the_stream_stays_u
     );
 
     // The example's gateway config is larger than 6000 bytes: it comes in pieces, whole.
-    event(&pout, "the example config applied", 0, "config_applied");
+    pout.event("the example config applied", 0, "config_applied");
     cerr.wait_contains(0, Duration::from_secs(30), &["split into", "messages"]);
 
     // One part no message can hold: the control plane names the proxy and the part ...
@@ -83,7 +74,7 @@ fn a_config_over_the_push_limit_is_reported_on_both_sides_and_the_stream_stays_u
         "hosts: [game.necpgame.local, banner.necpgame.local]",
     );
     std::fs::write(config.join("banner.yaml"), big_route(8000)).unwrap();
-    let unserved = event(&out, "proxy_unserved", 0, "proxy_unserved");
+    let unserved = out.event("proxy_unserved", 0, "proxy_unserved");
     assert!(
         unserved["proxy"]
             .as_str()
@@ -101,7 +92,7 @@ fn a_config_over_the_push_limit_is_reported_on_both_sides_and_the_stream_stays_u
         "{reason}"
     );
     // ... and so does the proxy, which keeps its last good config.
-    let rejected = event(&pout, "push_rejected", 0, "push_rejected");
+    let rejected = pout.event("push_rejected", 0, "push_rejected");
     assert!(
         rejected["error"]
             .as_str()
@@ -118,12 +109,7 @@ fn a_config_over_the_push_limit_is_reported_on_both_sides_and_the_stream_stays_u
     // The same stream carries the next config once it fits.
     let applied_from = pout.len();
     std::fs::write(config.join("banner.yaml"), big_route(10)).unwrap();
-    event(
-        &pout,
-        "the small config applied",
-        applied_from,
-        "config_applied",
-    );
+    pout.event("the small config applied", applied_from, "config_applied");
     let connects = pout
         .text()
         .lines()

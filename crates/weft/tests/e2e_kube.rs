@@ -15,14 +15,6 @@ use serde_json::{json, Value};
 use std::process::Command;
 use std::time::Duration;
 
-fn event(out: &Captured, what: &str, from: usize, name: &str) -> Value {
-    out.wait_for(what, from, Duration::from_secs(30), |text| {
-        text.lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|v| v["event"] == name)
-    })
-}
-
 fn recorded() -> Vec<Value> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../kube/tests/recorded/cluster.json");
@@ -54,7 +46,7 @@ fn fake_api_server_control_plane_serves_a_pod_and_follows_watch_events() {
             .arg(dir.path().join("state"))
             .args(["--webhook-listen", "127.0.0.1:0"]),
     );
-    let ready = event(&out, "control ready", 0, "ready");
+    let ready = out.event("control ready", 0, "ready");
     // 2 Services, 2 running Pods, VirtualService, DestinationRule, PeerAuthentication.
     assert_eq!(ready["resources"], 7, "{ready}\n{}", cerr.text());
     let grpc = ready["grpc"].as_str().unwrap().to_string();
@@ -77,7 +69,7 @@ fn fake_api_server_control_plane_serves_a_pod_and_follows_watch_events() {
             ])
             .args(["--admin-listen", "127.0.0.1:0"]),
     );
-    let first = event(&pout, "the pod's config", 0, "config_applied");
+    let first = pout.event("the pod's config", 0, "config_applied");
 
     // An edit delivered as a watch event reaches the proxy as a new config.
     let mut vs = recorded()
@@ -87,8 +79,8 @@ fn fake_api_server_control_plane_serves_a_pod_and_follows_watch_events() {
     vs["spec"]["http"][0]["timeout"] = json!("5s");
     let (from, pfrom) = (out.len(), pout.len());
     server.apply(vs);
-    event(&out, "the edit applied", from, "config_applied");
-    let second = event(&pout, "the edited config", pfrom, "config_applied");
+    out.event("the edit applied", from, "config_applied");
+    let second = pout.event("the edited config", pfrom, "config_applied");
     assert_ne!(first["version"], second["version"], "{first} {second}");
 
     // An invalid VirtualService is rejected with weft analyze's message and reaches no proxy.
@@ -98,8 +90,7 @@ fn fake_api_server_control_plane_serves_a_pod_and_follows_watch_events() {
                  "route": [{"destination": {"host": "ratings"}}]}]}});
     let from = out.len();
     server.apply(bad);
-    let rejected = event(
-        &out,
+    let rejected = out.event(
         "the invalid VirtualService rejected",
         from,
         "config_rejected",

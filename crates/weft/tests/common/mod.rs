@@ -175,6 +175,16 @@ impl Pipe {
         self.state.lock().unwrap().0.len()
     }
 
+    /// Waits (30 s at most) for the first JSON event line named `name` from byte `from` on.
+    #[allow(dead_code)]
+    pub fn event(&self, what: &str, from: usize, name: &str) -> Value {
+        self.wait_for(what, from, Duration::from_secs(30), |text| {
+            text.lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|v| v["event"] == name)
+        })
+    }
+
     /// Waits until `pred` returns `Some` for the text from byte `from` on.
     pub fn wait_for<T>(
         &self,
