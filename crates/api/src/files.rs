@@ -9,33 +9,47 @@ use crate::loader::{load_str, too_large, LoadError, LoadResult, MAX_FILE_BYTES};
 /// Loads a file, or every `*.yaml`/`*.yml` file below a folder (sorted by path;
 /// hidden files and folders skipped). I/O errors become `LoadError`s.
 pub fn load_path(path: &Path) -> LoadResult {
-    let mut result = LoadResult::default();
-    let mut files = Vec::new();
+    let (files, errors) = yaml_files(path);
+    let mut result = LoadResult {
+        errors,
+        ..Default::default()
+    };
+    for file in files {
+        let name = file.display().to_string();
+        match read(&file) {
+            Ok(bytes) => result.extend(load_bytes(bytes, &name)),
+            Err(e) => result.errors.push(e),
+        }
+    }
+    result
+}
+
+/// The files [`load_path`] loads, in its order, and the errors of listing them.
+pub(crate) fn yaml_files(path: &Path) -> (Vec<PathBuf>, Vec<LoadError>) {
+    let (mut files, mut errors) = (Vec::new(), Vec::new());
     if path.is_dir() {
-        collect_yaml_files(path, &mut files, &mut result.errors);
+        collect_yaml_files(path, &mut files, &mut errors);
         files.sort();
     } else {
         files.push(path.to_path_buf());
     }
-    for file in files {
-        let name = file.display().to_string();
-        if let Ok(meta) = std::fs::metadata(&file) {
-            if meta.len() > MAX_FILE_BYTES as u64 {
-                result.errors.push(LoadError {
-                    file: name,
-                    line: 0,
-                    column: 0,
-                    message: too_large(meta.len()),
-                });
-                continue;
-            }
-        }
-        match std::fs::read(&file) {
-            Ok(bytes) => result.extend(load_bytes(bytes, &name)),
-            Err(err) => result.errors.push(io_error(&name, &err)),
+    (files, errors)
+}
+
+/// A file's bytes, refused when larger than [`MAX_FILE_BYTES`].
+pub(crate) fn read(file: &Path) -> Result<Vec<u8>, LoadError> {
+    let name = || file.display().to_string();
+    if let Ok(meta) = std::fs::metadata(file) {
+        if meta.len() > MAX_FILE_BYTES as u64 {
+            return Err(LoadError {
+                file: name(),
+                line: 0,
+                column: 0,
+                message: too_large(meta.len()),
+            });
         }
     }
-    result
+    std::fs::read(file).map_err(|err| io_error(&name(), &err))
 }
 
 /// Loads a file's bytes: like [`load_str`], and a text that is not UTF-8 is an error at the

@@ -57,8 +57,8 @@ pub use sidecar::*;
 pub use telemetry::*;
 pub use validate::{
     duplicates, duration_ms, load_valid, load_valid_report, load_valid_with_unsupported,
-    valid_duration, validate_all, validate_all_with_warnings, ValidConfig, ValidationError,
-    ValidationWarning, WarningKind,
+    valid_duration, validate_all, validate_all_with_warnings, Reloader, ValidConfig,
+    ValidationError, ValidationWarning, WarningKind,
 };
 pub use virtual_service::*;
 pub use workload_group::*;

@@ -94,6 +94,8 @@ pub(crate) fn emit(e: &Event) {
 /// Runs the control plane until `shutdown` resolves. Fails at startup if the config does
 /// not load (with every error at file:line:col) or the CA cannot be set up.
 pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    // The watch reloads with the reloader of the first load: only changed files are parsed.
+    let mut reloader = weft_api::Reloader::default();
     let weft_api::ValidConfig {
         resources,
         unsupported,
@@ -108,7 +110,7 @@ pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> an
                 warnings: Vec::new(),
             }
         }
-        None => weft_api::load_valid_report(&opts.config_dir).map_err(|errors| {
+        None => reloader.load(&opts.config_dir).map_err(|errors| {
             anyhow::anyhow!(
                 "the mesh config in {} does not load:\n  {}",
                 opts.config_dir.display(),
@@ -161,6 +163,7 @@ pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> an
             state.clone(),
             jwks.clone(),
             unsupported,
+            reloader,
         )),
     };
     let refresher = tokio::spawn(jwks.run(state.clone()));

@@ -1,5 +1,6 @@
 //! Watches the config folder and reloads on change, 10 ms after a burst of file events
-//! ends (at most 100 ms after it began). A reload that fails to load or
+//! ends (at most 100 ms after it began); only files whose bytes changed are parsed and
+//! validated again ([`weft_api::Reloader`]). A reload that fails to load or
 //! validate is rejected with file:line:col for each problem; the last good config stays in
 //! force everywhere.
 
@@ -56,6 +57,7 @@ pub async fn run(
     state: Arc<State>,
     jwks: Arc<crate::jwks::Jwks>,
     mut unsupported: Vec<String>,
+    mut reloader: weft_api::Reloader,
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut watcher =
@@ -80,7 +82,7 @@ pub async fn run(
         if !settle(&mut rx).await {
             return;
         }
-        match weft_api::load_valid_report(&dir) {
+        match reloader.load(&dir) {
             Ok(weft_api::ValidConfig {
                 resources,
                 unsupported: now_unsupported,

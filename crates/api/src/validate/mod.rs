@@ -26,7 +26,7 @@ mod workload_entry;
 mod workload_group;
 
 pub use common::{duration_ms, valid_duration};
-pub use report::{load_valid_report, ValidConfig, ValidationWarning, WarningKind};
+pub use report::{load_valid_report, Reloader, ValidConfig, ValidationWarning, WarningKind};
 
 mod report;
 
