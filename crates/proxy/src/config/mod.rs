@@ -41,7 +41,8 @@ pub struct ActiveConfig {
 
 impl ActiveConfig {
     /// Validates and compiles a pushed config. LB state of clusters whose spec did not
-    /// change is carried over from `previous`.
+    /// change is carried over from `previous`; of clusters whose endpoints alone changed,
+    /// per endpoint (`LbState::carried`).
     pub fn build(
         version: &str,
         config: ProxyConfig,
@@ -50,7 +51,12 @@ impl ActiveConfig {
     ) -> Result<ActiveConfig, String> {
         let mut tables = HashMap::new();
         for (name, table) in &config.routes {
-            tables.insert(name.clone(), RouteTable::build(table, &config.clusters)?);
+            // Virtual hosts unchanged since the previous config keep their compiled form.
+            let before = previous.tables.get(name);
+            tables.insert(
+                name.clone(),
+                RouteTable::build(table, &config.clusters, before)?,
+            );
         }
         for l in &config.listeners {
             // An HTTPS listener's requests use the route table of their TLS chain.
@@ -84,10 +90,14 @@ impl ActiveConfig {
             .clusters
             .iter()
             .map(|(name, c)| {
-                let old = previous.clusters.get(name).filter(|old| old.spec == *c);
-                let lb = match old {
-                    Some(old) => old.lb.clone(),
-                    None => Arc::new(LbState::new(c)),
+                let before = previous.clusters.get(name);
+                let old = before.filter(|old| old.spec == *c);
+                let lb = match (old, before) {
+                    (Some(old), _) => old.lb.clone(),
+                    (None, Some(b)) if only_endpoints_differ(&b.spec, c) => {
+                        Arc::new(LbState::carried(c, &b.lb))
+                    }
+                    _ => Arc::new(LbState::new(c)),
                 };
                 // Connections to a service outside the mesh stay pooled while it is
                 // unchanged (its TLS files are read again when it changes).
@@ -135,245 +145,15 @@ impl ActiveConfig {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::route::RequestView;
-    use weft_model::{
-        Cluster, HeaderMatcher, Route, RouteMatch, StringMatcher, VirtualHost as ModelVhost,
-        WeightedCluster,
+/// True when two specs of a cluster differ at most in their endpoints (an EDS-style update:
+/// balancing and outlier state carry over per endpoint).
+fn only_endpoints_differ(a: &weft_model::Cluster, b: &weft_model::Cluster) -> bool {
+    let bare = |c: &weft_model::Cluster| weft_model::Cluster {
+        endpoints: Vec::new(),
+        ..c.clone()
     };
-
-    fn config(domains: &[(&str, &str)], m: RouteMatch) -> ProxyConfig {
-        let mut cfg = ProxyConfig::default();
-        let mut table = weft_model::RouteTable::default();
-        for (name, domain) in domains {
-            table.virtual_hosts.push(ModelVhost {
-                require_tls: false,
-                name: name.to_string(),
-                domains: vec![domain.to_string()],
-                routes: vec![Route {
-                    name: format!("r-{name}"),
-                    matches: vec![m.clone()],
-                    destinations: vec![WeightedCluster {
-                        cluster: "c".into(),
-                        weight: 1,
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }],
-            });
-        }
-        cfg.routes.insert("t".into(), table);
-        cfg.clusters.insert(
-            "c".into(),
-            Cluster {
-                name: "c".into(),
-                ..Default::default()
-            },
-        );
-        cfg
-    }
-
-    fn who() -> Who<'static> {
-        static METRICS: std::sync::LazyLock<crate::telemetry::Metrics> =
-            std::sync::LazyLock::new(crate::telemetry::Metrics::new);
-        Who {
-            workload: "w",
-            namespace: "ns",
-            principal: "spiffe://cluster.local/ns/ns/sa/w",
-            metrics: &METRICS,
-        }
-    }
-
-    fn view<'a>(path: &'a str, headers: &'a http::HeaderMap) -> RequestView<'a> {
-        RequestView {
-            path,
-            scheme: "http",
-            method: "GET",
-            authority: "x",
-            headers,
-            source_ip: std::net::Ipv6Addr::LOCALHOST.into(),
-            claims: None,
-        }
-    }
-
-    #[test]
-    fn domain_precedence_exact_then_longest_suffix_then_any() {
-        let cfg = config(
-            &[
-                ("any", "*"),
-                ("suffix", "*.example.com"),
-                ("exact", "api.example.com"),
-            ],
-            RouteMatch::default(),
-        );
-        let rt = ActiveConfig::build("1", cfg, &ActiveConfig::default(), &who()).unwrap();
-        let t = &rt.tables["t"];
-        assert_eq!(t.vhost("api.example.com:8080").unwrap().name, "exact");
-        assert_eq!(t.vhost("web.example.com").unwrap().name, "suffix");
-        assert_eq!(t.vhost("elsewhere.org").unwrap().name, "any");
-        // A service's other port: `host:port` beats the bare host, whichever comes first.
-        let cfg = config(
-            &[
-                ("default", "api.example.com"),
-                ("admin", "api.example.com:9090"),
-            ],
-            RouteMatch::default(),
-        );
-        let rt = ActiveConfig::build("1", cfg, &ActiveConfig::default(), &who()).unwrap();
-        let t = &rt.tables["t"];
-        assert_eq!(t.vhost("api.example.com:9090").unwrap().name, "admin");
-        assert_eq!(t.vhost("api.example.com:8080").unwrap().name, "default");
-        assert_eq!(t.vhost("api.example.com").unwrap().name, "default");
-    }
-
-    #[test]
-    fn regex_matches_whole_path_without_query() {
-        let m = RouteMatch {
-            uri: Some(StringMatcher::Regex("/items/[0-9]+".into())),
-            ..Default::default()
-        };
-        let rt = ActiveConfig::build(
-            "1",
-            config(&[("a", "*")], m),
-            &ActiveConfig::default(),
-            &who(),
-        )
-        .unwrap();
-        let vh = rt.tables["t"].vhost("x").unwrap();
-        let h = http::HeaderMap::new();
-        assert!(vh.route(&view("/items/42?full=1", &h)).is_some());
-        assert!(
-            vh.route(&view("/items/42/extra", &h)).is_none(),
-            "regex applies to the whole path"
-        );
-    }
-
-    #[test]
-    fn headers_and_ignore_uri_case() {
-        let m = RouteMatch {
-            uri: Some(StringMatcher::Prefix("/API".into())),
-            ignore_uri_case: true,
-            headers: vec![HeaderMatcher {
-                name: "x-tier".into(),
-                matcher: StringMatcher::Exact("premium".into()),
-            }],
-            ..Default::default()
-        };
-        let rt = ActiveConfig::build(
-            "1",
-            config(&[("a", "*")], m),
-            &ActiveConfig::default(),
-            &who(),
-        )
-        .unwrap();
-        let vh = rt.tables["t"].vhost("x").unwrap();
-        let mut h = http::HeaderMap::new();
-        assert!(vh.route(&view("/api/x", &h)).is_none(), "header missing");
-        h.insert("x-tier", "premium".parse().unwrap());
-        assert!(vh.route(&view("/api/x", &h)).is_some());
-        assert!(vh.route(&view("/other", &h)).is_none());
-    }
-
-    #[test]
-    fn query_params_without_headers_and_presence() {
-        let m = RouteMatch {
-            query_params: vec![HeaderMatcher {
-                name: "canary".into(),
-                matcher: StringMatcher::Exact("true".into()),
-            }],
-            without_headers: vec![HeaderMatcher {
-                name: "x-debug".into(),
-                matcher: StringMatcher::Present,
-            }],
-            headers: vec![HeaderMatcher {
-                name: "x-user".into(),
-                matcher: StringMatcher::Present,
-            }],
-            ..Default::default()
-        };
-        let rt = ActiveConfig::build(
-            "1",
-            config(&[("a", "*")], m),
-            &ActiveConfig::default(),
-            &who(),
-        )
-        .unwrap();
-        let vh = rt.tables["t"].vhost("x").unwrap();
-        let mut h = http::HeaderMap::new();
-        h.insert("x-user", "".parse().unwrap());
-        assert!(vh.route(&view("/p?a=1&canary=true", &h)).is_some());
-        assert!(
-            vh.route(&view("/p?canary=false", &h)).is_none(),
-            "wrong value"
-        );
-        assert!(
-            vh.route(&view("/p", &h)).is_none(),
-            "a query match never matches a request without it"
-        );
-        h.insert("x-debug", "1".parse().unwrap());
-        assert!(
-            vh.route(&view("/p?canary=true", &h)).is_none(),
-            "withoutHeaders excludes"
-        );
-        h.remove("x-debug");
-        h.remove("x-user");
-        assert!(
-            vh.route(&view("/p?canary=true", &h)).is_none(),
-            "presence required"
-        );
-    }
-
-    #[test]
-    fn weights_that_overflow_are_rejected_not_wrapped() {
-        let mut cfg = config(&[("a", "*")], RouteMatch::default());
-        let route = &mut cfg.routes.get_mut("t").unwrap().virtual_hosts[0].routes[0];
-        route.destinations = vec![
-            WeightedCluster {
-                cluster: "c".into(),
-                weight: u32::MAX,
-                ..Default::default()
-            },
-            WeightedCluster {
-                cluster: "c".into(),
-                weight: 2,
-                ..Default::default()
-            },
-        ];
-        let err = ActiveConfig::build("1", cfg, &ActiveConfig::default(), &who()).unwrap_err();
-        assert!(err.contains("total weight"), "{err}");
-    }
-
-    #[test]
-    fn bad_config_is_rejected_with_a_reason() {
-        let m = RouteMatch {
-            uri: Some(StringMatcher::Regex("([".into())),
-            ..Default::default()
-        };
-        let err = ActiveConfig::build(
-            "1",
-            config(&[("a", "*")], m),
-            &ActiveConfig::default(),
-            &who(),
-        )
-        .unwrap_err();
-        assert!(err.contains("regex"), "{err}");
-        let mut cfg = config(&[("a", "*")], RouteMatch::default());
-        cfg.clusters.clear();
-        let err = ActiveConfig::build("2", cfg, &ActiveConfig::default(), &who()).unwrap_err();
-        assert!(err.contains("unknown cluster c"), "{err}");
-    }
-
-    #[test]
-    fn lb_state_survives_unchanged_clusters() {
-        let cfg = config(&[("a", "*")], RouteMatch::default());
-        let first =
-            ActiveConfig::build("1", cfg.clone(), &ActiveConfig::default(), &who()).unwrap();
-        let second = ActiveConfig::build("2", cfg, &first, &who()).unwrap();
-        assert!(Arc::ptr_eq(
-            &first.clusters["c"].lb,
-            &second.clusters["c"].lb
-        ));
-    }
+    bare(a) == bare(b)
 }
+
+#[cfg(test)]
+mod tests;

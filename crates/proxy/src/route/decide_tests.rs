@@ -57,7 +57,7 @@ fn fixture(routes: Vec<Route>, tweak: impl Fn(&mut Cluster)) -> Fixture {
             require_tls: false,
         }],
     };
-    let table = RouteTable::build(&model, &specs).expect("table builds");
+    let table = RouteTable::build(&model, &specs, None).expect("table builds");
     let clusters = specs
         .into_iter()
         .map(|(n, spec)| {

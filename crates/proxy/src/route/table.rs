@@ -68,10 +68,11 @@ pub struct VirtualHost {
     pub require_tls: bool,
 }
 
-/// A route table, looked up by authority.
+/// A route table, looked up by authority. Virtual hosts are shared with the table of the
+/// previous config when unchanged (a push compiles only what changed).
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    pub vhosts: Vec<VirtualHost>,
+    pub vhosts: Vec<std::sync::Arc<VirtualHost>>,
 }
 
 impl RouteTable {
@@ -134,6 +135,46 @@ pub fn strip_port(authority: &str) -> &str {
 }
 
 impl VirtualHost {
+    fn build(
+        v: &weft_model::VirtualHost,
+        clusters: &BTreeMap<String, weft_model::Cluster>,
+    ) -> Result<VirtualHost, String> {
+        Ok(VirtualHost {
+            name: v.name.clone(),
+            domains: v.domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
+            routes: v
+                .routes
+                .iter()
+                .map(|r| CompiledRoute::build(r, clusters))
+                .collect::<Result<_, String>>()?,
+            require_tls: v.require_tls,
+        })
+    }
+
+    /// True when this is what compiling `v` gives now: the same spec, and every cluster
+    /// its routes name still in the config (a missing one is an error `build` reports).
+    fn compiled_from(
+        &self,
+        v: &weft_model::VirtualHost,
+        clusters: &BTreeMap<String, weft_model::Cluster>,
+    ) -> bool {
+        self.name == v.name
+            && self.require_tls == v.require_tls
+            && self.domains.len() == v.domains.len()
+            && self
+                .domains
+                .iter()
+                .zip(&v.domains)
+                .all(|(a, b)| a.eq_ignore_ascii_case(b))
+            && self.routes.len() == v.routes.len()
+            && self.routes.iter().zip(&v.routes).all(|(c, r)| {
+                c.spec == *r
+                    && r.destinations
+                        .iter()
+                        .all(|d| clusters.contains_key(&d.cluster))
+            })
+    }
+
     /// First matching route wins; also says how its URI condition matched.
     pub fn route(&self, req: &RequestView) -> Option<(&CompiledRoute, UriMatched)> {
         self.routes
@@ -197,21 +238,17 @@ impl RouteTable {
     pub fn build(
         table: &weft_model::RouteTable,
         clusters: &BTreeMap<String, weft_model::Cluster>,
+        previous: Option<&RouteTable>,
     ) -> Result<RouteTable, String> {
+        let before: std::collections::HashMap<&str, &std::sync::Arc<VirtualHost>> = previous
+            .map(|p| p.vhosts.iter().map(|v| (v.name.as_str(), v)).collect())
+            .unwrap_or_default();
         let vhosts = table
             .virtual_hosts
             .iter()
-            .map(|v| {
-                Ok(VirtualHost {
-                    name: v.name.clone(),
-                    domains: v.domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
-                    routes: v
-                        .routes
-                        .iter()
-                        .map(|r| CompiledRoute::build(r, clusters))
-                        .collect::<Result<_, String>>()?,
-                    require_tls: v.require_tls,
-                })
+            .map(|v| match before.get(v.name.as_str()) {
+                Some(old) if old.compiled_from(v, clusters) => Ok(std::sync::Arc::clone(old)),
+                _ => VirtualHost::build(v, clusters).map(std::sync::Arc::new),
             })
             .collect::<Result<_, String>>()?;
         Ok(RouteTable { vhosts })

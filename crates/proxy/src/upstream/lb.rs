@@ -139,6 +139,35 @@ impl LbState {
         }
     }
 
+    /// The state for `c` when only its endpoints changed since `old` was built (an endpoint
+    /// joined, left or moved): as Envoy keeps a host's state across EDS updates, each
+    /// endpoint still there (same address and identity) keeps its outlier state (ejection,
+    /// error counts, ejection multiplier) and its active-request count, and the cluster its
+    /// circuit-breaker counters and round-robin cursor. Any other change to the cluster is
+    /// a new cluster with fresh state ([`LbState::new`]).
+    pub fn carried(c: &Cluster, old: &LbState) -> LbState {
+        let mut new = LbState::new(c);
+        new.limits = old.limits.clone();
+        new.cursor = AtomicUsize::new(old.cursor.load(Ordering::Relaxed));
+        let key = |e: &Endpoint| (e.address.clone(), e.tls_identity().to_string());
+        let before: std::collections::HashMap<_, usize> = old
+            .endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (key(e), i))
+            .collect();
+        let old_health = old.health.lock().expect("health poisoned");
+        let health = new.health.get_mut().expect("health poisoned");
+        for (i, e) in new.endpoints.iter().enumerate() {
+            if let Some(&j) = before.get(&key(e)) {
+                health[i] = old_health[j].clone();
+                new.active[i] = old.active[j].clone();
+            }
+        }
+        drop(old_health);
+        new
+    }
+
     /// Whether picks need a hash key (consistent hashing).
     pub fn hashed(&self) -> bool {
         self.table.is_some()

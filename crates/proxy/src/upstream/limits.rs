@@ -14,8 +14,9 @@ use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use weft_model::PoolLimits;
 
-/// One cluster's circuit breakers.
-#[derive(Debug, Default)]
+/// One cluster's circuit breakers. A clone shares the counters (an endpoint update keeps
+/// the cluster's open connections and pending requests counted).
+#[derive(Debug, Default, Clone)]
 pub struct ClusterLimits {
     /// `maxConnections` slots; none = unlimited.
     connections: Option<Arc<Semaphore>>,
