@@ -7,6 +7,7 @@
 pub mod control;
 pub mod mesh;
 pub mod phases;
+pub mod proxy_rss;
 pub mod push;
 pub mod report;
 pub mod sim;

@@ -33,6 +33,10 @@ struct Args {
     /// as such.
     #[arg(long, default_value_t = 120)]
     timeout_secs: u64,
+    /// Instead: one real `weft proxy`, Sidecar-scoped to ten hosts, in a mesh of 10 and of
+    /// 10,000 services; prints its RSS in each (it should not grow with the mesh).
+    #[arg(long, conflicts_with_all = ["services", "proxies", "matrix"])]
+    proxy_rss: bool,
     /// The weft binary (default: $WEFT, else the release `weft` beside this binary).
     #[arg(long)]
     weft: Option<PathBuf>,
@@ -45,6 +49,9 @@ async fn main() -> anyhow::Result<()> {
         Some(path) => path,
         None => find_weft("release").map_err(anyhow::Error::msg)?,
     };
+    if args.proxy_rss {
+        return proxy_rss(&weft, Duration::from_secs(args.timeout_secs)).await;
+    }
     let sizes = if args.matrix {
         vec![(1000, 100), (10_000, 1000)]
     } else {
@@ -63,6 +70,18 @@ async fn main() -> anyhow::Result<()> {
         r = run_all(&options) => r,
         _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the control plane was stopped"),
     }
+}
+
+async fn proxy_rss(weft: &std::path::Path, timeout: Duration) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    for services in [10, 10_000] {
+        eprintln!("weft-scale: one proxy in a mesh of {services} services");
+        rows.push(weft_scale_bench::proxy_rss::measure(weft, services, timeout).await?);
+    }
+    let command: Vec<String> = std::env::args().collect();
+    println!("{}command: {}\n", report::header(), command.join(" "));
+    println!("{}", weft_scale_bench::proxy_rss::table(&rows));
+    Ok(())
 }
 
 async fn run_all(options: &[Options]) -> anyhow::Result<()> {

@@ -63,3 +63,21 @@ async fn a_tiny_mesh_converges_in_every_phase() {
         "{table}"
     );
 }
+
+/// `--proxy-rss` at its small size against the debug `weft`: a real proxy gets its config
+/// and its memory is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_proxy_in_a_small_mesh_reports_its_memory() {
+    let weft = match find_weft("debug") {
+        Ok(weft) => weft,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let r = weft_scale_bench::proxy_rss::measure(&weft, 10, Duration::from_secs(60))
+        .await
+        .expect("the proxy gets a config");
+    assert_eq!(r.services, 10);
+    assert!(r.rss_kib > 1024 && r.peak_kib >= r.rss_kib, "{r:?}");
+}
