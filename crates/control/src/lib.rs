@@ -121,7 +121,6 @@ pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> an
     for w in &warnings {
         tracing::warn!(warning = %w, "config accepted with a warning");
     }
-    let _ = watch::report_not_enforced(&resources, None);
     for u in &unsupported {
         tracing::warn!(what = %u, "loaded but not supported");
     }
@@ -146,6 +145,7 @@ pub async fn run(opts: ControlOptions, shutdown: impl Future<Output = ()>) -> an
     let jwks = jwks::Jwks::new(opts.jwks_refresh);
     let fetched = jwks.prefetch(&resources).await;
     let state = state::State::new(resources, &opts.trust_domain, opts.max_push_bytes);
+    let _ = watch::report_not_enforced(state.prepared().not_enforced(), None);
     state.set_jwks(fetched);
     let listener = bind(opts.listen)
         .with_context(|| format!("binding the control plane on {}", opts.listen))?;

@@ -63,15 +63,14 @@ pub(crate) async fn follow(mut feed: Feed, state: Arc<State>, jwks: Arc<crate::j
         if *previous == snapshot.resources {
             continue;
         }
-        let (mut not_enforced, not_enforced_new) =
-            crate::watch::report_not_enforced(&snapshot.resources, Some(&previous));
-        not_enforced.extend(snapshot.unsupported.iter().cloned());
         info!(
             resources = snapshot.resources.len(),
             "config source changed"
         );
         state.set_jwks(jwks.prefetch(&snapshot.resources).await);
-        state.set_resources(snapshot.resources.clone());
+        let (mut not_enforced, not_enforced_new) =
+            crate::watch::apply(&state, snapshot.resources.clone());
+        not_enforced.extend(snapshot.unsupported.iter().cloned());
         crate::emit(&Event::ConfigApplied {
             resources: snapshot.resources.len(),
             not_enforced,

@@ -126,6 +126,12 @@ impl State {
         self.lock().resources.clone()
     }
 
+    /// What every proxy's compile shares for the current resources (their not-enforced
+    /// report among it).
+    pub fn prepared(&self) -> Arc<Prepared> {
+        self.lock().prepared.clone()
+    }
+
     /// Replaces the resources (already validated); the proxies they reach get a push.
     pub fn set_resources(&self, resources: Vec<Resource>) {
         let prepared = Arc::new(Prepared::new(&resources));

@@ -14,23 +14,33 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 use weft_api::Resource;
 
-/// Logs what is configured but not enforced yet (new items only, after the first call);
-/// returns every item and the new ones, in words (`Kind/ns/name (file:line): what`).
+/// Logs what is configured but not enforced yet (the items `before` did not have; all of
+/// them when there is no `before`); returns every item and the new ones, in words
+/// (`Kind/ns/name (file:line): what`).
 pub fn report_not_enforced(
-    resources: &[Resource],
-    previous: Option<&[Resource]>,
+    now: &[weft_model::NotEnforced],
+    before: Option<&[weft_model::NotEnforced]>,
 ) -> (Vec<String>, Vec<String>) {
-    let before = previous.map(weft_model::not_enforced).unwrap_or_default();
+    let before = before.unwrap_or_default();
     let (mut all, mut new) = (Vec::new(), Vec::new());
-    for n in weft_model::not_enforced(resources) {
+    for n in now {
         let line = format!("{} ({}): {}", n.resource, n.location, n.what);
-        if !before.contains(&n) {
+        if !before.contains(n) {
             warn!(resource = %n.resource, location = %n.location, what = %n.what, "loaded but not enforced yet");
             new.push(line.clone());
         }
         all.push(line);
     }
     (all, new)
+}
+
+/// Applies validated resources to the state and reports what they configure but is not
+/// enforced yet: (every item, the items the previous resources did not have), from the
+/// report the state computes once per config version.
+pub(crate) fn apply(state: &State, resources: Vec<Resource>) -> (Vec<String>, Vec<String>) {
+    let before = state.prepared();
+    state.set_resources(resources);
+    report_not_enforced(state.prepared().not_enforced(), Some(before.not_enforced()))
 }
 
 /// A burst of file events is over once none came for this long (editors write in steps).
@@ -95,8 +105,10 @@ pub async fn run(
                 for w in &warnings {
                     warn!(warning = %w, "config accepted with a warning");
                 }
-                let (mut not_enforced, mut not_enforced_new) =
-                    report_not_enforced(&resources, Some(&previous));
+                info!(resources = resources.len(), "config reloaded");
+                // Keys a new jwksUri names are fetched before the config that names it goes out.
+                state.set_jwks(jwks.prefetch(&resources).await);
+                let (mut not_enforced, mut not_enforced_new) = apply(&state, resources);
                 for u in &now_unsupported {
                     if !unsupported.contains(u) {
                         warn!(what = %u, "loaded but not supported");
@@ -105,10 +117,6 @@ pub async fn run(
                 }
                 not_enforced.extend(now_unsupported.iter().cloned());
                 unsupported = now_unsupported;
-                info!(resources = resources.len(), "config reloaded");
-                // Keys a new jwksUri names are fetched before the config that names it goes out.
-                state.set_jwks(jwks.prefetch(&resources).await);
-                state.set_resources(resources);
                 crate::emit(&Event::ConfigApplied {
                     resources: state.resources().len(),
                     not_enforced,
@@ -128,6 +136,35 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rule(streams: Option<u32>) -> Vec<Resource> {
+        let pool = streams.map_or(String::new(), |n| {
+            format!(
+                "\n  trafficPolicy: {{connectionPool: {{http: {{maxConcurrentStreams: {n}}}}}}}"
+            )
+        });
+        let text = format!(
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: r, namespace: game}}\nspec:\n  host: inventory{pool}\n"
+        );
+        let loaded = weft_api::load_str(&text, "rule.yaml");
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        loaded.resources
+    }
+
+    #[tokio::test]
+    async fn applying_reports_what_is_not_enforced_and_what_is_new() {
+        let state = State::new(rule(None), "cluster.local", 4 << 20);
+        assert!(state.prepared().not_enforced().is_empty());
+        let (all, new) = apply(&state, rule(Some(10)));
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert!(all[0].contains("maxConcurrentStreams"), "{all:?}");
+        assert_eq!(new, all, "new in this reload");
+        let (again, new) = apply(&state, rule(Some(10)));
+        assert_eq!(again, all, "still reported");
+        assert!(new.is_empty(), "not new the second time: {new:?}");
+        let (all, new) = apply(&state, rule(None));
+        assert!(all.is_empty() && new.is_empty(), "{all:?} {new:?}");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_burst_settles_after_its_last_event_and_a_stream_still_reloads() {

@@ -74,6 +74,11 @@ fn is_policy(spec: &Spec) -> bool {
 }
 
 impl Prepared {
+    /// What these resources configure that is not enforced yet (`report::not_enforced`).
+    pub fn not_enforced(&self) -> &[NotEnforced] {
+        &self.not_enforced
+    }
+
     /// Prepares `resources`; pass the same resources to [`compile_prepared`].
     pub fn new(resources: &[Resource]) -> Prepared {
         let mut mesh_vs = std::collections::HashMap::new();
